@@ -1,0 +1,68 @@
+"""Bridge.service() adopted by an existing application, and Bridge.resource()."""
+
+import json
+
+import pytest
+import pytest_twisted
+from twisted.application.service import MultiService
+from twisted.internet import reactor
+from twisted.web.client import Agent, readBody
+from twisted.web.server import Site
+
+from twistbridge import Bridge
+
+
+async def get_json(url):
+    response = await Agent(reactor).request(b"GET", url.encode())
+    body = await readBody(response)
+    return response.code, json.loads(body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_service_runs_in_an_existing_multiservice():
+    bridge = Bridge(port="tcp:0:interface=127.0.0.1", igor_port="none", bgpy_port="none")
+    parent = MultiService()
+    bridge.service().setServiceParent(parent)
+    parent.startService()
+    try:
+        address = bridge.service().listeners["http"].status()["address"]
+        code, body = await get_json(f"http://{address}/health")
+        assert code == 200
+        assert body["status"] == "ok"
+        assert body["services"] == {"http": {"up": True, "address": address}}
+        assert body["pools"]["threads"]["size"] == 10
+    finally:
+        await parent.stopService()
+    assert bridge.service().listeners["http"].status() == {"up": False, "address": None}
+
+
+@pytest_twisted.ensureDeferred
+async def test_resource_mounts_in_an_existing_site():
+    bridge = Bridge()
+    port = reactor.listenTCP(0, Site(bridge.resource()), interface="127.0.0.1")
+    try:
+        code, body = await get_json(f"http://127.0.0.1:{port.getHost().port}/health")
+        # No bridge service runs: the resource still answers, with no listeners.
+        assert code == 200
+        assert body["services"] == {}
+    finally:
+        await port.stopListening()
+        await bridge.offloader.stopService()
+
+
+def test_service_is_built_once():
+    bridge = Bridge(port="tcp:0:interface=127.0.0.1")
+    assert bridge.service() is bridge.service()
+    assert isinstance(bridge.service(), MultiService)
+
+
+def test_run_in_validation():
+    bridge = Bridge()
+
+    async def coro(out, data, **kw):
+        pass
+
+    with pytest.raises(ValueError, match="coroutine"):
+        bridge.igor_action("x", coro, run_in="thread")
+    with pytest.raises(ValueError, match="run_in must be one of"):
+        bridge.rpc_function(lambda: 1, run_in="gpu")

@@ -1,0 +1,107 @@
+"""`twistd bridge` as users start it: options, --app, and every bad-input case."""
+
+import json
+import socket
+import subprocess
+import urllib.request
+
+import pytest
+
+from twistbridge.testing import BridgeProcess, twistd_path
+
+
+def run_twistd(*args, env=None, timeout=30):
+    return subprocess.run(
+        [twistd_path(), "-n", "bridge", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("twistd bridge: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_health_on_ephemeral_port():
+    with BridgeProcess() as server:
+        with urllib.request.urlopen(server.url("/health"), timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/json"
+            body = json.load(response)
+        assert body["status"] == "ok"
+        assert set(body["services"]) == {"http", "igor", "bgpy"}
+        for name, status in body["services"].items():
+            assert status["up"] is True
+            assert status["address"] == server.addresses[name]
+            assert status["address"].startswith("127.0.0.1:")
+
+
+def test_none_switches_listeners_off():
+    with BridgeProcess(["--igor-port", "none", "--bgpy-port", "none"]) as server:
+        with urllib.request.urlopen(server.url("/health"), timeout=5) as response:
+            body = json.load(response)
+        assert set(body["services"]) == {"http"}
+
+
+def test_app_option_serves_the_app(apps_env):
+    with BridgeProcess(["--app", "hello_app:bridge"], env=apps_env) as server:
+        request = urllib.request.Request(
+            server.url("/rpc"),
+            data=json.dumps(
+                {"jsonrpc": "2.0", "method": "hello", "params": ["you"], "id": 1}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.load(response) == {"jsonrpc": "2.0", "result": "hello you", "id": 1}
+
+
+def test_bad_endpoint_description():
+    result = run_twistd("--port", "nosuchtype:1234")
+    assert_one_line_error(result, "--port", "nosuchtype:1234", "not an endpoint description")
+
+
+def test_port_in_use_names_the_port():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        result = run_twistd("--port", "0", "--igor-port", str(port), "--bgpy-port", "0")
+    finally:
+        taken.close()
+    assert_one_line_error(result, "--igor-port", f"port {port}", "already in use")
+
+
+@pytest.mark.parametrize(
+    "spec, fragments",
+    [
+        ("no_such_module_xyz:bridge", ["cannot import module 'no_such_module_xyz'"]),
+        ("hello_app:missing", ["has no attribute 'missing'"]),
+        ("hello_app:not_a_bridge", ["'not_a_bridge' is a object, not a twistbridge.Bridge"]),
+        ("broken_app:bridge", ["raised RuntimeError", "broken on purpose"]),
+        ("hello_app", ["must be module:attribute"]),
+    ],
+)
+def test_bad_app(apps_env, spec, fragments):
+    result = run_twistd("--app", spec, "--port", "0", env=apps_env)
+    assert_one_line_error(result, *fragments)
+
+
+def test_bad_size():
+    result = run_twistd("--max-upload-size", "lots", "--port", "0")
+    assert_one_line_error(result, "--max-upload-size", "not a size")
+
+
+def test_unknown_option_is_a_usage_error():
+    result = run_twistd("--no-such-option")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout

@@ -1,0 +1,130 @@
+"""Settings: the one name of every option, with its default and parser.
+
+Every setting is a field of L{Settings}.  The same name (with ``-`` for ``_``)
+is the ``twistd bridge`` option and the keyword of L{twistbridge.Bridge}.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Optional, Tuple
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """
+    Parse a byte count: an integer, or digits with a K, M or G suffix.
+
+    @raise ValueError: when C{value} is not a size.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"negative size: {value}")
+        return value
+    match = _SIZE.match(str(value))
+    if match is None:
+        raise ValueError(f"not a size (bytes, or a number with K/M/G): {value!r}")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def listen_description(value: Any) -> Optional[str]:
+    """
+    Turn a listener setting into an endpoint description, or L{None} for off.
+
+    A bare port number binds 127.0.0.1; C{"none"} switches the listener off;
+    anything else is taken as a Twisted endpoint description.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() == "none":
+        return None
+    if text.isdigit():
+        return f"tcp:{int(text)}:interface=127.0.0.1"
+    return text
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    Every configurable value of a bridge (SPEC section 9).
+
+    @ivar port: the HTTP listener (izzati, JSON-RPC, WebSocket at C{/ws}).
+    @ivar igor_port: the standalone Igor WebSocket listener, or C{"none"}.
+    @ivar bgpy_port: the bgpy task listener, or C{"none"}.
+    @ivar max_upload_size: izzati request body limit in bytes.
+    @ivar max_request_size: JSON-RPC request body limit in bytes.
+    @ivar max_message_size: Igor message and bgpy frame limit in bytes.
+    @ivar header_timeout: seconds to send complete HTTP request headers.
+    @ivar idle_timeout: seconds an HTTP connection may stay silent.
+    @ivar igor_allowed_origin: extra WebSocket origins to accept.
+    @ivar bgpy_init_file: a Python file holding bgpy tasks.
+    @ivar bgpy_allow_module: modules whose task functions bgpy clients may name.
+    @ivar bgpy_token_file: a file holding the bgpy token.
+    @ivar bgpy_token: the bgpy token itself (else C{BGPY_TOKEN}).
+    @ivar threads: handler thread pool size.
+    @ivar processes: process pool size.
+    @ivar call_timeout: seconds a process-pool call may run before its
+        worker is killed and replaced.
+    @ivar shutdown_timeout: seconds to drain on SIGTERM.
+    @ivar log_format: C{"text"} or C{"json"}.
+    """
+
+    port: Any = 5020
+    igor_port: Any = 5678
+    bgpy_port: Any = 54321
+    max_upload_size: int = 1024**3
+    max_request_size: int = 16 * 1024**2
+    max_message_size: int = 16 * 1024**2
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    igor_allowed_origin: Tuple[str, ...] = ()
+    bgpy_init_file: Optional[str] = None
+    bgpy_allow_module: Tuple[str, ...] = ()
+    bgpy_token_file: Optional[str] = None
+    bgpy_token: Optional[str] = None
+    threads: int = 10
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    call_timeout: Optional[float] = None
+    shutdown_timeout: float = 10.0
+    log_format: str = "text"
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_size", "max_request_size", "max_message_size"):
+            object.__setattr__(self, name, parse_size(getattr(self, name)))
+        for name in ("igor_allowed_origin", "bgpy_allow_module"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+        for name in ("threads", "processes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1")
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json': {self.log_format}")
+
+    @classmethod
+    def names(cls) -> Tuple[str, ...]:
+        """The name of every setting."""
+        return tuple(f.name for f in fields(cls))
+
+    def updated(self, **changes: Any) -> Settings:
+        """A copy with C{changes} applied (and validated)."""
+        return replace(self, **changes)
+
+    def token(self) -> Optional[str]:
+        """
+        The bgpy token: from the token file, else the configuration, else
+        the C{BGPY_TOKEN} environment variable; L{None} when none is set.
+        """
+        if self.bgpy_token_file:
+            with open(self.bgpy_token_file, encoding="utf-8") as f:
+                return f.read().strip()
+        if self.bgpy_token:
+            return self.bgpy_token
+        return os.environ.get("BGPY_TOKEN") or None

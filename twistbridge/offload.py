@@ -1,0 +1,266 @@
+"""
+The offload layer: where every protocol's handlers run.
+
+A handler is resolved once, at registration, into a L{Handler} that knows
+whether it runs in the reactor, in the bridge's own thread pool or in the
+process pool (SPEC section 2):
+
+    - plain C{def} runs in the thread pool, so a blocking handler never stalls
+      other clients;
+    - C{async def} and handlers returning a L{Deferred} run in the reactor;
+    - C{run_in="process"} sends the call to the process pool.
+
+Protocols never start threads or processes themselves: they call
+L{Offloader.call}, which always returns a L{Deferred}.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any, Callable, Dict, Optional
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+RUN_IN = ("reactor", "thread", "process")
+
+log = Logger()
+
+
+class Handler:
+    """
+    A user callable with the place it runs, decided once.
+
+    @ivar func: the user's callable.
+    @ivar run_in: C{"reactor"}, C{"thread"} or C{"process"}.
+    @ivar name: a name for logs and errors.
+    """
+
+    __slots__ = ("func", "run_in", "name")
+
+    def __init__(self, func: Callable[..., Any], run_in: str, name: str) -> None:
+        self.func = func
+        self.run_in = run_in
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.name} run_in={self.run_in}>"
+
+
+def resolve(
+    func: Callable[..., Any], run_in: Optional[str] = None, name: Optional[str] = None
+) -> Handler:
+    """
+    Decide where C{func} runs and return it as a L{Handler}.
+
+    @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
+        default: the reactor for coroutine functions, the thread pool for
+        everything else.  A plain function that returns a L{Deferred} must
+        say C{run_in="reactor"} (it cannot be known before it is called).
+    @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
+        to a thread or a process.
+    @raise TypeError: when C{func} is not callable.
+    """
+    if not callable(func):
+        raise TypeError(f"handler {func!r} is not callable")
+    if name is None:
+        name = getattr(func, "__qualname__", None) or repr(func)
+    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)
+    )
+    if run_in is None:
+        run_in = "reactor" if is_coroutine else "thread"
+    if run_in not in RUN_IN:
+        raise ValueError(f"run_in must be one of {', '.join(RUN_IN)}: {run_in!r}")
+    if is_coroutine and run_in != "reactor":
+        raise ValueError(f"{name} is a coroutine function: it can only run_in='reactor'")
+    return Handler(func, run_in, name)
+
+
+def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    """
+    Call C{func} now, in the reactor thread, and return a L{Deferred} of its
+    result, awaiting a coroutine or a L{Deferred} it returns.
+    """
+    try:
+        result = func(*args, **kwargs)
+    except BaseException:
+        return defer.fail(Failure())
+    if inspect.isawaitable(result) and not isinstance(result, Deferred):
+        return defer.ensureDeferred(result)
+    if isinstance(result, Deferred):
+        return result
+    return defer.succeed(result)
+
+
+class Offloader(Service):
+    """
+    The bridge's thread pool and process pool, started and stopped with the
+    service.
+
+    The thread pool is the bridge's own (never the reactor's default pool,
+    which Twisted also uses for name resolution).
+
+    @ivar threads: thread pool size.
+    @ivar processes: process pool size.
+    @ivar call_timeout: seconds a process call may take, or L{None}.
+    """
+
+    name = "offload"
+
+    def __init__(
+        self,
+        threads: int = 10,
+        processes: int = 1,
+        call_timeout: Optional[float] = None,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._reactor = reactor
+        self.threads = threads
+        self.processes = processes
+        self.call_timeout = call_timeout
+        self._threadpool: Optional[ThreadPool] = None
+        self._processpool: Any = None
+        self._queued = 0
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    # lifecycle ---------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start the thread pool (the process pool starts on first use)."""
+        Service.startService(self)
+        self._ensure_threadpool()
+
+    def stopService(self) -> Deferred:
+        """Stop both pools; the returned L{Deferred} fires once they are down."""
+        Service.stopService(self)
+        waits = []
+        if self._processpool is not None:
+            pool, self._processpool = self._processpool, None
+            waits.append(defer.maybeDeferred(pool.stop))
+        if self._threadpool is not None:
+            pool, self._threadpool = self._threadpool, None
+            waits.append(self._stop_threadpool(pool))
+        return defer.DeferredList(waits, consumeErrors=True)
+
+    def _stop_threadpool(self, pool: ThreadPool) -> Deferred:
+        # ThreadPool.stop() joins its threads: do that off the reactor thread
+        # so a handler still running cannot stall shutdown of everything else.
+        d = Deferred()
+
+        def stop() -> None:
+            pool.stop()
+            self._reactor.callFromThread(d.callback, None)
+
+        threading.Thread(target=stop, name="twistbridge-threadpool-stop", daemon=True).start()
+        return d
+
+    def _ensure_threadpool(self) -> ThreadPool:
+        if self._threadpool is None:
+            pool = ThreadPool(minthreads=0, maxthreads=self.threads, name="twistbridge")
+            pool.start()
+            self._threadpool = pool
+            if not self.running:
+                # Used without the service (a resource mounted on its own):
+                # still stop the threads with the reactor.
+                self._reactor.addSystemEventTrigger("during", "shutdown", self.stopService)
+        return self._threadpool
+
+    # calls --------------------------------------------------------------
+
+    def call(self, handler: Handler, *args: Any, **kwargs: Any) -> Deferred:
+        """
+        Run C{handler} with these arguments where it belongs.
+
+        @return: a L{Deferred} of the result; cancelling it before a thread or
+            process call has started drops the call.
+        """
+        if handler.run_in == "reactor":
+            return call_in_reactor(handler.func, *args, **kwargs)
+        if handler.run_in == "thread":
+            return self.in_thread(handler.func, *args, **kwargs)
+        return self.in_process(handler.func, *args, **kwargs)
+
+    def in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        """
+        Run C{func} in the bridge's thread pool.
+
+        Cancelling the returned L{Deferred} before a thread picked the call up
+        means the call never runs.
+        """
+        pool = self._ensure_threadpool()
+        state = {"cancelled": False, "started": False}
+        lock = threading.Lock()
+
+        def cancel(d: Deferred) -> None:
+            with lock:
+                if not state["started"]:
+                    state["cancelled"] = True
+
+        d: Deferred = Deferred(cancel)
+
+        def deliver(ok: bool, result: Any) -> None:
+            with self._lock:
+                self._busy -= 1
+            if d.called:
+                return
+            if ok:
+                d.callback(result)
+            else:
+                d.errback(result)
+
+        def run() -> None:
+            with lock:
+                if state["cancelled"]:
+                    with self._lock:
+                        self._queued -= 1
+                    return
+                state["started"] = True
+            with self._lock:
+                self._queued -= 1
+                self._busy += 1
+            try:
+                result = func(*args, **kwargs)
+            except BaseException:
+                self._reactor.callFromThread(deliver, False, Failure())
+            else:
+                self._reactor.callFromThread(deliver, True, result)
+
+        with self._lock:
+            self._queued += 1
+        pool.callInThread(run)
+        return d
+
+    def in_process(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        """
+        Run C{func} in the process pool; C{func}, its arguments and its result
+        must pickle.
+        """
+        if self._processpool is None:
+            from twistbridge._processpool import ProcessPool
+
+            self._processpool = ProcessPool(
+                size=self.processes, call_timeout=self.call_timeout
+            )
+        return self._processpool.call(func, *args, **kwargs)
+
+    # observability -------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """Pool sizes, busy workers and queued calls, for C{/health}."""
+        with self._lock:
+            threads = {"size": self.threads, "busy": self._busy, "queued": self._queued}
+        processes: Dict[str, Any] = {"size": self.processes, "busy": 0, "queued": 0}
+        if self._processpool is not None:
+            processes.update(self._processpool.stats())
+        return {"threads": threads, "processes": processes}

@@ -1,0 +1,169 @@
+"""
+C{twistd bridge}: the command-line options (L{Options}) and L{makeService}.
+
+Every option is a setting of L{twistbridge.config.Settings}; an option given on
+the command line overrides the value the app's L{Bridge} was built with.
+Wrong input ends with one line on stderr and a non-zero exit, not a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+from typing import Any, Dict, List
+
+from twisted.python import usage
+
+from twistbridge.config import Settings, listen_description, parse_size
+
+DEMO_APP = "twistbridge.demo:bridge"
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"twistd bridge: error: {message}")
+
+
+class Options(usage.Options):
+    """The options of C{twistd bridge} (SPEC sections 1 and 9)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve izzati uploads, Igor WebSocket streams, JSON-RPC 2.0 and bgpy "
+        "tasks from one reactor. Listeners take a port number (bound to "
+        "127.0.0.1), a Twisted endpoint description, or 'none'."
+    )
+
+    optParameters: List[List[Any]] = [
+        ["port", "p", None, "HTTP listener [default: 5020]"],
+        ["igor-port", None, None, "Igor WebSocket listener or 'none' [default: 5678]"],
+        ["bgpy-port", None, None, "bgpy task listener or 'none' [default: 54321]"],
+        ["app", None, None, "the app's Bridge as module:attribute [default: demo app]"],
+        ["max-upload-size", None, None, "izzati body limit, bytes or K/M/G [default: 1G]"],
+        ["max-request-size", None, None, "JSON-RPC body limit [default: 16M]"],
+        ["max-message-size", None, None, "Igor message and bgpy frame limit [default: 16M]"],
+        ["header-timeout", None, None, "seconds to send HTTP headers [default: 10]", float],
+        ["idle-timeout", None, None, "seconds an HTTP connection may idle [default: 60]", float],
+        ["bgpy-init-file", None, None, "Python file with bgpy tasks"],
+        ["bgpy-token-file", None, None, "file holding the bgpy token [default: $BGPY_TOKEN]"],
+        ["threads", None, None, "handler thread pool size [default: 10]", int],
+        ["processes", None, None, "process pool size [default: number of cores]", int],
+        ["call-timeout", None, None, "seconds a process-pool call may run [default: none]", float],
+        ["shutdown-timeout", None, None, "seconds to drain on SIGTERM [default: 10]", float],
+        ["log-format", None, None, "'text' or 'json' [default: text]"],
+    ]
+
+    def __init__(self) -> None:
+        usage.Options.__init__(self)
+        self["igor-allowed-origin"] = []
+        self["bgpy-allow-module"] = []
+
+    def opt_igor_allowed_origin(self, origin: str) -> None:
+        """An extra allowed WebSocket Origin (repeatable)."""
+        self["igor-allowed-origin"].append(origin)
+
+    def opt_bgpy_allow_module(self, module: str) -> None:
+        """A module whose task functions bgpy clients may name (repeatable)."""
+        self["bgpy-allow-module"].append(module)
+
+    def settings_given(self) -> Dict[str, Any]:
+        """The settings given on the command line, by their L{Settings} name."""
+        given: Dict[str, Any] = {}
+        names = set(Settings.names())
+        for key, value in self.items():
+            name = key.replace("-", "_")
+            if name in names and value not in (None, []):
+                given[name] = value
+        return given
+
+    def postOptions(self) -> None:
+        """Validate everything now, so mistakes never reach a traceback."""
+        given = self.settings_given()
+        for name in ("max_upload_size", "max_request_size", "max_message_size"):
+            if name in given:
+                try:
+                    parse_size(given[name])
+                except ValueError as e:
+                    raise _fail(f"--{name.replace('_', '-')}: {e}") from None
+        self.bridge = load_app(self["app"] or DEMO_APP)
+        try:
+            self.bridge.configure(**given)
+        except (TypeError, ValueError) as e:
+            raise _fail(str(e)) from None
+        s = self.bridge.settings
+        for option, value in (
+            ("--port", s.port),
+            ("--igor-port", s.igor_port),
+            ("--bgpy-port", s.bgpy_port),
+        ):
+            check_listen(option, value)
+
+
+def load_app(spec: str) -> Any:
+    """
+    Import C{module:attribute} and return it, checking it is a L{Bridge}.
+
+    @raise SystemExit: with a one-line reason when it cannot be had.
+    """
+    from twistbridge.app import Bridge
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise _fail(f"--app must be module:attribute, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`, find the user's module in cwd
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise _fail(f"--app {spec}: cannot import module {module_name!r}: {e}") from None
+    except Exception as e:
+        raise _fail(
+            f"--app {spec}: importing {module_name!r} raised {type(e).__name__}: {e}"
+        ) from None
+    try:
+        obj = getattr(module, attribute)
+    except AttributeError:
+        raise _fail(f"--app {spec}: module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(obj, Bridge):
+        raise _fail(f"--app {spec}: {attribute!r} is a {type(obj).__name__}, not a twistbridge.Bridge")
+    return obj
+
+
+def check_listen(option: str, value: Any) -> None:
+    """
+    Fail early, with one line, on a description that does not parse or a TCP
+    port that is already taken.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+    from twisted.internet.endpoints import serverFromString
+
+    description = listen_description(value)
+    if description is None:
+        return
+    try:
+        endpoint = serverFromString(reactor, description)
+    except Exception as e:
+        raise _fail(f"{option} {value}: not an endpoint description ({e})") from None
+    if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        port = endpoint._port
+        if port == 0:
+            return
+        family = socket.AF_INET6 if isinstance(endpoint, TCP6ServerEndpoint) else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((endpoint._interface, port))
+        except OSError as e:
+            reason = "is already in use" if e.errno == 98 else f"cannot be bound ({e.strerror})"
+            raise _fail(f"{option}: port {port} on {endpoint._interface or '*'} {reason}") from None
+        finally:
+            probe.close()
+
+
+def makeService(options: Options) -> Any:
+    """Build the service of the app named by C{--app} (or the demo app)."""
+    from twistbridge.logs import configure_logging
+
+    configure_logging(options.bridge.settings)
+    return options.bridge.service()
