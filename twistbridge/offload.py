@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -70,9 +70,9 @@ def resolve(
         raise TypeError(f"handler {func!r} is not callable")
     if name is None:
         name = getattr(func, "__qualname__", None) or repr(func)
-    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)
-    )
+    # An instance whose __call__ is "async def" is a coroutine function too.
+    call = type(func).__call__
+    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
     if run_in is None:
         run_in = "reactor" if is_coroutine else "thread"
     if run_in not in RUN_IN:

@@ -135,8 +135,11 @@ def check_listen(option: str, value: Any) -> None:
     port that is already taken.
     """
     from twisted.internet import reactor
-    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.endpoints import (
+        TCP4ServerEndpoint,
+        TCP6ServerEndpoint,
+        serverFromString,
+    )
 
     description = listen_description(value)
     if description is None:
