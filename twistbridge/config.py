@@ -70,6 +70,11 @@ class Settings:
     @ivar processes: process pool size.
     @ivar call_timeout: seconds a process-pool call may run before its
         worker is killed and replaced.
+    @ivar max_connections: open connections allowed per listener (0: no limit).
+    @ivar max_connections_per_client: open connections allowed per listener
+        from one client address (0: no limit).
+    @ivar message_timeout: seconds a WebSocket handshake or a bgpy message may
+        take to arrive complete once it has started.
     @ivar shutdown_timeout: seconds to drain on SIGTERM.
     @ivar log_format: C{"text"} or C{"json"}.
     """
@@ -90,6 +95,9 @@ class Settings:
     threads: int = 10
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     call_timeout: Optional[float] = None
+    max_connections: int = 4096
+    max_connections_per_client: int = 512
+    message_timeout: float = 30.0
     shutdown_timeout: float = 10.0
     log_format: str = "text"
 
@@ -101,6 +109,10 @@ class Settings:
             if isinstance(value, str):
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
+        for name in ("max_connections", "max_connections_per_client"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more")
+            object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("threads", "processes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -49,6 +49,9 @@ class Options(usage.Options):
         ["threads", None, None, "handler thread pool size [default: 10]", int],
         ["processes", None, None, "process pool size [default: number of cores]", int],
         ["call-timeout", None, None, "seconds a process-pool call may run [default: none]", float],
+        ["max-connections", None, None, "open connections per listener, 0 for no limit [default: 4096]", int],
+        ["max-connections-per-client", None, None, "open connections per listener from one address [default: 512]", int],
+        ["message-timeout", None, None, "seconds for a WebSocket handshake or bgpy message to complete [default: 30]", float],
         ["shutdown-timeout", None, None, "seconds to drain on SIGTERM [default: 10]", float],
         ["log-format", None, None, "'text' or 'json' [default: text]"],
     ]
