@@ -75,7 +75,7 @@ def invalid_request(detail: Optional[str] = None) -> Error:
 
 def method_not_found(name: str) -> Error:
     """-32601: no such method at this path."""
-    return Error(METHOD_NOT_FOUND, "Method not found", name)
+    return Error(METHOD_NOT_FOUND, "Method not found")
 
 
 def invalid_params(detail: str) -> Error:
@@ -189,7 +189,7 @@ def _valid_id(value: Any) -> bool:
 def validate(obj: Any, top_level: bool = True) -> Item:
     """Turn one decoded request object into a L{Call} or an L{Invalid}."""
     if type(obj) is not dict:
-        return Invalid(invalid_request("a request must be a JSON object"))
+        return Invalid(invalid_request())
     version = V2
     if obj.get("jsonrpc") != "2.0":
         if top_level and "jsonrpc" not in obj and type(obj.get("method")) is str:
@@ -197,23 +197,23 @@ def validate(obj: Any, top_level: bool = True) -> Item:
         else:
             rid = obj.get("id")
             return Invalid(
-                invalid_request('"jsonrpc" must be exactly "2.0"'),
+                invalid_request(),
                 rid if _valid_id(rid) else None,
             )
     rid = obj.get("id", _MISSING)
     if rid is not _MISSING and not _valid_id(rid):
-        return Invalid(invalid_request('"id" must be a string, a number or null'))
+        return Invalid(invalid_request())
     method = obj.get("method")
     if type(method) is not str:
         return Invalid(
-            invalid_request('"method" must be a string'),
+            invalid_request(),
             None if rid is _MISSING else rid,
             version,
         )
     params = obj.get("params")
     if params is not None and type(params) is not list and type(params) is not dict:
         return Invalid(
-            invalid_request('"params" must be an array or an object'),
+            invalid_request(),
             None if rid is _MISSING else rid,
             version,
         )
@@ -234,10 +234,10 @@ def parse(body: Union[bytes, str], max_batch_size: int = 1000) -> Union[Parsed, 
     try:
         obj = loads(body)
     except ValueError as e:
-        return parse_error(str(e))
+        return parse_error()
     if type(obj) is list:
         if not obj:
-            return invalid_request("empty batch")
+            return invalid_request()
         if max_batch_size and len(obj) > max_batch_size:
             return invalid_request(
                 f"batch of {len(obj)} requests is over the limit of {max_batch_size}"
@@ -448,9 +448,15 @@ class Connection(dict):
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
 
+    def __setitem__(self, name: str, value: Any) -> None:
+        dict.__setitem__(self, name, value)
+        if name == "allowCompress":
+            # A method's own choice (True forces gzip, False forbids it).
+            dict.__setitem__(self, "_compressChoice", bool(value))
+
     def snapshot(self) -> Dict[str, Any]:
         """The picklable part (for C{run_in="process"} methods)."""
-        return {k: v for k, v in self.items() if k not in ("server", "call")}
+        return {k: v for k, v in self.items() if k not in ("server", "call", "_compressChoice")}
 
 
 def new_connection(

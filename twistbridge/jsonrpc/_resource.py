@@ -96,11 +96,7 @@ class RpcController:
     """
 
     def __init__(self, bridge: Any, reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
+        self._reactor = reactor
         self.bridge = bridge
         self.defaults: Dict[str, Any] = {}
         self.default_path = "/rpc"
@@ -113,6 +109,15 @@ class RpcController:
         self._dispatchers: Dict[str, core.Dispatcher] = {}
         self._roots: List[Resource] = []
         self._waiters: List[tuple] = []
+
+    @property
+    def reactor(self) -> Any:
+        """The reactor (imported on first use, so that apps may build early)."""
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
 
     # dispatchers ----------------------------------------------------------
 
@@ -460,6 +465,13 @@ class RpcResource(Resource):
         """The request body limit: the bridge's C{max_request_size}."""
         return self.controller.bridge.settings.max_request_size
 
+    def getChildWithDefault(self, name: bytes, request: Any) -> Resource:
+        """Mount paths registered since the last request, then find the child."""
+        ctl = self.controller
+        if ctl.bridge.rpc_version != ctl._version:
+            ctl.paths()
+        return Resource.getChildWithDefault(self, name, request)
+
     def getChild(self, name: bytes, request: Any) -> Resource:
         """C{""} is this path itself; any other name is a JSONP method."""
         if name == b"":
@@ -738,9 +750,7 @@ def _respond(
             request.setHeader(str(name).encode("latin-1"), str(value).encode("latin-1"))
         for cookie in conn["cookiesOut"]:
             _add_cookie(request, cookie)
-        forced = conn["allowCompress"]
-        if forced == (opts.compress_min_size is not None):
-            forced = None
+        forced = conn.get("_compressChoice")
     if payload is None:
         request.setResponseCode(http.NO_CONTENT)
         return b""
