@@ -103,7 +103,7 @@ EXAMPLES = [
 def canonical(value):
     """A batch's responses in a fixed order (the specification lets them come in any)."""
     if isinstance(value, list):
-        return sorted((json.dumps(v, sort_keys=True) for v in value))
+        return sorted(json.dumps(v, sort_keys=True) for v in value)
     return value
 
 

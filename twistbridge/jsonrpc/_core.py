@@ -233,7 +233,7 @@ def parse(body: Union[bytes, str], max_batch_size: int = 1000) -> Union[Parsed, 
     """
     try:
         obj = loads(body)
-    except ValueError as e:
+    except ValueError:
         return parse_error()
     if type(obj) is list:
         if not obj:
@@ -511,14 +511,10 @@ def encode_result(call: Call, result: Any) -> bytes:
     @raise ValueError: (or L{TypeError}) when C{result} is not JSON.
     """
     if call.version == V2:
-        return (
-            '{"jsonrpc":"2.0","result":%s,"id":%s}' % (dumps(result), dumps(call.id))
-        ).encode()
+        return ('{"jsonrpc":"2.0","result":' + dumps(result) + ',"id":' + dumps(call.id) + "}").encode()
     if call.version == V1:
-        return (
-            '{"result":%s,"error":null,"id":%s}' % (dumps(result), dumps(call.id))
-        ).encode()
-    return ("[%s]" % dumps(result)).encode()
+        return ('{"result":' + dumps(result) + ',"error":null,"id":' + dumps(call.id) + "}").encode()
+    return ("[" + dumps(result) + "]").encode()
 
 
 def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:
