@@ -32,9 +32,23 @@ class Numbers:
 
 
 REACTOR = [
-    "subtract", "update", "notify_hello", "notify_sum", "get_data", "where_reactor",
-    "deferred_triple", "server_pid", "not_json", "kwonly", "echo", "whoami", "big",
-    "big_plain", "guarded", "hang", "compute",
+    "subtract",
+    "update",
+    "notify_hello",
+    "notify_sum",
+    "get_data",
+    "where_reactor",
+    "deferred_triple",
+    "server_pid",
+    "not_json",
+    "kwonly",
+    "echo",
+    "whoami",
+    "big",
+    "big_plain",
+    "guarded",
+    "hang",
+    "compute",
 ]
 THREAD = ["where", "raises", "raises_type_error", "set_outputs", "call_async"]
 
@@ -54,10 +68,19 @@ def build(mode):
         server.registerFunction(getattr(app, name), path="/rpc")
     server.registerFunction(app.sum_, path="/rpc", name="sum", run_in="reactor")
     server.registerFunction(app.async_double, path="/rpc")
-    server.registerFunction(app.pid_plus, path="/rpc", dispatcherBackend="parallelWithSocket")
+    server.registerFunction(
+        app.pid_plus, path="/rpc", dispatcherBackend="parallelWithSocket"
+    )
     server.registerFunction(app.helloworld_target, path="/rpc", name="greet")
-    for name in ["lock", "unlock", "stats", "serial_state", "open_gate", "cancelled_count",
-                 "reload_from"]:
+    for name in [
+        "lock",
+        "unlock",
+        "stats",
+        "serial_state",
+        "open_gate",
+        "cancelled_count",
+        "reload_from",
+    ]:
         server.registerFunction(getattr(app, name), path="/control", run_in="reactor")
     server.registerFunction(app.gated, path="/serial")
     server.registerFunction(app.slow_probe, path="/serial")
@@ -77,7 +100,9 @@ def build(mode):
 
 def post(url, payload):
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:

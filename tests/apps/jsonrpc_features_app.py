@@ -54,7 +54,9 @@ def where():
 
 @bridge.rpc_function(name="where_reactor", run_in="reactor")
 def where_reactor():
-    return "reactor" if threading.current_thread() is threading.main_thread() else "other"
+    return (
+        "reactor" if threading.current_thread() is threading.main_thread() else "other"
+    )
 
 
 @bridge.rpc_function
@@ -256,7 +258,9 @@ def version():
     return 2
 
 
-bridge.rpc_path("/api/v2", cors={"origin": ["http://localhost:8000"], "methods": "POST"})
+bridge.rpc_path(
+    "/api/v2", cors={"origin": ["http://localhost:8000"], "methods": "POST"}
+)
 
 
 def check_token(connection, method_name):
@@ -291,7 +295,12 @@ bridge.rpc_path("/tiny", max_batch_size=5)
 @bridge.rpc_function(path="/control", run_in="reactor")
 def reload_from(script, _connection):
     return _connection.server.reload(
-        {"dispatcher": "compute", "scriptPath": script, "path": "/rpc", "run_in": "reactor"}
+        {
+            "dispatcher": "compute",
+            "scriptPath": script,
+            "path": "/rpc",
+            "run_in": "reactor",
+        }
     )
 
 

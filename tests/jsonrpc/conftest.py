@@ -75,10 +75,14 @@ class CompatProcess:
 def bridge_server():
     server = BridgeProcess(
         [
-            "--app", "jsonrpc_features_app:bridge",
-            "--igor-port", "none",
-            "--bgpy-port", "none",
-            "--max-request-size", "64K",
+            "--app",
+            "jsonrpc_features_app:bridge",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+            "--max-request-size",
+            "64K",
         ],
         env=apps_environ(),
     )
@@ -109,12 +113,16 @@ class Client:
     def raw(self, path, data, headers=None, method="POST"):
         h = {"Content-Type": "application/json"}
         h.update(headers or {})
-        return self.session.request(method, self.server.url(path), data=data, headers=h, timeout=10)
+        return self.session.request(
+            method, self.server.url(path), data=data, headers=h, timeout=10
+        )
 
     def post(self, path, payload, headers=None):
         data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
         response = self.raw(path, data, headers)
-        is_json = response.headers.get("Content-Type", "").startswith("application/json")
+        is_json = response.headers.get("Content-Type", "").startswith(
+            "application/json"
+        )
         body = response.json() if response.content and is_json else None
         return response, body
 

@@ -23,7 +23,10 @@ def still_serving(server):
         b"\xff\xfe\x00garbage",
         b'{"jsonrpc": "2.0", "method": "echo", "params": [NaN], "id": 1}',
         b"[" * 30000 + b"]" * 30000,
-        b'{"jsonrpc": "2.0", "method": "echo", "params": ' + b"[" * 5000 + b"]" * 5000 + b', "id": 1}',
+        b'{"jsonrpc": "2.0", "method": "echo", "params": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b', "id": 1}',
         b'{"a":' * 10000 + b"1" + b"}" * 10000,
     ],
     ids=["empty", "text", "binary", "nan", "deep-array", "deep-params", "deep-object"],
@@ -74,7 +77,11 @@ def test_invalid_requests(client, payload, code):
     ],
 )
 def test_wrong_content_type(client, ctype, status):
-    response = client.raw("/rpc", json.dumps({"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}), {"Content-Type": ctype})
+    response = client.raw(
+        "/rpc",
+        json.dumps({"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}),
+        {"Content-Type": ctype},
+    )
     if status is None:
         # browser code written for flaskJSONRPCServer posts JSON as a form:
         # the compatibility class accepts it, the Bridge API by default not
@@ -85,9 +92,15 @@ def test_wrong_content_type(client, ctype, status):
     still_serving(client.server)
 
 
-@pytest.mark.parametrize("ctype", ["application/json; charset=utf-8", "text/plain", "application/json-rpc"])
+@pytest.mark.parametrize(
+    "ctype", ["application/json; charset=utf-8", "text/plain", "application/json-rpc"]
+)
 def test_json_content_types_are_accepted(client, ctype):
-    response = client.raw("/rpc", json.dumps({"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}), {"Content-Type": ctype})
+    response = client.raw(
+        "/rpc",
+        json.dumps({"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}),
+        {"Content-Type": ctype},
+    )
     assert response.json()["result"] == 1
 
 
@@ -100,25 +113,37 @@ def test_http_methods(client):
 def test_body_over_max_request_size_is_413(bridge_server):
     # the bridge server runs with --max-request-size 64K
     url = bridge_server.url("/rpc")
-    big = json.dumps({"jsonrpc": "2.0", "method": "echo", "params": ["x" * 70000], "id": 1})
-    response = requests.post(url, data=big, headers={"Content-Type": "application/json"})
+    big = json.dumps(
+        {"jsonrpc": "2.0", "method": "echo", "params": ["x" * 70000], "id": 1}
+    )
+    response = requests.post(
+        url, data=big, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
 
     def chunks():
         for i in range(0, len(big), 8192):
             yield big[i : i + 8192].encode()
 
-    chunked = requests.post(url, data=chunks(), headers={"Content-Type": "application/json"})
+    chunked = requests.post(
+        url, data=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert chunked.status_code == 413
-    just_under = json.dumps({"jsonrpc": "2.0", "method": "echo", "params": ["x" * 60000], "id": 1})
-    ok = requests.post(url, data=just_under, headers={"Content-Type": "application/json"})
+    just_under = json.dumps(
+        {"jsonrpc": "2.0", "method": "echo", "params": ["x" * 60000], "id": 1}
+    )
+    ok = requests.post(
+        url, data=just_under, headers={"Content-Type": "application/json"}
+    )
     assert ok.json()["result"] == "x" * 60000
     still_serving(bridge_server)
 
 
 def test_batch_over_the_cap(compat_server):
     entry = {"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}
-    response = requests.post(compat_server.url("/rpc"), json=[entry] * 100000, timeout=60)
+    response = requests.post(
+        compat_server.url("/rpc"), json=[entry] * 100000, timeout=60
+    )
     body = response.json()
     assert body["error"]["code"] == -32600
     assert body["id"] is None
@@ -138,7 +163,10 @@ def test_client_disconnect_cancels_pending_calls(client):
     before = client.call("cancelled_count", path="/control")
     host, port = client.server.url("/").split("//")[1].rstrip("/").rsplit(":", 1)
     body = json.dumps(
-        [{"jsonrpc": "2.0", "method": "hang", "id": 1}, {"jsonrpc": "2.0", "method": "hang", "id": 2}]
+        [
+            {"jsonrpc": "2.0", "method": "hang", "id": 1},
+            {"jsonrpc": "2.0", "method": "hang", "id": 2},
+        ]
     ).encode()
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
@@ -146,7 +174,14 @@ def test_client_disconnect_cancels_pending_calls(client):
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    wait_for(lambda: client.call("stats", path="/control")["processingDispatcherCount"] == 3, 10)
+    wait_for(
+        lambda: client.call("stats", path="/control")["processingDispatcherCount"] == 3,
+        10,
+    )
     sock.close()
-    wait_for(lambda: client.call("cancelled_count", path="/control") == before + 2, 10, what="both calls cancelled")
+    wait_for(
+        lambda: client.call("cancelled_count", path="/control") == before + 2,
+        10,
+        what="both calls cancelled",
+    )
     still_serving(client.server)

@@ -12,7 +12,9 @@ def test_jsonrpcclient_positional_and_named(server):
     url = server.url("/rpc")
     response = requests.post(url, json=request("subtract", params=(42, 23)))
     assert parse(response.json()) == Ok(19, response.json()["id"])
-    response = requests.post(url, json=request_uuid("subtract", params={"minuend": 5, "subtrahend": 7}))
+    response = requests.post(
+        url, json=request_uuid("subtract", params={"minuend": 5, "subtrahend": 7})
+    )
     parsed = parse(response.json())
     assert isinstance(parsed, Ok)
     assert parsed.result == -2
@@ -25,13 +27,17 @@ def test_jsonrpcclient_errors(server):
     assert isinstance(parsed, Error)
     assert parsed.code == -32601
     assert parsed.message == "Method not found"
-    parsed = parse(requests.post(url, json=request("raises", params=["bad thing"])).json())
+    parsed = parse(
+        requests.post(url, json=request("raises", params=["bad thing"])).json()
+    )
     assert (parsed.code, parsed.message) == (-32000, "bad thing")
 
 
 def test_jsonrpcclient_batch_and_notification(server):
     url = server.url("/rpc")
-    batch = [request("subtract", params=(10, i)) for i in range(5)] + [notification("update")]
+    batch = [request("subtract", params=(10, i)) for i in range(5)] + [
+        notification("update")
+    ]
     response = requests.post(url, json=batch)
     parsed = parse(response.json())
     assert sorted(p.result for p in parsed) == [6, 7, 8, 9, 10]
@@ -40,7 +46,9 @@ def test_jsonrpcclient_batch_and_notification(server):
     assert only.status_code == 204
 
 
-@pytest.mark.parametrize("version", [jsonrpclib.VERSION_2, jsonrpclib.VERSION_1, jsonrpclib.VERSION_PRE1])
+@pytest.mark.parametrize(
+    "version", [jsonrpclib.VERSION_2, jsonrpclib.VERSION_1, jsonrpclib.VERSION_PRE1]
+)
 @pytest_twisted.ensureDeferred
 async def test_txjsonrpc_proxy(server, version):
     proxy = Proxy(server.url("/rpc"), version=version)

@@ -16,11 +16,27 @@ def send_batch(url, n):
     for i in range(20):
         rid = f"{n}-{i}"
         if i % 3 == 0:
-            batch.append({"jsonrpc": "2.0", "method": "subtract", "params": [n * 100, i], "id": rid})
+            batch.append(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "subtract",
+                    "params": [n * 100, i],
+                    "id": rid,
+                }
+            )
         elif i % 3 == 1:
-            batch.append({"jsonrpc": "2.0", "method": "async_double", "params": [n + i], "id": rid})
+            batch.append(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "async_double",
+                    "params": [n + i],
+                    "id": rid,
+                }
+            )
         else:
-            batch.append({"jsonrpc": "2.0", "method": "echo", "params": {"data": rid}, "id": rid})
+            batch.append(
+                {"jsonrpc": "2.0", "method": "echo", "params": {"data": rid}, "id": rid}
+            )
     response = session.post(url, json=batch, timeout=60)
     return n, response.status_code, response.json()
 
@@ -44,4 +60,8 @@ def test_100_concurrent_batches_of_20(server):
         by_id = {r["id"]: r for r in body}
         assert set(by_id) == {f"{n}-{i}" for i in range(20)}
         for i in range(20):
-            assert by_id[f"{n}-{i}"] == {"jsonrpc": "2.0", "result": expected(n, i), "id": f"{n}-{i}"}
+            assert by_id[f"{n}-{i}"] == {
+                "jsonrpc": "2.0",
+                "result": expected(n, i),
+                "id": f"{n}-{i}",
+            }

@@ -21,7 +21,10 @@ def test_parse_never_raises_on_bytes(body):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -101,7 +104,11 @@ def f_magic(a, _connection=None):
 
 FUNCS = [f_simple, f_varargs, f_kwargs, f_kwonly, f_posonly, f_magic]
 names = st.sampled_from(["a", "b", "c", "d", "rest", "kw", "_connection"])
-params = st.none() | st.lists(st.integers(), max_size=5) | st.dictionaries(names, st.integers(), max_size=5)
+params = (
+    st.none()
+    | st.lists(st.integers(), max_size=5)
+    | st.dictionaries(names, st.integers(), max_size=5)
+)
 
 
 @given(st.sampled_from(FUNCS), params)
@@ -109,7 +116,9 @@ params = st.none() | st.lists(st.integers(), max_size=5) | st.dictionaries(names
 def test_binder_agrees_with_signature_bind(func, p):
     binder = core.Binder(func, "_connection")
     sig = inspect.signature(func)
-    sig = sig.replace(parameters=[x for x in sig.parameters.values() if x.name != "_connection"])
+    sig = sig.replace(
+        parameters=[x for x in sig.parameters.values() if x.name != "_connection"]
+    )
     try:
         if p is None:
             sig.bind()
@@ -147,12 +156,22 @@ def test_builtin_without_signature_accepts_anything():
 
 def test_encode_versions():
     call = core.Call("m", [], 1, False)
-    assert json.loads(core.encode_result(call, [1])) == {"jsonrpc": "2.0", "result": [1], "id": 1}
+    assert json.loads(core.encode_result(call, [1])) == {
+        "jsonrpc": "2.0",
+        "result": [1],
+        "id": 1,
+    }
     v1 = core.Call("m", [], "x", False, core.V1)
-    assert json.loads(core.encode_result(v1, 2)) == {"result": 2, "error": None, "id": "x"}
+    assert json.loads(core.encode_result(v1, 2)) == {
+        "result": 2,
+        "error": None,
+        "id": "x",
+    }
     pre1 = core.Call("m", [], None, False, core.PRE1)
     assert json.loads(core.encode_result(pre1, 2)) == [2]
-    err = json.loads(core.encode_error(core.method_error(ValueError("bad")), 1, core.V1))
+    err = json.loads(
+        core.encode_error(core.method_error(ValueError("bad")), 1, core.V1)
+    )
     assert err["error"]["faultCode"] == -32000
     assert err["error"]["faultString"] == "bad"
 
@@ -178,7 +197,10 @@ def test_join():
 
 
 def test_method_error_message():
-    assert core.method_error(RuntimeError("x")).to_dict() == {"code": -32000, "message": "x"}
+    assert core.method_error(RuntimeError("x")).to_dict() == {
+        "code": -32000,
+        "message": "x",
+    }
     assert core.method_error(KeyError()).message == "KeyError"
 
 
@@ -190,13 +212,17 @@ def test_valid_callbacks(name):
     assert core.valid_callback(name)
 
 
-@pytest.mark.parametrize("name", ["", "alert(1)", "a b", "x;y", "1abc", "a.", "<script>", "a" * 200])
+@pytest.mark.parametrize(
+    "name", ["", "alert(1)", "a b", "x;y", "1abc", "a.", "<script>", "a" * 200]
+)
 def test_invalid_callbacks(name):
     assert not core.valid_callback(name)
 
 
 def test_jsonp_params():
-    callback, params = core.jsonp_params({b"a": [b"1"], b"b": [b"2", b"3"], b"jsonp": [b"cb"]})
+    callback, params = core.jsonp_params(
+        {b"a": [b"1"], b"b": [b"2", b"3"], b"jsonp": [b"cb"]}
+    )
     assert callback == "cb"
     assert params == {"a": "1", "b": ["2", "3"]}
     assert core.jsonp_body("cb", b"5") == b"cb(5);"
@@ -210,8 +236,13 @@ def test_cors_headers():
     assert custom["Access-Control-Allow-Origin"] == "http://a"
     assert custom["Access-Control-Allow-Methods"] == "POST"
     listed = {"origin": ["http://a", "http://b"]}
-    assert dict(core.cors_headers(listed, "http://b"))["Access-Control-Allow-Origin"] == "http://b"
-    assert "Access-Control-Allow-Origin" not in dict(core.cors_headers(listed, "http://c"))
+    assert (
+        dict(core.cors_headers(listed, "http://b"))["Access-Control-Allow-Origin"]
+        == "http://b"
+    )
+    assert "Access-Control-Allow-Origin" not in dict(
+        core.cors_headers(listed, "http://c")
+    )
 
 
 @pytest.mark.parametrize(

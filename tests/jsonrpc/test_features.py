@@ -48,7 +48,11 @@ def test_process_pool(client):
 
 def test_method_exception_is_32000_with_its_text_and_no_traceback(client):
     response, body = client.post("/rpc", call("raises", ["boom"]))
-    assert body == {"jsonrpc": "2.0", "error": {"code": -32000, "message": "boom"}, "id": 1}
+    assert body == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32000, "message": "boom"},
+        "id": 1,
+    }
     assert "Traceback" not in response.text
 
 
@@ -169,9 +173,13 @@ def test_gzip_over_compress_min_size(server):
     # /api has compress_min_size=1000 (compressMinSize=1000 on the compat class).
     session = requests.Session()
     url = server.url("/api")
-    small = session.post(url, json=call("text", [10]), headers={"Accept-Encoding": "gzip"})
+    small = session.post(
+        url, json=call("text", [10]), headers={"Accept-Encoding": "gzip"}
+    )
     assert "Content-Encoding" not in small.headers
-    large = session.post(url, json=call("text", [5000]), headers={"Accept-Encoding": "gzip"})
+    large = session.post(
+        url, json=call("text", [5000]), headers={"Accept-Encoding": "gzip"}
+    )
     assert large.headers["Content-Encoding"] == "gzip"
     assert large.json()["result"] == "z" * 5000
     raw = session.post(
@@ -212,7 +220,9 @@ def test_cors_headers_and_preflight(server):
 
 def test_cors_off_by_default_on_the_bridge(bridge_server):
     response = requests.post(
-        bridge_server.url("/rpc"), json=call("echo", [1]), headers={"Origin": "http://x"}
+        bridge_server.url("/rpc"),
+        json=call("echo", [1]),
+        headers={"Origin": "http://x"},
     )
     assert "Access-Control-Allow-Origin" not in response.headers
 
@@ -230,7 +240,9 @@ def test_cors_origin_list(bridge_server):
 
 
 def test_jsonp_get(server):
-    response = requests.get(server.url("/api/add"), params={"a": "2", "b": "3", "jsonp": "cb_1"})
+    response = requests.get(
+        server.url("/api/add"), params={"a": "2", "b": "3", "jsonp": "cb_1"}
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/javascript"
     assert response.text == "cb_1(5);"
@@ -246,17 +258,23 @@ def test_jsonp_error_and_unknown_method(server):
 
 
 def test_jsonp_rejects_unsafe_callback(server):
-    response = requests.get(server.url("/api/add"), params={"a": 1, "b": 2, "jsonp": "alert(1)//"})
+    response = requests.get(
+        server.url("/api/add"), params={"a": 1, "b": 2, "jsonp": "alert(1)//"}
+    )
     assert response.status_code == 400
 
 
 def test_jsonp_off_by_default_on_the_bridge(bridge_server):
-    response = requests.get(bridge_server.url("/rpc/echo"), params={"data": "x", "jsonp": "cb"})
+    response = requests.get(
+        bridge_server.url("/rpc/echo"), params={"data": "x", "jsonp": "cb"}
+    )
     assert response.status_code == 403
 
 
 def test_jsonp_on_by_default_on_compat(compat_server):
-    response = requests.get(compat_server.url("/rpc/echo"), params={"data": "x", "jsonp": "cb"})
+    response = requests.get(
+        compat_server.url("/rpc/echo"), params={"data": "x", "jsonp": "cb"}
+    )
     assert response.text == 'cb("x");'
 
 
@@ -268,7 +286,9 @@ def test_auth(server):
     denied = requests.post(url, json=call("secret"))
     assert denied.status_code == 403
     assert denied.json()["error"] == {"code": -32001, "message": "Forbidden"}
-    allowed = requests.post(url, json=call("secret"), headers={"Authorization": "Bearer good"})
+    allowed = requests.post(
+        url, json=call("secret"), headers={"Authorization": "Bearer good"}
+    )
     assert allowed.json()["result"] == 42
     assert requests.post(url, json=call("public")).json()["result"] == "open"
     batch = requests.post(url, json=[call("public", id=1), call("secret", id=2)])
@@ -312,7 +332,9 @@ def test_exclusive_unlock_under_global_lock(client):
 
 
 def test_stats(client):
-    before = client.call("stats", path="/control")["methods"].get("/rpc subtract", {"count": 0})
+    before = client.call("stats", path="/control")["methods"].get(
+        "/rpc subtract", {"count": 0}
+    )
     for _ in range(3):
         client.call("subtract", 3, 1)
     stats = client.call("stats", True, path="/control")
@@ -334,10 +356,12 @@ def test_call_async(client):
 def test_reload_from_a_script(server, tmp_path):
     c = Client(server)
     script = tmp_path / f"reloaded_{os.getpid()}.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         def compute():
             return "reloaded"
-    """))
+    """)
+    )
     assert c.call("compute") in ("original", "reloaded")
     assert c.call("reload_from", str(script), path="/control") is True
     assert c.call("compute") == "reloaded"
@@ -380,7 +404,9 @@ def test_blocking_compat_server():
         url = server.url("/serial")
         with concurrent.futures.ThreadPoolExecutor(5) as pool:
             futures = [
-                pool.submit(requests.post, url, json=call("slow_probe", id=n), timeout=20)
+                pool.submit(
+                    requests.post, url, json=call("slow_probe", id=n), timeout=20
+                )
                 for n in range(5)
             ]
             seen = [f.result(20).json()["result"] for f in futures]
@@ -422,7 +448,7 @@ def test_compat_lifecycle():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][0]
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     ok = {"jsonrpc": "2.0", "result": "hi", "id": 1}
     assert out["started"] == ok
     assert out["stopped"].startswith("refused")

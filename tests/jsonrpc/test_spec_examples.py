@@ -66,7 +66,9 @@ EXAMPLES = [
         "[1,2,3]",
         "["
         + ",".join(
-            ['{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}']
+            [
+                '{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}'
+            ]
             * 3
         )
         + "]",
@@ -107,7 +109,9 @@ def canonical(value):
     return value
 
 
-@pytest.mark.parametrize("sent, expected", EXAMPLES, ids=[str(i) for i in range(len(EXAMPLES))])
+@pytest.mark.parametrize(
+    "sent, expected", EXAMPLES, ids=[str(i) for i in range(len(EXAMPLES))]
+)
 def test_specification_example(client, sent, expected):
     response = client.raw("/rpc", sent.encode())
     if expected is None:
@@ -120,7 +124,10 @@ def test_specification_example(client, sent, expected):
 
 
 def test_batch_responses_keep_request_order(client):
-    batch = [{"jsonrpc": "2.0", "method": "subtract", "params": [i, 1], "id": i} for i in range(20)]
+    batch = [
+        {"jsonrpc": "2.0", "method": "subtract", "params": [i, 1], "id": i}
+        for i in range(20)
+    ]
     response, body = client.post("/rpc", batch)
     assert [r["id"] for r in body] == list(range(20))
     assert [r["result"] for r in body] == [i - 1 for i in range(20)]

@@ -180,7 +180,9 @@ class JSONRPCServer:
         its C{_alias} names; C{fallback} switches JSONP for it.
         """
         run_in = run_in or _run_in(dispatcherBackend) or self.default_run_in
-        self.bridge.rpc_function(dispatcher, path=path, name=name, run_in=run_in, jsonp=fallback)
+        self.bridge.rpc_function(
+            dispatcher, path=path, name=name, run_in=run_in, jsonp=fallback
+        )
 
     def registerInstance(
         self,
@@ -199,7 +201,9 @@ class JSONRPCServer:
             if attr.startswith("_") and attr not in include:
                 continue
             member = getattr(dispatcher, attr)
-            if not callable(member) or (filter is not None and not filter(attr, member)):
+            if not callable(member) or (
+                filter is not None and not filter(attr, member)
+            ):
                 continue
             self.registerFunction(
                 member, path, fallback, attr, dispatcherBackend, notifBackend, run_in
@@ -219,7 +223,12 @@ class JSONRPCServer:
         """Unlock the server or one function (C{exclusive}: even under a global lock)."""
         self.rpc.unlock(dispatcher, exclusive)
 
-    def wait(self, dispatcher: Any = None, sleepMethod: Any = None, returnStatus: bool = False) -> Any:
+    def wait(
+        self,
+        dispatcher: Any = None,
+        sleepMethod: Any = None,
+        returnStatus: bool = False,
+    ) -> Any:
         """Wait while locked, or with C{returnStatus} say whether it is locked."""
         return self.rpc.wait(dispatcher, sleepMethod, returnStatus)
 
@@ -227,10 +236,18 @@ class JSONRPCServer:
         """Run C{target} in a thread of its own (see L{RpcController.callAsync})."""
         return self.rpc.callAsync(target, *args, **kwargs)
 
-    def reload(self, api: Any, clearOld: bool = False, timeout: float = 60,
-               processingDispatcherCountMax: int = 0, safely: bool = True) -> bool:
+    def reload(
+        self,
+        api: Any,
+        clearOld: bool = False,
+        timeout: float = 60,
+        processingDispatcherCountMax: int = 0,
+        safely: bool = True,
+    ) -> bool:
         """Replace methods without stopping (see L{RpcController.reload})."""
-        return self.rpc.reload(api, clearOld, timeout, processingDispatcherCountMax, safely)
+        return self.rpc.reload(
+            api, clearOld, timeout, processingDispatcherCountMax, safely
+        )
 
     # lifecycle -------------------------------------------------------------
 
@@ -250,7 +267,9 @@ class JSONRPCServer:
         service = MultiService()
         for i, description in enumerate(self.addresses):
             name = "http" if i == 0 else f"http{i + 1}"
-            ListenerService(name, description, site, self._reactor).setServiceParent(service)
+            ListenerService(name, description, site, self._reactor).setServiceParent(
+                service
+            )
         try:
             service.startService()
         except BaseException:
@@ -261,7 +280,9 @@ class JSONRPCServer:
         self._stopped.clear()
         return defer.succeed(None)
 
-    def _stop_service(self, timeout: float = 20, processingDispatcherCountMax: int = 0) -> Deferred:
+    def _stop_service(
+        self, timeout: float = 20, processingDispatcherCountMax: int = 0
+    ) -> Deferred:
         service, self._service = self._service, None
         self.ports = []
         if service is None:
@@ -349,6 +370,7 @@ class JSONRPCServer:
         Stop listening and wait (up to C{timeout} seconds) for running calls
         to finish.  When C{serveForever()} runs the reactor, it returns.
         """
+
         def stop_now() -> Deferred:
             d = self._stop_service(timeout, processingDispatcherCountMax)
             if self._owns_reactor and not getattr(self, "_restarting", False):
@@ -357,9 +379,15 @@ class JSONRPCServer:
 
         return self._in_reactor(stop_now)
 
-    def restart(self, timeout: float = 20, processingDispatcherCountMax: int = 0,
-                werkzeugTimeout: float = 3, joinLoop: bool = False) -> Any:
+    def restart(
+        self,
+        timeout: float = 20,
+        processingDispatcherCountMax: int = 0,
+        werkzeugTimeout: float = 3,
+        joinLoop: bool = False,
+    ) -> Any:
         """C{stop()} then C{start()} (no pause is needed: ports are freed at once)."""
+
         def restart_now() -> Deferred:
             self._restarting = True
             d = self._stop_service(timeout, processingDispatcherCountMax)

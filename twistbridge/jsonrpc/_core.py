@@ -338,7 +338,11 @@ class Method:
     __slots__ = ("name", "handler", "binder", "magic", "jsonp", "key")
 
     def __init__(
-        self, name: str, handler: Any, magic: Optional[str], jsonp: Optional[bool] = None
+        self,
+        name: str,
+        handler: Any,
+        magic: Optional[str],
+        jsonp: Optional[bool] = None,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -456,7 +460,11 @@ class Connection(dict):
 
     def snapshot(self) -> Dict[str, Any]:
         """The picklable part (for C{run_in="process"} methods)."""
-        return {k: v for k, v in self.items() if k not in ("server", "call", "_compressChoice")}
+        return {
+            k: v
+            for k, v in self.items()
+            if k not in ("server", "call", "_compressChoice")
+        }
 
 
 def new_connection(
@@ -511,9 +519,17 @@ def encode_result(call: Call, result: Any) -> bytes:
     @raise ValueError: (or L{TypeError}) when C{result} is not JSON.
     """
     if call.version == V2:
-        return ('{"jsonrpc":"2.0","result":' + dumps(result) + ',"id":' + dumps(call.id) + "}").encode()
+        return (
+            '{"jsonrpc":"2.0","result":'
+            + dumps(result)
+            + ',"id":'
+            + dumps(call.id)
+            + "}"
+        ).encode()
     if call.version == V1:
-        return ('{"result":' + dumps(result) + ',"error":null,"id":' + dumps(call.id) + "}").encode()
+        return (
+            '{"result":' + dumps(result) + ',"error":null,"id":' + dumps(call.id) + "}"
+        ).encode()
     return ("[" + dumps(result) + "]").encode()
 
 
@@ -522,7 +538,11 @@ def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:
     if version == V2:
         body: Any = {"jsonrpc": "2.0", "error": error.to_dict(), "id": id}
     else:
-        fault = {"fault": "Fault", "faultCode": error.code, "faultString": error.message}
+        fault = {
+            "fault": "Fault",
+            "faultCode": error.code,
+            "faultString": error.message,
+        }
         body = fault if version == PRE1 else {"result": None, "error": fault, "id": id}
     try:
         return dumps(body).encode()
@@ -554,7 +574,9 @@ def valid_callback(name: str) -> bool:
     return len(name) <= 128 and _CALLBACK.match(name) is not None
 
 
-def jsonp_params(args: Dict[bytes, List[bytes]]) -> Tuple[Optional[str], Dict[str, Any]]:
+def jsonp_params(
+    args: Dict[bytes, List[bytes]],
+) -> Tuple[Optional[str], Dict[str, Any]]:
     """
     The callback name and named params of a JSONP query string: a parameter
     given once is a string, given several times a list of strings.

@@ -141,11 +141,15 @@ class RpcController:
             paths = {m.path for m in methods} | set(options) | {self.default_path}
             dispatchers: Dict[str, core.Dispatcher] = {}
             for path in paths:
-                opts = core.PathOptions.from_dict({**self.defaults, **options.get(path, {})})
+                opts = core.PathOptions.from_dict(
+                    {**self.defaults, **options.get(path, {})}
+                )
                 dispatchers[path] = core.Dispatcher(path, {}, opts)
             for m in methods:
                 d = dispatchers[m.path]
-                d.methods[m.name] = core.Method(m.name, m.handler, d.options.magic_var, m.jsonp)
+                d.methods[m.name] = core.Method(
+                    m.name, m.handler, d.options.magic_var, m.jsonp
+                )
             self._dispatchers = dispatchers
             self._version = version
             for root in self._roots:
@@ -183,7 +187,9 @@ class RpcController:
 
     # running calls -------------------------------------------------------
 
-    def run(self, method: core.Method, call: core.Call, conn: Any, blocking: bool) -> Deferred:
+    def run(
+        self, method: core.Method, call: core.Call, conn: Any, blocking: bool
+    ) -> Deferred:
         """Run one call where its handler belongs; a L{Deferred} of the result."""
         params = call.params
         if type(params) is list:
@@ -198,11 +204,15 @@ class RpcController:
                 kwargs[method.magic] = conn
         if self.locks.active() and self.locks.locked(method.key):
             d = self._until_unlocked(method.key)
-            d.addCallback(lambda _: self._invoke(method.handler, args, kwargs, blocking))
+            d.addCallback(
+                lambda _: self._invoke(method.handler, args, kwargs, blocking)
+            )
             return d
         return self._invoke(method.handler, args, kwargs, blocking)
 
-    def _invoke(self, handler: Any, args: Any, kwargs: Dict[str, Any], blocking: bool) -> Deferred:
+    def _invoke(
+        self, handler: Any, args: Any, kwargs: Dict[str, Any], blocking: bool
+    ) -> Deferred:
         offloader = self.bridge.offloader
         if blocking:
             return self.blocking_lock.run(offloader.call, handler, *args, **kwargs)
@@ -482,7 +492,9 @@ class RpcResource(Resource):
         """Dispatch on the HTTP method."""
         disp = self.controller.dispatcher(self.path)
         if disp is None:
-            return _plain_error(request, http.NOT_FOUND, "no JSON-RPC methods at this path")
+            return _plain_error(
+                request, http.NOT_FOUND, "no JSON-RPC methods at this path"
+            )
         method = request.method
         if method == b"POST":
             return self.render_rpc(request, disp)
@@ -554,7 +566,13 @@ class _Exchange:
         "status",
     )
 
-    def __init__(self, ctl: RpcController, request: Any, disp: core.Dispatcher, parsed: core.Parsed):
+    def __init__(
+        self,
+        ctl: RpcController,
+        request: Any,
+        disp: core.Dispatcher,
+        parsed: core.Parsed,
+    ):
         self.ctl = ctl
         self.request = request
         self.disp = disp
@@ -645,7 +663,9 @@ class _Exchange:
         if not call.notification:
             self.parts[i] = core.encode_error(error, call.id, call.version)
 
-    def settled(self, result: Any, i: int, call: core.Call, method: core.Method, t0: float) -> None:
+    def settled(
+        self, result: Any, i: int, call: core.Call, method: core.Method, t0: float
+    ) -> None:
         self.ctl.stats_data.record(self.disp.path, call.method, _perf() - t0, True)
         if not call.notification:
             try:
@@ -661,12 +681,17 @@ class _Exchange:
                 )
         self.done(i)
 
-    def failed(self, failure: Failure, i: int, call: core.Call, method: core.Method, t0: float) -> None:
+    def failed(
+        self, failure: Failure, i: int, call: core.Call, method: core.Method, t0: float
+    ) -> None:
         self.ctl.stats_data.record(self.disp.path, call.method, _perf() - t0, False)
         if failure.check(CancelledError) and not self.waiting:
             pass
         elif failure.check(CancelledError):
-            log.info("JSON-RPC call {method!r} cancelled: the client left", method=call.method)
+            log.info(
+                "JSON-RPC call {method!r} cancelled: the client left",
+                method=call.method,
+            )
         else:
             log.failure(
                 "JSON-RPC method {method!r} at {path} raised",
@@ -702,10 +727,14 @@ class _Exchange:
 
     def body(self) -> bytes:
         payload = core.join(self.parts, self.parsed.batch)
-        return _respond(self.request, self.disp.options, payload, self.conn, self.status)
+        return _respond(
+            self.request, self.disp.options, payload, self.conn, self.status
+        )
 
 
-def _connection(request: Any, ctl: RpcController, disp: core.Dispatcher, jsonp: Any = False) -> core.Connection:
+def _connection(
+    request: Any, ctl: RpcController, disp: core.Dispatcher, jsonp: Any = False
+) -> core.Connection:
     headers = {
         k.decode("latin-1"): b", ".join(v).decode("latin-1")
         for k, v in request.requestHeaders.getAllRawHeaders()
@@ -809,7 +838,9 @@ def _set_cors(request: Any, opts: core.PathOptions) -> None:
 
 def _preflight(request: Any, opts: core.PathOptions) -> bytes:
     request.setResponseCode(http.NO_CONTENT)
-    request.setHeader(b"Allow", b"GET, POST, OPTIONS" if opts.jsonp else b"POST, OPTIONS")
+    request.setHeader(
+        b"Allow", b"GET, POST, OPTIONS" if opts.jsonp else b"POST, OPTIONS"
+    )
     if opts.cors:
         _set_cors(request, opts)
     return b""
@@ -854,7 +885,9 @@ class JsonpResource(Resource):
         except UnicodeDecodeError:
             return _plain_error(request, http.BAD_REQUEST, "query string is not UTF-8")
         if callback is not None and not core.valid_callback(callback):
-            return _plain_error(request, http.BAD_REQUEST, "jsonp must be a JavaScript name")
+            return _plain_error(
+                request, http.BAD_REQUEST, "jsonp must be a JavaScript name"
+            )
         method = disp.methods.get(name)
         enabled = opts.jsonp if method is None or method.jsonp is None else method.jsonp
         if not enabled:
@@ -902,13 +935,17 @@ class JsonpResource(Resource):
             try:
                 payload = core.dumps(result).encode()
             except (TypeError, ValueError):
-                payload = core.dumps({"error": core.internal_error().to_dict()}).encode()
+                payload = core.dumps(
+                    {"error": core.internal_error().to_dict()}
+                ).encode()
             finish(answer(payload, conn if method.magic else None))
 
         def bad(failure: Failure) -> None:
             ctl.stats_data.record(disp.path, name, _perf() - t0, False)
             if not failure.check(CancelledError):
-                log.failure("JSON-RPC method {method!r} raised (JSONP)", failure, method=name)
+                log.failure(
+                    "JSON-RPC method {method!r} raised (JSONP)", failure, method=name
+                )
             finish(error(core.method_error(failure.value)))
 
         def finish(body: bytes) -> None:
