@@ -98,7 +98,8 @@ def rpc_entries(
     if isinstance(aliases, str):
         aliases = [aliases]
     return [
-        RpcMethod(normalize_path(path), n, handler, jsonp) for n in [method_name, *aliases]
+        RpcMethod(normalize_path(path), n, handler, jsonp)
+        for n in [method_name, *aliases]
     ]
 
 
@@ -246,7 +247,9 @@ class Bridge:
                 continue
             member = getattr(obj, attr)
             if callable(member):
-                self.rpc_function(member, path=path, name=attr, run_in=run_in, jsonp=jsonp)
+                self.rpc_function(
+                    member, path=path, name=attr, run_in=run_in, jsonp=jsonp
+                )
 
     def rpc_path(self, path: str = "/rpc", **options: Any) -> None:
         """
