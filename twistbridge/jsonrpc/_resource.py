@@ -583,14 +583,24 @@ class RpcResource(Resource):
         stats.processing += 1
         t0 = _perf()
         d = ctl.run(method, call, None, disp.options.blocking)
-        if not d.called:
+        box: List[Any] = []
+        later: List[_Exchange] = []
+
+        def deliver(result: Any) -> None:
+            if later:
+                later[0].deliver(result, 0, call, method, t0)
+            else:
+                box.append(result)
+
+        d.addBoth(deliver)
+        if not box:
             exchange = _Exchange(ctl, request, disp, core.Parsed(False, [call]))
-            exchange.attach(0, call, method, d, t0)
+            exchange.pending = 1
+            exchange.deferreds[0] = d
             exchange.waiting = True
+            later.append(exchange)
             request.notifyFinish().addErrback(exchange.gone)
             return NOT_DONE_YET
-        box: List[Any] = []
-        d.addBoth(box.append)
         result = box[0]
         stats.processing -= 1
         if type(result) is Failure:
@@ -702,10 +712,16 @@ class _Exchange:
         self, i: int, call: core.Call, method: core.Method, d: Deferred, t0: float
     ) -> None:
         self.pending += 1
-        if not d.called:
-            self.deferreds[i] = d
-        args = (i, call, method, t0)
-        d.addCallbacks(self.settled, self.failed, args, None, args)
+        self.deferreds[i] = d
+        d.addBoth(self.deliver, i, call, method, t0)
+
+    def deliver(
+        self, result: Any, i: int, call: core.Call, method: core.Method, t0: float
+    ) -> None:
+        if type(result) is Failure:
+            self.failed(result, i, call, method, t0)
+        else:
+            self.settled(result, i, call, method, t0)
 
     def allowed(self, call: core.Call) -> bool:
         try:
