@@ -1001,15 +1001,14 @@ class JsonpResource(Resource):
         def error(err: core.Error) -> bytes:
             return answer(core.dumps({"error": err.to_dict()}).encode())
 
-        if method is None:
-            if name == core.LIST_METHODS:
-                return answer(core.dumps(disp.list_methods()).encode())
+        if method is None and name != core.LIST_METHODS:
             return error(core.method_not_found(name))
-        if "_" in params and "_" not in method.binder.names:
+        if "_" in params and (method is None or "_" not in method.binder.names):
             del params["_"]  # jQuery's cache buster
-        why = method.binder.check(params)
-        if why is not None:
-            return error(core.invalid_params(why))
+        if method is not None:
+            why = method.binder.check(params)
+            if why is not None:
+                return error(core.invalid_params(why))
         conn = _connection(request, ctl, disp, callback or False)
         conn["method"] = name
         if opts.auth is not None:
@@ -1021,6 +1020,8 @@ class JsonpResource(Resource):
             if not ok:
                 request.setResponseCode(http.FORBIDDEN)
                 return error(core.forbidden())
+        if method is None:
+            return answer(core.dumps(disp.list_methods()).encode())
         t0 = _perf()
         ctl.stats_data.processing += 1
         d = ctl.run(method, call, conn, opts.blocking)
