@@ -80,6 +80,19 @@ def unpicklable_result():
     return threading.Lock()
 
 
+class Unpicklable(Exception):
+    """An exception that holds a lock, so it cannot be pickled."""
+
+    def __init__(self, message):
+        Exception.__init__(self, message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable():
+    """Raise an exception that cannot travel back from a worker."""
+    raise Unpicklable("holds a lock")
+
+
 def count_primes(limit):
     """How many primes are below C{limit} (trial division, CPU-bound)."""
     count = 0
