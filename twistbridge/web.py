@@ -141,7 +141,9 @@ def build_root(bridge: Bridge) -> Resource:
     from twistbridge.playground import build_resource as playground
 
     root = Resource()
-    root.putChild(b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge)))
+    root.putChild(
+        b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge))
+    )
     root.putChild(b"health", HealthResource(bridge))
     root.putChild(b"ws", igor_resource(bridge))
     mount_rpc(root, bridge)
@@ -254,7 +256,9 @@ class BridgeRequest(Request):
                 try:
                     abort(reason)
                 except Exception:
-                    log.failure("body consumer {consumer!r} failed to abort", consumer=consumer)
+                    log.failure(
+                        "body consumer {consumer!r} failed to abort", consumer=consumer
+                    )
 
     def _refuse(self, length: Optional[int]) -> None:
         """Answer 413 now, stop reading the request, and close the connection."""
@@ -294,9 +298,7 @@ class BridgeRequest(Request):
         lose_write = getattr(transport, "loseWriteConnection", None)
         if lose_write is not None:
             lose_write()
-            from twisted.internet import reactor
-
-            self._linger = reactor.callLater(REFUSAL_LINGER, transport.abortConnection)
+            self._linger = channel.callLater(REFUSAL_LINGER, transport.abortConnection)
         else:
             transport.loseConnection()
 

@@ -39,7 +39,9 @@ def upload(text, data):
     if action == "raise":
         raise ValueError(text.get("message", "boom"))
     if action == "sleep":
-        time.sleep(float(text["seconds"]))  # sleep-ok: a slow callback is the behaviour under test
+        time.sleep(
+            float(text["seconds"])
+        )  # sleep-ok: a slow callback is the behaviour under test
         return {"slept": True}
     if action == "save":
         return {"saved": [f.save(text["dir"]) for f in data]}

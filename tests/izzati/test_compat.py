@@ -93,7 +93,9 @@ def test_backend_run_with_izzati_frontend(backend_script, tmp_path):
 
 def test_backend_max_upload_size(backend_script):
     url, child = backend_script
-    prepared = requests.Request("POST", url, files={"file": ("big.bin", b"b" * 4096)}).prepare()
+    prepared = requests.Request(
+        "POST", url, files={"file": ("big.bin", b"b" * 4096)}
+    ).prepare()
     r = requests.Session().send(prepared)
     assert r.status_code == 413
     assert r.json() == {
@@ -141,7 +143,10 @@ def test_backend_background_returns_process_and_queue(tmp_path):
         path = tmp_path / "f.txt"
         path.write_bytes(b"data")
         with open(path, "rb") as f:
-            assert Frontend(url).send({"name": "ada"}, f) == {"queued": True, "files": ["f.txt"]}
+            assert Frontend(url).send({"name": "ada"}, f) == {
+                "queued": True,
+                "files": ["f.txt"],
+            }
         assert q.get(timeout=10) == "ada!"
     finally:
         p.terminate()

@@ -77,7 +77,14 @@ def app_server(upload_tmp):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [apps, env.get("PYTHONPATH")]))
     env["TMPDIR"] = str(upload_tmp)
     with BridgeProcess(
-        ["--app", "izzati_test_app:bridge", "--igor-port", "none", "--bgpy-port", "none"],
+        [
+            "--app",
+            "izzati_test_app:bridge",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+        ],
         env=env,
     ) as server:
         yield server
@@ -155,7 +162,10 @@ def test_every_file_part_in_order(app_server):
     ]
     r = requests.post(app_server.url("/"), data={"x": "1"}, files=files)
     assert r.status_code == 200
-    assert [(f["filename"], f["name"], f["content_type"], f["size"]) for f in r.json()["files"]] == [
+    assert [
+        (f["filename"], f["name"], f["content_type"], f["size"])
+        for f in r.json()["files"]
+    ] == [
         ("a.txt", "file", "text/plain", 10),
         ("b.png", "other", "image/png", 20),
         ("", "file", "application/octet-stream", 0),
@@ -187,7 +197,10 @@ def test_200_mib_upload_streams_to_disk(app_server, upload_tmp):
         "POST",
         "/",
         body=body(),
-        headers={"Content-Type": MP_TYPE, "Content-Length": str(len(head) + size + len(TAIL))},
+        headers={
+            "Content-Type": MP_TYPE,
+            "Content-Length": str(len(head) + size + len(TAIL)),
+        },
     )
     r = conn.getresponse()
     answer = r.read()
@@ -233,7 +246,10 @@ def test_file_return_guesses_type(app_server, tmp_path):
         b"<p>hi</p>",
     )
     # Through izzati's client, a file comes back as bytes.
-    assert Frontend(app_server.url("/")).send({"action": "file", "path": str(path)}) == b"<p>hi</p>"
+    assert (
+        Frontend(app_server.url("/")).send({"action": "file", "path": str(path)})
+        == b"<p>hi</p>"
+    )
 
 
 def test_file_return_missing_file_is_500(app_server, tmp_path):
@@ -241,7 +257,9 @@ def test_file_return_missing_file_is_500(app_server, tmp_path):
         app_server.url("/"), data={"action": "file", "path": str(tmp_path / "nope.txt")}
     )
     assert r.status_code == 500
-    assert r.json() == {"error": "cannot send file 'nope.txt': No such file or directory"}
+    assert r.json() == {
+        "error": "cannot send file 'nope.txt': No such file or directory"
+    }
 
 
 # --- other results --------------------------------------------------------------
@@ -258,15 +276,27 @@ def test_file_return_missing_file_is_500(app_server, tmp_path):
 )
 def test_result_kinds(app_server, action, content_type, body):
     r = requests.post(app_server.url("/"), data={"action": action})
-    assert (r.status_code, r.headers["Content-Type"], r.content) == (200, content_type, body)
+    assert (r.status_code, r.headers["Content-Type"], r.content) == (
+        200,
+        content_type,
+        body,
+    )
 
 
 def test_save_never_escapes_the_directory(app_server, tmp_path):
     target = tmp_path / "saved"
     target.mkdir()
-    names = ["../../etc/passwd", "/abs/evil.sh", "..\\..\\win.ini", "nul\x00byte.txt", ".."]
+    names = [
+        "../../etc/passwd",
+        "/abs/evil.sh",
+        "..\\..\\win.ini",
+        "nul\x00byte.txt",
+        "..",
+    ]
     files = [("file", (name, name.encode(), "text/plain")) for name in names]
-    r = requests.post(app_server.url("/"), data={"action": "save", "dir": str(target)}, files=files)
+    r = requests.post(
+        app_server.url("/"), data={"action": "save", "dir": str(target)}, files=files
+    )
     assert r.status_code == 200, r.text
     saved = r.json()["saved"]
     assert [os.path.basename(p) for p in saved] == [
@@ -277,7 +307,9 @@ def test_save_never_escapes_the_directory(app_server, tmp_path):
         "upload",
     ]
     assert all(os.path.dirname(p) == str(target) for p in saved)
-    assert sorted(os.listdir(target)) == sorted(["passwd", "evil.sh", "win.ini", "nulbyte.txt", "upload"])
+    assert sorted(os.listdir(target)) == sorted(
+        ["passwd", "evil.sh", "win.ini", "nulbyte.txt", "upload"]
+    )
     assert (target / "passwd").read_bytes() == b"../../etc/passwd"
     assert os.listdir(tmp_path) == ["saved"]
 
@@ -287,7 +319,9 @@ def test_save_never_escapes_the_directory(app_server, tmp_path):
 
 def test_content_length_over_limit_is_413_before_the_body(limited_server):
     port = limited_server.port()
-    calls_before = requests.post(limited_server.url("/"), data={"action": "calls"}).json()["calls"]
+    calls_before = requests.post(
+        limited_server.url("/"), data={"action": "calls"}
+    ).json()["calls"]
     # Headers only: the 413 must come without the body ever being sent.
     head = (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
@@ -300,8 +334,12 @@ def test_content_length_over_limit_is_413_before_the_body(limited_server):
     assert json.loads(body) == {
         "error": "request body too large: 2097152 bytes, the limit is 1048576 bytes"
     }
-    after = requests.post(limited_server.url("/"), data={"action": "calls"}).json()["calls"]
-    assert after == calls_before + 1  # only the "calls" request itself reached the callback
+    after = requests.post(limited_server.url("/"), data={"action": "calls"}).json()[
+        "calls"
+    ]
+    assert (
+        after == calls_before + 1
+    )  # only the "calls" request itself reached the callback
 
 
 def test_izzati_client_gets_413(limited_server, tmp_path):
@@ -322,7 +360,9 @@ def test_chunked_body_over_limit_is_413(limited_server):
         for _ in range(40):
             yield b"c" * 65536
 
-    r = requests.post(limited_server.url("/"), data=body(), headers={"Content-Type": MP_TYPE})
+    r = requests.post(
+        limited_server.url("/"), data=body(), headers={"Content-Type": MP_TYPE}
+    )
     assert r.status_code == 413
     assert r.json() == {
         "error": "request body too large: a chunked body, the limit is 1048576 bytes"
@@ -365,7 +405,9 @@ def test_chunked_body_over_limit_is_413(limited_server):
     ],
 )
 def test_bad_bodies_are_400(app_server, content_type, body, message):
-    r = requests.post(app_server.url("/"), data=body, headers={"Content-Type": content_type})
+    r = requests.post(
+        app_server.url("/"), data=body, headers={"Content-Type": content_type}
+    )
     assert (r.status_code, r.headers["Content-Type"], r.json()) == (
         400,
         "application/json",
@@ -374,13 +416,17 @@ def test_bad_bodies_are_400(app_server, content_type, body, message):
 
 
 def test_callback_exception_is_500_without_traceback(app_server):
-    r = requests.post(app_server.url("/"), data={"action": "raise", "message": "boom 4711"})
+    r = requests.post(
+        app_server.url("/"), data={"action": "raise", "message": "boom 4711"}
+    )
     assert (r.status_code, r.headers["Content-Type"], r.json()) == (
         500,
         "application/json",
         {"error": "boom 4711"},
     )
-    wait_for(lambda: "ValueError: boom 4711" in app_server.output, 5, what="traceback in log")
+    wait_for(
+        lambda: "ValueError: boom 4711" in app_server.output, 5, what="traceback in log"
+    )
     assert "Traceback" in app_server.output
     assert b"Traceback" not in r.content
 
@@ -391,11 +437,17 @@ def test_slow_callback_does_not_delay_health(app_server):
     result = {}
 
     def slow():
-        result["r"] = requests.post(app_server.url("/"), data={"action": "sleep", "seconds": "2"})
+        result["r"] = requests.post(
+            app_server.url("/"), data={"action": "sleep", "seconds": "2"}
+        )
 
     t = threading.Thread(target=slow)
     t.start()
-    wait_for(lambda: '"busy": 1' in requests.get(app_server.url("/health")).text, 5, what="busy")
+    wait_for(
+        lambda: '"busy": 1' in requests.get(app_server.url("/health")).text,
+        5,
+        what="busy",
+    )
     start = time.monotonic()
     assert requests.get(app_server.url("/health")).status_code == 200
     assert time.monotonic() - start < 0.5
@@ -428,7 +480,17 @@ def test_disconnect_while_callback_runs_cancels_it(app_server):
     )
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(head + body)
-    wait_for(lambda: '"busy": 1' in requests.get(app_server.url("/health")).text, 5, what="busy")
+    wait_for(
+        lambda: '"busy": 1' in requests.get(app_server.url("/health")).text,
+        5,
+        what="busy",
+    )
     s.close()
-    wait_for(lambda: "went away; cancelling its callback" in app_server.output, 5, what="cancel")
-    assert requests.post(app_server.url("/"), data={"x": "y"}).json()["text"] == {"x": "y"}
+    wait_for(
+        lambda: "went away; cancelling its callback" in app_server.output,
+        5,
+        what="cancel",
+    )
+    assert requests.post(app_server.url("/"), data={"x": "y"}).json()["text"] == {
+        "x": "y"
+    }

@@ -34,7 +34,9 @@ def _context() -> Any:
 
 
 def background(
-    target: Callable[..., Any], args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None
+    target: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: Optional[Dict[str, Any]] = None,
 ) -> Tuple[Any, Any]:
     """
     Run C{target(queue, *args, **kwargs)} in another process.
@@ -45,7 +47,10 @@ def background(
     ctx = _context()
     queue = ctx.Queue()
     process = ctx.Process(
-        target=target, args=(queue, *tuple(args)), kwargs=dict(kwargs or {}), daemon=True
+        target=target,
+        args=(queue, *tuple(args)),
+        kwargs=dict(kwargs or {}),
+        daemon=True,
     )
     process.start()
     return process, queue
@@ -109,7 +114,9 @@ class Backend:
             bridge.izzati_registration.queue_first = True
         return bridge
 
-    def run(self, host: str = "0.0.0.0", port: Any = 5020, use_reloader: bool = True) -> Any:
+    def run(
+        self, host: str = "0.0.0.0", port: Any = 5020, use_reloader: bool = True
+    ) -> Any:
         """
         Serve until the process is stopped; with C{background=True}, start the
         server in a daemon process and return C{(process, queue)}.
@@ -121,7 +128,9 @@ class Backend:
         self._serve(host, port)
         return None
 
-    def run_background(self, host: str = "0.0.0.0", port: Any = 5020) -> Tuple[Any, Any]:
+    def run_background(
+        self, host: str = "0.0.0.0", port: Any = 5020
+    ) -> Tuple[Any, Any]:
         """Start the server in a daemon process; return C{(process, queue)}."""
         process = _context().Process(
             target=_serve_in_child, args=(self, host, port), daemon=True

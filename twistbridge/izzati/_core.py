@@ -201,7 +201,8 @@ class BodyParser:
             return
         if self.kind == "none":
             self.error = IzzatiError(
-                400, f"a request body needs a Content-Type: {MULTIPART}, {FORM} or {JSON}"
+                400,
+                f"a request body needs a Content-Type: {MULTIPART}, {FORM} or {JSON}",
             )
             return
         self._buffered += len(data)

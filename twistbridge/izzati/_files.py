@@ -122,7 +122,9 @@ class UploadStore:
         """Make the item and the temporary file for one file part."""
         if self.closed:
             raise OSError(0, "the request has ended")
-        stream = tempfile.TemporaryFile(prefix="twistbridge-upload-", dir=self.directory)
+        stream = tempfile.TemporaryFile(
+            prefix="twistbridge-upload-", dir=self.directory
+        )
         item = UploadedFile(filename, content_type, stream, name)
         self.files.append(item)
         return item, stream

@@ -54,7 +54,9 @@ class UploadConsumer:
 
     def __init__(self, content_type: Optional[str], directory: Optional[str] = None):
         self.store = UploadStore(directory)
-        self.parser = BodyParser(content_type, self.store.open_file, self.store.done_file)
+        self.parser = BodyParser(
+            content_type, self.store.open_file, self.store.done_file
+        )
 
     def write(self, data: bytes) -> None:
         """Parse the next chunk of the body."""
@@ -157,7 +159,8 @@ class IzzatiResource(Resource):
             return defer.succeed(
                 _Failed(
                     IzzatiError(
-                        413, f"request body too large: {size} bytes, the limit is {limit}"
+                        413,
+                        f"request body too large: {size} bytes, the limit is {limit}",
                     )
                 )
             )
@@ -299,7 +302,9 @@ class _Exchange:
             )
             name = os.path.basename(result.path)
             self.respond(
-                json_response(500, {"error": f"cannot send file {name!r}: {e.strerror}"})
+                json_response(
+                    500, {"error": f"cannot send file {name!r}: {e.strerror}"}
+                )
             )
             return
         request = self.request
