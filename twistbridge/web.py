@@ -141,9 +141,7 @@ def build_root(bridge: Bridge) -> Resource:
     from twistbridge.playground import build_resource as playground
 
     root = Resource()
-    root.putChild(
-        b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge))
-    )
+    root.putChild(b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge)))
     root.putChild(b"health", HealthResource(bridge))
     root.putChild(b"ws", igor_resource(bridge))
     mount_rpc(root, bridge)
