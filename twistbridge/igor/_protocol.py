@@ -133,8 +133,12 @@ class IgorProtocol(WebSocketServerProtocol):
 
     def go_away(self) -> None:
         """Close with 1001 (going away): the server is shutting down."""
+        # sendClose() only takes 1000 and 3000-4999 (application codes);
+        # 1001 is the server's own code, sent through the frame-level call.
         if self.state == _OPEN:
-            self.sendClose(WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY, "Server is shutting down")
+            self.sendCloseFrame(
+                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY, b"Server is shutting down"
+            )
 
     def abort(self) -> None:
         """Drop the connection now, discarding what was not sent."""
@@ -194,7 +198,7 @@ def configure(factory: WebSocketServerFactory, settings: Any) -> None:
         maxFramePayloadSize=settings.max_message_size,
         maxMessagePayloadSize=settings.max_message_size,
         autoFragmentSize=0,
-        failByDrop=True,
+        failByDrop=False,
         echoCloseCodeReason=False,
         openHandshakeTimeout=float(settings.header_timeout),
         closeHandshakeTimeout=1.0,
