@@ -231,3 +231,31 @@ def test_two_clients_same_stream_id_200_by_20(url):
 
     with ThreadPoolExecutor(200) as pool:
         assert sorted(pool.map(run, range(200))) == list(range(200))
+
+
+def test_one_hub_for_both_twistd_listeners(twistd_server, connect):
+    a = connect(twistd_server.url())
+    b = connect(twistd_server.url("/ws", name="http"))
+    id_a = a.call("whoami")[0]["data"]
+    assert b.call("whoami")[0]["data"] == id_a + 1
+    b.request("introduce_self", {"client_id": "via-ws"})
+    b.call("whoami")
+    a.request("direct", {"to": "via-ws", "data": "across"})
+    assert b.recv() == {"streamId": "pusher", "action": "note", "data": "across"}
+
+
+def test_demo_clock_ticks_to_every_client(connect):
+    from twistbridge.testing import BridgeProcess
+
+    with BridgeProcess() as server:
+        a = connect(server.url("/", scheme="ws", name="igor"))
+        b = connect(server.url("/ws", scheme="ws", name="http"))
+        ticks_a = [a.recv(), a.recv()]
+        assert [m["action"] for m in ticks_a] == ["tick", "tick"]
+        assert ticks_a[1]["data"] == ticks_a[0]["data"] + 1
+        tick_b = b.recv()
+        assert tick_b["streamId"] == "clock" and isinstance(tick_b["data"], int)
+        assert a.call("echo", "hi") == [
+            {"streamId": "s1", "data": "hi"},
+            {"streamId": "s1", "close": True},
+        ]

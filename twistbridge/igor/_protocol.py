@@ -80,6 +80,18 @@ class IgorProtocol(WebSocketServerProtocol):
     inflight = 0
     _watch: Optional[_WriteWatch] = None
 
+    def connectionMade(self) -> None:
+        """
+        Turn Nagle's algorithm off: autobahn sets TCP_NODELAY before it
+        copies the factory's options, so its own call leaves it off.
+        Without it every small reply waits for the client's delayed ACK.
+        """
+        WebSocketServerProtocol.connectionMade(self)
+        try:
+            self.transport.setTcpNoDelay(self.factory.tcpNoDelay)
+        except Exception:  # not TCP (a UNIX socket)
+            pass
+
     def onConnect(self, request: Any) -> None:
         """Refuse the handshake (403) when the C{Origin} is not allowed."""
         origin = request.headers.get("origin")
