@@ -163,3 +163,19 @@ def test_sigterm_closes_websockets_with_1001(servers):
         frame = ws.recv_data_frame(control_frame=True)[1]
         assert int.from_bytes(frame.data[:2], "big") == 1001
         assert server.process.wait(20) in (0, -signal.SIGTERM)
+
+
+def test_plain_http_get_is_answered_426(twistd_server):
+    import requests
+
+    for url in (twistd_server.url("/ws", scheme="http", name="http"), twistd_server.url("/", scheme="http")):
+        assert requests.get(url, timeout=10).status_code == 426
+
+
+def test_garbage_instead_of_a_handshake_is_refused(twistd_server, connect):
+    c = socket.create_connection(("127.0.0.1", twistd_server.port("igor")), timeout=10)
+    c.sendall(b"\x00\x01garbage\r\n\r\n")
+    assert c.recv(100).startswith(b"HTTP/1.1 400 ")
+    c.close()
+    ok = connect(twistd_server.url())
+    assert ok.call("echo", 1)[0] == {"streamId": "s1", "data": 1}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
+from autobahn import util as autobahn_util
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -30,6 +31,13 @@ from twistbridge.igor._core import origin_allowed
 from twistbridge.igor._hub import Hub, IgorService
 
 log = Logger(namespace="twistbridge.igor")
+
+# autobahn builds colored (click) strings for its debug log calls on every
+# frame sent and received, whether debug logging is on or not: with click
+# installed that is about a third of the CPU time of a small message.  Plain
+# strings carry the same text.
+if getattr(autobahn_util, "_HAS_CLICK", False):
+    autobahn_util._HAS_CLICK = False
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
