@@ -155,7 +155,7 @@ class TaskClient:
             return
         message = Message(MessageType.ERROR if error else MessageType.OK, response)
         # Encode here, in the task's thread, not in the reactor.
-        data = self.connection.encode(message)
+        data = self.connection.encode(message, second=True)
         if threadable.isInIOThread() or self._reactor is None:
             self._deliver(data)
         else:
@@ -175,7 +175,7 @@ class TaskClient:
             message = ok_message(f"{kind}_task sent no response.")
         else:
             message = error_message(outcome.message)
-        self.response.callback(self.connection.encode(message))
+        self.response.callback(self.connection.encode(message, second=True))
 
 
 class TaskRuntime:
@@ -573,7 +573,7 @@ class BgpyProtocol(Protocol):
         if error.close:
             if both_slots and self.format == "bgpy":
                 await self._send(
-                    self.encode(error.to_message()),
+                    self.encode(error.to_message(), second=True),
                     expect_ack=True,
                     timeout=REFUSAL_ACK_TIMEOUT,
                 )
@@ -596,7 +596,8 @@ class BgpyProtocol(Protocol):
             if awaited:
                 await self._send(self.encode(ack(message.type)))
             await self._send(
-                self.encode(decision.error.to_message()), expect_ack=awaited
+                self.encode(decision.error.to_message(), second=awaited),
+                expect_ack=awaited,
             )
             return not self.lost
         await_ack = defer.ensureDeferred(self._send(self.encode(ack(message.type))))
@@ -604,10 +605,14 @@ class BgpyProtocol(Protocol):
             await await_ack
             if decision.ok:
                 self.authenticated = True
-                await self._send(self.encode(ok_message(AUTH_OK)), expect_ack=True)
+                await self._send(
+                    self.encode(ok_message(AUTH_OK), True), expect_ack=True
+                )
                 return not self.lost
             log.warn("bgpy: {peer}: invalid client authentication", peer=self.peer)
-            await self._send(self.encode(error_message(AUTH_FAILED)), expect_ack=True)
+            await self._send(
+                self.encode(error_message(AUTH_FAILED), True), expect_ack=True
+            )
             self._close()
             return False
         # RunTask: the task starts while the acknowledgement is paced.
@@ -620,7 +625,7 @@ class BgpyProtocol(Protocol):
             answer = (
                 ok_message(INIT_OK) if outcome.ok else error_message(outcome.message)
             )
-            await self._send(self.encode(answer), expect_ack=True)
+            await self._send(self.encode(answer, second=True), expect_ack=True)
             return not self.lost
         if awaited:
             await self._send(await client.response, expect_ack=True)
@@ -646,10 +651,18 @@ class BgpyProtocol(Protocol):
 
     # writing --------------------------------------------------------------------
 
-    def encode(self, message: Message) -> bytes:
-        """Encode for this connection's format (thread-safe)."""
+    def encode(self, message: Message, second: bool = False) -> bytes:
+        """
+        Encode for this connection's format (thread-safe).
+
+        C{second} marks a second response: on the bgpy format its args get
+        C{"await_response": False}, as bgpy's own server's answers have (its
+        C{respond} goes through the same C{send} as a client's request).
+        """
         if self.format == "json":
             return encode_json(message)
+        if second and isinstance(message.args, dict):
+            message = Message(message.type, {**message.args, "await_response": False})
         try:
             return encode_bgpy(message)
         except Exception as e:
@@ -738,7 +751,7 @@ class BgpyTaskService(Service):
     @ivar runtime: the L{TaskRuntime}.
     """
 
-    name = "bgpy"
+    name = "bgpy-tasks"
 
     def __init__(self, runtime: TaskRuntime) -> None:
         self.runtime = runtime
