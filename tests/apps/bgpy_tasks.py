@@ -1,5 +1,6 @@
 """bgpy tasks for the tests (the bgpy README's tasks, and a few more)."""
 
+import json
 import os
 import time
 from os import system  # noqa: F401  (a name a hostile pickle may try: refused)
@@ -35,4 +36,8 @@ def exec_task(client, state, exec_args):
 def exit_task(client, state, exit_args):
     state["request_count"] += 1
     state["status"] = "Exited."
+    record = os.environ.get("BGPY_TEST_EXIT_FILE")
+    if record:  # lets a test see that exit_task ran at shutdown
+        with open(record, "w") as f:
+            json.dump(state, f)
     respond(client, state)
