@@ -310,3 +310,9 @@ class BridgeSite(Site):
         Site.__init__(self, bridge.resource())
         self.bridge = bridge
         self.timeOut = bridge.settings.idle_timeout
+
+    def log(self, request: Any) -> None:
+        """One access-log event per answered request (L{twistbridge.logs})."""
+        from twistbridge.logs import access_http
+
+        access_http(request)
