@@ -54,7 +54,8 @@ def has_bgpy_runtime() -> bool:
 
 
 needs_bgpy = pytest.mark.skipif(
-    not has_bgpy_runtime(), reason="twistbridge.bgpy._protocol.runtime not in this build yet"
+    not has_bgpy_runtime(),
+    reason="twistbridge.bgpy._protocol.runtime not in this build yet",
 )
 
 
@@ -207,7 +208,9 @@ def test_runtime_loader_without_runtime(monkeypatch):
     import types
 
     monkeypatch.setitem(
-        sys.modules, "twistbridge.bgpy._protocol", types.ModuleType("twistbridge.bgpy._protocol")
+        sys.modules,
+        "twistbridge.bgpy._protocol",
+        types.ModuleType("twistbridge.bgpy._protocol"),
     )
     assert runtime_loader(Bridge())() is None
 
@@ -247,7 +250,9 @@ def test_state_values_json_cannot_hold():
 
 
 def test_state_post_is_405():
-    req = render(bgpy(FakeRuntime(state={})), request("/bgpy/state", b"POST", b"{}", JSON))
+    req = render(
+        bgpy(FakeRuntime(state={})), request("/bgpy/state", b"POST", b"{}", JSON)
+    )
     assert answer(req) == (405, {"error": "method not allowed"})
     assert req.responseHeaders.getRawHeaders(b"allow") == [b"GET, HEAD"]
 
@@ -296,12 +301,18 @@ def test_exec_before_init_is_409():
         (b'"increase"', JSON, 400),
         (b"{}", {b"Content-Type": b"text/plain"}, 415),
         (b"{}", {}, 415),
-        (b"command=increase", {b"Content-Type": b"application/x-www-form-urlencoded"}, 415),
+        (
+            b"command=increase",
+            {b"Content-Type": b"application/x-www-form-urlencoded"},
+            415,
+        ),
     ],
 )
 def test_exec_bad_body(body, headers, expected):
     rt = FakeRuntime(state={"value": 1})
-    code, payload = answer(render(bgpy(rt), request("/bgpy/exec", b"POST", body, headers)))
+    code, payload = answer(
+        render(bgpy(rt), request("/bgpy/exec", b"POST", body, headers))
+    )
     assert code == expected and set(payload) == {"error"}
     assert rt.calls == []
 
@@ -309,21 +320,27 @@ def test_exec_bad_body(body, headers, expected):
 def test_exec_too_large_by_content_length():
     rt = FakeRuntime(state={"value": 1})
     headers = {**JSON, b"Content-Length": b"1000"}
-    req = render(bgpy(rt, max_message_size=100), request("/bgpy/exec", b"POST", b"{}", headers))
+    req = render(
+        bgpy(rt, max_message_size=100), request("/bgpy/exec", b"POST", b"{}", headers)
+    )
     assert answer(req) == (413, {"error": "body larger than 100 bytes"})
 
 
 def test_exec_too_large_body():
     rt = FakeRuntime(state={"value": 1})
     body = b'{"a": "' + b"x" * 200 + b'"}'
-    req = render(bgpy(rt, max_message_size=100), request("/bgpy/exec", b"POST", body, JSON))
+    req = render(
+        bgpy(rt, max_message_size=100), request("/bgpy/exec", b"POST", body, JSON)
+    )
     assert answer(req) == (413, {"error": "body larger than 100 bytes"})
     assert rt.calls == []
 
 
 def test_exec_task_error_is_a_message_not_a_traceback():
     rt = FakeRuntime(state={"value": 1}, error=KeyError("value_change"))
-    req = render(bgpy(rt), request("/bgpy/exec", b"POST", b'{"command": "increase"}', JSON))
+    req = render(
+        bgpy(rt), request("/bgpy/exec", b"POST", b'{"command": "increase"}', JSON)
+    )
     assert answer(req) == (500, {"error": "'value_change'"})
 
 
@@ -369,7 +386,9 @@ def test_token(path):
             401,
             {"error": "bgpy token required (Authorization: Bearer <token>)"},
         )
-        assert req.responseHeaders.getRawHeaders(b"www-authenticate") == [b'Bearer realm="bgpy"']
+        assert req.responseHeaders.getRawHeaders(b"www-authenticate") == [
+            b'Bearer realm="bgpy"'
+        ]
     headers = {**JSON, b"Authorization": b"Bearer s3cret"}
     code, _ = answer(render(resource, request(path, method, b"{}", headers)))
     assert code == 200
@@ -444,8 +463,18 @@ def test_static_files_land_in_the_wheel(tmp_path):
         ),
     )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path / "dist"), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
         check=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
@@ -519,11 +548,8 @@ def browser_missing():
     return None
 
 
-@pytest.fixture
-def browser():
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
+def start_chromium(profile):
+    """Debian's Chromium, headless, with a fresh profile, under ChromeDriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -538,13 +564,22 @@ def browser():
         "--no-first-run",
         "--disable-quic",
         "--disable-sync",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="twistbridge-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_window_size(1280, 900)
+    return driver
+
+
+@pytest.fixture
+def browser():
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    profile = tempfile.mkdtemp(prefix="twistbridge-chromium-")
+    driver = start_chromium(profile)
     try:
         yield driver
     finally:
@@ -570,7 +605,9 @@ def wait_text(driver, element_id, condition, what, timeout=15.0):
     try:
         wait_for(check, timeout, interval=0.05, what=what)
     except TimeoutError as e:
-        raise AssertionError(f"{e}; #{element_id} shows {text_of(driver, element_id)!r}") from None
+        raise AssertionError(
+            f"{e}; #{element_id} shows {text_of(driver, element_id)!r}"
+        ) from None
     return found[0]
 
 
@@ -588,84 +625,106 @@ def screenshot(driver, name, width):
     return path
 
 
+def exercise_page(driver, url, folder):
+    """Use every part of the page at C{url} as a person would; screenshots."""
+    driver.get(url)
+    wait_for(
+        lambda: driver.find_element("tag name", "body").get_attribute("data-ready"),
+        15,
+        what="the page's script to start",
+    )
+    wait_text(driver, "ws-state", lambda t: t == "open", "the WebSocket to open")
+
+    # izzati: the fields and a file; the demo app answers their sizes.
+    payload = os.path.join(folder, "payload.bin")
+    with open(payload, "wb") as f:
+        f.write(bytes(range(256)) * 4 + b"tail")
+    driver.find_element("id", "upload-file").send_keys(payload)
+    driver.find_element("id", "upload-send").click()
+    wait_text(driver, "upload-files", lambda t: t != "", "the upload answer")
+    assert text_of(driver, "upload-files") == "payload.bin — 1028 bytes"
+    assert json.loads(text_of(driver, "upload-result")) == {
+        "status": "ok",
+        "text": {"name": "twistbridge", "message": "hello"},
+        "files": [{"filename": "payload.bin", "size": 1028}],
+    }
+
+    # Igor: the clock ticks (two at least), and echo streams the answer.
+    wait_text(driver, "clock-count", lambda t: int(t) >= 2, "two clock ticks")
+    assert int(text_of(driver, "clock-value")) >= 2
+    box = driver.find_element("id", "echo-input")
+    box.clear()
+    box.send_keys("hello from Chromium")
+    driver.find_element("id", "echo-send").click()
+    wait_text(
+        driver, "echo-state", lambda t: t.endswith("closed"), "the echo stream to close"
+    )
+    assert text_of(driver, "echo-result") == '"hello from Chromium"'
+
+    # JSON-RPC: the methods come from system.listMethods; add(2, 3) is 5.
+    from selenium.webdriver.support.ui import Select
+
+    def methods():
+        options = driver.find_elements("css selector", "#rpc-method option")
+        return [o.get_attribute("value") for o in options]
+
+    wait_for(lambda: "add" in methods(), 15, what="the JSON-RPC method list")
+    assert {"add", "echo"} <= set(methods())
+    Select(driver.find_element("id", "rpc-method")).select_by_value("add")
+    params = driver.find_element("id", "rpc-params")
+    params.clear()
+    params.send_keys("[2, 3]")
+    driver.find_element("id", "rpc-call").click()
+    wait_text(driver, "rpc-answer", lambda t: t == "5", "add(2, 3) = 5")
+
+    # bgpy: EXEC increase through the HTTP bridge changes the value.
+    value = int(wait_text(driver, "bgpy-value", str.isdigit, "the bgpy state"))
+    change = driver.find_element("id", "bgpy-change")
+    change.clear()
+    change.send_keys("25")
+    driver.find_element("id", "bgpy-increase").click()
+    wait_text(
+        driver, "bgpy-value", lambda t: t == str(value + 25), "the value to grow by 25"
+    )
+
+    wait_text(driver, "health-status", lambda t: t == "health: ok", "the health strip")
+    problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert problems == []
+
+    screenshot(driver, "playground-wide.png", 1280)
+    screenshot(driver, "playground-narrow.png", 390)
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 390, "the page scrolls sideways on a phone"
+    driver.set_window_size(1280, 900)
+
+
 def test_playground_in_chromium(browser, tmp_path):
     driver = browser
     with BridgeProcess() as server:
-        driver.get(server.url("/"))
-        wait_for(
-            lambda: driver.find_element("tag name", "body").get_attribute("data-ready"),
-            15,
-            what="the page's script to start",
-        )
-        wait_text(driver, "ws-state", lambda t: t == "open", "the WebSocket to open")
-
-        # izzati: the fields and a file; the demo app answers their sizes.
-        payload = tmp_path / "payload.bin"
-        payload.write_bytes(bytes(range(256)) * 4 + b"tail")
-        driver.find_element("id", "upload-file").send_keys(str(payload))
-        driver.find_element("id", "upload-send").click()
-        wait_text(driver, "upload-files", lambda t: t != "", "the upload answer")
-        assert text_of(driver, "upload-files") == "payload.bin — 1028 bytes"
-        assert json.loads(text_of(driver, "upload-result")) == {
-            "status": "ok",
-            "text": {"name": "twistbridge", "message": "hello"},
-            "files": [{"filename": "payload.bin", "size": 1028}],
-        }
-
-        # Igor: the clock ticks (two at least), and echo streams the answer.
-        wait_text(driver, "clock-count", lambda t: int(t) >= 2, "two clock ticks")
-        assert int(text_of(driver, "clock-value")) >= 2
-        box = driver.find_element("id", "echo-input")
-        box.clear()
-        box.send_keys("hello from Chromium")
-        driver.find_element("id", "echo-send").click()
-        wait_text(driver, "echo-state", lambda t: t.endswith("closed"), "the echo stream to close")
-        assert text_of(driver, "echo-result") == '"hello from Chromium"'
-
-        # JSON-RPC: the methods come from system.listMethods; add(2, 3) is 5.
-        from selenium.webdriver.support.ui import Select
-
-        def methods():
-            options = driver.find_elements("css selector", "#rpc-method option")
-            return [o.get_attribute("value") for o in options]
-
-        wait_for(lambda: "add" in methods(), 15, what="the JSON-RPC method list")
-        assert {"add", "echo"} <= set(methods())
-        Select(driver.find_element("id", "rpc-method")).select_by_value("add")
-        params = driver.find_element("id", "rpc-params")
-        params.clear()
-        params.send_keys("[2, 3]")
-        driver.find_element("id", "rpc-call").click()
-        wait_text(driver, "rpc-answer", lambda t: t == "5", "add(2, 3) = 5")
-
-        # bgpy: EXEC increase through the HTTP bridge changes the value.
-        value = int(wait_text(driver, "bgpy-value", str.isdigit, "the bgpy state"))
-        change = driver.find_element("id", "bgpy-change")
-        change.clear()
-        change.send_keys("25")
-        driver.find_element("id", "bgpy-increase").click()
-        wait_text(driver, "bgpy-value", lambda t: t == str(value + 25), "the value to grow by 25")
-
-        wait_text(driver, "health-status", lambda t: t == "health: ok", "the health strip")
-        problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert problems == []
-
-        screenshot(driver, "playground-wide.png", 1280)
-        screenshot(driver, "playground-narrow.png", 390)
-        width = driver.execute_script("return document.documentElement.scrollWidth")
-        assert width <= 390, "the page scrolls sideways on a phone"
-        driver.set_window_size(1280, 900)
-
+        exercise_page(driver, server.url("/"), str(tmp_path))
         # The server restarts on the same port: the page reconnects by itself.
         port = server.port()
         ticks = int(text_of(driver, "clock-count"))
-    wait_text(driver, "ws-state", lambda t: t == "closed", "the page to see the server gone")
+    wait_text(
+        driver, "ws-state", lambda t: t == "closed", "the page to see the server gone"
+    )
     with BridgeProcess(["--port", f"tcp:{port}:interface=127.0.0.1"]):
-        wait_text(driver, "ws-state", lambda t: t == "open", "the WebSocket to reconnect", 30)
-        wait_text(driver, "clock-count", lambda t: int(t) >= ticks + 2, "ticks after the restart")
+        wait_text(
+            driver, "ws-state", lambda t: t == "open", "the WebSocket to reconnect", 30
+        )
+        wait_text(
+            driver,
+            "clock-count",
+            lambda t: int(t) >= ticks + 2,
+            "ticks after the restart",
+        )
         box = driver.find_element("id", "echo-input")
         box.clear()
         box.send_keys("again")
         driver.find_element("id", "echo-send").click()
-        wait_text(driver, "echo-result", lambda t: t == '"again"', "echo after the restart")
-        wait_text(driver, "health-status", lambda t: t == "health: ok", "health after restart")
+        wait_text(
+            driver, "echo-result", lambda t: t == '"again"', "echo after the restart"
+        )
+        wait_text(
+            driver, "health-status", lambda t: t == "health: ok", "health after restart"
+        )
