@@ -225,6 +225,19 @@ def test_runtime_loader_calls_runtime(monkeypatch):
     assert runtime_loader(bridge)() == ("runtime of", bridge)
 
 
+def test_runtime_loader_when_runtime_cannot_start(monkeypatch):
+    import types
+
+    module = types.ModuleType("twistbridge.bgpy._protocol")
+
+    def runtime(bridge):
+        raise SystemExit("bgpy: cannot read the token file")
+
+    module.runtime = runtime
+    monkeypatch.setitem(sys.modules, "twistbridge.bgpy._protocol", module)
+    assert runtime_loader(Bridge())() is None
+
+
 def test_state():
     rt = FakeRuntime(state={"request_count": 0, "value": 1000})
     req = render(bgpy(rt), request("/bgpy/state"))

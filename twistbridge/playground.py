@@ -209,7 +209,13 @@ def runtime_loader(bridge: Any) -> Callable[[], Any]:
             from twistbridge.bgpy._protocol import runtime
         except ImportError:
             return None
-        return runtime(bridge)
+        try:
+            return runtime(bridge)
+        except (Exception, SystemExit) as e:
+            # Its own service start reports this (a bad token or init file);
+            # a request must not end the server.
+            log.warn("bgpy runtime unavailable: {error}", error=e)
+            return None
 
     return load
 
