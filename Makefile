@@ -38,6 +38,10 @@ test: $(VENV)/.test-deps browser-deps
 	$(BIN)/ruff check twistbridge tests bench twisted setup.py
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The manual, warnings as errors (tests/test_docs.py builds it too).
+docs: $(VENV)/.test-deps
+	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
+
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check twistbridge tests bench twisted setup.py
 	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py
