@@ -136,7 +136,10 @@ class Bridge:
         if self._offloader is None:
             s = self.settings
             self._offloader = Offloader(
-                threads=s.threads, processes=s.processes, call_timeout=s.call_timeout
+                threads=s.threads,
+                processes=s.processes,
+                call_timeout=s.call_timeout,
+                shutdown_timeout=s.shutdown_timeout,
             )
         return self._offloader
 

@@ -20,7 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
-_LISTENING = re.compile(r"\b(\w+) listening on (\S+)")
+# Matches text lines and the rendered message of JSON lines alike.
+_LISTENING = re.compile(r"\b(\w+) listening on ([^\s\",]+)")
 
 
 def wait_for(
@@ -161,3 +162,11 @@ class BridgeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def fuzz_examples(default: int) -> int:
+    """
+    How many examples a property-based test runs: C{default} in C{make test},
+    multiplied by C{$TWISTBRIDGE_FUZZ_SCALE} in C{make fuzz}'s longer run.
+    """
+    return int(default * float(os.environ.get("TWISTBRIDGE_FUZZ_SCALE", "1")))
