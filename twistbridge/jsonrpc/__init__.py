@@ -413,4 +413,5 @@ class JSONRPCServer:
         return result
 
 
-flaskJSONRPCServer = JSONRPCServer
+class flaskJSONRPCServer(JSONRPCServer):
+    """flaskJSONRPCServer's name for L{JSONRPCServer}: the same server."""
