@@ -168,6 +168,15 @@ def cpu_sites():
         mount(root, bridge)
         return Site(root)
 
+    def bridge_full_site():
+        # what `twistd bridge` serves: BridgeSite (early body checks, header
+        # timeout, access log) over the whole root
+        from twistbridge.web import BridgeSite
+
+        bridge = Bridge()
+        bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
+        return BridgeSite(bridge)
+
     def tx_site():
         root = Resource()
         root.putChild(b"rpc", Api())
@@ -176,6 +185,7 @@ def cpu_sites():
     return {
         "bare": (bare_site, ONE),
         "reactor": (bridge_site, ONE),
+        "reactor-site": (bridge_full_site, ONE),
         "batch100": (bridge_site, BATCH),
         "txjsonrpc": (tx_site, ONE),
     }

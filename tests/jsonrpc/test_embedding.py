@@ -50,3 +50,50 @@ def test_path_conflicting_with_another_resource():
 def test_rpc_path_rejects_unknown_options():
     with pytest.raises(ValueError, match="unknown JSON-RPC path option"):
         Bridge().rpc_path("/rpc", compress=True)
+
+
+class FakeRequest:
+    def __init__(self, body):
+        import io
+
+        self.content = io.BytesIO(body)
+
+
+def test_read_body_stops_past_the_limit():
+    from twistbridge.jsonrpc._resource import read_body
+
+    assert read_body(FakeRequest(b"x" * 10), 10) == b"x" * 10
+    assert read_body(FakeRequest(b"x" * 11), 10) is None
+    assert read_body(FakeRequest(b"x" * 11), None) == b"x" * 11
+
+
+@pytest_twisted.ensureDeferred
+async def test_413_on_a_plain_site():
+    import io
+
+    from twisted.web.client import Agent, FileBodyProducer, readBody
+    from twisted.web.http_headers import Headers
+
+    bridge = Bridge(max_request_size=100)
+    bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
+    root = Resource()
+    mount(root, bridge)
+    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+    try:
+        agent = Agent(reactor)
+        url = f"http://127.0.0.1:{port.getHost().port}/rpc".encode()
+        body = (
+            b'{"jsonrpc": "2.0", "method": "echo", "params": ["'
+            + b"x" * 200
+            + b'"], "id": 1}'
+        )
+        response = await agent.request(
+            b"POST",
+            url,
+            Headers({b"content-type": [b"application/json"]}),
+            FileBodyProducer(io.BytesIO(body)),
+        )
+        assert response.code == 413
+        await readBody(response)
+    finally:
+        await port.stopListening()

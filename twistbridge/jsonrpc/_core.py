@@ -505,6 +505,9 @@ _encode = json.JSONEncoder(
 ).encode
 
 
+_encode_str = json.encoder.encode_basestring_ascii
+
+
 def dumps(obj: Any) -> str:
     """
     Encode strict JSON (compact, ASCII, no NaN).
@@ -518,6 +521,18 @@ def dumps(obj: Any) -> str:
         raise ValueError("result nested too deeply") from None
 
 
+def _fast(value: Any) -> str:
+    """JSON for a value, with the common scalars done without the encoder."""
+    t = type(value)
+    if t is str:
+        return _encode_str(value)
+    if t is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return dumps(value)
+
+
 def encode_result(call: Call, result: Any) -> bytes:
     """
     The response to C{call} whose method returned C{result}.
@@ -527,16 +542,16 @@ def encode_result(call: Call, result: Any) -> bytes:
     if call.version == V2:
         return (
             '{"jsonrpc":"2.0","result":'
-            + dumps(result)
+            + _fast(result)
             + ',"id":'
-            + dumps(call.id)
+            + _fast(call.id)
             + "}"
         ).encode()
     if call.version == V1:
         return (
-            '{"result":' + dumps(result) + ',"error":null,"id":' + dumps(call.id) + "}"
+            '{"result":' + _fast(result) + ',"error":null,"id":' + _fast(call.id) + "}"
         ).encode()
-    return ("[" + dumps(result) + "]").encode()
+    return ("[" + _fast(result) + "]").encode()
 
 
 def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:

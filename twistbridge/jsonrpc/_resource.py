@@ -59,27 +59,22 @@ def mount(root: Resource, bridge: Any) -> None:
     controller(bridge).add_root(root)
 
 
-def body_over_limit(request: Any, limit: Optional[int]) -> bool:
+def read_body(request: Any, limit: Optional[int]) -> Optional[bytes]:
     """
-    Whether the request body is over C{limit} bytes (by its Content-Length,
-    else by what was read).  The site answers 413 before the body is read
-    when it calls L{RpcResource.max_body_size}; this check stays for sites
-    that do not.
+    The request body, or L{None} when it is over C{limit} bytes.  A
+    L{twistbridge.web.BridgeSite} already answered 413 before reading such a
+    body (it asks L{RpcResource.max_body_size}); this check is for the
+    resource mounted on other sites, and never reads more than C{limit + 1}
+    bytes.
     """
-    if not limit:
-        return False
-    length = request.getHeader(b"content-length")
-    if length is not None:
-        # twisted.web reads exactly Content-Length bytes of body
-        return not length.isdigit() or int(length) > limit
     content = request.content
     if content is None:
-        return False
-    here = content.tell()
-    content.seek(0, os.SEEK_END)
-    size = content.tell()
-    content.seek(here)
-    return size > limit
+        return b""
+    content.seek(0)
+    if not limit:
+        return content.read()
+    body = content.read(limit + 1)
+    return None if len(body) > limit else body
 
 
 _content_types: Dict[Tuple[bytes, bool], bool] = {}
@@ -525,7 +520,23 @@ class RpcResource(Resource):
     def render_rpc(self, request: Any, disp: core.Dispatcher) -> Any:
         """Answer a POSTed JSON-RPC request."""
         opts = disp.options
-        if body_over_limit(request, self.max_body_size(request)):
+        ctype = request.getHeader(b"content-type")
+        if ctype is not None and not _content_types.get(
+            (ctype, opts.allow_form_content)
+        ):
+            if not acceptable_content_type(ctype, opts.allow_form_content):
+                log.info(
+                    "JSON-RPC request from {peer} with Content-Type {ctype}",
+                    peer=_peer(request),
+                    ctype=ctype,
+                )
+                return _plain_error(
+                    request,
+                    http.UNSUPPORTED_MEDIA_TYPE,
+                    "JSON-RPC bodies are application/json",
+                )
+        body = read_body(request, self.controller.bridge.settings.max_request_size)
+        if body is None:
             log.info(
                 "JSON-RPC request from {peer} over max_request_size",
                 peer=_peer(request),
@@ -534,23 +545,6 @@ class RpcResource(Resource):
             return _plain_error(
                 request, http.REQUEST_ENTITY_TOO_LARGE, "request body too large"
             )
-        ctype = request.getHeader(b"content-type")
-        if ctype is not None and not acceptable_content_type(
-            ctype, opts.allow_form_content
-        ):
-            log.info(
-                "JSON-RPC request from {peer} with Content-Type {ctype}",
-                peer=_peer(request),
-                ctype=ctype,
-            )
-            return _plain_error(
-                request,
-                http.UNSUPPORTED_MEDIA_TYPE,
-                "JSON-RPC bodies are application/json",
-            )
-        content = request.content
-        content.seek(0)
-        body = content.read()
         stats = self.controller.stats_data
         stats.requests += 1
         parsed = core.parse(body, opts.max_batch_size)
@@ -581,8 +575,18 @@ class RpcResource(Resource):
         ctl = self.controller
         stats = ctl.stats_data
         stats.processing += 1
+        opts = disp.options
         t0 = _perf()
-        d = ctl.run(method, call, None, disp.options.blocking)
+        if opts.blocking or ctl.locks.active():
+            d = ctl.run(method, call, None, opts.blocking)
+        else:
+            params = call.params
+            if type(params) is list:
+                d = ctl.bridge.offloader.call(method.handler, *params)
+            elif params:
+                d = ctl.bridge.offloader.call(method.handler, **params)
+            else:
+                d = ctl.bridge.offloader.call(method.handler)
         box: List[Any] = []
         later: List[_Exchange] = []
 
@@ -612,7 +616,10 @@ class RpcResource(Resource):
         else:
             stats.record(disp.path, call.method, _perf() - t0, True)
             payload = _encode_result(call, result)
-        return _respond(request, disp.options, payload, None)
+        if not opts.cors and opts.compress_min_size is None:
+            request.setHeader(b"Content-Type", _JSON)
+            return payload
+        return _respond(request, opts, payload, None)
 
 
 class _Exchange:
