@@ -466,3 +466,19 @@ def test_compat_lifecycle():
     assert out["callAsync"] == 5
     assert out["checker"] == [True, "later", None]
     assert out["stats_echo_count"] == 3
+
+
+def test_notifications_do_not_hold_the_answer(client):
+    # A notification whose method has not finished: the 204 comes at once.
+    response = client.raw("/rpc", json.dumps({"jsonrpc": "2.0", "method": "parked"}))
+    assert response.status_code == 204
+    response, body = client.post(
+        "/rpc",
+        [
+            {"jsonrpc": "2.0", "method": "parked"},
+            {"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1},
+        ],
+    )
+    assert body == [{"jsonrpc": "2.0", "result": 1, "id": 1}]
+    # both notifications are still running, and finish when released
+    assert client.call("release_parked", path="/control") == 2

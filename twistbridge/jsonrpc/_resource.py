@@ -704,9 +704,13 @@ class _Exchange:
                 conn["notify"] = call.notification
             self.ctl.stats_data.processing += 1
             t0 = _perf()
-            self.attach(
-                i, call, method, self.ctl.run(method, call, conn, opts.blocking), t0
-            )
+            d = self.ctl.run(method, call, conn, opts.blocking)
+            if call.notification:
+                # Nobody waits for a notification: the answer does not wait
+                # for it either, and a client leaving does not cancel it.
+                d.addBoth(self.notified, call, t0)
+            else:
+                self.attach(i, call, method, d, t0)
         if denied and not self.parsed.batch:
             self.status = http.FORBIDDEN
         if self.pending == 0:
@@ -729,6 +733,14 @@ class _Exchange:
             self.failed(result, i, call, method, t0)
         else:
             self.settled(result, i, call, method, t0)
+
+    def notified(self, result: Any, call: core.Call, t0: float) -> None:
+        stats = self.ctl.stats_data
+        stats.processing -= 1
+        failed = type(result) is Failure
+        stats.record(self.disp.path, call.method, _perf() - t0, not failed)
+        if failed:
+            _log_failure(result, call, self.disp)
 
     def allowed(self, call: core.Call) -> bool:
         try:
@@ -879,7 +891,12 @@ def _respond(
     forced = None
     if conn is not None:
         for name, value in conn["headersOut"].items():
-            request.setHeader(str(name).encode("latin-1"), str(value).encode("latin-1"))
+            try:
+                request.setHeader(
+                    str(name).encode("latin-1"), str(value).encode("latin-1")
+                )
+            except (UnicodeEncodeError, ValueError) as e:
+                log.warn("ignored headersOut {name!r}: {e}", name=name, e=e)
         for cookie in conn["cookiesOut"]:
             _add_cookie(request, cookie)
         forced = conn.get("_compressChoice")
