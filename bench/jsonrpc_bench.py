@@ -79,6 +79,27 @@ def serve_bridge(port: int, run_in: str) -> None:
     reactor.run()
 
 
+def serve_plain_site(port: int) -> None:
+    """The JSON-RPC resource mounted on a plain twisted.web Site (embedding)."""
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    from twistbridge import Bridge
+    from twistbridge.jsonrpc._resource import mount
+
+    bridge = Bridge()
+
+    def echo(data):
+        return data
+
+    bridge.rpc_function(echo, run_in="reactor")
+    root = Resource()
+    mount(root, bridge)
+    reactor.listenTCP(port, Site(root), interface="127.0.0.1")
+    reactor.run()
+
+
 def serve_txjsonrpc(port: int) -> None:
     from twisted.internet import reactor
     from twisted.web.server import Site
@@ -126,6 +147,7 @@ def serve(kind: str, port: int, profile: str | None) -> None:
         "batch100": lambda p: serve_bridge(p, "reactor"),
         "thread": lambda p: serve_bridge(p, "thread"),
         "txjsonrpc": serve_txjsonrpc,
+        "reactor-plain": serve_plain_site,
         "aiohttp-rpc": serve_aiohttp,
     }[kind](port)
 
