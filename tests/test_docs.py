@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
 import re
 import signal
@@ -120,7 +121,11 @@ def public_names(module_name: str):
         obj = getattr(module, name)
         if module_name == "twistbridge.app" and name == "Bridge":
             continue  # documented once, as twistbridge.Bridge
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue  # constants: documented where they have a doc comment
         yield f"{module_name}.{name}"
+        if getattr(obj, "__name__", name) != name:
+            continue  # an alias ("alias of ..."): its members are the original's
         if inspect.isclass(obj) and obj.__module__.startswith("twistbridge"):
             for attr, member in vars(obj).items():
                 if attr.startswith("_"):
@@ -147,6 +152,62 @@ def test_the_epytext_docstrings_become_markup(built_docs):
     )
     assert 'href="#twistbridge.config.Settings"' in html
     assert "C{" not in html and "L{" not in html and "@ivar" not in html
+
+
+@pytest.fixture(scope="module")
+def epytext():
+    pytest.importorskip("sphinx", reason="the docs extra is not installed")
+    spec = importlib.util.spec_from_file_location(
+        "epytext", DOCS / "_ext" / "epytext.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_epytext_inline_markup(epytext):
+    converted = epytext.convert(
+        ["Call C{f(*args)} on L{Bridge}s, I{now}: a*b __init__"]
+    )
+    assert converted == [
+        "Call ``f(*args)`` on :epy:`Bridge`\\ s, *now*: a\\*b \\_\\_init\\_\\_"
+    ]
+    assert epytext.convert(['C{{"a": 1}} and L{the app <twistbridge.Bridge>}']) == [
+        '``{"a": 1}`` and :epy:`the app <twistbridge.Bridge>`'
+    ]
+
+
+def test_epytext_fields(epytext):
+    lines = ["Do it.", "@param x: the x,", "    continued", "@raise ValueError: bad"]
+    assert epytext.convert(lines) == [
+        "Do it.",
+        "",
+        ":param x: the x, continued",
+        ":raises ValueError: bad",
+    ]
+
+
+def test_epytext_indented_code_is_literal_and_lists_are_lists(epytext):
+    lines = [
+        "Use it:",
+        "",
+        "    bridge = Bridge()",
+        "",
+        "Then:",
+        "",
+        "    - C{a}",
+        "    - b",
+    ]
+    assert epytext.convert(lines) == [
+        "Use it::",
+        "",
+        "    bridge = Bridge()",
+        "",
+        "Then:",
+        "",
+        "    - ``a``",
+        "    - b",
+    ]
 
 
 def test_every_example_is_included_by_a_page():
@@ -310,8 +371,13 @@ def test_quickstart_jsonrpc_client(quickstart):
 def test_quickstart_bgpy_client(quickstart_process):
     host, port = quickstart_process.addresses["bgpy"].rsplit(":", 1)
     state, final = load_example("quickstart_client_bgpy").main(host, port)
-    assert state == {"request_count": 3, "value": 910}
-    assert final == {"request_count": 4, "value": 910, "status": "Exited."}
+    assert state == {"request_count": 3, "value": 910, "await_response": False}
+    assert final == {
+        "request_count": 4,
+        "value": 910,
+        "status": "Exited.",
+        "await_response": False,
+    }
 
 
 @pending("bgpy")
@@ -411,7 +477,8 @@ def test_embedded_site_serves_igor(embedded_site):
     )
     try:
         ws.send('{"streamId": "a", "action": "echo", "data": [1, 2]}')
-        assert ws.recv() == '{"streamId": "a", "data": [1, 2]}'
+        assert json.loads(ws.recv()) == {"streamId": "a", "data": [1, 2]}
+        assert json.loads(ws.recv()) == {"streamId": "a", "close": True}
     finally:
         ws.close()
 
