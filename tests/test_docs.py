@@ -292,17 +292,6 @@ def test_security_page_states_the_real_defaults():
 # ---------------------------------------------------------------------------
 # The quickstart app and its clients, against `twistd -n bridge --app`
 
-PENDING = {
-    "izzati": "the izzati endpoint is not on main yet",
-    "igor": "Igor streams are not on main yet",
-    "jsonrpc": "JSON-RPC is not on main yet",
-    "bgpy": "the bgpy protocol is not on main yet",
-}
-
-
-def pending(protocol: str):
-    return pytest.mark.xfail(strict=False, reason=PENDING[protocol])
-
 
 @pytest.fixture
 def quickstart_process(tmp_path):
@@ -333,7 +322,6 @@ def test_quickstart_serves_health(quickstart):
     assert set(response.json()["services"]) == {"http", "igor", "bgpy"}
 
 
-@pending("izzati")
 def test_quickstart_izzati_client(quickstart):
     answer = load_example("quickstart_client_izzati").main(quickstart.url("/"))
     assert answer == {
@@ -344,20 +332,17 @@ def test_quickstart_izzati_client(quickstart):
     assert (quickstart.uploads / "hello.txt").read_bytes() == b"hello, twistbridge\n"
 
 
-@pending("igor")
 def test_quickstart_igor_client_on_the_http_port(quickstart):
     client = load_example("quickstart_client_igor")
     assert client.main(quickstart.url("/ws", scheme="ws")) == (["Hello Ada"], [3, 2, 1])
 
 
-@pending("igor")
 def test_quickstart_igor_client_on_the_igor_port(quickstart):
     client = load_example("quickstart_client_igor")
     url = quickstart.url("/", scheme="ws", name="igor")
     assert client.main(url) == (["Hello Ada"], [3, 2, 1])
 
 
-@pending("jsonrpc")
 def test_quickstart_jsonrpc_client(quickstart):
     from jsonrpcclient import Error, Ok
 
@@ -367,7 +352,6 @@ def test_quickstart_jsonrpc_client(quickstart):
     assert (error.code, error.message) == (-32000, "division by zero")
 
 
-@pending("bgpy")
 def test_quickstart_bgpy_client(quickstart_process):
     host, port = quickstart_process.addresses["bgpy"].rsplit(":", 1)
     state, final = load_example("quickstart_client_bgpy").main(host, port)
@@ -380,7 +364,6 @@ def test_quickstart_bgpy_client(quickstart_process):
     }
 
 
-@pending("bgpy")
 def test_quickstart_bgpy_json_lines_client(quickstart_process):
     host, port = quickstart_process.addresses["bgpy"].rsplit(":", 1)
     ack, state, final = load_example("quickstart_client_bgpy_json").main(host, port)
@@ -461,14 +444,12 @@ def test_embedded_site_serves_the_bridge_health(embedded_site):
     assert response.json()["status"] == "ok"
 
 
-@pending("jsonrpc")
 def test_embedded_site_serves_json_rpc(embedded_site):
     body = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
     response = requests.post(embedded_site + "/bridge/rpc", json=body, timeout=10)
     assert response.json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
 
 
-@pending("igor")
 def test_embedded_site_serves_igor(embedded_site):
     from websocket import create_connection
 
@@ -483,7 +464,6 @@ def test_embedded_site_serves_igor(embedded_site):
         ws.close()
 
 
-@pending("izzati")
 def test_embedded_site_serves_izzati(embedded_site):
     from izzati import Frontend
 
@@ -524,7 +504,6 @@ def test_embedded_service_runs_beside_the_application_services(tmp_path):
     assert status in (0, -signal.SIGTERM), program.output
 
 
-@pending("jsonrpc")
 def test_embedded_service_answers_json_rpc(tmp_path):
     env = examples_env(EMBED_HTTP_PORT="0")
     program = Program(
