@@ -34,6 +34,7 @@ API_MODULES = [
     "twistbridge.offload",
     "twistbridge.service",
     "twistbridge.web",
+    "twistbridge.limits",
     "twistbridge.tap",
     "twistbridge.testing",
     "twistbridge.izzati",
