@@ -35,7 +35,7 @@ browser-deps:
 
 test: $(VENV)/.test-deps browser-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py
+	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The manual, warnings as errors (tests/test_docs.py builds it too).
@@ -43,8 +43,8 @@ docs: $(VENV)/.test-deps
 	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py
-	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py
+	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
+	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py docs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build
