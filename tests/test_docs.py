@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -470,6 +471,18 @@ def test_embedded_site_serves_izzati(embedded_site):
 
     answer = Frontend(embedded_site + "/bridge/").send({"name": "Ada"})
     assert answer == {"status": "yes", "text": {"name": "Ada"}, "files": []}
+
+
+def test_embedded_site_refuses_an_oversized_upload_before_reading_it(embedded_site):
+    host, port = embedded_site[len("http://") :].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /bridge/ HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 20971520\r\n\r\n"
+        )
+        answer = sock.makefile("rb").readline()
+    assert answer == b"HTTP/1.1 413 Request Entity Too Large\r\n"
 
 
 def twistd() -> str:
