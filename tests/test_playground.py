@@ -577,6 +577,7 @@ def start_chromium(profile):
         "--no-first-run",
         "--disable-quic",
         "--disable-sync",
+        "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
