@@ -512,6 +512,21 @@ def test_page_over_http(demo_server):
     script = requests.get(demo_server.url("/playground/app.js"), timeout=10)
     assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert script.content == read_asset("app.js")
+    # Revalidation (Cache-Control: no-cache) costs a 304, not the file.
+    etag = script.headers["ETag"]
+    again = requests.get(
+        demo_server.url("/playground/app.js"),
+        headers={"If-None-Match": etag},
+        timeout=10,
+    )
+    assert (again.status_code, again.content) == (304, b"")
+    changed = requests.get(
+        demo_server.url("/playground/app.js"),
+        headers={"If-None-Match": '"other"'},
+        timeout=10,
+    )
+    assert (changed.status_code, changed.content) == (200, read_asset("app.js"))
+    assert response.headers["ETag"] != etag
 
 
 def test_bgpy_bridge_refuses_foreign_origin_over_http(demo_server):

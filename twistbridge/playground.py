@@ -14,6 +14,7 @@ the resources below them only do I/O.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -168,12 +169,15 @@ class Asset(Resource):
         Resource.__init__(self)
         self.body = body
         self.content_type = content_type.encode("ascii")
+        self.etag = b'"' + hashlib.sha256(body).hexdigest()[:20].encode("ascii") + b'"'
 
     def render_GET(self, request: Any) -> bytes:
-        """The file (C{HEAD} gets the same headers)."""
+        """The file, or 304 when the browser's copy is current (C{HEAD} too)."""
         request.setHeader(b"Content-Type", self.content_type)
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        if request.setETag(self.etag) is http.CACHED:
+            return b""
         return self.body
 
 
