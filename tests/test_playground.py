@@ -414,6 +414,12 @@ def test_token_file_unreadable(tmp_path):
     assert answer(req) == (503, {"error": "bgpy token file unreadable"})
 
 
+@pytest.mark.parametrize("path", ["/bgpy", "/bgpy/", "/bgpy/init", "/bgpy/state/x"])
+def test_bgpy_unknown_paths_are_json_404(path):
+    req = render(bgpy(FakeRuntime(state={})), request(path, b"POST", b"{}", JSON))
+    assert answer(req) == (404, {"error": "not found: /bgpy/ has state and exec"})
+
+
 def test_mount_leaves_app_paths_alone():
     root = Resource()
     mine = Resource()
@@ -441,7 +447,12 @@ def test_assets_served_with_types_and_policy():
 
 def test_no_listing_and_nothing_else_served():
     folder = build_assets()
-    for path in ("/playground/", "/playground/../playground.py", "/playground/nope.js"):
+    for path in (
+        "/playground",
+        "/playground/",
+        "/playground/../playground.py",
+        "/playground/nope.js",
+    ):
         req = render(folder, request(path))
         assert req.responseCode == 404
 
