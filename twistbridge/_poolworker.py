@@ -1,9 +1,10 @@
 """
 The worker process of the process pool (L{twistbridge._processpool}).
 
-Run as C{python -c "from twistbridge._poolworker import main; main()"}.  It imports no Twisted and runs
-no reactor: it reads one call at a time from file descriptor 3 and writes
-the answer to file descriptor 4, each as one frame::
+The pool runs this file on its own (without importing the twistbridge
+package); it imports no Twisted and runs no reactor: it reads one call at a
+time from file descriptor 3 and writes the answer to file descriptor 4, each
+as one frame::
 
     8 bytes big-endian length | pickle
 

@@ -40,7 +40,15 @@ from twistbridge import _poolworker
 log = Logger()
 
 HEADER = _poolworker.HEADER
-_BOOTSTRAP = "import sys; from twistbridge._poolworker import main; sys.exit(main())"
+# Load the worker loop by its file, without importing the twistbridge package
+# (and Twisted): a worker imports only what its calls need.
+_BOOTSTRAP = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('twistbridge_poolworker', sys.argv[1])\n"
+    "worker = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(worker)\n"
+    "sys.exit(worker.main())\n"
+)
 
 
 class OffloadError(Exception):
@@ -378,7 +386,7 @@ class ProcessPool:
         self._reactor.spawnProcess(
             worker,
             self._executable,
-            [self._executable, "-c", _BOOTSTRAP],
+            [self._executable, "-c", _BOOTSTRAP, _poolworker.__file__],
             env=worker_environment(),
             childFDs={
                 0: "w",
