@@ -169,3 +169,28 @@ for _mode in ("reactor", "thread", "process"):
 bridge.rpc_function(where_async, name="where_reactor")
 bridge.rpc_function(where, name="where_thread", run_in="thread")
 bridge.rpc_function(where, name="where_process", run_in="process")
+
+
+def igor_where(out, data, **kwargs):
+    """Igor: send where this runs, then C{data} doubled."""
+    out.send(where())
+    out.send(data * 2)
+
+
+async def igor_where_async(out, data, **kwargs):
+    """L{igor_where}, as a coroutine."""
+    igor_where(out, data)
+
+
+bridge.igor_action("where_reactor", igor_where_async)
+bridge.igor_action("where_thread", igor_where, run_in="thread")
+bridge.igor_action("where_process", igor_where, run_in="process")
+
+
+def upload(text, data):
+    """izzati: where this runs, the text and the files' sizes."""
+    return {"where": where(), "text": text, "sizes": [len(f.read()) for f in data]}
+
+
+# The izzati callback is one per bridge: its mode comes from the environment.
+bridge.izzati(upload, run_in=os.environ.get("OFFLOAD_IZZATI_MODE", "process"))
