@@ -208,18 +208,30 @@ class Offloader(Service):
         Running calls get C{shutdown_timeout} seconds to finish; then busy
         process workers are killed (threads cannot be: a thread still busy
         is left behind as a daemon thread, logged, and does not hold up the
-        exit).
+        exit).  See L{stop} to choose the grace period.
         """
-        Service.stopService(self)
+        return self.stop()
+
+    def stop(self, grace: Optional[float] = None) -> Deferred:
+        """
+        Stop both pools, giving running calls C{grace} seconds (default
+        C{shutdown_timeout}) before busy process workers are killed.  A
+        server that has already drained its requests can pass what is left
+        of its own shutdown bound.
+        """
+        if grace is None:
+            grace = self.shutdown_timeout
+        if self.running:
+            Service.stopService(self)
         self._stopped = True
         self._remove_trigger()
         waits = []
         if self._processpool is not None:
             pool, self._processpool = self._processpool, None
-            waits.append(pool.stop(self.shutdown_timeout))
+            waits.append(pool.stop(grace))
         if self._threadpool is not None:
             pool_, self._threadpool = self._threadpool, None
-            waits.append(self._stop_threadpool(pool_))
+            waits.append(self._stop_threadpool(pool_, grace))
         return defer.DeferredList(waits, consumeErrors=True)
 
     def _remove_trigger(self) -> None:
@@ -230,7 +242,7 @@ class Offloader(Service):
                 pass
             self._trigger = None
 
-    def _stop_threadpool(self, pool: ThreadPool) -> Deferred:
+    def _stop_threadpool(self, pool: ThreadPool, grace: float) -> Deferred:
         # ThreadPool.stop() joins its threads: do that off the reactor thread
         # so a handler still running cannot stall shutdown of everything
         # else, and stop waiting after shutdown_timeout.
@@ -245,7 +257,7 @@ class Offloader(Service):
             log.warn(
                 "stopping the thread pool: {n} handler(s) still running after {t} s",
                 n=self._busy,
-                t=self.shutdown_timeout,
+                t=grace,
             )
             d.callback(None)
 
@@ -253,7 +265,7 @@ class Offloader(Service):
             pool.stop()
             self._reactor.callFromThread(done)
 
-        timer = self._reactor.callLater(self.shutdown_timeout, give_up)
+        timer = self._reactor.callLater(grace, give_up)
         threading.Thread(target=stop, name="twistbridge-threadpool-stop", daemon=True).start()
         return d
 
