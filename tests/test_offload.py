@@ -265,6 +265,43 @@ def test_call_timeout_setting():
     assert Bridge(shutdown_timeout=3).offloader.shutdown_timeout == 3
 
 
+@pytest_twisted.ensureDeferred
+async def test_queued_calls_survive_a_crash_of_the_only_worker():
+    o = Offloader(processes=1)
+    o.startService()
+    try:
+        crashing = o.in_process(app.crash, 9)
+        queued = [o.in_process(app.add, i, 1) for i in range(3)]
+        err = await _failure_of(crashing)
+        assert str(err).endswith("running crash died (exited with status 9)")
+        assert await defer.gatherResults(queued) == [1, 2, 3]
+    finally:
+        await o.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_worker_output_goes_to_the_log(offloader):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines = []
+
+    def observe(event):
+        if event.get("log_namespace") == "twistbridge._processpool":
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        assert await offloader.in_process(app.chatty, "hello") == 5
+        await until(lambda: len(lines) >= 2, what="two log lines")
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    pid = offloader.process_pids()[0]
+    assert sorted(lines) == [
+        f"process worker {pid} stderr: err: hello",
+        f"process worker {pid} stdout: out: hello",
+    ]
+
+
 # cancellation ----------------------------------------------------------------------
 
 

@@ -238,8 +238,13 @@ class _Worker(ProcessProtocol):
 
     def send(self, payload: bytes) -> None:
         """Write one call frame to the worker."""
-        self.transport.writeToChild(_poolworker.REQUEST_FD, HEADER.pack(len(payload)))
-        self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
+        try:
+            self.transport.writeToChild(_poolworker.REQUEST_FD, HEADER.pack(len(payload)))
+            self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
+        except (KeyError, OSError):
+            # Its pipe is already gone: the worker is dying, and processEnded
+            # will fail this call as a crash.
+            self.kill()
 
     def close(self) -> None:
         """End the worker's input: it exits once its current call is done."""

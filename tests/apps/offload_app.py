@@ -70,6 +70,15 @@ def touch(path):
     return path
 
 
+def chatty(text):
+    """Print C{text} on stdout and on stderr; return its length."""
+    import sys
+
+    print(f"out: {text}", flush=True)
+    print(f"err: {text}", file=sys.stderr, flush=True)
+    return len(text)
+
+
 def crash(status=3):
     """Die at once, without cleanup."""
     os._exit(status)
