@@ -88,6 +88,13 @@ def test_resolve_defaults():
         resolve(app.add, "gpu")
     with pytest.raises(TypeError, match="not callable"):
         resolve(42)
+    with pytest.raises(NotPicklable) as info:
+        resolve(lambda: 1, "process", name="anon")
+    assert str(info.value) == (
+        "anon cannot run_in='process': it does not pickle (AttributeError: Can't pickle "
+        "local object 'test_resolve_defaults.<locals>.<lambda>'); define it at the top "
+        "level of a module"
+    )
 
 
 # each mode ------------------------------------------------------------------

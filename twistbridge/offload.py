@@ -23,6 +23,7 @@ L{RemoteError}, all L{OffloadError}) are importable from here.
 from __future__ import annotations
 
 import inspect
+import pickle
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -95,6 +96,8 @@ def resolve(
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.
     @raise TypeError: when C{func} is not callable.
+    @raise NotPicklable: (a L{TypeError}) when C{run_in="process"} and
+        C{func} does not pickle (a lambda, a nested function).
     """
     if not callable(func):
         raise TypeError(f"handler {func!r} is not callable")
@@ -109,6 +112,16 @@ def resolve(
         raise ValueError(f"run_in must be one of {', '.join(RUN_IN)}: {run_in!r}")
     if is_coroutine and run_in != "reactor":
         raise ValueError(f"{name} is a coroutine function: it can only run_in='reactor'")
+    if run_in == "process":
+        # Fail at registration, not at every call: the function travels to
+        # the workers by reference (module and name), so it must pickle.
+        try:
+            pickle.dumps(func, pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            raise NotPicklable(
+                f"{name} cannot run_in='process': it does not pickle ({type(e).__name__}: "
+                f"{e}); define it at the top level of a module"
+            ) from None
     return Handler(func, run_in, name)
 
 
