@@ -370,6 +370,8 @@ class ProcessPool:
         wanted = max(len(self._queue) - starting, self._keep - len(self._workers))
         for _ in range(max(0, min(wanted, self.size - len(self._workers)))):
             self._spawn()
+            if not self._queue and not self._keep:
+                break
         # A pool grows on demand and never shrinks: a worker that dies is
         # replaced at once.
         self._keep = max(self._keep, len(self._workers))
@@ -388,6 +390,18 @@ class ProcessPool:
     def _spawn(self) -> None:
         worker = _Worker(self)
         self._workers.append(worker)
+        try:
+            self._spawn_process(worker)
+        except Exception as e:  # no executable, out of file descriptors, ...
+            self._workers.remove(worker)
+            log.failure("cannot start a process worker")
+            if not any(w.state in ("idle", "busy") for w in self._workers):
+                self._keep = 0
+                self._fail_queue(
+                    WorkerCrashed(f"the process pool cannot start a worker ({e})")
+                )
+
+    def _spawn_process(self, worker: _Worker) -> None:
         self._reactor.spawnProcess(
             worker,
             self._executable,
