@@ -124,7 +124,9 @@ async def main(args):
     offloader.startService()
     await offloader.in_process(add, 1, 2)
     cold = time.perf_counter() - started
-    reference_threads = ThreadPool(minthreads=0, maxthreads=args.workers, name="reference")
+    reference_threads = ThreadPool(
+        minthreads=0, maxthreads=args.workers, name="reference"
+    )
     reference_threads.start()
     executor = ProcessPoolExecutor(args.workers)
     executor.submit(add, 1, 2).result()
@@ -162,15 +164,21 @@ async def main(args):
         rows.append(
             (
                 "process   ref: ampoule",
-                lambda: amp_pool.doWork(Add, a=1, b=2).addCallback(lambda r: r["result"]),
+                lambda: amp_pool.doWork(Add, a=1, b=2).addCallback(
+                    lambda r: r["result"]
+                ),
             )
         )
 
     load = os.getloadavg()
     print(f"offload benchmark: {os.cpu_count()} cores, load average {load[0]:.2f}")
-    print(f"cold process pool: first answer {cold * 1000:.0f} ms ({args.workers} workers)")
+    print(
+        f"cold process pool: first answer {cold * 1000:.0f} ms ({args.workers} workers)"
+    )
     print()
-    print(f"per-call overhead of add(1, 2), {args.calls} calls     1 in flight   100 in flight")
+    print(
+        f"per-call overhead of add(1, 2), {args.calls} calls     1 in flight   100 in flight"
+    )
     for name, make in rows:
         one = await per_call(name, make, args.calls, 1)
         many = await per_call(name, make, args.calls, 100)
@@ -191,7 +199,9 @@ async def main(args):
             await throughput(lambda: offloader.in_process(count_primes), args.jobs)
         )
         runs["executor"].append(
-            await throughput(lambda: from_future(executor.submit(count_primes)), args.jobs)
+            await throughput(
+                lambda: from_future(executor.submit(count_primes)), args.jobs
+            )
         )
     median = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
     for key, label in (
@@ -218,10 +228,14 @@ async def main(args):
 def run() -> None:
     """Parse the options and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls per overhead row")
+    parser.add_argument(
+        "--calls", type=int, default=2000, help="calls per overhead row"
+    )
     parser.add_argument("--jobs", type=int, default=8, help="CPU-bound jobs")
     parser.add_argument("--workers", type=int, default=2, help="pool sizes")
-    parser.add_argument("--rounds", type=int, default=3, help="CPU-bound rounds (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="CPU-bound rounds (median)"
+    )
     args = parser.parse_args()
     task.react(lambda _: defer.ensureDeferred(main(args)))
 

@@ -167,7 +167,12 @@ def answer_for(func: Any, args: Any, kwargs: Any) -> bytes:
             pickle.loads(data)  # some exceptions pickle but do not unpickle
         except Exception:
             data = pickle.dumps(
-                ("remote", f"{type(e).__module__}.{type(e).__qualname__}", str(e), trace),
+                (
+                    "remote",
+                    f"{type(e).__module__}.{type(e).__qualname__}",
+                    str(e),
+                    trace,
+                ),
                 pickle.HIGHEST_PROTOCOL,
             )
         return data

@@ -81,7 +81,9 @@ class RemoteError(OffloadError):
     @ivar remote_traceback: the worker's traceback, as text.
     """
 
-    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+    def __init__(
+        self, type_name: str, message: str, remote_traceback: str = ""
+    ) -> None:
         OffloadError.__init__(self, message)
         self.type_name = type_name
         self.remote_traceback = remote_traceback
@@ -99,7 +101,9 @@ class RemoteFailure(Failure):
 
     remote_traceback = ""
 
-    def printTraceback(self, file: Any = None, elideFrameworkCode: int = 0, detail: str = "default") -> None:
+    def printTraceback(
+        self, file: Any = None, elideFrameworkCode: int = 0, detail: str = "default"
+    ) -> None:
         """Print the worker's traceback (and this failure's own summary)."""
         if file is None:
             from twisted.python import log as legacy_log
@@ -239,7 +243,9 @@ class _Worker(ProcessProtocol):
     def send(self, payload: bytes) -> None:
         """Write one call frame to the worker."""
         try:
-            self.transport.writeToChild(_poolworker.REQUEST_FD, HEADER.pack(len(payload)))
+            self.transport.writeToChild(
+                _poolworker.REQUEST_FD, HEADER.pack(len(payload))
+            )
             self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
         except (KeyError, OSError):
             # Its pipe is already gone: the worker is dying, and processEnded
@@ -333,7 +339,9 @@ class ProcessPool:
         if name is None:
             name = getattr(func, "__qualname__", None) or repr(func)
         if self._stopping:
-            return defer.fail(PoolStopped(f"cannot run {name}: the process pool is stopping"))
+            return defer.fail(
+                PoolStopped(f"cannot run {name}: the process pool is stopping")
+            )
         try:
             payload = pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -482,7 +490,11 @@ class ProcessPool:
             d.errback(_remote_failure(RemoteError(type_name, message, trace), trace))
         elif kind == "unpicklable":
             _, what, reason = answer
-            d.errback(NotPicklable(f"{call.name} returned something that cannot be pickled: {what}: {reason}"))
+            d.errback(
+                NotPicklable(
+                    f"{call.name} returned something that cannot be pickled: {what}: {reason}"
+                )
+            )
         else:  # "undecodable"
             _, reason, trace = answer
             d.errback(
@@ -550,7 +562,9 @@ class ProcessPool:
         ):
             self._keep = 0
             self._fail_queue(
-                WorkerCrashed(f"the process pool cannot start a worker ({describe_exit(reason)})")
+                WorkerCrashed(
+                    f"the process pool cannot start a worker ({describe_exit(reason)})"
+                )
             )
 
     @staticmethod
@@ -600,7 +614,9 @@ class ProcessPool:
     def _kill_all(self) -> None:
         self._kill_timer = None
         self._killed_all = True
-        self._fail_queue(PoolStopped("the process pool stopped before this call could run"))
+        self._fail_queue(
+            PoolStopped("the process pool stopped before this call could run")
+        )
         if self._workers:
             log.warn(
                 "stopping the process pool: killing {n} worker(s) still busy",

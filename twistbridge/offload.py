@@ -105,13 +105,17 @@ def resolve(
         name = getattr(func, "__qualname__", None) or repr(func)
     # An instance whose __call__ is "async def" is a coroutine function too.
     call = type(func).__call__
-    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        call
+    )
     if run_in is None:
         run_in = "reactor" if is_coroutine else "thread"
     if run_in not in RUN_IN:
         raise ValueError(f"run_in must be one of {', '.join(RUN_IN)}: {run_in!r}")
     if is_coroutine and run_in != "reactor":
-        raise ValueError(f"{name} is a coroutine function: it can only run_in='reactor'")
+        raise ValueError(
+            f"{name} is a coroutine function: it can only run_in='reactor'"
+        )
     if run_in == "process":
         # Fail at registration, not at every call: the function travels to
         # the workers by reference (module and name), so it must pickle.
@@ -279,7 +283,9 @@ class Offloader(Service):
             self._reactor.callFromThread(done)
 
         timer = self._reactor.callLater(grace, give_up)
-        threading.Thread(target=stop, name="twistbridge-threadpool-stop", daemon=True).start()
+        threading.Thread(
+            target=stop, name="twistbridge-threadpool-stop", daemon=True
+        ).start()
         return d
 
     def _not_running_trigger(self) -> None:
@@ -292,7 +298,9 @@ class Offloader(Service):
 
     def _ensure_threadpool(self) -> ThreadPool:
         if self._threadpool is None:
-            pool = _DaemonThreadPool(minthreads=0, maxthreads=self.threads, name="twistbridge")
+            pool = _DaemonThreadPool(
+                minthreads=0, maxthreads=self.threads, name="twistbridge"
+            )
             pool.start()
             self._threadpool = pool
             self._not_running_trigger()
@@ -303,7 +311,9 @@ class Offloader(Service):
             if self._stopped:
                 raise PoolStopped("the process pool stopped")
             self._processpool = ProcessPool(
-                size=self.processes, call_timeout=self.call_timeout, reactor=self._reactor
+                size=self.processes,
+                call_timeout=self.call_timeout,
+                reactor=self._reactor,
             )
             self._not_running_trigger()
         return self._processpool
@@ -327,7 +337,9 @@ class Offloader(Service):
             return defer.fail(e)
         return pool.submit(handler.name, handler.func, args, kwargs)
 
-    def in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def in_thread(
+        self, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred:
         """
         Run C{func} in the bridge's thread pool.
 
@@ -377,7 +389,9 @@ class Offloader(Service):
         pool.callInThread(run)
         return d
 
-    def in_process(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def in_process(
+        self, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred:
         """
         Run C{func} in the process pool; C{func}, its arguments and its result
         must pickle (else the call fails with L{NotPicklable}, naming what did

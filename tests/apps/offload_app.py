@@ -118,7 +118,17 @@ def count_primes(limit):
 
 FUNCTIONS = {
     f.__name__: f
-    for f in (add, where, cpu, sleep, pid_then_sleep, touch, crash, unpicklable_result, count_primes)
+    for f in (
+        add,
+        where,
+        cpu,
+        sleep,
+        pid_then_sleep,
+        touch,
+        crash,
+        unpicklable_result,
+        count_primes,
+    )
 }
 
 
@@ -136,7 +146,9 @@ class OffloadResource(Resource):
         name = request.args[b"fn"][0].decode()
         mode = request.args[b"mode"][0].decode()
         args = json.loads(request.args.get(b"args", [b"[]"])[0])
-        func = where_async if (name == "where" and mode == "reactor") else FUNCTIONS[name]
+        func = (
+            where_async if (name == "where" and mode == "reactor") else FUNCTIONS[name]
+        )
         d = self._bridge.offloader.call(Handler(func, mode, name), *args)
 
         def answer(result, code):
@@ -151,7 +163,8 @@ class OffloadResource(Resource):
             if failure.check(CancelledError):
                 return
             answer(
-                {"error": type(failure.value).__name__, "message": str(failure.value)}, 500
+                {"error": type(failure.value).__name__, "message": str(failure.value)},
+                500,
             )
 
         d.addCallbacks(lambda r: answer({"result": r}, 200), failed)
