@@ -242,11 +242,13 @@ class _Worker(ProcessProtocol):
 
     def send(self, payload: bytes) -> None:
         """Write one call frame to the worker."""
+        header = HEADER.pack(len(payload))
         try:
-            self.transport.writeToChild(
-                _poolworker.REQUEST_FD, HEADER.pack(len(payload))
-            )
-            self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
+            if len(payload) < 65536:  # one write (copying a small payload is cheap)
+                self.transport.writeToChild(_poolworker.REQUEST_FD, header + payload)
+            else:
+                self.transport.writeToChild(_poolworker.REQUEST_FD, header)
+                self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
         except (KeyError, OSError):
             # Its pipe is already gone: the worker is dying, and processEnded
             # will fail this call as a crash.
