@@ -59,6 +59,11 @@ log = Logger()
 #: Seconds a refused request's connection stays half-open, discarding what
 #: the client still sends, before it is closed.
 REFUSAL_LINGER = 5.0
+#: A body streamed to a consumer that is larger than this (or chunked) is
+#: read from the socket in pieces of up to C{LARGE_READ} bytes instead of
+#: Twisted's 64 KiB: fewer trips through the parser for big uploads.
+LARGE_BODY = 1024 * 1024
+LARGE_READ = 512 * 1024
 
 
 def json_body(request: Any, code: int, body: Any) -> bytes:
@@ -148,6 +153,15 @@ def build_root(bridge: Bridge) -> Resource:
     return root
 
 
+def _read_larger(transport: Any) -> None:
+    """Read a large streamed body in pieces of L{LARGE_READ} bytes."""
+    while transport is not None:
+        if isinstance(getattr(transport, "bufferSize", None), int):
+            transport.bufferSize = max(transport.bufferSize, LARGE_READ)
+            return
+        transport = getattr(transport, "transport", None)
+
+
 class BodyTooLarge(Exception):
     """A request body went over its resource's C{max_body_size}."""
 
@@ -192,6 +206,8 @@ class BridgeRequest(Request):
             if consumer is not None:
                 self.body_consumer = consumer
                 self.content = BytesIO()
+                if length is None or length > LARGE_BODY:
+                    _read_larger(self.channel.transport)
                 return
         Request.gotLength(self, length)
 
@@ -203,7 +219,8 @@ class BridgeRequest(Request):
         if command is None or uri is None or site is None:
             return None
         self.method, self.uri = command, uri
-        self.path = uri.split(b"?", 1)[0]
+        self.path, _, query = uri.partition(b"?")
+        self.args = http.parse_qs(query, 1) if query else {}
         if self.path == b"*":
             return None
         self.prepath = []
