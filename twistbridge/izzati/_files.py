@@ -49,6 +49,11 @@ class UploadedFile:
             f"<UploadedFile {self.filename!r} ({self.content_type}, {self.size} bytes)>"
         )
 
+    @property
+    def mimetype(self) -> str:
+        """The content type without parameters (Werkzeug's name for it)."""
+        return self.content_type.split(";", 1)[0].strip().lower()
+
     def read(self, size: int = -1) -> bytes:
         """Read (the rest of) the file, or up to C{size} bytes of it."""
         return self.stream.read(size)
