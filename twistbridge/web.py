@@ -144,12 +144,14 @@ def build_root(bridge: Bridge) -> Resource:
     from twistbridge.izzati._resource import build_resource as izzati_resource
     from twistbridge.jsonrpc._resource import mount as mount_rpc
     from twistbridge.playground import build_resource as playground
+    from twistbridge.playground import mount as mount_playground
 
     root = Resource()
     root.putChild(b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge)))
     root.putChild(b"health", HealthResource(bridge))
     root.putChild(b"ws", igor_resource(bridge))
     mount_rpc(root, bridge)
+    mount_playground(root, bridge)
     return root
 
 
@@ -327,3 +329,9 @@ class BridgeSite(Site):
         Site.__init__(self, bridge.resource())
         self.bridge = bridge
         self.timeOut = bridge.settings.idle_timeout
+
+    def log(self, request: Any) -> None:
+        """One access-log event per answered request (L{twistbridge.logs})."""
+        from twistbridge.logs import access_http
+
+        access_http(request)
