@@ -494,3 +494,25 @@ def test_disconnect_while_callback_runs_cancels_it(app_server):
     assert requests.post(app_server.url("/"), data={"x": "y"}).json()["text"] == {
         "x": "y"
     }
+
+
+def test_chunked_upload_within_the_limit(app_server):
+    block = os.urandom(MiB)
+
+    def body():
+        yield multipart_head("chunked.bin")
+        for _ in range(3):
+            yield block
+        yield TAIL
+
+    # No Content-Length: requests sends the generator with Transfer-Encoding: chunked.
+    r = requests.post(
+        app_server.url("/"), data=body(), headers={"Content-Type": MP_TYPE}
+    )
+    assert r.status_code == 200
+    (item,) = r.json()["files"]
+    assert (item["filename"], item["size"], item["sha256"]) == (
+        "chunked.bin",
+        3 * MiB,
+        hashlib.sha256(block * 3).hexdigest(),
+    )
