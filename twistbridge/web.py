@@ -157,8 +157,10 @@ def build_root(bridge: Bridge) -> Resource:
 
 def _read_larger(transport: Any) -> None:
     """Read a large streamed body in pieces of L{LARGE_READ} bytes."""
+    # Wrappers (connection limits, TLS) forward attribute reads to the
+    # transport below them: set it on the object that reads the socket.
     while transport is not None:
-        if isinstance(getattr(transport, "bufferSize", None), int):
+        if isinstance(getattr(type(transport), "bufferSize", None), int):
             transport.bufferSize = max(transport.bufferSize, LARGE_READ)
             return
         transport = getattr(transport, "transport", None)
@@ -192,26 +194,38 @@ class BridgeRequest(Request):
         """The headers are in: resolve the resource and ask it about the body."""
         resource = self._resolve_early()
         if resource is not None:
-            sizer = getattr(resource, "max_body_size", None)
-            if sizer is not None:
-                self._body_limit = sizer(self)
-            if (
-                self._body_limit is not None
-                and length is not None
-                and length > self._body_limit
-            ):
-                self.content = BytesIO()
-                self._refuse(length)
-                return
-            make = getattr(resource, "body_consumer", None)
-            consumer = make(self) if make is not None else None
-            if consumer is not None:
-                self.body_consumer = consumer
-                self.content = BytesIO()
-                if length is None or length > LARGE_BODY:
-                    _read_larger(self.channel.transport)
-                return
+            try:
+                if self._ask(resource, length):
+                    return
+            except Exception:
+                log.failure("{resource!r} failed before the body", resource=resource)
         Request.gotLength(self, length)
+
+    def _ask(self, resource: Any, length: Optional[int]) -> bool:
+        """
+        Consult C{resource}'s C{max_body_size} and C{body_consumer}; L{True}
+        when the body is taken care of (refused, or going to a consumer).
+        """
+        sizer = getattr(resource, "max_body_size", None)
+        if sizer is not None:
+            self._body_limit = sizer(self)
+        if (
+            self._body_limit is not None
+            and length is not None
+            and length > self._body_limit
+        ):
+            self.content = BytesIO()
+            self._refuse(length)
+            return True
+        make = getattr(resource, "body_consumer", None)
+        consumer = make(self) if make is not None else None
+        if consumer is None:
+            return False
+        self.body_consumer = consumer
+        self.content = BytesIO()
+        if length is None or length > LARGE_BODY:
+            _read_larger(self.channel.transport)
+        return True
 
     def _resolve_early(self) -> Any:
         channel = self.channel
