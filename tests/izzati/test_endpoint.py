@@ -468,6 +468,11 @@ def test_disconnect_mid_upload_removes_temp_files(app_server, upload_tmp):
     s.close()
     wait_for(lambda: not server_fds_in(pid, upload_tmp), 5, what="temp file closed")
     assert os.listdir(upload_tmp) == []
+    wait_for(
+        lambda: "izzati: upload from 127.0.0.1 ended after" in app_server.output,
+        5,
+        what="the early end logged",
+    )
     assert requests.get(app_server.url("/health")).status_code == 200
 
 
