@@ -31,7 +31,10 @@ resource are consulted:
         complete, as usual, and finds the consumer as
         C{request.body_consumer}.
 
-A resource that defines neither behaves exactly as under a plain L{Site}.
+A resource that defines neither behaves exactly as under a plain L{Site};
+if either method raises, the error is logged and the body is buffered as
+usual.  A body going to a consumer that is chunked or over C{LARGE_BODY} is
+read from the socket in pieces of up to C{LARGE_READ} bytes.
 L{IndexResource} forwards both methods to the izzati resource for C{POST /}.
 Where the request line is not available this early (HTTP/2), nothing is
 resolved early: C{request.body_consumer} stays L{None} and resources fall
