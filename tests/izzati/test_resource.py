@@ -3,6 +3,8 @@
 import json
 
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.testing import StringTransport
 from twisted.web.server import Site
@@ -124,3 +126,44 @@ async def test_async_callback_and_queue_first():
     )
     assert json.loads(body) == ["ok"]
     assert calls == [("Q", {"x": "1"}, "E")]
+
+
+def _site_with_reactor_callback():
+    bridge = Bridge()
+
+    @bridge.izzati(run_in="reactor")
+    def upload(text, data):
+        return {"text": text, "sizes": [f.size for f in data]}
+
+    return BridgeSite(bridge)
+
+
+_FUZZ_SITE = []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.binary(max_size=300).map(lambda b: MULTIPART[: len(b) % len(MULTIPART)] + b),
+    st.lists(st.integers(min_value=1, max_value=400), max_size=6),
+)
+def test_any_body_gets_a_json_answer(body, cuts):
+    """Whatever the body and however it is split, the answer is complete JSON."""
+    if not _FUZZ_SITE:
+        _FUZZ_SITE.append(_site_with_reactor_callback())
+    channel = _FUZZ_SITE[0].buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    data = (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=zz"
+        b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    start = 0
+    for cut in sorted(cuts) + [len(data)]:
+        channel.dataReceived(data[start:cut])
+        start = max(start, cut)
+    head, _, answer = transport.value().partition(b"\r\n\r\n")
+    code = int(head.split(b" ")[1])
+    assert code in (200, 400), head
+    assert b"Content-Type: application/json\r\n" in head
+    assert isinstance(json.loads(answer), dict)
+    assert b"Content-Length: %d\r\n" % len(answer) in head
