@@ -166,4 +166,4 @@ def test_any_body_gets_a_json_answer(body, cuts):
     assert code in (200, 400), head
     assert b"Content-Type: application/json\r\n" in head
     assert isinstance(json.loads(answer), dict)
-    assert b"Content-Length: %d\r\n" % len(answer) in head
+    assert b"Content-Length: %d\r\n" % len(answer) in head + b"\r\n"
