@@ -450,7 +450,7 @@ def test_slow_callback_does_not_delay_health(app_server):
     )
     start = time.monotonic()
     assert requests.get(app_server.url("/health")).status_code == 200
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 1.0
     t.join(10)
     assert result["r"].json() == {"slept": True}
 
@@ -478,7 +478,7 @@ def test_disconnect_mid_upload_removes_temp_files(app_server, upload_tmp):
 
 def test_disconnect_while_callback_runs_cancels_it(app_server):
     port = app_server.port()
-    body = b"action=sleep&seconds=1"
+    body = b"action=sleep&seconds=2"
     head = (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
         b"Content-Length: %d\r\n\r\n" % len(body)
