@@ -333,6 +333,7 @@ def main() -> None:
         for _ in range(args.rounds):
             # Interleaved, so that a burst of load elsewhere hits every server.
             for name, path, server in plan:
+                print(f"... round {_ + 1}: {name}", file=sys.stderr, flush=True)
                 Conn.action = b"echo_thread" if "thread" in name else b"echo"
                 asyncio.run(throughput(server.port, 1, 0.3, path))  # warm-up
                 runs[name]["one"].append(asyncio.run(throughput(server.port, 1, args.seconds, path)))
@@ -344,7 +345,11 @@ def main() -> None:
                 if server.name == "original" and args.original_idle is not None:
                     n = args.original_idle
                 Conn.action = b"echo"
-                results[name]["idle"] = asyncio.run(idle(server, n, path))
+                print(f"... {n} idle clients on {name}", file=sys.stderr, flush=True)
+                try:
+                    results[name]["idle"] = asyncio.run(idle(server, n, path))
+                except Exception as e:
+                    print(f"    failed: {e!r}", file=sys.stderr, flush=True)
     finally:
         for _, _, server in plan:
             server.stop()

@@ -205,7 +205,7 @@ def test_system_exit_closes_stream_then_stops_reactor(hub):
 def test_drain_waits_for_streams_then_goes_away(hub):
     a, b = attach(hub), attach(hub)
     hub.receive(a, message("slow", 1))
-    drained = hub.drain()
+    drained = hub.close_all()
     assert (a.gone_away, b.gone_away) == (0, 1)
     hub.receive(b, message("echo", 1))
     assert b.written[-1] == {"error": "Server is shutting down", "code": 503}
@@ -221,7 +221,7 @@ def test_drain_waits_for_streams_then_goes_away(hub):
 def test_drain_is_bounded(hub):
     a = attach(hub)
     hub.receive(a, message("slow", 1))
-    drained = hub.drain()
+    drained = hub.close_all()
     hub.reactor.advance(4.9)
     assert not drained.called
     hub.reactor.advance(0.2)
@@ -284,3 +284,20 @@ async def test_thread_call_not_started_is_dropped_on_disconnect():
     for call in reactor.getDelayedCalls():
         if call.func == hub._expire:
             call.cancel()
+
+
+def test_streams_done_then_close_all(hub):
+    a, b = attach(hub), attach(hub)
+    hub.receive(a, message("slow", 1))
+    done = hub.streams_done()
+    assert not done.called and (a.gone_away, b.gone_away) == (0, 0)
+    hub.receive(b, message("echo", 1))
+    assert b.written == [{"error": "Server is shutting down", "code": 503}]
+    hub.offloader.pending[0][0].callback(None)
+    assert done.called
+    assert a.gone_away == 0  # connections stay open until the service stops
+    closed = hub.close_all()
+    assert (a.gone_away, b.gone_away) == (1, 1)
+    hub.detach(a)
+    hub.detach(b)
+    assert closed.called

@@ -147,7 +147,7 @@ class Hub:
     @ivar clients: connected client id to its connection.
     @ivar connections: every open connection.
     @ivar session_timeout: seconds a session outlives its client.
-    @ivar shutdown_timeout: seconds L{drain} waits for streams to finish.
+    @ivar shutdown_timeout: seconds L{close_all} waits for streams to finish.
     """
 
     def __init__(
@@ -179,6 +179,7 @@ class Hub:
         self._process_handlers: Dict[str, Tuple[Handler, Handler]] = {}
         self._drained: Optional[Deferred] = None
         self._force_call: Any = None
+        self._idle_waiters: List[Deferred] = []
 
     # connections ---------------------------------------------------------
 
@@ -218,6 +219,7 @@ class Hub:
             )
         if self._drained is not None and not self.connections:
             self._finish_drain()
+        self._check_idle()
 
     def _expire(self, client_id: Any) -> None:
         self._expiry.pop(client_id, None)
@@ -370,8 +372,9 @@ class Hub:
             self._run(conn, stream.stream_id, stream.backlog)
         if exiting:
             self.request_exit(handler.name)
-        elif self.draining and not conn.streams:
+        elif self._drained is not None and not conn.streams:
             conn.go_away()
+        self._check_idle()
         return None
 
     def request_exit(self, action: str) -> None:
@@ -430,7 +433,24 @@ class Hub:
             output = self.outputs[process_id] = ProcessOutput(self, process_id)
         return output
 
-    def drain(self) -> Deferred:
+    def streams_done(self) -> Deferred:
+        """
+        Stop taking new streams; fire once no connection has a stream open
+        (the WebSockets stay open).
+        """
+        self.draining = True
+        d: Deferred = Deferred()
+        self._idle_waiters.append(d)
+        self._check_idle()
+        return d
+
+    def _check_idle(self) -> None:
+        if self._idle_waiters and not any(conn.streams for conn in self.connections):
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def close_all(self) -> Deferred:
         """
         Stop taking new streams; close every WebSocket with 1001 (going away)
         once its streams finished.  Fires when all are closed; streams still
@@ -471,8 +491,10 @@ class Hub:
 
 class IgorService(Service):
     """
-    Starts the bridge's Igor processes with the service and, on stop, drains
-    the hub's WebSockets.
+    Starts the bridge's Igor processes with the service; L{drain} lets open
+    streams finish, L{stopService} closes the WebSockets with 1001 (going
+    away) once their streams finished (the production shutdown calls both,
+    in that order, within C{shutdown_timeout}).
 
     Thread processes get C{process_id}, C{output}, C{scope} and C{sessions}
     before they start and run as daemon threads.  Callables are called with
@@ -506,6 +528,10 @@ class IgorService(Service):
                 continue
             self._started.append(result)
 
+    def drain(self) -> Deferred:
+        """Take no new streams; fire once the open ones finished."""
+        return self.hub.streams_done()
+
     def stopService(self) -> Deferred:
         """Stop callable processes, then close WebSockets once their streams end."""
         Service.stopService(self)
@@ -521,7 +547,7 @@ class IgorService(Service):
                     result.stop()
             except Exception:
                 log.failure("igor: stopping a process failed")
-        return self.hub.drain()
+        return self.hub.close_all()
 
 
 def prepare_thread(thread: threading.Thread, process_id: Any, output: Any, hub: Hub) -> None:

@@ -220,7 +220,9 @@ def configure(factory: WebSocketServerFactory, settings: Any) -> None:
         autoFragmentSize=0,
         failByDrop=False,
         echoCloseCodeReason=False,
-        openHandshakeTimeout=float(settings.header_timeout),
+        openHandshakeTimeout=float(
+            getattr(settings, "message_timeout", settings.header_timeout)
+        ),
         closeHandshakeTimeout=1.0,
         tcpNoDelay=True,
         perMessageCompressionAccept=lambda offers: None,
