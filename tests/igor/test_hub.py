@@ -301,3 +301,51 @@ def test_streams_done_then_close_all(hub):
     hub.detach(a)
     hub.detach(b)
     assert closed.called
+
+
+def test_service_starts_and_stops_processes(hub):
+    from twisted.internet.task import LoopingCall
+
+    from twistbridge.igor import IgorProcess
+    from twistbridge.igor._hub import IgorService
+
+    seen = {}
+    release = threading.Event()
+
+    class Worker(IgorProcess):
+        def run(self):
+            seen["attrs"] = (self.process_id, self.output, self.scope, self.sessions)
+            release.wait(10)
+
+    loop_holder = {}
+
+    def ticking(output):
+        loop = LoopingCall(output.send, "tick")
+        loop.clock = hub.reactor
+        loop.start(1.0, now=False)
+        loop_holder["loop"] = loop
+        return loop
+
+    pending = defer.Deferred()
+    worker = Worker()
+    service = IgorService(hub, {"w": worker, "tick": ticking, "later": lambda output: pending, "bad": lambda output: 1 / 0})
+    a = attach(hub)
+    service.startService()
+    try:
+        worker_attrs = (worker.process_id, worker.output, worker.scope, worker.sessions)
+        assert worker_attrs == ("w", hub.output("w"), hub.scope, hub.sessions)
+        assert worker.daemon is True
+        hub.reactor.advance(1.0)
+        assert a.written == [{"streamId": "tick", "action": "tick", "data": None}]
+        stopped = service.stopService()
+        assert not loop_holder["loop"].running
+        assert pending.called  # cancelled
+        hub.output("w").send("late")  # dropped after stop, no error
+        assert a.gone_away == 1
+        hub.detach(a)
+        assert stopped.called
+    finally:
+        release.set()
+        worker.join(10)
+    assert seen["attrs"][0] == "w"
+    pending.addErrback(lambda f: None)
