@@ -259,3 +259,39 @@ def test_demo_clock_ticks_to_every_client(connect):
             {"streamId": "s1", "data": "hi"},
             {"streamId": "s1", "close": True},
         ]
+
+
+def test_the_readme_program_runs_after_changing_its_import(servers):
+    import os
+
+    server = servers.compat()
+    server.argv_script = "igor_seed_program.py"
+    with server:
+        ws = websocket.create_connection(server.url(), timeout=10)
+        ticks = []
+        while len(ticks) < 2:
+            m = json.loads(ws.recv())
+            if m.get("streamId") == "counter_process":
+                ticks.append(m)
+        assert ticks[0]["action"] == "counter_increment"
+        assert ticks[1]["data"]["counter"] == ticks[0]["data"]["counter"] + 1
+
+        def call(action, data):
+            ws.send(json.dumps({"streamId": action, "action": action, "data": data}))
+            got = []
+            while True:
+                m = json.loads(ws.recv())
+                if m.get("streamId") == action:
+                    got.append(m)
+                    if m.get("close"):
+                        return got
+
+        assert call("hello", {"name": "Igor"}) == [
+            {"streamId": "hello", "data": "Hello Igor"},
+            {"streamId": "hello", "close": True},
+        ]
+        assert call("events.create", 1)[0] == {"streamId": "events.create", "data": {"created": 1}}
+        assert call("shutdown", None) == [{"streamId": "shutdown", "close": True}]
+        assert server.process.wait(20) == 0
+        assert "BacgroundProcess run" in server.output
+        assert os.path.basename(server.process.args[1]) == "igor_seed_program.py"
