@@ -62,6 +62,12 @@ def test_refused_origin_is_logged(twistd_server):
     with pytest.raises(websocket.WebSocketBadStatusException):
         open_with_origin(twistd_server.url(), "http://logged.example")
     wait_for(lambda: "origin http://logged.example is not allowed" in twistd_server.output, 10)
+    # Wait for the next line to be sure the refusal's lines are all out.
+    ok = open_with_origin(twistd_server.url(), None)
+    assert echo(ok) == {"streamId": "o", "data": "ok"}
+    ok.close()
+    lines = [line for line in twistd_server.output.splitlines() if "logged.example" in line]
+    assert len(lines) == 1, lines
 
 
 def test_allowed_origin_option():

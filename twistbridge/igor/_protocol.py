@@ -87,6 +87,7 @@ class IgorProtocol(WebSocketServerProtocol):
     streams: Any = None
     inflight = 0
     _watch: Optional[_WriteWatch] = None
+    _logged_refusal = False
 
     def connectionMade(self) -> None:
         """
@@ -109,8 +110,26 @@ class IgorProtocol(WebSocketServerProtocol):
                 peer=request.peer,
                 origin=origin,
             )
+            self._logged_refusal = True
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
         return None
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        """
+        Answer a bad handshake with its HTTP error and close, logging one line
+        (autobahn's own logs two: an info and a "dropping connection" warning).
+        """
+        if not self._logged_refusal:
+            log.info(
+                "igor refused a WebSocket handshake from {peer}: {code} {reason}",
+                peer=self.peer,
+                code=code,
+                reason=reason,
+            )
+        self.wasNotCleanReason = reason
+        self.sendHttpErrorResponse(code, reason, responseHeaders)
+        self.wasClean = True  # refused on purpose: no "unclean" warning
+        self.dropConnection(abort=False)
 
     def onOpen(self) -> None:
         """Watch the write buffer and join the hub."""
