@@ -51,7 +51,13 @@ def free_port() -> int:
 class Server:
     """A server child process that prints the port it listens on."""
 
-    def __init__(self, name: str, argv: List[str], pattern: str, env: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        name: str,
+        argv: List[str],
+        pattern: str,
+        env: Optional[Dict[str, str]] = None,
+    ):
         self.name = name
         self.argv = argv
         self.pattern = re.compile(pattern)
@@ -62,7 +68,11 @@ class Server:
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, cwd=HERE
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=HERE,
         )
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + 30
@@ -123,9 +133,13 @@ class Conn:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16))
         writer.write(
-            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode()
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: 127.0.0.1:"
+            + str(port).encode()
             + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-            + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + key
+            + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         head = await reader.readuntil(b"\r\n\r\n")
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
@@ -176,7 +190,9 @@ class Conn:
         self.writer.close()
 
 
-async def throughput(server: Server, connections: int, seconds: float, path: str) -> Dict[str, Any]:
+async def throughput(
+    server: Server, connections: int, seconds: float, path: str
+) -> Dict[str, Any]:
     port = server.port
     latencies: List[float] = []
     errors = 0
@@ -289,55 +305,156 @@ def row(name: str, r: Dict[str, Any], ceiling: Optional[Dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per throughput phase")
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="per throughput phase"
+    )
     parser.add_argument("--idle", type=int, default=5000, help="idle clients (0: skip)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds; the best of each is reported")
-    parser.add_argument("--ws-path", action="store_true",
-                        help="also measure /ws on the HTTP port")
-    parser.add_argument("--thread", action="store_true",
-                        help="also measure a plain-def (thread pool) echo handler")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds; the best of each is reported",
+    )
+    parser.add_argument(
+        "--ws-path", action="store_true", help="also measure /ws on the HTTP port"
+    )
+    parser.add_argument(
+        "--thread",
+        action="store_true",
+        help="also measure a plain-def (thread pool) echo handler",
+    )
     parser.add_argument("--original", help="a checkout of github.com/cezary986/igor")
-    parser.add_argument("--original-python", default=sys.executable,
-                        help="a Python with websocket-server installed")
-    parser.add_argument("--original-idle", type=int, default=None,
-                        help="idle clients for the original (a thread each) [default: --idle]")
+    parser.add_argument(
+        "--original-python",
+        default=sys.executable,
+        help="a Python with websocket-server installed",
+    )
+    parser.add_argument(
+        "--original-idle",
+        type=int,
+        default=None,
+        help="idle clients for the original (a thread each) [default: --idle]",
+    )
     args = parser.parse_args()
 
     python = sys.executable
     twistd = os.path.join(os.path.dirname(python), "twistd")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])),
+    )
     plan = [
-        ("bare autobahn (ceiling)", "/",
-         Server("bare", [python, os.path.join(HERE, "igor_bare_server.py")], r"listening on (\d+)")),
-        ("bare autobahn, plain log", "/",
-         Server("bare-plain", [python, os.path.join(HERE, "igor_bare_server.py")], r"listening on (\d+)",
-                dict(os.environ, IGOR_BARE_PLAIN_LOG="1"))),
-        ("twistbridge igor port", "/",
-         Server("twistbridge", [twistd, "-n", "--pidfile=", "bridge", "--app", "igor_bench_app:bridge",
-                                "--port", "none", "--bgpy-port", "none", "--igor-port", "0"],
-                r"igor listening on 127\.0\.0\.1:(\d+)", env)),
+        (
+            "bare autobahn (ceiling)",
+            "/",
+            Server(
+                "bare",
+                [python, os.path.join(HERE, "igor_bare_server.py")],
+                r"listening on (\d+)",
+            ),
+        ),
+        (
+            "bare autobahn, plain log",
+            "/",
+            Server(
+                "bare-plain",
+                [python, os.path.join(HERE, "igor_bare_server.py")],
+                r"listening on (\d+)",
+                dict(os.environ, IGOR_BARE_PLAIN_LOG="1"),
+            ),
+        ),
+        (
+            "twistbridge igor port",
+            "/",
+            Server(
+                "twistbridge",
+                [
+                    twistd,
+                    "-n",
+                    "--pidfile=",
+                    "bridge",
+                    "--app",
+                    "igor_bench_app:bridge",
+                    "--port",
+                    "none",
+                    "--bgpy-port",
+                    "none",
+                    "--igor-port",
+                    "0",
+                ],
+                r"igor listening on 127\.0\.0\.1:(\d+)",
+                env,
+            ),
+        ),
     ]
     if args.ws_path:
-        plan.append(("twistbridge /ws on HTTP port", "/ws", Server(
-            "twistbridge-ws", [twistd, "-n", "--pidfile=", "bridge", "--app", "igor_bench_app:bridge",
-                               "--port", "0", "--bgpy-port", "none", "--igor-port", "none"],
-            r"http listening on 127\.0\.0\.1:(\d+)", env)))
+        plan.append(
+            (
+                "twistbridge /ws on HTTP port",
+                "/ws",
+                Server(
+                    "twistbridge-ws",
+                    [
+                        twistd,
+                        "-n",
+                        "--pidfile=",
+                        "bridge",
+                        "--app",
+                        "igor_bench_app:bridge",
+                        "--port",
+                        "0",
+                        "--bgpy-port",
+                        "none",
+                        "--igor-port",
+                        "none",
+                    ],
+                    r"http listening on 127\.0\.0\.1:(\d+)",
+                    env,
+                ),
+            )
+        )
     if args.thread:
-        plan.append(("twistbridge, thread handler", "/", Server(
-            "twistbridge-thread", plan[2][2].argv, plan[2][2].pattern.pattern, env)))
+        plan.append(
+            (
+                "twistbridge, thread handler",
+                "/",
+                Server(
+                    "twistbridge-thread",
+                    plan[2][2].argv,
+                    plan[2][2].pattern.pattern,
+                    env,
+                ),
+            )
+        )
     if args.original:
         port = free_port()
-        plan.append(("original Igor", "/", Server(
-            "original", [args.original_python, os.path.join(HERE, "igor_original_runner.py"),
-                         args.original, str(port)], r"listening on (\d+)")))
+        plan.append(
+            (
+                "original Igor",
+                "/",
+                Server(
+                    "original",
+                    [
+                        args.original_python,
+                        os.path.join(HERE, "igor_original_runner.py"),
+                        args.original,
+                        str(port),
+                    ],
+                    r"listening on (\d+)",
+                ),
+            )
+        )
 
-    print(f"igor_bench: {args.seconds:g} s per phase, {args.idle} idle clients, "
-          f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    header = (f"{'server':<28} {'1 conn rt/s':>13} {'p50ms':>5} {'p99ms':>6} {'cpuus':>5} {'err':>3}"
-              f" | {'50 conn rt/s':>13} {'p50ms':>6} {'p99ms':>7} {'cpuus':>5} {'err':>3}"
-              f" | {'KiB/idle':>8} {'open/fail':>10} {'fds left':>6}")
+    print(
+        f"igor_bench: {args.seconds:g} s per phase, {args.idle} idle clients, "
+        f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    header = (
+        f"{'server':<28} {'1 conn rt/s':>13} {'p50ms':>5} {'p99ms':>6} {'cpuus':>5} {'err':>3}"
+        f" | {'50 conn rt/s':>13} {'p50ms':>6} {'p99ms':>7} {'cpuus':>5} {'err':>3}"
+        f" | {'KiB/idle':>8} {'open/fail':>10} {'fds left':>6}"
+    )
     for _, _, server in plan:
         server.start()
     try:
@@ -350,8 +467,12 @@ def main() -> None:
                 print(f"... round {_ + 1}: {name}", file=sys.stderr, flush=True)
                 Conn.action = b"echo_thread" if "thread" in name else b"echo"
                 asyncio.run(throughput(server, 1, 0.3, path))  # warm-up
-                runs[name]["one"].append(asyncio.run(throughput(server, 1, args.seconds, path)))
-                runs[name]["fifty"].append(asyncio.run(throughput(server, 50, args.seconds, path)))
+                runs[name]["one"].append(
+                    asyncio.run(throughput(server, 1, args.seconds, path))
+                )
+                runs[name]["fifty"].append(
+                    asyncio.run(throughput(server, 50, args.seconds, path))
+                )
         results = {name: {k: best(v) for k, v in r.items()} for name, r in runs.items()}
         if args.idle:
             for name, path, server in plan:
@@ -372,10 +493,12 @@ def main() -> None:
     for name, _, _ in plan:
         r = results[name]
         print(row(name, r, None if r is ceiling else ceiling))
-    print("rt/s: JSON echo round trips per second (request -> data -> close); "
-          "%: share of the bare autobahn ceiling; cpuus: server CPU microseconds per round trip "
-          "(median of the rounds); fds left: descriptors still held 5 s "
-          "after every idle client disconnected")
+    print(
+        "rt/s: JSON echo round trips per second (request -> data -> close); "
+        "%: share of the bare autobahn ceiling; cpuus: server CPU microseconds per round trip "
+        "(median of the rounds); fds left: descriptors still held 5 s "
+        "after every idle client disconnected"
+    )
 
 
 if __name__ == "__main__":

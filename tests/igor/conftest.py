@@ -118,7 +118,9 @@ class Client:
         self.ws = websocket.create_connection(url, **options)
 
     def send(self, message):
-        self.ws.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
+        self.ws.send(
+            message if isinstance(message, (str, bytes)) else json.dumps(message)
+        )
 
     def recv(self):
         return json.loads(self.ws.recv())

@@ -105,7 +105,10 @@ def test_numeric_client_ids_and_kwargs(hub):
     assert (a.client_id, b.client_id) == (1, 2)
     hub.scope["shared"] = True
     hub.receive(b, message("capture"))
-    assert b.written == [{"streamId": "s", "data": [2, [], ["shared"]]}, {"streamId": "s", "close": True}]
+    assert b.written == [
+        {"streamId": "s", "data": [2, [], ["shared"]]},
+        {"streamId": "s", "close": True},
+    ]
 
 
 def introduce(hub, conn, name):
@@ -147,7 +150,9 @@ def test_renaming_keeps_current_session_and_refuses_taken_names(hub):
     introduce(hub, a, "alice")
     assert hub.sessions["alice"] == {"x": 1} and 1 not in hub.sessions
     introduce(hub, b, "alice")
-    assert b.written == [{"error": 'Client id "alice" is already connected', "code": 400}]
+    assert b.written == [
+        {"error": 'Client id "alice" is already connected', "code": 400}
+    ]
     assert b.client_id == 2
 
 
@@ -160,8 +165,14 @@ def test_streams_are_keyed_by_connection(hub):
     args_a[0].send(args_a[1])
     db.callback(None)
     da.callback(None)
-    assert a.written == [{"streamId": "s1", "data": "from a"}, {"streamId": "s1", "close": True}]
-    assert b.written == [{"streamId": "s1", "data": "from b"}, {"streamId": "s1", "close": True}]
+    assert a.written == [
+        {"streamId": "s1", "data": "from a"},
+        {"streamId": "s1", "close": True},
+    ]
+    assert b.written == [
+        {"streamId": "s1", "data": "from b"},
+        {"streamId": "s1", "close": True},
+    ]
 
 
 def test_disconnect_cancels_pending_calls_and_closes_streams(hub):
@@ -328,7 +339,15 @@ def test_service_starts_and_stops_processes(hub):
 
     pending = defer.Deferred()
     worker = Worker()
-    service = IgorService(hub, {"w": worker, "tick": ticking, "later": lambda output: pending, "bad": lambda output: 1 / 0})
+    service = IgorService(
+        hub,
+        {
+            "w": worker,
+            "tick": ticking,
+            "later": lambda output: pending,
+            "bad": lambda output: 1 / 0,
+        },
+    )
     a = attach(hub)
     service.startService()
     try:

@@ -65,9 +65,9 @@ class ProtocolError:
         self.message = message
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ProtocolError)
-            and (self.code, self.message) == (other.code, other.message)
+        return isinstance(other, ProtocolError) and (self.code, self.message) == (
+            other.code,
+            other.message,
         )
 
     def __repr__(self) -> str:
@@ -85,7 +85,9 @@ class Request:
 
     __slots__ = ("stream_id", "action", "data")
 
-    def __init__(self, stream_id: Union[str, int, float], action: str, data: Any) -> None:
+    def __init__(
+        self, stream_id: Union[str, int, float], action: str, data: Any
+    ) -> None:
         self.stream_id = stream_id
         self.action = action
         self.data = data
@@ -161,7 +163,9 @@ def encode_close(stream_id: Any) -> bytes:
 
 def encode_action(process_id: Any, action: Any, data: Any) -> bytes:
     """A process message: C{{"streamId": process_id, "action": a, "data": d}}."""
-    return _dumps({"streamId": process_id, "action": action, "data": data}).encode("utf-8")
+    return _dumps({"streamId": process_id, "action": action, "data": data}).encode(
+        "utf-8"
+    )
 
 
 def encode_protocol_error(error: ProtocolError) -> bytes:
@@ -262,7 +266,9 @@ class ProcessCall:
     def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
 
-    def __call__(self, out: RecordingOutput, data: Any, **kwargs: Any) -> Tuple[str, Any, Any]:
+    def __call__(
+        self, out: RecordingOutput, data: Any, **kwargs: Any
+    ) -> Tuple[str, Any, Any]:
         """Run the handler with C{out} and C{data}."""
         import traceback
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
@@ -69,7 +69,9 @@ class Stream:
 
     __slots__ = ("_hub", "_conn", "stream_id", "closed", "deferred", "backlog", "_sync")
 
-    def __init__(self, hub: Hub, conn: Any, stream_id: Any, backlog: Deque[Any]) -> None:
+    def __init__(
+        self, hub: Hub, conn: Any, stream_id: Any, backlog: Deque[Any]
+    ) -> None:
         self._hub = hub
         self._conn = conn
         self.stream_id = stream_id
@@ -337,7 +339,12 @@ class Hub:
             if isinstance(result, Failure) and not result.check(
                 CancelledError, StreamClosedError
             ):
-                log.failure("igor handler {action} failed", result, action=handler.name)
+                log.failure(
+                    "igor handler {action} failed",
+                    result,
+                    LogLevel.error,
+                    action=handler.name,
+                )
             return None
         stream.closed = True
         exiting = False
@@ -360,7 +367,12 @@ class Hub:
             if result.check(SystemExit):
                 exiting = True
             else:
-                log.failure("igor handler {action} failed", result, action=handler.name)
+                log.failure(
+                    "igor handler {action} failed",
+                    result,
+                    LogLevel.error,
+                    action=handler.name,
+                )
                 conn.write(encode_error(stream.stream_id, error_text(result.value)))
         conn.write(encode_close(stream.stream_id))
         if conn.streams.get(stream.stream_id) is stream:
@@ -464,7 +476,9 @@ class Hub:
             return defer.succeed(None)
         if self._drained is None:
             self._drained = Deferred()
-            self._force_call = self.reactor.callLater(self.shutdown_timeout, self._force)
+            self._force_call = self.reactor.callLater(
+                self.shutdown_timeout, self._force
+            )
         d: Deferred = Deferred()
         self._drained.addBoth(lambda r: (d.callback(None), r)[1])
         return d
@@ -524,7 +538,9 @@ class IgorService(Service):
             try:
                 result = obj(output)
             except Exception:
-                log.failure("igor process {process_id} failed to start", process_id=process_id)
+                log.failure(
+                    "igor process {process_id} failed to start", process_id=process_id
+                )
                 continue
             self._started.append(result)
 
@@ -550,7 +566,9 @@ class IgorService(Service):
         return self.hub.close_all()
 
 
-def prepare_thread(thread: threading.Thread, process_id: Any, output: Any, hub: Hub) -> None:
+def prepare_thread(
+    thread: threading.Thread, process_id: Any, output: Any, hub: Hub
+) -> None:
     """Set a process thread's attributes (as Igor does) and make it a daemon."""
     thread.process_id = process_id  # type: ignore[attr-defined]
     thread.output = output  # type: ignore[attr-defined]

@@ -114,7 +114,9 @@ class IgorProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
         return None
 
-    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
+    ) -> None:
         """
         Answer a bad handshake with its HTTP error and close, logging one line
         (autobahn's own logs two: an info and a "dropping connection" warning).
@@ -176,7 +178,8 @@ class IgorProtocol(WebSocketServerProtocol):
         # 1001 is the server's own code, sent through the frame-level call.
         if self.state == _OPEN:
             self.sendCloseFrame(
-                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY, b"Server is shutting down"
+                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY,
+                b"Server is shutting down",
             )
 
     def abort(self) -> None:
