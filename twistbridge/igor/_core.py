@@ -103,6 +103,9 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
     @return: a L{Request}, or a L{ProtocolError} saying what is wrong.
     """
     try:
+        if isinstance(payload, bytes):
+            # UTF-8 only (WebSocket text is UTF-8): skips json's encoding sniffing.
+            payload = payload.decode("utf-8")
         message = _loads(payload)
     except (ValueError, TypeError, RecursionError):
         return ProtocolError(400, "Message is not valid JSON")
@@ -146,19 +149,42 @@ def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
 # handler calling out.send(data) sees its own mistake.
 
 
+def stream_prefix(stream_id: Any) -> bytes:
+    """
+    The encoded start of every message of one stream, C{{"streamId":id,}};
+    a stream computes it once and the C{*_frame} functions complete it.
+    """
+    return b'{"streamId":' + _dumps(stream_id).encode("utf-8") + b","
+
+
+def data_frame(prefix: bytes, data: Any) -> bytes:
+    """C{{"streamId": id, "data": data}} from the stream's prefix."""
+    return prefix + b'"data":' + _dumps(data).encode("utf-8") + b"}"
+
+
+def error_frame(prefix: bytes, error: Any) -> bytes:
+    """C{{"streamId": id, "error": str(error)}} from the stream's prefix."""
+    return prefix + b'"error":' + _dumps(str(error)).encode("utf-8") + b"}"
+
+
+def close_frame(prefix: bytes) -> bytes:
+    """C{{"streamId": id, "close": true}} from the stream's prefix."""
+    return prefix + b'"close":true}'
+
+
 def encode_data(stream_id: Any, data: Any) -> bytes:
     """C{{"streamId": id, "data": data}}."""
-    return _dumps({"streamId": stream_id, "data": data}).encode("utf-8")
+    return data_frame(stream_prefix(stream_id), data)
 
 
 def encode_error(stream_id: Any, error: Any) -> bytes:
     """C{{"streamId": id, "error": str(error)}}."""
-    return _dumps({"streamId": stream_id, "error": str(error)}).encode("utf-8")
+    return error_frame(stream_prefix(stream_id), error)
 
 
 def encode_close(stream_id: Any) -> bytes:
     """C{{"streamId": id, "close": true}}."""
-    return _dumps({"streamId": stream_id, "close": True}).encode("utf-8")
+    return close_frame(stream_prefix(stream_id))
 
 
 def encode_action(process_id: Any, action: Any, data: Any) -> bytes:

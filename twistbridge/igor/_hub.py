@@ -36,14 +36,17 @@ from twistbridge.igor._core import (
     RecordingOutput,
     StreamClosedError,
     UnknownClientError,
+    close_frame,
+    data_frame,
     encode_action,
     encode_close,
-    encode_data,
     encode_error,
     encode_protocol_error,
+    error_frame,
     error_text,
     parse_introduction,
     parse_message,
+    stream_prefix,
     unknown_action,
 )
 from twistbridge.offload import Handler
@@ -67,7 +70,16 @@ class Stream:
         raises L{StreamClosedError}.
     """
 
-    __slots__ = ("_hub", "_conn", "stream_id", "closed", "deferred", "backlog", "_sync")
+    __slots__ = (
+        "_hub",
+        "_conn",
+        "stream_id",
+        "closed",
+        "deferred",
+        "backlog",
+        "_sync",
+        "prefix",
+    )
 
     def __init__(
         self, hub: Hub, conn: Any, stream_id: Any, backlog: Deque[Any]
@@ -79,18 +91,19 @@ class Stream:
         self.deferred: Optional[Deferred] = None
         self.backlog = backlog
         self._sync = False
+        self.prefix = stream_prefix(stream_id)
 
     def send(self, data: Any = None) -> None:
         """Send C{{"streamId": id, "data": data}} to the client."""
         if self.closed:
             raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, encode_data(self.stream_id, data))
+        self._hub.deliver(self._conn, data_frame(self.prefix, data))
 
     def send_error(self, error: Any) -> None:
         """Send C{{"streamId": id, "error": str(error)}}; the stream stays open."""
         if self.closed:
             raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, encode_error(self.stream_id, error))
+        self._hub.deliver(self._conn, error_frame(self.prefix, error))
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id!r} closed={self.closed}>"
@@ -351,8 +364,8 @@ class Hub:
         if handler.run_in == "process" and not isinstance(result, Failure):
             outcome, messages, detail = result
             for kind, value in messages:
-                encode = encode_data if kind == "data" else encode_error
-                conn.write(encode(stream.stream_id, value))
+                frame = data_frame if kind == "data" else error_frame
+                conn.write(frame(stream.prefix, value))
             if outcome == "exit":
                 exiting = True
             elif outcome == "error":
@@ -362,7 +375,7 @@ class Hub:
                     action=handler.name,
                     trace=trace,
                 )
-                conn.write(encode_error(stream.stream_id, text))
+                conn.write(error_frame(stream.prefix, text))
         elif isinstance(result, Failure):
             if result.check(SystemExit):
                 exiting = True
@@ -373,8 +386,8 @@ class Hub:
                     LogLevel.error,
                     action=handler.name,
                 )
-                conn.write(encode_error(stream.stream_id, error_text(result.value)))
-        conn.write(encode_close(stream.stream_id))
+                conn.write(error_frame(stream.prefix, error_text(result.value)))
+        conn.write(close_frame(stream.prefix))
         if conn.streams.get(stream.stream_id) is stream:
             del conn.streams[stream.stream_id]
         conn.inflight -= 1
