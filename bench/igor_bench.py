@@ -481,6 +481,12 @@ def main() -> None:
                     n = args.original_idle
                 Conn.action = b"echo"
                 print(f"... {n} idle clients on {name}", file=sys.stderr, flush=True)
+                # A fresh process: the throughput phases may have left it
+                # grown (or, for the original, broken).
+                server.stop()
+                server.port = None
+                server.output = ""
+                server.start()
                 try:
                     results[name]["idle"] = asyncio.run(idle(server, n, path))
                 except Exception as e:
