@@ -631,11 +631,10 @@ class BgpyProtocol(Protocol):
             await self._send(await client.response, expect_ack=True)
         await outcome_d
         if kind == "exit":
-            await self._after_exit(awaited)
-            return False
+            return await self._after_exit(awaited)
         return not self.lost
 
-    async def _after_exit(self, acknowledged: bool) -> None:
+    async def _after_exit(self, acknowledged: bool) -> bool:
         """
         After EXIT, bgpy's client must see the connection end only once it
         is done: close after its acknowledgement of the last frame, or once
@@ -648,6 +647,8 @@ class BgpyProtocol(Protocol):
             self._close()
         if self.runtime.on_exit is not None:
             self.runtime.on_exit()
+            return False
+        return self.format == "json" and not self.lost
 
     # writing --------------------------------------------------------------------
 
