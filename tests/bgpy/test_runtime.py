@@ -86,7 +86,7 @@ async def test_service_runs_init_at_start_and_exit_at_stop():
     (service,) = build_services(bridge)
     service.startService()
     rt = runtime(bridge)
-    await rt.lock.run(lambda: None)  # after init_task
+    await rt.drained()  # after init_task
     assert rt.state() == {"v": 1}
     await service.stopService()
     assert ran == [{"v": 1}]

@@ -295,6 +295,15 @@ class LineDecoder:
         """Add bytes; return the lines they completed."""
         if self.failed:
             return []
+        if not self._buffer and data.endswith(b"\n") and data.count(b"\n") == 1:
+            # The usual case: exactly one whole line.
+            if len(data) - 1 > self.max_size:
+                self.failed = True
+                return [
+                    BgpyError(f"Line exceeds the limit of {self.max_size} bytes.", True)
+                ]
+            line = data.rstrip(b"\r\n")
+            return [line] if line.strip() else []
         self._buffer += data
         out: List[Union[bytes, BgpyError]] = []
         while True:

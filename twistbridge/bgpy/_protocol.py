@@ -31,11 +31,12 @@ import copy
 import importlib.util
 import os
 import sys
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Union
+from collections import deque
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Union
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.defer import Deferred, DeferredLock, DeferredQueue
+from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -78,10 +79,24 @@ log = Logger(namespace="twistbridge.bgpy")
 OFFLOAD_DECODE = 256 * 1024
 """Frames at least this big are decoded in a thread, not in the reactor."""
 
+GATHER_TIME = 0.001
+"""Seconds EXEC tasks nobody waits on may wait to be handed over together."""
+
+MAX_QUEUED = 1024
+"""Tasks nobody waits on that may be queued; past it, clients wait."""
+
+MAX_BATCH = 64
+"""EXEC tasks handed to the thread pool in one call, at most."""
+
+MAX_IN_FLIGHT = 32
+"""EXEC tasks one connection may have queued before its reading waits."""
+
 REFUSAL_ACK_TIMEOUT = 2.0
 """Seconds to wait for the acknowledgement of a refusal before closing."""
 
 _CLOSED = object()
+
+_JSON_EXEC_ACK = encode_json(ack(MessageType.EXEC))
 
 
 class TaskError(Exception):
@@ -169,7 +184,7 @@ class TaskClient:
 
     def finish(self, kind: str, outcome: TaskOutcome) -> None:
         """The task ended: answer for it if it did not respond itself."""
-        if self.response.called or self.connection is None:
+        if self.response.called or self.connection is None or not self.await_response:
             return
         if outcome.ok:
             message = ok_message(f"{kind}_task sent no response.")
@@ -178,13 +193,56 @@ class TaskClient:
         self.response.callback(self.connection.encode(message, second=True))
 
 
+class _Job:
+    """One queued task run."""
+
+    __slots__ = ("kind", "client", "args", "tasks", "snapshot", "deferred")
+
+    def __init__(
+        self,
+        kind: str,
+        client: TaskClient,
+        args: Dict[str, Any],
+        tasks: Optional[TaskSet],
+        snapshot: bool,
+        deferred: Optional[Deferred],
+    ) -> None:
+        self.kind = kind
+        self.client = client
+        self.args = args
+        self.tasks = tasks
+        self.snapshot = snapshot
+        self.deferred = deferred
+
+
+def _exec_batch(exec_task: Callable[..., Any], state: Any, calls: List[tuple]) -> tuple:
+    """
+    In a pool thread: run C{exec_task} for each C{(client, args, snapshot)}
+    in turn, handing the state on as bgpy does (a task that raises leaves
+    the state as it was).
+
+    @return: C{(state, [(ok, copy of the state or None | Failure), ...])}.
+    """
+    results = []
+    for client, args, snapshot in calls:
+        try:
+            state = exec_task(client, state, args)
+        except Exception:
+            results.append((False, Failure()))
+        else:
+            results.append((True, copy.deepcopy(state) if snapshot else None))
+    return state, results
+
+
 class TaskRuntime:
     """
     The bridge's tasks and their state, run one at a time.
 
-    Every task goes through L{DeferredLock} C{lock} and runs in the bridge's
+    Every task goes through one queue, in order, and runs in the bridge's
     thread pool (C{bridge.offloader.in_thread}), so tasks may block and the
-    state is never touched by two tasks at once.
+    state is never touched by two tasks at once.  EXEC tasks waiting in the
+    queue together go to the thread in one call and run there one after
+    the other (fewer thread hand-offs when clients are fast).
 
     @ivar machine: the L{TaskMachine} (tasks in force, state).
     @ivar allow_modules: modules whose functions INIT may name.
@@ -217,7 +275,9 @@ class TaskRuntime:
             self.token = settings.token()
         except OSError as e:
             raise SystemExit(f"bgpy: cannot read the token file: {e}") from None
-        self.lock = DeferredLock()
+        self._queue: Deque[_Job] = deque()
+        self._running = False
+        self._gather: Any = None
         self.on_exit: Optional[Callable[[], Any]] = None
         self._watched = False
         self._snapshot: Any = None
@@ -227,7 +287,7 @@ class TaskRuntime:
     @property
     def idle(self) -> bool:
         """Whether no task is running or queued."""
-        return not self.lock.locked and not self.lock.waiting
+        return not self._running and not self._queue
 
     def state(self) -> Optional[Dict[str, Any]]:
         """
@@ -272,10 +332,10 @@ class TaskRuntime:
         @return: a L{Deferred} of a L{TaskOutcome} (it never fails).
         """
 
-        def locked() -> Deferred:
-            return defer.ensureDeferred(self._run(kind, client, args, tasks, snapshot))
-
-        d = self.lock.run(locked)
+        d: Deferred = Deferred()
+        self._queue.append(_Job(kind, client, args, tasks, snapshot, d))
+        if not self._running:
+            self._pump()
 
         def finish(outcome: TaskOutcome) -> TaskOutcome:
             client.finish(kind, outcome)
@@ -283,7 +343,93 @@ class TaskRuntime:
 
         return d.addCallback(finish)
 
+    def submit(self, client: TaskClient, exec_args: Dict[str, Any]) -> bool:
+        """
+        Queue an EXEC nobody waits on (its client awaits no second
+        response): no L{Deferred}; a failure is logged.  Such tasks may wait
+        L{GATHER_TIME} to be handed to the thread pool together with the
+        ones that follow (one thread hand-off instead of one each).
+
+        @return: L{False} (nothing queued) when L{MAX_QUEUED} tasks wait.
+        """
+        if len(self._queue) >= MAX_QUEUED:
+            return False
+        self._queue.append(_Job("exec", client, exec_args, None, False, None))
+        if not self._running and self._gather is None:
+            self._gather = self.reactor.callLater(GATHER_TIME, self._gathered)
+        return True
+
+    def drained(self) -> Deferred:
+        """A L{Deferred} that fires once every task queued so far has run."""
+        return self.run("noop", TaskClient(None, False, self.reactor), {})
+
     # internals --------------------------------------------------------------
+
+    def _gathered(self) -> None:
+        self._gather = None
+        if not self._running:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Run queued jobs in order, one (or one batch of EXEC) at a time."""
+        if self._gather is not None:
+            self._gather.cancel()
+            self._gather = None
+        while self._queue:
+            self._running = True
+            job = self._queue.popleft()
+            plan = self.machine.plan_task()
+            if job.kind == "exec" and isinstance(plan, TaskSet):
+                batch = [job]
+                while (
+                    self._queue
+                    and self._queue[0].kind == "exec"
+                    and len(batch) < MAX_BATCH
+                ):
+                    batch.append(self._queue.popleft())
+                d = self.bridge.offloader.in_thread(
+                    _exec_batch,
+                    plan.exec_task,
+                    self.machine.state,
+                    [(j.client, j.args, j.snapshot) for j in batch],
+                )
+                d.addBoth(self._batch_done, batch)
+            else:
+                d = defer.ensureDeferred(
+                    self._run(job.kind, job.client, job.args, job.tasks, job.snapshot)
+                )
+                d.addBoth(self._job_done, job)
+            if not d.called:
+                d.addBoth(lambda _: self._pump())
+                return
+        self._running = False
+
+    def _job_done(self, outcome: Any, job: _Job) -> None:
+        if isinstance(outcome, Failure):  # a bug here, not in a task
+            log.failure("bgpy: task runtime error", outcome)
+            outcome = TaskOutcome(False, "Internal error.")
+        job.deferred.callback(outcome)
+
+    def _batch_done(self, result: Any, batch: List[_Job]) -> None:
+        if isinstance(result, Failure):
+            log.failure("bgpy: task runtime error", result)
+            for job in batch:
+                if job.deferred is not None:
+                    job.deferred.callback(TaskOutcome(False, "Internal error."))
+            return
+        state, results = result
+        self.machine.commit_exec(state)
+        self._keep_snapshot()
+        for job, (ok, value) in zip(batch, results):
+            if ok:
+                if job.deferred is not None:
+                    job.deferred.callback(TaskOutcome(True, "", value))
+                continue
+            log.failure("bgpy: exec_task raised", value)
+            if job.deferred is not None:
+                job.deferred.callback(
+                    TaskOutcome(False, describe_failure("exec", value.value))
+                )
 
     async def _run(
         self,
@@ -295,6 +441,8 @@ class TaskRuntime:
     ) -> TaskOutcome:
         machine = self.machine
         offload = self.bridge.offloader.in_thread
+        if kind == "noop" or (kind == "shutdown" and not machine.initialized):
+            return TaskOutcome(True, "")
         if kind == "init":
             plan = machine.plan_init(tasks)
             if isinstance(plan, BgpyError):
@@ -311,7 +459,7 @@ class TaskRuntime:
         plan = machine.plan_task()
         if isinstance(plan, BgpyError):
             return TaskOutcome(False, plan.message)
-        if kind == "exec":
+        if kind == "exec":  # (EXEC normally goes through _exec_batch)
             try:
                 state = await offload(plan.exec_task, client, machine.state, args)
             except Exception as e:
@@ -361,16 +509,7 @@ class TaskRuntime:
     def stop(self) -> Deferred:
         """Run C{exit_task} if initialized (graceful shutdown)."""
 
-        def locked() -> Any:
-            if not self.machine.initialized:
-                return None
-            return defer.ensureDeferred(
-                self._run(
-                    "exit", TaskClient(None, False, self.reactor), {}, None, False
-                )
-            )
-
-        return self.lock.run(locked)
+        return self.run("shutdown", TaskClient(None, False, self.reactor), {})
 
 
 def runtime(bridge: Any) -> TaskRuntime:
@@ -413,6 +552,9 @@ class BgpyProtocol(Protocol):
         self._message_timer: Any = None
         self._idle_timer: Any = None
         self._complained = False
+        self.in_flight: List[Deferred] = []
+        self._parked = False
+        self._quiet_client = TaskClient(self, False)
 
     # connection events ------------------------------------------------------
 
@@ -436,6 +578,18 @@ class BgpyProtocol(Protocol):
         self._idle_timer = None
         items = self.decoder.feed(data)
         for item in items:
+            if (
+                self._parked
+                and self.format == "json"
+                and not self.inbox.pending
+                and not isinstance(item, BgpyError)
+                and len(item) < OFFLOAD_DECODE
+            ):
+                # Nothing queued before it: handle a JSON line now if it
+                # needs no waiting (most EXECs), without the queue.
+                item = parse_json_line(item)
+                if isinstance(item, Message) and self._handle_now(item):
+                    continue
             self.inbox.put(item)
         self._cancel(self._message_timer)
         self._message_timer = None
@@ -515,14 +669,21 @@ class BgpyProtocol(Protocol):
         while True:
             if self.format == "bgpy":
                 self._arm_idle_between_messages()
+            self._parked = True
             item = await self._next()
+            self._parked = False
             self._cancel(self._idle_timer)
             if item is _CLOSED:
                 return
-            if isinstance(item, BgpyError):  # broken framing, too big, too slow
+            if isinstance(item, BgpyError) and item.close:
+                # broken framing, too big, too slow
                 await self._refuse(item, both_slots=False)
                 return
-            message = await self._decode(item)
+            message = (
+                item
+                if isinstance(item, (Message, BgpyError))
+                else await self._decode(item)
+            )
             if isinstance(message, BgpyError):
                 await self._refuse(message, both_slots=message.close)
                 if message.close:
@@ -579,8 +740,38 @@ class BgpyProtocol(Protocol):
                 )
             self._close()
 
+    def _handle_now(self, message: Message) -> bool:
+        """
+        On JSON lines, carry out an EXEC that needs no waiting (no second
+        response awaited) at once: acknowledge and queue the task.
+
+        @return: whether it was handled.
+        """
+        runtime = self.runtime
+        if (
+            message.type is not MessageType.EXEC
+            or not self.authenticated
+            or awaits_response(message)
+            or self.lost
+        ):
+            return False
+        if runtime.idle and not runtime.machine.initialized:
+            self._complain(BgpyError(NOT_INITIALIZED))
+            self.transport.write(self.encode(error_message(NOT_INITIALIZED)))
+            return True
+        if not runtime.submit(self._quiet_client, message.args):
+            return False  # a long queue: the slow path makes this client wait
+        self.transport.write(_JSON_EXEC_ACK)
+        return True
+
+    def _track(self, outcome_d: Deferred) -> None:
+        self.in_flight.append(outcome_d)
+        outcome_d.addBoth(self._task_done, outcome_d)
+
     async def _handle(self, message: Message) -> bool:
         """Carry out one message; L{False} when the connection is done."""
+        if self.format == "json" and self._handle_now(message):
+            return not self.lost
         runtime = self.runtime
         decision = decide(message, self.authenticated, runtime.token)
         awaited = awaits_response(message)
@@ -600,9 +791,10 @@ class BgpyProtocol(Protocol):
                 expect_ack=awaited,
             )
             return not self.lost
-        await_ack = defer.ensureDeferred(self._send(self.encode(ack(message.type))))
+        await_ack = self._start_send(self.encode(ack(message.type)))
         if isinstance(decision, Authenticate):
-            await await_ack
+            if await_ack is not None:
+                await await_ack
             if decision.ok:
                 self.authenticated = True
                 await self._send(
@@ -619,7 +811,8 @@ class BgpyProtocol(Protocol):
         kind = decision.kind
         client = TaskClient(self, awaited and kind != "init")
         outcome_d = runtime.run(kind, client, decision.args, decision.tasks)
-        await await_ack
+        if await_ack is not None:
+            await await_ack
         if kind == "init":
             outcome = await outcome_d
             answer = (
@@ -629,10 +822,22 @@ class BgpyProtocol(Protocol):
             return not self.lost
         if awaited:
             await self._send(await client.response, expect_ack=True)
+        elif kind == "exec":
+            # Nothing more to answer: go on reading while the task waits its
+            # turn (tasks still run one at a time, in order), with a bound
+            # on how many a connection may have queued.
+            self._track(outcome_d)
+            if len(self.in_flight) > MAX_IN_FLIGHT:
+                await self.in_flight[0]
+            return not self.lost
         await outcome_d
         if kind == "exit":
             return await self._after_exit(awaited)
         return not self.lost
+
+    def _task_done(self, result: Any, d: Deferred) -> Any:
+        self.in_flight.remove(d)
+        return result
 
     async def _after_exit(self, acknowledged: bool) -> bool:
         """
@@ -668,6 +873,17 @@ class BgpyProtocol(Protocol):
             return encode_bgpy(message)
         except Exception as e:
             return encode_bgpy(error_message(f"Answer does not pickle: {e}."))
+
+    def _start_send(self, data: bytes) -> Optional[Deferred]:
+        """
+        Write at once on JSON lines (L{None}); on the bgpy format, start a
+        paced L{_send} and return its L{Deferred}.
+        """
+        if self.format != "bgpy":
+            if not self.lost:
+                self.transport.write(data)
+            return None
+        return defer.ensureDeferred(self._send(data))
 
     async def _send(
         self, data: bytes, expect_ack: bool = False, timeout: Optional[float] = None
