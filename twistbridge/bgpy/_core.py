@@ -36,6 +36,14 @@ HEADER_SIZE = 16
 BUFFER_TIME = 0.1
 """Seconds bgpy's own server pauses after each frame it reads or writes."""
 
+RECEIVE_PAUSE = 0.09
+"""
+Seconds between reading a bgpy frame and writing the next one.  bgpy's
+client sleeps L{BUFFER_TIME} after each write before it reads: an answer
+sent this long after the request is waiting when it reads, and the frame
+after it (L{BUFFER_TIME} later again) cannot join it in one read.
+"""
+
 _HEADER = re.compile(rb"^ *(\d{1,16}) *$")
 
 

@@ -49,6 +49,7 @@ from twistbridge.bgpy._core import (
     BUFFER_TIME,
     INIT_OK,
     NOT_INITIALIZED,
+    RECEIVE_PAUSE,
     Authenticate,
     BgpyError,
     FrameDecoder,
@@ -710,9 +711,13 @@ class BgpyProtocol(Protocol):
         return decode_frame(*args)
 
     def _received(self) -> None:
-        # bgpy's own server pauses after each frame it reads: so do we.
+        # bgpy's own server pauses after each frame it reads; so do we,
+        # a little less (RECEIVE_PAUSE): bgpy's client reads its answer
+        # BUFFER_TIME after it wrote, so the answer is there when it reads.
         if self.format == "bgpy":
-            self.not_before = max(self.not_before, self.reactor.seconds() + BUFFER_TIME)
+            self.not_before = max(
+                self.not_before, self.reactor.seconds() + RECEIVE_PAUSE
+            )
 
     def _complain(self, error: BgpyError) -> None:
         if not self._complained or not error.close:
