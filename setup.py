@@ -44,12 +44,12 @@ setup(
             "websocket-client>=1.8",
             "jsonrpcclient>=4.0",
             "requests>=2.32",
+            "selenium>=4.20",
         ],
         "docs": ["sphinx>=7.0"],
     },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
     ],
 )

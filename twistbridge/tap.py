@@ -48,7 +48,7 @@ class Options(usage.Options):
         ["bgpy-token-file", None, None, "file holding the bgpy token [default: $BGPY_TOKEN]"],
         ["threads", None, None, "handler thread pool size [default: 10]", int],
         ["processes", None, None, "process pool size [default: number of cores]", int],
-        ["call-timeout", None, None, "seconds a process-pool call may run [default: none]", float],
+        ["call-timeout", None, None, "seconds a process-pool call may run, 0 for no limit [default: 300]", float],
         ["max-connections", None, None, "open connections per listener, 0 for no limit [default: 4096]", int],
         ["max-connections-per-client", None, None, "open connections per listener from one address [default: 512]", int],
         ["message-timeout", None, None, "seconds for a WebSocket handshake or bgpy message to complete [default: 30]", float],
@@ -149,6 +149,14 @@ def check_listen(option: str, value: Any) -> None:
         return
     try:
         endpoint = serverFromString(reactor, description)
+    except (IndexError, KeyError) as e:
+        if description.startswith("systemd:"):
+            raise _fail(
+                f"{option} {value}: systemd passed no such socket ({type(e).__name__}: {e}); "
+                "start the service through its .socket unit (LISTEN_FDS and "
+                "LISTEN_FDNAMES must name the sockets)"
+            ) from None
+        raise _fail(f"{option} {value}: not an endpoint description ({e})") from None
     except Exception as e:
         raise _fail(f"{option} {value}: not an endpoint description ({e})") from None
     if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
@@ -171,5 +179,10 @@ def makeService(options: Options) -> Any:
     """Build the service of the app named by C{--app} (or the demo app)."""
     from twistbridge.logs import configure_logging
 
-    configure_logging(options.bridge.settings)
-    return options.bridge.service()
+    service = options.bridge.service()
+    # twistd's own options are the parent of ours (absent when embedded).
+    twistd_options = getattr(options, "parent", None)
+    if twistd_options is not None:
+        service.owns_process = True
+    configure_logging(options.bridge.settings, service, twistd_options)
+    return service

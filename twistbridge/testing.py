@@ -20,7 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
-_LISTENING = re.compile(r"\b(\w+) listening on (\S+)")
+# Matches text lines and the rendered message of JSON lines alike.
+_LISTENING = re.compile(r"\b(\w+) listening on ([^\s\",]+)")
 
 
 def wait_for(

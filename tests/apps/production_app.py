@@ -1,0 +1,77 @@
+"""A bridge with slow handlers, for the shutdown and daemon tests.
+
+- izzati (C{POST /}): answers after sleeping C{text["seconds"]} (default 2).
+- C{GET /slow?seconds=N}: a plain resource answering after N seconds
+  (default 2) without blocking the reactor.
+- JSON-RPC C{sleep(seconds)} at C{/rpc}.
+- bgpy tasks whose C{exit_task} writes a marker file named by
+  C{TWISTBRIDGE_TEST_EXIT_MARKER}, so a test can see it ran.
+"""
+
+import os
+import time
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from twistbridge import Bridge
+
+bridge = Bridge(bgpy_token="production-secret-token-value")
+log = Logger(namespace="production_app")
+
+
+@bridge.izzati
+def upload(text, data):
+    log.info("slow upload started")
+    time.sleep(float(text.get("seconds", 2)))  # sleep-ok: the slow handler under test
+    return {"status": "slept", "files": [f.filename for f in data]}
+
+
+@bridge.rpc_function
+def sleep(seconds):
+    time.sleep(seconds)  # sleep-ok: the slow handler under test
+    return seconds
+
+
+def init_task(client=None):
+    return {"count": 0}
+
+
+def exec_task(client, state, exec_args):
+    state["count"] += 1
+    return state
+
+
+def exit_task(client, state, exit_args):
+    marker = os.environ.get("TWISTBRIDGE_TEST_EXIT_MARKER")
+    if marker:
+        with open(marker, "w") as f:
+            f.write("exit_task ran\n")
+
+
+bridge.bgpy_tasks(init_task, exec_task, exit_task)
+
+
+class SlowResource(Resource):
+    """Answer C{GET /slow?seconds=N} after N seconds, in the reactor."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        seconds = float(request.args.get(b"seconds", [b"2"])[0])
+        log.info("slow request started")
+
+        def answer():
+            request.setHeader(b"content-type", b"application/json")
+            request.write(b'{"slept": %s}' % str(seconds).encode())
+            request.finish()
+
+        d = deferLater(reactor, seconds, answer)  # sleep-ok: the slow handler under test
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return NOT_DONE_YET
+
+
+bridge.resource().putChild(b"slow", SlowResource())

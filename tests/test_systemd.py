@@ -1,0 +1,258 @@
+"""
+systemd: sd_notify (READY=1 after the ports accept, STOPPING=1, watchdog
+pings) and socket activation with the real `systemd-socket-activate`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+import requests
+
+from twistbridge import _systemd
+from twistbridge.testing import BridgeProcess, twistd_path, wait_for
+
+APP = ["--app", "production_app:bridge"]
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """A Unix datagram socket; its path goes in NOTIFY_SOCKET."""
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    yield path, sock
+    sock.close()
+
+
+def receive(sock) -> dict:
+    """One notification, as a dict of its KEY=VALUE lines."""
+    data = sock.recv(4096).decode()
+    return dict(line.split("=", 1) for line in data.splitlines())
+
+
+def accepts(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    socket.create_connection((host, int(port)), timeout=2).close()
+    return True
+
+
+# unit ---------------------------------------------------------------------
+
+
+def test_notify_address_forms():
+    assert _systemd.notify_address({}) is None
+    assert _systemd.notify_address({"NOTIFY_SOCKET": ""}) is None
+    assert _systemd.notify_address({"NOTIFY_SOCKET": "relative"}) is None
+    assert _systemd.notify_address({"NOTIFY_SOCKET": "/run/x"}) == "/run/x"
+    assert _systemd.notify_address({"NOTIFY_SOCKET": "@abstract"}) == "\0abstract"
+
+
+def test_notify_without_systemd_does_nothing():
+    assert _systemd.notify("READY=1", {}) is False
+
+
+def test_notify_to_a_missing_socket_is_logged_not_raised(tmp_path):
+    assert _systemd.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "none")}) is False
+
+
+def test_notify_abstract_namespace_socket():
+    name = f"twistbridge-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(5)
+    try:
+        assert _systemd.notify("STATUS=hi", {"NOTIFY_SOCKET": "@" + name}) is True
+        assert sock.recv(100) == b"STATUS=hi"
+    finally:
+        sock.close()
+
+
+def test_watchdog_interval():
+    assert _systemd.watchdog_interval({}) is None
+    assert _systemd.watchdog_interval({"WATCHDOG_USEC": "3000000"}) == 1.5
+    assert _systemd.watchdog_interval({"WATCHDOG_USEC": "0"}) is None
+    assert _systemd.watchdog_interval({"WATCHDOG_USEC": "x"}) is None
+    mine = {"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())}
+    assert _systemd.watchdog_interval(mine) == 1.0
+    other = {"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid() + 1)}
+    assert _systemd.watchdog_interval(other) is None
+
+
+# real processes -------------------------------------------------------------
+
+
+def test_ready_after_ports_accept_then_stopping(notify_socket, apps_env):
+    path, sock = notify_socket
+    env = dict(apps_env, NOTIFY_SOCKET=path)
+    server = BridgeProcess(APP, env=env)
+    # Start without waiting for the log lines: READY=1 alone must be enough.
+    server.start_timeout = 30
+    thread = threading.Thread(target=server.start, daemon=True)
+    thread.start()
+    try:
+        ready = receive(sock)
+        assert ready["READY"] == "1"
+        assert int(ready["MAINPID"]) == server.process.pid
+        # By READY=1 every listener has logged its address and accepts.
+        addresses = dict(server.addresses)
+        assert set(addresses) == {"http", "igor", "bgpy"}
+        assert all(accepts(a) for a in addresses.values())
+        assert ready["STATUS"] == (
+            f"serving http {addresses['http']}, igor {addresses['igor']}, "
+            f"bgpy {addresses['bgpy']}"
+        )
+        thread.join(30)
+        server.signal(signal.SIGTERM)
+        assert receive(sock) == {"STOPPING": "1"}
+        assert server.process.wait(15) == 0
+    finally:
+        server.stop()
+
+
+def test_watchdog_pings(notify_socket, apps_env):
+    path, sock = notify_socket
+    env = dict(apps_env, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    with BridgeProcess(APP, env=env):
+        assert receive(sock)["READY"] == "1"
+        # Every 0.1 s (half of WATCHDOG_USEC): a few arrive within the timeout.
+        assert [receive(sock) for _ in range(3)] == [{"WATCHDOG": "1"}] * 3
+
+
+def test_no_notification_when_embedded(apps_env):
+    """Without twistd (an adopting application), the service never notifies."""
+    from twistbridge import Bridge
+
+    service = Bridge(port="tcp:0:interface=127.0.0.1").service()
+    assert service.owns_process is False
+
+
+# socket activation -----------------------------------------------------------
+
+ACTIVATE = shutil.which("systemd-socket-activate")
+needs_activate = pytest.mark.skipif(
+    ACTIVATE is None, reason="systemd-socket-activate is not installed (make test installs it)"
+)
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def first_get(url: str):
+    """GET once the activator listens (refused until then): that starts twistd."""
+
+    def attempt():
+        try:
+            return requests.get(url, timeout=30)
+        except requests.ConnectionError as e:
+            if "Connection refused" in str(e):
+                return None
+            raise
+
+    return wait_for(attempt, 10, what=f"{url} to answer")
+
+
+def activate(listen, fdnames, bridge_args, env, cwd):
+    command = [ACTIVATE]
+    for address in listen:
+        command += ["-l", address]
+    if fdnames:
+        command.append("--fdname=" + ":".join(fdnames))
+    # The activator passes on only the environment it is told to.
+    for name in ("PYTHONPATH", "PATH", "HOME"):
+        if name in env:
+            command += ["-E", f"{name}={env[name]}"]
+    command += [twistd_path(), "-n", "--pidfile", "", "bridge", *bridge_args]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd
+    )
+
+
+@needs_activate
+def test_socket_activation_by_index(tmp_path, apps_env):
+    port = free_port()
+    # systemd always names the sockets it passes (LISTEN_FDNAMES), and
+    # Twisted insists on the names; the activator sets them with --fdname.
+    process = activate(
+        [f"127.0.0.1:{port}"],
+        ["http"],
+        [*APP, "--port", "systemd:domain=INET:index=0", "--igor-port", "none", "--bgpy-port", "none"],
+        apps_env,
+        str(tmp_path),
+    )
+    try:
+        # The socket listens before twistd runs: the first request starts it.
+        response = first_get(f"http://127.0.0.1:{port}/health")
+        assert response.status_code == 200
+        assert response.json()["services"] == {"http": {"up": True, "address": f"127.0.0.1:{port}"}}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        output = process.stdout.read().decode()
+        assert f"http listening on 127.0.0.1:{port}" in output
+        assert "shutdown complete" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@needs_activate
+def test_socket_activation_by_name_for_every_listener(tmp_path, apps_env):
+    ports = {name: free_port() for name in ("http", "igor", "bgpy")}
+    process = activate(
+        [f"127.0.0.1:{p}" for p in ports.values()],
+        list(ports),
+        [
+            *APP,
+            "--port",
+            "systemd:domain=INET:name=http",
+            "--igor-port",
+            "systemd:domain=INET:name=igor",
+            "--bgpy-port",
+            "systemd:domain=INET:name=bgpy",
+        ],
+        apps_env,
+        str(tmp_path),
+    )
+    try:
+        response = first_get(f"http://127.0.0.1:{ports['http']}/health")
+        assert response.status_code == 200
+        assert response.json()["services"] == {
+            name: {"up": True, "address": f"127.0.0.1:{port}"} for name, port in ports.items()
+        }
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_systemd_endpoint_without_sockets_is_a_one_line_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    result = subprocess.run(
+        [twistd_path(), "-n", "bridge", "--port", "systemd:domain=INET:name=http"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "twistd bridge: error: --port systemd:domain=INET:name=http: systemd passed no "
+        "such socket (KeyError: 'http'); start the service through its .socket unit "
+        "(LISTEN_FDS and LISTEN_FDNAMES must name the sockets)"
+    )
