@@ -142,3 +142,22 @@ async def test_other_clients_unaffected_by_a_slow_task():
     finally:
         await port.stopListening()
         await rt.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_queued_exec_without_waiter_after_exit():
+    """An EXEC nobody waits on, queued behind an EXIT, is dropped with a log line."""
+    from twistbridge.bgpy._protocol import TaskClient
+
+    rt = runtime(make_bridge())
+    await rt.start()
+    assert rt.submit(
+        TaskClient(None, False, reactor), {"command": "increase", "value_change": 1}
+    )
+    exit_d = rt.stop()
+    assert rt.submit(
+        TaskClient(None, False, reactor), {"command": "increase", "value_change": 1}
+    )
+    await exit_d
+    await rt.drained()
+    assert rt.state() is None

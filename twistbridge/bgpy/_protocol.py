@@ -409,7 +409,14 @@ class TaskRuntime:
         if isinstance(outcome, Failure):  # a bug here, not in a task
             log.failure("bgpy: task runtime error", outcome)
             outcome = TaskOutcome(False, "Internal error.")
-        job.deferred.callback(outcome)
+        if job.deferred is not None:
+            job.deferred.callback(outcome)
+        elif not outcome.ok:  # nobody waits for it: say it in the log
+            log.warn(
+                "bgpy: {kind} not run: {message}",
+                kind=job.kind,
+                message=outcome.message,
+            )
 
     def _batch_done(self, result: Any, batch: List[_Job]) -> None:
         if isinstance(result, Failure):
