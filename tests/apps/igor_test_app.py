@@ -127,7 +127,11 @@ class Worker(IgorProcess):
             item = self.inbox.get()
             self.output.send(
                 "from_thread",
-                {"pid": self.process_id, "scope": sorted(self.scope), "item": item["data"]},
+                {
+                    "pid": self.process_id,
+                    "scope": sorted(self.scope),
+                    "item": item["data"],
+                },
                 client_id=item["to"],
             )
 

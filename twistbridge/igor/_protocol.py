@@ -87,6 +87,7 @@ class IgorProtocol(WebSocketServerProtocol):
     streams: Any = None
     inflight = 0
     _watch: Optional[_WriteWatch] = None
+    _logged_refusal = False
 
     def connectionMade(self) -> None:
         """
@@ -109,8 +110,28 @@ class IgorProtocol(WebSocketServerProtocol):
                 peer=request.peer,
                 origin=origin,
             )
+            self._logged_refusal = True
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
         return None
+
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
+    ) -> None:
+        """
+        Answer a bad handshake with its HTTP error and close, logging one line
+        (autobahn's own logs two: an info and a "dropping connection" warning).
+        """
+        if not self._logged_refusal:
+            log.info(
+                "igor refused a WebSocket handshake from {peer}: {code} {reason}",
+                peer=self.peer,
+                code=code,
+                reason=reason,
+            )
+        self.wasNotCleanReason = reason
+        self.sendHttpErrorResponse(code, reason, responseHeaders)
+        self.wasClean = True  # refused on purpose: no "unclean" warning
+        self.dropConnection(abort=False)
 
     def onOpen(self) -> None:
         """Watch the write buffer and join the hub."""
@@ -157,7 +178,8 @@ class IgorProtocol(WebSocketServerProtocol):
         # 1001 is the server's own code, sent through the frame-level call.
         if self.state == _OPEN:
             self.sendCloseFrame(
-                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY, b"Server is shutting down"
+                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY,
+                b"Server is shutting down",
             )
 
     def abort(self) -> None:
@@ -220,7 +242,9 @@ def configure(factory: WebSocketServerFactory, settings: Any) -> None:
         autoFragmentSize=0,
         failByDrop=False,
         echoCloseCodeReason=False,
-        openHandshakeTimeout=float(settings.header_timeout),
+        openHandshakeTimeout=float(
+            getattr(settings, "message_timeout", settings.header_timeout)
+        ),
         closeHandshakeTimeout=1.0,
         tcpNoDelay=True,
         perMessageCompressionAccept=lambda offers: None,
