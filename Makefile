@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5020
 PYTEST_ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install
+.PHONY: run test lint docs bench fuzz clean install system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,18 @@ $(VENV)/.test-deps: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet '.[test,docs]'
 	touch $@
 
-test: $(VENV)/.test-deps
+# The socket-activation tests run the real `systemd-socket-activate` (Debian
+# package `systemd`): install it when missing and we may (root with apt-get);
+# otherwise those tests are skipped, saying why.
+system-deps:
+	@command -v systemd-socket-activate >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends systemd) >/dev/null 2>&1 \
+	      || echo "note: could not install systemd-socket-activate" >&2; \
+	  else echo "note: systemd-socket-activate is missing: its tests will be skipped" >&2; fi; }
+
+test: system-deps $(VENV)/.test-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted setup.py
 	$(BIN)/pytest $(PYTEST_ARGS)

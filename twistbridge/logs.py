@@ -78,7 +78,7 @@ def _redacted(event: Dict[str, Any]) -> Dict[str, Any]:
             value = REDACTED
         out[key] = value
     try:
-        out["log_text"] = formatEvent(event)
+        out["log_text"] = formatEvent(out)
     except Exception:  # formatEvent never raises, but a log must never fail
         out["log_text"] = str(event.get("log_format"))
     level = event.get("log_level")

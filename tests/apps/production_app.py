@@ -74,4 +74,20 @@ class SlowResource(Resource):
         return NOT_DONE_YET
 
 
+class CarelessResource(Resource):
+    """C{GET /careless}: an app that logs secrets it should not."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        log.info(
+            "careless: token {token} password {password} bgpy {value}",
+            token="careless-token-value",
+            password="careless-password-value",
+            value=bridge.settings.token(),
+        )
+        return b"logged"
+
+
 bridge.resource().putChild(b"slow", SlowResource())
+bridge.resource().putChild(b"careless", CarelessResource())
