@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5020
 PYTEST_ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install system-deps
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,24 @@ system-deps:
 	      || echo "note: could not install systemd-socket-activate" >&2; \
 	  else echo "note: systemd-socket-activate is missing: its tests will be skipped" >&2; fi; }
 
-test: system-deps $(VENV)/.test-deps
+# Debian's Chromium and ChromeDriver for the playground's browser test:
+# installed when missing and we are root, else that test is skipped.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || echo "chromium could not be installed: the browser test will be skipped"; \
+	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
+
+test: $(VENV)/.test-deps browser-deps system-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted setup.py
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The manual, warnings as errors (tests/test_docs.py builds it too).
+docs: $(VENV)/.test-deps
+	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check twistbridge tests bench twisted setup.py

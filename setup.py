@@ -44,6 +44,7 @@ setup(
             "websocket-client>=1.8",
             "jsonrpcclient>=4.0",
             "requests>=2.32",
+            "selenium>=4.20",
         ],
         "docs": ["sphinx>=7.0"],
     },

@@ -58,6 +58,7 @@ class RpcMethod:
     path: str
     name: str
     handler: Handler
+    jsonp: Optional[bool] = None
 
 
 @dataclass
@@ -83,6 +84,25 @@ def normalize_path(path: str) -> str:
     return path
 
 
+def rpc_entries(
+    func: Callable[..., Any],
+    path: str = "/rpc",
+    name: Optional[str] = None,
+    run_in: Optional[str] = None,
+    jsonp: Optional[bool] = None,
+) -> List[RpcMethod]:
+    """The L{RpcMethod} entries of one function: its name and its C{_alias} names."""
+    method_name = name or getattr(func, "__name__", None) or repr(func)
+    handler = resolve(func, run_in, method_name)
+    aliases = getattr(func, "_alias", None) or []
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    return [
+        RpcMethod(normalize_path(path), n, handler, jsonp)
+        for n in [method_name, *aliases]
+    ]
+
+
 class Bridge:
     """
     The application object of a twistbridge program (SPEC section 2).
@@ -101,6 +121,7 @@ class Bridge:
         self.igor_process_objects: Dict[str, Any] = {}
         self.rpc_methods: List[RpcMethod] = []
         self.rpc_options: Dict[str, Dict[str, Any]] = {}
+        self.rpc_version = 0
         self.bgpy: BgpyTasks = BgpyTasks()
         self._offloader: Optional[Offloader] = None
         self._built: Dict[str, Any] = {}
@@ -115,7 +136,10 @@ class Bridge:
         if self._offloader is None:
             s = self.settings
             self._offloader = Offloader(
-                threads=s.threads, processes=s.processes, call_timeout=s.call_timeout
+                threads=s.threads,
+                processes=s.processes,
+                call_timeout=s.call_timeout,
+                shutdown_timeout=s.shutdown_timeout,
             )
         return self._offloader
 
@@ -195,27 +219,30 @@ class Bridge:
         path: str = "/rpc",
         name: Optional[str] = None,
         run_in: Optional[str] = None,
+        jsonp: Optional[bool] = None,
     ) -> Any:
         """
         Register a JSON-RPC method at C{path} (default C{/rpc}), named
         C{name} or the function's name, plus its C{_alias} names.
         Usable as C{@bridge.rpc_function} or C{@bridge.rpc_function(...)}.
+        C{jsonp} switches the JSONP fallback for this method alone (L{None}:
+        the path's C{jsonp} option).
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            method_name = name or f.__name__
-            handler = resolve(f, run_in, method_name)
-            aliases = getattr(f, "_alias", None) or []
-            if isinstance(aliases, str):
-                aliases = [aliases]
-            for n in [method_name, *aliases]:
-                self.rpc_methods.append(RpcMethod(normalize_path(path), n, handler))
+            self.rpc_methods.extend(rpc_entries(f, path, name, run_in, jsonp))
+            self.rpc_version += 1
             return f
 
         return register if func is None else register(func)
 
     def rpc_instance(
-        self, obj: Any, *, path: str = "/rpc", run_in: Optional[str] = None
+        self,
+        obj: Any,
+        *,
+        path: str = "/rpc",
+        run_in: Optional[str] = None,
+        jsonp: Optional[bool] = None,
     ) -> None:
         """Register every public method of C{obj} at C{path}."""
         for attr in dir(obj):
@@ -223,15 +250,35 @@ class Bridge:
                 continue
             member = getattr(obj, attr)
             if callable(member):
-                self.rpc_function(member, path=path, name=attr, run_in=run_in)
+                self.rpc_function(
+                    member, path=path, name=attr, run_in=run_in, jsonp=jsonp
+                )
 
     def rpc_path(self, path: str = "/rpc", **options: Any) -> None:
         """
         Configure the JSON-RPC dispatcher at C{path}: C{cors}, C{jsonp},
-        C{auth}, C{blocking}, C{compress_min_size}, ... (see the JSON-RPC
+        C{auth}, C{blocking}, C{compress_min_size}, C{magic_var},
+        C{max_batch_size}, C{allow_form_content} (see the JSON-RPC
         documentation).
+
+        @raise ValueError: for an unknown option or a bad value.
         """
-        self.rpc_options.setdefault(normalize_path(path), {}).update(options)
+        from twistbridge.jsonrpc._core import PathOptions
+
+        merged = {**self.rpc_options.get(normalize_path(path), {}), **options}
+        PathOptions.from_dict(merged)
+        self.rpc_options[normalize_path(path)] = merged
+        self.rpc_version += 1
+
+    @property
+    def rpc(self) -> Any:
+        """
+        The JSON-RPC runtime of this bridge: C{lock}, C{unlock}, C{wait},
+        C{stats}, C{reload}, C{callAsync} (see the JSON-RPC documentation).
+        """
+        from twistbridge.jsonrpc._resource import controller
+
+        return controller(self)
 
     # bgpy -----------------------------------------------------------------
 

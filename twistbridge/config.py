@@ -69,7 +69,7 @@ class Settings:
     @ivar threads: handler thread pool size.
     @ivar processes: process pool size.
     @ivar call_timeout: seconds a process-pool call may run before its
-        worker is killed and replaced.
+        worker is killed and replaced (0 or L{None}: no limit).
     @ivar max_connections: open connections allowed per listener (0: no limit).
     @ivar max_connections_per_client: open connections allowed per listener
         from one client address (0: no limit).
@@ -94,7 +94,7 @@ class Settings:
     bgpy_token: Optional[str] = None
     threads: int = 10
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
-    call_timeout: Optional[float] = None
+    call_timeout: Optional[float] = 300.0
     max_connections: int = 4096
     max_connections_per_client: int = 512
     message_timeout: float = 30.0
@@ -117,6 +117,9 @@ class Settings:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
             object.__setattr__(self, name, int(getattr(self, name)))
+        if self.call_timeout is not None:
+            timeout = float(self.call_timeout)
+            object.__setattr__(self, "call_timeout", timeout if timeout > 0 else None)
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json': {self.log_format}")
 

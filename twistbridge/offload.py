@@ -11,14 +11,20 @@ process pool (SPEC section 2):
     - C{run_in="process"} sends the call to the process pool.
 
 Protocols never start threads or processes themselves: they call
-L{Offloader.call}, which always returns a L{Deferred}.
+L{Offloader.call}, which always returns a L{Deferred}.  Cancelling that
+L{Deferred} (a client went away) drops a thread or process call that has not
+started yet; one already running runs on and its result is discarded.
+
+The process pool is L{twistbridge._processpool.ProcessPool}; its errors
+(L{WorkerCrashed}, L{CallTimeout}, L{NotPicklable}, L{PoolStopped},
+L{RemoteError}, all L{OffloadError}) are importable from here.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -27,7 +33,31 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from twistbridge._processpool import (
+    CallTimeout,
+    NotPicklable,
+    OffloadError,
+    PoolStopped,
+    ProcessPool,
+    RemoteError,
+    WorkerCrashed,
+)
+
 RUN_IN = ("reactor", "thread", "process")
+
+__all__ = [
+    "RUN_IN",
+    "CallTimeout",
+    "Handler",
+    "NotPicklable",
+    "OffloadError",
+    "Offloader",
+    "PoolStopped",
+    "RemoteError",
+    "WorkerCrashed",
+    "call_in_reactor",
+    "resolve",
+]
 
 log = Logger()
 
@@ -98,17 +128,34 @@ def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Defe
     return defer.succeed(result)
 
 
+class _DaemonThreadPool(ThreadPool):
+    """A L{ThreadPool} of daemon threads: a handler stuck in a thread never
+    keeps the process alive after the reactor stopped."""
+
+    @staticmethod
+    def threadFactory(*args: Any, **kwargs: Any) -> threading.Thread:  # noqa: D102
+        kwargs["daemon"] = True
+        return threading.Thread(*args, **kwargs)
+
+
 class Offloader(Service):
     """
     The bridge's thread pool and process pool, started and stopped with the
     service.
 
     The thread pool is the bridge's own (never the reactor's default pool,
-    which Twisted also uses for name resolution).
+    which Twisted also uses for name resolution); its threads start on
+    demand, up to C{threads}.  Process workers start on demand too, up to
+    C{processes}, and are then kept (a dead one is replaced at once); with
+    C{prestart=True} all of them start with the service.
 
     @ivar threads: thread pool size.
     @ivar processes: process pool size.
-    @ivar call_timeout: seconds a process call may take, or L{None}.
+    @ivar call_timeout: seconds a process call may run before its worker is
+        killed and replaced, or L{None} for no limit.
+    @ivar shutdown_timeout: seconds running calls get to finish when the
+        service stops; process workers still busy then are killed.
+    @ivar prestart: start every process worker with the service.
     """
 
     name = "offload"
@@ -119,6 +166,8 @@ class Offloader(Service):
         processes: int = 1,
         call_timeout: Optional[float] = None,
         reactor: Any = None,
+        shutdown_timeout: float = 10.0,
+        prestart: bool = False,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -127,54 +176,112 @@ class Offloader(Service):
         self._reactor = reactor
         self.threads = threads
         self.processes = processes
-        self.call_timeout = call_timeout
+        self.call_timeout = call_timeout or None
+        self.shutdown_timeout = shutdown_timeout
+        self.prestart = prestart
         self._threadpool: Optional[ThreadPool] = None
-        self._processpool: Any = None
+        self._processpool: Optional[ProcessPool] = None
         self._queued = 0
         self._busy = 0
         self._lock = threading.Lock()
+        self._trigger: Any = None
+        self._stopped = False
 
     # lifecycle ---------------------------------------------------------
 
     def startService(self) -> None:
-        """Start the thread pool (the process pool starts on first use)."""
+        """Start the thread pool (and, with C{prestart}, every process worker)."""
         Service.startService(self)
+        self._stopped = False
         self._ensure_threadpool()
+        if self.prestart:
+            self.start_processes()
+
+    def start_processes(self) -> None:
+        """Start every process worker now rather than on first use."""
+        self._ensure_processpool().start_workers()
 
     def stopService(self) -> Deferred:
-        """Stop both pools; the returned L{Deferred} fires once they are down."""
+        """
+        Stop both pools; the returned L{Deferred} fires once they are down.
+
+        Running calls get C{shutdown_timeout} seconds to finish; then busy
+        process workers are killed (threads cannot be: a thread still busy
+        is left behind as a daemon thread, logged, and does not hold up the
+        exit).
+        """
         Service.stopService(self)
+        self._stopped = True
+        self._remove_trigger()
         waits = []
         if self._processpool is not None:
             pool, self._processpool = self._processpool, None
-            waits.append(defer.maybeDeferred(pool.stop))
+            waits.append(pool.stop(self.shutdown_timeout))
         if self._threadpool is not None:
-            pool, self._threadpool = self._threadpool, None
-            waits.append(self._stop_threadpool(pool))
+            pool_, self._threadpool = self._threadpool, None
+            waits.append(self._stop_threadpool(pool_))
         return defer.DeferredList(waits, consumeErrors=True)
+
+    def _remove_trigger(self) -> None:
+        if self._trigger is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._trigger)
+            except (ValueError, KeyError):
+                pass
+            self._trigger = None
 
     def _stop_threadpool(self, pool: ThreadPool) -> Deferred:
         # ThreadPool.stop() joins its threads: do that off the reactor thread
-        # so a handler still running cannot stall shutdown of everything else.
-        d = Deferred()
+        # so a handler still running cannot stall shutdown of everything
+        # else, and stop waiting after shutdown_timeout.
+        d: Deferred = Deferred()
+
+        def done() -> None:
+            if not d.called:
+                timer.cancel()
+                d.callback(None)
+
+        def give_up() -> None:
+            log.warn(
+                "stopping the thread pool: {n} handler(s) still running after {t} s",
+                n=self._busy,
+                t=self.shutdown_timeout,
+            )
+            d.callback(None)
 
         def stop() -> None:
             pool.stop()
-            self._reactor.callFromThread(d.callback, None)
+            self._reactor.callFromThread(done)
 
+        timer = self._reactor.callLater(self.shutdown_timeout, give_up)
         threading.Thread(target=stop, name="twistbridge-threadpool-stop", daemon=True).start()
         return d
 
+    def _not_running_trigger(self) -> None:
+        # Used without the service (a resource mounted on its own): still
+        # stop the pools with the reactor.
+        if not self.running and self._trigger is None:
+            self._trigger = self._reactor.addSystemEventTrigger(
+                "before", "shutdown", self.stopService
+            )
+
     def _ensure_threadpool(self) -> ThreadPool:
         if self._threadpool is None:
-            pool = ThreadPool(minthreads=0, maxthreads=self.threads, name="twistbridge")
+            pool = _DaemonThreadPool(minthreads=0, maxthreads=self.threads, name="twistbridge")
             pool.start()
             self._threadpool = pool
-            if not self.running:
-                # Used without the service (a resource mounted on its own):
-                # still stop the threads with the reactor.
-                self._reactor.addSystemEventTrigger("during", "shutdown", self.stopService)
+            self._not_running_trigger()
         return self._threadpool
+
+    def _ensure_processpool(self) -> ProcessPool:
+        if self._processpool is None:
+            if self._stopped:
+                raise PoolStopped("the process pool stopped")
+            self._processpool = ProcessPool(
+                size=self.processes, call_timeout=self.call_timeout, reactor=self._reactor
+            )
+            self._not_running_trigger()
+        return self._processpool
 
     # calls --------------------------------------------------------------
 
@@ -189,7 +296,11 @@ class Offloader(Service):
             return call_in_reactor(handler.func, *args, **kwargs)
         if handler.run_in == "thread":
             return self.in_thread(handler.func, *args, **kwargs)
-        return self.in_process(handler.func, *args, **kwargs)
+        try:
+            pool = self._ensure_processpool()
+        except PoolStopped as e:
+            return defer.fail(e)
+        return pool.submit(handler.name, handler.func, args, kwargs)
 
     def in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
@@ -199,8 +310,8 @@ class Offloader(Service):
         means the call never runs.
         """
         pool = self._ensure_threadpool()
-        state = {"cancelled": False, "started": False}
         lock = threading.Lock()
+        state = {"cancelled": False, "started": False}
 
         def cancel(d: Deferred) -> None:
             with lock:
@@ -221,14 +332,14 @@ class Offloader(Service):
 
         def run() -> None:
             with lock:
-                if state["cancelled"]:
-                    with self._lock:
-                        self._queued -= 1
-                    return
+                cancelled = state["cancelled"]
                 state["started"] = True
             with self._lock:
                 self._queued -= 1
-                self._busy += 1
+                if not cancelled:
+                    self._busy += 1
+            if cancelled:
+                return
             try:
                 result = func(*args, **kwargs)
             except BaseException:
@@ -244,15 +355,17 @@ class Offloader(Service):
     def in_process(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
         Run C{func} in the process pool; C{func}, its arguments and its result
-        must pickle.
-        """
-        if self._processpool is None:
-            from twistbridge._processpool import ProcessPool
+        must pickle (else the call fails with L{NotPicklable}, naming what did
+        not).
 
-            self._processpool = ProcessPool(
-                size=self.processes, call_timeout=self.call_timeout
-            )
-        return self._processpool.call(func, *args, **kwargs)
+        Cancelling the returned L{Deferred} before a worker picked the call up
+        means the call never runs.
+        """
+        try:
+            pool = self._ensure_processpool()
+        except PoolStopped as e:
+            return defer.fail(e)
+        return pool.call(func, *args, **kwargs)
 
     # observability -------------------------------------------------------
 
@@ -260,7 +373,18 @@ class Offloader(Service):
         """Pool sizes, busy workers and queued calls, for C{/health}."""
         with self._lock:
             threads = {"size": self.threads, "busy": self._busy, "queued": self._queued}
-        processes: Dict[str, Any] = {"size": self.processes, "busy": 0, "queued": 0}
+        processes: Dict[str, Any] = {
+            "size": self.processes,
+            "workers": 0,
+            "busy": 0,
+            "queued": 0,
+        }
         if self._processpool is not None:
             processes.update(self._processpool.stats())
         return {"threads": threads, "processes": processes}
+
+    def process_pids(self) -> List[int]:
+        """The process ids of the running process workers."""
+        if self._processpool is None:
+            return []
+        return self._processpool.pids()

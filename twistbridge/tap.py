@@ -48,7 +48,7 @@ class Options(usage.Options):
         ["bgpy-token-file", None, None, "file holding the bgpy token [default: $BGPY_TOKEN]"],
         ["threads", None, None, "handler thread pool size [default: 10]", int],
         ["processes", None, None, "process pool size [default: number of cores]", int],
-        ["call-timeout", None, None, "seconds a process-pool call may run [default: none]", float],
+        ["call-timeout", None, None, "seconds a process-pool call may run, 0 for no limit [default: 300]", float],
         ["max-connections", None, None, "open connections per listener, 0 for no limit [default: 4096]", int],
         ["max-connections-per-client", None, None, "open connections per listener from one address [default: 512]", int],
         ["message-timeout", None, None, "seconds for a WebSocket handshake or bgpy message to complete [default: 30]", float],

@@ -5,19 +5,60 @@ The HTTP side of a bridge: the root resource, C{GET /health} and the L{Site}.
     /rpc      JSON-RPC 2.0 (and every other registered JSON-RPC path)
     /ws       Igor WebSocket streams
     /health   200 JSON once every service runs
+
+Early body handling (L{BridgeRequest}, the request factory of L{BridgeSite}):
+as soon as a request's headers are in, and before any of its body is read,
+the target resource is resolved (C{Site.getResourceFor}, with C{method},
+C{uri}, C{path} set from the request line) and two optional methods of that
+resource are consulted:
+
+    max_body_size(request) -> Optional[int]
+        The largest body the resource accepts, in bytes (L{None}: no limit).
+        A C{Content-Length} over it is answered C{413} with
+        C{{"error": "..."}} at once, without reading the body and without
+        the resource ever seeing the request; a chunked body that grows past
+        it gets the same answer the moment it does.  The connection is then
+        closed (after lingering a few seconds, discarding what the client
+        still sends, so that it reads the 413 rather than a reset).
+
+    body_consumer(request) -> Optional[consumer]
+        An object that takes the body as it arrives instead of Twisted
+        buffering it into C{request.content} (which then stays empty):
+        C{consumer.write(data)} for every chunk, in order; and, only if the
+        body never completes (the client went away, or the body went over
+        C{max_body_size}), C{consumer.abort(reason)} once, so it can release
+        what it holds.  The resource's C{render} runs once the body is
+        complete, as usual, and finds the consumer as
+        C{request.body_consumer}.
+
+A resource that defines neither behaves exactly as under a plain L{Site}.
+L{IndexResource} forwards both methods to the izzati resource for C{POST /}.
+Where the request line is not available this early (HTTP/2), nothing is
+resolved early: C{request.body_consumer} stays L{None} and resources fall
+back to C{request.content}.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, Dict, Optional
+from urllib.parse import unquote_to_bytes
 
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 if TYPE_CHECKING:
     from twistbridge.app import Bridge
+
+log = Logger()
+
+#: Seconds a refused request's connection stays half-open, discarding what
+#: the client still sends, before it is closed.
+REFUSAL_LINGER = 5.0
 
 
 def json_body(request: Any, code: int, body: Any) -> bytes:
@@ -67,6 +108,20 @@ class IndexResource(Resource):
         self._izzati = izzati
         self._page = page
 
+    def max_body_size(self, request: Any) -> Optional[int]:
+        """The izzati resource's body limit for C{POST}; none otherwise."""
+        if request.method == b"POST":
+            limit = getattr(self._izzati, "max_body_size", None)
+            return None if limit is None else limit(request)
+        return None
+
+    def body_consumer(self, request: Any) -> Any:
+        """The izzati resource's body consumer for C{POST}."""
+        if request.method == b"POST":
+            consumer = getattr(self._izzati, "body_consumer", None)
+            return None if consumer is None else consumer(request)
+        return None
+
     def render(self, request: Any) -> Any:
         """Dispatch on the method."""
         if request.method == b"POST":
@@ -84,17 +139,174 @@ def build_root(bridge: Bridge) -> Resource:
     from twistbridge.izzati._resource import build_resource as izzati_resource
     from twistbridge.jsonrpc._resource import mount as mount_rpc
     from twistbridge.playground import build_resource as playground
+    from twistbridge.playground import mount as mount_playground
 
     root = Resource()
     root.putChild(b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge)))
     root.putChild(b"health", HealthResource(bridge))
     root.putChild(b"ws", igor_resource(bridge))
     mount_rpc(root, bridge)
+    mount_playground(root, bridge)
     return root
+
+
+class BodyTooLarge(Exception):
+    """A request body went over its resource's C{max_body_size}."""
+
+
+def _discard(data: bytes) -> None:
+    """Drop bytes a refused request's client still sends."""
+
+
+class BridgeRequest(Request):
+    """
+    A L{Request} that lets its resource see the headers before the body
+    (see the module docstring: C{max_body_size} and C{body_consumer}).
+
+    @ivar body_consumer: the object the body went to, or L{None} when it was
+        buffered into C{content} as usual.
+    """
+
+    body_consumer: Any = None
+    _body_limit: Optional[int] = None
+    _body_received = 0
+    _body_complete = False
+    _refused = False
+    _linger: Any = None
+
+    def gotLength(self, length: Optional[int]) -> None:
+        """The headers are in: resolve the resource and ask it about the body."""
+        resource = self._resolve_early()
+        if resource is not None:
+            sizer = getattr(resource, "max_body_size", None)
+            if sizer is not None:
+                self._body_limit = sizer(self)
+            if (
+                self._body_limit is not None
+                and length is not None
+                and length > self._body_limit
+            ):
+                self.content = BytesIO()
+                self._refuse(length)
+                return
+            make = getattr(resource, "body_consumer", None)
+            consumer = make(self) if make is not None else None
+            if consumer is not None:
+                self.body_consumer = consumer
+                self.content = BytesIO()
+                return
+        Request.gotLength(self, length)
+
+    def _resolve_early(self) -> Any:
+        channel = self.channel
+        command = getattr(channel, "_command", None)
+        uri = getattr(channel, "_path", None)
+        site = getattr(channel, "site", None)
+        if command is None or uri is None or site is None:
+            return None
+        self.method, self.uri = command, uri
+        self.path = uri.split(b"?", 1)[0]
+        if self.path == b"*":
+            return None
+        self.prepath = []
+        self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
+        try:
+            return site.getResourceFor(self)
+        except Exception:
+            log.failure("resolving {uri!r} early failed", uri=uri)
+            return None
+        finally:
+            self.prepath = []
+            self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """A piece of the body: count it, then consume or buffer it."""
+        if self._refused:
+            return
+        self._body_received += len(data)
+        if self._body_limit is not None and self._body_received > self._body_limit:
+            self._refuse(None)
+            return
+        if self.body_consumer is not None:
+            self.body_consumer.write(data)
+        else:
+            self.content.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """The body is complete: process the request (unless it was refused)."""
+        self._body_complete = True
+        if self._refused:
+            return
+        Request.requestReceived(self, command, path, version)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The connection went away: tell a consumer whose body never completed."""
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        if not self._body_complete:
+            self._abort_consumer(reason)
+        Request.connectionLost(self, reason)
+
+    def _abort_consumer(self, reason: Failure) -> None:
+        consumer, self.body_consumer = self.body_consumer, None
+        if consumer is not None:
+            abort = getattr(consumer, "abort", None)
+            if abort is not None:
+                try:
+                    abort(reason)
+                except Exception:
+                    log.failure(
+                        "body consumer {consumer!r} failed to abort", consumer=consumer
+                    )
+
+    def _refuse(self, length: Optional[int]) -> None:
+        """Answer 413 now, stop reading the request, and close the connection."""
+        self._refused = True
+        limit = self._body_limit
+        size = f"{length} bytes" if length is not None else "a chunked body"
+        self._abort_consumer(Failure(BodyTooLarge(f"{size} over {limit} bytes")))
+        channel = self.channel
+        transport = channel.transport
+        peer = getattr(transport.getPeer(), "host", "?")
+        log.warn(
+            "413 for {method} {uri} from {peer}: {size} over the limit of {limit} bytes",
+            method=self.method.decode("ascii", "replace"),
+            uri=self.uri.decode("ascii", "replace"),
+            peer=peer,
+            size=size,
+            limit=limit,
+        )
+        # No "100 Continue" for this request: the channel sends it after gotLength.
+        self.requestHeaders.removeHeader(b"Expect")
+        body = json.dumps(
+            {"error": f"request body too large: {size}, the limit is {limit} bytes"}
+        ).encode("utf-8")
+        transport.write(
+            b"HTTP/1.1 413 Request Entity Too Large\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(body), body)
+        )
+        # Parse nothing more from this connection.
+        channel.persistent = False
+        channel.dataReceived = _discard
+        channel.rawDataReceived = _discard
+        # Close our side once the answer is out, but keep reading (and
+        # dropping) for a while: closing with unread data would send the
+        # client a reset that can destroy the 413 before it reads it.
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is not None:
+            lose_write()
+            self._linger = channel.callLater(REFUSAL_LINGER, transport.abortConnection)
+        else:
+            transport.loseConnection()
 
 
 class BridgeSite(Site):
     """The L{Site} of the HTTP port (timeouts and limits from the settings)."""
+
+    requestFactory = BridgeRequest
 
     def __init__(self, bridge: Bridge) -> None:
         Site.__init__(self, bridge.resource())

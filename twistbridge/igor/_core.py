@@ -1,12 +1,43 @@
-"""Igor's pure core: message validation, dispatch decisions and encoding."""
+"""
+Igor's pure core: message validation, origin decisions and encoding.
+
+Nothing here does I/O.  The autobahn adapter (L{twistbridge.igor._protocol})
+and the hub (L{twistbridge.igor._hub}) call these functions with plain data;
+errors are values (L{ProtocolError}) with a code and a message, turned into
+Igor's C{{"error": ..., "code": ...}} message at the edge.
+
+Wire format (SPEC section 4)::
+
+    client -> server  {"streamId": id, "action": name, "data": any}
+    server -> client  {"streamId": id, "data": d}
+                      {"streamId": id, "error": "message"}
+                      {"streamId": id, "close": true}
+                      {"streamId": process_id, "action": a, "data": d}
+                      {"error": "message", "code": 400}
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+import json
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+#: The action a client sends to rename itself (and take over a session).
+INTRODUCE_SELF = "introduce_self"
+
+#: Seconds a session outlives its client's disconnect (Igor's value).
+SESSION_TIMEOUT = 10.0
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
 
 
 def flatten(api: Dict[str, Any], separator: str = ".") -> Dict[str, Callable[..., Any]]:
-    """Flatten a nested action dict: C{{"events": {"create": f}}} -> C{{"events.create": f}}."""
+    """
+    Flatten a nested action dict: C{{"events": {"create": f}}} becomes
+    C{{"events.create": f}}.  Unlike Igor's own C{flatten} the argument is
+    left unchanged.
+    """
     flat: Dict[str, Callable[..., Any]] = {}
     for key, value in api.items():
         if isinstance(value, dict):
@@ -15,3 +46,244 @@ def flatten(api: Dict[str, Any], separator: str = ".") -> Dict[str, Callable[...
         else:
             flat[key] = value
     return flat
+
+
+class ProtocolError:
+    """
+    A client message the server cannot act on, answered with
+    C{{"error": message, "code": code}}.
+
+    @ivar code: an HTTP-like status code (400: the client's mistake, 503:
+        the server is shutting down).
+    @ivar message: the human-readable reason, sent to the client.
+    """
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ProtocolError)
+            and (self.code, self.message) == (other.code, other.message)
+        )
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.code}, {self.message!r})"
+
+
+class Request:
+    """
+    A valid client message.
+
+    @ivar stream_id: the client's stream id (a string or a number).
+    @ivar action: the action name.
+    @ivar data: the decoded C{data} member (L{None} when absent).
+    """
+
+    __slots__ = ("stream_id", "action", "data")
+
+    def __init__(self, stream_id: Union[str, int, float], action: str, data: Any) -> None:
+        self.stream_id = stream_id
+        self.action = action
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Request({self.stream_id!r}, {self.action!r}, {self.data!r})"
+
+
+def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
+    """
+    Validate one WebSocket message (text, or binary holding UTF-8 JSON).
+
+    @return: a L{Request}, or a L{ProtocolError} saying what is wrong.
+    """
+    try:
+        message = _loads(payload)
+    except (ValueError, TypeError, RecursionError):
+        return ProtocolError(400, "Message is not valid JSON")
+    if not isinstance(message, dict):
+        return ProtocolError(400, "Message must be a JSON object")
+    stream_id = message.get("streamId")
+    if stream_id is None:
+        return ProtocolError(400, "No streamId specified")
+    if isinstance(stream_id, bool) or not isinstance(stream_id, (str, int, float)):
+        return ProtocolError(400, "streamId must be a string or a number")
+    action = message.get("action")
+    if action is None:
+        return ProtocolError(400, "No action specified")
+    if not isinstance(action, str):
+        return ProtocolError(400, "action must be a string")
+    return Request(stream_id, action, message.get("data"))
+
+
+def unknown_action(action: str) -> ProtocolError:
+    """The error for an action with no handler (Igor's wording)."""
+    return ProtocolError(400, f'No handler for action: "{action}"')
+
+
+def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
+    """
+    The new client id of an C{introduce_self} message's data,
+    C{{"client_id": name}}.
+    """
+    client_id = data.get("client_id") if isinstance(data, dict) else None
+    if client_id is None or client_id == "":
+        return ProtocolError(400, "No client_id for introduce_self action")
+    if isinstance(client_id, bool) or not isinstance(client_id, (str, int)):
+        return ProtocolError(400, "client_id must be a string or an integer")
+    return client_id
+
+
+# encoding -----------------------------------------------------------------
+#
+# Every encoder returns UTF-8 bytes ready for a text frame.  They raise
+# TypeError / ValueError for data that is not JSON-serializable, so that the
+# handler calling out.send(data) sees its own mistake.
+
+
+def encode_data(stream_id: Any, data: Any) -> bytes:
+    """C{{"streamId": id, "data": data}}."""
+    return _dumps({"streamId": stream_id, "data": data}).encode("utf-8")
+
+
+def encode_error(stream_id: Any, error: Any) -> bytes:
+    """C{{"streamId": id, "error": str(error)}}."""
+    return _dumps({"streamId": stream_id, "error": str(error)}).encode("utf-8")
+
+
+def encode_close(stream_id: Any) -> bytes:
+    """C{{"streamId": id, "close": true}}."""
+    return _dumps({"streamId": stream_id, "close": True}).encode("utf-8")
+
+
+def encode_action(process_id: Any, action: Any, data: Any) -> bytes:
+    """A process message: C{{"streamId": process_id, "action": a, "data": d}}."""
+    return _dumps({"streamId": process_id, "action": action, "data": data}).encode("utf-8")
+
+
+def encode_protocol_error(error: ProtocolError) -> bytes:
+    """C{{"error": message, "code": code}}."""
+    return _dumps({"error": error.message, "code": error.code}).encode("utf-8")
+
+
+def error_text(exc: BaseException) -> str:
+    """What a client sees of a handler's exception: its message, never a traceback."""
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+# origins -------------------------------------------------------------------
+
+_LOCAL_ORIGIN = re.compile(
+    r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$", re.IGNORECASE
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def normalize_origin(origin: str) -> str:
+    """
+    Lower-case an origin's scheme and host, drop a trailing slash and a
+    default port: C{"HTTPS://App.Example:443/"} -> C{"https://app.example"}.
+    """
+    origin = origin.strip().rstrip("/").lower()
+    scheme, sep, rest = origin.partition("://")
+    if sep and rest.endswith(":" + _DEFAULT_PORTS.get(scheme, "-")):
+        rest = rest.rsplit(":", 1)[0]
+        origin = f"{scheme}://{rest}"
+    return origin
+
+
+def origin_allowed(origin: Optional[str], allowed: Sequence[str] = ()) -> bool:
+    """
+    Whether a WebSocket handshake with this C{Origin} header is accepted.
+
+    Accepted by default (SPEC section 4): no C{Origin} header (non-browser
+    clients), C{null} (sandboxed and some C{file:} pages), C{file://} pages
+    (Electron), and C{http(s)://localhost}, C{127.0.0.1} or C{[::1]} on any
+    port.  C{allowed} adds exact origins (C{"https://app.example.com"}), or
+    C{"*"} for every origin.
+
+    @param origin: the header's value, or L{None} when absent.
+    """
+    if origin is None:
+        return True
+    value = origin.strip()
+    if value.lower() == "null" or value.lower().startswith("file://"):
+        return True
+    if _LOCAL_ORIGIN.match(value):
+        return True
+    if not value:
+        return False
+    normalized = normalize_origin(value)
+    for entry in allowed:
+        if entry == "*" or normalize_origin(entry) == normalized:
+            return True
+    return False
+
+
+# process-pool handlers ----------------------------------------------------
+
+
+class RecordingOutput:
+    """
+    The C{out} of a handler registered with C{run_in="process"}: it pickles
+    to the worker, records what the handler sends, and travels back with the
+    result, so the server can send it on the stream.
+
+    @ivar messages: C{("data", d)} and C{("error", text)} pairs, in order.
+    """
+
+    def __init__(self) -> None:
+        self.messages: List[Tuple[str, Any]] = []
+
+    def send(self, data: Any = None) -> None:
+        """Record C{data} (checked now for JSON-serializability)."""
+        _dumps(data)
+        self.messages.append(("data", data))
+
+    def send_error(self, error: Any) -> None:
+        """Record an error message."""
+        self.messages.append(("error", str(error)))
+
+
+class ProcessCall:
+    """
+    A picklable wrapper running a handler in a worker process.
+
+    Calling it returns C{(outcome, messages, detail)}: outcome C{"ok"},
+    C{"error"} (detail: the client-visible message and the traceback text)
+    or C{"exit"} (the handler raised L{SystemExit}).  Exceptions are caught
+    in the worker so that messages sent before them are not lost.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, out: RecordingOutput, data: Any, **kwargs: Any) -> Tuple[str, Any, Any]:
+        """Run the handler with C{out} and C{data}."""
+        import traceback
+
+        try:
+            self.func(out, data, **kwargs)
+        except SystemExit:
+            return ("exit", out.messages, None)
+        except Exception as e:
+            return ("error", out.messages, (error_text(e), traceback.format_exc()))
+        return ("ok", out.messages, None)
+
+
+# errors raised to user code -------------------------------------------------
+
+
+class StreamClosedError(Exception):
+    """C{out.send} on a stream that finished or whose client disconnected."""
+
+
+class UnknownClientError(LookupError):
+    """A process sent to a client id that is not connected."""
+
+    def __str__(self) -> str:
+        return f'No client with given id exists. Id="{self.args[0]}"'

@@ -1,23 +1,268 @@
-"""Igor's autobahn adapter: the WebSocket protocol, factory and resource."""
+"""
+Igor's autobahn adapter: the WebSocket protocol, its factory, the C{/ws}
+resource and the service that runs Igor processes.
+
+Everything Igor-specific happens in the hub (L{twistbridge.igor._hub}) and
+the pure core (L{twistbridge.igor._core}); this module only turns autobahn's
+callbacks into hub calls and the hub's payloads into text frames:
+
+    onConnect  -> origin check (403 when refused)
+    onOpen     -> hub.attach      (client id, session)
+    onMessage  -> hub.receive     (validate, dispatch, stream)
+    onClose    -> hub.detach      (cancel pending calls, keep the session 10 s)
+
+One hub per bridge is shared by the C{/ws} resource and the standalone port.
+"""
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Optional
 
-from twisted.internet.protocol import Factory
-from twisted.web.resource import ErrorPage, Resource
+from autobahn import util as autobahn_util
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twistbridge.igor._core import origin_allowed
+from twistbridge.igor._hub import Hub, IgorService
+
+log = Logger(namespace="twistbridge.igor")
+
+# autobahn builds colored (click) strings for its debug log calls on every
+# frame sent and received, whether debug logging is on or not: with click
+# installed that is about a third of the CPU time of a small message.  Plain
+# strings carry the same text.
+if getattr(autobahn_util, "_HAS_CLICK", False):
+    autobahn_util._HAS_CLICK = False
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+#: Unsent bytes a client may have queued, at least (see L{unsent_cap}).
+MIN_UNSENT_CAP = 8 * 1024 * 1024
 
 
-def build_resource(bridge: Any) -> Resource:
+def unsent_cap(max_message_size: int) -> int:
+    """
+    How many bytes may wait for a client that stopped reading before it is
+    disconnected: twice the largest message, and at least 8 MiB.
+    """
+    return max(MIN_UNSENT_CAP, 2 * max_message_size)
+
+
+@implementer(IPushProducer)
+class _WriteWatch:
+    """
+    Registered as the transport's producer: the transport pauses it when its
+    write buffer is full and resumes it once the client read enough.  What
+    is written while paused is counted against the cap.
+    """
+
+    __slots__ = ("paused", "unsent")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.unsent = 0
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer drained."""
+        self.paused = False
+        self.unsent = 0
+
+    def stopProducing(self) -> None:
+        """The connection is gone."""
+
+
+class IgorProtocol(WebSocketServerProtocol):
+    """One Igor WebSocket connection (a connection of the hub)."""
+
+    client_id: Any = None
+    streams: Any = None
+    inflight = 0
+    _watch: Optional[_WriteWatch] = None
+
+    def connectionMade(self) -> None:
+        """
+        Turn Nagle's algorithm off: autobahn sets TCP_NODELAY before it
+        copies the factory's options, so its own call leaves it off.
+        Without it every small reply waits for the client's delayed ACK.
+        """
+        WebSocketServerProtocol.connectionMade(self)
+        try:
+            self.transport.setTcpNoDelay(self.factory.tcpNoDelay)
+        except Exception:  # not TCP (a UNIX socket)
+            pass
+
+    def onConnect(self, request: Any) -> None:
+        """Refuse the handshake (403) when the C{Origin} is not allowed."""
+        origin = request.headers.get("origin")
+        if not origin_allowed(origin, self.factory.allowed_origins):
+            log.warn(
+                "igor refused a WebSocket from {peer}: origin {origin} is not allowed",
+                peer=request.peer,
+                origin=origin,
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
+        return None
+
+    def onOpen(self) -> None:
+        """Watch the write buffer and join the hub."""
+        transport = self.transport
+        self._watch = _WriteWatch()
+        try:
+            # Over /ws the HTTP channel is still the transport's producer.
+            transport.unregisterProducer()
+            transport.registerProducer(self._watch, True)
+        except Exception:  # a transport without flow control
+            self._watch = None
+        self.factory.hub.attach(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """Hand the message to the hub (binary frames must hold UTF-8 JSON too)."""
+        self.factory.hub.receive(self, payload)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        """Leave the hub (cancels this client's pending calls)."""
+        self.factory.hub.detach(self)
+
+    # what the hub calls ------------------------------------------------------
+
+    def write(self, payload: bytes) -> None:
+        """Send one text frame (reactor thread); dropped once the socket closes."""
+        if self.state != _OPEN:
+            return
+        self.sendMessage(payload, False)
+        watch = self._watch
+        if watch is not None and watch.paused:
+            watch.unsent += len(payload)
+            if watch.unsent > self.factory.unsent_cap:
+                log.warn(
+                    "igor client {client_id} stopped reading: disconnected with "
+                    "more than {cap} bytes unsent",
+                    client_id=self.client_id,
+                    cap=self.factory.unsent_cap,
+                )
+                self.abort()
+
+    def go_away(self) -> None:
+        """Close with 1001 (going away): the server is shutting down."""
+        # sendClose() only takes 1000 and 3000-4999 (application codes);
+        # 1001 is the server's own code, sent through the frame-level call.
+        if self.state == _OPEN:
+            self.sendCloseFrame(
+                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY, b"Server is shutting down"
+            )
+
+    def abort(self) -> None:
+        """Drop the connection now, discarding what was not sent."""
+        # Not dropConnection(): that logs a second time.  onClose still
+        # follows, from connectionLost.
+        self.state = WebSocketProtocol.STATE_CLOSED
+        if self.transport is not None:
+            self.transport.unregisterProducer()
+            self.transport.abortConnection()
+
+    def pause_reading(self) -> None:
+        """Too many streams in flight: stop reading from this client."""
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read from this client again."""
+        self.transport.resumeProducing()
+
+
+class IgorFactory(WebSocketServerFactory):
+    """
+    The WebSocket factory of one Igor listener.
+
+    @ivar hub: the bridge's L{Hub}.
+    @ivar allowed_origins: extra allowed origins (C{igor_allowed_origin}).
+    @ivar unsent_cap: bytes a non-reading client may have queued.
+    """
+
+    protocol = IgorProtocol
+    noisy = False
+
+    def __init__(self, hub: Hub, settings: Any, reactor: Any = None) -> None:
+        WebSocketServerFactory.__init__(self, reactor=reactor)
+        self.hub = hub
+        self.allowed_origins = tuple(settings.igor_allowed_origin)
+        self.unsent_cap = unsent_cap(settings.max_message_size)
+        configure(self, settings)
+
+
+def configure(factory: WebSocketServerFactory, settings: Any) -> None:
+    """
+    Set every autobahn server option explicitly.
+
+    autobahn accepts every origin and unlimited messages by default, and
+    C{setProtocolOptions} resets C{allowNullOrigin} whenever it is omitted:
+    the origin check is ours (L{origin_allowed}, in C{onConnect}), so
+    autobahn's own is opened fully here, and sizes come from the settings.
+    """
+    idle = float(settings.idle_timeout)
+    factory.setProtocolOptions(
+        versions=[8, 13],
+        webStatus=False,
+        utf8validateIncoming=True,
+        maskServerFrames=False,
+        requireMaskedClientFrames=True,
+        applyMask=True,
+        maxFramePayloadSize=settings.max_message_size,
+        maxMessagePayloadSize=settings.max_message_size,
+        autoFragmentSize=0,
+        failByDrop=False,
+        echoCloseCodeReason=False,
+        openHandshakeTimeout=float(settings.header_timeout),
+        closeHandshakeTimeout=1.0,
+        tcpNoDelay=True,
+        perMessageCompressionAccept=lambda offers: None,
+        autoPingInterval=idle,
+        autoPingTimeout=idle,
+        autoPingSize=12,
+        autoPingRestartOnAnyTraffic=True,
+        serveFlashSocketPolicy=False,
+        allowedOrigins=["*"],
+        allowNullOrigin=True,
+        maxConnections=0,
+        trustXForwardedFor=0,
+    )
+
+
+# what the rest of twistbridge builds ------------------------------------------
+
+
+def get_hub(bridge: Any) -> Hub:
+    """The bridge's one L{Hub}, created on first use."""
+    hub = bridge._built.get("igor_hub")
+    if hub is None:
+        s = bridge.settings
+        hub = Hub(
+            bridge.igor_handlers,
+            bridge.offloader,
+            shutdown_timeout=s.shutdown_timeout,
+        )
+        bridge._built["igor_hub"] = hub
+    return hub
+
+
+def build_factory(bridge: Any) -> IgorFactory:
+    """The factory of the standalone Igor port (any path; Igor clients use C{/})."""
+    return IgorFactory(get_hub(bridge), bridge.settings)
+
+
+def build_resource(bridge: Any) -> WebSocketResource:
     """The C{/ws} resource of the HTTP port."""
-    return ErrorPage(501, "Not Implemented", "Igor not built yet")
-
-
-def build_factory(bridge: Any) -> Factory:
-    """The factory of the standalone Igor port."""
-    return Factory()
+    return WebSocketResource(IgorFactory(get_hub(bridge), bridge.settings))
 
 
 def build_services(bridge: Any) -> List[Any]:
-    """Services that run Igor processes."""
-    return []
+    """The service that starts Igor processes and drains WebSockets on stop."""
+    return [IgorService(get_hub(bridge), bridge.igor_process_objects)]

@@ -1,17 +1,458 @@
-"""The izzati upload endpoint's pure core: request bodies in, responses out."""
+"""
+The izzati upload endpoint's pure core: request bodies in, responses out.
+
+Nothing here touches a socket or the file system by itself:
+
+    - L{BodyParser} takes the request's C{Content-Type} and the body in chunks
+      as they arrive, and gives C{(text, files)} or an L{IzzatiError}.  File
+      parts go to sinks made by a factory the caller passes in (the Twisted
+      adapter gives temporary files), so the parser never holds a file in
+      memory.
+    - L{encode_result} turns what the callback returned into a L{Response}
+      (status, content type, body) or the L{FileReturn} to stream.
+    - L{safe_filename} turns a client's file name into one that is safe to
+      create inside a directory.
+
+Errors are values: L{IzzatiError} carries the HTTP code and the message sent
+to the client as C{{"error": message}}.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import mimetypes
+import os
+import re
+import unicodedata
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
+from urllib.parse import parse_qsl
+
+from multipart import MultipartError, ParserLimitReached, PushMultipartParser
+
+#: Bytes of non-file data (urlencoded forms, JSON bodies, multipart text
+#: fields together) kept in memory per request.
+MAX_FIELDS_SIZE = 16 * 1024**2
+#: Parts one multipart body may have (as Werkzeug's C{max_form_parts}).
+MAX_PARTS = 1000
+#: Longest header line of one multipart part.
+MAX_PART_HEADER = 8192
+
+MULTIPART = "multipart/form-data"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+class IzzatiError(Exception):
+    """
+    A request the endpoint answers with an error instead of calling back.
+
+    @ivar code: the HTTP status code.
+    @ivar message: what was wrong, sent as C{{"error": message}}.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        Exception.__init__(self, code, message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"IzzatiError({self.code}, {self.message!r})"
+
+
+class FileSink(Protocol):
+    """Where the bytes of one file part go (a writable binary file will do)."""
+
+    def write(self, data: bytes) -> Any:
+        """Append C{data}."""
+
+
+#: C{open_file(filename, content_type, field_name) -> (item, sink)}: called
+#: for each file part; C{item} goes into C{data}, C{sink} receives the part's
+#: bytes, and C{done_file(item, size)} is called when the part is complete.
+OpenFile = Callable[[str, str, str], Tuple[Any, FileSink]]
+
+
+def media_type(content_type: Optional[str]) -> Tuple[str, Dict[str, str]]:
+    """
+    Split a C{Content-Type} value into its lower-cased media type and its
+    parameters (names lower-cased, values unquoted).
+    """
+    if not content_type:
+        return "", {}
+    kind, _, rest = content_type.partition(";")
+    params: Dict[str, str] = {}
+    for match in re.finditer(r'\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', rest):
+        name, value = match.group(1).lower(), match.group(2).strip()
+        if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[name] = value
+    return kind.strip().lower(), params
+
+
+def body_kind(content_type: Optional[str]) -> str:
+    """
+    C{"multipart"}, C{"form"}, C{"json"}, C{"none"} (no Content-Type) or
+    C{"other"} for a request's C{Content-Type}.
+    """
+    kind, _ = media_type(content_type)
+    if not kind:
+        return "none"
+    if kind == MULTIPART:
+        return "multipart"
+    if kind == FORM:
+        return "form"
+    if kind == JSON or (kind.startswith("application/") and kind.endswith("+json")):
+        return "json"
+    return "other"
+
+
+def text_from_pairs(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """
+    Build the C{text} dict: a field sent once is its value, a field sent
+    several times the list of its values, in order.
+    """
+    text: Dict[str, Any] = {}
+    many: Dict[str, List[Any]] = {}
+    for name, value in pairs:
+        if name in many:
+            many[name].append(value)
+        elif name in text:
+            many[name] = [text[name], value]
+            text[name] = many[name]
+        else:
+            text[name] = value
+    return text
+
+
+class BodyParser:
+    """
+    Parse one izzati request body as it arrives, without I/O of its own.
+
+    Feed it with L{feed} (every chunk, in order), then call L{finish}.  After
+    the first error, further data is ignored and L{finish} returns it.
+
+    @ivar kind: the body kind (see L{body_kind}).
+    @ivar error: the first L{IzzatiError}, or L{None}.
+    @ivar files: file items made so far, in order (the caller cleans them up
+        whatever happens).
+    """
+
+    def __init__(
+        self,
+        content_type: Optional[str],
+        open_file: OpenFile,
+        done_file: Callable[[Any, int], None] = lambda item, size: None,
+        max_fields_size: int = MAX_FIELDS_SIZE,
+        max_parts: int = MAX_PARTS,
+    ) -> None:
+        self.kind = body_kind(content_type)
+        self.error: Optional[IzzatiError] = None
+        self.files: List[Any] = []
+        self._open_file = open_file
+        self._done_file = done_file
+        self._max_fields = max_fields_size
+        self._buffer: List[bytes] = []
+        self._buffered = 0
+        self._received = 0
+        self._pairs: List[Tuple[str, Any]] = []
+        self._multipart: Optional[PushMultipartParser] = None
+        self._sink: Optional[FileSink] = None
+        self._field: Optional[List[bytes]] = None
+        self._field_name = ""
+        self._field_charset = "utf-8"
+        self._item: Any = None
+        self._part_size = 0
+        if self.kind == "multipart":
+            boundary = media_type(content_type)[1].get("boundary")
+            if not boundary:
+                self.error = IzzatiError(400, "multipart/form-data without a boundary")
+                return
+            try:
+                self._multipart = PushMultipartParser(
+                    boundary,
+                    max_header_size=MAX_PART_HEADER,
+                    max_segment_count=max_parts,
+                )
+            except MultipartError as e:
+                self.error = IzzatiError(400, f"bad multipart boundary: {e}")
+        elif self.kind == "other":
+            self.error = IzzatiError(
+                400,
+                f"unsupported Content-Type {media_type(content_type)[0]!r}: send "
+                f"{MULTIPART}, {FORM} or {JSON}",
+            )
+
+    def feed(self, data: bytes) -> None:
+        """Parse the next chunk of the body."""
+        if self.error is not None or not data:
+            return
+        self._received += len(data)
+        if self._multipart is not None:
+            try:
+                self._events(self._multipart.parse(data))
+            except IzzatiError as e:
+                self.error = e
+            except ParserLimitReached as e:
+                self.error = IzzatiError(413, f"multipart body over a limit: {e}")
+            except MultipartError as e:
+                self.error = IzzatiError(400, f"malformed multipart body: {e}")
+            except OSError as e:
+                self.error = IzzatiError(500, f"cannot store the upload: {e.strerror}")
+            return
+        if self.kind == "none":
+            self.error = IzzatiError(
+                400,
+                f"a request body needs a Content-Type: {MULTIPART}, {FORM} or {JSON}",
+            )
+            return
+        self._buffered += len(data)
+        if self._buffered > self._max_fields:
+            self.error = self._too_big()
+            self._buffer = []
+            return
+        self._buffer.append(data)
+
+    def _too_big(self) -> IzzatiError:
+        return IzzatiError(
+            413, f"form fields over {self._max_fields} bytes (send large data as files)"
+        )
+
+    def _events(self, events: Any) -> None:
+        for event in events:
+            if event is None:
+                self._end_part()
+            elif isinstance(event, (bytes, bytearray)):
+                if self._sink is not None:
+                    self._part_size += len(event)
+                    self._sink.write(event)
+                elif self._field is not None:
+                    self._buffered += len(event)
+                    if self._buffered > self._max_fields:
+                        raise self._too_big()
+                    self._field.append(bytes(event))
+            else:
+                self._start_part(event)
+
+    def _start_part(self, segment: Any) -> None:
+        if segment.filename is not None:
+            item, sink = self._open_file(
+                segment.filename,
+                segment.content_type or "application/octet-stream",
+                segment.name or "",
+            )
+            self.files.append(item)
+            self._item, self._sink, self._part_size = item, sink, 0
+        else:
+            self._field = []
+            self._field_name = segment.name or ""
+            charset = (segment.charset or "utf-8").lower()
+            self._field_charset = charset if _known_charset(charset) else "utf-8"
+
+    def _end_part(self) -> None:
+        if self._sink is not None:
+            item, self._item, self._sink = self._item, None, None
+            self._done_file(item, self._part_size)
+        elif self._field is not None:
+            raw = b"".join(self._field)
+            self._field = None
+            self._pairs.append(
+                (self._field_name, raw.decode(self._field_charset, "replace"))
+            )
+
+    def finish(self) -> Union[Tuple[Dict[str, Any], List[Any]], IzzatiError]:
+        """
+        The body is complete: C{(text, files)}, or the L{IzzatiError} that
+        says what was wrong with it.
+        """
+        if self.error is None:
+            try:
+                result = self._finish()
+            except IzzatiError as e:
+                self.error = e
+            else:
+                return result
+        return self.error
+
+    def _finish(self) -> Tuple[Dict[str, Any], List[Any]]:
+        if self._multipart is not None:
+            try:
+                self._events(self._multipart.parse(b""))
+            except ParserLimitReached as e:
+                raise IzzatiError(413, f"multipart body over a limit: {e}") from None
+            except MultipartError as e:
+                raise IzzatiError(
+                    400,
+                    f"malformed multipart body ({self._received} bytes received): {e}",
+                ) from None
+            return text_from_pairs(self._pairs), self.files
+        body = b"".join(self._buffer)
+        self._buffer = []
+        if self.kind == "none":
+            return {}, []
+        if self.kind == "form":
+            text = body.decode("utf-8", "replace")
+            return text_from_pairs(parse_qsl(text, keep_blank_values=True)), []
+        return parse_json_text(body), []
+
+
+def _known_charset(name: str) -> bool:
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
+def parse_json_text(body: bytes) -> Dict[str, Any]:
+    """
+    Decode a JSON request body into the C{text} dict.
+
+    @raise IzzatiError: 400 for a body that is not JSON, or not an object.
+    """
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IzzatiError(400, f"body is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise IzzatiError(
+            400, f"a JSON body must be an object, not {type(value).__name__}"
+        )
+    return value
+
+
+# --- file names ----------------------------------------------------------
+
+_WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}
+
+
+def safe_filename(name: Any, default: str = "upload") -> str:
+    """
+    A file name safe to create inside a directory, from a client's file name.
+
+    Only the last path component is kept (C{/} and C{\\} both separate);
+    control characters (NUL included) and characters Windows forbids are
+    dropped; leading dots and spaces go (no C{..}, no hidden files); Windows
+    device names get a C{_} prefix; the result is at most 200 bytes of UTF-8.
+    Letters of every script are kept.  An empty result is C{default}.
+    """
+    text = unicodedata.normalize("NFC", str(name or ""))
+    text = re.split(r"[/\\]", text)[-1]
+    text = "".join(
+        c for c in text if unicodedata.category(c)[0] != "C" and c not in '<>:"|?*'
+    )
+    text = text.strip().lstrip(". ").rstrip(". ")
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text = "_" + text
+    encoded = text.encode("utf-8")
+    if len(encoded) > 200:
+        stem, dot, ext = text.rpartition(".")
+        ext = ext if dot and len(ext.encode("utf-8")) <= 16 else ""
+        room = 200 - len(ext.encode("utf-8")) - (1 if ext else 0)
+        stem = (stem if ext else text).encode("utf-8")[:room].decode("utf-8", "ignore")
+        text = f"{stem}.{ext}" if ext else stem
+    return text or default
+
+
+# --- responses -----------------------------------------------------------
 
 
 class FileReturn:
-    """A file to send back as the response (see L{file_return})."""
+    """
+    A file to send back as the response (see L{file_return}).
 
-    def __init__(self, path: Any) -> None:
-        self.path = path
+    @ivar path: the file's path.
+    @ivar content_type: the C{Content-Type} sent with it.
+    """
+
+    def __init__(self, path: Any, content_type: Optional[str] = None) -> None:
+        self.path = os.fspath(path)
+        self.content_type = content_type or guess_content_type(self.path)
+
+    def __repr__(self) -> str:
+        return f"file_return({self.path!r})"
 
 
-def file_return(path: Any) -> FileReturn:
-    """Answer with the file at C{path}, streamed, with a guessed content type."""
-    return FileReturn(path)
+def guess_content_type(path: Any) -> str:
+    """The content type of a file, guessed from its name."""
+    kind, encoding = mimetypes.guess_type(os.fspath(path))
+    if kind is None or encoding is not None:
+        return "application/octet-stream"
+    if kind.startswith("text/") or kind in ("application/javascript", JSON):
+        return f"{kind}; charset=utf-8"
+    return kind
+
+
+def file_return(path: Any, content_type: Optional[str] = None) -> FileReturn:
+    """
+    Answer with the file at C{path}, streamed, with a content type guessed
+    from its name (or C{content_type}).
+    """
+    return FileReturn(path, content_type)
+
+
+class Response:
+    """
+    An encoded response.
+
+    @ivar code: the HTTP status code.
+    @ivar content_type: the exact C{Content-Type} header value.
+    @ivar body: the body.
+    """
+
+    __slots__ = ("code", "content_type", "body")
+
+    def __init__(self, code: int, content_type: str, body: bytes) -> None:
+        self.code = code
+        self.content_type = content_type
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Response({self.code}, {self.content_type!r}, {self.body[:60]!r})"
+
+
+def json_response(code: int, value: Any) -> Response:
+    """C{value} as JSON, with C{Content-Type: application/json} exactly."""
+    return Response(code, JSON, json.dumps(value).encode("utf-8"))
+
+
+def error_response(error: IzzatiError) -> Response:
+    """The response for an L{IzzatiError}: C{{"error": message}}."""
+    return json_response(error.code, {"error": error.message})
+
+
+def encode_result(result: Any) -> Union[Response, FileReturn]:
+    """
+    Turn what the callback returned into a response: a L{FileReturn} as is,
+    C{bytes} as C{application/octet-stream}, C{str} as C{text/plain}, and
+    anything else (dict, list, number, None) as JSON.
+
+    @raise IzzatiError: 500 for a value that cannot be sent.
+    """
+    if isinstance(result, FileReturn):
+        return result
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(200, "application/octet-stream", bytes(result))
+    if isinstance(result, str):
+        return Response(200, "text/plain; charset=utf-8", result.encode("utf-8"))
+    try:
+        return json_response(200, result)
+    except (TypeError, ValueError) as e:
+        raise IzzatiError(
+            500, f"the callback returned a value that is not JSON: {e}"
+        ) from None
+
+
+def exception_message(exc: BaseException) -> str:
+    """What a client sees of a callback's exception: its text, or its type."""
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,198 @@
+"""The pure core: validation, encoding, origins, process-call wrapper."""
+
+import json
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from twistbridge.igor import flatten
+from twistbridge.igor._core import (
+    ProcessCall,
+    ProtocolError,
+    RecordingOutput,
+    Request,
+    encode_action,
+    encode_close,
+    encode_data,
+    encode_error,
+    encode_protocol_error,
+    error_text,
+    normalize_origin,
+    origin_allowed,
+    parse_introduction,
+    parse_message,
+    unknown_action,
+)
+
+
+def test_flatten_nested_and_separator():
+    def f():
+        pass
+
+    api = {"a": f, "events": {"create": f, "deep": {"x": f}}}
+    assert flatten(api) == {"a": f, "events.create": f, "events.deep.x": f}
+    assert flatten(api, "/") == {"a": f, "events/create": f, "events/deep/x": f}
+    assert set(api) == {"a", "events"}  # the argument is left unchanged
+
+
+def test_parse_valid_message():
+    r = parse_message(b'{"streamId": "s", "action": "echo", "data": {"k": [1]}}')
+    assert isinstance(r, Request)
+    assert (r.stream_id, r.action, r.data) == ("s", "echo", {"k": [1]})
+    r = parse_message('{"streamId": 0, "action": "a"}')
+    assert (r.stream_id, r.action, r.data) == (0, "a", None)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"", "Message is not valid JSON"),
+        (b"{", "Message is not valid JSON"),
+        (b"\xff", "Message is not valid JSON"),
+        (b"[" * 50000, "Message is not valid JSON"),
+        (b"1", "Message must be a JSON object"),
+        (b'"s"', "Message must be a JSON object"),
+        (b"{}", "No streamId specified"),
+        (b'{"streamId": true, "action": "a"}', "streamId must be a string or a number"),
+        (b'{"streamId": [1], "action": "a"}', "streamId must be a string or a number"),
+        (b'{"streamId": "s"}', "No action specified"),
+        (b'{"streamId": "s", "action": null}', "No action specified"),
+        (b'{"streamId": "s", "action": {}}', "action must be a string"),
+    ],
+)
+def test_parse_errors(payload, message):
+    assert parse_message(payload) == ProtocolError(400, message)
+
+
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=200)))
+def test_parse_never_raises(payload):
+    result = parse_message(payload)
+    assert isinstance(result, (Request, ProtocolError))
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
+def test_parse_never_raises_on_any_json(value):
+    result = parse_message(json.dumps(value))
+    assert isinstance(result, (Request, ProtocolError))
+
+
+def test_unknown_action_wording():
+    assert unknown_action("x") == ProtocolError(400, 'No handler for action: "x"')
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"client_id": "alice"}, "alice"),
+        ({"client_id": 7}, 7),
+        ({}, ProtocolError(400, "No client_id for introduce_self action")),
+        (None, ProtocolError(400, "No client_id for introduce_self action")),
+        ("alice", ProtocolError(400, "No client_id for introduce_self action")),
+        ({"client_id": ""}, ProtocolError(400, "No client_id for introduce_self action")),
+        ({"client_id": True}, ProtocolError(400, "client_id must be a string or an integer")),
+        ({"client_id": [1]}, ProtocolError(400, "client_id must be a string or an integer")),
+    ],
+)
+def test_parse_introduction(data, expected):
+    assert parse_introduction(data) == expected
+
+
+def test_encoders_exact_bytes():
+    assert encode_data("s", {"a": "é"}) == b'{"streamId":"s","data":{"a":"\\u00e9"}}'
+    assert encode_error(3, ValueError("bad")) == b'{"streamId":3,"error":"bad"}'
+    assert encode_close("s") == b'{"streamId":"s","close":true}'
+    assert encode_action("clock", "tick", 1) == b'{"streamId":"clock","action":"tick","data":1}'
+    assert encode_protocol_error(ProtocolError(400, "No action specified")) == (
+        b'{"error":"No action specified","code":400}'
+    )
+    with pytest.raises(TypeError):
+        encode_data("s", object())
+
+
+def test_error_text_never_empty():
+    assert error_text(ValueError("x")) == "x"
+    assert error_text(KeyError("k")) == "'k'"
+    assert error_text(RuntimeError()) == "RuntimeError"
+
+
+ALLOWED = [
+    None,
+    "null",
+    "NULL",
+    "file://",
+    "file:///home/app/index.html",
+    "http://localhost",
+    "https://localhost:1",
+    "http://127.0.0.1:65535",
+    "http://[::1]",
+    "https://[::1]:8443",
+    "HTTP://LocalHost:3000",
+]
+REFUSED = [
+    "",
+    "http://evil.example",
+    "http://localhost.evil.example",
+    "http://localhost:3000.evil.example",
+    "http://127.0.0.1.nip.io",
+    "http://user@localhost",
+    "http://localhost/path",
+    "http://localhost:123456",
+    "ws://localhost",
+    "chrome-extension://abc",
+    "http://[::2]",
+]
+
+
+@pytest.mark.parametrize("origin", ALLOWED)
+def test_default_origins_allowed(origin):
+    assert origin_allowed(origin) is True
+
+
+@pytest.mark.parametrize("origin", REFUSED)
+def test_default_origins_refused(origin):
+    assert origin_allowed(origin) is False
+
+
+def test_allow_list():
+    allowed = ("https://app.example.com", "http://Other.Example:8080/")
+    assert origin_allowed("https://app.example.com", allowed)
+    assert origin_allowed("https://APP.example.com:443", allowed)
+    assert origin_allowed("http://other.example:8080", allowed)
+    assert not origin_allowed("http://app.example.com", allowed)
+    assert not origin_allowed("https://app.example.com:8443", allowed)
+    assert not origin_allowed("", allowed)
+    assert origin_allowed("https://anything.example", ("*",))
+    assert not origin_allowed("", ("*",))
+
+
+def test_normalize_origin():
+    assert normalize_origin("HTTPS://App.Example:443/") == "https://app.example"
+    assert normalize_origin("http://a.example:80") == "http://a.example"
+    assert normalize_origin("http://a.example:8080") == "http://a.example:8080"
+
+
+def worker_handler(out, data, **kwargs):
+    out.send(data)
+    out.send_error("warn")
+    if data == "exit":
+        raise SystemExit()
+    if data == "fail":
+        raise ValueError("nope")
+
+
+def test_process_call_outcomes_and_pickling():
+    call = pickle.loads(pickle.dumps(ProcessCall(worker_handler)))
+    out = pickle.loads(pickle.dumps(RecordingOutput()))
+    assert call(out, "ok", session={}, scope={}, client_id=1) == (
+        "ok",
+        [("data", "ok"), ("error", "warn")],
+        None,
+    )
+    outcome, messages, detail = ProcessCall(worker_handler)(RecordingOutput(), "fail")
+    assert (outcome, messages, detail[0]) == ("error", [("data", "fail"), ("error", "warn")], "nope")
+    assert "ValueError: nope" in detail[1]
+    assert ProcessCall(worker_handler)(RecordingOutput(), "exit")[0] == "exit"
+    with pytest.raises(TypeError):
+        RecordingOutput().send(object())

@@ -1,0 +1,623 @@
+"""
+The offload layer driven directly: where each mode runs, the process pool's
+failure handling (crash, SIGKILL, timeout, pickling), cancellation, stats and
+shutdown.  Every process test uses real worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+from twisted.internet.defer import CancelledError
+
+from twistbridge.offload import (
+    CallTimeout,
+    Handler,
+    NotPicklable,
+    Offloader,
+    PoolStopped,
+    RemoteError,
+    WorkerCrashed,
+    call_in_reactor,
+    resolve,
+)
+from twistbridge.testing import wait_for
+
+APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
+if APPS not in sys.path:
+    sys.path.insert(0, APPS)  # the workers get our sys.path, so they find it too
+
+import offload_app as app  # noqa: E402
+
+
+def alive(pid: int) -> bool:
+    """Whether C{pid} is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def until(condition, timeout=10.0, what=""):
+    """Wait, without blocking the reactor, until C{condition()} is true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        await task.deferLater(reactor, 0.02, lambda: None)
+
+
+@pytest.fixture
+def offloader():
+    o = Offloader(threads=4, processes=2, call_timeout=None, shutdown_timeout=5)
+    o.startService()
+    yield o
+    pids = o.process_pids()
+    pytest_twisted.blockon(o.stopService())
+    assert [p for p in pids if alive(p)] == []
+
+
+# resolve --------------------------------------------------------------------
+
+
+def test_resolve_defaults():
+    async def coro():
+        pass
+
+    class AsyncCallable:
+        async def __call__(self):
+            pass
+
+    assert resolve(app.add).run_in == "thread"
+    assert resolve(coro).run_in == "reactor"
+    assert resolve(AsyncCallable()).run_in == "reactor"
+    assert resolve(app.add, "process").run_in == "process"
+    assert resolve(app.add, name="plus").name == "plus"
+    assert resolve(app.add).name == "add"
+    with pytest.raises(ValueError, match="coroutine function"):
+        resolve(coro, "process")
+    with pytest.raises(ValueError, match="run_in must be one of reactor, thread, process"):
+        resolve(app.add, "gpu")
+    with pytest.raises(TypeError, match="not callable"):
+        resolve(42)
+
+
+# each mode ------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_mode_runs_where_it_says(offloader):
+    here = os.getpid()
+    r = await offloader.call(Handler(app.where, "reactor", "where"))
+    assert r == {"pid": here, "thread": threading.current_thread().name}
+    r = await offloader.call(resolve(app.where_async))
+    assert r["pid"] == here
+    r = await offloader.call(resolve(app.where))
+    assert r["pid"] == here
+    assert r["thread"].startswith("PoolThread-twistbridge-")
+    r = await offloader.call(resolve(app.where, "process"))
+    assert r["pid"] != here
+    assert r["thread"] == "MainThread"
+    assert await offloader.call(resolve(app.add, "process"), 2, b=40) == 42
+    assert await offloader.call(resolve(app.add), "a", "b") == "ab"
+
+
+@pytest_twisted.ensureDeferred
+async def test_reactor_mode_awaits_deferreds_and_coroutines():
+    assert await call_in_reactor(lambda: defer.succeed(5)) == 5
+    assert await call_in_reactor(app.where_async) == app.where()
+    with pytest.raises(ZeroDivisionError):
+        await call_in_reactor(lambda: 1 / 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_exceptions_keep_their_type_and_message(offloader):
+    def raise_value_error(x):
+        raise ValueError(f"bad {x}")
+
+    with pytest.raises(ValueError, match="^bad 1$"):
+        await offloader.in_thread(raise_value_error, 1)
+    with pytest.raises(ValueError, match=r"^invalid literal for int\(\) with base 10: 'x'$"):
+        await offloader.in_process(int, "x")
+    with pytest.raises(SystemExit):
+        await offloader.in_process(sys.exit, 4)
+
+
+@pytest_twisted.ensureDeferred
+async def test_worker_traceback_reaches_the_failure(offloader):
+    d = offloader.in_process(int, "x")
+    failures = []
+    d.addErrback(failures.append)
+    await until(lambda: failures, what="the failure")
+    text = failures[0].getTraceback()
+    assert "Traceback in the worker process:" in text
+    assert "ValueError: invalid literal for int() with base 10: 'x'" in text
+    assert "invalid literal" in failures[0].value.remote_traceback
+
+
+@pytest_twisted.ensureDeferred
+async def test_exception_that_cannot_travel_is_a_remote_error(offloader):
+    err = await _failure_of(offloader.in_process(app.raise_unpicklable))
+    assert type(err) is RemoteError
+    assert err.type_name == "offload_app.Unpicklable"
+    assert str(err) == "holds a lock"
+    assert 'raise Unpicklable("holds a lock")' in err.remote_traceback
+
+
+async def _failure_of(d):
+    try:
+        await d
+    except BaseException as e:
+        return e
+    raise AssertionError("the call succeeded")
+
+
+# pickling ----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_unpicklable_argument_is_named(offloader):
+    lock = threading.Lock()
+    err = await _failure_of(offloader.call(resolve(app.add, "process"), 1, lock))
+    assert isinstance(err, NotPicklable)
+    assert isinstance(err, TypeError)
+    assert str(err).startswith("cannot send add to a worker process: argument 1 (<unlocked _thread.lock")
+    assert "cannot pickle '_thread.lock' object" in str(err)
+    err = await _failure_of(offloader.in_process(app.add, 1, b={"ok": 1, "bad": lock}))
+    assert "keyword argument 'b' ([" in str(err)
+    assert "'bad'] = <unlocked _thread.lock" in str(err)
+    err = await _failure_of(offloader.in_process(lambda: 1))
+    assert "the function (<function test_unpicklable_argument_is_named.<locals>.<lambda>" in str(err)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unpicklable_result_is_named_and_the_worker_lives_on(offloader):
+    err = await _failure_of(offloader.call(resolve(app.unpicklable_result, "process")))
+    assert isinstance(err, NotPicklable)
+    assert str(err).startswith(
+        "unpicklable_result returned something that cannot be pickled: the result <unlocked _thread.lock"
+    )
+    assert offloader.stats()["processes"]["crashed"] == 0
+    assert await offloader.in_process(app.add, 1, 1) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_arguments_and_results_of_any_size(offloader):
+    blob = os.urandom(3 * 1024 * 1024) * 4  # 12 MiB, far past AMP's 64 KiB values
+    assert await offloader.in_process(app.add, blob, b"!") == blob + b"!"
+    text = "é" * 200_000
+    assert await offloader.in_process(app.add, text, text) == text * 2
+
+
+# crashes, kills, timeouts ---------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_crashed_worker_fails_only_its_call(offloader):
+    slow = offloader.in_process(app.sleep, 0.5)
+    err = await _failure_of(offloader.call(resolve(app.crash, "process")))
+    assert isinstance(err, WorkerCrashed)
+    assert "running crash died (exited with status 3)" in str(err)
+    assert await slow == 0.5  # the other worker was not disturbed
+    assert await offloader.in_process(app.add, 2, 2) == 4
+    stats = offloader.stats()["processes"]
+    assert stats["crashed"] == 1
+    assert stats["workers"] == 2  # replaced
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigkill_mid_call(offloader, tmp_path):
+    marker = str(tmp_path / "pid")
+    d = offloader.in_process(app.pid_then_sleep, marker, 30)
+    await until(lambda: os.path.exists(marker), what="the call to start")
+    pid = int(open(marker).read())
+    assert pid in offloader.process_pids()
+    os.kill(pid, signal.SIGKILL)
+    err = await _failure_of(d)
+    assert isinstance(err, WorkerCrashed)
+    assert str(err) == (
+        f"the worker process {pid} running pid_then_sleep died (killed by signal 9 (SIGKILL))"
+    )
+    r = await offloader.in_process(app.where)
+    assert r["pid"] != pid
+    assert not alive(pid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_kills_the_worker_and_the_pool_recovers():
+    o = Offloader(processes=1, call_timeout=0.5)
+    o.startService()
+    try:
+        first = await o.in_process(app.where)
+        started = time.monotonic()
+        err = await _failure_of(o.in_process(app.sleep, 30))
+        assert time.monotonic() - started < 10
+        assert isinstance(err, CallTimeout)
+        assert isinstance(err, TimeoutError)
+        assert str(err) == (
+            f"sleep did not finish within 0.5 s: its worker process {first['pid']} "
+            "was killed and replaced"
+        )
+        assert not alive(first["pid"])
+        second = await o.in_process(app.where)
+        assert second["pid"] != first["pid"]
+        assert o.stats()["processes"]["timed_out"] == 1
+    finally:
+        await o.stopService()
+
+
+def test_call_timeout_setting():
+    from twistbridge import Bridge
+
+    assert Bridge().settings.call_timeout == 300.0
+    assert Bridge(call_timeout=0).settings.call_timeout is None
+    assert Bridge(call_timeout=2).offloader.call_timeout == 2.0
+    assert Bridge(shutdown_timeout=3).offloader.shutdown_timeout == 3
+
+
+# cancellation ----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_queued_process_call_never_runs(tmp_path):
+    o = Offloader(processes=1)
+    o.startService()
+    try:
+        busy_marker = str(tmp_path / "busy")
+        never = str(tmp_path / "never")
+        busy = o.in_process(app.pid_then_sleep, busy_marker, 0.5)
+        queued = o.in_process(app.touch, never)
+        await until(lambda: os.path.exists(busy_marker), what="the first call")
+        assert o.stats()["processes"]["queued"] == 1
+        queued.cancel()
+        assert o.stats()["processes"]["queued"] == 0
+        with pytest.raises(CancelledError):
+            await queued
+        assert await busy == 0.5
+        assert await o.in_process(app.add, 1, 2) == 3  # the next call ran after it
+        assert not os.path.exists(never)
+    finally:
+        await o.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_queued_thread_call_never_runs(tmp_path):
+    o = Offloader(threads=1)
+    o.startService()
+    try:
+        gate = threading.Event()
+        never = str(tmp_path / "never")
+        busy = o.in_thread(gate.wait, 10)
+        queued = o.in_thread(app.touch, never)
+        await until(lambda: o.stats()["threads"]["busy"] == 1, what="the first call")
+        assert o.stats()["threads"]["queued"] == 1
+        queued.cancel()
+        gate.set()
+        assert await busy is True
+        assert await o.in_thread(app.add, 1, 2) == 3
+        with pytest.raises(CancelledError):
+            await queued
+        assert not os.path.exists(never)
+        assert o.stats()["threads"] == {"size": 1, "busy": 0, "queued": 0}
+    finally:
+        await o.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_running_process_call_runs_on_and_its_answer_is_dropped(offloader):
+    d = offloader.in_process(app.sleep, 0.3)
+    await until(lambda: offloader.stats()["processes"]["busy"] == 1, what="the call to start")
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d
+    await until(lambda: offloader.stats()["processes"]["completed"] == 1, what="the call to end")
+    assert offloader.stats()["processes"]["busy"] == 0
+    assert await offloader.in_process(app.add, 1, 2) == 3
+
+
+# stats ------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_stats_report_sizes_busy_and_queued():
+    o = Offloader(threads=2, processes=1)
+    assert o.stats() == {
+        "threads": {"size": 2, "busy": 0, "queued": 0},
+        "processes": {"size": 1, "workers": 0, "busy": 0, "queued": 0},
+    }
+    o.startService()
+    try:
+        gate = threading.Event()
+        threads = [o.in_thread(gate.wait, 10) for _ in range(3)]
+        procs = [o.in_process(app.sleep, 0.3) for _ in range(3)]
+        await until(
+            lambda: o.stats()["processes"]["busy"] == 1 and o.stats()["threads"]["busy"] == 2,
+            what="busy pools",
+        )
+        assert o.stats() == {
+            "threads": {"size": 2, "busy": 2, "queued": 1},
+            "processes": {
+                "size": 1,
+                "workers": 1,
+                "busy": 1,
+                "queued": 2,
+                "completed": 0,
+                "crashed": 0,
+                "timed_out": 0,
+            },
+        }
+        gate.set()
+        assert await defer.gatherResults(threads) == [True, True, True]
+        assert await defer.gatherResults(procs) == [0.3, 0.3, 0.3]
+        stats = o.stats()
+        assert stats["threads"] == {"size": 2, "busy": 0, "queued": 0}
+        assert (stats["processes"]["busy"], stats["processes"]["queued"]) == (0, 0)
+        assert stats["processes"]["completed"] == 3
+    finally:
+        await o.stopService()
+
+
+# lifecycle --------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_workers_start_lazily_or_at_startup():
+    lazy = Offloader(processes=2)
+    lazy.startService()
+    eager = Offloader(processes=2, prestart=True)
+    eager.startService()
+    try:
+        assert lazy.stats()["processes"]["workers"] == 0
+        assert eager.stats()["processes"]["workers"] == 2
+        await lazy.in_process(app.add, 1, 1)
+        assert lazy.stats()["processes"]["workers"] == 1
+    finally:
+        await lazy.stopService()
+        await eager.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_lets_running_calls_finish_then_refuses_new_ones():
+    o = Offloader(processes=1, shutdown_timeout=10)
+    o.startService()
+    running = o.in_process(app.sleep, 0.3)
+    queued = o.in_process(app.add, 1, 2)
+    await until(lambda: o.stats()["processes"]["busy"] == 1, what="the call to start")
+    pids = o.process_pids()
+    stopped = o.stopService()
+    err = await _failure_of(o.in_process(app.add, 1, 1))
+    assert isinstance(err, PoolStopped)
+    assert await running == 0.3
+    assert await queued == 3
+    await stopped
+    assert [p for p in pids if alive(p)] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_kills_a_busy_worker_after_the_grace_period(tmp_path):
+    o = Offloader(processes=2, shutdown_timeout=0.5)
+    o.startService()
+    marker = str(tmp_path / "pid")
+    stuck = o.in_process(app.pid_then_sleep, marker, 60)
+    await until(lambda: os.path.exists(marker), what="the call to start")
+    pid = int(open(marker).read())
+    started = time.monotonic()
+    await o.stopService()
+    assert time.monotonic() - started < 5
+    err = await _failure_of(stuck)
+    assert isinstance(err, PoolStopped)
+    assert str(err) == (
+        f"pid_then_sleep was still running when the process pool stopped: "
+        f"its worker process {pid} was killed"
+    )
+    assert not alive(pid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_that_cannot_start_fails_the_call_clearly():
+    from twistbridge._processpool import ProcessPool
+
+    pool = ProcessPool(1, executable="/bin/false")
+    err = await _failure_of(pool.call(app.add, 1, 2))
+    assert isinstance(err, WorkerCrashed)
+    assert str(err) == "the process pool cannot start a worker (exited with status 1)"
+    await pool.stop()
+
+
+# through a real `twistd bridge` -------------------------------------------------------
+
+import json  # noqa: E402
+import socket  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import requests  # noqa: E402
+
+from twistbridge.testing import BridgeProcess  # noqa: E402
+
+
+def children_of(pid: int) -> list:
+    """The process ids whose parent is C{pid}, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def offload(server, fn, mode, *args, timeout=30):
+    """Run one call through the test app's /offload resource."""
+    response = requests.get(
+        server.url("/offload"),
+        params={"fn": fn, "mode": mode, "args": json.dumps(list(args))},
+        timeout=timeout,
+    )
+    return response.status_code, response.json()
+
+
+def pools(server):
+    return requests.get(server.url("/health"), timeout=5).json()["pools"]
+
+
+APP_ARGS = ["--app", "offload_app:bridge", "--igor-port", "none", "--bgpy-port", "none"]
+
+
+def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
+    args = [*APP_ARGS, "--processes", "2", "--threads", "4"]
+    args += ["--call-timeout", "3", "--shutdown-timeout", "1"]
+    server = BridgeProcess(args, env=apps_env).start()
+    try:
+        server_pid = server.process.pid
+        assert pools(server)["processes"] == {"size": 2, "workers": 0, "busy": 0, "queued": 0}
+        # Each mode answers, and runs where it says.
+        code, body = offload(server, "where", "reactor")
+        assert (code, body["result"]["pid"], body["result"]["thread"]) == (200, server_pid, "MainThread")
+        code, body = offload(server, "where", "thread")
+        assert (code, body["result"]["pid"]) == (200, server_pid)
+        assert body["result"]["thread"].startswith("PoolThread-twistbridge-")
+        code, body = offload(server, "where", "process")
+        assert code == 200
+        assert body["result"]["pid"] in children_of(server_pid)
+        for mode in ("reactor", "thread", "process"):
+            assert offload(server, "add", mode, 20, 22) == (200, {"result": 42})
+
+        # An unpicklable result is a clear error.
+        code, body = offload(server, "unpicklable_result", "process")
+        assert (code, body["error"]) == (500, "NotPicklable")
+        assert body["message"].startswith(
+            "unpicklable_result returned something that cannot be pickled: "
+            "the result <unlocked _thread.lock object at 0x"
+        )
+
+        with ThreadPoolExecutor(4) as clients:
+            # SIGKILL mid-call: that call errors, the next call succeeds.
+            marker = str(tmp_path / "killed")
+            pending = clients.submit(offload, server, "pid_then_sleep", "process", marker, 30)
+            wait_for(lambda: os.path.exists(marker), 20, what="the call to start")
+            victim = int(open(marker).read())
+            os.kill(victim, signal.SIGKILL)
+            assert pending.result() == (
+                500,
+                {
+                    "error": "WorkerCrashed",
+                    "message": f"the worker process {victim} running pid_then_sleep died "
+                    "(killed by signal 9 (SIGKILL))",
+                },
+            )
+            assert offload(server, "add", "process", 1, 2) == (200, {"result": 3})
+
+            # Past the call timeout: the call errors, its worker is replaced.
+            marker = str(tmp_path / "stuck")
+            code, body = offload(server, "pid_then_sleep", "process", marker, 30)
+            stuck = int(open(marker).read())
+            assert (code, body) == (
+                500,
+                {
+                    "error": "CallTimeout",
+                    "message": f"pid_then_sleep did not finish within 3 s: its worker "
+                    f"process {stuck} was killed and replaced",
+                },
+            )
+            assert offload(server, "add", "process", 2, 3) == (200, {"result": 5})
+            assert not alive(stuck)
+            stats = pools(server)["processes"]
+            # Calls came one at a time: one worker, replaced twice.
+            assert (stats["crashed"], stats["timed_out"], stats["workers"]) == (1, 1, 1)
+
+            # A client that goes away drops its queued call.
+            markers = [str(tmp_path / f"busy{i}") for i in range(2)]
+            busy = [
+                clients.submit(offload, server, "pid_then_sleep", "process", m, 1.5)
+                for m in markers
+            ]
+            wait_for(lambda: all(os.path.exists(m) for m in markers), 20, what="busy workers")
+            never = str(tmp_path / "never")
+            host, port = server.addresses["http"].rsplit(":", 1)
+            raw = socket.create_connection((host, int(port)))
+            path = f"/offload?fn=touch&mode=process&args=%5B%22{never}%22%5D"
+            raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            wait_for(lambda: pools(server)["processes"]["queued"] == 1, 10, what="queued call")
+            raw.close()
+            wait_for(lambda: pools(server)["processes"]["queued"] == 0, 10, what="dropped call")
+            assert [f.result()[0] for f in busy] == [200, 200]
+            assert offload(server, "add", "process", 3, 4) == (200, {"result": 7})
+            assert not os.path.exists(never)
+
+            # SIGTERM with a call still running: the server exits, no worker remains.
+            marker = str(tmp_path / "last")
+            clients.submit(offload, server, "pid_then_sleep", "process", marker, 30)
+            wait_for(lambda: os.path.exists(marker), 20, what="the last call")
+            workers = children_of(server_pid)
+            assert len(workers) == 2
+            started = time.monotonic()
+            status = server.stop()
+            assert time.monotonic() - started < 10
+            assert status in (0, -signal.SIGTERM)
+            assert [p for p in workers if alive(p)] == []
+            assert "killing 1 worker(s) still busy" in server.output
+    finally:
+        server.stop()
+
+
+def test_twistd_reactor_stays_responsive_under_load(apps_env):
+    args = [*APP_ARGS, "--processes", "4", "--threads", "20"]
+    with BridgeProcess(args, env=apps_env) as server:
+        # Start the workers first so the load below is all work, no start-up.
+        with ThreadPoolExecutor(24) as clients:
+            warm = [clients.submit(offload, server, "where", "process") for _ in range(4)]
+            wait_for(lambda: pools(server)["processes"]["workers"] == 4, 30, what="4 workers")
+            [f.result() for f in warm]
+            jobs = [clients.submit(offload, server, "cpu", "process", 2) for _ in range(4)]
+            jobs += [clients.submit(offload, server, "sleep", "thread", 2) for _ in range(20)]
+            wait_for(
+                lambda: pools(server)["processes"]["busy"] == 4
+                and pools(server)["threads"]["busy"] == 20,
+                10,
+                what="4 busy workers and 20 busy threads",
+            )
+            latencies = []
+            for _ in range(20):
+                started = time.monotonic()
+                response = requests.get(server.url("/health"), timeout=5)
+                latencies.append(time.monotonic() - started)
+                assert response.status_code == 200
+                assert response.json()["status"] == "ok"
+            still = pools(server)
+            results = [f.result() for f in jobs]
+        # The probes ran while the load did.
+        assert still["threads"]["busy"] == 20 or still["processes"]["busy"] >= 1
+        print(f"/health under load: max {max(latencies) * 1000:.0f} ms over 20 probes")
+        assert max(latencies) < 0.5, latencies
+        assert [code for code, _ in results] == [200] * 24
+        assert [body["result"] for _, body in results[4:]] == [2] * 20
+
+
+def test_twistd_killed_outright_leaves_no_worker(apps_env, tmp_path):
+    server = BridgeProcess([*APP_ARGS, "--processes", "1"], env=apps_env).start()
+    try:
+        marker = str(tmp_path / "pid")
+        with ThreadPoolExecutor(1) as clients:
+            pending = clients.submit(offload, server, "pid_then_sleep", "process", marker, 60)
+            wait_for(lambda: os.path.exists(marker), 20, what="the call to start")
+            worker = int(open(marker).read())
+            server.signal(signal.SIGKILL)
+            with pytest.raises(requests.ConnectionError):
+                pending.result()
+        # The kernel kills a worker whose server died (PR_SET_PDEATHSIG).
+        wait_for(lambda: not alive(worker), 10, what=f"worker {worker} to die")
+    finally:
+        server.stop()

@@ -1,0 +1,226 @@
+"""
+The worker process of the process pool (L{twistbridge._processpool}).
+
+Run as C{python -c "from twistbridge._poolworker import main; main()"}.  It imports no Twisted and runs
+no reactor: it reads one call at a time from file descriptor 3 and writes
+the answer to file descriptor 4, each as one frame::
+
+    8 bytes big-endian length | pickle
+
+    request:  (func, args, kwargs)
+    answer:   ("ok", result)
+              ("raise", exception, traceback_text)
+              ("remote", type_name, message, traceback_text)   exception
+                                                              that cannot travel
+              ("unpicklable", what, reason)                    could not pickle
+              ("undecodable", reason, traceback_text)          request would
+                                                              not unpickle here
+
+Before the first call it writes one empty frame: "ready".  End of input on
+descriptor 3 means "stop": the worker exits with status 0.
+
+The parent decides the worker's life: SIGINT and SIGTERM are ignored (the
+parent kills a worker with SIGKILL when it must), and on Linux the worker
+asks the kernel for SIGKILL if the parent dies, so no worker outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+import traceback
+from typing import Any, BinaryIO, Optional
+
+HEADER = struct.Struct(">Q")
+REQUEST_FD = 3
+ANSWER_FD = 4
+SYS_PATH_ENV = "TWISTBRIDGE_WORKER_SYS_PATH"
+MAIN_ENV = "TWISTBRIDGE_WORKER_MAIN"
+PARENT_ENV = "TWISTBRIDGE_WORKER_PARENT"
+
+
+def _die_with_parent() -> None:
+    """On Linux, get SIGKILL when the parent process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # pragma: no cover - best effort
+        return
+
+
+def _read_exact(stream: BinaryIO, n: int) -> Optional[bytes]:
+    data = stream.read(n)
+    if data is None or len(data) < n:
+        return None
+    return data
+
+
+def _frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload)) + payload
+
+
+def _setup_paths() -> None:
+    """Use the parent's C{sys.path}, so handlers pickled by reference import."""
+    paths = os.environ.get(SYS_PATH_ENV)
+    if paths:
+        for path in reversed(paths.split(os.pathsep)):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+
+
+_main_loaded = False
+
+
+def _load_main() -> None:
+    """
+    Import the parent's C{__main__} module as C{__mp_main__} (as
+    multiprocessing does; its C{if __name__ == "__main__":} block does not
+    run), the first time a call names something of C{__main__}.
+    """
+    global _main_loaded
+    if _main_loaded:
+        return
+    _main_loaded = True
+    main = os.environ.get(MAIN_ENV)
+    if not main:
+        return
+    import runpy
+    import types
+
+    kind, _, target = main.partition(":")
+    if kind == "module":
+        namespace = runpy.run_module(target, run_name="__mp_main__", alter_sys=False)
+    else:
+        namespace = runpy.run_path(target, run_name="__mp_main__")
+    module = types.ModuleType("__mp_main__")
+    module.__dict__.update(namespace)
+    sys.modules["__mp_main__"] = module
+
+
+class _Unpickler(pickle.Unpickler):
+    """Finds the parent's C{__main__} names in its main module."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__main__":
+            _load_main()
+            if "__mp_main__" in sys.modules:
+                module = "__mp_main__"
+        return super().find_class(module, name)
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle a request."""
+    import io
+
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+def _describe_unpicklable(value: Any) -> str:
+    """Find the first part of C{value} that does not pickle, by path."""
+    try:
+        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pass
+    else:
+        return repr_short(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                return f"[{key!r}] = {_describe_unpicklable(item)}"
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            try:
+                pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                return f"[{index}] = {_describe_unpicklable(item)}"
+    return repr_short(value)
+
+
+def repr_short(value: Any, limit: int = 120) -> str:
+    """C{repr(value)}, cut to C{limit} characters."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def answer_for(func: Any, args: Any, kwargs: Any) -> bytes:
+    """Run one call and return the pickled answer (never raises)."""
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as e:
+        trace = traceback.format_exc()
+        try:
+            data = pickle.dumps(("raise", e, trace), pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)  # some exceptions pickle but do not unpickle
+        except Exception:
+            data = pickle.dumps(
+                ("remote", f"{type(e).__module__}.{type(e).__qualname__}", str(e), trace),
+                pickle.HIGHEST_PROTOCOL,
+            )
+        return data
+    try:
+        return pickle.dumps(("ok", result), pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        what = f"the result {_describe_unpicklable(result)}"
+        return pickle.dumps(
+            ("unpicklable", what, f"{type(e).__name__}: {e}"), pickle.HIGHEST_PROTOCOL
+        )
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> int:
+    """Answer calls until end of input; return the exit status."""
+    answers.write(_frame(b""))
+    answers.flush()
+    while True:
+        header = _read_exact(requests, HEADER.size)
+        if header is None:
+            return 0
+        (length,) = HEADER.unpack(header)
+        payload = _read_exact(requests, length)
+        if payload is None:
+            return 0
+        try:
+            func, args, kwargs = loads(payload)
+        except BaseException as e:
+            data = pickle.dumps(
+                ("undecodable", f"{type(e).__name__}: {e}", traceback.format_exc()),
+                pickle.HIGHEST_PROTOCOL,
+            )
+        else:
+            data = answer_for(func, args, kwargs)
+        del payload
+        answers.write(_frame(data))
+        answers.flush()
+
+
+def main() -> int:
+    """The worker's entry point."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    if str(os.getppid()) != os.environ.get(PARENT_ENV, str(os.getppid())):
+        return 1  # the parent died before prctl took effect
+    # Keep stdin away from user code: our calls come on descriptor 3.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    requests = os.fdopen(REQUEST_FD, "rb", buffering=1 << 16)
+    answers = os.fdopen(ANSWER_FD, "wb", buffering=1 << 16)
+    _setup_paths()
+    return serve(requests, answers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
