@@ -10,9 +10,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 
 import requests
+import websocket
 from twisted.logger import LogLevel, eventsFromJSONLogFile
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -39,7 +41,11 @@ def test_json_logs_parse_line_by_line_and_hold_no_secrets(apps_env):
         )
         assert response.status_code == 200
         assert requests.get(server.url("/careless"), timeout=5).text == "logged"
-        wait_for(lambda: "/careless" in server.output, 10, what="the access line of /careless")
+        wait_for(
+            lambda: "/careless" in server.output,
+            10,
+            what="the access line of /careless",
+        )
     lines = server.output.splitlines()
     events = [json.loads(line) for line in lines]  # every line is one JSON object
     assert len(events) > 10
@@ -57,12 +63,21 @@ def test_json_logs_parse_line_by_line_and_hold_no_secrets(apps_env):
     assert health["protocol"] == "HTTP/1.1"
     assert health["level"] == "info"
     assert health["user_agent"].startswith("python-requests/")
-    assert health["log_text"] == f'127.0.0.1 "GET /health HTTP/1.1" 200 {health["length"]}'
+    assert (
+        health["log_text"] == f'127.0.0.1 "GET /health HTTP/1.1" 200 {health["length"]}'
+    )
     careless = next(e for e in events if e.get("log_text", "").startswith("careless:"))
     assert careless["token"] == "[redacted]"
     assert careless["password"] == "[redacted]"
-    assert careless["log_text"] == "careless: token [redacted] password [redacted] bgpy ***"
-    listening = [e["log_text"] for e in events if e["log_format"] == "{listener} listening on {address}"]
+    assert (
+        careless["log_text"]
+        == "careless: token [redacted] password [redacted] bgpy ***"
+    )
+    listening = [
+        e["log_text"]
+        for e in events
+        if e["log_format"] == "{listener} listening on {address}"
+    ]
     assert [t.split()[0] for t in listening] == ["http", "igor", "bgpy"]
 
 
@@ -70,9 +85,16 @@ def test_text_logs_have_one_access_line_per_request(apps_env):
     with BridgeProcess(APP, env=apps_env) as server:
         for _ in range(2):
             assert requests.get(server.url("/health?x=1"), timeout=5).status_code == 200
-        wait_for(lambda: server.output.count('"GET /health HTTP/1.1" 200') == 2, 10, what="2 lines")
+        wait_for(
+            lambda: server.output.count('"GET /health HTTP/1.1" 200') == 2,
+            10,
+            what="2 lines",
+        )
     line = next(x for x in server.output.splitlines() if '"GET /health' in x)
-    assert re.search(r'\[twistbridge\.access#info\] 127\.0\.0\.1 "GET /health HTTP/1\.1" 200 \d+$', line)
+    assert re.search(
+        r'\[twistbridge\.access#info\] 127\.0\.0\.1 "GET /health HTTP/1\.1" 200 \d+$',
+        line,
+    )
     assert "x=1" not in server.output
 
 
@@ -80,8 +102,26 @@ def test_sigusr1_reopens_the_log_file(tmp_path, apps_env):
     logfile = tmp_path / "bridge.log"
     moved = tmp_path / "bridge.log.1"
     process = subprocess.Popen(
-        [twistd_path(), "-n", "--pidfile", "", "--logfile", str(logfile), "bridge", *APP]
-        + ["--port", "0", "--igor-port", "none", "--bgpy-port", "none", "--log-format", "json"],
+        [
+            twistd_path(),
+            "-n",
+            "--pidfile",
+            "",
+            "--logfile",
+            str(logfile),
+            "bridge",
+            *APP,
+        ]
+        + [
+            "--port",
+            "0",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+            "--log-format",
+            "json",
+        ],
         env=apps_env,
         cwd=str(tmp_path),
         stdout=subprocess.DEVNULL,
@@ -89,7 +129,11 @@ def test_sigusr1_reopens_the_log_file(tmp_path, apps_env):
     )
     try:
         text = wait_for(
-            lambda: logfile.exists() and "http listening on" in (t := logfile.read_text()) and t,
+            lambda: (
+                logfile.exists()
+                and "http listening on" in (t := logfile.read_text())
+                and t
+            ),
             20,
             what="the listener in the log file",
         )
@@ -116,6 +160,74 @@ def test_sigusr1_reopens_the_log_file(tmp_path, apps_env):
     assert "/health" not in old
 
 
+class JsonLines:
+    """A bgpy JSON-lines client over a raw socket."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, type_: str, **args) -> None:
+        self.sock.sendall(json.dumps({"type": type_, "args": args}).encode() + b"\n")
+
+    def line(self) -> dict:
+        return json.loads(self.file.readline())
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_access_events_for_igor_connections_and_bgpy_messages(apps_env):
+    with BridgeProcess([*APP, "--log-format", "json"], env=apps_env) as server:
+        ws = websocket.create_connection(
+            f"ws://{server.addresses['http']}/ws", timeout=10
+        )
+        ws.send(json.dumps({"streamId": "s", "action": "wait", "data": 0}))
+        assert json.loads(ws.recv()) == {"streamId": "s", "data": "done"}
+        assert json.loads(ws.recv()) == {"streamId": "s", "close": True}
+        ws.close()
+        bgpy = JsonLines(server.addresses["bgpy"])
+        bgpy.send("AUTH", token="wrong-token-value")
+        assert bgpy.line()["type"] == "OK"  # the acknowledgement
+        assert bgpy.line()["type"] == "ERROR"
+        bgpy.close()
+        bgpy = JsonLines(server.addresses["bgpy"])
+        bgpy.send("AUTH", token="production-secret-token-value")
+        assert [bgpy.line()["type"], bgpy.line()["type"]] == ["OK", "OK"]
+        bgpy.send("EXEC")
+        assert bgpy.line()["type"] == "OK"
+        bgpy.close()
+        wait_for(
+            lambda: (
+                server.output.count('"access": "bgpy"') == 3
+                and '"access": "igor"' in server.output
+            ),
+            10,
+            what="the access events",
+        )
+    events = [json.loads(line) for line in server.output.splitlines()]
+    (igor,) = [e for e in events if e.get("access") == "igor"]
+    assert (igor["path"], igor["code"], igor["received"], igor["sent"]) == (
+        "/ws",
+        1000,
+        1,
+        2,
+    )
+    assert igor["client"] == "127.0.0.1"
+    assert igor["client_id"] == 1
+    bgpy_events = [e for e in events if e.get("access") == "bgpy"]
+    assert [(e["message_type"], e["outcome"], e["wire"]) for e in bgpy_events] == [
+        ("AUTH", "ERROR", "json"),
+        ("AUTH", "OK", "json"),
+        ("EXEC", "OK", "json"),
+    ]
+    assert all(e["client"].startswith("127.0.0.1:") for e in bgpy_events)
+    assert "production-secret-token-value" not in server.output
+    assert "wrong-token-value" not in server.output
+
+
 # in-process -----------------------------------------------------------------
 
 
@@ -139,7 +251,12 @@ def test_json_observer_redacts_secret_keys_and_reads_back():
     assert "\x1e" not in line
     assert "hunter2" not in line and "abc" not in line and "Bearer x" not in line
     event = json.loads(line)
-    assert event["password"] == event["bgpy_token"] == event["Authorization"] == "[redacted]"
+    assert (
+        event["password"]
+        == event["bgpy_token"]
+        == event["Authorization"]
+        == "[redacted]"
+    )
     assert event["log_text"] == "login ann with [redacted]"
     assert event["level"] == "warn"
     # Still Twisted's JSON format: eventsFromJSONLogFile reads it back.
@@ -173,7 +290,12 @@ def test_access_http_event_has_no_query_or_body():
         del logs.access_log.observer
     (event,) = events
     assert event["access"] == "http"
-    assert (event["method"], event["path"], event["code"], event["length"]) == ("POST", "/rpc", 200, 12)
+    assert (event["method"], event["path"], event["code"], event["length"]) == (
+        "POST",
+        "/rpc",
+        200,
+        12,
+    )
     assert event["user_agent"] == "ua/1"
     assert "zzz" not in repr(event)
 

@@ -62,7 +62,9 @@ def test_notify_without_systemd_does_nothing():
 
 
 def test_notify_to_a_missing_socket_is_logged_not_raised(tmp_path):
-    assert _systemd.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "none")}) is False
+    assert (
+        _systemd.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "none")}) is False
+    )
 
 
 def test_notify_abstract_namespace_socket():
@@ -140,7 +142,8 @@ def test_no_notification_when_embedded(apps_env):
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 needs_activate = pytest.mark.skipif(
-    ACTIVATE is None, reason="systemd-socket-activate is not installed (make test installs it)"
+    ACTIVATE is None,
+    reason="systemd-socket-activate is not installed (make test installs it)",
 )
 
 
@@ -190,7 +193,15 @@ def test_socket_activation_by_index(tmp_path, apps_env):
     process = activate(
         [f"127.0.0.1:{port}"],
         ["http"],
-        [*APP, "--port", "systemd:domain=INET:index=0", "--igor-port", "none", "--bgpy-port", "none"],
+        [
+            *APP,
+            "--port",
+            "systemd:domain=INET:index=0",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+        ],
         apps_env,
         str(tmp_path),
     )
@@ -198,7 +209,9 @@ def test_socket_activation_by_index(tmp_path, apps_env):
         # The socket listens before twistd runs: the first request starts it.
         response = first_get(f"http://127.0.0.1:{port}/health")
         assert response.status_code == 200
-        assert response.json()["services"] == {"http": {"up": True, "address": f"127.0.0.1:{port}"}}
+        assert response.json()["services"] == {
+            "http": {"up": True, "address": f"127.0.0.1:{port}"}
+        }
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
         output = process.stdout.read().decode()
@@ -210,8 +223,14 @@ def test_socket_activation_by_index(tmp_path, apps_env):
             process.wait()
 
 
-CONTRIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "contrib", "systemd")
-SOCKET_UNITS = ["twistbridge.socket", "twistbridge-igor.socket", "twistbridge-bgpy.socket"]
+CONTRIB = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "contrib", "systemd"
+)
+SOCKET_UNITS = [
+    "twistbridge.socket",
+    "twistbridge-igor.socket",
+    "twistbridge-bgpy.socket",
+]
 
 
 def unit_settings(name: str) -> dict:
@@ -239,14 +258,22 @@ def test_shipped_units_name_every_socket():
         "twistbridge-igor.socket": "igor",
         "twistbridge-bgpy.socket": "bgpy",
     }
-    assert all(unit_settings(u)["Service"] == "twistbridge.service" for u in SOCKET_UNITS)
+    assert all(
+        unit_settings(u)["Service"] == "twistbridge.service" for u in SOCKET_UNITS
+    )
     assert service["Requires"].split() == SOCKET_UNITS
     argv = shlex.split(service["ExecStart"])
-    for option, name in (("--port", "http"), ("--igor-port", "igor"), ("--bgpy-port", "bgpy")):
+    for option, name in (
+        ("--port", "http"),
+        ("--igor-port", "igor"),
+        ("--bgpy-port", "bgpy"),
+    ):
         assert argv[argv.index(option) + 1] == f"systemd:domain=INET:name={name}"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
 def test_shipped_units_verify(tmp_path):
     for name in ["twistbridge.service", *SOCKET_UNITS]:
         with open(os.path.join(CONTRIB, name)) as f:
@@ -255,7 +282,11 @@ def test_shipped_units_verify(tmp_path):
         text = text.replace("/opt/twistbridge/app", str(tmp_path))
         (tmp_path / name).write_text(text)
     result = subprocess.run(
-        ["systemd-analyze", "verify", *(str(tmp_path / n) for n in ["twistbridge.service", *SOCKET_UNITS])],
+        [
+            "systemd-analyze",
+            "verify",
+            *(str(tmp_path / n) for n in ["twistbridge.service", *SOCKET_UNITS]),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -282,7 +313,8 @@ def test_shipped_units_run_under_socket_activation(tmp_path, apps_env, notify_so
         response = first_get(f"http://127.0.0.1:{ports['http']}/health")
         assert response.status_code == 200
         assert response.json()["services"] == {
-            name: {"up": True, "address": f"127.0.0.1:{port}"} for name, port in ports.items()
+            name: {"up": True, "address": f"127.0.0.1:{port}"}
+            for name, port in ports.items()
         }
         assert receive(sock)["READY"] == "1"
         process.send_signal(signal.SIGTERM)
@@ -290,7 +322,9 @@ def test_shipped_units_run_under_socket_activation(tmp_path, apps_env, notify_so
         assert receive(sock) == {"STOPPING": "1"}
         assert process.wait(15) == 0
         output = process.stdout.read().decode()
-        events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        events = [
+            json.loads(line) for line in output.splitlines() if line.startswith("{")
+        ]
         assert "shutdown complete" in [e["log_text"] for e in events]
     finally:
         if process.poll() is None:

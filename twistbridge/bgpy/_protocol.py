@@ -72,6 +72,7 @@ from twistbridge.bgpy._core import (
     parse_json_line,
 )
 from twistbridge.bgpy._pickle import decode_frame
+from twistbridge.logs import access_bgpy
 
 log = Logger(namespace="twistbridge.bgpy")
 
@@ -583,6 +584,15 @@ class BgpyProtocol(Protocol):
         """Carry out one message; L{False} when the connection is done."""
         runtime = self.runtime
         decision = decide(message, self.authenticated, runtime.token)
+        refused = isinstance(decision, Reject) or (
+            isinstance(decision, Authenticate) and not decision.ok
+        )
+        access_bgpy(
+            self.peer,
+            getattr(message.type, "name", str(message.type)),
+            "ERROR" if refused else "OK",
+            self.format or "",
+        )
         awaited = awaits_response(message)
         if (
             isinstance(decision, RunTask)
