@@ -454,6 +454,13 @@ class BridgeService(MultiService):
             # Not stopping yet: stop the reactor, which stops the service.
             self._stop_reactor()
             return
+        # Ask the pools to stop (process pool workers are told to exit) but
+        # wait for nothing.
+        offloader = self.bridge.offloader
+        if offloader.running:
+            defer.maybeDeferred(offloader.stopService).addErrback(
+                lambda f: log.failure("stopping the pools failed", f)
+            )
         stopping = self._stopping
         if not stopping.called:
             stopping.callback(None)
