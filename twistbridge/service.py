@@ -192,10 +192,6 @@ def innermost_protocol(protocol: Any) -> Any:
     return protocol
 
 
-class _TrackedConnection(ProtocolWrapper):
-    """A connection known to its L{ConnectionTracker} until it is lost."""
-
-
 class ConnectionTracker(WrappingFactory):
     """
     Wrap a listener's factory and keep every open connection, so that a
@@ -206,7 +202,7 @@ class ConnectionTracker(WrappingFactory):
     @ivar protocols: the open connections (L{WrappingFactory}'s own record).
     """
 
-    protocol = _TrackedConnection
+    protocol = ProtocolWrapper
     noisy = False
 
     def __init__(self, wrapped: Any, reactor: Any = None) -> None:
