@@ -57,5 +57,11 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check twistbridge tests bench twisted setup.py
 	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py
 
+# The property-based tests with many more examples (FUZZ_SCALE times).
+FUZZ_SCALE ?= 50
+fuzz: $(VENV)/.test-deps
+	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
+	TWISTBRIDGE_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/pytest -m hypothesis -q $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build

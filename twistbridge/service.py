@@ -54,11 +54,12 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.http import HTTPChannel
 
 from twistbridge._systemd import SystemdNotifier
 from twistbridge.config import listen_description
+from twistbridge.limits import HTTP_REFUSAL, ConnectionLimits
 
 if TYPE_CHECKING:
     from twistbridge.app import Bridge
@@ -101,11 +102,27 @@ class ListenerService(Service):
     @ivar port: the L{IListeningPort} once bound.
     """
 
-    def __init__(self, name: str, description: str, factory: Any, reactor: Any = None):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        factory: Any,
+        reactor: Any = None,
+        max_connections: int = 0,
+        max_connections_per_client: int = 0,
+        refusal: bytes = b"",
+    ):
         self.setName(name)
         self.description = description
         self.factory = factory
-        self.connections = ConnectionTracker(factory, reactor)
+        self.connections = ConnectionTracker(
+            factory,
+            reactor,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
+            refusal=refusal,
+            name=name,
+        )
         self.port: Optional[Any] = None
         self._reactor = reactor
 
@@ -192,35 +209,29 @@ def innermost_protocol(protocol: Any) -> Any:
     return protocol
 
 
-class ConnectionTracker(WrappingFactory):
+class ConnectionTracker(ConnectionLimits):
     """
-    Wrap a listener's factory and keep every open connection, so that a
-    shutdown can wait for them (L{drain_http}) or end them (L{abort_all}).
+    Wrap a listener's factory, enforce its connection limits
+    (L{ConnectionLimits}) and keep every open connection, so that a shutdown
+    can wait for them (L{drain_http}) or end them (L{abort_all}).
 
     The wrapping costs one method call per read and per write.
 
     @ivar protocols: the open connections (L{WrappingFactory}'s own record).
     """
 
-    protocol = ProtocolWrapper
     noisy = False
 
-    def __init__(self, wrapped: Any, reactor: Any = None) -> None:
-        WrappingFactory.__init__(self, wrapped)
+    def __init__(self, wrapped: Any, reactor: Any = None, **limits: Any) -> None:
+        ConnectionLimits.__init__(self, wrapped, **limits)
         self._reactor = reactor
         self._empty: List[Deferred] = []
         self._watched: Set[int] = set()
         self.draining = False
 
-    def __getattr__(self, name: str) -> Any:
-        # Behave like the wrapped factory for everything else.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.wrappedFactory, name)
-
     def unregisterProtocol(self, p: Any) -> None:
         """A connection went away: fire L{when_empty} waiters once none is left."""
-        WrappingFactory.unregisterProtocol(self, p)
+        ConnectionLimits.unregisterProtocol(self, p)
         if not self.protocols:
             waiters, self._empty = self._empty, []
             for d in waiters:
@@ -326,10 +337,18 @@ class BridgeService(MultiService):
         for svc in [*igor_services(bridge), *bgpy_services(bridge)]:
             svc.setServiceParent(self)
         self.listeners: Dict[str, ListenerService] = {}
-        for name, description, build in self._listener_plan():
+        s = bridge.settings
+        for name, description, build, refusal in self._listener_plan():
             if description is None:
                 continue
-            listener = ListenerService(name, description, build())
+            listener = ListenerService(
+                name,
+                description,
+                build(),
+                max_connections=s.max_connections,
+                max_connections_per_client=s.max_connections_per_client,
+                refusal=refusal,
+            )
             listener.setServiceParent(self)
             self.listeners[name] = listener
 
@@ -340,17 +359,10 @@ class BridgeService(MultiService):
 
         s = self.bridge.settings
         return [
-            ("http", listen_description(s.port), lambda: BridgeSite(self.bridge)),
-            (
-                "igor",
-                listen_description(s.igor_port),
-                lambda: igor_factory(self.bridge),
-            ),
-            (
-                "bgpy",
-                listen_description(s.bgpy_port),
-                lambda: bgpy_factory(self.bridge),
-            ),
+            # name, description, factory builder, what a refused client gets
+            ("http", listen_description(s.port), lambda: BridgeSite(self.bridge), HTTP_REFUSAL),
+            ("igor", listen_description(s.igor_port), lambda: igor_factory(self.bridge), HTTP_REFUSAL),
+            ("bgpy", listen_description(s.bgpy_port), lambda: bgpy_factory(self.bridge), b""),
         ]
 
     def listener_status(self) -> Dict[str, Any]:

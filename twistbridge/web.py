@@ -303,15 +303,90 @@ class BridgeRequest(Request):
             transport.loseConnection()
 
 
-class BridgeSite(Site):
-    """The L{Site} of the HTTP port (timeouts and limits from the settings)."""
+_TIMEOUT_BODY = b'{"error": "request headers took too long"}'
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Content-Length: %d\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
 
+
+class BridgeChannel(http.HTTPChannel):
+    """
+    An HTTP/1.1 channel with a header timeout on top of Twisted's idle one.
+
+    Twisted's C{timeOut} is an idle timeout: every byte resets it, so a client
+    that sends one header byte every few seconds (slowloris) would hold the
+    connection for ever.  Here a request's headers must be complete within
+    C{header_timeout} seconds of its first byte; otherwise the client gets
+    C{408} and the connection is closed.
+
+    @ivar header_timeout: seconds, or L{None} for no header timeout.
+    """
+
+    header_timeout: Optional[float] = None
+    _header_call: Any = None
+    _awaiting_headers = True
+
+    def dataReceived(self, data: bytes) -> None:
+        """Start the header clock at a request's first byte."""
+        if self._awaiting_headers and self._header_call is None and self.header_timeout:
+            self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
+        http.HTTPChannel.dataReceived(self, data)
+
+    def allHeadersReceived(self) -> None:
+        """The headers are complete in time: stop the clock."""
+        self._awaiting_headers = False
+        self._cancel_header_call()
+        http.HTTPChannel.allHeadersReceived(self)
+
+    def requestDone(self, request: Any) -> None:
+        """The next bytes belong to the next request's headers."""
+        self._awaiting_headers = True
+        http.HTTPChannel.requestDone(self, request)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Stop the clock."""
+        self._cancel_header_call()
+        http.HTTPChannel.connectionLost(self, reason)
+
+    def _cancel_header_call(self) -> None:
+        call, self._header_call = self._header_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _headers_too_slow(self) -> None:
+        self._header_call = None
+        log.info(
+            "408 for {peer}: request headers not complete within {timeout} s",
+            peer=getattr(self.transport.getPeer(), "host", "?"),
+            timeout=self.header_timeout,
+        )
+        self.transport.write(REQUEST_TIMEOUT)
+        self.dataReceived = _discard  # type: ignore[method-assign]
+        self.loseConnection()
+
+
+class BridgeSite(Site):
+    """
+    The L{Site} of the HTTP port: L{BridgeChannel} connections (header and
+    idle timeouts from the settings) carrying L{BridgeRequest}s.
+    """
+
+    protocol = BridgeChannel
     requestFactory = BridgeRequest
 
     def __init__(self, bridge: Bridge) -> None:
         Site.__init__(self, bridge.resource())
         self.bridge = bridge
         self.timeOut = bridge.settings.idle_timeout
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A channel carrying the bridge's header timeout."""
+        channel = Site.buildProtocol(self, addr)
+        channel.header_timeout = self.bridge.settings.header_timeout
+        return channel
 
     def log(self, request: Any) -> None:
         """One access-log event per answered request (L{twistbridge.logs})."""

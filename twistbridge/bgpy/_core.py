@@ -335,7 +335,7 @@ def parse_json_line(line: bytes) -> Union[Message, BgpyError]:
     """
     try:
         data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         return BgpyError(f"Invalid JSON: {e}.")
     if not isinstance(data, dict):
         return BgpyError("A message must be a JSON object with 'type' and 'args'.")

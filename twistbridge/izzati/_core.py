@@ -315,7 +315,7 @@ def parse_json_text(body: bytes) -> Dict[str, Any]:
         return {}
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise IzzatiError(400, f"body is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise IzzatiError(
