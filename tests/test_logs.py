@@ -275,7 +275,7 @@ def test_scrubbing_file_replaces_every_secret():
 
 def test_access_http_event_has_no_query_or_body():
     events = []
-    logs.access_log.observer = events.append
+    saved, logs.access_log.observer = logs.access_log.observer, events.append
     try:
         request = DummyRequest([b"rpc"])
         request.method = b"POST"
@@ -287,7 +287,7 @@ def test_access_http_event_has_no_query_or_body():
         request.requestHeaders.setRawHeaders(b"user-agent", [b"ua/1"])
         logs.access_http(request)
     finally:
-        del logs.access_log.observer
+        logs.access_log.observer = saved
     (event,) = events
     assert event["access"] == "http"
     assert (event["method"], event["path"], event["code"], event["length"]) == (
@@ -302,7 +302,7 @@ def test_access_http_event_has_no_query_or_body():
 
 def test_access_igor_and_bgpy_events():
     events = []
-    logs.access_log.observer = events.append
+    saved, logs.access_log.observer = logs.access_log.observer, events.append
     try:
         from twisted.internet.address import IPv4Address
 
@@ -310,7 +310,7 @@ def test_access_igor_and_bgpy_events():
         logs.access_igor(peer, "/ws", 1001, 2.5, received=3, sent=4, client_id=1)
         logs.access_bgpy(peer, "EXEC", "OK", wire="json")
     finally:
-        del logs.access_log.observer
+        logs.access_log.observer = saved
     from twisted.logger import formatEvent
 
     assert [formatEvent(e) for e in events] == [
