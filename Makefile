@@ -46,7 +46,7 @@ browser-deps:
 
 test: $(VENV)/.test-deps browser-deps system-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py
+	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The manual, warnings as errors (tests/test_docs.py builds it too).
@@ -54,8 +54,8 @@ docs: $(VENV)/.test-deps
 	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py
-	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py
+	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
+	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py docs
 
 # The property-based tests with many more examples (FUZZ_SCALE times).
 FUZZ_SCALE ?= 50
