@@ -138,6 +138,16 @@ def public_names(module_name: str):
                     yield f"{module_name}.{name}.{attr}"
 
 
+def test_every_optional_page_exists():
+    """conf.py lets a link to these be plain text while one is missing:
+    once all are written, a renamed or deleted page must fail here."""
+    import runpy
+
+    conf = runpy.run_path(str(DOCS / "conf.py"))
+    missing = [p for p in conf["optional_pages"] if not (DOCS / f"{p}.rst").is_file()]
+    assert missing == []
+
+
 def test_every_public_name_is_in_the_api_reference(built_docs):
     html = (built_docs / "api.html").read_text("utf-8")
     anchors = set(re.findall(r'id="([\w.]+)"', html))
