@@ -143,7 +143,11 @@ def test_every_optional_page_exists():
     once all are written, a renamed or deleted page must fail here."""
     import runpy
 
-    conf = runpy.run_path(str(DOCS / "conf.py"))
+    saved = list(sys.path)
+    try:
+        conf = runpy.run_path(str(DOCS / "conf.py"))
+    finally:
+        sys.path[:] = saved
     missing = [p for p in conf["optional_pages"] if not (DOCS / f"{p}.rst").is_file()]
     assert missing == []
 
