@@ -46,6 +46,7 @@ from twistbridge.igor._core import (
     error_text,
     parse_introduction,
     parse_message,
+    shorten,
     stream_prefix,
     unknown_action,
 )
@@ -290,7 +291,10 @@ class Hub:
             return None
         if new_id in self.clients:
             return self.refuse(
-                conn, ProtocolError(400, f'Client id "{new_id}" is already connected')
+                conn,
+                ProtocolError(
+                    400, f'Client id "{shorten(new_id)}" is already connected'
+                ),
             )
         expiry = self._expiry.pop(new_id, None)
         if expiry is not None:
