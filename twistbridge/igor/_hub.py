@@ -95,16 +95,29 @@ class Stream:
         self.prefix = stream_prefix(stream_id)
 
     def send(self, data: Any = None) -> None:
-        """Send C{{"streamId": id, "data": data}} to the client."""
-        if self.closed:
-            raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, data_frame(self.prefix, data))
+        """
+        Send C{{"streamId": id, "data": data}} to the client.  From a thread,
+        waits while the client's write buffer is full.
+        """
+        self._write(data_frame(self.prefix, data))
 
     def send_error(self, error: Any) -> None:
         """Send C{{"streamId": id, "error": str(error)}}; the stream stays open."""
+        self._write(error_frame(self.prefix, error))
+
+    def _write(self, payload: bytes) -> None:
         if self.closed:
             raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, error_frame(self.prefix, error))
+        conn = self._conn
+        if _isInIOThread():
+            conn.write(payload)
+            return
+        wait = getattr(conn, "wait_writable", None)
+        if wait is not None:
+            wait(self)
+            if self.closed:
+                raise StreamClosedError("Cannot write to closed stream")
+        self._hub.reactor.callFromThread(conn.write, payload)
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id!r} closed={self.closed}>"
