@@ -69,19 +69,25 @@ class ConnectionLimits(WrappingFactory):
         self.max_connections_per_client = max_connections_per_client
         self.refusal = refusal
         self.name = name
-        self.open = 0
         self.per_client: Dict[str, int] = {}
         self.refused = 0
 
     def __getattr__(self, name: str) -> Any:
         # Behave like the wrapped factory for everything else (e.g. a Site's
         # attributes read by code that holds the listener's factory).
+        if name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self.wrappedFactory, name)
+
+    @property
+    def open(self) -> int:
+        """The number of open connections."""
+        return len(self.protocols)
 
     def buildProtocol(self, addr: Any) -> Any:
         """Build the wrapped protocol, or a refusal when over a limit."""
         host = _peer_host(addr)
-        over_total = self.max_connections and self.open >= self.max_connections
+        over_total = self.max_connections and len(self.protocols) >= self.max_connections
         over_client = (
             self.max_connections_per_client
             and self.per_client.get(host, 0) >= self.max_connections_per_client
@@ -106,7 +112,6 @@ class ConnectionLimits(WrappingFactory):
     def registerProtocol(self, p: Any) -> None:
         """Count a connection in."""
         WrappingFactory.registerProtocol(self, p)
-        self.open += 1
         host = getattr(p, "_twistbridge_host", None)
         if host is not None:
             self.per_client[host] = self.per_client.get(host, 0) + 1
@@ -114,7 +119,6 @@ class ConnectionLimits(WrappingFactory):
     def unregisterProtocol(self, p: Any) -> None:
         """Count a connection out."""
         WrappingFactory.unregisterProtocol(self, p)
-        self.open -= 1
         host = getattr(p, "_twistbridge_host", None)
         if host is not None:
             left = self.per_client.get(host, 1) - 1

@@ -54,11 +54,12 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.http import HTTPChannel
 
 from twistbridge._systemd import SystemdNotifier
 from twistbridge.config import listen_description
+from twistbridge.limits import HTTP_REFUSAL, ConnectionLimits
 
 if TYPE_CHECKING:
     from twistbridge.app import Bridge
@@ -101,11 +102,27 @@ class ListenerService(Service):
     @ivar port: the L{IListeningPort} once bound.
     """
 
-    def __init__(self, name: str, description: str, factory: Any, reactor: Any = None):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        factory: Any,
+        reactor: Any = None,
+        max_connections: int = 0,
+        max_connections_per_client: int = 0,
+        refusal: bytes = b"",
+    ):
         self.setName(name)
         self.description = description
         self.factory = factory
-        self.connections = ConnectionTracker(factory, reactor)
+        self.connections = ConnectionTracker(
+            factory,
+            reactor,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
+            refusal=refusal,
+            name=name,
+        )
         self.port: Optional[Any] = None
         self._reactor = reactor
 
@@ -159,7 +176,6 @@ class ListenerService(Service):
         }
 
 
-
 def describe_listen_error(reason: BaseException) -> str:
     """A one-line reason for a failed bind (C{port 5020 is already in use})."""
     from twisted.internet.error import CannotListenError
@@ -173,8 +189,6 @@ def describe_listen_error(reason: BaseException) -> str:
             return f"permission denied for port {reason.port}"
         return f"{inner}"
     return str(reason) or type(reason).__name__
-
-
 
 
 def innermost_protocol(protocol: Any) -> Any:
@@ -195,39 +209,29 @@ def innermost_protocol(protocol: Any) -> Any:
     return protocol
 
 
-class _TrackedConnection(ProtocolWrapper):
-    """A connection known to its L{ConnectionTracker} until it is lost."""
-
-
-class ConnectionTracker(WrappingFactory):
+class ConnectionTracker(ConnectionLimits):
     """
-    Wrap a listener's factory and keep every open connection, so that a
-    shutdown can wait for them (L{drain_http}) or end them (L{abort_all}).
+    Wrap a listener's factory, enforce its connection limits
+    (L{ConnectionLimits}) and keep every open connection, so that a shutdown
+    can wait for them (L{drain_http}) or end them (L{abort_all}).
 
     The wrapping costs one method call per read and per write.
 
     @ivar protocols: the open connections (L{WrappingFactory}'s own record).
     """
 
-    protocol = _TrackedConnection
     noisy = False
 
-    def __init__(self, wrapped: Any, reactor: Any = None) -> None:
-        WrappingFactory.__init__(self, wrapped)
+    def __init__(self, wrapped: Any, reactor: Any = None, **limits: Any) -> None:
+        ConnectionLimits.__init__(self, wrapped, **limits)
         self._reactor = reactor
         self._empty: List[Deferred] = []
         self._watched: Set[int] = set()
         self.draining = False
 
-    def __getattr__(self, name: str) -> Any:
-        # Behave like the wrapped factory for everything else.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.wrappedFactory, name)
-
     def unregisterProtocol(self, p: Any) -> None:
         """A connection went away: fire L{when_empty} waiters once none is left."""
-        WrappingFactory.unregisterProtocol(self, p)
+        ConnectionLimits.unregisterProtocol(self, p)
         if not self.protocols:
             waiters, self._empty = self._empty, []
             for d in waiters:
@@ -333,10 +337,18 @@ class BridgeService(MultiService):
         for svc in [*igor_services(bridge), *bgpy_services(bridge)]:
             svc.setServiceParent(self)
         self.listeners: Dict[str, ListenerService] = {}
-        for name, description, build in self._listener_plan():
+        s = bridge.settings
+        for name, description, build, refusal in self._listener_plan():
             if description is None:
                 continue
-            listener = ListenerService(name, description, build())
+            listener = ListenerService(
+                name,
+                description,
+                build(),
+                max_connections=s.max_connections,
+                max_connections_per_client=s.max_connections_per_client,
+                refusal=refusal,
+            )
             listener.setServiceParent(self)
             self.listeners[name] = listener
 
@@ -347,9 +359,10 @@ class BridgeService(MultiService):
 
         s = self.bridge.settings
         return [
-            ("http", listen_description(s.port), lambda: BridgeSite(self.bridge)),
-            ("igor", listen_description(s.igor_port), lambda: igor_factory(self.bridge)),
-            ("bgpy", listen_description(s.bgpy_port), lambda: bgpy_factory(self.bridge)),
+            # name, description, factory builder, what a refused client gets
+            ("http", listen_description(s.port), lambda: BridgeSite(self.bridge), HTTP_REFUSAL),
+            ("igor", listen_description(s.igor_port), lambda: igor_factory(self.bridge), HTTP_REFUSAL),
+            ("bgpy", listen_description(s.bgpy_port), lambda: bgpy_factory(self.bridge), b""),
         ]
 
     def listener_status(self) -> Dict[str, Any]:
@@ -389,7 +402,8 @@ class BridgeService(MultiService):
             signal.signal(signum, self._on_signal)
         if all(svc.port is not None for svc in self.listeners.values()):
             addresses = ", ".join(
-                f"{name} {svc.status()['address']}" for name, svc in self.listeners.items()
+                f"{name} {svc.status()['address']}"
+                for name, svc in self.listeners.items()
             )
             self.notifier.ready(f"serving {addresses}" if addresses else "serving")
 
@@ -448,6 +462,13 @@ class BridgeService(MultiService):
             # Not stopping yet: stop the reactor, which stops the service.
             self._stop_reactor()
             return
+        # Ask the pools to stop (process pool workers are told to exit) but
+        # wait for nothing.
+        offloader = self.bridge.offloader
+        if offloader.running:
+            defer.maybeDeferred(offloader.stopService).addErrback(
+                lambda f: log.failure("stopping the pools failed", f)
+            )
         stopping = self._stopping
         if not stopping.called:
             stopping.callback(None)
@@ -463,7 +484,9 @@ class BridgeService(MultiService):
             time.sleep(EXIT_GRACE)  # the grace itself, on a daemon thread
             os._exit(0)
 
-        self._exit_timer = threading.Thread(target=exit_later, name="twistbridge-exit", daemon=True)
+        self._exit_timer = threading.Thread(
+            target=exit_later, name="twistbridge-exit", daemon=True
+        )
         self._exit_timer.start()
 
     def _within(self, d: Deferred, deadline: float) -> Deferred:
@@ -479,7 +502,9 @@ class BridgeService(MultiService):
                     timer.cancel()
                 result.callback(outcome)
 
-        timer = self._reactor.callLater(max(0.0, deadline - self._reactor.seconds()), done, False)
+        timer = self._reactor.callLater(
+            max(0.0, deadline - self._reactor.seconds()), done, False
+        )
         d.addBoth(lambda r: (done(True), None)[1])
         assert self._stopping is not None
         self._stopping.addBoth(lambda r: (done(False), r)[1])
@@ -496,12 +521,17 @@ class BridgeService(MultiService):
         log.info("stopped accepting: draining for up to {timeout}s", timeout=timeout)
 
         work = [
-            svc.connections.drain_http() for name, svc in self.listeners.items() if name == "http"
+            svc.connections.drain_http()
+            for name, svc in self.listeners.items()
+            if name == "http"
         ]
         work += [self._drain_service(svc) for svc in reversed(self.protocol_services())]
         drained = await self._within(_gather(work), deadline)
         if not drained and not self._forced:
-            open_ = {name: len(svc.connections.protocols) for name, svc in self.listeners.items()}
+            open_ = {
+                name: len(svc.connections.protocols)
+                for name, svc in self.listeners.items()
+            }
             log.warn(
                 "still busy after {timeout}s (open connections: {open}): stopping anyway",
                 timeout=timeout,
@@ -513,7 +543,9 @@ class BridgeService(MultiService):
             return
         offloader = self.bridge.offloader
         pools_deadline = max(deadline, self._reactor.seconds() + POOL_GRACE)
-        stopped = await self._within(defer.maybeDeferred(offloader.stopService), pools_deadline)
+        stopped = await self._within(
+            defer.maybeDeferred(offloader.stopService), pools_deadline
+        )
         if not stopped:
             log.warn("handlers still running after the shutdown bound: exiting anyway")
             self._exit_soon()

@@ -257,6 +257,13 @@ def test_jsonp_error_and_unknown_method(server):
     assert json.loads(response.text[3:-2])["error"]["code"] == -32601
 
 
+def test_jsonp_list_methods(server):
+    response = requests.get(
+        server.url("/api/system.listMethods"), params={"jsonp": "cb", "_": "123"}
+    )
+    assert response.text == 'cb(["add","system.listMethods","text"]);'
+
+
 def test_jsonp_rejects_unsafe_callback(server):
     response = requests.get(
         server.url("/api/add"), params={"a": 1, "b": 2, "jsonp": "alert(1)//"}

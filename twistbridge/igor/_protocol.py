@@ -17,6 +17,7 @@ One hub per bridge is shared by the C{/ws} resource and the standalone port.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, List, Optional
 
 from autobahn import util as autobahn_util
@@ -30,6 +31,7 @@ from zope.interface import implementer
 
 from twistbridge.igor._core import origin_allowed
 from twistbridge.igor._hub import Hub, IgorService
+from twistbridge.logs import access_igor
 
 log = Logger(namespace="twistbridge.igor")
 
@@ -101,6 +103,7 @@ class IgorProtocol(WebSocketServerProtocol):
     inflight = 0
     _watch: Optional[_WriteWatch] = None
     _logged_refusal = False
+    _access: Optional[list] = None
 
     def connectionMade(self) -> None:
         """
@@ -149,6 +152,7 @@ class IgorProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         """Watch the write buffer and join the hub."""
         transport = self.transport
+        self._access = [transport.getPeer(), time.monotonic(), 0, 0]
         self._watch = _WriteWatch()
         try:
             # Over /ws the HTTP channel is still the transport's producer.
@@ -160,10 +164,24 @@ class IgorProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Hand the message to the hub (binary frames must hold UTF-8 JSON too)."""
+        if self._access is not None:
+            self._access[2] += 1
         self.factory.hub.receive(self, payload)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         """Leave the hub (cancels this client's pending calls)."""
+        if self._access is not None:
+            peer, opened, received, sent = self._access
+            self._access = None
+            access_igor(
+                peer,
+                getattr(self, "http_request_path", "/") or "/",
+                code,
+                time.monotonic() - opened,
+                received,
+                sent,
+                self.client_id,
+            )
         self.factory.hub.detach(self)
         _wake_writers()
 
@@ -193,6 +211,8 @@ class IgorProtocol(WebSocketServerProtocol):
         if self.state != _OPEN:
             return
         self.sendMessage(payload, False)
+        if self._access is not None:
+            self._access[3] += 1
         watch = self._watch
         if watch is not None and watch.paused:
             watch.unsent += len(payload)

@@ -94,7 +94,9 @@ def body_kind(content_type: Optional[str]) -> str:
     C{"multipart"}, C{"form"}, C{"json"}, C{"none"} (no Content-Type) or
     C{"other"} for a request's C{Content-Type}.
     """
-    kind, _ = media_type(content_type)
+    if not content_type:
+        return "none"
+    kind = content_type.partition(";")[0].strip().lower()
     if not kind:
         return "none"
     if kind == MULTIPART:
@@ -315,7 +317,7 @@ def parse_json_text(body: bytes) -> Dict[str, Any]:
         return {}
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise IzzatiError(400, f"body is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise IzzatiError(

@@ -176,9 +176,15 @@ def loads(body: Union[bytes, str]) -> Any:
         are not UTF-8 and input nested too deeply to parse.
     """
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        if not isinstance(body, str):
+            # RFC 8259: JSON exchanged between systems is UTF-8.
+            body = body.decode("utf-8")
+        return _decode(body)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def _valid_id(value: Any) -> bool:

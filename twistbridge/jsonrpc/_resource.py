@@ -25,7 +25,7 @@ import itertools
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock
@@ -69,8 +69,9 @@ def body_over_limit(request: Any, limit: Optional[int]) -> bool:
     if not limit:
         return False
     length = request.getHeader(b"content-length")
-    if length is not None and length.strip().isdigit() and int(length) > limit:
-        return True
+    if length is not None:
+        # twisted.web reads exactly Content-Length bytes of body
+        return not length.isdigit() or int(length) > limit
     content = request.content
     if content is None:
         return False
@@ -79,6 +80,20 @@ def body_over_limit(request: Any, limit: Optional[int]) -> bool:
     size = content.tell()
     content.seek(here)
     return size > limit
+
+
+_content_types: Dict[Tuple[bytes, bool], bool] = {}
+
+
+def acceptable_content_type(value: bytes, allow_form: bool) -> bool:
+    """L{core.acceptable_content_type} for a raw header, memoized."""
+    key = (value, allow_form)
+    ok = _content_types.get(key)
+    if ok is None:
+        ok = core.acceptable_content_type(value.decode("latin-1"), allow_form)
+        if len(_content_types) < 256:
+            _content_types[key] = ok
+    return ok
 
 
 class RpcController:
@@ -520,8 +535,8 @@ class RpcResource(Resource):
                 request, http.REQUEST_ENTITY_TOO_LARGE, "request body too large"
             )
         ctype = request.getHeader(b"content-type")
-        if ctype is not None and not core.acceptable_content_type(
-            ctype.decode("latin-1"), opts.allow_form_content
+        if ctype is not None and not acceptable_content_type(
+            ctype, opts.allow_form_content
         ):
             log.info(
                 "JSON-RPC request from {peer} with Content-Type {ctype}",
@@ -547,7 +562,57 @@ class RpcResource(Resource):
                 detail=parsed.data,
             )
             return _respond(request, opts, core.encode_error(parsed), None)
+        if not parsed.batch and opts.auth is None:
+            call = parsed.items[0]
+            if type(call) is core.Call and not call.notification:
+                method = disp.methods.get(call.method)
+                if (
+                    method is not None
+                    and method.magic is None
+                    and method.binder.check(call.params) is None
+                ):
+                    return self.render_one(request, disp, call, method)
         return _Exchange(self.controller, request, disp, parsed).start()
+
+    def render_one(
+        self, request: Any, disp: core.Dispatcher, call: core.Call, method: core.Method
+    ) -> Any:
+        """The fast path: one valid call that needs no connection object."""
+        ctl = self.controller
+        stats = ctl.stats_data
+        stats.processing += 1
+        t0 = _perf()
+        d = ctl.run(method, call, None, disp.options.blocking)
+        box: List[Any] = []
+        later: List[_Exchange] = []
+
+        def deliver(result: Any) -> None:
+            if later:
+                later[0].deliver(result, 0, call, method, t0)
+            else:
+                box.append(result)
+
+        d.addBoth(deliver)
+        if not box:
+            exchange = _Exchange(ctl, request, disp, core.Parsed(False, [call]))
+            exchange.pending = 1
+            exchange.deferreds[0] = d
+            exchange.waiting = True
+            later.append(exchange)
+            request.notifyFinish().addErrback(exchange.gone)
+            return NOT_DONE_YET
+        result = box[0]
+        stats.processing -= 1
+        if type(result) is Failure:
+            stats.record(disp.path, call.method, _perf() - t0, False)
+            _log_failure(result, call, disp)
+            payload = core.encode_error(
+                core.method_error(result.value), call.id, call.version
+            )
+        else:
+            stats.record(disp.path, call.method, _perf() - t0, True)
+            payload = _encode_result(call, result)
+        return _respond(request, disp.options, payload, None)
 
 
 class _Exchange:
@@ -630,13 +695,11 @@ class _Exchange:
                 conn = self.connection()
                 conn["method"] = call.method
                 conn["notify"] = call.notification
-            self.pending += 1
             self.ctl.stats_data.processing += 1
-            d = self.ctl.run(method, call, conn, opts.blocking)
-            if not d.called:
-                self.deferreds[i] = d
-            args = (i, call, method, _perf())
-            d.addCallbacks(self.settled, self.failed, args, None, args)
+            t0 = _perf()
+            self.attach(
+                i, call, method, self.ctl.run(method, call, conn, opts.blocking), t0
+            )
         if denied and not self.parsed.batch:
             self.status = http.FORBIDDEN
         if self.pending == 0:
@@ -644,6 +707,21 @@ class _Exchange:
         self.waiting = True
         self.request.notifyFinish().addErrback(self.gone)
         return NOT_DONE_YET
+
+    def attach(
+        self, i: int, call: core.Call, method: core.Method, d: Deferred, t0: float
+    ) -> None:
+        self.pending += 1
+        self.deferreds[i] = d
+        d.addBoth(self.deliver, i, call, method, t0)
+
+    def deliver(
+        self, result: Any, i: int, call: core.Call, method: core.Method, t0: float
+    ) -> None:
+        if type(result) is Failure:
+            self.failed(result, i, call, method, t0)
+        else:
+            self.settled(result, i, call, method, t0)
 
     def allowed(self, call: core.Call) -> bool:
         try:
@@ -668,17 +746,7 @@ class _Exchange:
     ) -> None:
         self.ctl.stats_data.record(self.disp.path, call.method, _perf() - t0, True)
         if not call.notification:
-            try:
-                self.parts[i] = core.encode_result(call, result)
-            except (TypeError, ValueError) as e:
-                log.error(
-                    "JSON-RPC method {method!r} returned something that is not JSON: {error}",
-                    method=call.method,
-                    error=e,
-                )
-                self.parts[i] = core.encode_error(
-                    core.internal_error("the result is not JSON"), call.id, call.version
-                )
+            self.parts[i] = _encode_result(call, result)
         self.done(i)
 
     def failed(
@@ -729,6 +797,34 @@ class _Exchange:
         payload = core.join(self.parts, self.parsed.batch)
         return _respond(
             self.request, self.disp.options, payload, self.conn, self.status
+        )
+
+
+def _encode_result(call: core.Call, result: Any) -> bytes:
+    try:
+        return core.encode_result(call, result)
+    except (TypeError, ValueError) as e:
+        log.error(
+            "JSON-RPC method {method!r} returned something that is not JSON: {error}",
+            method=call.method,
+            error=e,
+        )
+        return core.encode_error(
+            core.internal_error("the result is not JSON"), call.id, call.version
+        )
+
+
+def _log_failure(failure: Failure, call: core.Call, disp: core.Dispatcher) -> None:
+    if failure.check(CancelledError):
+        log.info(
+            "JSON-RPC call {method!r} cancelled: the client left", method=call.method
+        )
+    else:
+        log.failure(
+            "JSON-RPC method {method!r} at {path} raised",
+            failure,
+            method=call.method,
+            path=disp.path,
         )
 
 
@@ -905,15 +1001,14 @@ class JsonpResource(Resource):
         def error(err: core.Error) -> bytes:
             return answer(core.dumps({"error": err.to_dict()}).encode())
 
-        if method is None:
-            if name == core.LIST_METHODS:
-                return answer(core.dumps(disp.list_methods()).encode())
+        if method is None and name != core.LIST_METHODS:
             return error(core.method_not_found(name))
-        if "_" in params and "_" not in method.binder.names:
+        if "_" in params and (method is None or "_" not in method.binder.names):
             del params["_"]  # jQuery's cache buster
-        why = method.binder.check(params)
-        if why is not None:
-            return error(core.invalid_params(why))
+        if method is not None:
+            why = method.binder.check(params)
+            if why is not None:
+                return error(core.invalid_params(why))
         conn = _connection(request, ctl, disp, callback or False)
         conn["method"] = name
         if opts.auth is not None:
@@ -925,6 +1020,8 @@ class JsonpResource(Resource):
             if not ok:
                 request.setResponseCode(http.FORBIDDEN)
                 return error(core.forbidden())
+        if method is None:
+            return answer(core.dumps(disp.list_methods()).encode())
         t0 = _perf()
         ctl.stats_data.processing += 1
         d = ctl.run(method, call, conn, opts.blocking)
