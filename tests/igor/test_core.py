@@ -85,6 +85,8 @@ def test_parse_never_raises_on_any_json(value):
 
 def test_unknown_action_wording():
     assert unknown_action("x") == ProtocolError(400, 'No handler for action: "x"')
+    long = unknown_action("a" * 5000)
+    assert long.message == 'No handler for action: "' + "a" * 100 + '..."'
 
 
 @pytest.mark.parametrize(

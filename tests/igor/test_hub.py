@@ -5,6 +5,8 @@ import threading
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
@@ -368,3 +370,40 @@ def test_service_starts_and_stops_processes(hub):
         worker.join(10)
     assert seen["attrs"][0] == "w"
     pending.addErrback(lambda f: None)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_hub_never_raises_on_any_payload(payload):
+    handlers = {"echo": resolve(echo, "reactor")}
+    hub = Hub(handlers, FakeOffloader(), reactor=FakeReactor())
+    conn = attach(hub)
+    hub.receive(conn, payload)
+    assert len(conn.written) in (0, 1, 2)  # introduce_self answers nothing
+    for m in conn.written:
+        assert set(m) in (
+            {"error", "code"},
+            {"streamId", "data"},
+            {"streamId", "close"},
+        )
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["streamId", "action", "data"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.text(max_size=20),
+            st.lists(st.integers(), max_size=3),
+        ),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_hub_never_raises_on_any_message(message):
+    handlers = {"echo": resolve(echo, "reactor")}
+    hub = Hub(handlers, FakeOffloader(), reactor=FakeReactor())
+    conn = attach(hub)
+    hub.receive(conn, json.dumps(message).encode())
+    assert len(conn.written) in (0, 1, 2)

@@ -215,3 +215,31 @@ def test_garbage_instead_of_a_handshake_is_refused(twistd_server, connect):
     c.close()
     ok = connect(twistd_server.url())
     assert ok.call("echo", 1)[0] == {"streamId": "s1", "data": 1}
+
+
+def test_thread_handler_waits_for_a_reader_that_stopped(servers):
+    # A plain-def handler sending in a loop is held back while the client's
+    # buffer is full; the client, not answering pings, is dropped after
+    # twice --idle-timeout, and the handler's next send raises.
+    with servers.twistd("igor_test_app:small", ["--idle-timeout", "1"]) as server:
+        url = server.url()
+        before = vm_rss_kib(server.process.pid)
+        slow = websocket.create_connection(
+            url, timeout=10, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+        )
+        slow.send(json.dumps({"streamId": "f", "action": "flood_thread"}))
+
+        def status():
+            c = websocket.create_connection(url, timeout=10)
+            try:
+                c.send(json.dumps({"streamId": "q", "action": "flood_status"}))
+                return json.loads(c.recv())["data"]
+            finally:
+                c.close()
+
+        wait_for(lambda: status()["ended"] == 1, 30, what="the flood handler to end")
+        sent = status()["sent"]
+        # Held back: a few MiB reached the socket buffers, not an unbounded queue.
+        assert sent < 200, sent
+        assert vm_rss_kib(server.process.pid) - before < 48 * 1024
+        assert "ping timeout" in server.output or "did not respond" in server.output

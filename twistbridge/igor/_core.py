@@ -124,9 +124,15 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
     return Request(stream_id, action, message.get("data"))
 
 
+def shorten(text: Any, limit: int = 100) -> str:
+    """C{text} for an error message or a log line, cut after C{limit} characters."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def unknown_action(action: str) -> ProtocolError:
     """The error for an action with no handler (Igor's wording)."""
-    return ProtocolError(400, f'No handler for action: "{action}"')
+    return ProtocolError(400, f'No handler for action: "{shorten(action)}"')
 
 
 def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:

@@ -46,6 +46,7 @@ from twistbridge.igor._core import (
     error_text,
     parse_introduction,
     parse_message,
+    shorten,
     stream_prefix,
     unknown_action,
 )
@@ -94,16 +95,29 @@ class Stream:
         self.prefix = stream_prefix(stream_id)
 
     def send(self, data: Any = None) -> None:
-        """Send C{{"streamId": id, "data": data}} to the client."""
-        if self.closed:
-            raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, data_frame(self.prefix, data))
+        """
+        Send C{{"streamId": id, "data": data}} to the client.  From a thread,
+        waits while the client's write buffer is full.
+        """
+        self._write(data_frame(self.prefix, data))
 
     def send_error(self, error: Any) -> None:
         """Send C{{"streamId": id, "error": str(error)}}; the stream stays open."""
+        self._write(error_frame(self.prefix, error))
+
+    def _write(self, payload: bytes) -> None:
         if self.closed:
             raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, error_frame(self.prefix, error))
+        conn = self._conn
+        if _isInIOThread():
+            conn.write(payload)
+            return
+        wait = getattr(conn, "wait_writable", None)
+        if wait is not None:
+            wait(self)
+            if self.closed:
+                raise StreamClosedError("Cannot write to closed stream")
+        self._hub.reactor.callFromThread(conn.write, payload)
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id!r} closed={self.closed}>"
@@ -290,7 +304,10 @@ class Hub:
             return None
         if new_id in self.clients:
             return self.refuse(
-                conn, ProtocolError(400, f'Client id "{new_id}" is already connected')
+                conn,
+                ProtocolError(
+                    400, f'Client id "{shorten(new_id)}" is already connected'
+                ),
             )
         expiry = self._expiry.pop(new_id, None)
         if expiry is not None:

@@ -16,6 +16,7 @@ One hub per bridge is shared by the C{/ws} resource and the standalone port.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, List, Optional
 
@@ -55,6 +56,17 @@ def unsent_cap(max_message_size: int) -> int:
     return max(MIN_UNSENT_CAP, 2 * max_message_size)
 
 
+#: Handler threads waiting for a full write buffer to drain wait on this.
+_flow = threading.Condition()
+_flow_waiters = 0
+
+
+def _wake_writers() -> None:
+    if _flow_waiters:
+        with _flow:
+            _flow.notify_all()
+
+
 @implementer(IPushProducer)
 class _WriteWatch:
     """
@@ -77,6 +89,7 @@ class _WriteWatch:
         """The transport's buffer drained."""
         self.paused = False
         self.unsent = 0
+        _wake_writers()
 
     def stopProducing(self) -> None:
         """The connection is gone."""
@@ -170,6 +183,26 @@ class IgorProtocol(WebSocketServerProtocol):
                 self.client_id,
             )
         self.factory.hub.detach(self)
+        _wake_writers()
+
+    def wait_writable(self, stream: Any) -> None:
+        """
+        From a handler thread: wait while this client's write buffer is full
+        (it is not reading), so that a thread sending in a loop is slowed to
+        the client's pace instead of queueing data without bound.  Returns
+        once the buffer drained, or the stream closed or the client went away.
+        """
+        global _flow_waiters
+        watch = self._watch
+        if watch is None or not watch.paused:
+            return
+        with _flow:
+            _flow_waiters += 1
+            try:
+                while watch.paused and not stream.closed and self.state == _OPEN:
+                    _flow.wait(1.0)
+            finally:
+                _flow_waiters -= 1
 
     # what the hub calls ------------------------------------------------------
 
