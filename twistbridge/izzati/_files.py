@@ -58,6 +58,16 @@ class UploadedFile:
             f"<UploadedFile {self.filename!r} ({self.content_type}, {self.size} bytes)>"
         )
 
+    def __reduce__(self) -> Any:
+        # An upload is an open file, possibly gigabytes on disk: it is never
+        # copied into a worker process (whatever its size, so a handler does
+        # not work for small files and fail for big ones).  Save it and pass
+        # the path instead.
+        raise TypeError(
+            "an uploaded file cannot be sent to a worker process: "
+            "save() it and pass the path"
+        )
+
     @property
     def mimetype(self) -> str:
         """The content type without parameters (Werkzeug's name for it)."""
