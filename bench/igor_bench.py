@@ -106,6 +106,12 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
@@ -185,8 +191,9 @@ class Conn:
 
 
 async def throughput(
-    port: int, connections: int, seconds: float, path: str
+    server: Server, connections: int, seconds: float, path: str
 ) -> Dict[str, Any]:
+    port = server.port
     latencies: List[float] = []
     errors = 0
     stop_at = 0.0
@@ -210,10 +217,12 @@ async def throughput(
         finally:
             conn.close()
 
+    cpu0 = server.cpu_seconds()
     start = time.perf_counter()
     stop_at = start + seconds
     await asyncio.gather(*(worker(k) for k in range(connections)))
     elapsed = time.perf_counter() - start
+    cpu = server.cpu_seconds() - cpu0
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -226,6 +235,7 @@ async def throughput(
         "p50": pct(0.50),
         "p99": pct(0.99),
         "errors": errors,
+        "cpu_us": 1e6 * cpu / max(1, len(latencies)),
     }
 
 
@@ -266,6 +276,8 @@ def best(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The fastest of several runs (the machine may be shared), errors summed."""
     top = dict(max(runs, key=lambda r: r["rate"]))
     top["errors"] = sum(r["errors"] for r in runs)
+    # Server CPU per round trip hardly depends on other load: the median.
+    top["cpu_us"] = sorted(r["cpu_us"] for r in runs)[len(runs) // 2]
     return top
 
 
@@ -280,8 +292,10 @@ def row(name: str, r: Dict[str, Any], ceiling: Optional[Dict[str, Any]]) -> str:
 
     one, fifty = r["one"], r["fifty"]
     text = (
-        f"{name:<28} {one['rate']:8.0f} {share('one')} {one['p50']:6.2f} {one['p99']:7.2f} {one['errors']:4d}"
-        f" | {fifty['rate']:8.0f} {share('fifty')} {fifty['p50']:6.2f} {fifty['p99']:7.2f} {fifty['errors']:4d}"
+        f"{name:<28} {one['rate']:7.0f} {share('one')} {one['p50']:5.2f} {one['p99']:6.2f}"
+        f" {one['cpu_us']:5.0f} {one['errors']:3d}"
+        f" | {fifty['rate']:7.0f} {share('fifty')} {fifty['p50']:6.2f} {fifty['p99']:7.2f}"
+        f" {fifty['cpu_us']:5.0f} {fifty['errors']:3d}"
     )
     if "idle" in r:
         i = r["idle"]
@@ -437,8 +451,8 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}"
     )
     header = (
-        f"{'server':<28} {'1 conn rt/s':>14} {'p50ms':>6} {'p99ms':>7} {'err':>4}"
-        f" | {'50 conn rt/s':>14} {'p50ms':>6} {'p99ms':>7} {'err':>4}"
+        f"{'server':<28} {'1 conn rt/s':>13} {'p50ms':>5} {'p99ms':>6} {'cpuus':>5} {'err':>3}"
+        f" | {'50 conn rt/s':>13} {'p50ms':>6} {'p99ms':>7} {'cpuus':>5} {'err':>3}"
         f" | {'KiB/idle':>8} {'open/fail':>10} {'fds left':>6}"
     )
     for _, _, server in plan:
@@ -450,13 +464,14 @@ def main() -> None:
         for _ in range(args.rounds):
             # Interleaved, so that a burst of load elsewhere hits every server.
             for name, path, server in plan:
+                print(f"... round {_ + 1}: {name}", file=sys.stderr, flush=True)
                 Conn.action = b"echo_thread" if "thread" in name else b"echo"
-                asyncio.run(throughput(server.port, 1, 0.3, path))  # warm-up
+                asyncio.run(throughput(server, 1, 0.3, path))  # warm-up
                 runs[name]["one"].append(
-                    asyncio.run(throughput(server.port, 1, args.seconds, path))
+                    asyncio.run(throughput(server, 1, args.seconds, path))
                 )
                 runs[name]["fifty"].append(
-                    asyncio.run(throughput(server.port, 50, args.seconds, path))
+                    asyncio.run(throughput(server, 50, args.seconds, path))
                 )
         results = {name: {k: best(v) for k, v in r.items()} for name, r in runs.items()}
         if args.idle:
@@ -465,7 +480,17 @@ def main() -> None:
                 if server.name == "original" and args.original_idle is not None:
                     n = args.original_idle
                 Conn.action = b"echo"
-                results[name]["idle"] = asyncio.run(idle(server, n, path))
+                print(f"... {n} idle clients on {name}", file=sys.stderr, flush=True)
+                # A fresh process: the throughput phases may have left it
+                # grown (or, for the original, broken).
+                server.stop()
+                server.port = None
+                server.output = ""
+                server.start()
+                try:
+                    results[name]["idle"] = asyncio.run(idle(server, n, path))
+                except Exception as e:
+                    print(f"    failed: {e!r}", file=sys.stderr, flush=True)
     finally:
         for _, _, server in plan:
             server.stop()
@@ -476,7 +501,8 @@ def main() -> None:
         print(row(name, r, None if r is ceiling else ceiling))
     print(
         "rt/s: JSON echo round trips per second (request -> data -> close); "
-        "%: share of the bare autobahn ceiling; fds left: descriptors still held 5 s "
+        "%: share of the bare autobahn ceiling; cpuus: server CPU microseconds per round trip "
+        "(median of the rounds); fds left: descriptors still held 5 s "
         "after every idle client disconnected"
     )
 

@@ -115,7 +115,7 @@ def test_pacing_never_joins_two_frames(bridge_process, raw):
         MessageType.OK,
         second(message="Authentication successful."),
     )
-    assert t_first - sent >= 0.09
+    assert t_first - sent >= 0.08
     assert t_second - t_first >= 0.09
 
 

@@ -180,3 +180,29 @@ def test_compat_client_against_original_server(environ):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_readme_helpers_start_a_background_server():
+    import socket
+
+    from twistbridge.bgpy import execute, initialize, terminate, token_create
+
+    token = token_create()
+    assert len(token) == 86  # 64 random bytes, URL-safe base64
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    try:
+        assert initialize(*TASKS, port=port, token=token, log_level="WARNING") == (
+            second(message="Initialization successful.")
+        )
+        assert execute(
+            {"command": "increase", "value_change": 10}, port=port, token=token
+        ) == {"message": "Received 'EXEC'"}
+        assert execute(
+            {"command": "get"}, port=port, token="bad", await_response=True
+        ) == (second(message="Invalid client authentication."))
+    finally:
+        final = terminate(port=port, token=token, await_response=True)
+    assert final == second(request_count=2, value=1010, status="Exited.")

@@ -36,6 +36,14 @@ HEADER_SIZE = 16
 BUFFER_TIME = 0.1
 """Seconds bgpy's own server pauses after each frame it reads or writes."""
 
+RECEIVE_PAUSE = 0.09
+"""
+Seconds between reading a bgpy frame and writing the next one.  bgpy's
+client sleeps L{BUFFER_TIME} after each write before it reads: an answer
+sent this long after the request is waiting when it reads, and the frame
+after it (L{BUFFER_TIME} later again) cannot join it in one read.
+"""
+
 _HEADER = re.compile(rb"^ *(\d{1,16}) *$")
 
 
@@ -295,6 +303,15 @@ class LineDecoder:
         """Add bytes; return the lines they completed."""
         if self.failed:
             return []
+        if not self._buffer and data.endswith(b"\n") and data.count(b"\n") == 1:
+            # The usual case: exactly one whole line.
+            if len(data) - 1 > self.max_size:
+                self.failed = True
+                return [
+                    BgpyError(f"Line exceeds the limit of {self.max_size} bytes.", True)
+                ]
+            line = data.rstrip(b"\r\n")
+            return [line] if line.strip() else []
         self._buffer += data
         out: List[Union[bytes, BgpyError]] = []
         while True:

@@ -1,7 +1,7 @@
 """
-bgpy's Twisted adapter: the protocol on C{--bgpy-port}, the task runtime
-that runs the tasks one at a time, and the service that runs C{init_task}
-at start and C{exit_task} at stop.
+bgpy's Twisted adapter: the protocol on C{--bgpy-port} and the service that
+runs C{init_task} at start and C{exit_task} at stop, over the task runtime
+(L{twistbridge.bgpy._runtime}) that runs the tasks one at a time.
 
     build_factory(bridge)    the L{BgpyFactory} of the bgpy listener
     build_services(bridge)   [L{BgpyTaskService}] when tasks are configured
@@ -27,19 +27,14 @@ read, waits for that client's acknowledgements, and enforces the timeouts.
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import os
-import sys
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.defer import Deferred, DeferredLock, DeferredQueue
+from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from twistbridge.bgpy._core import (
@@ -48,6 +43,7 @@ from twistbridge.bgpy._core import (
     BUFFER_TIME,
     INIT_OK,
     NOT_INITIALIZED,
+    RECEIVE_PAUSE,
     Authenticate,
     BgpyError,
     FrameDecoder,
@@ -56,14 +52,9 @@ from twistbridge.bgpy._core import (
     MessageType,
     Reject,
     RunTask,
-    TaskMachine,
-    TaskOutcome,
-    TaskSet,
     ack,
     awaits_response,
-    call_init,
     decide,
-    describe_failure,
     detect_format,
     encode_bgpy,
     encode_json,
@@ -72,313 +63,35 @@ from twistbridge.bgpy._core import (
     parse_json_line,
 )
 from twistbridge.bgpy._pickle import decode_frame
+from twistbridge.bgpy._runtime import TaskClient, TaskError, TaskRuntime, runtime
+from twistbridge.logs import access_bgpy
+
+__all__ = [
+    "BgpyFactory",
+    "BgpyProtocol",
+    "BgpyTaskService",
+    "TaskClient",
+    "TaskError",
+    "TaskRuntime",
+    "build_factory",
+    "build_services",
+    "runtime",
+]
 
 log = Logger(namespace="twistbridge.bgpy")
 
 OFFLOAD_DECODE = 256 * 1024
 """Frames at least this big are decoded in a thread, not in the reactor."""
 
+MAX_IN_FLIGHT = 32
+"""EXEC tasks one connection may have queued before its reading waits."""
+
 REFUSAL_ACK_TIMEOUT = 2.0
 """Seconds to wait for the acknowledgement of a refusal before closing."""
 
 _CLOSED = object()
 
-
-class TaskError(Exception):
-    """A task could not run (not initialized, ...) or raised."""
-
-
-# ---------------------------------------------------------------------------
-# Task runtime
-
-
-def load_init_file(path: str) -> tuple:
-    """
-    Load a tasks file (bgpy's C{--init-file}) as a module named after the
-    file (C{tasks.py} -> C{tasks}), so that clients pickling functions of
-    that module by name find them.
-
-    @return: C{(module name, TaskSet)}.
-    @raise SystemExit: with a one-line reason when the file is unusable.
-    """
-    stem = os.path.splitext(os.path.basename(path))[0] or "bgpy_tasks"
-    name = (
-        stem
-        if stem.isidentifier() and stem not in sys.modules
-        else f"bgpy_init_{abs(hash(path))}"
-    )
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError("not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        tasks = TaskSet(module.init_task, module.exec_task, module.exit_task)
-    except Exception as e:
-        sys.modules.pop(name, None)
-        raise SystemExit(
-            f"bgpy: cannot load tasks from {path}: {type(e).__name__}: {e}"
-        ) from None
-    for func in (tasks.init_task, tasks.exec_task, tasks.exit_task):
-        if not callable(func):
-            raise SystemExit(f"bgpy: {path}: {func!r} is not callable")
-    return name, tasks
-
-
-class TaskClient:
-    """
-    The C{client} object a task receives: C{respond(client, ...)} sends
-    the second response through it.  Safe to use from the task's thread.
-
-    @ivar peer: the client's address (C{""} when no client is connected).
-    @ivar await_response: whether the client waits for a second response.
-    @ivar response: fires with the encoded second response (bytes), once.
-    """
-
-    def __init__(
-        self,
-        connection: Optional[BgpyProtocol] = None,
-        await_response: bool = False,
-        reactor: Any = None,
-    ) -> None:
-        self.connection = connection
-        self.await_response = await_response
-        self.peer = connection.peer if connection is not None else ""
-        self.response: Deferred = Deferred()
-        self._reactor = reactor or (connection.reactor if connection else None)
-
-    def respond(self, response: Any, error: bool = False) -> None:
-        """Send C{response} as the second response (the first call only)."""
-        if self.connection is None or not self.await_response:
-            log.debug("bgpy: respond() without a client waiting: not sent")
-            return
-        message = Message(MessageType.ERROR if error else MessageType.OK, response)
-        # Encode here, in the task's thread, not in the reactor.
-        data = self.connection.encode(message, second=True)
-        if threadable.isInIOThread() or self._reactor is None:
-            self._deliver(data)
-        else:
-            self._reactor.callFromThread(self._deliver, data)
-
-    def _deliver(self, data: bytes) -> None:
-        if self.response.called:
-            log.warn("bgpy: a task responded more than once; only the first is sent")
-            return
-        self.response.callback(data)
-
-    def finish(self, kind: str, outcome: TaskOutcome) -> None:
-        """The task ended: answer for it if it did not respond itself."""
-        if self.response.called or self.connection is None:
-            return
-        if outcome.ok:
-            message = ok_message(f"{kind}_task sent no response.")
-        else:
-            message = error_message(outcome.message)
-        self.response.callback(self.connection.encode(message, second=True))
-
-
-class TaskRuntime:
-    """
-    The bridge's tasks and their state, run one at a time.
-
-    Every task goes through L{DeferredLock} C{lock} and runs in the bridge's
-    thread pool (C{bridge.offloader.in_thread}), so tasks may block and the
-    state is never touched by two tasks at once.
-
-    @ivar machine: the L{TaskMachine} (tasks in force, state).
-    @ivar allow_modules: modules whose functions INIT may name.
-    @ivar token: the token clients must send, or L{None}.
-    @ivar on_exit: called after a connection that sent EXIT is done (the
-        standalone server stops there), or L{None}.
-    """
-
-    def __init__(self, bridge: Any, reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
-        self.bridge = bridge
-        settings = bridge.settings
-        registered = bridge.bgpy
-        allow = set(registered.allow_modules) | set(settings.bgpy_allow_module)
-        configured: Optional[TaskSet] = None
-        if settings.bgpy_init_file:
-            module_name, configured = load_init_file(settings.bgpy_init_file)
-            allow.add(module_name)
-        elif registered.init_task is not None:
-            configured = TaskSet(
-                registered.init_task, registered.exec_task, registered.exit_task
-            )
-        self.allow_modules: FrozenSet[str] = frozenset(allow)
-        self.machine = TaskMachine(configured=configured)
-        try:
-            self.token = settings.token()
-        except OSError as e:
-            raise SystemExit(f"bgpy: cannot read the token file: {e}") from None
-        self.lock = DeferredLock()
-        self.on_exit: Optional[Callable[[], Any]] = None
-        self._watched = False
-        self._snapshot: Any = None
-
-    # public API -------------------------------------------------------------
-
-    @property
-    def idle(self) -> bool:
-        """Whether no task is running or queued."""
-        return not self.lock.locked and not self.lock.waiting
-
-    def state(self) -> Optional[Dict[str, Any]]:
-        """
-        A copy of the current state, or L{None} when uninitialized.  While a
-        task runs, the state as it was when that task started.
-        """
-        self._watched = True
-        if not self.machine.initialized:
-            return None
-        if not self.idle and self._snapshot is not None:
-            return copy.deepcopy(self._snapshot)
-        return copy.deepcopy(self.machine.state)
-
-    def execute(self, exec_args: Dict[str, Any]) -> Deferred:
-        """
-        Run C{exec_task} with C{exec_args} (queued behind other tasks).
-
-        @return: a L{Deferred} firing with a copy of the new state, or
-            failing with L{TaskError}.
-        """
-        client = TaskClient(None, False, self.reactor)
-        d = self.run("exec", client, dict(exec_args), snapshot=True)
-
-        def done(outcome: TaskOutcome) -> Any:
-            if not outcome.ok:
-                raise TaskError(outcome.message)
-            return outcome.state
-
-        return d.addCallback(done)
-
-    def run(
-        self,
-        kind: str,
-        client: TaskClient,
-        args: Dict[str, Any],
-        tasks: Optional[TaskSet] = None,
-        snapshot: bool = False,
-    ) -> Deferred:
-        """
-        Run the C{init}, C{exec} or C{exit} task in turn.
-
-        @return: a L{Deferred} of a L{TaskOutcome} (it never fails).
-        """
-
-        def locked() -> Deferred:
-            return defer.ensureDeferred(self._run(kind, client, args, tasks, snapshot))
-
-        d = self.lock.run(locked)
-
-        def finish(outcome: TaskOutcome) -> TaskOutcome:
-            client.finish(kind, outcome)
-            return outcome
-
-        return d.addCallback(finish)
-
-    # internals --------------------------------------------------------------
-
-    async def _run(
-        self,
-        kind: str,
-        client: TaskClient,
-        args: Dict[str, Any],
-        tasks: Optional[TaskSet],
-        snapshot: bool,
-    ) -> TaskOutcome:
-        machine = self.machine
-        offload = self.bridge.offloader.in_thread
-        if kind == "init":
-            plan = machine.plan_init(tasks)
-            if isinstance(plan, BgpyError):
-                return TaskOutcome(False, plan.message)
-            try:
-                state = await offload(call_init, plan.init_task, client)
-            except Exception as e:
-                log.failure("bgpy: init_task raised", Failure())
-                return TaskOutcome(False, describe_failure(kind, e))
-            machine.commit_init(plan, state)
-            self._keep_snapshot()
-            log.info("bgpy: initialized")
-            return TaskOutcome(True, INIT_OK, self._copy(snapshot))
-        plan = machine.plan_task()
-        if isinstance(plan, BgpyError):
-            return TaskOutcome(False, plan.message)
-        if kind == "exec":
-            try:
-                state = await offload(plan.exec_task, client, machine.state, args)
-            except Exception as e:
-                log.failure("bgpy: exec_task raised", Failure())
-                self._keep_snapshot()
-                return TaskOutcome(False, describe_failure(kind, e))
-            machine.commit_exec(state)
-            self._keep_snapshot()
-            return TaskOutcome(True, "", self._copy(snapshot))
-        try:
-            await offload(plan.exit_task, client, machine.state, args)
-        except Exception as e:
-            log.failure("bgpy: exit_task raised", Failure())
-            outcome = TaskOutcome(False, describe_failure(kind, e))
-        else:
-            outcome = TaskOutcome(True, "")
-        machine.reset()
-        self._snapshot = None
-        log.info("bgpy: exited; the state is uninitialized")
-        return outcome
-
-    def _copy(self, wanted: bool) -> Any:
-        return copy.deepcopy(self.machine.state) if wanted else None
-
-    def _keep_snapshot(self) -> None:
-        if self._watched:
-            try:
-                self._snapshot = copy.deepcopy(self.machine.state)
-            except Exception:
-                self._snapshot = None
-
-    def start(self) -> Deferred:
-        """Run C{init_task} of the configured tasks (service start)."""
-        if self.machine.configured is None:
-            return defer.succeed(None)
-        d = self.run("init", TaskClient(None, False, self.reactor), {})
-
-        def report(outcome: TaskOutcome) -> None:
-            if not outcome.ok:
-                log.error(
-                    "bgpy: init_task at start failed: {message}",
-                    message=outcome.message,
-                )
-
-        return d.addCallback(report)
-
-    def stop(self) -> Deferred:
-        """Run C{exit_task} if initialized (graceful shutdown)."""
-
-        def locked() -> Any:
-            if not self.machine.initialized:
-                return None
-            return defer.ensureDeferred(
-                self._run(
-                    "exit", TaskClient(None, False, self.reactor), {}, None, False
-                )
-            )
-
-        return self.lock.run(locked)
-
-
-def runtime(bridge: Any) -> TaskRuntime:
-    """The bridge's L{TaskRuntime} (created on first use)."""
-    built = bridge._built
-    if "bgpy_runtime" not in built:
-        built["bgpy_runtime"] = TaskRuntime(bridge)
-    return built["bgpy_runtime"]
+_JSON_EXEC_ACK = encode_json(ack(MessageType.EXEC))
 
 
 # ---------------------------------------------------------------------------
@@ -413,6 +126,9 @@ class BgpyProtocol(Protocol):
         self._message_timer: Any = None
         self._idle_timer: Any = None
         self._complained = False
+        self.in_flight: List[Deferred] = []
+        self._parked = False
+        self._quiet_client = TaskClient(self, False)
 
     # connection events ------------------------------------------------------
 
@@ -436,6 +152,18 @@ class BgpyProtocol(Protocol):
         self._idle_timer = None
         items = self.decoder.feed(data)
         for item in items:
+            if (
+                self._parked
+                and self.format == "json"
+                and not self.inbox.pending
+                and not isinstance(item, BgpyError)
+                and len(item) < OFFLOAD_DECODE
+            ):
+                # Nothing queued before it: handle a JSON line now if it
+                # needs no waiting (most EXECs), without the queue.
+                item = parse_json_line(item)
+                if isinstance(item, Message) and self._handle_now(item):
+                    continue
             self.inbox.put(item)
         self._cancel(self._message_timer)
         self._message_timer = None
@@ -515,14 +243,21 @@ class BgpyProtocol(Protocol):
         while True:
             if self.format == "bgpy":
                 self._arm_idle_between_messages()
+            self._parked = True
             item = await self._next()
+            self._parked = False
             self._cancel(self._idle_timer)
             if item is _CLOSED:
                 return
-            if isinstance(item, BgpyError):  # broken framing, too big, too slow
+            if isinstance(item, BgpyError) and item.close:
+                # broken framing, too big, too slow
                 await self._refuse(item, both_slots=False)
                 return
-            message = await self._decode(item)
+            message = (
+                item
+                if isinstance(item, (Message, BgpyError))
+                else await self._decode(item)
+            )
             if isinstance(message, BgpyError):
                 await self._refuse(message, both_slots=message.close)
                 if message.close:
@@ -549,9 +284,13 @@ class BgpyProtocol(Protocol):
         return decode_frame(*args)
 
     def _received(self) -> None:
-        # bgpy's own server pauses after each frame it reads: so do we.
+        # bgpy's own server pauses after each frame it reads; so do we,
+        # a little less (RECEIVE_PAUSE): bgpy's client reads its answer
+        # BUFFER_TIME after it wrote, so the answer is there when it reads.
         if self.format == "bgpy":
-            self.not_before = max(self.not_before, self.reactor.seconds() + BUFFER_TIME)
+            self.not_before = max(
+                self.not_before, self.reactor.seconds() + RECEIVE_PAUSE
+            )
 
     def _complain(self, error: BgpyError) -> None:
         if not self._complained or not error.close:
@@ -579,10 +318,50 @@ class BgpyProtocol(Protocol):
                 )
             self._close()
 
+    def _handle_now(self, message: Message) -> bool:
+        """
+        On JSON lines, carry out an EXEC that needs no waiting (no second
+        response awaited) at once: acknowledge and queue the task.
+
+        @return: whether it was handled.
+        """
+        runtime = self.runtime
+        if (
+            message.type is not MessageType.EXEC
+            or not self.authenticated
+            or awaits_response(message)
+            or self.lost
+        ):
+            return False
+        if runtime.idle and not runtime.machine.initialized:
+            self._complain(BgpyError(NOT_INITIALIZED))
+            self.transport.write(self.encode(error_message(NOT_INITIALIZED)))
+            return True
+        if not runtime.submit(self._quiet_client, message.args):
+            return False  # a long queue: the slow path makes this client wait
+        access_bgpy(self.peer, "EXEC", "OK", self.format or "")
+        self.transport.write(_JSON_EXEC_ACK)
+        return True
+
+    def _track(self, outcome_d: Deferred) -> None:
+        self.in_flight.append(outcome_d)
+        outcome_d.addBoth(self._task_done, outcome_d)
+
     async def _handle(self, message: Message) -> bool:
         """Carry out one message; L{False} when the connection is done."""
+        if self.format == "json" and self._handle_now(message):
+            return not self.lost
         runtime = self.runtime
         decision = decide(message, self.authenticated, runtime.token)
+        refused = isinstance(decision, Reject) or (
+            isinstance(decision, Authenticate) and not decision.ok
+        )
+        access_bgpy(
+            self.peer,
+            getattr(message.type, "name", str(message.type)),
+            "ERROR" if refused else "OK",
+            self.format or "",
+        )
         awaited = awaits_response(message)
         if (
             isinstance(decision, RunTask)
@@ -600,9 +379,10 @@ class BgpyProtocol(Protocol):
                 expect_ack=awaited,
             )
             return not self.lost
-        await_ack = defer.ensureDeferred(self._send(self.encode(ack(message.type))))
+        await_ack = self._start_send(self.encode(ack(message.type)))
         if isinstance(decision, Authenticate):
-            await await_ack
+            if await_ack is not None:
+                await await_ack
             if decision.ok:
                 self.authenticated = True
                 await self._send(
@@ -619,7 +399,8 @@ class BgpyProtocol(Protocol):
         kind = decision.kind
         client = TaskClient(self, awaited and kind != "init")
         outcome_d = runtime.run(kind, client, decision.args, decision.tasks)
-        await await_ack
+        if await_ack is not None:
+            await await_ack
         if kind == "init":
             outcome = await outcome_d
             answer = (
@@ -629,13 +410,24 @@ class BgpyProtocol(Protocol):
             return not self.lost
         if awaited:
             await self._send(await client.response, expect_ack=True)
+        elif kind == "exec":
+            # Nothing more to answer: go on reading while the task waits its
+            # turn (tasks still run one at a time, in order), with a bound
+            # on how many a connection may have queued.
+            self._track(outcome_d)
+            if len(self.in_flight) > MAX_IN_FLIGHT:
+                await self.in_flight[0]
+            return not self.lost
         await outcome_d
         if kind == "exit":
-            await self._after_exit(awaited)
-            return False
+            return await self._after_exit(awaited)
         return not self.lost
 
-    async def _after_exit(self, acknowledged: bool) -> None:
+    def _task_done(self, result: Any, d: Deferred) -> Any:
+        self.in_flight.remove(d)
+        return result
+
+    async def _after_exit(self, acknowledged: bool) -> bool:
         """
         After EXIT, bgpy's client must see the connection end only once it
         is done: close after its acknowledgement of the last frame, or once
@@ -648,6 +440,8 @@ class BgpyProtocol(Protocol):
             self._close()
         if self.runtime.on_exit is not None:
             self.runtime.on_exit()
+            return False
+        return self.format == "json" and not self.lost
 
     # writing --------------------------------------------------------------------
 
@@ -667,6 +461,17 @@ class BgpyProtocol(Protocol):
             return encode_bgpy(message)
         except Exception as e:
             return encode_bgpy(error_message(f"Answer does not pickle: {e}."))
+
+    def _start_send(self, data: bytes) -> Optional[Deferred]:
+        """
+        Write at once on JSON lines (L{None}); on the bgpy format, start a
+        paced L{_send} and return its L{Deferred}.
+        """
+        if self.format != "bgpy":
+            if not self.lost:
+                self.transport.write(data)
+            return None
+        return defer.ensureDeferred(self._send(data))
 
     async def _send(
         self, data: bytes, expect_ack: bool = False, timeout: Optional[float] = None

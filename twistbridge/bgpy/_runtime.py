@@ -1,0 +1,479 @@
+"""
+The bgpy task runtime: the bridge's tasks and their state, run one at a
+time, in order, in the bridge's thread pool.
+
+    rt = runtime(bridge)
+    rt.state()                  # a copy of the current state, or None
+    d = rt.execute({"command": "increase", "value_change": 10})
+    d.addCallback(print)        # the new state (a copy), after exec_task ran
+
+The protocol (L{twistbridge.bgpy._protocol}) queues its clients' INIT, EXEC
+and EXIT here; other parts of a program (the browser playground) use
+L{runtime} to reach the tasks without a socket.  C{execute} goes through the
+same queue as the clients' EXEC messages; it fails with L{TaskError} when the
+tasks are not initialized or C{exec_task} raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import sys
+from collections import deque
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python import threadable
+from twisted.python.failure import Failure
+
+from twistbridge.bgpy._core import (
+    INIT_OK,
+    BgpyError,
+    Message,
+    MessageType,
+    TaskMachine,
+    TaskOutcome,
+    TaskSet,
+    call_init,
+    describe_failure,
+    error_message,
+    ok_message,
+)
+
+log = Logger(namespace="twistbridge.bgpy")
+
+GATHER_TIME = 0.001
+"""Seconds EXEC tasks nobody waits on may wait to be handed over together."""
+
+MAX_QUEUED = 1024
+"""Tasks nobody waits on that may be queued; past it, clients wait."""
+
+MAX_BATCH = 64
+"""EXEC tasks handed to the thread pool in one call, at most."""
+
+
+class TaskError(Exception):
+    """A task could not run (not initialized, ...) or raised."""
+
+
+def load_init_file(path: str) -> tuple:
+    """
+    Load a tasks file (bgpy's C{--init-file}) as a module named after the
+    file (C{tasks.py} -> C{tasks}), so that clients pickling functions of
+    that module by name find them.
+
+    @return: C{(module name, TaskSet)}.
+    @raise SystemExit: with a one-line reason when the file is unusable.
+    """
+    stem = os.path.splitext(os.path.basename(path))[0] or "bgpy_tasks"
+    name = (
+        stem
+        if stem.isidentifier() and stem not in sys.modules
+        else f"bgpy_init_{abs(hash(path))}"
+    )
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError("not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        tasks = TaskSet(module.init_task, module.exec_task, module.exit_task)
+    except Exception as e:
+        sys.modules.pop(name, None)
+        raise SystemExit(
+            f"bgpy: cannot load tasks from {path}: {type(e).__name__}: {e}"
+        ) from None
+    for func in (tasks.init_task, tasks.exec_task, tasks.exit_task):
+        if not callable(func):
+            raise SystemExit(f"bgpy: {path}: {func!r} is not callable")
+    return name, tasks
+
+
+class TaskClient:
+    """
+    The C{client} object a task receives: C{respond(client, ...)} sends
+    the second response through it.  Safe to use from the task's thread.
+
+    @ivar peer: the client's address (C{""} when no client is connected).
+    @ivar await_response: whether the client waits for a second response.
+    @ivar response: fires with the encoded second response (bytes), once.
+    """
+
+    def __init__(
+        self,
+        connection: Any = None,
+        await_response: bool = False,
+        reactor: Any = None,
+    ) -> None:
+        self.connection = connection
+        self.await_response = await_response
+        self.peer = connection.peer if connection is not None else ""
+        self.response: Deferred = Deferred()
+        self._reactor = reactor or (connection.reactor if connection else None)
+
+    def respond(self, response: Any, error: bool = False) -> None:
+        """Send C{response} as the second response (the first call only)."""
+        if self.connection is None or not self.await_response:
+            log.debug("bgpy: respond() without a client waiting: not sent")
+            return
+        message = Message(MessageType.ERROR if error else MessageType.OK, response)
+        # Encode here, in the task's thread, not in the reactor.
+        data = self.connection.encode(message, second=True)
+        if threadable.isInIOThread() or self._reactor is None:
+            self._deliver(data)
+        else:
+            self._reactor.callFromThread(self._deliver, data)
+
+    def _deliver(self, data: bytes) -> None:
+        if self.response.called:
+            log.warn("bgpy: a task responded more than once; only the first is sent")
+            return
+        self.response.callback(data)
+
+    def finish(self, kind: str, outcome: TaskOutcome) -> None:
+        """The task ended: answer for it if it did not respond itself."""
+        if self.response.called or self.connection is None or not self.await_response:
+            return
+        if outcome.ok:
+            message = ok_message(f"{kind}_task sent no response.")
+        else:
+            message = error_message(outcome.message)
+        self.response.callback(self.connection.encode(message, second=True))
+
+
+class _Job:
+    """One queued task run."""
+
+    __slots__ = ("kind", "client", "args", "tasks", "snapshot", "deferred")
+
+    def __init__(
+        self,
+        kind: str,
+        client: TaskClient,
+        args: Dict[str, Any],
+        tasks: Optional[TaskSet],
+        snapshot: bool,
+        deferred: Optional[Deferred],
+    ) -> None:
+        self.kind = kind
+        self.client = client
+        self.args = args
+        self.tasks = tasks
+        self.snapshot = snapshot
+        self.deferred = deferred
+
+
+def _exec_batch(exec_task: Callable[..., Any], state: Any, calls: List[tuple]) -> tuple:
+    """
+    In a pool thread: run C{exec_task} for each C{(client, args, snapshot)}
+    in turn, handing the state on as bgpy does (a task that raises leaves
+    the state as it was).
+
+    @return: C{(state, [(ok, copy of the state or None | Failure), ...])}.
+    """
+    results = []
+    for client, args, snapshot in calls:
+        try:
+            state = exec_task(client, state, args)
+        except Exception:
+            results.append((False, Failure()))
+        else:
+            results.append((True, copy.deepcopy(state) if snapshot else None))
+    return state, results
+
+
+class TaskRuntime:
+    """
+    The bridge's tasks and their state, run one at a time.
+
+    Every task goes through one queue, in order, and runs in the bridge's
+    thread pool (C{bridge.offloader.in_thread}), so tasks may block and the
+    state is never touched by two tasks at once.  EXEC tasks waiting in the
+    queue together go to the thread in one call and run there one after
+    the other (fewer thread hand-offs when clients are fast).
+
+    @ivar machine: the L{TaskMachine} (tasks in force, state).
+    @ivar allow_modules: modules whose functions INIT may name.
+    @ivar token: the token clients must send, or L{None}.
+    @ivar on_exit: called after a connection that sent EXIT is done (the
+        standalone server stops there), or L{None}.
+    """
+
+    def __init__(self, bridge: Any, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.reactor = reactor
+        self.bridge = bridge
+        settings = bridge.settings
+        registered = bridge.bgpy
+        allow = set(registered.allow_modules) | set(settings.bgpy_allow_module)
+        configured: Optional[TaskSet] = None
+        if settings.bgpy_init_file:
+            module_name, configured = load_init_file(settings.bgpy_init_file)
+            allow.add(module_name)
+        elif registered.init_task is not None:
+            configured = TaskSet(
+                registered.init_task, registered.exec_task, registered.exit_task
+            )
+        self.allow_modules: FrozenSet[str] = frozenset(allow)
+        self.machine = TaskMachine(configured=configured)
+        try:
+            self.token = settings.token()
+        except OSError as e:
+            raise SystemExit(f"bgpy: cannot read the token file: {e}") from None
+        self._queue: Deque[_Job] = deque()
+        self._running = False
+        self._gather: Any = None
+        self.on_exit: Optional[Callable[[], Any]] = None
+        self._watched = False
+        self._snapshot: Any = None
+
+    # public API -------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Whether no task is running or queued."""
+        return not self._running and not self._queue
+
+    def state(self) -> Optional[Dict[str, Any]]:
+        """
+        A copy of the current state, or L{None} when uninitialized.  While a
+        task runs, the state as it was when that task started.
+        """
+        self._watched = True
+        if not self.machine.initialized:
+            return None
+        if not self.idle and self._snapshot is not None:
+            return copy.deepcopy(self._snapshot)
+        return copy.deepcopy(self.machine.state)
+
+    def execute(self, exec_args: Dict[str, Any]) -> Deferred:
+        """
+        Run C{exec_task} with C{exec_args} (queued behind other tasks).
+
+        @return: a L{Deferred} firing with a copy of the new state, or
+            failing with L{TaskError}.
+        """
+        client = TaskClient(None, False, self.reactor)
+        d = self.run("exec", client, dict(exec_args), snapshot=True)
+
+        def done(outcome: TaskOutcome) -> Any:
+            if not outcome.ok:
+                raise TaskError(outcome.message)
+            return outcome.state
+
+        return d.addCallback(done)
+
+    def run(
+        self,
+        kind: str,
+        client: TaskClient,
+        args: Dict[str, Any],
+        tasks: Optional[TaskSet] = None,
+        snapshot: bool = False,
+    ) -> Deferred:
+        """
+        Run the C{init}, C{exec} or C{exit} task in turn.
+
+        @return: a L{Deferred} of a L{TaskOutcome} (it never fails).
+        """
+
+        d: Deferred = Deferred()
+        self._queue.append(_Job(kind, client, args, tasks, snapshot, d))
+        if not self._running:
+            self._pump()
+
+        def finish(outcome: TaskOutcome) -> TaskOutcome:
+            client.finish(kind, outcome)
+            return outcome
+
+        return d.addCallback(finish)
+
+    def submit(self, client: TaskClient, exec_args: Dict[str, Any]) -> bool:
+        """
+        Queue an EXEC nobody waits on (its client awaits no second
+        response): no L{Deferred}; a failure is logged.  Such tasks may wait
+        L{GATHER_TIME} to be handed to the thread pool together with the
+        ones that follow (one thread hand-off instead of one each).
+
+        @return: L{False} (nothing queued) when L{MAX_QUEUED} tasks wait.
+        """
+        if len(self._queue) >= MAX_QUEUED:
+            return False
+        self._queue.append(_Job("exec", client, exec_args, None, False, None))
+        if not self._running and self._gather is None:
+            self._gather = self.reactor.callLater(GATHER_TIME, self._gathered)
+        return True
+
+    def drained(self) -> Deferred:
+        """A L{Deferred} that fires once every task queued so far has run."""
+        return self.run("noop", TaskClient(None, False, self.reactor), {})
+
+    # internals --------------------------------------------------------------
+
+    def _gathered(self) -> None:
+        self._gather = None
+        if not self._running:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Run queued jobs in order, one (or one batch of EXEC) at a time."""
+        if self._gather is not None:
+            self._gather.cancel()
+            self._gather = None
+        while self._queue:
+            self._running = True
+            job = self._queue.popleft()
+            plan = self.machine.plan_task()
+            if job.kind == "exec" and isinstance(plan, TaskSet):
+                batch = [job]
+                while (
+                    self._queue
+                    and self._queue[0].kind == "exec"
+                    and len(batch) < MAX_BATCH
+                ):
+                    batch.append(self._queue.popleft())
+                d = self.bridge.offloader.in_thread(
+                    _exec_batch,
+                    plan.exec_task,
+                    self.machine.state,
+                    [(j.client, j.args, j.snapshot) for j in batch],
+                )
+                d.addBoth(self._batch_done, batch)
+            else:
+                d = defer.ensureDeferred(
+                    self._run(job.kind, job.client, job.args, job.tasks, job.snapshot)
+                )
+                d.addBoth(self._job_done, job)
+            if not d.called:
+                d.addBoth(lambda _: self._pump())
+                return
+        self._running = False
+
+    def _job_done(self, outcome: Any, job: _Job) -> None:
+        if isinstance(outcome, Failure):  # a bug here, not in a task
+            log.failure("bgpy: task runtime error", outcome)
+            outcome = TaskOutcome(False, "Internal error.")
+        if job.deferred is not None:
+            job.deferred.callback(outcome)
+        elif not outcome.ok:  # nobody waits for it: say it in the log
+            log.warn(
+                "bgpy: {kind} not run: {message}",
+                kind=job.kind,
+                message=outcome.message,
+            )
+
+    def _batch_done(self, result: Any, batch: List[_Job]) -> None:
+        if isinstance(result, Failure):
+            log.failure("bgpy: task runtime error", result)
+            for job in batch:
+                if job.deferred is not None:
+                    job.deferred.callback(TaskOutcome(False, "Internal error."))
+            return
+        state, results = result
+        self.machine.commit_exec(state)
+        self._keep_snapshot()
+        for job, (ok, value) in zip(batch, results):
+            if ok:
+                if job.deferred is not None:
+                    job.deferred.callback(TaskOutcome(True, "", value))
+                continue
+            log.failure("bgpy: exec_task raised", value)
+            if job.deferred is not None:
+                job.deferred.callback(
+                    TaskOutcome(False, describe_failure("exec", value.value))
+                )
+
+    async def _run(
+        self,
+        kind: str,
+        client: TaskClient,
+        args: Dict[str, Any],
+        tasks: Optional[TaskSet],
+        snapshot: bool,
+    ) -> TaskOutcome:
+        machine = self.machine
+        offload = self.bridge.offloader.in_thread
+        if kind == "noop" or (kind == "shutdown" and not machine.initialized):
+            return TaskOutcome(True, "")
+        if kind == "init":
+            plan = machine.plan_init(tasks)
+            if isinstance(plan, BgpyError):
+                return TaskOutcome(False, plan.message)
+            try:
+                state = await offload(call_init, plan.init_task, client)
+            except Exception as e:
+                log.failure("bgpy: init_task raised", Failure())
+                return TaskOutcome(False, describe_failure(kind, e))
+            machine.commit_init(plan, state)
+            self._keep_snapshot()
+            log.info("bgpy: initialized")
+            return TaskOutcome(True, INIT_OK, self._copy(snapshot))
+        plan = machine.plan_task()
+        if isinstance(plan, BgpyError):
+            return TaskOutcome(False, plan.message)
+        if kind == "exec":  # (EXEC normally goes through _exec_batch)
+            try:
+                state = await offload(plan.exec_task, client, machine.state, args)
+            except Exception as e:
+                log.failure("bgpy: exec_task raised", Failure())
+                self._keep_snapshot()
+                return TaskOutcome(False, describe_failure(kind, e))
+            machine.commit_exec(state)
+            self._keep_snapshot()
+            return TaskOutcome(True, "", self._copy(snapshot))
+        try:
+            await offload(plan.exit_task, client, machine.state, args)
+        except Exception as e:
+            log.failure("bgpy: exit_task raised", Failure())
+            outcome = TaskOutcome(False, describe_failure(kind, e))
+        else:
+            outcome = TaskOutcome(True, "")
+        machine.reset()
+        self._snapshot = None
+        log.info("bgpy: exited; the state is uninitialized")
+        return outcome
+
+    def _copy(self, wanted: bool) -> Any:
+        return copy.deepcopy(self.machine.state) if wanted else None
+
+    def _keep_snapshot(self) -> None:
+        if self._watched:
+            try:
+                self._snapshot = copy.deepcopy(self.machine.state)
+            except Exception:
+                self._snapshot = None
+
+    def start(self) -> Deferred:
+        """Run C{init_task} of the configured tasks (service start)."""
+        if self.machine.configured is None:
+            return defer.succeed(None)
+        d = self.run("init", TaskClient(None, False, self.reactor), {})
+
+        def report(outcome: TaskOutcome) -> None:
+            if not outcome.ok:
+                log.error(
+                    "bgpy: init_task at start failed: {message}",
+                    message=outcome.message,
+                )
+
+        return d.addCallback(report)
+
+    def stop(self) -> Deferred:
+        """Run C{exit_task} if initialized (graceful shutdown)."""
+
+        return self.run("shutdown", TaskClient(None, False, self.reactor), {})
+
+
+def runtime(bridge: Any) -> TaskRuntime:
+    """The bridge's L{TaskRuntime} (created on first use)."""
+    built = bridge._built
+    if "bgpy_runtime" not in built:
+        built["bgpy_runtime"] = TaskRuntime(bridge)
+    return built["bgpy_runtime"]
