@@ -177,6 +177,9 @@ def _discard(data: bytes) -> None:
     """Drop bytes a refused request's client still sends."""
 
 
+_BODILESS = (b"GET", b"HEAD")
+
+
 class BridgeRequest(Request):
     """
     A L{Request} that lets its resource see the headers before the body
@@ -187,6 +190,7 @@ class BridgeRequest(Request):
     """
 
     body_consumer: Any = None
+    _early: Any = None
     _body_limit: Optional[int] = None
     _body_received = 0
     _body_complete = False
@@ -195,6 +199,10 @@ class BridgeRequest(Request):
 
     def gotLength(self, length: Optional[int]) -> None:
         """The headers are in: resolve the resource and ask it about the body."""
+        if length == 0 and getattr(self.channel, "_command", None) in _BODILESS:
+            # A GET or HEAD without a body: nothing to limit or stream.
+            Request.gotLength(self, length)
+            return
         resource = self._resolve_early()
         if resource is not None:
             try:
@@ -245,10 +253,15 @@ class BridgeRequest(Request):
         self.prepath = []
         self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
         try:
-            return site.getResourceFor(self)
+            resource = site.getResourceFor(self)
         except Exception:
             log.failure("resolving {uri!r} early failed", uri=uri)
             return None
+        else:
+            # Kept for BridgeSite.getResourceFor, which would walk the same
+            # tree again once the body is in.
+            self._early = (self.path, resource, self.prepath, self.postpath)
+            return resource
         finally:
             self.prepath = []
             self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
@@ -415,6 +428,22 @@ class BridgeSite(Site):
         Site.__init__(self, bridge.resource())
         self.bridge = bridge
         self.timeOut = bridge.settings.idle_timeout
+
+    def getResourceFor(self, request: Any) -> Any:
+        """
+        The resource for C{request}: the one L{BridgeRequest} resolved when the
+        headers came in, if it did, else a walk of the tree as usual.
+        """
+        early = getattr(request, "_early", None)
+        if early is not None:
+            request._early = None
+            path, resource, prepath, postpath = early
+            if path == request.path:
+                request.site = self
+                request.sitepath = []
+                request.prepath, request.postpath = prepath, postpath
+                return resource
+        return Site.getResourceFor(self, request)
 
     def buildProtocol(self, addr: Any) -> Any:
         """A channel carrying the bridge's header timeout."""
