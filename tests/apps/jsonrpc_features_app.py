@@ -1,6 +1,5 @@
 """A Bridge app exercising every JSON-RPC feature (tests/jsonrpc)."""
 
-import asyncio
 import os
 import threading
 
@@ -61,7 +60,6 @@ def where_reactor():
 
 @bridge.rpc_function
 async def async_double(x):
-    await asyncio.sleep(0) if False else None
     d = defer.Deferred()
     reactor.callLater(0, d.callback, x * 2)
     return await d
