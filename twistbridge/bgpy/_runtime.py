@@ -45,13 +45,13 @@ from twistbridge.bgpy._core import (
 
 log = Logger(namespace="twistbridge.bgpy")
 
-GATHER_TIME = 0.001
+GATHER_TIME = 0.02
 """Seconds EXEC tasks nobody waits on may wait to be handed over together."""
 
 MAX_QUEUED = 1024
 """Tasks nobody waits on that may be queued; past it, clients wait."""
 
-MAX_BATCH = 64
+MAX_BATCH = 1024
 """EXEC tasks handed to the thread pool in one call, at most."""
 
 
