@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5020
 PYTEST_ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install browser-deps
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ $(VENV)/.test-deps: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet '.[test,docs]'
 	touch $@
 
+# The socket-activation tests run the real `systemd-socket-activate` (Debian
+# package `systemd`): install it when missing and we may (root with apt-get);
+# otherwise those tests are skipped, saying why.
+system-deps:
+	@command -v systemd-socket-activate >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends systemd) >/dev/null 2>&1 \
+	      || echo "note: could not install systemd-socket-activate" >&2; \
+	  else echo "note: systemd-socket-activate is missing: its tests will be skipped" >&2; fi; }
+
 # Debian's Chromium and ChromeDriver for the playground's browser test:
 # installed when missing and we are root, else that test is skipped.
 browser-deps:
@@ -33,9 +44,9 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps
+test: $(VENV)/.test-deps browser-deps system-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py
+	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The manual, warnings as errors (tests/test_docs.py builds it too).
@@ -43,8 +54,14 @@ docs: $(VENV)/.test-deps
 	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py
-	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py
+	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
+	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py docs
+
+# The property-based tests with many more examples (FUZZ_SCALE times).
+FUZZ_SCALE ?= 50
+fuzz: $(VENV)/.test-deps
+	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
+	TWISTBRIDGE_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/pytest -m hypothesis -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build

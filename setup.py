@@ -31,7 +31,6 @@ setup(
         "autobahn>=23.1.2",
         "txjsonrpc-ng>=0.9.2",
         "multipart>=1.2.1",
-        "ampoule>=24.10.0",
     ],
     extras_require={
         "test": [

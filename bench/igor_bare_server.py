@@ -36,6 +36,8 @@ class Echo(WebSocketServerProtocol):
 factory = WebSocketServerFactory()
 factory.protocol = Echo
 factory.noisy = False
-port = reactor.listenTCP(int(sys.argv[1]) if len(sys.argv) > 1 else 0, factory, interface="127.0.0.1")
+port = reactor.listenTCP(
+    int(sys.argv[1]) if len(sys.argv) > 1 else 0, factory, interface="127.0.0.1"
+)
 print(f"listening on {port.getHost().port}", flush=True)
 reactor.run()

@@ -51,7 +51,13 @@ def free_port() -> int:
 class Server:
     """A server child process that prints the port it listens on."""
 
-    def __init__(self, name: str, argv: List[str], pattern: str, env: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        name: str,
+        argv: List[str],
+        pattern: str,
+        env: Optional[Dict[str, str]] = None,
+    ):
         self.name = name
         self.argv = argv
         self.pattern = re.compile(pattern)
@@ -62,7 +68,11 @@ class Server:
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, cwd=HERE
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=HERE,
         )
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + 30
@@ -96,6 +106,12 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
@@ -117,9 +133,13 @@ class Conn:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16))
         writer.write(
-            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode()
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: 127.0.0.1:"
+            + str(port).encode()
             + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-            + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + key
+            + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         head = await reader.readuntil(b"\r\n\r\n")
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
@@ -170,7 +190,10 @@ class Conn:
         self.writer.close()
 
 
-async def throughput(port: int, connections: int, seconds: float, path: str) -> Dict[str, Any]:
+async def throughput(
+    server: Server, connections: int, seconds: float, path: str
+) -> Dict[str, Any]:
+    port = server.port
     latencies: List[float] = []
     errors = 0
     stop_at = 0.0
@@ -194,10 +217,12 @@ async def throughput(port: int, connections: int, seconds: float, path: str) -> 
         finally:
             conn.close()
 
+    cpu0 = server.cpu_seconds()
     start = time.perf_counter()
     stop_at = start + seconds
     await asyncio.gather(*(worker(k) for k in range(connections)))
     elapsed = time.perf_counter() - start
+    cpu = server.cpu_seconds() - cpu0
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -210,6 +235,7 @@ async def throughput(port: int, connections: int, seconds: float, path: str) -> 
         "p50": pct(0.50),
         "p99": pct(0.99),
         "errors": errors,
+        "cpu_us": 1e6 * cpu / max(1, len(latencies)),
     }
 
 
@@ -250,6 +276,8 @@ def best(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The fastest of several runs (the machine may be shared), errors summed."""
     top = dict(max(runs, key=lambda r: r["rate"]))
     top["errors"] = sum(r["errors"] for r in runs)
+    # Server CPU per round trip hardly depends on other load: the median.
+    top["cpu_us"] = sorted(r["cpu_us"] for r in runs)[len(runs) // 2]
     return top
 
 
@@ -264,8 +292,10 @@ def row(name: str, r: Dict[str, Any], ceiling: Optional[Dict[str, Any]]) -> str:
 
     one, fifty = r["one"], r["fifty"]
     text = (
-        f"{name:<28} {one['rate']:8.0f} {share('one')} {one['p50']:6.2f} {one['p99']:7.2f} {one['errors']:4d}"
-        f" | {fifty['rate']:8.0f} {share('fifty')} {fifty['p50']:6.2f} {fifty['p99']:7.2f} {fifty['errors']:4d}"
+        f"{name:<28} {one['rate']:7.0f} {share('one')} {one['p50']:5.2f} {one['p99']:6.2f}"
+        f" {one['cpu_us']:5.0f} {one['errors']:3d}"
+        f" | {fifty['rate']:7.0f} {share('fifty')} {fifty['p50']:6.2f} {fifty['p99']:7.2f}"
+        f" {fifty['cpu_us']:5.0f} {fifty['errors']:3d}"
     )
     if "idle" in r:
         i = r["idle"]
@@ -275,55 +305,156 @@ def row(name: str, r: Dict[str, Any], ceiling: Optional[Dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per throughput phase")
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="per throughput phase"
+    )
     parser.add_argument("--idle", type=int, default=5000, help="idle clients (0: skip)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds; the best of each is reported")
-    parser.add_argument("--ws-path", action="store_true",
-                        help="also measure /ws on the HTTP port")
-    parser.add_argument("--thread", action="store_true",
-                        help="also measure a plain-def (thread pool) echo handler")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds; the best of each is reported",
+    )
+    parser.add_argument(
+        "--ws-path", action="store_true", help="also measure /ws on the HTTP port"
+    )
+    parser.add_argument(
+        "--thread",
+        action="store_true",
+        help="also measure a plain-def (thread pool) echo handler",
+    )
     parser.add_argument("--original", help="a checkout of github.com/cezary986/igor")
-    parser.add_argument("--original-python", default=sys.executable,
-                        help="a Python with websocket-server installed")
-    parser.add_argument("--original-idle", type=int, default=None,
-                        help="idle clients for the original (a thread each) [default: --idle]")
+    parser.add_argument(
+        "--original-python",
+        default=sys.executable,
+        help="a Python with websocket-server installed",
+    )
+    parser.add_argument(
+        "--original-idle",
+        type=int,
+        default=None,
+        help="idle clients for the original (a thread each) [default: --idle]",
+    )
     args = parser.parse_args()
 
     python = sys.executable
     twistd = os.path.join(os.path.dirname(python), "twistd")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])),
+    )
     plan = [
-        ("bare autobahn (ceiling)", "/",
-         Server("bare", [python, os.path.join(HERE, "igor_bare_server.py")], r"listening on (\d+)")),
-        ("bare autobahn, plain log", "/",
-         Server("bare-plain", [python, os.path.join(HERE, "igor_bare_server.py")], r"listening on (\d+)",
-                dict(os.environ, IGOR_BARE_PLAIN_LOG="1"))),
-        ("twistbridge igor port", "/",
-         Server("twistbridge", [twistd, "-n", "--pidfile=", "bridge", "--app", "igor_bench_app:bridge",
-                                "--port", "none", "--bgpy-port", "none", "--igor-port", "0"],
-                r"igor listening on 127\.0\.0\.1:(\d+)", env)),
+        (
+            "bare autobahn (ceiling)",
+            "/",
+            Server(
+                "bare",
+                [python, os.path.join(HERE, "igor_bare_server.py")],
+                r"listening on (\d+)",
+            ),
+        ),
+        (
+            "bare autobahn, plain log",
+            "/",
+            Server(
+                "bare-plain",
+                [python, os.path.join(HERE, "igor_bare_server.py")],
+                r"listening on (\d+)",
+                dict(os.environ, IGOR_BARE_PLAIN_LOG="1"),
+            ),
+        ),
+        (
+            "twistbridge igor port",
+            "/",
+            Server(
+                "twistbridge",
+                [
+                    twistd,
+                    "-n",
+                    "--pidfile=",
+                    "bridge",
+                    "--app",
+                    "igor_bench_app:bridge",
+                    "--port",
+                    "none",
+                    "--bgpy-port",
+                    "none",
+                    "--igor-port",
+                    "0",
+                ],
+                r"igor listening on 127\.0\.0\.1:(\d+)",
+                env,
+            ),
+        ),
     ]
     if args.ws_path:
-        plan.append(("twistbridge /ws on HTTP port", "/ws", Server(
-            "twistbridge-ws", [twistd, "-n", "--pidfile=", "bridge", "--app", "igor_bench_app:bridge",
-                               "--port", "0", "--bgpy-port", "none", "--igor-port", "none"],
-            r"http listening on 127\.0\.0\.1:(\d+)", env)))
+        plan.append(
+            (
+                "twistbridge /ws on HTTP port",
+                "/ws",
+                Server(
+                    "twistbridge-ws",
+                    [
+                        twistd,
+                        "-n",
+                        "--pidfile=",
+                        "bridge",
+                        "--app",
+                        "igor_bench_app:bridge",
+                        "--port",
+                        "0",
+                        "--bgpy-port",
+                        "none",
+                        "--igor-port",
+                        "none",
+                    ],
+                    r"http listening on 127\.0\.0\.1:(\d+)",
+                    env,
+                ),
+            )
+        )
     if args.thread:
-        plan.append(("twistbridge, thread handler", "/", Server(
-            "twistbridge-thread", plan[2][2].argv, plan[2][2].pattern.pattern, env)))
+        plan.append(
+            (
+                "twistbridge, thread handler",
+                "/",
+                Server(
+                    "twistbridge-thread",
+                    plan[2][2].argv,
+                    plan[2][2].pattern.pattern,
+                    env,
+                ),
+            )
+        )
     if args.original:
         port = free_port()
-        plan.append(("original Igor", "/", Server(
-            "original", [args.original_python, os.path.join(HERE, "igor_original_runner.py"),
-                         args.original, str(port)], r"listening on (\d+)")))
+        plan.append(
+            (
+                "original Igor",
+                "/",
+                Server(
+                    "original",
+                    [
+                        args.original_python,
+                        os.path.join(HERE, "igor_original_runner.py"),
+                        args.original,
+                        str(port),
+                    ],
+                    r"listening on (\d+)",
+                ),
+            )
+        )
 
-    print(f"igor_bench: {args.seconds:g} s per phase, {args.idle} idle clients, "
-          f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    header = (f"{'server':<28} {'1 conn rt/s':>14} {'p50ms':>6} {'p99ms':>7} {'err':>4}"
-              f" | {'50 conn rt/s':>14} {'p50ms':>6} {'p99ms':>7} {'err':>4}"
-              f" | {'KiB/idle':>8} {'open/fail':>10} {'fds left':>6}")
+    print(
+        f"igor_bench: {args.seconds:g} s per phase, {args.idle} idle clients, "
+        f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    header = (
+        f"{'server':<28} {'1 conn rt/s':>13} {'p50ms':>5} {'p99ms':>6} {'cpuus':>5} {'err':>3}"
+        f" | {'50 conn rt/s':>13} {'p50ms':>6} {'p99ms':>7} {'cpuus':>5} {'err':>3}"
+        f" | {'KiB/idle':>8} {'open/fail':>10} {'fds left':>6}"
+    )
     for _, _, server in plan:
         server.start()
     try:
@@ -333,10 +464,15 @@ def main() -> None:
         for _ in range(args.rounds):
             # Interleaved, so that a burst of load elsewhere hits every server.
             for name, path, server in plan:
+                print(f"... round {_ + 1}: {name}", file=sys.stderr, flush=True)
                 Conn.action = b"echo_thread" if "thread" in name else b"echo"
-                asyncio.run(throughput(server.port, 1, 0.3, path))  # warm-up
-                runs[name]["one"].append(asyncio.run(throughput(server.port, 1, args.seconds, path)))
-                runs[name]["fifty"].append(asyncio.run(throughput(server.port, 50, args.seconds, path)))
+                asyncio.run(throughput(server, 1, 0.3, path))  # warm-up
+                runs[name]["one"].append(
+                    asyncio.run(throughput(server, 1, args.seconds, path))
+                )
+                runs[name]["fifty"].append(
+                    asyncio.run(throughput(server, 50, args.seconds, path))
+                )
         results = {name: {k: best(v) for k, v in r.items()} for name, r in runs.items()}
         if args.idle:
             for name, path, server in plan:
@@ -344,7 +480,17 @@ def main() -> None:
                 if server.name == "original" and args.original_idle is not None:
                     n = args.original_idle
                 Conn.action = b"echo"
-                results[name]["idle"] = asyncio.run(idle(server, n, path))
+                print(f"... {n} idle clients on {name}", file=sys.stderr, flush=True)
+                # A fresh process: the throughput phases may have left it
+                # grown (or, for the original, broken).
+                server.stop()
+                server.port = None
+                server.output = ""
+                server.start()
+                try:
+                    results[name]["idle"] = asyncio.run(idle(server, n, path))
+                except Exception as e:
+                    print(f"    failed: {e!r}", file=sys.stderr, flush=True)
     finally:
         for _, _, server in plan:
             server.stop()
@@ -353,9 +499,12 @@ def main() -> None:
     for name, _, _ in plan:
         r = results[name]
         print(row(name, r, None if r is ceiling else ceiling))
-    print("rt/s: JSON echo round trips per second (request -> data -> close); "
-          "%: share of the bare autobahn ceiling; fds left: descriptors still held 5 s "
-          "after every idle client disconnected")
+    print(
+        "rt/s: JSON echo round trips per second (request -> data -> close); "
+        "%: share of the bare autobahn ceiling; cpuus: server CPU microseconds per round trip "
+        "(median of the rounds); fds left: descriptors still held 5 s "
+        "after every idle client disconnected"
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ def echo(out, data, **kwargs):
 
 
 config = dict(igor_server.CONFIG)
-config.update(port=port, host="127.0.0.1", logging={"level": logging.CRITICAL, "file_name": None})
+config.update(
+    port=port, host="127.0.0.1", logging={"level": logging.CRITICAL, "file_name": None}
+)
 server = igor_server.IgorServer(api={"echo": echo}, config=config)
 print(f"listening on {port}", flush=True)
 server.run_forever()

@@ -28,6 +28,7 @@ exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
 templates_path: list = []
 html_static_path: list = []
 html_theme = "alabaster"
+html_theme_options = {"page_width": "1080px", "sidebar_width": "230px"}
 html_title = "twistbridge"
 pygments_style = "sphinx"
 

@@ -23,6 +23,7 @@ import time
 
 import pytest
 import requests
+import websocket
 
 from twistbridge.testing import BridgeProcess, twistd_path, wait_for
 
@@ -106,7 +107,11 @@ def test_daemon_mode_pidfile_umask_serve_sigterm(tmp_path, apps_env):
     )
     # The parent returns once the daemon has started.
     assert result.returncode == 0, result.stderr
-    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, what="pidfile"))
+    pid = int(
+        wait_for(
+            lambda: pidfile.exists() and pidfile.read_text().strip(), 10, what="pidfile"
+        )
+    )
     try:
         assert pid != os.getpid()
         log = wait_for(
@@ -147,7 +152,9 @@ def free_privileged_port() -> int:
     pytest.skip("no free port below 1024 on 127.0.0.1")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="-u/-g only apply when twistd starts as root")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="-u/-g only apply when twistd starts as root"
+)
 def test_drops_privileges_after_binding(tmp_path, apps_env):
     port = free_privileged_port()
     tmp_path.chmod(0o777)
@@ -177,10 +184,16 @@ def test_sigterm_drains_in_flight_request_and_refuses_new_connections(apps_env):
         host, port = server.addresses["http"].rsplit(":", 1)
         call = Call(requests.get, server.url("/slow?seconds=2"), timeout=30)
         call.start()
-        wait_for(lambda: "slow request started" in server.output, 10, what="the request in flight")
+        wait_for(
+            lambda: "slow request started" in server.output,
+            10,
+            what="the request in flight",
+        )
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
-        wait_for(lambda: refused(host, int(port)), 5, what="new connections to be refused")
+        wait_for(
+            lambda: refused(host, int(port)), 5, what="new connections to be refused"
+        )
         assert call.finished_at is None  # still in flight when refusing began
         assert server.process.wait(15) == 0
         exited = time.monotonic()
@@ -218,7 +231,9 @@ def test_sigterm_drains_in_flight_izzati_upload(apps_env):
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
         host, port = server.addresses["http"].rsplit(":", 1)
-        wait_for(lambda: refused(host, int(port)), 5, what="new connections to be refused")
+        wait_for(
+            lambda: refused(host, int(port)), 5, what="new connections to be refused"
+        )
         assert server.process.wait(15) == 0
         exited = time.monotonic()
         call.join(5)
@@ -228,6 +243,62 @@ def test_sigterm_drains_in_flight_izzati_upload(apps_env):
     assert call.response.status_code == 200
     assert call.response.json() == {"status": "slept", "files": ["a.txt"]}
     assert exited - signalled < 10
+
+
+class JsonLines:
+    """A bgpy JSON-lines client over a raw socket."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, type_: str, **args) -> None:
+        self.sock.sendall(json.dumps({"type": type_, "args": args}).encode() + b"\n")
+
+    def line(self) -> dict:
+        return json.loads(self.file.readline())
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_sigterm_lets_igor_streams_and_bgpy_tasks_finish(apps_env, tmp_path):
+    marker = tmp_path / "exit"
+    env = dict(apps_env, TWISTBRIDGE_TEST_EXIT_MARKER=str(marker))
+    server = BridgeProcess(APP, env=env).start()
+    try:
+        ws = websocket.create_connection(
+            f"ws://{server.addresses['igor']}/", timeout=10
+        )
+        ws.send(json.dumps({"streamId": "s", "action": "wait", "data": 1.5}))
+        bgpy = JsonLines(server.addresses["bgpy"])
+        bgpy.send("AUTH", token="production-secret-token-value")
+        assert [bgpy.line()["type"], bgpy.line()["type"]] == ["OK", "OK"]
+        bgpy.send("EXEC", sleep=1.5)
+        assert bgpy.line() == {"type": "OK", "args": {"message": "Received 'EXEC'"}}
+        wait_for(
+            lambda: (
+                "igor stream started" in server.output
+                and "bgpy task started" in server.output
+            ),
+            10,
+            what="the stream and the task to run",
+        )
+        server.signal(signal.SIGTERM)
+        # The stream finishes, then the server says it goes away (1001).
+        assert json.loads(ws.recv()) == {"streamId": "s", "data": "done"}
+        assert json.loads(ws.recv()) == {"streamId": "s", "close": True}
+        frame = ws.recv_data_frame(control_frame=True)[1]
+        assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(frame.data[:2], "big") == 1001
+        assert server.process.wait(15) == 0
+        bgpy.close()
+    finally:
+        server.stop()
+    # exit_task ran once the running task was done.
+    assert marker.read_text() == "exit_task ran after 1 task(s)\n"
 
 
 def test_idle_keep_alive_connection_does_not_hold_shutdown(apps_env):
@@ -254,7 +325,11 @@ def test_shutdown_timeout_bounds_the_drain(apps_env):
     try:
         call = Call(requests.get, server.url("/slow?seconds=30"), timeout=30)
         call.start()
-        wait_for(lambda: "slow request started" in server.output, 10, what="the request in flight")
+        wait_for(
+            lambda: "slow request started" in server.output,
+            10,
+            what="the request in flight",
+        )
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.process.wait(15) == 0
@@ -272,9 +347,15 @@ def test_second_sigterm_forces_the_exit(apps_env):
     try:
         call = Call(requests.get, server.url("/slow?seconds=30"), timeout=30)
         call.start()
-        wait_for(lambda: "slow request started" in server.output, 10, what="the request in flight")
+        wait_for(
+            lambda: "slow request started" in server.output,
+            10,
+            what="the request in flight",
+        )
         server.signal(signal.SIGTERM)
-        wait_for(lambda: "stopped accepting" in server.output, 10, what="the drain to begin")
+        wait_for(
+            lambda: "stopped accepting" in server.output, 10, what="the drain to begin"
+        )
         forced = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.process.wait(15) == 0
@@ -298,17 +379,20 @@ def test_blocked_handler_thread_does_not_keep_the_process_alive(apps_env):
         call = Call(requests.post, server.url("/rpc"), json=rpc, timeout=30)
         call.start()
         wait_for(
-            lambda: json.loads(requests.get(server.url("/health"), timeout=5).text)["pools"][
-                "threads"
-            ]["busy"]
-            == 1,
+            lambda: (
+                json.loads(requests.get(server.url("/health"), timeout=5).text)[
+                    "pools"
+                ]["threads"]["busy"]
+                == 1
+            ),
             10,
             what="the handler thread to be busy",
         )
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.process.wait(15) == 0
-        assert time.monotonic() - signalled < 1 + 1 + 2 + 2  # bound, pools, exit grace, slack
+        # The bound, the pools' grace, the exit grace, and some slack.
+        assert time.monotonic() - signalled < 1 + 1 + 2 + 2
         call.join(5)
     finally:
         server.stop()

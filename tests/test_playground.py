@@ -414,6 +414,12 @@ def test_token_file_unreadable(tmp_path):
     assert answer(req) == (503, {"error": "bgpy token file unreadable"})
 
 
+@pytest.mark.parametrize("path", ["/bgpy", "/bgpy/", "/bgpy/init", "/bgpy/state/x"])
+def test_bgpy_unknown_paths_are_json_404(path):
+    req = render(bgpy(FakeRuntime(state={})), request(path, b"POST", b"{}", JSON))
+    assert answer(req) == (404, {"error": "not found: /bgpy/ has state and exec"})
+
+
 def test_mount_leaves_app_paths_alone():
     root = Resource()
     mine = Resource()
@@ -441,7 +447,12 @@ def test_assets_served_with_types_and_policy():
 
 def test_no_listing_and_nothing_else_served():
     folder = build_assets()
-    for path in ("/playground/", "/playground/../playground.py", "/playground/nope.js"):
+    for path in (
+        "/playground",
+        "/playground/",
+        "/playground/../playground.py",
+        "/playground/nope.js",
+    ):
         req = render(folder, request(path))
         assert req.responseCode == 404
 
@@ -512,6 +523,21 @@ def test_page_over_http(demo_server):
     script = requests.get(demo_server.url("/playground/app.js"), timeout=10)
     assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert script.content == read_asset("app.js")
+    # Revalidation (Cache-Control: no-cache) costs a 304, not the file.
+    etag = script.headers["ETag"]
+    again = requests.get(
+        demo_server.url("/playground/app.js"),
+        headers={"If-None-Match": etag},
+        timeout=10,
+    )
+    assert (again.status_code, again.content) == (304, b"")
+    changed = requests.get(
+        demo_server.url("/playground/app.js"),
+        headers={"If-None-Match": '"other"'},
+        timeout=10,
+    )
+    assert (changed.status_code, changed.content) == (200, read_asset("app.js"))
+    assert response.headers["ETag"] != etag
 
 
 def test_bgpy_bridge_refuses_foreign_origin_over_http(demo_server):
@@ -577,6 +603,7 @@ def start_chromium(profile):
         "--no-first-run",
         "--disable-quic",
         "--disable-sync",
+        "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
@@ -740,4 +767,75 @@ def test_playground_in_chromium(browser, tmp_path):
         )
         wait_text(
             driver, "health-status", lambda t: t == "health: ok", "health after restart"
+        )
+
+
+def test_playground_errors_and_token_in_chromium(browser):
+    """A bgpy token, an unknown Igor action, bad JSON-RPC params, a task error."""
+    driver = browser
+    env = {**os.environ, "BGPY_TOKEN": "tok-3n"}
+    with BridgeProcess(env=env) as server:
+        driver.get(server.url("/"))
+        wait_text(driver, "ws-state", lambda t: t == "open", "the WebSocket to open")
+
+        # bgpy asks for the token: the buttons wait until it is given.
+        wait_text(driver, "bgpy-unavailable", lambda t: "token" in t, "the 401")
+        assert driver.find_element("id", "bgpy-increase").get_attribute("disabled")
+        driver.find_element("id", "bgpy-token").send_keys("tok-3n")
+        driver.find_element("id", "bgpy-token-use").click()
+        wait_text(driver, "bgpy-value", lambda t: t == "1000", "the state")
+        assert not driver.find_element("id", "bgpy-token-row").is_displayed()
+        driver.find_element("id", "bgpy-increase").click()
+        wait_text(driver, "bgpy-value", lambda t: t == "1010", "EXEC with the token")
+
+        # A task that raises: its message, no traceback.
+        driver.find_element("css selector", "#bgpy summary").click()
+        args = driver.find_element("id", "bgpy-args")
+        args.clear()
+        args.send_keys('{"command": "decrease"}')
+        driver.find_element("id", "bgpy-exec").click()
+        result = wait_text(
+            driver, "bgpy-result", lambda t: t.startswith("HTTP 500"), "the task error"
+        )
+        body = json.loads(result.split("\n", 1)[1])
+        assert set(body) == {"error"} and "value_change" in body["error"]
+        assert "Traceback" not in result
+
+        # Igor: an unknown action is the server's 400 message.
+        action = driver.find_element("id", "echo-action")
+        action.clear()
+        action.send_keys("no-such-action")
+        driver.find_element("id", "echo-send").click()
+        state = wait_text(
+            driver, "echo-state", lambda t: t.startswith("error"), "the Igor error"
+        )
+        assert state.startswith("error 400: ") and "no-such-action" in state
+
+        # JSON-RPC: params that do not fit add(a, b) are -32602.
+        from selenium.webdriver.support.ui import Select
+
+        wait_for(
+            lambda: driver.find_elements("css selector", "#rpc-method option"),
+            15,
+            what="the JSON-RPC method list",
+        )
+        Select(driver.find_element("id", "rpc-method")).select_by_value("add")
+        params = driver.find_element("id", "rpc-params")
+        params.clear()
+        params.send_keys("[1]")
+        driver.find_element("id", "rpc-call").click()
+        wait_text(
+            driver,
+            "rpc-answer",
+            lambda t: t == "error -32602: Invalid params",
+            "the JSON-RPC error",
+        )
+        params.clear()
+        params.send_keys("[1,")
+        driver.find_element("id", "rpc-call").click()
+        wait_text(
+            driver,
+            "rpc-answer",
+            lambda t: t.startswith("params are not JSON: "),
+            "the page's own check",
         )

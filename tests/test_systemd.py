@@ -5,7 +5,9 @@ pings) and socket activation with the real `systemd-socket-activate`.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -60,7 +62,9 @@ def test_notify_without_systemd_does_nothing():
 
 
 def test_notify_to_a_missing_socket_is_logged_not_raised(tmp_path):
-    assert _systemd.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "none")}) is False
+    assert (
+        _systemd.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "none")}) is False
+    )
 
 
 def test_notify_abstract_namespace_socket():
@@ -138,7 +142,8 @@ def test_no_notification_when_embedded(apps_env):
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 needs_activate = pytest.mark.skipif(
-    ACTIVATE is None, reason="systemd-socket-activate is not installed (make test installs it)"
+    ACTIVATE is None,
+    reason="systemd-socket-activate is not installed (make test installs it)",
 )
 
 
@@ -171,7 +176,7 @@ def activate(listen, fdnames, bridge_args, env, cwd):
     if fdnames:
         command.append("--fdname=" + ":".join(fdnames))
     # The activator passes on only the environment it is told to.
-    for name in ("PYTHONPATH", "PATH", "HOME"):
+    for name in ("PYTHONPATH", "PATH", "HOME", "NOTIFY_SOCKET"):
         if name in env:
             command += ["-E", f"{name}={env[name]}"]
     command += [twistd_path(), "-n", "--pidfile", "", "bridge", *bridge_args]
@@ -188,7 +193,15 @@ def test_socket_activation_by_index(tmp_path, apps_env):
     process = activate(
         [f"127.0.0.1:{port}"],
         ["http"],
-        [*APP, "--port", "systemd:domain=INET:index=0", "--igor-port", "none", "--bgpy-port", "none"],
+        [
+            *APP,
+            "--port",
+            "systemd:domain=INET:index=0",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+        ],
         apps_env,
         str(tmp_path),
     )
@@ -196,7 +209,9 @@ def test_socket_activation_by_index(tmp_path, apps_env):
         # The socket listens before twistd runs: the first request starts it.
         response = first_get(f"http://127.0.0.1:{port}/health")
         assert response.status_code == 200
-        assert response.json()["services"] == {"http": {"up": True, "address": f"127.0.0.1:{port}"}}
+        assert response.json()["services"] == {
+            "http": {"up": True, "address": f"127.0.0.1:{port}"}
+        }
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
         output = process.stdout.read().decode()
@@ -208,32 +223,109 @@ def test_socket_activation_by_index(tmp_path, apps_env):
             process.wait()
 
 
+CONTRIB = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "contrib", "systemd"
+)
+SOCKET_UNITS = [
+    "twistbridge.socket",
+    "twistbridge-igor.socket",
+    "twistbridge-bgpy.socket",
+]
+
+
+def unit_settings(name: str) -> dict:
+    """KEY -> value of a unit file (continuation lines joined, comments dropped)."""
+    with open(os.path.join(CONTRIB, name)) as f:
+        text = f.read().replace("\\\n", " ")
+    settings = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings[key] = value
+    return settings
+
+
+def test_shipped_units_name_every_socket():
+    service = unit_settings("twistbridge.service")
+    assert service["Type"] == "notify"
+    assert service["DynamicUser"] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    names = {unit: unit_settings(unit)["FileDescriptorName"] for unit in SOCKET_UNITS}
+    assert names == {
+        "twistbridge.socket": "http",
+        "twistbridge-igor.socket": "igor",
+        "twistbridge-bgpy.socket": "bgpy",
+    }
+    assert all(
+        unit_settings(u)["Service"] == "twistbridge.service" for u in SOCKET_UNITS
+    )
+    assert service["Requires"].split() == SOCKET_UNITS
+    argv = shlex.split(service["ExecStart"])
+    for option, name in (
+        ("--port", "http"),
+        ("--igor-port", "igor"),
+        ("--bgpy-port", "bgpy"),
+    ):
+        assert argv[argv.index(option) + 1] == f"systemd:domain=INET:name={name}"
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+def test_shipped_units_verify(tmp_path):
+    for name in ["twistbridge.service", *SOCKET_UNITS]:
+        with open(os.path.join(CONTRIB, name)) as f:
+            text = f.read()
+        text = text.replace("/opt/twistbridge/venv/bin/twistd", twistd_path())
+        text = text.replace("/opt/twistbridge/app", str(tmp_path))
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            *(str(tmp_path / n) for n in ["twistbridge.service", *SOCKET_UNITS]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 @needs_activate
-def test_socket_activation_by_name_for_every_listener(tmp_path, apps_env):
-    ports = {name: free_port() for name in ("http", "igor", "bgpy")}
+def test_shipped_units_run_under_socket_activation(tmp_path, apps_env, notify_socket):
+    """The service's own ExecStart, given the three sockets its units declare."""
+    path, sock = notify_socket
+    argv = shlex.split(unit_settings("twistbridge.service")["ExecStart"])
+    bridge_args = argv[argv.index("bridge") + 1 :]
+    bridge_args[bridge_args.index("--app") + 1] = "production_app:bridge"
+    ports = {unit_settings(u)["FileDescriptorName"]: free_port() for u in SOCKET_UNITS}
     process = activate(
         [f"127.0.0.1:{p}" for p in ports.values()],
         list(ports),
-        [
-            *APP,
-            "--port",
-            "systemd:domain=INET:name=http",
-            "--igor-port",
-            "systemd:domain=INET:name=igor",
-            "--bgpy-port",
-            "systemd:domain=INET:name=bgpy",
-        ],
-        apps_env,
+        bridge_args,
+        dict(apps_env, NOTIFY_SOCKET=path),
         str(tmp_path),
     )
     try:
         response = first_get(f"http://127.0.0.1:{ports['http']}/health")
         assert response.status_code == 200
         assert response.json()["services"] == {
-            name: {"up": True, "address": f"127.0.0.1:{port}"} for name, port in ports.items()
+            name: {"up": True, "address": f"127.0.0.1:{port}"}
+            for name, port in ports.items()
         }
+        assert receive(sock)["READY"] == "1"
         process.send_signal(signal.SIGTERM)
+        # Next comes STOPPING=1 (no WATCHDOG_USEC here: no pings between).
+        assert receive(sock) == {"STOPPING": "1"}
         assert process.wait(15) == 0
+        output = process.stdout.read().decode()
+        events = [
+            json.loads(line) for line in output.splitlines() if line.startswith("{")
+        ]
+        assert "shutdown complete" in [e["log_text"] for e in events]
     finally:
         if process.poll() is None:
             process.kill()

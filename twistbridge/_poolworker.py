@@ -1,9 +1,10 @@
 """
 The worker process of the process pool (L{twistbridge._processpool}).
 
-Run as C{python -c "from twistbridge._poolworker import main; main()"}.  It imports no Twisted and runs
-no reactor: it reads one call at a time from file descriptor 3 and writes
-the answer to file descriptor 4, each as one frame::
+The pool runs this file on its own (without importing the twistbridge
+package); it imports no Twisted and runs no reactor: it reads one call at a
+time from file descriptor 3 and writes the answer to file descriptor 4, each
+as one frame::
 
     8 bytes big-endian length | pickle
 
@@ -166,7 +167,12 @@ def answer_for(func: Any, args: Any, kwargs: Any) -> bytes:
             pickle.loads(data)  # some exceptions pickle but do not unpickle
         except Exception:
             data = pickle.dumps(
-                ("remote", f"{type(e).__module__}.{type(e).__qualname__}", str(e), trace),
+                (
+                    "remote",
+                    f"{type(e).__module__}.{type(e).__qualname__}",
+                    str(e),
+                    trace,
+                ),
                 pickle.HIGHEST_PROTOCOL,
             )
         return data

@@ -40,7 +40,15 @@ from twistbridge import _poolworker
 log = Logger()
 
 HEADER = _poolworker.HEADER
-_BOOTSTRAP = "import sys; from twistbridge._poolworker import main; sys.exit(main())"
+# Load the worker loop by its file, without importing the twistbridge package
+# (and Twisted): a worker imports only what its calls need.
+_BOOTSTRAP = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('twistbridge_poolworker', sys.argv[1])\n"
+    "worker = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(worker)\n"
+    "sys.exit(worker.main())\n"
+)
 
 
 class OffloadError(Exception):
@@ -73,7 +81,9 @@ class RemoteError(OffloadError):
     @ivar remote_traceback: the worker's traceback, as text.
     """
 
-    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+    def __init__(
+        self, type_name: str, message: str, remote_traceback: str = ""
+    ) -> None:
         OffloadError.__init__(self, message)
         self.type_name = type_name
         self.remote_traceback = remote_traceback
@@ -91,7 +101,9 @@ class RemoteFailure(Failure):
 
     remote_traceback = ""
 
-    def printTraceback(self, file: Any = None, elideFrameworkCode: int = 0, detail: str = "default") -> None:
+    def printTraceback(
+        self, file: Any = None, elideFrameworkCode: int = 0, detail: str = "default"
+    ) -> None:
         """Print the worker's traceback (and this failure's own summary)."""
         if file is None:
             from twisted.python import log as legacy_log
@@ -230,8 +242,17 @@ class _Worker(ProcessProtocol):
 
     def send(self, payload: bytes) -> None:
         """Write one call frame to the worker."""
-        self.transport.writeToChild(_poolworker.REQUEST_FD, HEADER.pack(len(payload)))
-        self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
+        header = HEADER.pack(len(payload))
+        try:
+            if len(payload) < 65536:  # one write (copying a small payload is cheap)
+                self.transport.writeToChild(_poolworker.REQUEST_FD, header + payload)
+            else:
+                self.transport.writeToChild(_poolworker.REQUEST_FD, header)
+                self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
+        except (KeyError, OSError):
+            # Its pipe is already gone: the worker is dying, and processEnded
+            # will fail this call as a crash.
+            self.kill()
 
     def close(self) -> None:
         """End the worker's input: it exits once its current call is done."""
@@ -320,7 +341,9 @@ class ProcessPool:
         if name is None:
             name = getattr(func, "__qualname__", None) or repr(func)
         if self._stopping:
-            return defer.fail(PoolStopped(f"cannot run {name}: the process pool is stopping"))
+            return defer.fail(
+                PoolStopped(f"cannot run {name}: the process pool is stopping")
+            )
         try:
             payload = pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -357,6 +380,8 @@ class ProcessPool:
         wanted = max(len(self._queue) - starting, self._keep - len(self._workers))
         for _ in range(max(0, min(wanted, self.size - len(self._workers)))):
             self._spawn()
+            if not self._queue and not self._keep:
+                break
         # A pool grows on demand and never shrinks: a worker that dies is
         # replaced at once.
         self._keep = max(self._keep, len(self._workers))
@@ -375,10 +400,22 @@ class ProcessPool:
     def _spawn(self) -> None:
         worker = _Worker(self)
         self._workers.append(worker)
+        try:
+            self._spawn_process(worker)
+        except Exception as e:  # no executable, out of file descriptors, ...
+            self._workers.remove(worker)
+            log.failure("cannot start a process worker")
+            if not any(w.state in ("idle", "busy") for w in self._workers):
+                self._keep = 0
+                self._fail_queue(
+                    WorkerCrashed(f"the process pool cannot start a worker ({e})")
+                )
+
+    def _spawn_process(self, worker: _Worker) -> None:
         self._reactor.spawnProcess(
             worker,
             self._executable,
-            [self._executable, "-c", _BOOTSTRAP],
+            [self._executable, "-c", _BOOTSTRAP, _poolworker.__file__],
             env=worker_environment(),
             childFDs={
                 0: "w",
@@ -455,7 +492,11 @@ class ProcessPool:
             d.errback(_remote_failure(RemoteError(type_name, message, trace), trace))
         elif kind == "unpicklable":
             _, what, reason = answer
-            d.errback(NotPicklable(f"{call.name} returned something that cannot be pickled: {what}: {reason}"))
+            d.errback(
+                NotPicklable(
+                    f"{call.name} returned something that cannot be pickled: {what}: {reason}"
+                )
+            )
         else:  # "undecodable"
             _, reason, trace = answer
             d.errback(
@@ -523,7 +564,9 @@ class ProcessPool:
         ):
             self._keep = 0
             self._fail_queue(
-                WorkerCrashed(f"the process pool cannot start a worker ({describe_exit(reason)})")
+                WorkerCrashed(
+                    f"the process pool cannot start a worker ({describe_exit(reason)})"
+                )
             )
 
     @staticmethod
@@ -573,7 +616,9 @@ class ProcessPool:
     def _kill_all(self) -> None:
         self._kill_timer = None
         self._killed_all = True
-        self._fail_queue(PoolStopped("the process pool stopped before this call could run"))
+        self._fail_queue(
+            PoolStopped("the process pool stopped before this call could run")
+        )
         if self._workers:
             log.warn(
                 "stopping the process pool: killing {n} worker(s) still busy",

@@ -98,7 +98,9 @@ class SystemdNotifier:
     @ivar sent: every state sent, in order (for C{/health} and tests).
     """
 
-    def __init__(self, reactor: Any = None, environ: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self, reactor: Any = None, environ: Optional[Mapping[str, str]] = None
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 

@@ -40,7 +40,9 @@ from zope.interface import implementer
 access_log = Logger(namespace="twistbridge.access")
 log = Logger()
 
-_SECRET_KEY = re.compile(r"token|password|passwd|secret|authorization|cookie", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"token|password|passwd|secret|authorization|cookie", re.IGNORECASE
+)
 REDACTED = "[redacted]"
 
 
@@ -78,7 +80,7 @@ def _redacted(event: Dict[str, Any]) -> Dict[str, Any]:
             value = REDACTED
         out[key] = value
     try:
-        out["log_text"] = formatEvent(event)
+        out["log_text"] = formatEvent(out)
     except Exception:  # formatEvent never raises, but a log must never fail
         out["log_text"] = str(event.get("log_format"))
     level = event.get("log_level")
@@ -154,7 +156,9 @@ def _reopen(log_file: Any) -> None:
     try:
         log_file.reopen()
     except OSError as e:
-        log.error("cannot reopen the log file {path}: {error}", path=log_file.path, error=e)
+        log.error(
+            "cannot reopen the log file {path}: {error}", path=log_file.path, error=e
+        )
         return
     log.info("log file reopened: {path}", path=log_file.path)
 
@@ -167,7 +171,9 @@ def _secrets(settings: Any) -> list:
     return [token] if token else []
 
 
-def configure_logging(settings: Any, service: Any = None, twistd_options: Any = None) -> Any:
+def configure_logging(
+    settings: Any, service: Any = None, twistd_options: Any = None
+) -> Any:
     """
     Under twistd, make C{service} hand twistd an observer in
     C{settings.log_format}, writing where twistd would write.
@@ -183,7 +189,9 @@ def configure_logging(settings: Any, service: Any = None, twistd_options: Any = 
         return None
     if twistd_options.get("syslog") or twistd_options.get("logger"):
         return None
-    out = open_log_file(twistd_options.get("logfile"), bool(twistd_options.get("nodaemon")))
+    out = open_log_file(
+        twistd_options.get("logfile"), bool(twistd_options.get("nodaemon"))
+    )
     if isinstance(out, logfile.LogFile):
         install_reopen(out)
     observer = observer_for(settings.log_format, ScrubbingFile(out, _secrets(settings)))
@@ -195,6 +203,8 @@ def configure_logging(settings: Any, service: Any = None, twistd_options: Any = 
 
 
 def _client(address: Any) -> str:
+    if isinstance(address, str):
+        return address
     host = getattr(address, "host", None)
     if host is not None:
         return str(host)

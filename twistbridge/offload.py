@@ -23,6 +23,7 @@ L{RemoteError}, all L{OffloadError}) are importable from here.
 from __future__ import annotations
 
 import inspect
+import pickle
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -95,6 +96,8 @@ def resolve(
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.
     @raise TypeError: when C{func} is not callable.
+    @raise NotPicklable: (a L{TypeError}) when C{run_in="process"} and
+        C{func} does not pickle (a lambda, a nested function).
     """
     if not callable(func):
         raise TypeError(f"handler {func!r} is not callable")
@@ -102,13 +105,27 @@ def resolve(
         name = getattr(func, "__qualname__", None) or repr(func)
     # An instance whose __call__ is "async def" is a coroutine function too.
     call = type(func).__call__
-    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+    is_coroutine = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        call
+    )
     if run_in is None:
         run_in = "reactor" if is_coroutine else "thread"
     if run_in not in RUN_IN:
         raise ValueError(f"run_in must be one of {', '.join(RUN_IN)}: {run_in!r}")
     if is_coroutine and run_in != "reactor":
-        raise ValueError(f"{name} is a coroutine function: it can only run_in='reactor'")
+        raise ValueError(
+            f"{name} is a coroutine function: it can only run_in='reactor'"
+        )
+    if run_in == "process":
+        # Fail at registration, not at every call: the function travels to
+        # the workers by reference (module and name), so it must pickle.
+        try:
+            pickle.dumps(func, pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            raise NotPicklable(
+                f"{name} cannot run_in='process': it does not pickle ({type(e).__name__}: "
+                f"{e}); define it at the top level of a module"
+            ) from None
     return Handler(func, run_in, name)
 
 
@@ -208,18 +225,30 @@ class Offloader(Service):
         Running calls get C{shutdown_timeout} seconds to finish; then busy
         process workers are killed (threads cannot be: a thread still busy
         is left behind as a daemon thread, logged, and does not hold up the
-        exit).
+        exit).  See L{stop} to choose the grace period.
         """
-        Service.stopService(self)
+        return self.stop()
+
+    def stop(self, grace: Optional[float] = None) -> Deferred:
+        """
+        Stop both pools, giving running calls C{grace} seconds (default
+        C{shutdown_timeout}) before busy process workers are killed.  A
+        server that has already drained its requests can pass what is left
+        of its own shutdown bound.
+        """
+        if grace is None:
+            grace = self.shutdown_timeout
+        if self.running:
+            Service.stopService(self)
         self._stopped = True
         self._remove_trigger()
         waits = []
         if self._processpool is not None:
             pool, self._processpool = self._processpool, None
-            waits.append(pool.stop(self.shutdown_timeout))
+            waits.append(pool.stop(grace))
         if self._threadpool is not None:
             pool_, self._threadpool = self._threadpool, None
-            waits.append(self._stop_threadpool(pool_))
+            waits.append(self._stop_threadpool(pool_, grace))
         return defer.DeferredList(waits, consumeErrors=True)
 
     def _remove_trigger(self) -> None:
@@ -230,7 +259,7 @@ class Offloader(Service):
                 pass
             self._trigger = None
 
-    def _stop_threadpool(self, pool: ThreadPool) -> Deferred:
+    def _stop_threadpool(self, pool: ThreadPool, grace: float) -> Deferred:
         # ThreadPool.stop() joins its threads: do that off the reactor thread
         # so a handler still running cannot stall shutdown of everything
         # else, and stop waiting after shutdown_timeout.
@@ -245,7 +274,7 @@ class Offloader(Service):
             log.warn(
                 "stopping the thread pool: {n} handler(s) still running after {t} s",
                 n=self._busy,
-                t=self.shutdown_timeout,
+                t=grace,
             )
             d.callback(None)
 
@@ -253,8 +282,10 @@ class Offloader(Service):
             pool.stop()
             self._reactor.callFromThread(done)
 
-        timer = self._reactor.callLater(self.shutdown_timeout, give_up)
-        threading.Thread(target=stop, name="twistbridge-threadpool-stop", daemon=True).start()
+        timer = self._reactor.callLater(grace, give_up)
+        threading.Thread(
+            target=stop, name="twistbridge-threadpool-stop", daemon=True
+        ).start()
         return d
 
     def _not_running_trigger(self) -> None:
@@ -267,7 +298,9 @@ class Offloader(Service):
 
     def _ensure_threadpool(self) -> ThreadPool:
         if self._threadpool is None:
-            pool = _DaemonThreadPool(minthreads=0, maxthreads=self.threads, name="twistbridge")
+            pool = _DaemonThreadPool(
+                minthreads=0, maxthreads=self.threads, name="twistbridge"
+            )
             pool.start()
             self._threadpool = pool
             self._not_running_trigger()
@@ -278,7 +311,9 @@ class Offloader(Service):
             if self._stopped:
                 raise PoolStopped("the process pool stopped")
             self._processpool = ProcessPool(
-                size=self.processes, call_timeout=self.call_timeout, reactor=self._reactor
+                size=self.processes,
+                call_timeout=self.call_timeout,
+                reactor=self._reactor,
             )
             self._not_running_trigger()
         return self._processpool
@@ -302,7 +337,9 @@ class Offloader(Service):
             return defer.fail(e)
         return pool.submit(handler.name, handler.func, args, kwargs)
 
-    def in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def in_thread(
+        self, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred:
         """
         Run C{func} in the bridge's thread pool.
 
@@ -352,7 +389,9 @@ class Offloader(Service):
         pool.callInThread(run)
         return d
 
-    def in_process(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def in_process(
+        self, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred:
         """
         Run C{func} in the process pool; C{func}, its arguments and its result
         must pickle (else the call fails with L{NotPicklable}, naming what did

@@ -14,6 +14,7 @@ the resources below them only do I/O.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -168,12 +169,15 @@ class Asset(Resource):
         Resource.__init__(self)
         self.body = body
         self.content_type = content_type.encode("ascii")
+        self.etag = b'"' + hashlib.sha256(body).hexdigest()[:20].encode("ascii") + b'"'
 
     def render_GET(self, request: Any) -> bytes:
-        """The file (C{HEAD} gets the same headers)."""
+        """The file, or 304 when the browser's copy is current (C{HEAD} too)."""
         request.setHeader(b"Content-Type", self.content_type)
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        if request.setETag(self.etag) is http.CACHED:
+            return b""
         return self.body
 
 
@@ -183,11 +187,19 @@ def build_resource(bridge: Any) -> Resource:
 
 
 class _Folder(Resource):
-    """A fixed set of children; anything else is a plain 404."""
+    """A fixed set of children; the folder itself and anything else: 404."""
+
+    def __init__(self, missing: Callable[[], Resource] = pages.notFound) -> None:
+        Resource.__init__(self)
+        self._missing = missing
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         """Not one of the children: 404."""
-        return pages.notFound()
+        return self._missing()
+
+    def render(self, request: Any) -> Any:
+        """The folder itself: 404 (no listing)."""
+        return self._missing().render(request)
 
 
 def build_assets() -> Resource:
@@ -233,6 +245,8 @@ class _JsonResource(Resource):
 
     def render(self, request: Any) -> Any:
         """Dispatch on the method; C{405} with C{Allow} for the others."""
+        if request.postpath:
+            return _JsonNotFound().render(request)
         if request.method not in self.allowedMethods:
             request.setHeader(b"Allow", b", ".join(self.allowedMethods))
             return self.answer(
@@ -285,6 +299,18 @@ class _JsonResource(Resource):
                 http.SERVICE_UNAVAILABLE, "bgpy is not available in this server"
             )
         return rt
+
+
+class _JsonNotFound(Resource):
+    """A JSON 404 under C{/bgpy/}."""
+
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        """C{{"error": ...}} with 404, whatever the method."""
+        request.setResponseCode(http.NOT_FOUND)
+        request.setHeader(b"Content-Type", b"application/json")
+        return encode({"error": "not found: /bgpy/ has state and exec"})
 
 
 class BgpyState(_JsonResource):
@@ -362,7 +388,7 @@ def build_bgpy_resource(
 ) -> Resource:
     """C{/bgpy/}: C{state} and C{exec}."""
     load = load_runtime or runtime_loader(bridge)
-    folder = _Folder()
+    folder = _Folder(_JsonNotFound)
     folder.putChild(b"state", BgpyState(bridge, load))
     folder.putChild(b"exec", BgpyExec(bridge, load))
     return folder

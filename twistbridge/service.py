@@ -176,7 +176,6 @@ class ListenerService(Service):
         }
 
 
-
 def describe_listen_error(reason: BaseException) -> str:
     """A one-line reason for a failed bind (C{port 5020 is already in use})."""
     from twisted.internet.error import CannotListenError
@@ -190,8 +189,6 @@ def describe_listen_error(reason: BaseException) -> str:
             return f"permission denied for port {reason.port}"
         return f"{inner}"
     return str(reason) or type(reason).__name__
-
-
 
 
 def innermost_protocol(protocol: Any) -> Any:
@@ -405,7 +402,8 @@ class BridgeService(MultiService):
             signal.signal(signum, self._on_signal)
         if all(svc.port is not None for svc in self.listeners.values()):
             addresses = ", ".join(
-                f"{name} {svc.status()['address']}" for name, svc in self.listeners.items()
+                f"{name} {svc.status()['address']}"
+                for name, svc in self.listeners.items()
             )
             self.notifier.ready(f"serving {addresses}" if addresses else "serving")
 
@@ -464,6 +462,13 @@ class BridgeService(MultiService):
             # Not stopping yet: stop the reactor, which stops the service.
             self._stop_reactor()
             return
+        # Ask the pools to stop (process pool workers are told to exit) but
+        # wait for nothing.
+        offloader = self.bridge.offloader
+        if offloader.running:
+            defer.maybeDeferred(offloader.stopService).addErrback(
+                lambda f: log.failure("stopping the pools failed", f)
+            )
         stopping = self._stopping
         if not stopping.called:
             stopping.callback(None)
@@ -479,7 +484,9 @@ class BridgeService(MultiService):
             time.sleep(EXIT_GRACE)  # the grace itself, on a daemon thread
             os._exit(0)
 
-        self._exit_timer = threading.Thread(target=exit_later, name="twistbridge-exit", daemon=True)
+        self._exit_timer = threading.Thread(
+            target=exit_later, name="twistbridge-exit", daemon=True
+        )
         self._exit_timer.start()
 
     def _within(self, d: Deferred, deadline: float) -> Deferred:
@@ -495,7 +502,9 @@ class BridgeService(MultiService):
                     timer.cancel()
                 result.callback(outcome)
 
-        timer = self._reactor.callLater(max(0.0, deadline - self._reactor.seconds()), done, False)
+        timer = self._reactor.callLater(
+            max(0.0, deadline - self._reactor.seconds()), done, False
+        )
         d.addBoth(lambda r: (done(True), None)[1])
         assert self._stopping is not None
         self._stopping.addBoth(lambda r: (done(False), r)[1])
@@ -512,12 +521,17 @@ class BridgeService(MultiService):
         log.info("stopped accepting: draining for up to {timeout}s", timeout=timeout)
 
         work = [
-            svc.connections.drain_http() for name, svc in self.listeners.items() if name == "http"
+            svc.connections.drain_http()
+            for name, svc in self.listeners.items()
+            if name == "http"
         ]
         work += [self._drain_service(svc) for svc in reversed(self.protocol_services())]
         drained = await self._within(_gather(work), deadline)
         if not drained and not self._forced:
-            open_ = {name: len(svc.connections.protocols) for name, svc in self.listeners.items()}
+            open_ = {
+                name: len(svc.connections.protocols)
+                for name, svc in self.listeners.items()
+            }
             log.warn(
                 "still busy after {timeout}s (open connections: {open}): stopping anyway",
                 timeout=timeout,
@@ -529,7 +543,9 @@ class BridgeService(MultiService):
             return
         offloader = self.bridge.offloader
         pools_deadline = max(deadline, self._reactor.seconds() + POOL_GRACE)
-        stopped = await self._within(defer.maybeDeferred(offloader.stopService), pools_deadline)
+        stopped = await self._within(
+            defer.maybeDeferred(offloader.stopService), pools_deadline
+        )
         if not stopped:
             log.warn("handlers still running after the shutdown bound: exiting anyway")
             self._exit_soon()

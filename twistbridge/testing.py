@@ -162,3 +162,11 @@ class BridgeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def fuzz_examples(default: int) -> int:
+    """
+    How many examples a property-based test runs: C{default} in C{make test},
+    multiplied by C{$TWISTBRIDGE_FUZZ_SCALE} in C{make fuzz}'s longer run.
+    """
+    return int(default * float(os.environ.get("TWISTBRIDGE_FUZZ_SCALE", "1")))

@@ -44,6 +44,8 @@ _FIELD_NAMES = {
     "warning": "warning",
 }
 _SPECIAL = set("\\*`|_")
+_LIST = re.compile(r"^(?:[-*]|\d+[.)])\s+")
+_MARKUP = re.compile(r"[CLIBUI]\{")
 # characters after which (or before which) inline markup is recognised
 _OPEN_OK = set(" \t\n'\"([{<-/:")
 _CLOSE_OK = set(" \t\n'\")]}>-/:.,;!?\\")
@@ -191,17 +193,20 @@ def convert(lines: List[str]) -> List[str]:
             out.extend(block)
             out.append("")
             continue
-        if (
-            previous_blank
-            and indent > base
-            and not stripped.startswith(("- ", "* "))
-            and not (in_field and indent > 0)
-        ):
+        if previous_blank and indent > base and not (in_field and indent > 0):
             block, i = _take_block(lines, i, indent)
-            if not literal_by_colons:
-                _add_colons(out)
-            out.append("")
-            out.extend("    " + b[indent:] if b.strip() else "" for b in block)
+            dedented = [b[indent:] if b.strip() else "" for b in block]
+            if _LIST.match(stripped) or any(_MARKUP.search(b) for b in block):
+                # prose indented: a nested list or a quoted paragraph
+                if out and out[-1]:
+                    out.append("")
+                out.extend("    " + c if c else "" for c in convert(dedented))
+            else:
+                # code, a diagram, a table: a literal block
+                if not literal_by_colons:
+                    _add_colons(out)
+                out.append("")
+                out.extend("    " + d if d else "" for d in dedented)
             out.append("")
             continue
         field = _FIELD.match(stripped)
@@ -229,8 +234,13 @@ def convert(lines: List[str]) -> List[str]:
         para, i = _take_paragraph(lines, i + 1)
         text = " ".join([stripped, *para])
         bullet = ""
-        if text.startswith(("- ", "* ")):
-            bullet, text = "- ", text[2:]
+        item = _LIST.match(text)
+        if item:
+            bullet, text = item.group(0), text[item.end() :]
+            previous = out[-1] if out else ""
+            sibling = _LIST.match(previous.lstrip()) and _indent(previous) == indent
+            if previous and not sibling:
+                out.append("")
         text = convert_inline(text)
         if not bullet:
             text = _protect_start(text)
@@ -240,7 +250,8 @@ def convert(lines: List[str]) -> List[str]:
             out.append(" " * indent + bullet + text)
     while out and not out[-1]:
         out.pop()
-    return out
+    # one blank line is as good as several
+    return [line for k, line in enumerate(out) if line or k == 0 or out[k - 1]]
 
 
 def _protect_start(text: str) -> str:
@@ -308,7 +319,7 @@ def _take_paragraph(lines: List[str], i: int) -> Tuple[List[str], int]:
     para: List[str] = []
     while i < len(lines):
         stripped = lines[i].strip()
-        if not stripped or _FIELD.match(stripped) or stripped.startswith(("- ", "* ")):
+        if not stripped or _FIELD.match(stripped) or _LIST.match(stripped):
             break
         para.append(stripped)
         i += 1
@@ -412,8 +423,10 @@ def _missing_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
         )
         if ref is not None:
             return ref
-    if node.get("epytext") or _is_external(target):
-        # not documented here: show it as code rather than warn
+    private = any(part.startswith("_") for part in target.split("."))
+    if node.get("epytext") or private or _is_external(target):
+        # not documented here (another library's name, a private module):
+        # show it as code rather than warn
         return contnode
     return None
 

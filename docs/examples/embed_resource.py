@@ -16,8 +16,9 @@ from twisted.web.server import Site
 from twisted.web.static import Data
 
 from twistbridge import Bridge
+from twistbridge.web import BridgeRequest
 
-bridge = Bridge()
+bridge = Bridge(max_upload_size="10M")
 
 
 @bridge.izzati
@@ -50,7 +51,12 @@ root.putChild(b"bridge", bridge.resource())
 def main(port="8080"):
     """Listen on 127.0.0.1:port (0: any free port) and run the reactor."""
     endpoint = endpoints.serverFromString(reactor, f"tcp:{port}:interface=127.0.0.1")
-    listening = endpoint.listen(Site(root))
+    # BridgeRequest streams upload bodies to the bridge as they arrive and
+    # refuses an oversized one before reading it; the timeout is the
+    # bridge's idle timeout, as under twistd bridge.
+    site = Site(root, requestFactory=BridgeRequest)
+    site.timeOut = bridge.settings.idle_timeout
+    listening = endpoint.listen(site)
     listening.addCallback(
         lambda p: print(f"site listening on 127.0.0.1:{p.getHost().port}", flush=True)
     )

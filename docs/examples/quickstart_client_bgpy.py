@@ -17,5 +17,8 @@ def main(host="127.0.0.1", port=54321):
 
 if __name__ == "__main__":
     state, final = main(*sys.argv[1:])
-    print(state)  # {'request_count': 3, 'value': 910}
-    print(final)  # {'request_count': 4, 'value': 910, 'status': 'Exited.'}
+    # bgpy's messages carry its "await_response" flag along with the answer:
+    # {'request_count': 3, 'value': 910, 'await_response': False}
+    # {'request_count': 4, 'value': 910, 'status': 'Exited.', 'await_response': False}
+    print(state)
+    print(final)

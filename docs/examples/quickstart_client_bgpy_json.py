@@ -32,8 +32,10 @@ def main(host="127.0.0.1", port=54321):
     client = JsonLinesClient(host, port)
     try:
         client.send("EXEC", {"command": "increase", "value_change": 10})
-        ack, state = client.send("EXEC", {"command": "get"}, answers=2)
-        ack, final = client.send("EXIT", {}, answers=2)
+        # "await_response": true asks for the task's respond() as a 2nd line
+        get = {"command": "get", "await_response": True}
+        ack, state = client.send("EXEC", get, answers=2)
+        ack, final = client.send("EXIT", {"await_response": True}, answers=2)
         return ack, state, final
     finally:
         client.close()

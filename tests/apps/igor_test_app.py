@@ -127,7 +127,11 @@ class Worker(IgorProcess):
             item = self.inbox.get()
             self.output.send(
                 "from_thread",
-                {"pid": self.process_id, "scope": sorted(self.scope), "item": item["data"]},
+                {
+                    "pid": self.process_id,
+                    "scope": sorted(self.scope),
+                    "item": item["data"],
+                },
                 client_id=item["to"],
             )
 
@@ -166,8 +170,28 @@ bridge.igor_action("in_process_boom", in_process_boom, run_in="process")
 bridge.igor_process("worker", WORKER)
 bridge.igor_process("pusher", pusher)
 
+FLOODS = {"sent": 0, "ended": 0}
+
+
+def flood_thread(out, data, **kwargs):
+    """From a pool thread: send 128 KiB messages until the client is cut off."""
+    chunk = "y" * 128 * 1024
+    try:
+        while True:
+            out.send(chunk)
+            FLOODS["sent"] += 1
+    except StreamClosedError:
+        FLOODS["ended"] += 1
+
+
+def flood_status(out, data, **kwargs):
+    out.send(dict(FLOODS))
+
+
 small = Bridge(max_message_size="1M")
 small.igor_action("flood", flood, run_in="reactor")
+small.igor_action("flood_thread", flood_thread)
+small.igor_action("flood_status", flood_status)
 small.igor_action("echo", echo)
 
 

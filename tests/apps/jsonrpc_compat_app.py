@@ -49,6 +49,7 @@ REACTOR = [
     "guarded",
     "hang",
     "compute",
+    "parked",
 ]
 THREAD = ["where", "raises", "raises_type_error", "set_outputs", "call_async"]
 
@@ -79,6 +80,7 @@ def build(mode):
         "serial_state",
         "open_gate",
         "cancelled_count",
+        "release_parked",
         "reload_from",
     ]:
         server.registerFunction(getattr(app, name), path="/control", run_in="reactor")

@@ -321,3 +321,22 @@ def slow_probe():
     with counter_lock:
         concurrency["now"] -= 1
         return concurrency["max"]
+
+
+parked_calls = []
+
+
+@bridge.rpc_function(run_in="reactor")
+def parked():
+    """Returns a Deferred that fires when release_parked is called."""
+    d = defer.Deferred()
+    parked_calls.append(d)
+    return d
+
+
+@bridge.rpc_function(path="/control", run_in="reactor")
+def release_parked():
+    released = len(parked_calls)
+    while parked_calls:
+        parked_calls.pop().callback(None)
+    return released

@@ -70,6 +70,15 @@ def touch(path):
     return path
 
 
+def chatty(text):
+    """Print C{text} on stdout and on stderr; return its length."""
+    import sys
+
+    print(f"out: {text}", flush=True)
+    print(f"err: {text}", file=sys.stderr, flush=True)
+    return len(text)
+
+
 def crash(status=3):
     """Die at once, without cleanup."""
     os._exit(status)
@@ -109,7 +118,17 @@ def count_primes(limit):
 
 FUNCTIONS = {
     f.__name__: f
-    for f in (add, where, cpu, sleep, pid_then_sleep, touch, crash, unpicklable_result, count_primes)
+    for f in (
+        add,
+        where,
+        cpu,
+        sleep,
+        pid_then_sleep,
+        touch,
+        crash,
+        unpicklable_result,
+        count_primes,
+    )
 }
 
 
@@ -127,7 +146,9 @@ class OffloadResource(Resource):
         name = request.args[b"fn"][0].decode()
         mode = request.args[b"mode"][0].decode()
         args = json.loads(request.args.get(b"args", [b"[]"])[0])
-        func = where_async if (name == "where" and mode == "reactor") else FUNCTIONS[name]
+        func = (
+            where_async if (name == "where" and mode == "reactor") else FUNCTIONS[name]
+        )
         d = self._bridge.offloader.call(Handler(func, mode, name), *args)
 
         def answer(result, code):
@@ -142,7 +163,8 @@ class OffloadResource(Resource):
             if failure.check(CancelledError):
                 return
             answer(
-                {"error": type(failure.value).__name__, "message": str(failure.value)}, 500
+                {"error": type(failure.value).__name__, "message": str(failure.value)},
+                500,
             )
 
         d.addCallbacks(lambda r: answer({"result": r}, 200), failed)
@@ -169,3 +191,28 @@ for _mode in ("reactor", "thread", "process"):
 bridge.rpc_function(where_async, name="where_reactor")
 bridge.rpc_function(where, name="where_thread", run_in="thread")
 bridge.rpc_function(where, name="where_process", run_in="process")
+
+
+def igor_where(out, data, **kwargs):
+    """Igor: send where this runs, then C{data} doubled."""
+    out.send(where())
+    out.send(data * 2)
+
+
+async def igor_where_async(out, data, **kwargs):
+    """L{igor_where}, as a coroutine."""
+    igor_where(out, data)
+
+
+bridge.igor_action("where_reactor", igor_where_async)
+bridge.igor_action("where_thread", igor_where, run_in="thread")
+bridge.igor_action("where_process", igor_where, run_in="process")
+
+
+def upload(text, data):
+    """izzati: where this runs, the text and the files' sizes."""
+    return {"where": where(), "text": text, "sizes": [len(f.read()) for f in data]}
+
+
+# The izzati callback is one per bridge: its mode comes from the environment.
+bridge.izzati(upload, run_in=os.environ.get("OFFLOAD_IZZATI_MODE", "process"))

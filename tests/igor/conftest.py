@@ -31,10 +31,11 @@ class CompatProcess:
         self.output = ""
         self.address = None
         self.process = None
+        self.argv_script = "igor_compat_server.py"
 
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, os.path.join(APPS, "igor_compat_server.py")],
+            [sys.executable, os.path.join(APPS, self.argv_script)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -117,7 +118,9 @@ class Client:
         self.ws = websocket.create_connection(url, **options)
 
     def send(self, message):
-        self.ws.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
+        self.ws.send(
+            message if isinstance(message, (str, bytes)) else json.dumps(message)
+        )
 
     def recv(self):
         return json.loads(self.ws.recv())

@@ -72,7 +72,12 @@ def test_parse_never_raises(payload):
     assert isinstance(result, (Request, ProtocolError))
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+    )
+)
 def test_parse_never_raises_on_any_json(value):
     result = parse_message(json.dumps(value))
     assert isinstance(result, (Request, ProtocolError))
@@ -80,6 +85,8 @@ def test_parse_never_raises_on_any_json(value):
 
 def test_unknown_action_wording():
     assert unknown_action("x") == ProtocolError(400, 'No handler for action: "x"')
+    long = unknown_action("a" * 5000)
+    assert long.message == 'No handler for action: "' + "a" * 100 + '..."'
 
 
 @pytest.mark.parametrize(
@@ -90,9 +97,18 @@ def test_unknown_action_wording():
         ({}, ProtocolError(400, "No client_id for introduce_self action")),
         (None, ProtocolError(400, "No client_id for introduce_self action")),
         ("alice", ProtocolError(400, "No client_id for introduce_self action")),
-        ({"client_id": ""}, ProtocolError(400, "No client_id for introduce_self action")),
-        ({"client_id": True}, ProtocolError(400, "client_id must be a string or an integer")),
-        ({"client_id": [1]}, ProtocolError(400, "client_id must be a string or an integer")),
+        (
+            {"client_id": ""},
+            ProtocolError(400, "No client_id for introduce_self action"),
+        ),
+        (
+            {"client_id": True},
+            ProtocolError(400, "client_id must be a string or an integer"),
+        ),
+        (
+            {"client_id": [1]},
+            ProtocolError(400, "client_id must be a string or an integer"),
+        ),
     ],
 )
 def test_parse_introduction(data, expected):
@@ -103,7 +119,10 @@ def test_encoders_exact_bytes():
     assert encode_data("s", {"a": "é"}) == b'{"streamId":"s","data":{"a":"\\u00e9"}}'
     assert encode_error(3, ValueError("bad")) == b'{"streamId":3,"error":"bad"}'
     assert encode_close("s") == b'{"streamId":"s","close":true}'
-    assert encode_action("clock", "tick", 1) == b'{"streamId":"clock","action":"tick","data":1}'
+    assert (
+        encode_action("clock", "tick", 1)
+        == b'{"streamId":"clock","action":"tick","data":1}'
+    )
     assert encode_protocol_error(ProtocolError(400, "No action specified")) == (
         b'{"error":"No action specified","code":400}'
     )
@@ -191,7 +210,11 @@ def test_process_call_outcomes_and_pickling():
         None,
     )
     outcome, messages, detail = ProcessCall(worker_handler)(RecordingOutput(), "fail")
-    assert (outcome, messages, detail[0]) == ("error", [("data", "fail"), ("error", "warn")], "nope")
+    assert (outcome, messages, detail[0]) == (
+        "error",
+        [("data", "fail"), ("error", "warn")],
+        "nope",
+    )
     assert "ValueError: nope" in detail[1]
     assert ProcessCall(worker_handler)(RecordingOutput(), "exit")[0] == "exit"
     with pytest.raises(TypeError):

@@ -5,6 +5,8 @@ import threading
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
@@ -105,7 +107,10 @@ def test_numeric_client_ids_and_kwargs(hub):
     assert (a.client_id, b.client_id) == (1, 2)
     hub.scope["shared"] = True
     hub.receive(b, message("capture"))
-    assert b.written == [{"streamId": "s", "data": [2, [], ["shared"]]}, {"streamId": "s", "close": True}]
+    assert b.written == [
+        {"streamId": "s", "data": [2, [], ["shared"]]},
+        {"streamId": "s", "close": True},
+    ]
 
 
 def introduce(hub, conn, name):
@@ -147,7 +152,9 @@ def test_renaming_keeps_current_session_and_refuses_taken_names(hub):
     introduce(hub, a, "alice")
     assert hub.sessions["alice"] == {"x": 1} and 1 not in hub.sessions
     introduce(hub, b, "alice")
-    assert b.written == [{"error": 'Client id "alice" is already connected', "code": 400}]
+    assert b.written == [
+        {"error": 'Client id "alice" is already connected', "code": 400}
+    ]
     assert b.client_id == 2
 
 
@@ -160,8 +167,14 @@ def test_streams_are_keyed_by_connection(hub):
     args_a[0].send(args_a[1])
     db.callback(None)
     da.callback(None)
-    assert a.written == [{"streamId": "s1", "data": "from a"}, {"streamId": "s1", "close": True}]
-    assert b.written == [{"streamId": "s1", "data": "from b"}, {"streamId": "s1", "close": True}]
+    assert a.written == [
+        {"streamId": "s1", "data": "from a"},
+        {"streamId": "s1", "close": True},
+    ]
+    assert b.written == [
+        {"streamId": "s1", "data": "from b"},
+        {"streamId": "s1", "close": True},
+    ]
 
 
 def test_disconnect_cancels_pending_calls_and_closes_streams(hub):
@@ -205,7 +218,7 @@ def test_system_exit_closes_stream_then_stops_reactor(hub):
 def test_drain_waits_for_streams_then_goes_away(hub):
     a, b = attach(hub), attach(hub)
     hub.receive(a, message("slow", 1))
-    drained = hub.drain()
+    drained = hub.close_all()
     assert (a.gone_away, b.gone_away) == (0, 1)
     hub.receive(b, message("echo", 1))
     assert b.written[-1] == {"error": "Server is shutting down", "code": 503}
@@ -221,7 +234,7 @@ def test_drain_waits_for_streams_then_goes_away(hub):
 def test_drain_is_bounded(hub):
     a = attach(hub)
     hub.receive(a, message("slow", 1))
-    drained = hub.drain()
+    drained = hub.close_all()
     hub.reactor.advance(4.9)
     assert not drained.called
     hub.reactor.advance(0.2)
@@ -284,3 +297,113 @@ async def test_thread_call_not_started_is_dropped_on_disconnect():
     for call in reactor.getDelayedCalls():
         if call.func == hub._expire:
             call.cancel()
+
+
+def test_streams_done_then_close_all(hub):
+    a, b = attach(hub), attach(hub)
+    hub.receive(a, message("slow", 1))
+    done = hub.streams_done()
+    assert not done.called and (a.gone_away, b.gone_away) == (0, 0)
+    hub.receive(b, message("echo", 1))
+    assert b.written == [{"error": "Server is shutting down", "code": 503}]
+    hub.offloader.pending[0][0].callback(None)
+    assert done.called
+    assert a.gone_away == 0  # connections stay open until the service stops
+    closed = hub.close_all()
+    assert (a.gone_away, b.gone_away) == (1, 1)
+    hub.detach(a)
+    hub.detach(b)
+    assert closed.called
+
+
+def test_service_starts_and_stops_processes(hub):
+    from twisted.internet.task import LoopingCall
+
+    from twistbridge.igor import IgorProcess
+    from twistbridge.igor._hub import IgorService
+
+    seen = {}
+    release = threading.Event()
+
+    class Worker(IgorProcess):
+        def run(self):
+            seen["attrs"] = (self.process_id, self.output, self.scope, self.sessions)
+            release.wait(10)
+
+    loop_holder = {}
+
+    def ticking(output):
+        loop = LoopingCall(output.send, "tick")
+        loop.clock = hub.reactor
+        loop.start(1.0, now=False)
+        loop_holder["loop"] = loop
+        return loop
+
+    pending = defer.Deferred()
+    worker = Worker()
+    service = IgorService(
+        hub,
+        {
+            "w": worker,
+            "tick": ticking,
+            "later": lambda output: pending,
+            "bad": lambda output: 1 / 0,
+        },
+    )
+    a = attach(hub)
+    service.startService()
+    try:
+        worker_attrs = (worker.process_id, worker.output, worker.scope, worker.sessions)
+        assert worker_attrs == ("w", hub.output("w"), hub.scope, hub.sessions)
+        assert worker.daemon is True
+        hub.reactor.advance(1.0)
+        assert a.written == [{"streamId": "tick", "action": "tick", "data": None}]
+        stopped = service.stopService()
+        assert not loop_holder["loop"].running
+        assert pending.called  # cancelled
+        hub.output("w").send("late")  # dropped after stop, no error
+        assert a.gone_away == 1
+        hub.detach(a)
+        assert stopped.called
+    finally:
+        release.set()
+        worker.join(10)
+    assert seen["attrs"][0] == "w"
+    pending.addErrback(lambda f: None)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_hub_never_raises_on_any_payload(payload):
+    handlers = {"echo": resolve(echo, "reactor")}
+    hub = Hub(handlers, FakeOffloader(), reactor=FakeReactor())
+    conn = attach(hub)
+    hub.receive(conn, payload)
+    assert len(conn.written) in (0, 1, 2)  # introduce_self answers nothing
+    for m in conn.written:
+        assert set(m) in (
+            {"error", "code"},
+            {"streamId", "data"},
+            {"streamId", "close"},
+        )
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["streamId", "action", "data"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.text(max_size=20),
+            st.lists(st.integers(), max_size=3),
+        ),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_hub_never_raises_on_any_message(message):
+    handlers = {"echo": resolve(echo, "reactor")}
+    hub = Hub(handlers, FakeOffloader(), reactor=FakeReactor())
+    conn = attach(hub)
+    hub.receive(conn, json.dumps(message).encode())
+    assert len(conn.written) in (0, 1, 2)

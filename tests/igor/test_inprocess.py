@@ -74,9 +74,11 @@ def _root(ws_resource):
 
 
 def test_every_autobahn_option_is_explicit():
-    bridge = Bridge(max_message_size="2M", idle_timeout=30, header_timeout=5)
+    bridge = Bridge(max_message_size="2M", idle_timeout=30, message_timeout=5)
     f = build_factory(bridge)
-    assert f.allowedOrigins == ["*"] and f.allowNullOrigin is True  # our check is in onConnect
+    assert (
+        f.allowedOrigins == ["*"] and f.allowNullOrigin is True
+    )  # our check is in onConnect
     assert f.maxMessagePayloadSize == f.maxFramePayloadSize == 2 * 1024 * 1024
     assert f.tcpNoDelay is True
     assert f.openHandshakeTimeout == 5.0

@@ -61,7 +61,18 @@ def test_origin_refused(url, origin):
 def test_refused_origin_is_logged(twistd_server):
     with pytest.raises(websocket.WebSocketBadStatusException):
         open_with_origin(twistd_server.url(), "http://logged.example")
-    wait_for(lambda: "origin http://logged.example is not allowed" in twistd_server.output, 10)
+    wait_for(
+        lambda: "origin http://logged.example is not allowed" in twistd_server.output,
+        10,
+    )
+    # Wait for the next line to be sure the refusal's lines are all out.
+    ok = open_with_origin(twistd_server.url(), None)
+    assert echo(ok) == {"streamId": "o", "data": "ok"}
+    ok.close()
+    lines = [
+        line for line in twistd_server.output.splitlines() if "logged.example" in line
+    ]
+    assert len(lines) == 1, lines
 
 
 def test_allowed_origin_option():
@@ -69,17 +80,29 @@ def test_allowed_origin_option():
 
     env = dict(os.environ)
     args = [
-        "--igor-allowed-origin", "https://app.example.com",
-        "--igor-allowed-origin", "http://other.example:8080",
+        "--igor-allowed-origin",
+        "https://app.example.com",
+        "--igor-allowed-origin",
+        "http://other.example:8080",
     ]
     with BridgeProcess(args, env=env) as server:
         for path, name in (("/", "igor"), ("/ws", "http")):
             url = server.url(path, scheme="ws", name=name)
-            for origin in ("https://app.example.com", "HTTPS://APP.EXAMPLE.COM:443", "http://other.example:8080", "null", "http://localhost:1"):
+            for origin in (
+                "https://app.example.com",
+                "HTTPS://APP.EXAMPLE.COM:443",
+                "http://other.example:8080",
+                "null",
+                "http://localhost:1",
+            ):
                 ws = open_with_origin(url, origin)
                 assert echo(ws) == {"streamId": "o", "data": "ok"}
                 ws.close()
-            for origin in ("http://app.example.com", "http://other.example", "https://evil.example"):
+            for origin in (
+                "http://app.example.com",
+                "http://other.example",
+                "https://evil.example",
+            ):
                 with pytest.raises(websocket.WebSocketBadStatusException) as e:
                     open_with_origin(url, origin)
                 assert e.value.status_code == 403
@@ -104,7 +127,9 @@ def test_reader_that_stops_reading_is_disconnected(servers):
         )
         slow.send(json.dumps({"streamId": "f", "action": "flood"}))
         # Never read from `slow`: the server must cut it off.
-        wait_for(lambda: "stopped reading: disconnected" in server.output, 30, what="cut-off")
+        wait_for(
+            lambda: "stopped reading: disconnected" in server.output, 30, what="cut-off"
+        )
         grown = vm_rss_kib(server.process.pid) - before
         assert grown < 48 * 1024, f"server grew {grown} KiB"
         # Everybody else is unaffected.
@@ -121,7 +146,11 @@ def test_reader_that_stops_reading_is_disconnected(servers):
 def test_message_over_the_limit_closes_with_1009(servers):
     with servers.twistd("igor_test_app:small") as server:
         ws = websocket.create_connection(server.url(), timeout=10)
-        ws.send(json.dumps({"streamId": "big", "action": "echo", "data": "x" * (1024 * 1024)}))
+        ws.send(
+            json.dumps(
+                {"streamId": "big", "action": "echo", "data": "x" * (1024 * 1024)}
+            )
+        )
         frame = ws.recv_data_frame(control_frame=True)[1]
         assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
         assert int.from_bytes(frame.data[:2], "big") == 1009
@@ -140,7 +169,11 @@ def test_system_exit_closes_stream_then_stops_gracefully(servers, kind):
         other.send(json.dumps({"streamId": "w", "action": "nap", "data": 0.5}))
         assert json.loads(other.recv()) == {"streamId": "w", "data": "started"}
         ws = websocket.create_connection(url, timeout=10)
-        ws.send(json.dumps({"streamId": "igor_shutdown", "action": "shutdown", "data": None}))
+        ws.send(
+            json.dumps(
+                {"streamId": "igor_shutdown", "action": "shutdown", "data": None}
+            )
+        )
         assert json.loads(ws.recv()) == {"streamId": "igor_shutdown", "data": "bye"}
         assert json.loads(ws.recv()) == {"streamId": "igor_shutdown", "close": True}
         # The other client's stream finishes, then it is told the server goes away.
@@ -168,7 +201,10 @@ def test_sigterm_closes_websockets_with_1001(servers):
 def test_plain_http_get_is_answered_426(twistd_server):
     import requests
 
-    for url in (twistd_server.url("/ws", scheme="http", name="http"), twistd_server.url("/", scheme="http")):
+    for url in (
+        twistd_server.url("/ws", scheme="http", name="http"),
+        twistd_server.url("/", scheme="http"),
+    ):
         assert requests.get(url, timeout=10).status_code == 426
 
 
@@ -179,3 +215,31 @@ def test_garbage_instead_of_a_handshake_is_refused(twistd_server, connect):
     c.close()
     ok = connect(twistd_server.url())
     assert ok.call("echo", 1)[0] == {"streamId": "s1", "data": 1}
+
+
+def test_thread_handler_waits_for_a_reader_that_stopped(servers):
+    # A plain-def handler sending in a loop is held back while the client's
+    # buffer is full; the client, not answering pings, is dropped after
+    # twice --idle-timeout, and the handler's next send raises.
+    with servers.twistd("igor_test_app:small", ["--idle-timeout", "1"]) as server:
+        url = server.url()
+        before = vm_rss_kib(server.process.pid)
+        slow = websocket.create_connection(
+            url, timeout=10, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+        )
+        slow.send(json.dumps({"streamId": "f", "action": "flood_thread"}))
+
+        def status():
+            c = websocket.create_connection(url, timeout=10)
+            try:
+                c.send(json.dumps({"streamId": "q", "action": "flood_status"}))
+                return json.loads(c.recv())["data"]
+            finally:
+                c.close()
+
+        wait_for(lambda: status()["ended"] == 1, 30, what="the flood handler to end")
+        sent = status()["sent"]
+        # Held back: a few MiB reached the socket buffers, not an unbounded queue.
+        assert sent < 200, sent
+        assert vm_rss_kib(server.process.pid) - before < 48 * 1024
+        assert "ping timeout" in server.output or "did not respond" in server.output

@@ -40,11 +40,17 @@ def test_nested_action_names_are_flattened(url, connect):
         ("[1, 2]", "Message must be a JSON object"),
         ('{"action": "echo", "data": 1}', "No streamId specified"),
         ('{"streamId": null, "action": "echo"}', "No streamId specified"),
-        ('{"streamId": {"a": 1}, "action": "echo"}', "streamId must be a string or a number"),
+        (
+            '{"streamId": {"a": 1}, "action": "echo"}',
+            "streamId must be a string or a number",
+        ),
         ('{"streamId": "s1", "data": 1}', "No action specified"),
         ('{"streamId": "s1", "action": 3}', "action must be a string"),
         ('{"streamId": "s1", "action": "nope"}', 'No handler for action: "nope"'),
-        ('{"streamId": "s1", "action": "introduce_self", "data": {}}', "No client_id for introduce_self action"),
+        (
+            '{"streamId": "s1", "action": "introduce_self", "data": {}}',
+            "No client_id for introduce_self action",
+        ),
         (b"\xff\xfe binary garbage", "Message is not valid JSON"),
         ("[" * 100000, "Message is not valid JSON"),
     ],
@@ -62,8 +68,13 @@ def test_every_error_message(url, connect, message, error):
 
 def test_binary_frame_with_json_is_accepted(url, connect):
     c = connect(url)
-    c.ws.send_binary(json.dumps({"streamId": "b", "action": "echo", "data": 2}).encode())
-    assert c.until_close("b") == [{"streamId": "b", "data": 2}, {"streamId": "b", "close": True}]
+    c.ws.send_binary(
+        json.dumps({"streamId": "b", "action": "echo", "data": 2}).encode()
+    )
+    assert c.until_close("b") == [
+        {"streamId": "b", "data": 2},
+        {"streamId": "b", "close": True},
+    ]
 
 
 def test_handler_exception_then_still_serving(url, connect):
@@ -105,7 +116,10 @@ def test_deferred_handler_sends_three_messages(twistd_server, connect):
 def test_streams_run_concurrently(url, connect):
     c = connect(url)
     c.request("slow", 0.5, stream="slow")
-    assert c.call("echo", "fast", stream="fast")[0] == {"streamId": "fast", "data": "fast"}
+    assert c.call("echo", "fast", stream="fast")[0] == {
+        "streamId": "fast",
+        "data": "fast",
+    }
     assert c.until_close("slow") == [
         {"streamId": "slow", "data": "slept"},
         {"streamId": "slow", "close": True},
@@ -176,7 +190,10 @@ def test_introduce_self_taken_name_is_refused(url, connect):
     a.request("introduce_self", {"client_id": "taken-name"})
     a.call("whoami")
     b.request("introduce_self", {"client_id": "taken-name"})
-    assert b.recv() == {"error": 'Client id "taken-name" is already connected', "code": 400}
+    assert b.recv() == {
+        "error": 'Client id "taken-name" is already connected',
+        "code": 400,
+    }
 
 
 def test_session_taken_over_on_reconnect(url, connect):
@@ -209,7 +226,10 @@ def test_process_handler(twistd_server, connect):
     messages = c.call("in_process", {"x": 1})
     assert isinstance(messages[0]["data"], int)
     assert messages[0]["data"] != twistd_server.process.pid
-    assert messages[1:] == [{"streamId": "s1", "data": {"x": 1}}, {"streamId": "s1", "close": True}]
+    assert messages[1:] == [
+        {"streamId": "s1", "data": {"x": 1}},
+        {"streamId": "s1", "close": True},
+    ]
     assert c.call("in_process_boom") == [
         {"streamId": "s1", "data": "partial"},
         {"streamId": "s1", "error": "worker says no"},
@@ -222,7 +242,9 @@ def test_two_clients_same_stream_id_200_by_20(url):
         ws = websocket.create_connection(url, timeout=30)
         try:
             for i in range(20):
-                ws.send(json.dumps({"streamId": "s1", "action": "echo", "data": [n, i]}))
+                ws.send(
+                    json.dumps({"streamId": "s1", "action": "echo", "data": [n, i]})
+                )
                 assert json.loads(ws.recv()) == {"streamId": "s1", "data": [n, i]}
                 assert json.loads(ws.recv()) == {"streamId": "s1", "close": True}
             return n
@@ -259,3 +281,42 @@ def test_demo_clock_ticks_to_every_client(connect):
             {"streamId": "s1", "data": "hi"},
             {"streamId": "s1", "close": True},
         ]
+
+
+def test_the_readme_program_runs_after_changing_its_import(servers):
+    import os
+
+    server = servers.compat()
+    server.argv_script = "igor_seed_program.py"
+    with server:
+        ws = websocket.create_connection(server.url(), timeout=10)
+        ticks = []
+        while len(ticks) < 2:
+            m = json.loads(ws.recv())
+            if m.get("streamId") == "counter_process":
+                ticks.append(m)
+        assert ticks[0]["action"] == "counter_increment"
+        assert ticks[1]["data"]["counter"] == ticks[0]["data"]["counter"] + 1
+
+        def call(action, data):
+            ws.send(json.dumps({"streamId": action, "action": action, "data": data}))
+            got = []
+            while True:
+                m = json.loads(ws.recv())
+                if m.get("streamId") == action:
+                    got.append(m)
+                    if m.get("close"):
+                        return got
+
+        assert call("hello", {"name": "Igor"}) == [
+            {"streamId": "hello", "data": "Hello Igor"},
+            {"streamId": "hello", "close": True},
+        ]
+        assert call("events.create", 1)[0] == {
+            "streamId": "events.create",
+            "data": {"created": 1},
+        }
+        assert call("shutdown", None) == [{"streamId": "shutdown", "close": True}]
+        assert server.process.wait(20) == 0
+        assert "BacgroundProcess run" in server.output
+        assert os.path.basename(server.process.args[1]) == "igor_seed_program.py"

@@ -300,3 +300,44 @@ def test_uploaded_file_save_read_and_cleanup(tmp_path):
         "sneaky name.txt",
     ]
     assert isinstance(item, UploadedFile)
+
+
+def test_small_files_stay_in_memory_large_ones_go_to_disk(tmp_path):
+    from twistbridge.izzati import _files
+
+    store = UploadStore(str(tmp_path))
+    small, sink = store.open_file("s.txt", "text/plain")
+    sink.write(b"s" * 1000)
+    store.done_file(small, 1000)
+    assert isinstance(small.stream, io.BytesIO) and store.spooled == 1000
+    big, sink = store.open_file("b.bin", "application/octet-stream")
+    for _ in range(5):
+        sink.write(b"b" * 100_000)  # rolls over past SPOOL_FILE
+    store.done_file(big, 500_000)
+    assert not isinstance(big.stream, io.BytesIO)
+    assert (store.spooled, store.disk_files) == (1000, 1)
+    assert big.read() == b"b" * 500_000 and small.read() == b"s" * 1000
+    # The request's budget: once spent, even small files go to disk.
+    store.spooled = _files.SPOOL_BUDGET
+    third, sink = store.open_file("t.txt", "text/plain")
+    sink.write(b"t")
+    assert not isinstance(third.stream, io.BytesIO) and store.disk_files == 2
+    store.close()
+    assert big.stream.closed and small.stream.closed and third.stream.closed
+
+
+def test_too_many_large_files_is_413(tmp_path, monkeypatch):
+    from twistbridge.izzati import _files
+
+    monkeypatch.setattr(_files, "MAX_DISK_FILES", 2)
+    monkeypatch.setattr(_files, "SPOOL_FILE", 4)
+    store = UploadStore(str(tmp_path))
+    parser = BodyParser(CT, store.open_file, store.done_file)
+    parser.feed(body(*[part("file", b"12345", filename=f"{i}.bin") for i in range(3)]))
+    outcome = parser.finish()
+    assert (outcome.code, outcome.message) == (
+        413,
+        "more than 2 large files in one request",
+    )
+    assert store.disk_files == 2
+    store.close()

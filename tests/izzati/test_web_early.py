@@ -185,3 +185,21 @@ def test_unknown_path_and_get_are_untouched():
     channel.dataReceived(b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 404 ")
     assert probe.asked == []
+
+
+def test_large_reads_are_set_on_the_socket_transport_under_wrappers():
+    from twisted.internet.abstract import FileDescriptor
+    from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+    from twistbridge.web import LARGE_READ, _read_larger
+
+    class Socketish(FileDescriptor):
+        pass
+
+    inner = Socketish()
+    wrapper = ProtocolWrapper(WrappingFactory(None), None)
+    wrapper.transport = inner
+    assert wrapper.bufferSize == FileDescriptor.bufferSize  # forwarded read
+    _read_larger(wrapper)
+    assert inner.bufferSize == LARGE_READ
+    assert "bufferSize" not in vars(wrapper)

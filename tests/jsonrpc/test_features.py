@@ -257,6 +257,13 @@ def test_jsonp_error_and_unknown_method(server):
     assert json.loads(response.text[3:-2])["error"]["code"] == -32601
 
 
+def test_jsonp_list_methods(server):
+    response = requests.get(
+        server.url("/api/system.listMethods"), params={"jsonp": "cb", "_": "123"}
+    )
+    assert response.text == 'cb(["add","system.listMethods","text"]);'
+
+
 def test_jsonp_rejects_unsafe_callback(server):
     response = requests.get(
         server.url("/api/add"), params={"a": 1, "b": 2, "jsonp": "alert(1)//"}
@@ -459,3 +466,19 @@ def test_compat_lifecycle():
     assert out["callAsync"] == 5
     assert out["checker"] == [True, "later", None]
     assert out["stats_echo_count"] == 3
+
+
+def test_notifications_do_not_hold_the_answer(client):
+    # A notification whose method has not finished: the 204 comes at once.
+    response = client.raw("/rpc", json.dumps({"jsonrpc": "2.0", "method": "parked"}))
+    assert response.status_code == 204
+    response, body = client.post(
+        "/rpc",
+        [
+            {"jsonrpc": "2.0", "method": "parked"},
+            {"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1},
+        ],
+    )
+    assert body == [{"jsonrpc": "2.0", "result": 1, "id": 1}]
+    # both notifications are still running, and finish when released
+    assert client.call("release_parked", path="/control") == 2

@@ -64,6 +64,7 @@ from twistbridge.bgpy._core import (
 )
 from twistbridge.bgpy._pickle import decode_frame
 from twistbridge.bgpy._runtime import TaskClient, TaskError, TaskRuntime, runtime
+from twistbridge.logs import access_bgpy
 
 __all__ = [
     "BgpyFactory",
@@ -336,6 +337,7 @@ class BgpyProtocol(Protocol):
             return True
         if not runtime.submit(self._quiet_client, message.args):
             return False  # a long queue: the slow path makes this client wait
+        access_bgpy(self.peer, "EXEC", "OK", self.format or "")
         self.transport.write(_JSON_EXEC_ACK)
         return True
 
@@ -349,6 +351,15 @@ class BgpyProtocol(Protocol):
             return not self.lost
         runtime = self.runtime
         decision = decide(message, self.authenticated, runtime.token)
+        refused = isinstance(decision, Reject) or (
+            isinstance(decision, Authenticate) and not decision.ok
+        )
+        access_bgpy(
+            self.peer,
+            getattr(message.type, "name", str(message.type)),
+            "ERROR" if refused else "OK",
+            self.format or "",
+        )
         awaited = awaits_response(message)
         if (
             isinstance(decision, RunTask)

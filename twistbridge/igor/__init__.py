@@ -11,4 +11,10 @@ L{twistbridge.igor._protocol} (the autobahn adapter).
 from twistbridge.igor._compat import IgorProcess, IgorServer
 from twistbridge.igor._core import StreamClosedError, UnknownClientError, flatten
 
-__all__ = ["IgorProcess", "IgorServer", "StreamClosedError", "UnknownClientError", "flatten"]
+__all__ = [
+    "IgorProcess",
+    "IgorServer",
+    "StreamClosedError",
+    "UnknownClientError",
+    "flatten",
+]

@@ -52,7 +52,11 @@ class IgorServer:
         (Igor's attribute; change it before C{run_forever}).
     """
 
-    def __init__(self, api: Optional[Dict[str, Any]] = None, config: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        api: Optional[Dict[str, Any]] = None,
+        config: Optional[Dict[str, Any]] = None,
+    ):
         from twistbridge.app import Bridge
         from twistbridge.igor._protocol import get_hub
 
@@ -111,7 +115,9 @@ class IgorServer:
         from twisted.internet import reactor
         from twisted.logger import globalLogBeginner, textFileLogObserver
 
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+        globalLogBeginner.beginLoggingTo(
+            [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+        )
         service = self.service()
         reactor.callWhenRunning(service.startService)
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

@@ -65,9 +65,9 @@ class ProtocolError:
         self.message = message
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ProtocolError)
-            and (self.code, self.message) == (other.code, other.message)
+        return isinstance(other, ProtocolError) and (self.code, self.message) == (
+            other.code,
+            other.message,
         )
 
     def __repr__(self) -> str:
@@ -85,7 +85,9 @@ class Request:
 
     __slots__ = ("stream_id", "action", "data")
 
-    def __init__(self, stream_id: Union[str, int, float], action: str, data: Any) -> None:
+    def __init__(
+        self, stream_id: Union[str, int, float], action: str, data: Any
+    ) -> None:
         self.stream_id = stream_id
         self.action = action
         self.data = data
@@ -101,6 +103,9 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
     @return: a L{Request}, or a L{ProtocolError} saying what is wrong.
     """
     try:
+        if isinstance(payload, bytes):
+            # UTF-8 only (WebSocket text is UTF-8): skips json's encoding sniffing.
+            payload = payload.decode("utf-8")
         message = _loads(payload)
     except (ValueError, TypeError, RecursionError):
         return ProtocolError(400, "Message is not valid JSON")
@@ -119,9 +124,15 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
     return Request(stream_id, action, message.get("data"))
 
 
+def shorten(text: Any, limit: int = 100) -> str:
+    """C{text} for an error message or a log line, cut after C{limit} characters."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def unknown_action(action: str) -> ProtocolError:
     """The error for an action with no handler (Igor's wording)."""
-    return ProtocolError(400, f'No handler for action: "{action}"')
+    return ProtocolError(400, f'No handler for action: "{shorten(action)}"')
 
 
 def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
@@ -144,24 +155,49 @@ def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
 # handler calling out.send(data) sees its own mistake.
 
 
+def stream_prefix(stream_id: Any) -> bytes:
+    """
+    The encoded start of every message of one stream, C{{"streamId":id,}};
+    a stream computes it once and the C{*_frame} functions complete it.
+    """
+    return b'{"streamId":' + _dumps(stream_id).encode("utf-8") + b","
+
+
+def data_frame(prefix: bytes, data: Any) -> bytes:
+    """C{{"streamId": id, "data": data}} from the stream's prefix."""
+    return prefix + b'"data":' + _dumps(data).encode("utf-8") + b"}"
+
+
+def error_frame(prefix: bytes, error: Any) -> bytes:
+    """C{{"streamId": id, "error": str(error)}} from the stream's prefix."""
+    return prefix + b'"error":' + _dumps(str(error)).encode("utf-8") + b"}"
+
+
+def close_frame(prefix: bytes) -> bytes:
+    """C{{"streamId": id, "close": true}} from the stream's prefix."""
+    return prefix + b'"close":true}'
+
+
 def encode_data(stream_id: Any, data: Any) -> bytes:
     """C{{"streamId": id, "data": data}}."""
-    return _dumps({"streamId": stream_id, "data": data}).encode("utf-8")
+    return data_frame(stream_prefix(stream_id), data)
 
 
 def encode_error(stream_id: Any, error: Any) -> bytes:
     """C{{"streamId": id, "error": str(error)}}."""
-    return _dumps({"streamId": stream_id, "error": str(error)}).encode("utf-8")
+    return error_frame(stream_prefix(stream_id), error)
 
 
 def encode_close(stream_id: Any) -> bytes:
     """C{{"streamId": id, "close": true}}."""
-    return _dumps({"streamId": stream_id, "close": True}).encode("utf-8")
+    return close_frame(stream_prefix(stream_id))
 
 
 def encode_action(process_id: Any, action: Any, data: Any) -> bytes:
     """A process message: C{{"streamId": process_id, "action": a, "data": d}}."""
-    return _dumps({"streamId": process_id, "action": action, "data": data}).encode("utf-8")
+    return _dumps({"streamId": process_id, "action": action, "data": data}).encode(
+        "utf-8"
+    )
 
 
 def encode_protocol_error(error: ProtocolError) -> bytes:
@@ -262,7 +298,9 @@ class ProcessCall:
     def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
 
-    def __call__(self, out: RecordingOutput, data: Any, **kwargs: Any) -> Tuple[str, Any, Any]:
+    def __call__(
+        self, out: RecordingOutput, data: Any, **kwargs: Any
+    ) -> Tuple[str, Any, Any]:
         """Run the handler with C{out} and C{data}."""
         import traceback
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
@@ -36,14 +36,18 @@ from twistbridge.igor._core import (
     RecordingOutput,
     StreamClosedError,
     UnknownClientError,
+    close_frame,
+    data_frame,
     encode_action,
     encode_close,
-    encode_data,
     encode_error,
     encode_protocol_error,
+    error_frame,
     error_text,
     parse_introduction,
     parse_message,
+    shorten,
+    stream_prefix,
     unknown_action,
 )
 from twistbridge.offload import Handler
@@ -67,9 +71,20 @@ class Stream:
         raises L{StreamClosedError}.
     """
 
-    __slots__ = ("_hub", "_conn", "stream_id", "closed", "deferred", "backlog", "_sync")
+    __slots__ = (
+        "_hub",
+        "_conn",
+        "stream_id",
+        "closed",
+        "deferred",
+        "backlog",
+        "_sync",
+        "prefix",
+    )
 
-    def __init__(self, hub: Hub, conn: Any, stream_id: Any, backlog: Deque[Any]) -> None:
+    def __init__(
+        self, hub: Hub, conn: Any, stream_id: Any, backlog: Deque[Any]
+    ) -> None:
         self._hub = hub
         self._conn = conn
         self.stream_id = stream_id
@@ -77,18 +92,32 @@ class Stream:
         self.deferred: Optional[Deferred] = None
         self.backlog = backlog
         self._sync = False
+        self.prefix = stream_prefix(stream_id)
 
     def send(self, data: Any = None) -> None:
-        """Send C{{"streamId": id, "data": data}} to the client."""
-        if self.closed:
-            raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, encode_data(self.stream_id, data))
+        """
+        Send C{{"streamId": id, "data": data}} to the client.  From a thread,
+        waits while the client's write buffer is full.
+        """
+        self._write(data_frame(self.prefix, data))
 
     def send_error(self, error: Any) -> None:
         """Send C{{"streamId": id, "error": str(error)}}; the stream stays open."""
+        self._write(error_frame(self.prefix, error))
+
+    def _write(self, payload: bytes) -> None:
         if self.closed:
             raise StreamClosedError("Cannot write to closed stream")
-        self._hub.deliver(self._conn, encode_error(self.stream_id, error))
+        conn = self._conn
+        if _isInIOThread():
+            conn.write(payload)
+            return
+        wait = getattr(conn, "wait_writable", None)
+        if wait is not None:
+            wait(self)
+            if self.closed:
+                raise StreamClosedError("Cannot write to closed stream")
+        self._hub.reactor.callFromThread(conn.write, payload)
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id!r} closed={self.closed}>"
@@ -147,7 +176,7 @@ class Hub:
     @ivar clients: connected client id to its connection.
     @ivar connections: every open connection.
     @ivar session_timeout: seconds a session outlives its client.
-    @ivar shutdown_timeout: seconds L{drain} waits for streams to finish.
+    @ivar shutdown_timeout: seconds L{close_all} waits for streams to finish.
     """
 
     def __init__(
@@ -179,6 +208,7 @@ class Hub:
         self._process_handlers: Dict[str, Tuple[Handler, Handler]] = {}
         self._drained: Optional[Deferred] = None
         self._force_call: Any = None
+        self._idle_waiters: List[Deferred] = []
 
     # connections ---------------------------------------------------------
 
@@ -218,6 +248,7 @@ class Hub:
             )
         if self._drained is not None and not self.connections:
             self._finish_drain()
+        self._check_idle()
 
     def _expire(self, client_id: Any) -> None:
         self._expiry.pop(client_id, None)
@@ -273,7 +304,10 @@ class Hub:
             return None
         if new_id in self.clients:
             return self.refuse(
-                conn, ProtocolError(400, f'Client id "{new_id}" is already connected')
+                conn,
+                ProtocolError(
+                    400, f'Client id "{shorten(new_id)}" is already connected'
+                ),
             )
         expiry = self._expiry.pop(new_id, None)
         if expiry is not None:
@@ -335,15 +369,20 @@ class Hub:
             if isinstance(result, Failure) and not result.check(
                 CancelledError, StreamClosedError
             ):
-                log.failure("igor handler {action} failed", result, action=handler.name)
+                log.failure(
+                    "igor handler {action} failed",
+                    result,
+                    LogLevel.error,
+                    action=handler.name,
+                )
             return None
         stream.closed = True
         exiting = False
         if handler.run_in == "process" and not isinstance(result, Failure):
             outcome, messages, detail = result
             for kind, value in messages:
-                encode = encode_data if kind == "data" else encode_error
-                conn.write(encode(stream.stream_id, value))
+                frame = data_frame if kind == "data" else error_frame
+                conn.write(frame(stream.prefix, value))
             if outcome == "exit":
                 exiting = True
             elif outcome == "error":
@@ -353,14 +392,19 @@ class Hub:
                     action=handler.name,
                     trace=trace,
                 )
-                conn.write(encode_error(stream.stream_id, text))
+                conn.write(error_frame(stream.prefix, text))
         elif isinstance(result, Failure):
             if result.check(SystemExit):
                 exiting = True
             else:
-                log.failure("igor handler {action} failed", result, action=handler.name)
-                conn.write(encode_error(stream.stream_id, error_text(result.value)))
-        conn.write(encode_close(stream.stream_id))
+                log.failure(
+                    "igor handler {action} failed",
+                    result,
+                    LogLevel.error,
+                    action=handler.name,
+                )
+                conn.write(error_frame(stream.prefix, error_text(result.value)))
+        conn.write(close_frame(stream.prefix))
         if conn.streams.get(stream.stream_id) is stream:
             del conn.streams[stream.stream_id]
         conn.inflight -= 1
@@ -370,8 +414,9 @@ class Hub:
             self._run(conn, stream.stream_id, stream.backlog)
         if exiting:
             self.request_exit(handler.name)
-        elif self.draining and not conn.streams:
+        elif self._drained is not None and not conn.streams:
             conn.go_away()
+        self._check_idle()
         return None
 
     def request_exit(self, action: str) -> None:
@@ -430,7 +475,24 @@ class Hub:
             output = self.outputs[process_id] = ProcessOutput(self, process_id)
         return output
 
-    def drain(self) -> Deferred:
+    def streams_done(self) -> Deferred:
+        """
+        Stop taking new streams; fire once no connection has a stream open
+        (the WebSockets stay open).
+        """
+        self.draining = True
+        d: Deferred = Deferred()
+        self._idle_waiters.append(d)
+        self._check_idle()
+        return d
+
+    def _check_idle(self) -> None:
+        if self._idle_waiters and not any(conn.streams for conn in self.connections):
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def close_all(self) -> Deferred:
         """
         Stop taking new streams; close every WebSocket with 1001 (going away)
         once its streams finished.  Fires when all are closed; streams still
@@ -444,7 +506,9 @@ class Hub:
             return defer.succeed(None)
         if self._drained is None:
             self._drained = Deferred()
-            self._force_call = self.reactor.callLater(self.shutdown_timeout, self._force)
+            self._force_call = self.reactor.callLater(
+                self.shutdown_timeout, self._force
+            )
         d: Deferred = Deferred()
         self._drained.addBoth(lambda r: (d.callback(None), r)[1])
         return d
@@ -471,8 +535,10 @@ class Hub:
 
 class IgorService(Service):
     """
-    Starts the bridge's Igor processes with the service and, on stop, drains
-    the hub's WebSockets.
+    Starts the bridge's Igor processes with the service; L{drain} lets open
+    streams finish, L{stopService} closes the WebSockets with 1001 (going
+    away) once their streams finished (the production shutdown calls both,
+    in that order, within C{shutdown_timeout}).
 
     Thread processes get C{process_id}, C{output}, C{scope} and C{sessions}
     before they start and run as daemon threads.  Callables are called with
@@ -502,9 +568,15 @@ class IgorService(Service):
             try:
                 result = obj(output)
             except Exception:
-                log.failure("igor process {process_id} failed to start", process_id=process_id)
+                log.failure(
+                    "igor process {process_id} failed to start", process_id=process_id
+                )
                 continue
             self._started.append(result)
+
+    def drain(self) -> Deferred:
+        """Take no new streams; fire once the open ones finished."""
+        return self.hub.streams_done()
 
     def stopService(self) -> Deferred:
         """Stop callable processes, then close WebSockets once their streams end."""
@@ -521,10 +593,12 @@ class IgorService(Service):
                     result.stop()
             except Exception:
                 log.failure("igor: stopping a process failed")
-        return self.hub.drain()
+        return self.hub.close_all()
 
 
-def prepare_thread(thread: threading.Thread, process_id: Any, output: Any, hub: Hub) -> None:
+def prepare_thread(
+    thread: threading.Thread, process_id: Any, output: Any, hub: Hub
+) -> None:
     """Set a process thread's attributes (as Igor does) and make it a daemon."""
     thread.process_id = process_id  # type: ignore[attr-defined]
     thread.output = output  # type: ignore[attr-defined]

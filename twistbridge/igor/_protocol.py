@@ -16,6 +16,8 @@ One hub per bridge is shared by the C{/ws} resource and the standalone port.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, List, Optional
 
 from autobahn import util as autobahn_util
@@ -29,6 +31,7 @@ from zope.interface import implementer
 
 from twistbridge.igor._core import origin_allowed
 from twistbridge.igor._hub import Hub, IgorService
+from twistbridge.logs import access_igor
 
 log = Logger(namespace="twistbridge.igor")
 
@@ -53,6 +56,17 @@ def unsent_cap(max_message_size: int) -> int:
     return max(MIN_UNSENT_CAP, 2 * max_message_size)
 
 
+#: Handler threads waiting for a full write buffer to drain wait on this.
+_flow = threading.Condition()
+_flow_waiters = 0
+
+
+def _wake_writers() -> None:
+    if _flow_waiters:
+        with _flow:
+            _flow.notify_all()
+
+
 @implementer(IPushProducer)
 class _WriteWatch:
     """
@@ -75,6 +89,7 @@ class _WriteWatch:
         """The transport's buffer drained."""
         self.paused = False
         self.unsent = 0
+        _wake_writers()
 
     def stopProducing(self) -> None:
         """The connection is gone."""
@@ -87,6 +102,8 @@ class IgorProtocol(WebSocketServerProtocol):
     streams: Any = None
     inflight = 0
     _watch: Optional[_WriteWatch] = None
+    _logged_refusal = False
+    _access: Optional[list] = None
 
     def connectionMade(self) -> None:
         """
@@ -109,12 +126,33 @@ class IgorProtocol(WebSocketServerProtocol):
                 peer=request.peer,
                 origin=origin,
             )
+            self._logged_refusal = True
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
         return None
+
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
+    ) -> None:
+        """
+        Answer a bad handshake with its HTTP error and close, logging one line
+        (autobahn's own logs two: an info and a "dropping connection" warning).
+        """
+        if not self._logged_refusal:
+            log.info(
+                "igor refused a WebSocket handshake from {peer}: {code} {reason}",
+                peer=self.peer,
+                code=code,
+                reason=reason,
+            )
+        self.wasNotCleanReason = reason
+        self.sendHttpErrorResponse(code, reason, responseHeaders)
+        self.wasClean = True  # refused on purpose: no "unclean" warning
+        self.dropConnection(abort=False)
 
     def onOpen(self) -> None:
         """Watch the write buffer and join the hub."""
         transport = self.transport
+        self._access = [transport.getPeer(), time.monotonic(), 0, 0]
         self._watch = _WriteWatch()
         try:
             # Over /ws the HTTP channel is still the transport's producer.
@@ -126,11 +164,45 @@ class IgorProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Hand the message to the hub (binary frames must hold UTF-8 JSON too)."""
+        if self._access is not None:
+            self._access[2] += 1
         self.factory.hub.receive(self, payload)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         """Leave the hub (cancels this client's pending calls)."""
+        if self._access is not None:
+            peer, opened, received, sent = self._access
+            self._access = None
+            access_igor(
+                peer,
+                getattr(self, "http_request_path", "/") or "/",
+                code,
+                time.monotonic() - opened,
+                received,
+                sent,
+                self.client_id,
+            )
         self.factory.hub.detach(self)
+        _wake_writers()
+
+    def wait_writable(self, stream: Any) -> None:
+        """
+        From a handler thread: wait while this client's write buffer is full
+        (it is not reading), so that a thread sending in a loop is slowed to
+        the client's pace instead of queueing data without bound.  Returns
+        once the buffer drained, or the stream closed or the client went away.
+        """
+        global _flow_waiters
+        watch = self._watch
+        if watch is None or not watch.paused:
+            return
+        with _flow:
+            _flow_waiters += 1
+            try:
+                while watch.paused and not stream.closed and self.state == _OPEN:
+                    _flow.wait(1.0)
+            finally:
+                _flow_waiters -= 1
 
     # what the hub calls ------------------------------------------------------
 
@@ -139,6 +211,8 @@ class IgorProtocol(WebSocketServerProtocol):
         if self.state != _OPEN:
             return
         self.sendMessage(payload, False)
+        if self._access is not None:
+            self._access[3] += 1
         watch = self._watch
         if watch is not None and watch.paused:
             watch.unsent += len(payload)
@@ -157,7 +231,8 @@ class IgorProtocol(WebSocketServerProtocol):
         # 1001 is the server's own code, sent through the frame-level call.
         if self.state == _OPEN:
             self.sendCloseFrame(
-                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY, b"Server is shutting down"
+                WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY,
+                b"Server is shutting down",
             )
 
     def abort(self) -> None:
@@ -220,7 +295,9 @@ def configure(factory: WebSocketServerFactory, settings: Any) -> None:
         autoFragmentSize=0,
         failByDrop=False,
         echoCloseCodeReason=False,
-        openHandshakeTimeout=float(settings.header_timeout),
+        openHandshakeTimeout=float(
+            getattr(settings, "message_timeout", settings.header_timeout)
+        ),
         closeHandshakeTimeout=1.0,
         tcpNoDelay=True,
         perMessageCompressionAccept=lambda offers: None,

@@ -94,7 +94,9 @@ def body_kind(content_type: Optional[str]) -> str:
     C{"multipart"}, C{"form"}, C{"json"}, C{"none"} (no Content-Type) or
     C{"other"} for a request's C{Content-Type}.
     """
-    kind, _ = media_type(content_type)
+    if not content_type:
+        return "none"
+    kind = content_type.partition(";")[0].strip().lower()
     if not kind:
         return "none"
     if kind == MULTIPART:

@@ -2,22 +2,30 @@
 Uploaded files: the items of the callback's C{data} list, and the temporary
 files behind them.
 
-Every file part is written, as it arrives, to an anonymous temporary file
-(L{tempfile.TemporaryFile}: on Linux it never has a name in the file system,
-so nothing is left behind even if the server is killed).  The request's
-L{UploadStore} closes them all when the request ends, whatever happened.
+Every file part is written as it arrives: small ones to memory, the others
+to an anonymous temporary file (L{tempfile.TemporaryFile}: on Linux it never
+has a name in the file system, so nothing is left behind even if the server
+is killed).  The request's L{UploadStore} closes them all when the request
+ends, whatever happened.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from typing import IO, Any, List, Optional, Tuple
 
-from twistbridge.izzati._core import safe_filename
+from twistbridge.izzati._core import IzzatiError, safe_filename
 
 _COPY_BUFFER = 1024 * 1024
+#: A file part up to this size is kept in memory...
+SPOOL_FILE = 256 * 1024
+#: ...while the request's in-memory files stay under this.
+SPOOL_BUDGET = 1024 * 1024
+#: Temporary files one request may make.
+MAX_DISK_FILES = 100
 
 
 class UploadedFile:
@@ -32,7 +40,8 @@ class UploadedFile:
     @ivar content_type: the part's content type (C{application/octet-stream}
         when the client gave none).
     @ivar size: the file's size in bytes.
-    @ivar stream: the open binary file holding the data, positioned at 0.
+    @ivar stream: the open binary file holding the data, positioned at 0 (a
+        L{io.BytesIO} for a small file, else a temporary file).
     """
 
     def __init__(
@@ -48,6 +57,21 @@ class UploadedFile:
         return (
             f"<UploadedFile {self.filename!r} ({self.content_type}, {self.size} bytes)>"
         )
+
+    def __reduce__(self) -> Any:
+        # An upload is an open file, possibly gigabytes on disk: it is never
+        # copied into a worker process (whatever its size, so a handler does
+        # not work for small files and fail for big ones).  Save it and pass
+        # the path instead.
+        raise TypeError(
+            "an uploaded file cannot be sent to a worker process: "
+            "save() it and pass the path"
+        )
+
+    @property
+    def mimetype(self) -> str:
+        """The content type without parameters (Werkzeug's name for it)."""
+        return self.content_type.split(";", 1)[0].strip().lower()
 
     def read(self, size: int = -1) -> bytes:
         """Read (the rest of) the file, or up to C{size} bytes of it."""
@@ -102,32 +126,86 @@ class UploadedFile:
         self.stream.close()
 
 
+class _SpoolingSink:
+    """
+    Where one file part's bytes go: memory while the part is small and the
+    request's memory budget lasts, then an anonymous temporary file.
+    """
+
+    __slots__ = ("store", "item", "in_memory")
+
+    def __init__(self, store: UploadStore, item: UploadedFile) -> None:
+        self.store = store
+        self.item = item
+        self.in_memory = 0
+
+    def write(self, data: bytes) -> None:
+        stream = self.item.stream
+        if isinstance(stream, io.BytesIO):
+            n = len(data)
+            if (
+                self.in_memory + n <= SPOOL_FILE
+                and self.store.spooled + n <= SPOOL_BUDGET
+            ):
+                stream.write(data)
+                self.in_memory += n
+                self.store.spooled += n
+                return
+            disk = self.store.disk_file()
+            with stream.getbuffer() as spooled:
+                disk.write(spooled)
+            stream.close()
+            self.store.spooled -= self.in_memory
+            self.in_memory = 0
+            self.item.stream = stream = disk
+        stream.write(data)
+
+
 class UploadStore:
     """
-    The temporary files of one request.
+    The uploaded files of one request.
+
+    Small files stay in memory (up to L{SPOOL_FILE} bytes each, L{SPOOL_BUDGET}
+    per request), as Werkzeug spools them; the others go to anonymous
+    temporary files, at most L{MAX_DISK_FILES} per request, so that a request
+    cannot use up the server's file descriptors.
 
     @ivar directory: where temporary files are made (L{None}: the system's
         temporary directory, C{$TMPDIR}).
     @ivar files: every L{UploadedFile} made so far.
+    @ivar spooled: bytes of files held in memory.
+    @ivar disk_files: temporary files made.
     """
 
     def __init__(self, directory: Optional[str] = None) -> None:
         self.directory = directory
         self.files: List[UploadedFile] = []
         self.closed = False
+        self.spooled = 0
+        self.disk_files = 0
 
     def open_file(
         self, filename: str, content_type: str, name: str = "file"
     ) -> Tuple[UploadedFile, Any]:
-        """Make the item and the temporary file for one file part."""
+        """Make the item and the sink for one file part."""
         if self.closed:
             raise OSError(0, "the request has ended")
-        stream = tempfile.TemporaryFile(
-            prefix="twistbridge-upload-", dir=self.directory
-        )
-        item = UploadedFile(filename, content_type, stream, name)
+        item = UploadedFile(filename, content_type, io.BytesIO(), name)
         self.files.append(item)
-        return item, stream
+        return item, _SpoolingSink(self, item)
+
+    def disk_file(self) -> IO[bytes]:
+        """
+        A new anonymous temporary file.
+
+        @raise IzzatiError: 413 past L{MAX_DISK_FILES}.
+        """
+        if self.disk_files >= MAX_DISK_FILES:
+            raise IzzatiError(
+                413, f"more than {MAX_DISK_FILES} large files in one request"
+            )
+        self.disk_files += 1
+        return tempfile.TemporaryFile(prefix="twistbridge-upload-", dir=self.directory)
 
     @staticmethod
     def done_file(item: UploadedFile, size: int) -> None:

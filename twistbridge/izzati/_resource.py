@@ -52,19 +52,34 @@ class UploadConsumer:
     @ivar parser: the core parser.
     """
 
-    def __init__(self, content_type: Optional[str], directory: Optional[str] = None):
+    def __init__(
+        self,
+        content_type: Optional[str],
+        directory: Optional[str] = None,
+        peer: str = "?",
+    ) -> None:
         self.store = UploadStore(directory)
         self.parser = BodyParser(
             content_type, self.store.open_file, self.store.done_file
         )
+        self.peer = peer
+        self.received = 0
 
     def write(self, data: bytes) -> None:
         """Parse the next chunk of the body."""
+        self.received += len(data)
         self.parser.feed(data)
 
-    def abort(self, reason: Failure) -> None:
+    def abort(self, reason: Optional[Failure]) -> None:
         """The body will never complete: delete the temporary files now."""
         self.store.close()
+        if reason is not None:
+            log.info(
+                "izzati: upload from {peer} ended after {received} bytes: {why}",
+                peer=self.peer,
+                received=self.received,
+                why=reason.getErrorMessage(),
+            )
 
     def finish(self) -> Any:
         """The body is complete: C{(text, files)} or an L{IzzatiError}."""
@@ -132,7 +147,9 @@ class IzzatiResource(Resource):
         """Parse the body as it arrives (see L{twistbridge.web})."""
         if self._bridge.izzati_registration is None:
             return _Discard()
-        return UploadConsumer(_header(request, b"Content-Type"), self.temp_dir)
+        return UploadConsumer(
+            _header(request, b"Content-Type"), self.temp_dir, _peer(request)
+        )
 
     def render_POST(self, request: Any) -> Any:
         """Parse (if not done already), call back, answer."""

@@ -24,7 +24,6 @@ from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python import threadable
-from twisted.web.server import Site
 
 from twistbridge.app import Bridge
 from twistbridge.jsonrpc._resource import RpcController, RpcResource, controller
@@ -258,18 +257,27 @@ class JSONRPCServer:
     def _start_service(self) -> Deferred:
         if self._service is not None:
             return defer.succeed(None)
+        from twistbridge.limits import HTTP_REFUSAL
         from twistbridge.service import ListenerService
         from twistbridge.web import BridgeSite
 
-        site = Site(self.root)
-        site.requestFactory = BridgeSite.requestFactory
-        site.timeOut = self.bridge.settings.idle_timeout
+        # The bridge's own site (header and idle timeouts, early 413, access
+        # log), serving this server's JSON-RPC-only root.
+        self.bridge._built["resource"] = self.root
+        site = BridgeSite(self.bridge)
+        s = self.bridge.settings
         service = MultiService()
         for i, description in enumerate(self.addresses):
             name = "http" if i == 0 else f"http{i + 1}"
-            ListenerService(name, description, site, self._reactor).setServiceParent(
-                service
-            )
+            ListenerService(
+                name,
+                description,
+                site,
+                self._reactor,
+                max_connections=s.max_connections,
+                max_connections_per_client=s.max_connections_per_client,
+                refusal=HTTP_REFUSAL,
+            ).setServiceParent(service)
         try:
             service.startService()
         except BaseException:
@@ -405,4 +413,5 @@ class JSONRPCServer:
         return result
 
 
-flaskJSONRPCServer = JSONRPCServer
+class flaskJSONRPCServer(JSONRPCServer):
+    """flaskJSONRPCServer's name for L{JSONRPCServer}: the same server."""

@@ -176,9 +176,15 @@ def loads(body: Union[bytes, str]) -> Any:
         are not UTF-8 and input nested too deeply to parse.
     """
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        if not isinstance(body, str):
+            # RFC 8259: JSON exchanged between systems is UTF-8.
+            body = body.decode("utf-8")
+        return _decode(body)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def _valid_id(value: Any) -> bool:
@@ -499,6 +505,9 @@ _encode = json.JSONEncoder(
 ).encode
 
 
+_encode_str = json.encoder.encode_basestring_ascii
+
+
 def dumps(obj: Any) -> str:
     """
     Encode strict JSON (compact, ASCII, no NaN).
@@ -512,6 +521,18 @@ def dumps(obj: Any) -> str:
         raise ValueError("result nested too deeply") from None
 
 
+def _fast(value: Any) -> str:
+    """JSON for a value, with the common scalars done without the encoder."""
+    t = type(value)
+    if t is str:
+        return _encode_str(value)
+    if t is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return dumps(value)
+
+
 def encode_result(call: Call, result: Any) -> bytes:
     """
     The response to C{call} whose method returned C{result}.
@@ -521,16 +542,16 @@ def encode_result(call: Call, result: Any) -> bytes:
     if call.version == V2:
         return (
             '{"jsonrpc":"2.0","result":'
-            + dumps(result)
+            + _fast(result)
             + ',"id":'
-            + dumps(call.id)
+            + _fast(call.id)
             + "}"
         ).encode()
     if call.version == V1:
         return (
-            '{"result":' + dumps(result) + ',"error":null,"id":' + dumps(call.id) + "}"
+            '{"result":' + _fast(result) + ',"error":null,"id":' + _fast(call.id) + "}"
         ).encode()
-    return ("[" + dumps(result) + "]").encode()
+    return ("[" + _fast(result) + "]").encode()
 
 
 def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:

@@ -25,7 +25,7 @@ import itertools
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock
@@ -59,26 +59,36 @@ def mount(root: Resource, bridge: Any) -> None:
     controller(bridge).add_root(root)
 
 
-def body_over_limit(request: Any, limit: Optional[int]) -> bool:
+def read_body(request: Any, limit: Optional[int]) -> Optional[bytes]:
     """
-    Whether the request body is over C{limit} bytes (by its Content-Length,
-    else by what was read).  The site answers 413 before the body is read
-    when it calls L{RpcResource.max_body_size}; this check stays for sites
-    that do not.
+    The request body, or L{None} when it is over C{limit} bytes.  A
+    L{twistbridge.web.BridgeSite} already answered 413 before reading such a
+    body (it asks L{RpcResource.max_body_size}); this check is for the
+    resource mounted on other sites, and never reads more than C{limit + 1}
+    bytes.
     """
-    if not limit:
-        return False
-    length = request.getHeader(b"content-length")
-    if length is not None and length.strip().isdigit() and int(length) > limit:
-        return True
     content = request.content
     if content is None:
-        return False
-    here = content.tell()
-    content.seek(0, os.SEEK_END)
-    size = content.tell()
-    content.seek(here)
-    return size > limit
+        return b""
+    content.seek(0)
+    if not limit:
+        return content.read()
+    body = content.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+_content_types: Dict[Tuple[bytes, bool], bool] = {}
+
+
+def acceptable_content_type(value: bytes, allow_form: bool) -> bool:
+    """L{core.acceptable_content_type} for a raw header, memoized."""
+    key = (value, allow_form)
+    ok = _content_types.get(key)
+    if ok is None:
+        ok = core.acceptable_content_type(value.decode("latin-1"), allow_form)
+        if len(_content_types) < 256:
+            _content_types[key] = ok
+    return ok
 
 
 class RpcController:
@@ -510,7 +520,23 @@ class RpcResource(Resource):
     def render_rpc(self, request: Any, disp: core.Dispatcher) -> Any:
         """Answer a POSTed JSON-RPC request."""
         opts = disp.options
-        if body_over_limit(request, self.max_body_size(request)):
+        ctype = request.getHeader(b"content-type")
+        if ctype is not None and not _content_types.get(
+            (ctype, opts.allow_form_content)
+        ):
+            if not acceptable_content_type(ctype, opts.allow_form_content):
+                log.info(
+                    "JSON-RPC request from {peer} with Content-Type {ctype}",
+                    peer=_peer(request),
+                    ctype=ctype,
+                )
+                return _plain_error(
+                    request,
+                    http.UNSUPPORTED_MEDIA_TYPE,
+                    "JSON-RPC bodies are application/json",
+                )
+        body = read_body(request, self.controller.bridge.settings.max_request_size)
+        if body is None:
             log.info(
                 "JSON-RPC request from {peer} over max_request_size",
                 peer=_peer(request),
@@ -519,23 +545,6 @@ class RpcResource(Resource):
             return _plain_error(
                 request, http.REQUEST_ENTITY_TOO_LARGE, "request body too large"
             )
-        ctype = request.getHeader(b"content-type")
-        if ctype is not None and not core.acceptable_content_type(
-            ctype.decode("latin-1"), opts.allow_form_content
-        ):
-            log.info(
-                "JSON-RPC request from {peer} with Content-Type {ctype}",
-                peer=_peer(request),
-                ctype=ctype,
-            )
-            return _plain_error(
-                request,
-                http.UNSUPPORTED_MEDIA_TYPE,
-                "JSON-RPC bodies are application/json",
-            )
-        content = request.content
-        content.seek(0)
-        body = content.read()
         stats = self.controller.stats_data
         stats.requests += 1
         parsed = core.parse(body, opts.max_batch_size)
@@ -547,7 +556,70 @@ class RpcResource(Resource):
                 detail=parsed.data,
             )
             return _respond(request, opts, core.encode_error(parsed), None)
+        if not parsed.batch and opts.auth is None:
+            call = parsed.items[0]
+            if type(call) is core.Call and not call.notification:
+                method = disp.methods.get(call.method)
+                if (
+                    method is not None
+                    and method.magic is None
+                    and method.binder.check(call.params) is None
+                ):
+                    return self.render_one(request, disp, call, method)
         return _Exchange(self.controller, request, disp, parsed).start()
+
+    def render_one(
+        self, request: Any, disp: core.Dispatcher, call: core.Call, method: core.Method
+    ) -> Any:
+        """The fast path: one valid call that needs no connection object."""
+        ctl = self.controller
+        stats = ctl.stats_data
+        stats.processing += 1
+        opts = disp.options
+        t0 = _perf()
+        if opts.blocking or ctl.locks.active():
+            d = ctl.run(method, call, None, opts.blocking)
+        else:
+            params = call.params
+            if type(params) is list:
+                d = ctl.bridge.offloader.call(method.handler, *params)
+            elif params:
+                d = ctl.bridge.offloader.call(method.handler, **params)
+            else:
+                d = ctl.bridge.offloader.call(method.handler)
+        box: List[Any] = []
+        later: List[_Exchange] = []
+
+        def deliver(result: Any) -> None:
+            if later:
+                later[0].deliver(result, 0, call, method, t0)
+            else:
+                box.append(result)
+
+        d.addBoth(deliver)
+        if not box:
+            exchange = _Exchange(ctl, request, disp, core.Parsed(False, [call]))
+            exchange.pending = 1
+            exchange.deferreds[0] = d
+            exchange.waiting = True
+            later.append(exchange)
+            request.notifyFinish().addErrback(exchange.gone)
+            return NOT_DONE_YET
+        result = box[0]
+        stats.processing -= 1
+        if type(result) is Failure:
+            stats.record(disp.path, call.method, _perf() - t0, False)
+            _log_failure(result, call, disp)
+            payload = core.encode_error(
+                core.method_error(result.value), call.id, call.version
+            )
+        else:
+            stats.record(disp.path, call.method, _perf() - t0, True)
+            payload = _encode_result(call, result)
+        if not opts.cors and opts.compress_min_size is None:
+            request.setHeader(b"Content-Type", _JSON)
+            return payload
+        return _respond(request, opts, payload, None)
 
 
 class _Exchange:
@@ -630,13 +702,15 @@ class _Exchange:
                 conn = self.connection()
                 conn["method"] = call.method
                 conn["notify"] = call.notification
-            self.pending += 1
             self.ctl.stats_data.processing += 1
+            t0 = _perf()
             d = self.ctl.run(method, call, conn, opts.blocking)
-            if not d.called:
-                self.deferreds[i] = d
-            args = (i, call, method, _perf())
-            d.addCallbacks(self.settled, self.failed, args, None, args)
+            if call.notification:
+                # Nobody waits for a notification: the answer does not wait
+                # for it either, and a client leaving does not cancel it.
+                d.addBoth(self.notified, call, t0)
+            else:
+                self.attach(i, call, method, d, t0)
         if denied and not self.parsed.batch:
             self.status = http.FORBIDDEN
         if self.pending == 0:
@@ -644,6 +718,29 @@ class _Exchange:
         self.waiting = True
         self.request.notifyFinish().addErrback(self.gone)
         return NOT_DONE_YET
+
+    def attach(
+        self, i: int, call: core.Call, method: core.Method, d: Deferred, t0: float
+    ) -> None:
+        self.pending += 1
+        self.deferreds[i] = d
+        d.addBoth(self.deliver, i, call, method, t0)
+
+    def deliver(
+        self, result: Any, i: int, call: core.Call, method: core.Method, t0: float
+    ) -> None:
+        if type(result) is Failure:
+            self.failed(result, i, call, method, t0)
+        else:
+            self.settled(result, i, call, method, t0)
+
+    def notified(self, result: Any, call: core.Call, t0: float) -> None:
+        stats = self.ctl.stats_data
+        stats.processing -= 1
+        failed = type(result) is Failure
+        stats.record(self.disp.path, call.method, _perf() - t0, not failed)
+        if failed:
+            _log_failure(result, call, self.disp)
 
     def allowed(self, call: core.Call) -> bool:
         try:
@@ -668,17 +765,7 @@ class _Exchange:
     ) -> None:
         self.ctl.stats_data.record(self.disp.path, call.method, _perf() - t0, True)
         if not call.notification:
-            try:
-                self.parts[i] = core.encode_result(call, result)
-            except (TypeError, ValueError) as e:
-                log.error(
-                    "JSON-RPC method {method!r} returned something that is not JSON: {error}",
-                    method=call.method,
-                    error=e,
-                )
-                self.parts[i] = core.encode_error(
-                    core.internal_error("the result is not JSON"), call.id, call.version
-                )
+            self.parts[i] = _encode_result(call, result)
         self.done(i)
 
     def failed(
@@ -732,6 +819,34 @@ class _Exchange:
         )
 
 
+def _encode_result(call: core.Call, result: Any) -> bytes:
+    try:
+        return core.encode_result(call, result)
+    except (TypeError, ValueError) as e:
+        log.error(
+            "JSON-RPC method {method!r} returned something that is not JSON: {error}",
+            method=call.method,
+            error=e,
+        )
+        return core.encode_error(
+            core.internal_error("the result is not JSON"), call.id, call.version
+        )
+
+
+def _log_failure(failure: Failure, call: core.Call, disp: core.Dispatcher) -> None:
+    if failure.check(CancelledError):
+        log.info(
+            "JSON-RPC call {method!r} cancelled: the client left", method=call.method
+        )
+    else:
+        log.failure(
+            "JSON-RPC method {method!r} at {path} raised",
+            failure,
+            method=call.method,
+            path=disp.path,
+        )
+
+
 def _connection(
     request: Any, ctl: RpcController, disp: core.Dispatcher, jsonp: Any = False
 ) -> core.Connection:
@@ -776,7 +891,12 @@ def _respond(
     forced = None
     if conn is not None:
         for name, value in conn["headersOut"].items():
-            request.setHeader(str(name).encode("latin-1"), str(value).encode("latin-1"))
+            try:
+                request.setHeader(
+                    str(name).encode("latin-1"), str(value).encode("latin-1")
+                )
+            except (UnicodeEncodeError, ValueError) as e:
+                log.warn("ignored headersOut {name!r}: {e}", name=name, e=e)
         for cookie in conn["cookiesOut"]:
             _add_cookie(request, cookie)
         forced = conn.get("_compressChoice")
@@ -905,15 +1025,14 @@ class JsonpResource(Resource):
         def error(err: core.Error) -> bytes:
             return answer(core.dumps({"error": err.to_dict()}).encode())
 
-        if method is None:
-            if name == core.LIST_METHODS:
-                return answer(core.dumps(disp.list_methods()).encode())
+        if method is None and name != core.LIST_METHODS:
             return error(core.method_not_found(name))
-        if "_" in params and "_" not in method.binder.names:
+        if "_" in params and (method is None or "_" not in method.binder.names):
             del params["_"]  # jQuery's cache buster
-        why = method.binder.check(params)
-        if why is not None:
-            return error(core.invalid_params(why))
+        if method is not None:
+            why = method.binder.check(params)
+            if why is not None:
+                return error(core.invalid_params(why))
         conn = _connection(request, ctl, disp, callback or False)
         conn["method"] = name
         if opts.auth is not None:
@@ -925,6 +1044,8 @@ class JsonpResource(Resource):
             if not ok:
                 request.setResponseCode(http.FORBIDDEN)
                 return error(core.forbidden())
+        if method is None:
+            return answer(core.dumps(disp.list_methods()).encode())
         t0 = _perf()
         ctl.stats_data.processing += 1
         d = ctl.run(method, call, conn, opts.blocking)

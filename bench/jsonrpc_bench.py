@@ -1,0 +1,462 @@
+"""
+JSON-RPC throughput, side by side, in one run.
+
+    .venv/bin/pip install aiohttp aiohttp-rpc     # the aiohttp reference (optional)
+    apt-get install -y wrk
+    .venv/bin/python bench/jsonrpc_bench.py [--duration 5] [--connections 50]
+    .venv/bin/python bench/jsonrpc_bench.py --profile   # cProfile of the reactor path
+
+Each server runs in its own process pinned to CPU 0 (taskset), wrk runs on
+CPU 1 with one thread and keep-alive connections.  Servers:
+
+    bare        a twisted.web resource answering a constant JSON body (the ceiling)
+    reactor     twistbridge, echo with run_in="reactor"
+    thread      twistbridge, echo as a plain def (thread pool)
+    batch100    twistbridge, one request = a batch of 100 reactor echo calls
+    txjsonrpc   txjsonrpc-ng's own JSONRPC resource, jsonrpc_echo
+    aiohttp-rpc aiohttp + aiohttp-rpc, echo (skipped when not installed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ONE = {"jsonrpc": "2.0", "method": "echo", "params": ["hello"], "id": 1}
+BATCH = [
+    {"jsonrpc": "2.0", "method": "echo", "params": [i], "id": i} for i in range(100)
+]
+
+
+# --- servers (run as: jsonrpc_bench.py --serve KIND PORT) -------------------
+
+
+def serve_bare(port: int) -> None:
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    body = json.dumps({"jsonrpc": "2.0", "result": "hello", "id": 1}).encode()
+
+    class Bare(Resource):
+        isLeaf = True
+
+        def render_POST(self, request):
+            request.content.read()
+            request.setHeader(b"Content-Type", b"application/json")
+            return body
+
+    reactor.listenTCP(port, Site(Bare()), interface="127.0.0.1")
+    reactor.run()
+
+
+def serve_bridge(port: int, run_in: str) -> None:
+    from twisted.internet import reactor
+
+    from twistbridge import Bridge
+
+    bridge = Bridge(port=port, igor_port="none", bgpy_port="none")
+
+    def echo(data):
+        return data
+
+    bridge.rpc_function(echo, run_in=None if run_in == "thread" else "reactor")
+    service = bridge.service()
+    service.privilegedStartService()
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+
+
+def serve_plain_site(port: int) -> None:
+    """The JSON-RPC resource mounted on a plain twisted.web Site (embedding)."""
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    from twistbridge import Bridge
+    from twistbridge.jsonrpc._resource import mount
+
+    bridge = Bridge()
+
+    def echo(data):
+        return data
+
+    bridge.rpc_function(echo, run_in="reactor")
+    root = Resource()
+    mount(root, bridge)
+    reactor.listenTCP(port, Site(root), interface="127.0.0.1")
+    reactor.run()
+
+
+def serve_txjsonrpc(port: int) -> None:
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+    from txjsonrpc_ng.web.jsonrpc import JSONRPC
+
+    class Api(JSONRPC):
+        def jsonrpc_echo(self, data):
+            return data
+
+    reactor.listenTCP(port, Site(Api()), interface="127.0.0.1")
+    reactor.run()
+
+
+def serve_aiohttp(port: int) -> None:
+    import aiohttp_rpc
+    from aiohttp import web
+
+    def echo(data):
+        return data
+
+    rpc = aiohttp_rpc.JSONRPCServer()
+    rpc.add_methods([echo])
+    app = web.Application()
+    app.router.add_routes([web.post("/rpc", rpc.handle_http_request)])
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve(kind: str, port: int, profile: str | None) -> None:
+    if profile:
+        import cProfile
+
+        from twisted.internet import reactor
+
+        profiler = cProfile.Profile()
+
+        def dump():
+            profiler.disable()
+            profiler.dump_stats(profile)
+
+        reactor.addSystemEventTrigger("after", "shutdown", dump)
+        profiler.enable()
+    {
+        "bare": serve_bare,
+        "reactor": lambda p: serve_bridge(p, "reactor"),
+        "batch100": lambda p: serve_bridge(p, "reactor"),
+        "thread": lambda p: serve_bridge(p, "thread"),
+        "txjsonrpc": serve_txjsonrpc,
+        "reactor-plain": serve_plain_site,
+        "aiohttp-rpc": serve_aiohttp,
+    }[kind](port)
+
+
+# --- server CPU per request, in this process (robust on a busy machine) -----
+
+
+def cpu_sites():
+    """The in-process sites of the --cpu mode: name -> (site, payload)."""
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+    from txjsonrpc_ng.web.jsonrpc import JSONRPC
+
+    from twistbridge import Bridge
+    from twistbridge.jsonrpc._resource import mount
+
+    body = json.dumps({"jsonrpc": "2.0", "result": "hello", "id": 1}).encode()
+
+    class Bare(Resource):
+        isLeaf = True
+
+        def render_POST(self, request):
+            request.content.read()
+            request.setHeader(b"Content-Type", b"application/json")
+            return body
+
+    class Api(JSONRPC):
+        def jsonrpc_echo(self, data):
+            return data
+
+    def bare_site():
+        root = Resource()
+        root.putChild(b"rpc", Bare())
+        return Site(root)
+
+    def bridge_site():
+        bridge = Bridge()
+        bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
+        root = Resource()
+        mount(root, bridge)
+        return Site(root)
+
+    def bridge_full_site():
+        # what `twistd bridge` serves: BridgeSite (early body checks, header
+        # timeout, access log) over the whole root
+        from twistbridge.web import BridgeSite
+
+        bridge = Bridge()
+        bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
+        return BridgeSite(bridge)
+
+    def tx_site():
+        root = Resource()
+        root.putChild(b"rpc", Api())
+        return Site(root)
+
+    return {
+        "bare": (bare_site, ONE),
+        "reactor": (bridge_site, ONE),
+        "reactor-site": (bridge_full_site, ONE),
+        "batch100": (bridge_site, BATCH),
+        "txjsonrpc": (tx_site, ONE),
+    }
+
+
+def cpu_per_request(make_site, payload, n: int) -> float:
+    """Server CPU microseconds per keep-alive request, fed through a StringTransport."""
+    from twisted.internet.testing import StringTransport
+
+    data = json.dumps(payload).encode()
+    raw = (
+        b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(data)
+    ) + data
+    protocol = make_site().buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(raw)
+    assert b" 200 OK" in transport.value(), transport.value()[:300]
+    transport.clear()
+    start = time.process_time()
+    for _ in range(n):
+        protocol.dataReceived(raw)
+        transport.clear()
+    used = time.process_time() - start
+    protocol.connectionLost(None)
+    return used / n * 1e6
+
+
+def cpu_mode(rounds: int) -> None:
+    sites = cpu_sites()
+    best: dict = {}
+    for _ in range(rounds):
+        for name, (make_site, payload) in sites.items():
+            n = 300 if name == "batch100" else 3000
+            us = cpu_per_request(make_site, payload, n)
+            best[name] = min(us, best.get(name, float("inf")))
+    print(f"server CPU per request, in process, best of {rounds} rounds:")
+    for name, us in best.items():
+        calls = f"  = {100e6 / us:,.0f} calls/s of CPU" if name == "batch100" else ""
+        print(f"  {name:10s} {us:8.1f} us  (= {1e6 / us:8,.0f} req/s of CPU){calls}")
+    print(
+        f"  reactor / bare        {best['bare'] / best['reactor']:6.1%}  (goal >= 85%)"
+    )
+    print(
+        f"  reactor / txjsonrpc   {best['txjsonrpc'] / best['reactor']:6.2f}x (goal >= 1.1x)"
+    )
+
+
+# --- the driver -------------------------------------------------------------
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def post(url: str, payload) -> object:
+    request = urllib.request.Request(
+        url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def wait_ready(url: str, payload, proc) -> object:
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            return post(url, payload)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling a server that is starting up
+
+
+def pinned(cpu: int, argv: list) -> list:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu), *argv]
+    return argv
+
+
+def run_wrk(url: str, payload, duration: int, connections: int) -> float:
+    lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    body = json.dumps(payload).replace("\\", "\\\\").replace('"', '\\"')
+    lua.write(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    lua.close()
+    try:
+        out = subprocess.run(
+            pinned(
+                1,
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{duration}s",
+                    "-s",
+                    lua.name,
+                    url,
+                ],
+            ),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(lua.name)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{out}")
+    return float(match.group(1)) if match else 0.0
+
+
+class Server:
+    """One benchmark server process (pinned to CPU 0), checked once before timing."""
+
+    def __init__(self, kind: str, profile: str | None = None) -> None:
+        self.kind = kind
+        self.port = free_port()
+        argv = [sys.executable, __file__, "--serve", kind, str(self.port)]
+        if profile:
+            argv += ["--profile-out", profile]
+        self.proc = subprocess.Popen(
+            pinned(0, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.url = f"http://127.0.0.1:{self.port}/rpc"
+        self.payload = BATCH if kind == "batch100" else ONE
+        answer = wait_ready(self.url, self.payload, self.proc)
+        if kind == "batch100":
+            assert [r["result"] for r in answer] == list(range(100)), answer
+        else:
+            assert answer["result"] == "hello", answer
+
+    def measure(self, duration: int, connections: int) -> float:
+        return run_wrk(self.url, self.payload, duration, connections)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def measure(kind: str, duration: int, connections: int, profile: str | None = None):
+    server = Server(kind, profile)
+    try:
+        return server.measure(duration, connections)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each server N times, keep the best",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the reactor path"
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="server CPU per request, in process (no wrk)"
+    )
+    parser.add_argument(
+        "--serve", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]), args.profile_out)
+        return
+    if args.cpu:
+        cpu_mode(max(args.rounds, 5))
+        return
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    if args.profile:
+        import pstats
+
+        out = tempfile.mktemp(suffix=".prof")
+        rate = measure("reactor", args.duration, args.connections, profile=out)
+        for _ in range(100):
+            if os.path.exists(out):
+                break
+            time.sleep(0.1)  # the server writes its profile as it exits
+        print(f"reactor echo under cProfile: {rate:,.0f} req/s (profiling slows it)")
+        pstats.Stats(out).sort_stats("tottime").print_stats(20)
+        return
+    kinds = args.only or [
+        "bare",
+        "reactor",
+        "thread",
+        "batch100",
+        "txjsonrpc",
+        "aiohttp-rpc",
+    ]
+    try:
+        import aiohttp_rpc  # noqa: F401
+    except ImportError:
+        if "aiohttp-rpc" in kinds:
+            print("aiohttp-rpc: skipped (pip install aiohttp aiohttp-rpc)")
+            kinds.remove("aiohttp-rpc")
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive; "
+        f"server on CPU 0, wrk on CPU 1; best of {args.rounds} round(s); "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    servers = [Server(kind) for kind in kinds]
+    rates: dict = {}
+    try:
+        for _ in range(args.rounds):
+            for server in servers:
+                rate = server.measure(args.duration, args.connections)
+                rates[server.kind] = max(rate, rates.get(server.kind, 0.0))
+    finally:
+        for server in servers:
+            server.stop()
+    for kind in kinds:
+        extra = f"  = {rates[kind] * 100:,.0f} calls/s" if kind == "batch100" else ""
+        print(f"  {kind:12s} {rates[kind]:9,.0f} req/s{extra}")
+    bare, tx = rates.get("bare"), rates.get("txjsonrpc")
+    print("goals:")
+    if bare and "reactor" in rates:
+        print(f"  reactor / bare        {rates['reactor'] / bare:6.1%}  (goal >= 85%)")
+    if tx and "reactor" in rates:
+        print(f"  reactor / txjsonrpc   {rates['reactor'] / tx:6.2f}x (goal >= 1.1x)")
+    if bare and "thread" in rates:
+        print(f"  thread / bare         {rates['thread'] / bare:6.1%}  (goal >= 50%)")
+    if "batch100" in rates:
+        print(
+            f"  batch of 100          {rates['batch100'] * 100:9,.0f} calls/s (goal >= 25,000)"
+        )
+
+
+if __name__ == "__main__":
+    main()
