@@ -83,9 +83,10 @@ def test_token_right_and_wrong(standalone):
     assert server.wait(10) == 0
 
 
-def test_init_file_initializes_at_start(standalone):
+def test_init_file_initializes_at_start(standalone, tmp_path):
     path = os.path.join(os.path.dirname(bgpy_tasks.__file__), "bgpy_tasks.py")
-    server = standalone("--init-file", path)
+    log_file = tmp_path / "bgpy.log"
+    server = standalone("--init-file", path, "--log-file", str(log_file))
     client = real(server.port)
     # The module of --init-file is allowed: INIT is understood, and refused
     # only because init_task already ran.
@@ -100,6 +101,7 @@ def test_init_file_initializes_at_start(standalone):
         request_count=3, value=1005
     )
     assert "Traceback" in server.output  # to the log, never to the client
+    assert "bgpy listening on 127.0.0.1:" in log_file.read_text()
     # `python -m twistbridge.bgpy terminate HOST PORT` stops it.
     done = subprocess.run(
         [

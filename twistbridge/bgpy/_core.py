@@ -351,22 +351,23 @@ def parse_json_line(line: bytes) -> Union[Message, BgpyError]:
     object, unknown type, args not an object) keeps the connection usable.
     """
     try:
-        data = json.loads(line)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        data = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # (UnicodeDecodeError is one)
         return BgpyError(f"Invalid JSON: {e}.")
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         return BgpyError("A message must be a JSON object with 'type' and 'args'.")
     name = data.get("type")
-    if not isinstance(name, str) or name.upper() not in _CLIENT_TYPES:
+    kind = _CLIENT_TYPES.get(name.upper()) if isinstance(name, str) else None
+    if kind is None:
         return BgpyError(
             f"Unknown message type {name!r}: expected one of AUTH, INIT, EXEC, EXIT."
         )
-    args = data.get("args", {})
+    args = data.get("args")
     if args is None:
         args = {}
-    if not isinstance(args, dict):
+    elif type(args) is not dict:
         return BgpyError("'args' must be a JSON object.")
-    return Message(_CLIENT_TYPES[name.upper()], args)
+    return Message(kind, args)
 
 
 def _json_default(value: Any) -> Any:

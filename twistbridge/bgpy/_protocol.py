@@ -148,33 +148,31 @@ class BgpyProtocol(Protocol):
             self.decoder = (
                 FrameDecoder(limit) if self.format == "bgpy" else LineDecoder(limit)
             )
-        self._cancel(self._idle_timer)
-        self._idle_timer = None
-        items = self.decoder.feed(data)
-        for item in items:
-            if (
-                self._parked
-                and self.format == "json"
-                and not self.inbox.pending
-                and not isinstance(item, BgpyError)
-                and len(item) < OFFLOAD_DECODE
-            ):
+        if self._idle_timer is not None:
+            self._cancel(self._idle_timer)
+            self._idle_timer = None
+        fast = self._parked and self.format == "json"
+        for item in self.decoder.feed(data):
+            if fast and not self.inbox.pending and type(item) is bytes:
                 # Nothing queued before it: handle a JSON line now if it
                 # needs no waiting (most EXECs), without the queue.
-                item = parse_json_line(item)
-                if isinstance(item, Message) and self._handle_now(item):
-                    continue
+                if len(item) < OFFLOAD_DECODE:
+                    item = parse_json_line(item)
+                    if type(item) is Message and self._handle_now(item):
+                        continue
             self.inbox.put(item)
-        self._cancel(self._message_timer)
-        self._message_timer = None
-        if self.decoder.failed:
+        if self._message_timer is not None:
+            self._cancel(self._message_timer)
+            self._message_timer = None
+        decoder = self.decoder
+        if decoder.failed:
             self.transport.pauseProducing()
             return
-        if self.decoder.pending:
+        if decoder.pending:
             self._message_timer = self.reactor.callLater(
                 self.factory.settings.message_timeout, self._message_timed_out
             )
-        if len(self.inbox.pending) >= 32 and not self.paused:
+        if not self.paused and len(self.inbox.pending) >= 32:
             self.paused = True
             self.transport.pauseProducing()
 

@@ -45,13 +45,13 @@ from twistbridge.bgpy._core import (
 
 log = Logger(namespace="twistbridge.bgpy")
 
-GATHER_TIME = 0.001
+GATHER_TIME = 0.02
 """Seconds EXEC tasks nobody waits on may wait to be handed over together."""
 
 MAX_QUEUED = 1024
 """Tasks nobody waits on that may be queued; past it, clients wait."""
 
-MAX_BATCH = 64
+MAX_BATCH = 1024
 """EXEC tasks handed to the thread pool in one call, at most."""
 
 
@@ -231,7 +231,6 @@ class TaskRuntime:
         self._running = False
         self._gather: Any = None
         self.on_exit: Optional[Callable[[], Any]] = None
-        self._watched = False
         self._snapshot: Any = None
 
     # public API -------------------------------------------------------------
@@ -244,12 +243,11 @@ class TaskRuntime:
     def state(self) -> Optional[Dict[str, Any]]:
         """
         A copy of the current state, or L{None} when uninitialized.  While a
-        task runs, the state as it was when that task started.
+        task runs (in a thread), the state as the last task left it.
         """
-        self._watched = True
         if not self.machine.initialized:
             return None
-        if not self.idle and self._snapshot is not None:
+        if self._running:
             return copy.deepcopy(self._snapshot)
         return copy.deepcopy(self.machine.state)
 
@@ -444,11 +442,11 @@ class TaskRuntime:
         return copy.deepcopy(self.machine.state) if wanted else None
 
     def _keep_snapshot(self) -> None:
-        if self._watched:
-            try:
-                self._snapshot = copy.deepcopy(self.machine.state)
-            except Exception:
-                self._snapshot = None
+        # Taken in the reactor between tasks (once per batch), for state().
+        try:
+            self._snapshot = copy.deepcopy(self.machine.state)
+        except Exception:  # a state that does not copy: state() gives None
+            self._snapshot = None
 
     def start(self) -> Deferred:
         """Run C{init_task} of the configured tasks (service start)."""
