@@ -44,6 +44,7 @@ from twistbridge._processpool import (
     WorkerCrashed,
 )
 
+#: Where a handler can run: the values of C{run_in}.
 RUN_IN = ("reactor", "thread", "process")
 
 __all__ = [
