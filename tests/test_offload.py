@@ -328,7 +328,7 @@ async def test_cancelled_queued_process_call_never_runs(tmp_path):
     try:
         busy_marker = str(tmp_path / "busy")
         never = str(tmp_path / "never")
-        busy = o.in_process(app.pid_then_sleep, busy_marker, 0.5)
+        busy = o.in_process(app.pid_then_sleep, busy_marker, 2)
         queued = o.in_process(app.touch, never)
         await until(lambda: os.path.exists(busy_marker), what="the first call")
         assert o.stats()["processes"]["queued"] == 1
@@ -336,7 +336,7 @@ async def test_cancelled_queued_process_call_never_runs(tmp_path):
         assert o.stats()["processes"]["queued"] == 0
         with pytest.raises(CancelledError):
             await queued
-        assert await busy == 0.5
+        assert await busy == 2
         assert await o.in_process(app.add, 1, 2) == 3  # the next call ran after it
         assert not os.path.exists(never)
     finally:
@@ -616,7 +616,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
             # A client that goes away drops its queued call.
             markers = [str(tmp_path / f"busy{i}") for i in range(2)]
             busy = [
-                clients.submit(offload, server, "pid_then_sleep", "process", m, 1.5)
+                clients.submit(offload, server, "pid_then_sleep", "process", m, 2)
                 for m in markers
             ]
             wait_for(

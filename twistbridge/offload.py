@@ -44,6 +44,7 @@ from twistbridge._processpool import (
     WorkerCrashed,
 )
 
+#: Where a handler can run: the values of C{run_in}.
 RUN_IN = ("reactor", "thread", "process")
 
 __all__ = [
@@ -153,6 +154,67 @@ class _DaemonThreadPool(ThreadPool):
     def threadFactory(*args: Any, **kwargs: Any) -> threading.Thread:  # noqa: D102
         kwargs["daemon"] = True
         return threading.Thread(*args, **kwargs)
+
+
+class _ThreadCall:
+    """One call in the thread pool: dropped if cancelled before it starts."""
+
+    __slots__ = (
+        "offloader",
+        "func",
+        "args",
+        "kwargs",
+        "deferred",
+        "started",
+        "cancelled",
+    )
+
+    def __init__(self, offloader: Offloader, func: Any, args: Any, kwargs: Any) -> None:
+        self.offloader = offloader
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.started = False
+        self.cancelled = False
+        self.deferred: Deferred = Deferred(self.cancel)
+
+    def cancel(self, d: Deferred) -> None:
+        """The caller gave up: if no thread took the call yet, never run it."""
+        with self.offloader._lock:
+            if not self.started:
+                self.cancelled = True
+
+    def run(self) -> None:
+        """In a pool thread: run the call, then deliver in the reactor thread."""
+        offloader = self.offloader
+        func, args, kwargs = self.func, self.args, self.kwargs
+        # The Deferred's canceller refers to this object: let go of the
+        # arguments now rather than when the cycle is collected.
+        self.func = self.args = self.kwargs = None
+        with offloader._lock:
+            self.started = True
+            offloader._queued -= 1
+            if self.cancelled:
+                return
+            offloader._busy += 1
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            offloader._reactor.callFromThread(self.deliver, False, Failure())
+        else:
+            offloader._reactor.callFromThread(self.deliver, True, result)
+
+    def deliver(self, ok: bool, result: Any) -> None:
+        """In the reactor thread: fire the Deferred (unless cancelled)."""
+        with self.offloader._lock:
+            self.offloader._busy -= 1
+        d = self.deferred
+        if d.called:
+            return
+        if ok:
+            d.callback(result)
+        else:
+            d.errback(result)
 
 
 class Offloader(Service):
@@ -347,47 +409,11 @@ class Offloader(Service):
         means the call never runs.
         """
         pool = self._ensure_threadpool()
-        lock = threading.Lock()
-        state = {"cancelled": False, "started": False}
-
-        def cancel(d: Deferred) -> None:
-            with lock:
-                if not state["started"]:
-                    state["cancelled"] = True
-
-        d: Deferred = Deferred(cancel)
-
-        def deliver(ok: bool, result: Any) -> None:
-            with self._lock:
-                self._busy -= 1
-            if d.called:
-                return
-            if ok:
-                d.callback(result)
-            else:
-                d.errback(result)
-
-        def run() -> None:
-            with lock:
-                cancelled = state["cancelled"]
-                state["started"] = True
-            with self._lock:
-                self._queued -= 1
-                if not cancelled:
-                    self._busy += 1
-            if cancelled:
-                return
-            try:
-                result = func(*args, **kwargs)
-            except BaseException:
-                self._reactor.callFromThread(deliver, False, Failure())
-            else:
-                self._reactor.callFromThread(deliver, True, result)
-
+        call = _ThreadCall(self, func, args, kwargs)
         with self._lock:
             self._queued += 1
-        pool.callInThread(run)
-        return d
+        pool.callInThread(call.run)
+        return call.deferred
 
     def in_process(
         self, func: Callable[..., Any], *args: Any, **kwargs: Any
