@@ -543,8 +543,9 @@ class BridgeService(MultiService):
             return
         offloader = self.bridge.offloader
         pools_deadline = max(deadline, self._reactor.seconds() + POOL_GRACE)
+        grace = max(0.0, pools_deadline - self._reactor.seconds())
         stopped = await self._within(
-            defer.maybeDeferred(offloader.stopService), pools_deadline
+            defer.maybeDeferred(offloader.stop, grace), pools_deadline
         )
         if not stopped:
             log.warn("handlers still running after the shutdown bound: exiting anyway")
