@@ -320,6 +320,68 @@ def test_access_igor_and_bgpy_events():
     assert [e["access"] for e in events] == ["igor", "bgpy"]
 
 
+def test_access_events_are_what_logger_info_emits():
+    """The access log's own emission builds the event Logger.info would."""
+    from twisted.logger import Logger
+
+    fast, slow = [], []
+    saved, logs.access_log.observer = logs.access_log.observer, fast.append
+    try:
+        logs.access_bgpy("10.0.0.1", "EXEC", "ERROR", wire="pickle")
+    finally:
+        logs.access_log.observer = saved
+    reference = Logger(namespace="twistbridge.access", observer=slow.append)
+    reference.info(
+        "{client} bgpy {message_type} {outcome}",
+        access="bgpy",
+        client="10.0.0.1",
+        message_type="EXEC",
+        outcome="ERROR",
+        wire="pickle",
+    )
+    (event,), (expected,) = fast, slow
+    assert event["log_logger"] is logs.access_log
+    for e in (event, expected):
+        del e["log_time"], e["log_logger"]
+    assert event == expected
+
+
+def test_text_lines_of_access_events_are_twisteds_own():
+    """The fast text path writes exactly what Twisted's formatter writes."""
+    from twisted.internet.address import IPv4Address
+    from twisted.logger import formatEventAsClassicLogText, formatTime
+
+    events = []
+    saved, logs.access_log.observer = logs.access_log.observer, events.append
+    try:
+        peer = IPv4Address("TCP", "127.0.0.1", 5555)
+        logs.access_igor(peer, "/ws\nx", 1000, 0.25, received=1, sent=2)
+        logs.access_bgpy(peer, "EXEC", "OK", wire="json")
+        logs.access_bgpy("caf\u00e9", "AUTH", "ERROR")
+        logs.access_igor(peer, "/ws", None, None)  # does not format plainly
+        request = DummyRequest([b"rpc"])
+        request.method, request.path, request.clientproto = b"GET", b"/x", b"HTTP/1.0"
+        request.code, request.sentLength = 404, 0
+        logs.access_http(request)
+    finally:
+        logs.access_log.observer = saved
+    events.append({"log_format": "other {x}", "x": 1, "log_time": 1.5e9})
+    events.append({"log_format": "sys", "log_system": "s", "log_namespace": "twistbridge.access"})
+    formatter = logs.ClassicTextFormatter()
+
+    def classic(event):
+        return formatEventAsClassicLogText(event, lambda t: formatTime(t))
+
+    lines = [formatter(e) for e in events]
+    assert lines == [classic(e) for e in events]
+    assert lines[0].endswith(" [twistbridge.access#info] 127.0.0.1 igor /ws\n\tx closed 1000 after 0.250s (1 in, 2 out)\n")
+    assert lines[2].endswith("] caf\u00e9 bgpy AUTH ERROR\n")
+    assert "Unable to format event" in lines[3]
+    out = io.StringIO()
+    logs.text_observer(out)(events[1])
+    assert out.getvalue() == lines[1]
+
+
 def test_configure_logging_leaves_embedded_processes_alone():
     from twistbridge.config import Settings
 

@@ -24,15 +24,19 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from time import time
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.logger import (
     FileLogObserver,
     ILogObserver,
     Logger,
+    LogLevel,
     formatEvent,
+    formatEventAsClassicLogText,
+    formatTime,
     jsonFileLogObserver,
-    textFileLogObserver,
+    timeFormatRFC3339,
 )
 from twisted.python import logfile
 from zope.interface import implementer
@@ -111,9 +115,63 @@ def json_observer(out: Any) -> JSONLinesObserver:
     return JSONLinesObserver(out)
 
 
+class ClassicTextFormatter:
+    """
+    twistd's text format, C{<time> [<system>] <message>}, exactly as
+    Twisted's L{formatEventAsClassicLogText} writes it, with a fast path for
+    access events (one per request or message): their message formats are
+    known to be plain C{str.format} fields, so they skip Twisted's generic
+    formatter, and the time stamp (whole seconds) is formatted once a second.
+    Any other event, or an access event that does not format plainly, goes
+    through Twisted's own formatter.
+    """
+
+    def __init__(self, time_format: str = timeFormatRFC3339) -> None:
+        self._time_format = time_format
+        self._second: Any = None
+        self._stamp = ""
+
+    def _format_time(self, when: Any) -> str:
+        return formatTime(when, self._time_format)
+
+    def __call__(self, event: Dict[str, Any]) -> Optional[str]:
+        """The line for C{event} (L{None}: nothing to write)."""
+        log_format = event.get("log_format")
+        if (
+            log_format in _ACCESS_FORMATS
+            and event.get("log_namespace") == _ACCESS_NAMESPACE
+            and event.get("log_level") is _INFO
+            and "log_system" not in event
+            and "log_failure" not in event
+        ):
+            line = self._access_line(log_format, event)
+            if line is not None:
+                return line
+        return formatEventAsClassicLogText(event, self._format_time)
+
+    def _access_line(self, log_format: str, event: Dict[str, Any]) -> Optional[str]:
+        when = event.get("log_time")
+        if type(when) is not float:
+            return None
+        try:
+            text = log_format.format_map(event)
+        except Exception:
+            return None  # Twisted's formatter says what went wrong
+        if not text:
+            return None
+        second = int(when)
+        if second != self._second:
+            # the format has no fraction of a second and a UTC offset only
+            # changes on a whole second: one stamp serves the whole second
+            self._stamp = self._format_time(when)
+            self._second = second
+        line = f"{self._stamp} [{_ACCESS_NAMESPACE}#info] {text}"
+        return line.replace("\n", "\n\t") + "\n"
+
+
 def text_observer(out: Any) -> FileLogObserver:
     """twistd's text format: C{<time> [<system>] <message>}."""
-    return textFileLogObserver(out)
+    return FileLogObserver(out, ClassicTextFormatter())
 
 
 def observer_for(log_format: str, out: Any) -> Any:
@@ -220,24 +278,57 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_INFO = LogLevel.info
+_ACCESS_NAMESPACE = access_log.namespace
+
+
+def _emit_access(log_format: str, event: Dict[str, Any]) -> None:
+    """
+    Send C{event} to the access log's observer at level C{info}.
+
+    The same event L{Logger.info} builds (the same C{log_*} keys and values),
+    without its generic work per call (checking the level against every
+    level, merging keyword arguments): an access event is emitted for every
+    request and message, so this is on every protocol's hot path.
+    """
+    event["log_logger"] = access_log
+    event["log_level"] = _INFO
+    event["log_namespace"] = _ACCESS_NAMESPACE
+    event["log_source"] = None
+    event["log_format"] = log_format
+    event["log_time"] = time()
+    access_log.observer(event)
+
+
+_HTTP_FORMAT = '{client} "{method} {path} {protocol}" {code} {length}'
+
+
 def access_http(request: Any) -> None:
     """
     One event for an answered HTTP request: client, method, path (without
     the query string), status code, bytes sent, user agent.
     """
-    path = _text(request.path if request.path is not None else b"-")
+    path = request.path
     agent = request.getHeader(b"user-agent")
-    access_log.info(
-        '{client} "{method} {path} {protocol}" {code} {length}',
-        access="http",
-        client=_client(request.getClientAddress()),
-        method=_text(request.method),
-        path=path,
-        protocol=_text(request.clientproto),
-        code=request.code,
-        length=request.sentLength,
-        user_agent=_text(agent) if agent is not None else None,
+    _emit_access(
+        _HTTP_FORMAT,
+        {
+            "access": "http",
+            "client": _client(request.getClientAddress()),
+            "method": _text(request.method),
+            "path": _text(path) if path is not None else "-",
+            "protocol": _text(request.clientproto),
+            "code": request.code,
+            "length": request.sentLength,
+            "user_agent": _text(agent) if agent is not None else None,
+        },
     )
+
+
+_IGOR_FORMAT = (
+    "{client} igor {path} closed {code} after {duration:.3f}s "
+    "({received} in, {sent} out)"
+)
 
 
 def access_igor(
@@ -253,18 +344,25 @@ def access_igor(
     One event for an Igor WebSocket connection when it closes: client
     address, path, close code, seconds open, messages received and sent.
     """
-    access_log.info(
-        "{client} igor {path} closed {code} after {duration:.3f}s "
-        "({received} in, {sent} out)",
-        access="igor",
-        client=_client(client),
-        path=path,
-        code=code,
-        duration=duration,
-        received=received,
-        sent=sent,
-        client_id=client_id,
+    _emit_access(
+        _IGOR_FORMAT,
+        {
+            "access": "igor",
+            "client": _client(client),
+            "path": path,
+            "code": code,
+            "duration": duration,
+            "received": received,
+            "sent": sent,
+            "client_id": client_id,
+        },
     )
+
+
+_BGPY_FORMAT = "{client} bgpy {message_type} {outcome}"
+
+#: The message formats of access events: plain fields only.
+_ACCESS_FORMATS = frozenset({_HTTP_FORMAT, _IGOR_FORMAT, _BGPY_FORMAT})
 
 
 def access_bgpy(client: Any, message_type: str, outcome: str, wire: str = "") -> None:
@@ -273,11 +371,13 @@ def access_bgpy(client: Any, message_type: str, outcome: str, wire: str = "") ->
     (C{AUTH}, C{INIT}, C{EXEC}, C{EXIT}), outcome (C{OK}, C{ERROR}), wire
     format (C{json} or C{pickle}).  Never the arguments, never the token.
     """
-    access_log.info(
-        "{client} bgpy {message_type} {outcome}",
-        access="bgpy",
-        client=_client(client),
-        message_type=message_type,
-        outcome=outcome,
-        wire=wire,
+    _emit_access(
+        _BGPY_FORMAT,
+        {
+            "access": "bgpy",
+            "client": _client(client),
+            "message_type": message_type,
+            "outcome": outcome,
+            "wire": wire,
+        },
     )

@@ -139,11 +139,21 @@ def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Defe
         result = func(*args, **kwargs)
     except BaseException:
         return defer.fail(Failure())
-    if inspect.isawaitable(result) and not isinstance(result, Deferred):
-        return defer.ensureDeferred(result)
+    if type(result) in _PLAIN:
+        # The usual results (JSON values) are never awaitable: skip the
+        # inspection below, which is costly next to an echo handler.
+        return defer.succeed(result)
     if isinstance(result, Deferred):
         return result
+    if inspect.isawaitable(result):
+        return defer.ensureDeferred(result)
     return defer.succeed(result)
+
+
+#: Result types that are never awaitable (exact types: a subclass may be).
+_PLAIN = frozenset(
+    {dict, list, str, int, float, bool, bytes, tuple, type(None)}
+)
 
 
 class _DaemonThreadPool(ThreadPool):
