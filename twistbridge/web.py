@@ -438,6 +438,16 @@ class BridgeChannel(HTTPChannel):
             call.cancel()
         HTTPChannel.connectionLost(self, reason)
 
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        """This end's address, asked of the socket once per connection
+        (every request reads it)."""
+        host = self._host
+        if host is None:
+            host = self._host = HTTPChannel.getHost(self)
+        return host
+
     def _now(self) -> float:
         clock = self._clock
         if clock is None:
