@@ -382,6 +382,25 @@ def test_text_lines_of_access_events_are_twisteds_own():
     assert out.getvalue() == lines[1]
 
 
+def test_level_filtered_stops_access_events_only_when_they_are_dropped():
+    """Below the level, access events are not built; at info they are."""
+    events = []
+    saved, logs.access_log.observer = logs.access_log.observer, events.append
+    try:
+        (warn_observer,) = logs.level_filtered([events.append], LogLevel.warn)
+        logs.access_bgpy("10.0.0.2", "EXEC", "OK")
+        assert events == []
+        (info_observer,) = logs.level_filtered([events.append], LogLevel.info)
+        logs.access_bgpy("10.0.0.2", "EXEC", "OK")
+        assert [e["client"] for e in events] == ["10.0.0.2"]
+        info_observer(events[0])  # passes the filter at info
+        warn_observer(events[0])  # dropped at warn
+        assert len(events) == 2
+    finally:
+        logs.access_log.observer = saved
+        logs._access_on = True
+
+
 def test_configure_logging_leaves_embedded_processes_alone():
     from twistbridge.config import Settings
 

@@ -80,13 +80,9 @@ def _listen_description(host: str, port: int) -> str:
 
 
 def _start_logging(log_level: str, log_file: Optional[str]) -> None:
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
+    from twisted.logger import LogLevel, globalLogBeginner, textFileLogObserver
+
+    from twistbridge.logs import level_filtered
 
     names = {"warning": "warn", "fatal": "critical"}
     level_name = names.get(log_level.lower(), log_level.lower())
@@ -97,10 +93,8 @@ def _start_logging(log_level: str, log_file: Optional[str]) -> None:
     observers = [textFileLogObserver(sys.stdout)]
     if log_file:
         observers.append(textFileLogObserver(open(log_file, "a", encoding="utf-8")))
-    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(o, [predicate]) for o in observers],
-        redirectStandardIO=False,
+        level_filtered(observers, level), redirectStandardIO=False
     )
 
 
