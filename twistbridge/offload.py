@@ -22,7 +22,6 @@ L{RemoteError}, all L{OffloadError}) are importable from here.
 
 from __future__ import annotations
 
-import collections
 import inspect
 import pickle
 import queue
@@ -216,10 +215,9 @@ class _ThreadPool:
     demand, taking calls from one queue in order.
 
     Cheaper per call than Twisted's L{ThreadPool} (whose calls go through a
-    coordinator, a context copy and a callback closure, and come back with
-    one C{callFromThread} each): a call is one C{SimpleQueue.put}, and the
-    results come back in batches, with one C{callFromThread} for all those
-    that are ready when the reactor gets to them.  A thread stuck in a
+    coordinator worker, a context copy and a callback closure): a call is
+    one C{SimpleQueue.put} and comes back with one C{callFromThread}, in
+    order after anything its handler sent with C{callFromThread}.  A thread stuck in a
     handler never keeps the process alive (daemon threads).  L{stop} lets
     the calls already queued run, then joins the threads, as L{ThreadPool}
     does.
@@ -236,8 +234,6 @@ class _ThreadPool:
         self.name = name
         self.threads: List[threading.Thread] = []
         self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._results: collections.deque = collections.deque()
-        self._wake_pending = False
         self._idle = 0  # threads waiting for work, or starting
         self._waiting = 0  # calls put and not yet taken
 
@@ -261,7 +257,7 @@ class _ThreadPool:
 
     def _loop(self) -> None:
         get, lock, offloader = self._work.get, self._lock, self._offloader
-        results = self._results
+        call_from_thread, deliver = self._reactor.callFromThread, self._deliver
         while True:
             call = get()
             if call is _STOP:
@@ -276,28 +272,19 @@ class _ThreadPool:
                     offloader._busy += 1
             if run:
                 ok, result = call.execute()
-                results.append((call, ok, result))
-                if not self._wake_pending:
-                    self._wake_pending = True
-                    self._reactor.callFromThread(self._deliver)
+                # One callFromThread per result, never batched: what the
+                # handler itself sent with callFromThread (an Igor message)
+                # must reach the reactor before its result does.
+                call_from_thread(deliver, call, ok, result)
                 del call, result
             with lock:
                 self._idle += 1
 
-    def _deliver(self) -> None:
-        """In the reactor thread: fire the Deferreds of every finished call."""
-        # Cleared before taking results: a result added after this line
-        # either is taken below or schedules another delivery.
-        self._wake_pending = False
-        results, lock, offloader = self._results, self._lock, self._offloader
-        while results:
-            call, ok, result = results.popleft()
-            with lock:
-                offloader._busy -= 1
-            try:
-                call.deliver(ok, result)
-            except Exception:
-                log.failure("delivering a thread call's result failed")
+    def _deliver(self, call: _ThreadCall, ok: bool, result: Any) -> None:
+        """In the reactor thread: fire the Deferred of a finished call."""
+        with self._lock:
+            self._offloader._busy -= 1
+        call.deliver(ok, result)
 
     def stop(self) -> None:
         """Let the queued calls run, then end and join every thread (blocks)."""
