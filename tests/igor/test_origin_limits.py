@@ -219,8 +219,9 @@ def test_garbage_instead_of_a_handshake_is_refused(twistd_server, connect):
 
 def test_thread_handler_waits_for_a_reader_that_stopped(servers):
     # A plain-def handler sending in a loop is held back while the client's
-    # buffer is full; the client, not answering pings, is dropped after
-    # twice --idle-timeout, and the handler's next send raises.
+    # buffer is full; the client is dropped (over the unsent cap, or not
+    # answering pings after twice --idle-timeout) and the handler's next
+    # send raises.
     with servers.twistd("igor_test_app:small", ["--idle-timeout", "1"]) as server:
         url = server.url()
         before = vm_rss_kib(server.process.pid)
