@@ -113,11 +113,15 @@ class Stream:
             conn.write(payload)
             return
         wait = getattr(conn, "wait_writable", None)
-        if wait is not None:
-            wait(self)
-            if self.closed:
-                raise StreamClosedError("Cannot write to closed stream")
-        self._hub.reactor.callFromThread(conn.write, payload)
+        if wait is None:
+            self._hub.reactor.callFromThread(conn.write, payload)
+            return
+        still_open = wait(self, len(payload))
+        self._hub.reactor.callFromThread(conn.write_queued, payload)
+        if self.closed or not still_open:
+            # Closed, or the connection is closing (a dropped client): tell
+            # the handler now rather than let it send into the void.
+            raise StreamClosedError("Cannot write to closed stream")
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id!r} closed={self.closed}>"

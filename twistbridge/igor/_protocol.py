@@ -104,6 +104,7 @@ class IgorProtocol(WebSocketServerProtocol):
     _watch: Optional[_WriteWatch] = None
     _logged_refusal = False
     _access: Optional[list] = None
+    _queued = 0
 
     def connectionMade(self) -> None:
         """
@@ -185,26 +186,40 @@ class IgorProtocol(WebSocketServerProtocol):
         self.factory.hub.detach(self)
         _wake_writers()
 
-    def wait_writable(self, stream: Any) -> None:
+    def wait_writable(self, stream: Any, size: int) -> bool:
         """
-        From a handler thread: wait while this client's write buffer is full
-        (it is not reading), so that a thread sending in a loop is slowed to
-        the client's pace instead of queueing data without bound.  Returns
-        once the buffer drained, or the stream closed or the client went away.
+        From a handler thread, before it queues C{size} bytes for this
+        client: wait while the client's write buffer is full (it is not
+        reading) or threads already queued a full buffer's worth that the
+        reactor has not written yet, so that a thread sending in a loop is
+        slowed to the client's pace instead of queueing data without bound.
+        Returns once there is room (L{True}), or the stream closed or the
+        connection is closing or gone (L{False}: the payload will be dropped).
         """
         global _flow_waiters
         watch = self._watch
-        if watch is None or not watch.paused:
-            return
+        limit = self.factory.unsent_cap
         with _flow:
             _flow_waiters += 1
             try:
-                while watch.paused and not stream.closed and self.state == _OPEN:
+                while (
+                    (self._queued > limit or (watch is not None and watch.paused))
+                    and not stream.closed
+                    and self.state == _OPEN
+                ):
                     _flow.wait(1.0)
+                    watch = self._watch
+                self._queued += size
+                return self.state == _OPEN and not stream.closed
             finally:
                 _flow_waiters -= 1
 
-    # what the hub calls ------------------------------------------------------
+    def write_queued(self, payload: bytes) -> None:
+        """L{write} a payload a thread queued through L{wait_writable}."""
+        with _flow:
+            self._queued -= len(payload)
+        self.write(payload)
+        _wake_writers()
 
     def write(self, payload: bytes) -> None:
         """Send one text frame (reactor thread); dropped once the socket closes."""
