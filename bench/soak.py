@@ -39,7 +39,7 @@ import websocket
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from twistbridge.testing import BridgeProcess  # noqa: E402
+from twistbridge.testing import BridgeProcess, JsonLinesClient  # noqa: E402
 
 
 class Stats:
@@ -162,33 +162,16 @@ def rpc_worker(stats, url, stop):
             stats.error("jsonrpc", repr(e))
 
 
-class BgpyLines:
-    """A JSON-lines bgpy client."""
-
-    def __init__(self, address):
-        host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.file = self.sock.makefile("rb")
-
-    def call(self, kind, args):
-        self.sock.sendall(json.dumps({"type": kind, "args": args}).encode() + b"\n")
-        return json.loads(self.file.readline())
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
-
-
 def bgpy_worker(stats, address, stop, acked):
     try:
-        client = BgpyLines(address)
+        client = JsonLinesClient(address, timeout=30)
     except Exception as e:
         stats.error("bgpy", repr(e))
         return
     try:
         while not stop.is_set():
             n = random.randint(1, 5)
-            answer = client.call("EXEC", {"n": n})
+            answer = client.call("EXEC", n=n)
             if answer.get("type") == "OK":
                 with stats.lock:
                     acked[0] += n

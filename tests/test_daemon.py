@@ -25,7 +25,7 @@ import pytest
 import requests
 import websocket
 
-from twistbridge.testing import BridgeProcess, twistd_path, wait_for
+from twistbridge.testing import BridgeProcess, JsonLinesClient, twistd_path, wait_for
 
 APP = ["--app", "production_app:bridge"]
 
@@ -245,25 +245,6 @@ def test_sigterm_drains_in_flight_izzati_upload(apps_env):
     assert exited - signalled < 10
 
 
-class JsonLines:
-    """A bgpy JSON-lines client over a raw socket."""
-
-    def __init__(self, address: str) -> None:
-        host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.file = self.sock.makefile("rb")
-
-    def send(self, type_: str, **args) -> None:
-        self.sock.sendall(json.dumps({"type": type_, "args": args}).encode() + b"\n")
-
-    def line(self) -> dict:
-        return json.loads(self.file.readline())
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 def test_sigterm_lets_igor_streams_and_bgpy_tasks_finish(apps_env, tmp_path):
     marker = tmp_path / "exit"
     env = dict(apps_env, TWISTBRIDGE_TEST_EXIT_MARKER=str(marker))
@@ -273,7 +254,7 @@ def test_sigterm_lets_igor_streams_and_bgpy_tasks_finish(apps_env, tmp_path):
             f"ws://{server.addresses['igor']}/", timeout=10
         )
         ws.send(json.dumps({"streamId": "s", "action": "wait", "data": 1.5}))
-        bgpy = JsonLines(server.addresses["bgpy"])
+        bgpy = JsonLinesClient(server.addresses["bgpy"])
         bgpy.send("AUTH", token="production-secret-token-value")
         assert [bgpy.line()["type"], bgpy.line()["type"]] == ["OK", "OK"]
         bgpy.send("EXEC", sleep=1.5)

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 
 import requests
@@ -19,7 +18,7 @@ from twisted.logger import LogLevel, eventsFromJSONLogFile
 from twisted.web.test.requesthelper import DummyRequest
 
 from twistbridge import logs
-from twistbridge.testing import BridgeProcess, twistd_path, wait_for
+from twistbridge.testing import BridgeProcess, JsonLinesClient, twistd_path, wait_for
 
 APP = ["--app", "production_app:bridge"]
 SECRETS = [
@@ -160,25 +159,6 @@ def test_sigusr1_reopens_the_log_file(tmp_path, apps_env):
     assert "/health" not in old
 
 
-class JsonLines:
-    """A bgpy JSON-lines client over a raw socket."""
-
-    def __init__(self, address: str) -> None:
-        host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.file = self.sock.makefile("rb")
-
-    def send(self, type_: str, **args) -> None:
-        self.sock.sendall(json.dumps({"type": type_, "args": args}).encode() + b"\n")
-
-    def line(self) -> dict:
-        return json.loads(self.file.readline())
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 def test_access_events_for_igor_connections_and_bgpy_messages(apps_env):
     with BridgeProcess([*APP, "--log-format", "json"], env=apps_env) as server:
         ws = websocket.create_connection(
@@ -188,12 +168,12 @@ def test_access_events_for_igor_connections_and_bgpy_messages(apps_env):
         assert json.loads(ws.recv()) == {"streamId": "s", "data": "done"}
         assert json.loads(ws.recv()) == {"streamId": "s", "close": True}
         ws.close()
-        bgpy = JsonLines(server.addresses["bgpy"])
+        bgpy = JsonLinesClient(server.addresses["bgpy"])
         bgpy.send("AUTH", token="wrong-token-value")
         assert bgpy.line()["type"] == "OK"  # the acknowledgement
         assert bgpy.line()["type"] == "ERROR"
         bgpy.close()
-        bgpy = JsonLines(server.addresses["bgpy"])
+        bgpy = JsonLinesClient(server.addresses["bgpy"])
         bgpy.send("AUTH", token="production-secret-token-value")
         assert [bgpy.line()["type"], bgpy.line()["type"]] == ["OK", "OK"]
         bgpy.send("EXEC")

@@ -8,9 +8,11 @@ bridge} process on ephemeral ports, with the addresses it bound.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -170,3 +172,42 @@ def fuzz_examples(default: int) -> int:
     multiplied by C{$TWISTBRIDGE_FUZZ_SCALE} in C{make fuzz}'s longer run.
     """
     return int(default * float(os.environ.get("TWISTBRIDGE_FUZZ_SCALE", "1")))
+
+
+class JsonLinesClient:
+    """
+    A blocking client of the bgpy port's JSON-lines format (one JSON object
+    a line each way), for tests and scripts:
+
+        client = JsonLinesClient(server.addresses["bgpy"])
+        client.call("EXEC", command="increase", value_change=10)
+    """
+
+    def __init__(self, address: str, timeout: float = 10.0) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, type_: str, **args: object) -> None:
+        """Send C{{"type": type_, "args": args}}."""
+        self.sock.sendall(json.dumps({"type": type_, "args": args}).encode() + b"\n")
+
+    def line(self) -> dict:
+        """Read the next line the server sent, decoded."""
+        return json.loads(self.file.readline())
+
+    def call(self, type_: str, **args: object) -> dict:
+        """Send a message and return the server's answer to it."""
+        self.send(type_, **args)
+        return self.line()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.file.close()
+        self.sock.close()
+
+    def __enter__(self) -> JsonLinesClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
