@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from twistbridge.testing import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASKS = os.path.join(HERE, "bgpy_tasks.py")
 
@@ -59,12 +61,6 @@ ORIGINAL = (
 )
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:

@@ -34,18 +34,14 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from twistbridge.testing import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 # servers ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Server:

@@ -40,6 +40,8 @@ import tempfile
 import textwrap
 import time
 
+from twistbridge.testing import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MiB = 1024 * 1024
 BOUNDARY = "benchBoundary7MA4YWxkTrZu0gW"
@@ -114,10 +116,6 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_up(port: int, timeout: float = 30.0) -> None:

@@ -27,12 +27,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from twistbridge.testing import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ONE = {"jsonrpc": "2.0", "method": "echo", "params": ["hello"], "id": 1}
@@ -274,12 +275,6 @@ def cpu_mode(rounds: int) -> None:
 # --- the driver -------------------------------------------------------------
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def post(url: str, payload) -> object:

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from twistbridge import _systemd
-from twistbridge.testing import BridgeProcess, twistd_path, wait_for
+from twistbridge.testing import BridgeProcess, free_port, twistd_path, wait_for
 
 APP = ["--app", "production_app:bridge"]
 
@@ -147,12 +147,6 @@ needs_activate = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def first_get(url: str):

@@ -211,3 +211,10 @@ class JsonLinesClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on C{host} a moment ago (for a child to bind)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

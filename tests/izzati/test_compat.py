@@ -2,7 +2,6 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ from izzati import Frontend
 
 from twistbridge.izzati import Backend, background, file_return
 from twistbridge.izzati._core import FileReturn
-from twistbridge.testing import wait_for
+from twistbridge.testing import free_port, wait_for
 
 SCRIPT = textwrap.dedent(
     """
@@ -114,10 +113,6 @@ def test_backend_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in child.output
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def callback_with_queue(q, text, data, suffix):
@@ -126,7 +121,7 @@ def callback_with_queue(q, text, data, suffix):
 
 
 def test_backend_background_returns_process_and_queue(tmp_path):
-    port = _free_port()
+    port = free_port()
     b = Backend(callback_with_queue, args=("!",), background=True)
     p, q = b.run(host="127.0.0.1", port=port)
     try:
