@@ -178,17 +178,23 @@ def test_drops_privileges_after_binding(tmp_path, apps_env):
 # graceful shutdown -------------------------------------------------------
 
 
+def slow_request_in_flight(server, seconds):
+    """GET /slow?seconds=N in a thread; return once the server is handling it."""
+    call = Call(requests.get, server.url(f"/slow?seconds={seconds}"), timeout=30)
+    call.start()
+    wait_for(
+        lambda: "slow request started" in server.output,
+        10,
+        what="the request in flight",
+    )
+    return call
+
+
 def test_sigterm_drains_in_flight_request_and_refuses_new_connections(apps_env):
     server = BridgeProcess(APP, env=apps_env).start()
     try:
         host, port = server.addresses["http"].rsplit(":", 1)
-        call = Call(requests.get, server.url("/slow?seconds=2"), timeout=30)
-        call.start()
-        wait_for(
-            lambda: "slow request started" in server.output,
-            10,
-            what="the request in flight",
-        )
+        call = slow_request_in_flight(server, 2)
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
         wait_for(
@@ -304,13 +310,7 @@ def test_idle_keep_alive_connection_does_not_hold_shutdown(apps_env):
 def test_shutdown_timeout_bounds_the_drain(apps_env):
     server = BridgeProcess([*APP, "--shutdown-timeout", "1"], env=apps_env).start()
     try:
-        call = Call(requests.get, server.url("/slow?seconds=30"), timeout=30)
-        call.start()
-        wait_for(
-            lambda: "slow request started" in server.output,
-            10,
-            what="the request in flight",
-        )
+        call = slow_request_in_flight(server, 30)
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.process.wait(15) == 0
@@ -326,13 +326,7 @@ def test_shutdown_timeout_bounds_the_drain(apps_env):
 def test_second_sigterm_forces_the_exit(apps_env):
     server = BridgeProcess([*APP, "--shutdown-timeout", "60"], env=apps_env).start()
     try:
-        call = Call(requests.get, server.url("/slow?seconds=30"), timeout=30)
-        call.start()
-        wait_for(
-            lambda: "slow request started" in server.output,
-            10,
-            what="the request in flight",
-        )
+        call = slow_request_in_flight(server, 30)
         server.signal(signal.SIGTERM)
         wait_for(
             lambda: "stopped accepting" in server.output, 10, what="the drain to begin"
