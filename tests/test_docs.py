@@ -504,22 +504,20 @@ def twistd() -> str:
     return str(candidate) if candidate.exists() else "twistd"
 
 
+def embedded_service(tmp_path, env):
+    """The embed_service.py example run by `twistd -n -y`."""
+    return Program(
+        [twistd(), "-n", "--pidfile", str(tmp_path / "pid"), "-y", str(EXAMPLES / "embed_service.py")],
+        env=env,
+        cwd=str(tmp_path),
+    )
+
+
 def test_embedded_service_runs_beside_the_application_services(tmp_path):
     env = examples_env(
         EMBED_HTTP_PORT="0", EMBED_IGOR_PORT="none", EMBED_BGPY_PORT="none"
     )
-    program = Program(
-        [
-            twistd(),
-            "-n",
-            "--pidfile",
-            str(tmp_path / "pid"),
-            "-y",
-            str(EXAMPLES / "embed_service.py"),
-        ],
-        env=env,
-        cwd=str(tmp_path),
-    )
+    program = embedded_service(tmp_path, env)
     try:
         address = program.address(r"http listening on (\S+)")
         health = requests.get(f"http://{address}/health", timeout=10)
@@ -534,18 +532,7 @@ def test_embedded_service_runs_beside_the_application_services(tmp_path):
 
 def test_embedded_service_answers_json_rpc(tmp_path):
     env = examples_env(EMBED_HTTP_PORT="0")
-    program = Program(
-        [
-            twistd(),
-            "-n",
-            "--pidfile",
-            str(tmp_path / "pid"),
-            "-y",
-            str(EXAMPLES / "embed_service.py"),
-        ],
-        env=env,
-        cwd=str(tmp_path),
-    )
+    program = embedded_service(tmp_path, env)
     try:
         address = program.address(r"http listening on (\S+)")
         program.address(r"(heartbeat 1)\b", timeout=10)
