@@ -60,3 +60,16 @@ def test_token_sources(tmp_path, monkeypatch):
     assert Settings(bgpy_token="configured", bgpy_token_file=str(path)).token() == "from-file"
     monkeypatch.delenv("BGPY_TOKEN")
     assert Settings().token() is None
+
+
+def test_isolation_defaults():
+    s = Settings()
+    assert s.allowed_host == ()
+    assert s.max_upload_disk == 4 * 1024**3
+    assert s.min_body_rate == 1024
+    assert s.max_queued == 1000
+    assert s.igor_takeover == "name"
+    assert Settings(allowed_host="app.example", min_body_rate="2K").allowed_host == ("app.example",)
+    assert Settings(min_body_rate="2K").min_body_rate == 2048
+    with pytest.raises(ValueError, match="igor_takeover must be 'name' or 'token'"):
+        Settings(igor_takeover="maybe")

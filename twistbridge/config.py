@@ -14,6 +14,15 @@ from typing import Any, Optional, Tuple
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
+#: The settings that are byte counts (digits with an optional K/M/G suffix).
+SIZE_SETTINGS = (
+    "max_upload_size",
+    "max_request_size",
+    "max_message_size",
+    "max_upload_disk",
+    "min_body_rate",
+)
+
 
 def parse_size(value: Any) -> int:
     """
@@ -77,6 +86,16 @@ class Settings:
         take to arrive complete once it has started.
     @ivar shutdown_timeout: seconds to drain on SIGTERM.
     @ivar log_format: C{"text"} or C{"json"}.
+    @ivar allowed_host: extra HTTP C{Host} names to accept, besides the
+        loopback names and the machine's own addresses.
+    @ivar max_upload_disk: temp disk all in-flight uploads together may hold.
+    @ivar min_body_rate: bytes per second a request body must keep up,
+        averaged over C{idle_timeout} (0: no minimum).
+    @ivar max_queued: calls that may wait per offload pool before new ones
+        are answered "server busy" (0: no limit).
+    @ivar igor_takeover: C{"name"} (a reconnecting Igor client takes over a
+        session by its client id, as Igor does) or C{"token"} (only with the
+        resume token the server handed out).
     """
 
     port: Any = 5020
@@ -100,16 +119,21 @@ class Settings:
     message_timeout: float = 30.0
     shutdown_timeout: float = 10.0
     log_format: str = "text"
+    allowed_host: Tuple[str, ...] = ()
+    max_upload_disk: int = 4 * 1024**3
+    min_body_rate: int = 1024
+    max_queued: int = 1000
+    igor_takeover: str = "name"
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_size", "max_request_size", "max_message_size"):
+        for name in SIZE_SETTINGS:
             object.__setattr__(self, name, parse_size(getattr(self, name)))
-        for name in ("igor_allowed_origin", "bgpy_allow_module"):
+        for name in ("igor_allowed_origin", "bgpy_allow_module", "allowed_host"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
-        for name in ("max_connections", "max_connections_per_client"):
+        for name in ("max_connections", "max_connections_per_client", "max_queued"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or more")
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -120,6 +144,10 @@ class Settings:
         if self.call_timeout is not None:
             timeout = float(self.call_timeout)
             object.__setattr__(self, "call_timeout", timeout if timeout > 0 else None)
+        if self.igor_takeover not in ("name", "token"):
+            raise ValueError(
+                f"igor_takeover must be 'name' or 'token': {self.igor_takeover}"
+            )
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json': {self.log_format}")
 

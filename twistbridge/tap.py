@@ -15,7 +15,12 @@ from typing import Any, Dict, List
 
 from twisted.python import usage
 
-from twistbridge.config import Settings, listen_description, parse_size
+from twistbridge.config import (
+    SIZE_SETTINGS,
+    Settings,
+    listen_description,
+    parse_size,
+)
 
 DEMO_APP = "twistbridge.demo:bridge"
 
@@ -54,12 +59,17 @@ class Options(usage.Options):
         ["message-timeout", None, None, "seconds for a WebSocket handshake or bgpy message to complete [default: 30]", float],
         ["shutdown-timeout", None, None, "seconds to drain on SIGTERM [default: 10]", float],
         ["log-format", None, None, "'text' or 'json' [default: text]"],
+        ["max-upload-disk", None, None, "temp disk all in-flight uploads may hold [default: 4G]"],
+        ["min-body-rate", None, None, "bytes/s a request body must keep up, 0 for none [default: 1K]"],
+        ["max-queued", None, None, "calls waiting per offload pool before 'server busy', 0 for no limit [default: 1000]", int],
+        ["igor-takeover", None, None, "'name' (Igor's takeover by client id) or 'token' (resume token only) [default: name]"],
     ]
 
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["igor-allowed-origin"] = []
         self["bgpy-allow-module"] = []
+        self["allowed-host"] = []
 
     def opt_igor_allowed_origin(self, origin: str) -> None:
         """An extra allowed WebSocket Origin (repeatable)."""
@@ -68,6 +78,10 @@ class Options(usage.Options):
     def opt_bgpy_allow_module(self, module: str) -> None:
         """A module whose task functions bgpy clients may name (repeatable)."""
         self["bgpy-allow-module"].append(module)
+
+    def opt_allowed_host(self, host: str) -> None:
+        """An extra allowed HTTP Host name (repeatable)."""
+        self["allowed-host"].append(host)
 
     def settings_given(self) -> Dict[str, Any]:
         """The settings given on the command line, by their L{Settings} name."""
@@ -82,7 +96,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         """Validate everything now, so mistakes never reach a traceback."""
         given = self.settings_given()
-        for name in ("max_upload_size", "max_request_size", "max_message_size"):
+        for name in SIZE_SETTINGS:
             if name in given:
                 try:
                     parse_size(given[name])
