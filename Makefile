@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5020
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: run test lint docs bench fuzz clean install browser-deps system-deps
 
@@ -17,7 +18,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade '.'
 
 run: install
-	$(BIN)/twistd -n bridge --port $(PORT)
+	$(BIN)/twistd -n bridge --port $(PORT) $(ARGS)
 
 $(VENV)/.test-deps: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet '.[test,docs]'

@@ -78,17 +78,45 @@ def test_port_in_use_names_the_port():
         result = run_twistd("--port", "0", "--igor-port", str(port), "--bgpy-port", "0")
     finally:
         taken.close()
-    assert_one_line_error(result, "--igor-port", f"port {port}", "already in use")
+    assert_one_line_error(
+        result,
+        f"--igor-port: port {port} on 127.0.0.1 is already in use; choose another "
+        "with --igor-port PORT, or switch it off with --igor-port none "
+        "(with make run: make run ARGS='--igor-port ...')",
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "65536"])
+def test_port_out_of_range(port):
+    result = run_twistd("--port", port)
+    assert_one_line_error(
+        result, f"--port {port}: a port number is 0-65535 (0: any free port)"
+    )
 
 
 @pytest.mark.parametrize(
     "spec, fragments",
     [
-        ("no_such_module_xyz:bridge", ["cannot import module 'no_such_module_xyz'"]),
+        (
+            "no_such_module_xyz:bridge",
+            [
+                "no module 'no_such_module_xyz' in the current directory (",
+                "or on the Python path; run twistd from the directory that holds it, "
+                "or add that directory to PYTHONPATH",
+            ],
+        ),
+        (
+            "quickstart_app.py",
+            ["--app quickstart_app.py: name the module, not its file: --app quickstart_app:bridge"],
+        ),
+        (
+            "quickstart_app.py:bridge",
+            ["name the module, not its file: --app quickstart_app:bridge"],
+        ),
         ("hello_app:missing", ["has no attribute 'missing'"]),
         ("hello_app:not_a_bridge", ["'not_a_bridge' is a object, not a twistbridge.Bridge"]),
         ("broken_app:bridge", ["raised RuntimeError", "broken on purpose"]),
-        ("hello_app", ["must be module:attribute"]),
+        ("hello_app", ["must be module:attribute (the module, then the name of its Bridge), e.g. --app hello_app:bridge; got 'hello_app'"]),
     ],
 )
 def test_bad_app(apps_env, spec, fragments):
@@ -103,5 +131,30 @@ def test_bad_size():
 
 def test_unknown_option_is_a_usage_error():
     result = run_twistd("--no-such-option")
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr + result.stdout
+    assert_one_line_error(
+        result, "option --no-such-option not recognized (see: twistd bridge --help)"
+    )
+
+
+def test_listeners_of_unregistered_protocols_stay_closed(apps_env):
+    """hello_app registers only JSON-RPC: the Igor and bgpy ports stay closed."""
+    with BridgeProcess(
+        ["--app", "hello_app:bridge"], env=apps_env, closed=("igor", "bgpy")
+    ) as server:
+        with urllib.request.urlopen(server.url("/health"), timeout=5) as response:
+            body = json.load(response)
+        assert set(body["services"]) == {"http"}
+        assert set(server.addresses) == {"http"}
+        assert (
+            "igor listener left closed: the app registers no Igor action or "
+            "process (give --igor-port to open it anyway)" in server.output
+        )
+        assert (
+            "bgpy listener left closed: the app registers no bgpy tasks, allowed "
+            "modules or token (give --bgpy-port to open it anyway)" in server.output
+        )
+
+
+def test_explicit_port_opens_the_listener(apps_env):
+    with BridgeProcess(["--app", "hello_app:bridge"], env=apps_env, closed=("bgpy",)) as server:
+        assert set(server.addresses) == {"http", "igor"}

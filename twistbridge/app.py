@@ -111,11 +111,14 @@ class Bridge:
     twistd options given on a command line override them.
 
     @ivar settings: the L{Settings} in force.
+    @ivar given_settings: the names of the settings given explicitly, as
+        keywords or through L{configure}.
     @ivar offloader: the thread and process pools every handler goes through.
     """
 
     def __init__(self, **settings: Any) -> None:
         self.settings = Settings(**settings)
+        self.given_settings = frozenset(settings)
         self.izzati_registration: Optional[IzzatiRegistration] = None
         self.igor_handlers: Dict[str, Handler] = {}
         self.igor_process_objects: Dict[str, Any] = {}
@@ -129,6 +132,23 @@ class Bridge:
     def configure(self, **settings: Any) -> None:
         """Change settings (before C{service()} or C{resource()} is called)."""
         self.settings = self.settings.updated(**settings)
+        self.given_settings = self.given_settings | frozenset(settings)
+
+    def serves_igor(self) -> bool:
+        """Whether the app registers an Igor action or process."""
+        return bool(self.igor_handlers or self.igor_process_objects)
+
+    def serves_bgpy(self) -> bool:
+        """Whether the app (or its settings) gives bgpy clients anything to run."""
+        s = self.settings
+        return bool(
+            self.bgpy.init_task
+            or self.bgpy.allow_modules
+            or s.bgpy_init_file
+            or s.bgpy_allow_module
+            or s.bgpy_token
+            or s.bgpy_token_file
+        )
 
     @property
     def offloader(self) -> Offloader:

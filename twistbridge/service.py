@@ -298,6 +298,27 @@ def _gather(ds: List[Deferred]) -> Deferred:
     return defer.DeferredList(ds, consumeErrors=True) if ds else defer.succeed([])
 
 
+def unused_listener(bridge: Bridge, name: str) -> Optional[str]:
+    """
+    Why the standalone listener C{name} stays closed, or L{None} to open
+    it: the Igor and bgpy ports open only when the app has something for
+    that protocol or the port was asked for explicitly.
+    """
+    if name == "igor" and "igor_port" not in bridge.given_settings:
+        if not bridge.serves_igor():
+            return (
+                "the app registers no Igor action or process "
+                "(give --igor-port to open it anyway)"
+            )
+    if name == "bgpy" and "bgpy_port" not in bridge.given_settings:
+        if not bridge.serves_bgpy():
+            return (
+                "the app registers no bgpy tasks, allowed modules or token "
+                "(give --bgpy-port to open it anyway)"
+            )
+    return None
+
+
 class BridgeService(MultiService):
     """
     Everything a L{Bridge} serves, as one service, with a graceful, bounded
@@ -340,6 +361,10 @@ class BridgeService(MultiService):
         s = bridge.settings
         for name, description, build, refusal in self._listener_plan():
             if description is None:
+                continue
+            unused = unused_listener(bridge, name)
+            if unused:
+                log.info("{name} listener left closed: {why}", name=name, why=unused)
                 continue
             listener = ListenerService(
                 name,

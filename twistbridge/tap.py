@@ -107,13 +107,26 @@ class Options(usage.Options):
             self.bridge.configure(**given)
         except (TypeError, ValueError) as e:
             raise _fail(str(e)) from None
+        from twistbridge.service import unused_listener
+
         s = self.bridge.settings
-        for option, value in (
-            ("--port", s.port),
-            ("--igor-port", s.igor_port),
-            ("--bgpy-port", s.bgpy_port),
+        for name, option, value in (
+            ("http", "--port", s.port),
+            ("igor", "--igor-port", s.igor_port),
+            ("bgpy", "--bgpy-port", s.bgpy_port),
         ):
-            check_listen(option, value)
+            if not unused_listener(self.bridge, name):
+                check_listen(option, value)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse, turning a usage mistake into one line that says what to do,
+        instead of the whole help text.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as e:
+            raise _fail(f"{e} (see: twistd bridge --help)") from None
 
 
 def load_app(spec: str) -> Any:
@@ -125,13 +138,30 @@ def load_app(spec: str) -> Any:
     from twistbridge.app import Bridge
 
     module_name, sep, attribute = spec.partition(":")
+    if module_name.endswith(".py"):
+        module = module_name[:-3].replace("/", ".").replace("\\", ".")
+        raise _fail(
+            f"--app {spec}: name the module, not its file: "
+            f"--app {module}:{attribute or 'bridge'}"
+        )
     if not sep or not module_name or not attribute:
-        raise _fail(f"--app must be module:attribute, got {spec!r}")
+        raise _fail(
+            f"--app must be module:attribute (the module, then the name of its "
+            f"Bridge), e.g. --app {module_name or 'myapp'}:bridge; got {spec!r}"
+        )
     if "" not in sys.path:
         sys.path.insert(0, "")  # like `python -m`, find the user's module in cwd
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and e.name == module_name.split(".")[0]:
+            import os
+
+            raise _fail(
+                f"--app {spec}: no module {module_name!r} in the current directory "
+                f"({os.getcwd()}) or on the Python path; run twistd from the "
+                f"directory that holds it, or add that directory to PYTHONPATH"
+            ) from None
         raise _fail(f"--app {spec}: cannot import module {module_name!r}: {e}") from None
     except Exception as e:
         raise _fail(
@@ -175,6 +205,8 @@ def check_listen(option: str, value: Any) -> None:
         raise _fail(f"{option} {value}: not an endpoint description ({e})") from None
     if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         port = endpoint._port
+        if not 0 <= port <= 65535:
+            raise _fail(f"{option} {value}: a port number is 0-65535 (0: any free port)")
         if port == 0:
             return
         family = socket.AF_INET6 if isinstance(endpoint, TCP6ServerEndpoint) else socket.AF_INET
@@ -184,7 +216,13 @@ def check_listen(option: str, value: Any) -> None:
             probe.bind((endpoint._interface, port))
         except OSError as e:
             reason = "is already in use" if e.errno == 98 else f"cannot be bound ({e.strerror})"
-            raise _fail(f"{option}: port {port} on {endpoint._interface or '*'} {reason}") from None
+            way_out = f"choose another with {option} PORT"
+            if option != "--port":
+                way_out += f", or switch it off with {option} none"
+            raise _fail(
+                f"{option}: port {port} on {endpoint._interface or '*'} {reason}; "
+                f"{way_out} (with make run: make run ARGS='{option} ...')"
+            ) from None
         finally:
             probe.close()
 

@@ -50,10 +50,16 @@ def twistd_path() -> str:
     return candidate if os.path.exists(candidate) else "twistd"
 
 
+_LISTENER_OPTIONS = (("http", "--port"), ("igor", "--igor-port"), ("bgpy", "--bgpy-port"))
+
+
 class BridgeProcess:
     """
     A C{twistd -n bridge} child process.  Unless the arguments say otherwise,
     every listener binds an ephemeral port on 127.0.0.1.
+
+    Listeners named in C{closed} get no port option, and the process is not
+    waited on to open them (an app that leaves them closed).
 
     @ivar addresses: listener name (C{http}, C{igor}, C{bgpy}) to
         C{"host:port"}, once the process logged it.
@@ -67,9 +73,13 @@ class BridgeProcess:
         cwd: Optional[str] = None,
         twistd_args: Sequence[str] = ("-n",),
         start_timeout: float = 30.0,
+        closed: Sequence[str] = (),
     ) -> None:
         args = list(args)
-        for option in ("--port", "--igor-port", "--bgpy-port"):
+        self.closed = set(closed)
+        for name, option in _LISTENER_OPTIONS:
+            if name in self.closed:
+                continue
             if not any(a == option or a.startswith(option + "=") for a in args):
                 args += [option, "0"]
         self.args = args
@@ -101,8 +111,8 @@ class BridgeProcess:
         self._reader.start()
         expected = {
             name
-            for name, option in (("http", "--port"), ("igor", "--igor-port"), ("bgpy", "--bgpy-port"))
-            if self._option(option) != "none"
+            for name, option in _LISTENER_OPTIONS
+            if self._option(option) != "none" and name not in self.closed
         }
 
         def ready() -> bool:
