@@ -368,27 +368,32 @@ def test_quickstart_jsonrpc_client(quickstart):
     assert (error.code, error.message) == (-32000, "division by zero")
 
 
-def test_quickstart_bgpy_client(quickstart_process):
+def test_quickstart_bgpy_clients_in_the_order_of_the_page(quickstart_process):
+    """bgpy's client, then the JSON-lines client twice: each carries on."""
     host, port = quickstart_process.addresses["bgpy"].rsplit(":", 1)
-    state, final = load_example("quickstart_client_bgpy").main(host, port)
+    state = load_example("quickstart_client_bgpy").main(host, port)
     assert state == {"request_count": 3, "value": 910, "await_response": False}
-    assert final == {
-        "request_count": 4,
-        "value": 910,
-        "status": "Exited.",
-        "await_response": False,
-    }
-
-
-def test_quickstart_bgpy_json_lines_client(quickstart_process):
-    host, port = quickstart_process.addresses["bgpy"].rsplit(":", 1)
-    ack, state, final = load_example("quickstart_client_bgpy_json").main(host, port)
+    again = load_example("quickstart_client_bgpy").main(host, port)
+    assert again == {"request_count": 6, "value": 820, "await_response": False}
+    json_lines = load_example("quickstart_client_bgpy_json")
+    ack, state, final = json_lines.main(host, port)
     assert ack == {"type": "OK", "args": {"message": "Received 'EXIT'"}}
+    assert state == {"type": "OK", "args": {"request_count": 8, "value": 830}}
+    assert final == {
+        "type": "OK",
+        "args": {"request_count": 9, "value": 830, "status": "Exited."},
+    }
+    # After that EXIT, its INIT starts a fresh state: what the page shows.
+    ack, state, final = json_lines.main(host, port)
     assert state == {"type": "OK", "args": {"request_count": 2, "value": 1010}}
     assert final == {
         "type": "OK",
         "args": {"request_count": 3, "value": 1010, "status": "Exited."},
     }
+
+
+def test_quickstart_logs_where_uploads_go(quickstart):
+    assert f"quickstart: uploads are saved in {quickstart.uploads}" in quickstart.output
 
 
 # ---------------------------------------------------------------------------

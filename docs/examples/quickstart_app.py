@@ -7,14 +7,17 @@ Run it from this directory with::
 """
 
 import os
-import tempfile
+
+from twisted.logger import Logger
 
 from twistbridge import Bridge, respond
 
 bridge = Bridge()
 
-# Where uploaded files are saved (a fresh directory unless you say otherwise).
-UPLOADS = os.environ.get("QUICKSTART_UPLOADS") or tempfile.mkdtemp(prefix="uploads-")
+# Where uploaded files are saved: ./uploads unless QUICKSTART_UPLOADS says.
+UPLOADS = os.path.abspath(os.environ.get("QUICKSTART_UPLOADS") or "uploads")
+os.makedirs(UPLOADS, exist_ok=True)
+Logger().info("quickstart: uploads are saved in {where}", where=UPLOADS)
 
 
 # 1. izzati: POST / with form fields and files ---------------------------------

@@ -28,9 +28,12 @@ class JsonLinesClient:
 
 
 def main(host="127.0.0.1", port=54321):
-    """Increase, read the state (a second answer), exit; return the answers."""
+    """Initialize (if need be), increase, read the state, exit; return the answers."""
     client = JsonLinesClient(host, port)
     try:
+        # INIT runs init_task unless the state is running already, which the
+        # server answers with the error "Already initialized.": fine here.
+        client.send("INIT", {}, answers=2)
         client.send("EXEC", {"command": "increase", "value_change": 10})
         # "await_response": true asks for the task's respond() as a 2nd line
         get = {"command": "get", "await_response": True}
@@ -44,6 +47,7 @@ def main(host="127.0.0.1", port=54321):
 if __name__ == "__main__":
     for answer in main(*sys.argv[1:]):
         print(answer)
+    # Right after the server started (or after another client's EXIT):
     # {'type': 'OK', 'args': {'message': "Received 'EXIT'"}}
     # {'type': 'OK', 'args': {'request_count': 2, 'value': 1010}}
     # {'type': 'OK', 'args': {'request_count': 3, 'value': 1010, 'status': 'Exited.'}}
