@@ -20,7 +20,7 @@ install: $(BIN)/python
 run: install
 	$(BIN)/twistd -n bridge --port $(PORT) $(ARGS)
 
-$(VENV)/.test-deps: setup.py | $(BIN)/python
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet '.[test,docs]'
 	touch $@
 
@@ -47,7 +47,7 @@ browser-deps:
 
 test: $(VENV)/.test-deps browser-deps system-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
+	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The manual, warnings as errors (tests/test_docs.py builds it too).
@@ -55,8 +55,8 @@ docs: $(VENV)/.test-deps
 	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check twistbridge tests bench twisted setup.py docs
-	$(BIN)/ruff format --check twistbridge tests bench twisted setup.py docs
+	$(BIN)/ruff check twistbridge tests bench twisted docs
+	$(BIN)/ruff format --check twistbridge tests bench twisted docs
 
 # The property-based tests with many more examples (FUZZ_SCALE times).
 FUZZ_SCALE ?= 50

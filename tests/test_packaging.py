@@ -83,3 +83,23 @@ def test_twistd_lists_bridge(fresh_venv):
 def test_no_plugins_init_in_sources():
     assert not os.path.exists(os.path.join(ROOT, "twisted", "plugins", "__init__.py"))
     assert sys.version_info >= (3, 9)
+
+
+def test_version_has_one_source_and_types_ship(fresh_venv):
+    """The metadata's version is twistbridge.__version__; py.typed is installed."""
+    out = subprocess.run(
+        [
+            str(fresh_venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m, twistbridge, os;"
+            "print(m.version('twistbridge'), twistbridge.__version__,"
+            " os.path.isfile(os.path.join(os.path.dirname(twistbridge.__file__), 'py.typed')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    import twistbridge
+
+    assert out.stdout.split() == [twistbridge.__version__, twistbridge.__version__, "True"]
