@@ -96,6 +96,8 @@ class Settings:
     @ivar igor_takeover: C{"name"} (a reconnecting Igor client takes over a
         session by its client id, as Igor does) or C{"token"} (only with the
         resume token the server handed out).
+    @ivar reload: development only: restart the server when the app's files
+        change (C{twistd -n bridge --reload}).
     """
 
     port: Any = 5020
@@ -124,6 +126,7 @@ class Settings:
     min_body_rate: int = 1024
     max_queued: int = 1000
     igor_takeover: str = "name"
+    reload: bool = False
 
     def __post_init__(self) -> None:
         for name in SIZE_SETTINGS:

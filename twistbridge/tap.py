@@ -9,6 +9,7 @@ Wrong input ends with one line on stderr and a non-zero exit, not a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import sys
 from typing import Any, Dict, List
@@ -65,8 +66,13 @@ class Options(usage.Options):
         ["igor-takeover", None, None, "'name' (Igor's takeover by client id) or 'token' (resume token only) [default: name]"],
     ]
 
+    optFlags: List[List[Any]] = [
+        ["reload", None, "development: restart when the app's files change"],
+    ]
+
     def __init__(self) -> None:
         usage.Options.__init__(self)
+        self._flags = {flag[0] for flag in self.optFlags}
         self["igor-allowed-origin"] = []
         self["bgpy-allow-module"] = []
         self["allowed-host"] = []
@@ -89,6 +95,8 @@ class Options(usage.Options):
         names = set(Settings.names())
         for key, value in self.items():
             name = key.replace("-", "_")
+            if key in self._flags and not value:
+                continue  # a flag left out is not a setting given
             if name in names and value not in (None, []):
                 given[name] = value
         return given
@@ -102,11 +110,26 @@ class Options(usage.Options):
                     parse_size(given[name])
                 except ValueError as e:
                     raise _fail(f"--{name.replace('_', '-')}: {e}") from None
+        if self["reload"]:
+            # The supervisor never imports the app: its child does.
+            try:
+                self.reload_settings = Settings(**given)
+            except (TypeError, ValueError) as e:
+                raise _fail(str(e)) from None
+            return
         self.bridge = load_app(self["app"] or DEMO_APP)
         try:
             self.bridge.configure(**given)
         except (TypeError, ValueError) as e:
             raise _fail(str(e)) from None
+        from twistbridge.reload import RELOAD_CHILD_ENV, apply_implicit_listeners
+
+        apply_implicit_listeners(self.bridge, dict(os.environ))
+        if self.bridge.settings.reload and not os.environ.get(RELOAD_CHILD_ENV):
+            # Bridge(reload=True): this process becomes the supervisor.
+            self["reload"] = True
+            self.reload_settings = self.bridge.settings
+            return
         from twistbridge.service import unused_listener
 
         s = self.bridge.settings
@@ -155,8 +178,6 @@ def load_app(spec: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as e:
         if isinstance(e, ModuleNotFoundError) and e.name == module_name.split(".")[0]:
-            import os
-
             raise _fail(
                 f"--app {spec}: no module {module_name!r} in the current directory "
                 f"({os.getcwd()}) or on the Python path; run twistd from the "
@@ -231,6 +252,8 @@ def makeService(options: Options) -> Any:
     """Build the service of the app named by C{--app} (or the demo app)."""
     from twistbridge.logs import configure_logging
 
+    if options["reload"]:
+        return _reload_service(options)
     service = options.bridge.service()
     # twistd's own options are the parent of ours (absent when embedded).
     twistd_options = getattr(options, "parent", None)
@@ -238,3 +261,25 @@ def makeService(options: Options) -> Any:
         service.owns_process = True
     configure_logging(options.bridge.settings, service, twistd_options)
     return service
+
+
+def _reload_service(options: Options) -> Any:
+    """The development supervisor of C{--reload} (see L{twistbridge.reload})."""
+    from twistbridge.reload import ReloadError, ReloadService, refuse_reason
+
+    twistd_options = getattr(options, "parent", None)
+    nodaemon = bool(twistd_options["nodaemon"]) if twistd_options is not None else True
+    reason = refuse_reason(nodaemon, dict(os.environ))
+    if reason:
+        raise _fail(reason)
+    explicit = [
+        name
+        for name, setting in (("http", "port"), ("igor", "igor_port"), ("bgpy", "bgpy_port"))
+        if setting in options.settings_given()
+    ]
+    try:
+        return ReloadService(
+            options.reload_settings, options["app"], sys.argv, explicit
+        )
+    except ReloadError as e:
+        raise _fail(str(e)) from None
