@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 
 import pytest
@@ -41,8 +40,6 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def has_bgpy_runtime() -> bool:
@@ -573,58 +570,6 @@ def test_bgpy_bridge_over_http(demo_server):
 
 
 # -- in a real browser ------------------------------------------------------------
-
-
-def browser_missing():
-    """Why the browser test cannot run here, or None."""
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install '.[test]')"
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            return f"{path} missing: `make browser-deps` as root installs Debian's {package}"
-    return None
-
-
-def start_chromium(profile):
-    """Debian's Chromium, headless, with a fresh profile, under ChromeDriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-quic",
-        "--disable-sync",
-        "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1280, 900)
-    return driver
-
-
-@pytest.fixture
-def browser():
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    profile = tempfile.mkdtemp(prefix="twistbridge-chromium-")
-    driver = start_chromium(profile)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def text_of(driver, element_id):
