@@ -6,7 +6,7 @@ PORT ?= 5020
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ system-deps:
 	      || echo "note: could not install systemd-socket-activate" >&2; \
 	  else echo "note: systemd-socket-activate is missing: its tests will be skipped" >&2; fi; }
 
+# Debian's nginx (the deployment guide's site is tested in front of a real
+# server): installed when missing and we are root, else that test is skipped.
+nginx-deps:
+	@if [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends nginx openssl >/dev/null; } \
+	  || echo "nginx could not be installed: the nginx test will be skipped"; \
+	else echo "no /usr/sbin/nginx and not root: the nginx test will be skipped"; fi
+
 # Debian's Chromium and ChromeDriver for the playground's browser test:
 # installed when missing and we are root, else that test is skipped.
 browser-deps:
@@ -45,7 +55,7 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps system-deps
+test: $(VENV)/.test-deps browser-deps system-deps nginx-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/pytest $(PYTEST_ARGS)
