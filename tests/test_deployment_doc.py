@@ -59,3 +59,71 @@ def test_every_setting_is_documented_with_its_default():
             assert plain == value, option
         else:
             assert float(plain) == float(value), option
+
+
+# -- the Debian 12 walkthrough: the app, its state directory, the token -------
+
+ROOT = os.path.dirname(os.path.dirname(DOC))
+
+
+def walkthrough_block(first_line: str) -> list:
+    """The commands of the walkthrough's shell block that starts with C{first_line}."""
+    with open(DOC, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("       " + first_line)
+    lines = []
+    for line in text[start:].splitlines():
+        if not line.startswith("       "):
+            break
+        lines.append(line.strip())
+    return lines
+
+
+def test_walkthrough_app_and_token_as_written(tmp_path):
+    import subprocess
+
+    import requests
+
+    from twistbridge.testing import BridgeProcess, JsonLinesClient
+
+    root = tmp_path / "root"
+    root.mkdir()
+    example = os.path.join(ROOT, "docs", "examples", "deploy_app.py")
+    subprocess.run(["cp", example, str(tmp_path / "myapp.py")], check=True)
+    # Steps 2 and 4 as written, with / moved into a scratch directory.
+    for command in walkthrough_block("install -d /opt/twistbridge/app") + walkthrough_block(
+        "install -d -m 0700 /etc/twistbridge"
+    ):
+        command = re.sub(r"(?<=[ >])/(opt|etc)/", lambda m: f"{root}/{m.group(1)}/", command)
+        subprocess.run(["bash", "-c", command], check=True, cwd=str(tmp_path))
+    token_file = root / "etc" / "twistbridge" / "bgpy-token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    assert oct((root / "etc" / "twistbridge").stat().st_mode & 0o777) == "0o700"
+    token = token_file.read_text().strip()
+    assert len(token) == 43
+    state = tmp_path / "state"
+    state.mkdir()
+    env = dict(os.environ, STATE_DIRECTORY=str(state))
+    with BridgeProcess(
+        ["--app", "myapp:bridge", "--bgpy-token-file", str(token_file)],
+        env=env,
+        cwd=str(root / "opt" / "twistbridge" / "app"),
+    ) as server:
+        assert f"deploy_app: uploads are saved in {state}/uploads" in server.output
+        answer = requests.post(
+            server.url("/"), files={"file": ("../../report.txt", b"data")}, timeout=10
+        )
+        assert answer.json() == {"saved": ["report.txt"]}
+        assert (state / "uploads" / "report.txt").read_bytes() == b"data"
+        client = JsonLinesClient(server.addresses["bgpy"])
+        try:
+            assert client.call("AUTH", token="wrong")["type"] == "OK"  # the ack
+            assert client.line()["type"] == "ERROR"
+        finally:
+            client.close()
+        client = JsonLinesClient(server.addresses["bgpy"])
+        try:
+            assert client.call("AUTH", token=token)["type"] == "OK"
+            assert client.line()["type"] == "OK"
+        finally:
+            client.close()
