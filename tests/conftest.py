@@ -50,7 +50,7 @@ def browser_missing():
     return None
 
 
-def start_chromium(profile):
+def start_chromium(profile, javascript=True):
     """Debian's Chromium, headless, with a fresh profile, under ChromeDriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -70,21 +70,34 @@ def start_chromium(profile):
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    if not javascript:
+        options.add_argument("--blink-settings=scriptEnabled=false")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_window_size(1280, 900)
     return driver
 
 
-@pytest.fixture
-def browser():
+def _chromium(javascript):
     reason = browser_missing()
     if reason:
         pytest.skip(reason)
     profile = tempfile.mkdtemp(prefix="twistbridge-chromium-")
-    driver = start_chromium(profile)
+    driver = start_chromium(profile, javascript=javascript)
     try:
         yield driver
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium under ChromeDriver (Selenium)."""
+    yield from _chromium(True)
+
+
+@pytest.fixture
+def browser_without_javascript():
+    """The same, with JavaScript switched off."""
+    yield from _chromium(False)

@@ -784,3 +784,22 @@ def test_playground_errors_and_token_in_chromium(browser):
             lambda t: t.startswith("params are not JSON: "),
             "the page's own check",
         )
+
+
+def test_playground_uploads_without_javascript(browser_without_javascript, demo_server, tmp_path):
+    """The upload card is a real multipart form: it works with scripts off."""
+    driver = browser_without_javascript
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"no scripts needed\n")
+    driver.get(demo_server.url("/"))
+    assert driver.find_element("id", "upload-add-field").is_displayed() is False
+    driver.find_element("id", "upload-file").send_keys(str(note))
+    driver.find_element("id", "upload-send").click()
+    # The answer replaces the page: the JSON body, shown as text.
+    wait_for(lambda: "upload-form" not in driver.page_source, 10, what="the answer page")
+    answer = json.loads(driver.find_element("tag name", "pre").text)
+    assert answer == {
+        "status": "ok",
+        "text": {"name": "twistbridge", "message": "hello"},
+        "files": [{"filename": "note.txt", "size": 18}],
+    }

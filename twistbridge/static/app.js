@@ -423,6 +423,8 @@
   function start() {
     $("upload-form").addEventListener("submit", sendUpload);
     $("upload-add-field").addEventListener("click", function () { addField("", ""); });
+    // Field names are editable with JavaScript: "+ field" adds rows.
+    $("upload-add-field").hidden = false;
     $("echo-form").addEventListener("submit", igor.send);
     $("echo-send").disabled = true;
     $("rpc-form").addEventListener("submit", rpc.submit);
