@@ -6,7 +6,7 @@ PORT ?= 5020
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,23 @@ system-deps:
 	      || echo "note: could not install systemd-socket-activate" >&2; \
 	  else echo "note: systemd-socket-activate is missing: its tests will be skipped" >&2; fi; }
 
+# The OpenRPC meta-schema (and the JSON-Schema meta-schema it refers to),
+# from their npm packages, for the tests that validate rpc.discover.
+OPENRPC_SCHEMA := $(VENV)/share/openrpc
+openrpc-schema: $(OPENRPC_SCHEMA)/openrpc.json
+$(OPENRPC_SCHEMA)/openrpc.json: | $(BIN)/python
+	@mkdir -p $(OPENRPC_SCHEMA)
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	  cd $(OPENRPC_SCHEMA) && npm pack --silent @open-rpc/meta-schema@1.14.9 \
+	    @json-schema-tools/meta-schema@1.8.0 >/dev/null \
+	  && mkdir -p openrpc-pkg jst-pkg \
+	  && tar xzf open-rpc-meta-schema-1.14.9.tgz -C openrpc-pkg \
+	  && tar xzf json-schema-tools-meta-schema-1.8.0.tgz -C jst-pkg \
+	  && cp jst-pkg/package/schema.json json-schema.json \
+	  && node -e 'process.stdout.write(JSON.stringify(require("./openrpc-pkg/package").openrpcDocument))' > openrpc.json.tmp \
+	  && mv openrpc.json.tmp openrpc.json; \
+	else echo "no npm/node: the OpenRPC meta-schema test will be skipped"; fi
+
 # Debian's nginx (the deployment guide's site is tested in front of a real
 # server): installed when missing and we are root, else that test is skipped.
 nginx-deps:
@@ -55,7 +72,7 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps system-deps nginx-deps
+test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/pytest $(PYTEST_ARGS)
