@@ -8,13 +8,14 @@ measured from the outside.
 
 Starts `twistd -n bridge --app attacks_app:bridge` (the demo app plus three
 Igor actions that let the session attack observe itself) with a bgpy token,
-on free ports, and runs each attack (bench/attack_cases.py) in a process of
-its own, while threads of this process keep probing as well-behaved clients:
-GET /health every 50 ms, and in a loop a JSON-RPC `add`, an Igor `echo` (on
+on free ports, and runs each attack (bench/attack_cases.py for HTTP,
+bench/attack_wire.py for bgpy and Igor) in a process of its own, while
+threads of this process keep probing as well-behaved clients: GET /health
+every 50 ms, and in a loop a JSON-RPC `add`, an Igor `echo` (on
 /ws and on the Igor port), a bgpy JSON-lines EXEC and an izzati upload.
 Prints one row per attack: server alive after it, /health p50/p99/max during
-it (ms), peak RSS growth (MiB), errors of the well-behaved clients, and what
-the attacker got.  A value marked `!` misses its goal (alive; /health max
+it (ms), peak RSS growth (MiB), errors of the well-behaved clients, the
+server's CPU seconds (for information), and what the attacker got.  A value marked `!` misses its goal (alive; /health max
 < 250 ms; RSS growth < 64 MiB; no errors; the attacker clearly refused).
 A server that died is restarted on the same ports for the next attack.
 Exit status 1 when any row misses a goal, unless --report-only.
@@ -39,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import attack_cases as cases  # noqa: E402
+import attack_wire as wire  # noqa: E402
 
 from twistbridge.testing import BridgeProcess, JsonLinesClient, free_port  # noqa: E402
 
@@ -48,22 +50,22 @@ RSS_MAX_MIB = 64
 
 #: name, function, full size, quick size.
 ATTACKS = [
-    ("bgpy_deep_tuple_key", cases.deep_tuple_key, 180_000, 30_000),
-    ("bgpy_memo_30M", cases.memo_index, 30_000_000, 3_000_000),
-    ("bgpy_memo_2**32-1", cases.memo_index, 2**32 - 1, 2**32 - 1),
-    ("bgpy_24x5.7MB_preauth", cases.pipelined_frames, 24, 4),
-    ("bgpy_len_10**12", cases.huge_length_header, 10**12, 10**12),
-    ("bgpy_deep_json", cases.deep_json_bgpy, 100_000, 10_000),
+    ("bgpy_deep_tuple_key", wire.deep_tuple_key, 180_000, 30_000),
+    ("bgpy_memo_30M", wire.memo_index, 30_000_000, 3_000_000),
+    ("bgpy_memo_2**32-1", wire.memo_index, 2**32 - 1, 2**32 - 1),
+    ("bgpy_24x5.7MB_preauth", wire.pipelined_frames, 24, 4),
+    ("bgpy_len_10**12", wire.huge_length_header, 10**12, 10**12),
+    ("bgpy_deep_json", wire.deep_json_bgpy, 100_000, 10_000),
     ("form_16MB_a&a", cases.form_body, 16 * MiB, 2 * MiB),
     ("rpc_16MB_[[],[]]", cases.rpc_batch_of_empties, 16 * MiB - 16, 2 * MiB),
     ("rpc_deep_json", cases.deep_json_rpc, 100_000, 10_000),
     ("rpc_content_len_10**15", cases.huge_content_length, 10**15, 10**15),
     ("chunked_200M_bgpy_exec", cases.chunked_bgpy_exec, 200 * MiB, 20 * MiB),
     ("chunked_120M_unknown", cases.chunked_unknown_path, 120 * MiB, 12 * MiB),
-    ("igor_30MB_handshake", cases.igor_huge_handshake, 30 * MiB, 3 * MiB),
-    ("ws_200k_fragments", cases.ws_fragments, 200_000, 20_000),
-    ("igor_deep_json", cases.deep_json_igor, 100_000, 10_000),
-    ("igor_session_sharing", cases.igor_session_sharing, 0, 0),
+    ("igor_30MB_handshake", wire.igor_huge_handshake, 30 * MiB, 3 * MiB),
+    ("ws_200k_fragments", wire.ws_fragments, 200_000, 20_000),
+    ("igor_deep_json", wire.deep_json_igor, 100_000, 10_000),
+    ("igor_session_sharing", wire.igor_session_sharing, 0, 0),
     ("foreign_host", cases.foreign_host, 0, 0),
     ("slow_body_1B/2s", cases.slow_body, 30, 8),
     ("slowloris_headers", cases.slowloris, 25, 8),
@@ -108,6 +110,15 @@ class Server:
         except OSError:
             pass
         return 0
+
+    def cpu_seconds(self):
+        """User plus system CPU time the server used so far."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
 
     def reset_peak(self):
         """Reset VmHWM so that it reads the peak of the next attack alone."""
@@ -257,6 +268,7 @@ def run_attack(server, probes, name, func, size, timeout):
     """One attack: its row of the table (a dict)."""
     ctx = multiprocessing.get_context("spawn")
     before = server.status("VmRSS")
+    cpu_before = server.cpu_seconds()
     peak_reset = server.reset_peak()
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=attack_child, args=(func, server.addresses, size, sender), daemon=True)
@@ -284,6 +296,7 @@ def run_attack(server, probes, name, func, size, timeout):
     end = time.monotonic() + 0.3
     time.sleep(0.3)  # sleep-ok: errors of calls already under way land in the window
     hwm = server.status("VmHWM") if peak_reset else 0
+    cpu = max(0.0, server.cpu_seconds() - cpu_before)
     alive = server.alive()
     with probes.lock:
         lat = sorted(ms for s, ms in probes.health if started <= s <= end)
@@ -294,7 +307,7 @@ def run_attack(server, probes, name, func, size, timeout):
         "attack": name, "alive": alive,
         "p50": pct(lat, 50), "p99": pct(lat, 99), "max": lat[-1] if lat else None,
         "rss": (peak - before) / 1024, "errors": len(errors), "error_samples": errors[:3],
-        "got": result["got"], "refused": bool(result["refused"]), "seconds": ended - started,
+        "got": result["got"], "refused": bool(result["refused"]), "seconds": ended - started, "cpu": cpu,
     }
     if not alive:
         server.process.stop(5)
@@ -333,7 +346,7 @@ def fmt_ms(v):
 
 
 def print_table(rows):
-    header = f"{'attack':<24} {'alive':<5} {'p50':>6} {'p99':>7} {'max':>7} {'rss+MiB':>8} {'errs':>5}  attacker got"
+    header = f"{'attack':<24} {'alive':<5} {'p50':>6} {'p99':>7} {'max':>7} {'rss+MiB':>8} {'errs':>5} {'cpu s':>6}  attacker got"
     print(header)
     print("-" * len(header + " " * 30))
     for row in rows:
@@ -346,7 +359,7 @@ def print_table(rows):
             f"{row['attack']:<24} {mark('alive', 'yes' if row['alive'] else 'NO'):<5} "
             f"{fmt_ms(row['p50']):>6} {fmt_ms(row['p99']):>7} {mark('max', fmt_ms(row['max'])):>8}"
             f"{mark('rss', format(row['rss'], '.0f')):>8} {mark('errors', str(row['errors'])):>5}"
-            f" {mark('got', row['got'])}"
+            f" {row['cpu']:>6.1f}  {mark('got', row['got'])}"
         )
     failed = [r for r in rows if misses(r)]
     print(f"\n{len(rows) - len(failed)}/{len(rows)} rows within their goals "

@@ -36,7 +36,7 @@ def test_quick_run_prints_every_row_and_exits_0():
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("attack "))
-    assert lines[header].split()[:7] == ["attack", "alive", "p50", "p99", "max", "rss+MiB", "errs"]
+    assert lines[header].split()[:8] == ["attack", "alive", "p50", "p99", "max", "rss+MiB", "errs", "cpu"]
     names = _names()
     rows = [line.split()[0] for line in lines[header + 2 : header + 2 + len(names)]]
     assert rows == names
