@@ -133,7 +133,7 @@ def form_body(addrs, total):
 
 def rpc_batch_of_empties(addrs, total):
     """A text/plain JSON-RPC body C{[[],[],...]} of about C{total} bytes."""
-    body = b"[" + b"[]," * ((total - 4) // 3) + b"[]]"
+    body = empties(total)
     head = http_head(addrs["http"], "POST", "/rpc", {
         "Content-Type": "text/plain", "Content-Length": len(body)})
     answer, _ = send_body(addrs["http"], head, repeat(body, len(body)), len(body))
@@ -265,3 +265,18 @@ def many_connections(addrs, count):
         for s in socks:
             s.close()
     return {"got": f"{count} opened, {closed} refused", "refused": closed > 0}
+
+
+def empties(total, prefix=b"", suffix=b""):
+    """C{prefix}, a JSON array C{[[],[],...]}, C{suffix}: about C{total} bytes."""
+    n = max(1, (total - len(prefix) - len(suffix) - 2) // 3)
+    return prefix + b"[" + b"[]," * (n - 1) + b"[]]" + suffix
+
+
+def izzati_json_body(addrs, total):
+    """An izzati JSON body C{{"a": [[],[],...]}} of about C{total} bytes."""
+    body = empties(total, b'{"a": ', b"}")
+    head = http_head(addrs["http"], "POST", "/", {
+        "Content-Type": "application/json", "Content-Length": len(body)})
+    answer, _ = send_body(addrs["http"], head, repeat(body, len(body)), len(body))
+    return {"got": short(answer), "refused": http_status(answer) >= 400}

@@ -15,6 +15,7 @@ import struct
 from attack_cases import (
     MiB,
     connect,
+    empties,
     http_head,
     http_status,
     read_answer,
@@ -102,6 +103,13 @@ def huge_length_header(addrs, length):
     return {"got": got, "refused": refused}
 
 
+def json_lines_row(answer):
+    """The row of a JSON-lines attack: the ERROR line when there is one."""
+    lines = answer.splitlines()
+    errors = [line for line in lines if b'"ERROR"' in line]
+    return {"got": short(errors[0] if errors else answer), "refused": bool(errors)}
+
+
 def deep_json_bgpy(addrs, depth):
     """A JSON line nested C{depth} deep on the bgpy port."""
     sock = connect(addrs["bgpy"])
@@ -110,7 +118,7 @@ def deep_json_bgpy(addrs, depth):
         answer = read_answer(sock, timeout=30)
     finally:
         sock.close()
-    return {"got": short(answer), "refused": b"ERROR" in answer}
+    return json_lines_row(answer)
 
 
 # --- Igor ------------------------------------------------------------------
@@ -267,3 +275,32 @@ def igor_session_sharing(addrs, _size):
         attacker.close()
         if victim is not None:
             victim.close()
+
+
+def igor_big_message(addrs, total):
+    """An Igor echo whose data is C{[[],[],...]}, about C{total} bytes."""
+    import websocket
+
+    ws = websocket.create_connection(f"ws://{addrs['igor']}/", timeout=60)
+    try:
+        ws.send(empties(total, b'{"streamId": 1, "action": "echo", "data": ', b"}").decode())
+        while True:
+            msg = ws.recv()
+            if '"clock"' not in msg[:40]:
+                break
+    except Exception as e:
+        return {"got": short(f"<{type(e).__name__}: {e}>"), "refused": "close" in repr(e).lower()}
+    finally:
+        ws.close()
+    return {"got": short(msg), "refused": '"error"' in msg[:200]}
+
+
+def bgpy_big_json_line(addrs, total):
+    """A JSON line C{AUTH} holding C{[[],[],...]}, about C{total} bytes, before AUTH."""
+    sock = connect(addrs["bgpy"])
+    try:
+        sock.sendall(empties(total, b'{"type": "AUTH", "args": {"a": ', b"}}\n"))
+        answer = read_answer(sock, timeout=60)
+    finally:
+        sock.close()
+    return json_lines_row(answer)
