@@ -314,6 +314,10 @@ def run_attack(server, probes, name, func, size, timeout):
         "got": result["got"], "refused": bool(result["refused"]), "seconds": ended - started, "cpu": cpu,
     }
     if not alive:
+        code = server.process.process.poll()
+        if code is not None:
+            died = f"signal {-code}" if code < 0 else f"exit {code}"
+            row["got"] = cases.short(f"[server {died}] {row['got']}")
         server.process.stop(5)
         server.restarts += 1
         server.start()
