@@ -79,6 +79,29 @@ def _listen_description(host: str, port: int) -> str:
     return f"tcp:{int(port)}:interface={host}"
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_reason(host: str, port: int) -> Optional[str]:
+    """Why C{host:port} cannot be bound (C{address already in use}), if so."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host or "127.0.0.1", port))
+    except socket.gaierror as e:
+        return f"unknown host ({e.strerror or e})"
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    finally:
+        probe.close()
+    return None
+
+
 def _start_logging(log_level: str, log_file: Optional[str]) -> None:
     from twisted.logger import LogLevel, globalLogBeginner, textFileLogObserver
 
@@ -145,16 +168,32 @@ class Server:
         )
 
     def run(self) -> None:
-        """Serve until a client sends EXIT (or the process is signalled)."""
+        """
+        Serve until a client sends EXIT (or the process is signalled).
+
+        @raise SystemExit: with one line (C{bgpy server: cannot listen on
+            HOST:PORT: REASON}) when the port cannot be bound.
+        """
         from twisted.internet import reactor
 
         from twistbridge.bgpy._protocol import runtime
+        from twistbridge.service import ListenError
 
         _start_logging(self.log_level, self.log_file)
         bridge = self.bridge()
         service = bridge.service()
-        runtime(bridge).on_exit = lambda: reactor.callLater(0, reactor.stop)
-        service.privilegedStartService()
+        rt = runtime(bridge)
+        rt.allow_modules.allow_option = "--allow-module"
+        rt.allow_modules.token_option = "--token / BGPY_TOKEN"
+        rt.on_exit = lambda: reactor.callLater(0, reactor.stop)
+        try:
+            service.privilegedStartService()
+        except ListenError as e:
+            reason = _bind_reason(self.host, self.port) or str(e).rpartition(": ")[2]
+            raise SystemExit(
+                f"bgpy server: cannot listen on {_address(self.host, self.port)}: "
+                f"{reason}"
+            ) from None
         service.startService()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         reactor.run()

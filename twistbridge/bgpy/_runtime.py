@@ -21,7 +21,7 @@ import importlib.util
 import os
 import sys
 from collections import deque
-from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -42,6 +42,7 @@ from twistbridge.bgpy._core import (
     error_message,
     ok_message,
 )
+from twistbridge.bgpy._pickle import TaskPolicy
 
 log = Logger(namespace="twistbridge.bgpy")
 
@@ -59,38 +60,103 @@ class TaskError(Exception):
     """A task could not run (not initialized, ...) or raised."""
 
 
-def load_init_file(path: str) -> tuple:
+def _package_name(path: str) -> Tuple[str, str]:
     """
-    Load a tasks file (bgpy's C{--init-file}) as a module named after the
-    file (C{tasks.py} -> C{tasks}), so that clients pickling functions of
-    that module by name find them.
+    C{(dotted name, root directory)} of a Python file: C{("pkg.tasks",
+    "/src")} for C{/src/pkg/tasks.py} when C{/src/pkg/__init__.py} exists,
+    C{("tasks", "/src/pkg")} for a file outside a package.
+    """
+    directory, filename = os.path.split(path)
+    parts = [os.path.splitext(filename)[0]]
+    root = directory
+    while os.path.isfile(os.path.join(root, "__init__.py")):
+        head, package = os.path.split(root)
+        if not package.isidentifier() or head == root:
+            break
+        parts.insert(0, package)
+        root = head
+    return ".".join(parts), root
 
-    @return: C{(module name, TaskSet)}.
+
+def _same_file(module: Any, path: str) -> bool:
+    origin = getattr(module, "__file__", None)
+    return bool(origin) and os.path.realpath(origin) == os.path.realpath(path)
+
+
+def _bare_is_free(stem: str, path: str) -> bool:
+    """Whether C{stem} imports nothing else than the file at C{path}."""
+    try:
+        spec = importlib.util.find_spec(stem)
+    except (ImportError, ValueError):
+        return False
+    return spec is None or (
+        bool(spec.origin) and os.path.realpath(spec.origin) == os.path.realpath(path)
+    )
+
+
+def _load_module(path: str) -> Tuple[Any, List[str]]:
+    """
+    Load an init file: a file in a package under its package path (its
+    package's root goes on C{sys.path}, so its relative and absolute imports
+    work as in the package), any other file under its bare name.
+
+    @return: the module and the names clients may use for it.
+    """
+    name, root = _package_name(path)
+    stem = name.rpartition(".")[2]
+    if "." in name:
+        if root not in sys.path:
+            sys.path.append(root)
+        module = importlib.import_module(name)
+        if not _same_file(module, path):
+            raise ImportError(f"'{name}' is another file: {module.__file__}")
+        names = [name]
+        # A client started in the package's directory imports it bare.
+        if stem not in sys.modules and _bare_is_free(stem, path):
+            names.append(stem)
+        return module, names
+    if not stem.isidentifier() or stem in sys.modules:
+        name = f"bgpy_init_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module, [name]
+
+
+def load_init_file(path: str) -> Tuple[str, List[str], TaskSet]:
+    """
+    Load a tasks file (bgpy's C{--init-file}).
+
+    A file inside a package (C{bgpy_example/tasks.py} beside
+    C{bgpy_example/__init__.py}) is imported as C{bgpy_example.tasks}, as
+    clients importing it name it (its relative imports work); clients
+    started in its directory may name it C{tasks} too.  Any other file is
+    loaded under its bare name (C{tasks.py} -> C{tasks}).
+
+    @return: C{(the module's name, the names clients may use, TaskSet)}.
     @raise SystemExit: with a one-line reason when the file is unusable.
     """
-    stem = os.path.splitext(os.path.basename(path))[0] or "bgpy_tasks"
-    name = (
-        stem
-        if stem.isidentifier() and stem not in sys.modules
-        else f"bgpy_init_{abs(hash(path))}"
-    )
+    path = os.path.abspath(path)
     try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError("not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        if not os.path.isfile(path):
+            raise FileNotFoundError("no such file")
+        module, names = _load_module(path)
         tasks = TaskSet(module.init_task, module.exec_task, module.exit_task)
     except Exception as e:
-        sys.modules.pop(name, None)
         raise SystemExit(
             f"bgpy: cannot load tasks from {path}: {type(e).__name__}: {e}"
         ) from None
     for func in (tasks.init_task, tasks.exec_task, tasks.exit_task):
         if not callable(func):
             raise SystemExit(f"bgpy: {path}: {func!r} is not callable")
-    return name, tasks
+    return module.__name__, names, tasks
 
 
 class TaskClient:
@@ -128,6 +194,29 @@ class TaskClient:
         else:
             self._reactor.callFromThread(self._deliver, data)
 
+    def send(self, message: Any, await_response: bool = False) -> None:
+        """
+        What bgpy's own C{respond(client, response, error)} calls: send
+        C{message} (a bgpy C{Message} of type C{OK} or C{ERROR}, bgpy's
+        class or this package's) as the second response.
+
+        bgpy's socket returns the client's acknowledgement; here the server
+        awaits it, after the task: this returns L{None}.
+        """
+        kind = getattr(getattr(message, "type", None), "name", None)
+        get_args = getattr(message, "get_args", None)
+        if kind not in ("OK", "ERROR") or not callable(get_args):
+            raise TypeError(
+                "send() takes a bgpy Message of type OK or ERROR, "
+                f"not {message!r}"
+            )
+        args = get_args()
+        if isinstance(args, dict):
+            # bgpy's socket adds the flag; the server adds its own.
+            args = {k: v for k, v in args.items() if k != "await_response"}
+        self.respond(args, error=kind == "ERROR")
+        return None
+
     def _deliver(self, data: bytes) -> None:
         if self.response.called:
             log.warn("bgpy: a task responded more than once; only the first is sent")
@@ -155,7 +244,7 @@ class _Job:
         kind: str,
         client: TaskClient,
         args: Dict[str, Any],
-        tasks: Optional[TaskSet],
+        tasks: Union[TaskSet, BgpyError, None],
         snapshot: bool,
         deferred: Optional[Deferred],
     ) -> None:
@@ -197,7 +286,8 @@ class TaskRuntime:
     the other (fewer thread hand-offs when clients are fast).
 
     @ivar machine: the L{TaskMachine} (tasks in force, state).
-    @ivar allow_modules: modules whose functions INIT may name.
+    @ivar allow_modules: the L{TaskPolicy}: which task functions a client
+        may name (also the collection of the modules always allowed).
     @ivar token: the token clients must send, or L{None}.
     @ivar on_exit: called after a connection that sent EXIT is done (the
         standalone server stops there), or L{None}.
@@ -212,21 +302,25 @@ class TaskRuntime:
         self.bridge = bridge
         settings = bridge.settings
         registered = bridge.bgpy
-        allow = set(registered.allow_modules) | set(settings.bgpy_allow_module)
-        configured: Optional[TaskSet] = None
-        if settings.bgpy_init_file:
-            module_name, configured = load_init_file(settings.bgpy_init_file)
-            allow.add(module_name)
-        elif registered.init_task is not None:
-            configured = TaskSet(
-                registered.init_task, registered.exec_task, registered.exit_task
-            )
-        self.allow_modules: FrozenSet[str] = frozenset(allow)
-        self.machine = TaskMachine(configured=configured)
         try:
             self.token = settings.token()
         except OSError as e:
             raise SystemExit(f"bgpy: cannot read the token file: {e}") from None
+        init_modules: Dict[str, str] = {}
+        configured: Optional[TaskSet] = None
+        if settings.bgpy_init_file:
+            real, names, configured = load_init_file(settings.bgpy_init_file)
+            init_modules = dict.fromkeys(names, real)
+        elif registered.init_task is not None:
+            configured = TaskSet(
+                registered.init_task, registered.exec_task, registered.exit_task
+            )
+        self.allow_modules = TaskPolicy(
+            set(registered.allow_modules) | set(settings.bgpy_allow_module),
+            init_modules,
+            token_configured=self.token is not None,
+        )
+        self.machine = TaskMachine(configured=configured)
         self._queue: Deque[_Job] = deque()
         self._running = False
         self._gather: Any = None
@@ -273,11 +367,14 @@ class TaskRuntime:
         kind: str,
         client: TaskClient,
         args: Dict[str, Any],
-        tasks: Optional[TaskSet] = None,
+        tasks: Union[TaskSet, BgpyError, None] = None,
         snapshot: bool = False,
     ) -> Deferred:
         """
         Run the C{init}, C{exec} or C{exit} task in turn.
+
+        C{tasks} are the tasks an INIT sent, or why they are refused (the
+        answer when not already initialized).
 
         @return: a L{Deferred} of a L{TaskOutcome} (it never fails).
         """
@@ -393,7 +490,7 @@ class TaskRuntime:
         kind: str,
         client: TaskClient,
         args: Dict[str, Any],
-        tasks: Optional[TaskSet],
+        tasks: Union[TaskSet, BgpyError, None],
         snapshot: bool,
     ) -> TaskOutcome:
         machine = self.machine
@@ -403,7 +500,7 @@ class TaskRuntime:
         if kind == "init":
             plan = machine.plan_init(tasks)
             if isinstance(plan, BgpyError):
-                return TaskOutcome(False, plan.message)
+                return TaskOutcome(False, plan.message, close=plan.close)
             try:
                 state = await offload(call_init, plan.init_task, client)
             except Exception as e:
