@@ -31,7 +31,6 @@ import socket
 import subprocess
 import sys
 import time
-from secrets import token_urlsafe
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from twistbridge.bgpy._core import (
@@ -44,10 +43,13 @@ from twistbridge.bgpy._core import (
     respond,
 )
 from twistbridge.bgpy._pickle import decode_frame
+from twistbridge.bgpy.core.environment import ENV_TOKEN, HOST, PORT, STARTUP_TIME
+from twistbridge.bgpy.core.token import token_create
 
 __all__ = [
     "HOST",
     "PORT",
+    "STARTUP_TIME",
     "Client",
     "Server",
     "execute",
@@ -57,18 +59,6 @@ __all__ = [
     "token_create",
 ]
 
-HOST = "127.0.0.1"
-"""bgpy's default host."""
-
-PORT = 54321
-"""bgpy's default port."""
-
-ENV_TOKEN = "BGPY_TOKEN"
-
-
-def token_create(length: int = 64) -> str:
-    """A URL-safe random token (C{length} random bytes), as bgpy makes."""
-    return token_urlsafe(length)
 
 
 def _listen_description(host: str, port: int) -> str:

@@ -83,6 +83,21 @@ def _same_file(module: Any, path: str) -> bool:
     return bool(origin) and os.path.realpath(origin) == os.path.realpath(path)
 
 
+CUSTOM_PACKAGE = "twistbridge.bgpy.custom"
+"""The package an init file outside a package runs in when it imports
+relatively (bgpy's own server runs them in C{bgpy.custom})."""
+
+
+def _has_relative_imports(path: str) -> bool:
+    import ast
+
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    return any(
+        isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree)
+    )
+
+
 def _bare_is_free(stem: str, path: str) -> bool:
     """Whether C{stem} imports nothing else than the file at C{path}."""
     try:
@@ -117,6 +132,12 @@ def _load_module(path: str) -> Tuple[Any, List[str]]:
         return module, names
     if not stem.isidentifier() or stem in sys.modules:
         name = f"bgpy_init_{abs(hash(path))}"
+    names = [name]
+    if _has_relative_imports(path):
+        # bgpy runs init files inside its package: "from ..server import
+        # respond" finds this package's bgpy names (twistbridge.bgpy.server).
+        name = f"{CUSTOM_PACKAGE}.{stem if stem.isidentifier() else names[0]}"
+        names.append(name)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError("not a Python file")
@@ -127,7 +148,7 @@ def _load_module(path: str) -> Tuple[Any, List[str]]:
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    return module, [name]
+    return module, names
 
 
 def load_init_file(path: str) -> Tuple[str, List[str], TaskSet]:
