@@ -9,8 +9,10 @@ children of this process running our bgpy server).
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,3 +76,61 @@ def run_cli():
         )
 
     return run
+
+
+class Server:
+    """`python -m twistbridge.bgpy server 127.0.0.1 PORT ARGS` in a subprocess."""
+
+    def __init__(self, port, args, env, cwd):
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "twistbridge.bgpy", "server", "127.0.0.1",
+             str(port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.process.stderr.read().decode())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("bgpy server not listening") from None
+                time.sleep(0.05)  # sleep-ok: polling for the listener, bounded
+
+    def wait(self, timeout=20):
+        return self.process.wait(timeout)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def bgpy_server(apps_env, tmp_path):
+    """bgpy_server(*args, token=None, path=None, **env) -> a started Server."""
+    from twistbridge.testing import free_port
+
+    started = []
+
+    def start(*args, token=None, path=None, **env):
+        extra = dict(env)
+        if token is not None:
+            extra["BGPY_TOKEN"] = token
+        environ = apps_env(**extra)
+        if path:
+            environ["PYTHONPATH"] = os.pathsep.join([str(path), environ["PYTHONPATH"]])
+        server = Server(free_port(), args, environ, str(path or tmp_path))
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
