@@ -178,8 +178,8 @@ def test_hostile_inputs_while_a_good_client_works(bridge_process, raw, tmp_path)
         payload = b"\x80\x04\x8c\x0abgpy_tasks\x8c\x06system\x93\x8c\x07echo hi\x85R."
         r.bgpy(payload)
         assert r.frame().args == {
-            "message": "Refused: 'bgpy_tasks.system' is not a function defined in "
-            "'bgpy_tasks'."
+            "message": "Refused: 'bgpy_tasks.system' is not allowed: only plain "
+            "Python functions may be named (no builtins, C functions, classes)."
         }
 
         # 3. An allowed task function called by the pickle itself (REDUCE).

@@ -166,10 +166,15 @@ def test_real_client_init_resolves_allowed_tasks_after_auth_only():
 @pytest.mark.parametrize(
     "payload, message",
     [
-        # a name imported into an allowed module
+        # a builtin imported into an allowed module
         (
             b"\x80\x04\x8c\x0abgpy_tasks\x8c\x06system\x93.",
-            "Refused: 'bgpy_tasks.system' is not a function defined in 'bgpy_tasks'.",
+            f"Refused: 'bgpy_tasks.system' is not allowed: {NOT_PLAIN}.",
+        ),
+        # a plain function imported into an allowed module
+        (
+            b"\x80\x04\x8c\x0abgpy_tasks\x8c\x07respond\x93.",
+            "Refused: 'bgpy_tasks.respond' is not a function defined in 'bgpy_tasks'.",
         ),
         (
             b"\x80\x04\x8c\x0abgpy_tasks\x8c\x08__file__\x93.",

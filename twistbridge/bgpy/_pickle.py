@@ -41,6 +41,8 @@ from twistbridge.bgpy._core import (
     unbase64,
 )
 
+NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions, classes)"
+
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -94,7 +96,9 @@ def load_task(module: str, name: str, real_module: Optional[str] = None) -> Call
         raise RefusedGlobal(f"module '{module}' cannot be imported: {e}") from None
     # (vars(): a module's __getattr__ is code, never run for a client)
     func = vars(mod).get(name)
-    if not inspect.isfunction(func) or func.__module__ != real:
+    if not inspect.isfunction(func):
+        raise RefusedGlobal(f"'{module}.{name}' is not allowed: {NOT_PLAIN}")
+    if func.__module__ != real:
         raise RefusedGlobal(
             f"'{module}.{name}' is not a function defined in '{module}'"
         )
@@ -179,10 +183,7 @@ class TaskPolicy:
         if loaded is not None:  # (never imported for the question)
             func = vars(loaded).get(name)
             if not inspect.isfunction(func) or func.__module__ != module:
-                return (
-                    f"'{module}.{name}' is not allowed: only plain Python "
-                    "functions may be named (no builtins, C functions, classes)"
-                )
+                return f"'{module}.{name}' is not allowed: {NOT_PLAIN}"
         where = f"'{module}.{name}' is not allowed: start the server with "
         allow = f"{self.allow_option} {module}"
         if self.allow_modules:
