@@ -5,11 +5,13 @@ be bound.
 """
 
 import importlib.metadata
+import os
 import socket
 
 import bgpy
 
 from twistbridge.bgpy.__main__ import parser
+from twistbridge.bgpy._pickle import TaskPolicy
 
 
 def test_version(run_cli):
@@ -74,3 +76,30 @@ def test_terminate_from_the_command_line(bgpy_server, run_cli, apps_env):
     result = run_cli("terminate", "127.0.0.1", str(server.port), env=apps_env())
     assert result.returncode == 0, result.stderr
     assert server.wait() == 0
+
+
+DOCS = os.path.join(
+    os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "docs"
+)
+
+
+def read_doc(*parts):
+    with open(os.path.join(DOCS, *parts), encoding="utf-8") as f:
+        return " ".join(f.read().split())
+
+
+def test_the_migration_guide_shows_what_version_prints(run_cli):
+    printed = run_cli("version").stdout.strip()
+    assert f"# prints: {printed}" in read_doc("migrating", "bgpy.rst")
+
+
+def test_the_docs_quote_the_refusals_as_they_are():
+    bridge = TaskPolicy()
+    assert f"Refused: {bridge.refusal('bgpy_example.tasks', 'init_task')}." in (
+        read_doc("security.rst")
+    )
+    standalone = TaskPolicy(
+        allow_option="--allow-module", token_option="--token / BGPY_TOKEN"
+    )
+    quoted = f"``Refused: {standalone.refusal('bgpy_example.tasks', 'init_task')}.``"
+    assert quoted in read_doc("migrating", "bgpy.rst")

@@ -1,7 +1,7 @@
 """A task module that leaves a mark when imported, for the trust tests."""
 
 import os
-from shutil import copyfile as open_file  # a function of another module
+from shutil import copyfile as open_file  # noqa: F401  (a function of another module)
 
 _MARK = os.environ.get("BGPY_IMPORT_MARKER")
 if _MARK:
