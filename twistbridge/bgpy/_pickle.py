@@ -174,6 +174,11 @@ class TaskPolicy:
                     f"{where} is not allowed before AUTH: authenticate "
                     "with the server's token first"
                 )
+            if any(part.startswith("_") for part in module.split(".")):
+                # (__main__, the server itself; private modules)
+                raise RefusedGlobal(
+                    f"{where} is not allowed: '{module}' is not a public module"
+                )
             return TaskRef(module, name, load_task(module, name))
         raise RefusedGlobal(self.refusal(module, name))
 

@@ -8,6 +8,7 @@ unpickling are refused to everyone, and other clients are unaffected.
 
 import base64
 import io
+import math
 import pickle
 import socket
 
@@ -209,9 +210,16 @@ NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions,
             trust_marker.NotATask,
             f"Refused: 'trust_marker.NotATask' is not allowed: {NOT_PLAIN}.",
         ),
+        (math.sqrt, f"Refused: 'math.sqrt' is not allowed: {NOT_PLAIN}."),
+        (
+            Global("__main__", "main"),
+            "Refused: '__main__.main' is not allowed: '__main__' is not a public "
+            "module.",
+        ),
         (
             pickle.loads,
-            f"Refused: '_pickle.loads' is not allowed: {NOT_PLAIN}.",
+            "Refused: '_pickle.loads' is not allowed: '_pickle' is not a public "
+            "module.",
         ),
         (
             # a plain function, but imported into the module it is named from
@@ -220,7 +228,7 @@ NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions,
             "'trust_marker'.",
         ),
     ],
-    ids=["builtin", "class", "own-class", "c-function", "imported"],
+    ids=["builtin", "class", "own-class", "c-function", "main", "private", "imported"],
 )
 def test_token_holder_gets_only_plain_functions(bgpy_server, task, message):
     server = bgpy_server(token=TOKEN)
