@@ -1,24 +1,28 @@
 """
 The restricted unpickler: the only place where twistbridge reads a pickle
-from the network (the bgpy wire format, SPEC section 6).
+from the network (the bgpy wire format).
 
 What a pickle may name (its globals):
 
     - C{bgpy.core.message.Message} and C{bgpy.core.message.MessageType},
       which resolve to twistbridge's own L{Message} and L{MessageType}
       (bgpy need not be installed);
-    - once the connection is authenticated, plain functions defined in a
-      module the operator allowed (C{--bgpy-allow-module},
-      C{Bridge.bgpy_tasks(..., allow_modules=...)}, the module of
-      C{--bgpy-init-file}): bgpy's C{Client.initialize()} sends its tasks
-      this way, by reference.
+    - once the connection is authenticated, plain functions (never
+      builtins, C functions or classes) defined in a module the
+      L{TaskPolicy} allows: the operator's (C{--bgpy-allow-module},
+      C{Bridge.bgpy_tasks(..., allow_modules=...)}), the init file's, and,
+      for a client that sent the configured token when the operator named
+      no module, any importable public one.  bgpy's C{Client.initialize()}
+      sends its tasks this way, by reference.
 
-Anything else ends the decoding with a L{RefusedGlobal}.  A function is
-never handed to the pickle machinery itself: it comes out as an inert
-L{TaskRef} (not callable, not a type, not modifiable), so a pickle cannot
-call it while loading (C{REDUCE}); only the three INIT task slots are turned
-into the functions afterwards.  L{MessageType} members and the two classes
-refuse pickle's C{BUILD}, so a pickle cannot alter them either.
+Anything else ends the decoding with a refusal saying what would allow it.
+A function is never handed to the pickle machinery itself: it comes out as
+an inert L{TaskRef} (not callable, not a type, not modifiable), so a pickle
+cannot call it while loading (C{REDUCE}); only the three INIT task slots
+are turned into the functions afterwards.  A refused task in those slots
+comes out as an inert L{RefusedTask}, so that the INIT is answered "Already
+initialized." before the refusal.  L{MessageType} members and the two
+classes refuse pickle's C{BUILD}, so a pickle cannot alter them either.
 """
 
 from __future__ import annotations
