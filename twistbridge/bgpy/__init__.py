@@ -8,11 +8,16 @@ C{from twistbridge.bgpy import ...}.
     Server("127.0.0.1", 54321, init_file="tasks.py").run_background()
     Client("127.0.0.1", 54321).execute({"command": "increase", "value_change": 10})
 
-and on the command line, as C{bgpy server} / C{bgpy terminate}::
+and on the command line, as C{bgpy server} / C{terminate} / C{version}::
 
     python -m twistbridge.bgpy server HOST PORT [--init-file F]
         [--allow-module M]... [--token] [--log-level L] [--log-file F]
     python -m twistbridge.bgpy terminate HOST PORT [--token]
+    python -m twistbridge.bgpy version
+
+bgpy's other modules have their twins: C{twistbridge.bgpy.server},
+C{.client}, C{.core.token}, C{.core.environment}, C{.core.message},
+C{.core.sockets}.
 
 The README's C{initialize} / C{execute} / C{terminate} helpers (start a
 background server, initialize it with tasks, talk to it) are here too.

@@ -61,7 +61,8 @@ class TaskError(Exception):
 class TaskClient:
     """
     The C{client} object a task receives: C{respond(client, ...)} sends
-    the second response through it.  Safe to use from the task's thread.
+    the second response through it, twistbridge's (L{respond}) or bgpy's
+    own (which calls L{send}).  Safe to use from the task's thread.
 
     @ivar peer: the client's address (C{""} when no client is connected).
     @ivar await_response: whether the client waits for a second response.
