@@ -17,6 +17,7 @@ from twistbridge.bgpy._core import (
     LineDecoder,
     Message,
     MessageType,
+    RefusedTask,
     Reject,
     RunTask,
     TaskMachine,
@@ -34,6 +35,7 @@ from twistbridge.bgpy._core import (
 from twistbridge.bgpy._pickle import TaskRef, decode_frame, loads_message
 
 ALLOWED = frozenset({"bgpy_tasks"})
+NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions, classes)"
 
 
 def real(type_name, args):
@@ -131,7 +133,7 @@ def test_os_system_payload_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     data = real("EXEC", {"x": Evil(marker)})
     assert loads_message(data, ALLOWED, True) == BgpyError(
-        "Refused: 'posix.system' is not allowed.", True
+        f"Refused: 'posix.system' is not allowed: {NOT_PLAIN}.", True
     )
     assert not marker.exists()
 
@@ -148,24 +150,37 @@ def test_real_client_init_resolves_allowed_tasks_after_auth_only():
     assert loads_message(real("INIT", args), ALLOWED, False) == BgpyError(
         "Refused: 'bgpy_tasks.init_task' may only be sent after AUTH.", True
     )
-    assert loads_message(real("INIT", args), frozenset(), True) == BgpyError(
-        "Refused: 'bgpy_tasks.init_task' is not allowed.", True
+    # Not allowed: the INIT comes back with inert refusals in its task
+    # slots (answered only when the tasks are not initialized yet).
+    refused = loads_message(real("INIT", args), frozenset(), True)
+    assert refused.type is MessageType.INIT
+    assert isinstance(refused.args["init_task"], RefusedTask)
+    assert refused.args["init_task"].message == (
+        "Refused: 'bgpy_tasks.init_task' is not allowed: start the server with "
+        "--bgpy-allow-module bgpy_tasks, or set a token "
+        "(--bgpy-token-file / BGPY_TOKEN) and authenticate."
     )
+    assert not callable(refused.args["exit_task"])
 
 
 @pytest.mark.parametrize(
     "payload, message",
     [
-        # a name imported into an allowed module
+        # a builtin imported into an allowed module
         (
             b"\x80\x04\x8c\x0abgpy_tasks\x8c\x06system\x93.",
-            "Refused: 'bgpy_tasks.system' is not a function defined in 'bgpy_tasks'.",
+            f"Refused: 'bgpy_tasks.system' is not allowed: {NOT_PLAIN}.",
+        ),
+        # a plain function imported into an allowed module
+        (
+            b"\x80\x04\x8c\x0abgpy_tasks\x8c\x07respond\x93.",
+            "Refused: 'bgpy_tasks.respond' is not a function defined in 'bgpy_tasks'.",
         ),
         (
             b"\x80\x04\x8c\x0abgpy_tasks\x8c\x08__file__\x93.",
             "Refused: 'bgpy_tasks.__file__' is not a public function name.",
         ),
-        (b"cbuiltins\neval\n.", "Refused: 'builtins.eval' is not allowed."),
+        (b"cbuiltins\neval\n.", f"Refused: 'builtins.eval' is not allowed: {NOT_PLAIN}."),
         (b"\x80\x02P0\n.", "Refused: persistent ids are not allowed."),
     ],
 )

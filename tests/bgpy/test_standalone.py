@@ -16,6 +16,10 @@ from twistbridge.bgpy import Client as CompatClient
 from twistbridge.testing import wait_for
 
 TASKS = (bgpy_tasks.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task)
+REFUSED_OTHER = (
+    "Refused: 'bgpy_tasks_other.init_task' is not allowed: start the server "
+    "with --allow-module bgpy_tasks_other (allowed now: bgpy_tasks)."
+)
 
 
 def second(**args):
@@ -54,12 +58,12 @@ def test_initialize_refused_from_module_not_allowed(standalone):
         bgpy_tasks_other.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task
     )
     assert answer == second(
-        message="Refused: 'bgpy_tasks_other.init_task' is not allowed."
+        message=REFUSED_OTHER
     )
     # Nothing was initialized: EXEC is an error, the server still serves.
     assert client.execute({"command": "get"}) == {"message": "Not initialized."}
     assert client.initialize(*TASKS) == second(message="Initialization successful.")
-    assert "Refused: 'bgpy_tasks_other.init_task' is not allowed." in server.output
+    assert REFUSED_OTHER in server.output
 
 
 def test_token_right_and_wrong(standalone):

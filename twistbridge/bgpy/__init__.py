@@ -8,11 +8,16 @@ C{from twistbridge.bgpy import ...}.
     Server("127.0.0.1", 54321, init_file="tasks.py").run_background()
     Client("127.0.0.1", 54321).execute({"command": "increase", "value_change": 10})
 
-and on the command line, as C{bgpy server} / C{bgpy terminate}::
+and on the command line, as C{bgpy server} / C{terminate} / C{version}::
 
     python -m twistbridge.bgpy server HOST PORT [--init-file F]
         [--allow-module M]... [--token] [--log-level L] [--log-file F]
     python -m twistbridge.bgpy terminate HOST PORT [--token]
+    python -m twistbridge.bgpy version
+
+bgpy's other modules have their twins: C{twistbridge.bgpy.server},
+C{.client}, C{.core.token}, C{.core.environment}, C{.core.message},
+C{.core.sockets}.
 
 The README's C{initialize} / C{execute} / C{terminate} helpers (start a
 background server, initialize it with tasks, talk to it) are here too.
@@ -31,7 +36,6 @@ import socket
 import subprocess
 import sys
 import time
-from secrets import token_urlsafe
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from twistbridge.bgpy._core import (
@@ -44,10 +48,13 @@ from twistbridge.bgpy._core import (
     respond,
 )
 from twistbridge.bgpy._pickle import decode_frame
+from twistbridge.bgpy.core.environment import ENV_TOKEN, HOST, PORT, STARTUP_TIME
+from twistbridge.bgpy.core.token import token_create
 
 __all__ = [
     "HOST",
     "PORT",
+    "STARTUP_TIME",
     "Client",
     "Server",
     "execute",
@@ -57,18 +64,6 @@ __all__ = [
     "token_create",
 ]
 
-HOST = "127.0.0.1"
-"""bgpy's default host."""
-
-PORT = 54321
-"""bgpy's default port."""
-
-ENV_TOKEN = "BGPY_TOKEN"
-
-
-def token_create(length: int = 64) -> str:
-    """A URL-safe random token (C{length} random bytes), as bgpy makes."""
-    return token_urlsafe(length)
 
 
 def _listen_description(host: str, port: int) -> str:
@@ -77,6 +72,29 @@ def _listen_description(host: str, port: int) -> str:
     if ":" in host:
         return f"tcp6:{int(port)}:interface={host.replace(':', chr(92) + ':')}"
     return f"tcp:{int(port)}:interface={host}"
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_reason(host: str, port: int) -> Optional[str]:
+    """Why C{host:port} cannot be bound (C{address already in use}), if so."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host or "127.0.0.1", port))
+    except socket.gaierror as e:
+        return f"unknown host ({e.strerror or e})"
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    finally:
+        probe.close()
+    return None
 
 
 def _start_logging(log_level: str, log_file: Optional[str]) -> None:
@@ -145,16 +163,32 @@ class Server:
         )
 
     def run(self) -> None:
-        """Serve until a client sends EXIT (or the process is signalled)."""
+        """
+        Serve until a client sends EXIT (or the process is signalled).
+
+        @raise SystemExit: with one line (C{bgpy server: cannot listen on
+            HOST:PORT: REASON}) when the port cannot be bound.
+        """
         from twisted.internet import reactor
 
         from twistbridge.bgpy._protocol import runtime
+        from twistbridge.service import ListenError
 
         _start_logging(self.log_level, self.log_file)
         bridge = self.bridge()
         service = bridge.service()
-        runtime(bridge).on_exit = lambda: reactor.callLater(0, reactor.stop)
-        service.privilegedStartService()
+        rt = runtime(bridge)
+        rt.allow_modules.allow_option = "--allow-module"
+        rt.allow_modules.token_option = "--token / BGPY_TOKEN"
+        rt.on_exit = lambda: reactor.callLater(0, reactor.stop)
+        try:
+            service.privilegedStartService()
+        except ListenError as e:
+            reason = _bind_reason(self.host, self.port) or str(e).rpartition(": ")[2]
+            raise SystemExit(
+                f"bgpy server: cannot listen on {_address(self.host, self.port)}: "
+                f"{reason}"
+            ) from None
         service.startService()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         reactor.run()

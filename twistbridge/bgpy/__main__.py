@@ -6,6 +6,7 @@ C{bgpy terminate})::
         [--allow-module M]... [--token] [--log-level L] [--log-file F]
     python -m twistbridge.bgpy terminate HOST PORT [--token]
         [--log-level L] [--log-file F]
+    python -m twistbridge.bgpy version
 
 C{--token} prompts for the token (hidden); otherwise C{BGPY_TOKEN} is used.
 """
@@ -46,12 +47,27 @@ def parser() -> argparse.ArgumentParser:
     )
     terminate = sub.add_parser("terminate", help="terminate a bgpy server")
     common(terminate)
+    sub.add_parser("version", help="print the version")
     return p
+
+
+def version() -> str:
+    """C{twistbridge.bgpy VERSION}, as bgpy's C{bgpy version} prints it."""
+    try:
+        from importlib.metadata import version as get_version
+
+        number = get_version("twistbridge")
+    except Exception:
+        from twistbridge import __version__ as number
+    return f"twistbridge.bgpy {number}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; return the exit status."""
     args = parser().parse_args(argv)
+    if args.command == "version":
+        print(version())
+        return 0
     token = getpass.getpass("Token: ") if args.token else os.environ.get(ENV_TOKEN)
     if args.command == "server":
         Server(

@@ -416,6 +416,30 @@ class TaskSet:
 TASK_KEYS = ("init_task", "exec_task", "exit_task")
 
 
+class RefusedTask:
+    """
+    An inert stand-in for a task function a client may not name (not
+    callable, not modifiable): an INIT carrying one is refused, with
+    C{message}, unless the tasks are already initialized.
+
+    @ivar message: the refusal (C{"Refused: ..."}).
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("task references cannot be modified")
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError("a refused task does not pickle")
+
+    def __repr__(self) -> str:
+        return f"<refused task: {self.message}>"
+
+
 @dataclass(frozen=True)
 class Reject:
     """
@@ -447,11 +471,14 @@ class RunTask:
     @ivar kind: C{"init"}, C{"exec"} or C{"exit"}.
     @ivar args: the message arguments.
     @ivar tasks: tasks sent by the client with INIT, or L{None}.
+    @ivar refused: why the tasks sent with INIT are refused, or L{None}
+        (answered only when not already initialized).
     """
 
     kind: str
     args: Dict[str, Any]
     tasks: Optional[TaskSet] = None
+    refused: Optional[BgpyError] = None
 
 
 Decision = Union[Reject, Authenticate, RunTask]
@@ -484,6 +511,9 @@ def decide(message: Message, authenticated: bool, token: Optional[str]) -> Decis
         return Reject(BgpyError("Not authenticated: send AUTH first."))
     if kind is MessageType.INIT:
         given = [message.args.get(k) for k in TASK_KEYS]
+        for g in given:
+            if isinstance(g, RefusedTask):
+                return RunTask("init", message.args, refused=BgpyError(g.message, True))
         if all(g is None for g in given):
             return RunTask("init", message.args)
         if not all(callable(g) for g in given):
@@ -538,10 +568,17 @@ class TaskMachine:
     state: Any = None
     initialized: bool = False
 
-    def plan_init(self, requested: Optional[TaskSet]) -> Union[TaskSet, BgpyError]:
-        """The tasks an INIT runs, or why it cannot."""
+    def plan_init(
+        self, requested: Union[TaskSet, BgpyError, None]
+    ) -> Union[TaskSet, BgpyError]:
+        """
+        The tasks an INIT runs, or why it cannot ("Already initialized."
+        comes first, before why the C{requested} tasks are refused).
+        """
         if self.initialized:
             return BgpyError(ALREADY_INITIALIZED)
+        if isinstance(requested, BgpyError):
+            return requested
         tasks = requested or self.configured
         if tasks is None:
             return BgpyError(NO_TASKS)
@@ -578,11 +615,13 @@ class TaskOutcome:
     @ivar ok: whether it succeeded.
     @ivar message: the text of the answer when the task sent none.
     @ivar state: the state after the task.
+    @ivar close: whether the connection closes after the answer.
     """
 
     ok: bool
     message: str
     state: Any = None
+    close: bool = False
 
 
 def describe_failure(kind: str, exc: BaseException) -> str:

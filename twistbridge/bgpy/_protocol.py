@@ -396,7 +396,9 @@ class BgpyProtocol(Protocol):
         # RunTask: the task starts while the acknowledgement is paced.
         kind = decision.kind
         client = TaskClient(self, awaited and kind != "init")
-        outcome_d = runtime.run(kind, client, decision.args, decision.tasks)
+        outcome_d = runtime.run(
+            kind, client, decision.args, decision.refused or decision.tasks
+        )
         if await_ack is not None:
             await await_ack
         if kind == "init":
@@ -404,7 +406,12 @@ class BgpyProtocol(Protocol):
             answer = (
                 ok_message(INIT_OK) if outcome.ok else error_message(outcome.message)
             )
+            if outcome.close:
+                self._complain(BgpyError(outcome.message, True))
             await self._send(self.encode(answer, second=True), expect_ack=True)
+            if outcome.close:
+                self._close()
+                return False
             return not self.lost
         if awaited:
             await self._send(await client.response, expect_ack=True)

@@ -17,11 +17,8 @@ tasks are not initialized or C{exec_task} raised.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import os
-import sys
 from collections import deque
-from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Union
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -42,6 +39,8 @@ from twistbridge.bgpy._core import (
     error_message,
     ok_message,
 )
+from twistbridge.bgpy._initfile import load_init_file
+from twistbridge.bgpy._pickle import TaskPolicy
 
 log = Logger(namespace="twistbridge.bgpy")
 
@@ -59,44 +58,11 @@ class TaskError(Exception):
     """A task could not run (not initialized, ...) or raised."""
 
 
-def load_init_file(path: str) -> tuple:
-    """
-    Load a tasks file (bgpy's C{--init-file}) as a module named after the
-    file (C{tasks.py} -> C{tasks}), so that clients pickling functions of
-    that module by name find them.
-
-    @return: C{(module name, TaskSet)}.
-    @raise SystemExit: with a one-line reason when the file is unusable.
-    """
-    stem = os.path.splitext(os.path.basename(path))[0] or "bgpy_tasks"
-    name = (
-        stem
-        if stem.isidentifier() and stem not in sys.modules
-        else f"bgpy_init_{abs(hash(path))}"
-    )
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError("not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        tasks = TaskSet(module.init_task, module.exec_task, module.exit_task)
-    except Exception as e:
-        sys.modules.pop(name, None)
-        raise SystemExit(
-            f"bgpy: cannot load tasks from {path}: {type(e).__name__}: {e}"
-        ) from None
-    for func in (tasks.init_task, tasks.exec_task, tasks.exit_task):
-        if not callable(func):
-            raise SystemExit(f"bgpy: {path}: {func!r} is not callable")
-    return name, tasks
-
-
 class TaskClient:
     """
     The C{client} object a task receives: C{respond(client, ...)} sends
-    the second response through it.  Safe to use from the task's thread.
+    the second response through it, twistbridge's (L{respond}) or bgpy's
+    own (which calls L{send}).  Safe to use from the task's thread.
 
     @ivar peer: the client's address (C{""} when no client is connected).
     @ivar await_response: whether the client waits for a second response.
@@ -128,6 +94,29 @@ class TaskClient:
         else:
             self._reactor.callFromThread(self._deliver, data)
 
+    def send(self, message: Any, await_response: bool = False) -> None:
+        """
+        What bgpy's own C{respond(client, response, error)} calls: send
+        C{message} (a bgpy C{Message} of type C{OK} or C{ERROR}, bgpy's
+        class or this package's) as the second response.
+
+        bgpy's socket returns the client's acknowledgement; here the server
+        awaits it, after the task: this returns L{None}.
+        """
+        kind = getattr(getattr(message, "type", None), "name", None)
+        get_args = getattr(message, "get_args", None)
+        if kind not in ("OK", "ERROR") or not callable(get_args):
+            raise TypeError(
+                "send() takes a bgpy Message of type OK or ERROR, "
+                f"not {message!r}"
+            )
+        args = get_args()
+        if isinstance(args, dict):
+            # bgpy's socket adds the flag; the server adds its own.
+            args = {k: v for k, v in args.items() if k != "await_response"}
+        self.respond(args, error=kind == "ERROR")
+        return None
+
     def _deliver(self, data: bytes) -> None:
         if self.response.called:
             log.warn("bgpy: a task responded more than once; only the first is sent")
@@ -155,7 +144,7 @@ class _Job:
         kind: str,
         client: TaskClient,
         args: Dict[str, Any],
-        tasks: Optional[TaskSet],
+        tasks: Union[TaskSet, BgpyError, None],
         snapshot: bool,
         deferred: Optional[Deferred],
     ) -> None:
@@ -197,7 +186,8 @@ class TaskRuntime:
     the other (fewer thread hand-offs when clients are fast).
 
     @ivar machine: the L{TaskMachine} (tasks in force, state).
-    @ivar allow_modules: modules whose functions INIT may name.
+    @ivar allow_modules: the L{TaskPolicy}: which task functions a client
+        may name (also the collection of the modules always allowed).
     @ivar token: the token clients must send, or L{None}.
     @ivar on_exit: called after a connection that sent EXIT is done (the
         standalone server stops there), or L{None}.
@@ -212,21 +202,25 @@ class TaskRuntime:
         self.bridge = bridge
         settings = bridge.settings
         registered = bridge.bgpy
-        allow = set(registered.allow_modules) | set(settings.bgpy_allow_module)
-        configured: Optional[TaskSet] = None
-        if settings.bgpy_init_file:
-            module_name, configured = load_init_file(settings.bgpy_init_file)
-            allow.add(module_name)
-        elif registered.init_task is not None:
-            configured = TaskSet(
-                registered.init_task, registered.exec_task, registered.exit_task
-            )
-        self.allow_modules: FrozenSet[str] = frozenset(allow)
-        self.machine = TaskMachine(configured=configured)
         try:
             self.token = settings.token()
         except OSError as e:
             raise SystemExit(f"bgpy: cannot read the token file: {e}") from None
+        init_modules: Dict[str, str] = {}
+        configured: Optional[TaskSet] = None
+        if settings.bgpy_init_file:
+            real, names, configured = load_init_file(settings.bgpy_init_file)
+            init_modules = dict.fromkeys(names, real)
+        elif registered.init_task is not None:
+            configured = TaskSet(
+                registered.init_task, registered.exec_task, registered.exit_task
+            )
+        self.allow_modules = TaskPolicy(
+            set(registered.allow_modules) | set(settings.bgpy_allow_module),
+            init_modules,
+            token_configured=self.token is not None,
+        )
+        self.machine = TaskMachine(configured=configured)
         self._queue: Deque[_Job] = deque()
         self._running = False
         self._gather: Any = None
@@ -273,11 +267,14 @@ class TaskRuntime:
         kind: str,
         client: TaskClient,
         args: Dict[str, Any],
-        tasks: Optional[TaskSet] = None,
+        tasks: Union[TaskSet, BgpyError, None] = None,
         snapshot: bool = False,
     ) -> Deferred:
         """
         Run the C{init}, C{exec} or C{exit} task in turn.
+
+        C{tasks} are the tasks an INIT sent, or why they are refused (the
+        answer when not already initialized).
 
         @return: a L{Deferred} of a L{TaskOutcome} (it never fails).
         """
@@ -393,7 +390,7 @@ class TaskRuntime:
         kind: str,
         client: TaskClient,
         args: Dict[str, Any],
-        tasks: Optional[TaskSet],
+        tasks: Union[TaskSet, BgpyError, None],
         snapshot: bool,
     ) -> TaskOutcome:
         machine = self.machine
@@ -403,7 +400,7 @@ class TaskRuntime:
         if kind == "init":
             plan = machine.plan_init(tasks)
             if isinstance(plan, BgpyError):
-                return TaskOutcome(False, plan.message)
+                return TaskOutcome(False, plan.message, close=plan.close)
             try:
                 state = await offload(call_init, plan.init_task, client)
             except Exception as e:

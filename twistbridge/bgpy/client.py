@@ -1,0 +1,5 @@
+"""bgpy's C{bgpy.client} name: C{Client}."""
+
+from twistbridge.bgpy import Client
+
+__all__ = ["Client"]
