@@ -39,6 +39,7 @@ from twistbridge.bgpy._core import (
     MessageType,
     unbase64,
 )
+from twistbridge.bgpy._vet import vet_message
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -136,6 +137,9 @@ def loads_message(
     The INIT task slots holding allowed functions come back as the
     functions; any other L{TaskRef} stays inert.
     """
+    refused = vet_message(data)
+    if refused is not None:
+        return refused
     try:
         obj = RestrictedUnpickler(data, allow_modules, authenticated).load()
     except RefusedGlobal as e:
