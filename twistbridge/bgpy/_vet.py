@@ -359,10 +359,10 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
             cost += cost_of
         elif op in (0x85, 0x86, 0x87):  # TUPLE1, TUPLE2, TUPLE3
             n = op - 0x84
-            need(n, "TUPLE%d" % n)
+            need(n, f"TUPLE{n}")
             items = stack[-n:]
             del stack[-n:]
-            stack.append(new(_TUPLE, items, "TUPLE%d" % n))
+            stack.append(new(_TUPLE, items, f"TUPLE{n}"))
             cost += 48 + 8 * n
         elif op in (0x74, 0x6C, 0x64, 0x91):  # TUPLE, LIST, DICT, FROZENSET
             name, kind = {
