@@ -108,6 +108,11 @@ class Options(usage.Options):
         except (TypeError, ValueError) as e:
             raise _fail(str(e)) from None
         s = self.bridge.settings
+        if s.bgpy_token_file:
+            try:
+                s.token()
+            except OSError as e:
+                raise _fail(f"--bgpy-token-file {s.bgpy_token_file}: {e}") from None
         for option, value in (
             ("--port", s.port),
             ("--igor-port", s.igor_port),
