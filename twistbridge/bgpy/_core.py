@@ -232,7 +232,8 @@ class FrameDecoder:
                 self._need = size
             if len(self._buffer) < self._need:
                 return out
-            out.append(bytes(self._buffer[: self._need]))
+            with memoryview(self._buffer) as view:  # one copy, not two
+                out.append(bytes(view[: self._need]))
             del self._buffer[: self._need]
             self._need = None
 

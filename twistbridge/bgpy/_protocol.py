@@ -148,6 +148,8 @@ class BgpyProtocol(Protocol):
         self._parked = False
         self._quiet_client = TaskClient(self, False)
         self.queued = 0
+        self.in_flight_bytes = 0
+        self._size = 0
 
     # connection events ------------------------------------------------------
 
@@ -337,6 +339,7 @@ class BgpyProtocol(Protocol):
                 # broken framing, too big, too slow
                 await self._refuse(item, both_slots=False)
                 return
+            self._size = len(item) if type(item) is bytes else 0
             message = (
                 item
                 if isinstance(item, (Message, BgpyError))
@@ -429,7 +432,8 @@ class BgpyProtocol(Protocol):
 
     def _track(self, outcome_d: Deferred) -> None:
         self.in_flight.append(outcome_d)
-        outcome_d.addBoth(self._task_done, outcome_d)
+        self.in_flight_bytes += self._size
+        outcome_d.addBoth(self._task_done, outcome_d, self._size)
 
     async def _handle(self, message: Message) -> bool:
         """Carry out one message; L{False} when the connection is done."""
@@ -497,9 +501,13 @@ class BgpyProtocol(Protocol):
         elif kind == "exec":
             # Nothing more to answer: go on reading while the task waits its
             # turn (tasks still run one at a time, in order), with a bound
-            # on how many a connection may have queued.
+            # on how many a connection may have queued, and on the bytes of
+            # their messages (the decoded arguments wait with them).
             self._track(outcome_d)
-            if len(self.in_flight) > MAX_IN_FLIGHT:
+            while self.in_flight and (
+                len(self.in_flight) > MAX_IN_FLIGHT
+                or self.in_flight_bytes > self.factory.settings.max_message_size
+            ):
                 await self.in_flight[0]
             return not self.lost
         await outcome_d
@@ -507,8 +515,9 @@ class BgpyProtocol(Protocol):
             return await self._after_exit(awaited)
         return not self.lost
 
-    def _task_done(self, result: Any, d: Deferred) -> Any:
+    def _task_done(self, result: Any, d: Deferred, size: int) -> Any:
         self.in_flight.remove(d)
+        self.in_flight_bytes -= size
         return result
 
     async def _after_exit(self, acknowledged: bool) -> bool:
