@@ -5,6 +5,7 @@ sockets against `twistd -n bridge` with a token configured.
 
 import base64
 import json
+import pathlib
 import pickle
 import threading
 
@@ -16,6 +17,10 @@ from twistbridge.bgpy._protocol import PRE_AUTH_LIMIT
 from twistbridge.testing import wait_for
 
 TOKEN = "isolation-t0ken"
+
+SECURITY = (
+    pathlib.Path(__file__).parents[2] / "docs" / "security.rst"
+).read_text("utf-8")
 
 MEMO_30M = b"\x80\x04Nr" + (30_000_000).to_bytes(4, "little") + b"."
 MEMO_MAX = b"\x80\x04Nr" + (2**32 - 1).to_bytes(4, "little") + b"."
@@ -67,10 +72,10 @@ def test_hostile_pickles_before_and_after_auth(bridge_process, raw):
     r = raw(port)
     body = base64.encodebytes(deep_tuple_key())
     r.send(f"{len(body):<16}".encode() + body)
-    assert r.frame().args == {
-        "message": f"Message of {len(body)} bytes exceeds the limit of 4096 bytes before AUTH."
-    }
+    refusal = f"Message of {len(body)} bytes exceeds the limit of 4096 bytes before AUTH."
+    assert r.frame().args == {"message": refusal}
     assert r.closed()
+    assert f"``{refusal}``" in SECURITY  # the example the manual gives
 
     # The memo frames are tiny: the vetter refuses them.
     for payload, index in ((MEMO_30M, 30_000_000), (MEMO_MAX, 2**32 - 1)):
