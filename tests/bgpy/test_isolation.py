@@ -183,3 +183,40 @@ def test_pipelined_big_frames_are_held_in_bounded_memory(bridge_process, raw):
     print(f"RSS before {before / 2**20:.1f} MiB, peak {peak[0] / 2**20:.1f} MiB")
     assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
     assert server.stop() in (0, -15)
+
+
+def test_one_decode_at_a_time_per_connection():
+    """Big frames pipelined on one connection: one decode in the pool at a time."""
+    from twisted.internet import defer
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from twistbridge import Bridge
+    from twistbridge.bgpy._core import frame
+    from twistbridge.bgpy._protocol import BgpyFactory, TaskRuntime
+
+    bridge = Bridge(port="none", igor_port="none", bgpy_port="none")
+    calls = []
+
+    def in_thread(func, *args):
+        d = defer.Deferred()
+        calls.append((func, args, d))
+        return d
+
+    bridge.offloader.in_thread = in_thread
+    clock = Clock()
+    protocol = BgpyFactory(TaskRuntime(bridge, clock), clock).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    body = base64.encodebytes(
+        pickle.dumps(Message(MessageType.EXEC, {"blob": b"x" * 300_000}))
+    )
+    protocol.dataReceived(frame(body) * 3)
+    decodes = [c for c in calls if c[0].__name__ == "decode_frame"]
+    assert len(decodes) == 1  # the other two wait their turn
+    func, args, d = decodes[0]
+    d.callback(func(*args))
+    clock.advance(1)
+    decodes = [c for c in calls if c[0].__name__ == "decode_frame"]
+    assert len(decodes) == 2 and not decodes[1][2].called
+    protocol.connectionLost(None)

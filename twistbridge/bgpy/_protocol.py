@@ -214,16 +214,29 @@ class BgpyProtocol(Protocol):
         if decoder.failed:
             self.transport.pauseProducing()
             return
-        if decoder.pending and not self.lost:
-            self._message_timer = self.reactor.callLater(
-                self.factory.settings.message_timeout, self._message_timed_out
-            )
         held = self.queued + decoder.buffered
         if not self.paused and (
             held >= self.read_limit() or (most is not None and self.inbox.pending)
         ):
             self.paused = True
             self.transport.pauseProducing()
+        self._arm_message_timer()
+
+    def _arm_message_timer(self) -> None:
+        # The client has message_timeout to complete a message it started,
+        # counted while we read: not while we hold its bytes unread.
+        decoder = self.decoder
+        if (
+            decoder is not None
+            and decoder.pending
+            and not decoder.failed
+            and not self.paused
+            and not self.lost
+            and self._message_timer is None
+        ):
+            self._message_timer = self.reactor.callLater(
+                self.factory.settings.message_timeout, self._message_timed_out
+            )
 
     def _wanted(self) -> None:
         """
@@ -256,6 +269,7 @@ class BgpyProtocol(Protocol):
     def _resume(self) -> None:
         self.paused = False
         self.transport.resumeProducing()
+        self._arm_message_timer()
 
     def _authenticated(self) -> None:
         """AUTH succeeded: the full limits apply from the next message on."""
