@@ -248,21 +248,26 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
         ops += 1
         if ops > MAX_OPS:
             raise Refused(f"more than {MAX_OPS} opcodes")
-        if op in _FIXED:
+        if op == 0x94:  # MEMOIZE (the most frequent: inlined)
+            if len(stack) <= (marks[-1] if marks else 0):
+                raise Refused(f"MEMOIZE at byte {at}: stack underflow")
+            memo.append(stack[-1])
+            cost += 16
+        elif op in _FIXED:
             n = _FIXED[op]
             if pos + n > size:
                 raise Refused(f"truncated at byte {at}")
             pos += n
             stack.append(scalar)
             cost += 40
-        elif op == 0x94:  # MEMOIZE
-            put(len(memo), "MEMOIZE")
-            cost += 16
         elif op in _COUNTED:
             name, width, signed, kind, base, per_byte = _COUNTED[op]
             if pos + width > size:
                 raise Refused(f"{name} at byte {at}: truncated length")
-            n = int.from_bytes(data[pos : pos + width], "little", signed=signed)
+            if width == 1:
+                n = data[pos]
+            else:
+                n = int.from_bytes(data[pos : pos + width], "little", signed=signed)
             pos += width
             if n < 0:
                 raise Refused(f"{name} at byte {at}: negative length {n}")
