@@ -1,6 +1,7 @@
 """`twistd bridge` as users start it: options, --app, and every bad-input case."""
 
 import json
+import pathlib
 import socket
 import subprocess
 import urllib.request
@@ -158,3 +159,41 @@ def test_listeners_of_unregistered_protocols_stay_closed(apps_env):
 def test_explicit_port_opens_the_listener(apps_env):
     with BridgeProcess(["--app", "hello_app:bridge"], env=apps_env, closed=("bgpy",)) as server:
         assert set(server.addresses) == {"http", "igor"}
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "the file is empty (it must hold the token)"),
+        (b"  \n\n", "the file is empty (it must hold the token)"),
+        (b"\xff\xfe\x00", "not UTF-8 text"),
+        (None, "No such file or directory"),
+    ],
+)
+def test_unusable_bgpy_token_file_is_a_start_up_error(tmp_path, content, reason):
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_bytes(content)
+    result = run_twistd("--port", "0", "--bgpy-token-file", str(path))
+    assert_one_line_error(result, f"--bgpy-token-file {path}: {reason}")
+    assert result.stderr.strip() == (
+        f"twistd bridge: error: --bgpy-token-file {path}: {reason}"
+    )
+    if content == b"":  # the example of docs/security.rst
+        example = f"twistd bridge: error: --bgpy-token-file /etc/app/token: {reason}"
+        security = pathlib.Path(__file__).parents[1] / "docs" / "security.rst"
+        text = " ".join(security.read_text("utf-8").split())
+        assert f"``{example}``" in text
+
+
+def test_unusable_bgpy_token_file_in_code_is_one_line_too(tmp_path):
+    from twistbridge import Bridge
+
+    path = tmp_path / "token"
+    path.write_text("")
+    bridge = Bridge(port="none", igor_port="none", bgpy_port="0", bgpy_token_file=str(path))
+    with pytest.raises(SystemExit) as raised:
+        bridge.service()
+    assert str(raised.value) == (
+        "bgpy: cannot read the token file: the file is empty (it must hold the token)"
+    )

@@ -167,10 +167,36 @@ class Settings:
         """
         The bgpy token: from the token file, else the configuration, else
         the C{BGPY_TOKEN} environment variable; L{None} when none is set.
+
+        @raise TokenFileError: when the token file is unreadable or empty.
         """
         if self.bgpy_token_file:
-            with open(self.bgpy_token_file, encoding="utf-8") as f:
-                return f.read().strip()
+            return read_token_file(self.bgpy_token_file)
         if self.bgpy_token:
             return self.bgpy_token
         return os.environ.get("BGPY_TOKEN") or None
+
+
+class TokenFileError(OSError):
+    """The bgpy token file cannot be used: unreadable, not text, or empty."""
+
+
+def read_token_file(path: str) -> str:
+    """
+    The token held in C{path} (surrounding whitespace removed).
+
+    An empty file is an error, not "no token": a token file that lost its
+    content must never turn authentication off.
+
+    @raise TokenFileError: saying why in a few words.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except UnicodeDecodeError:
+        raise TokenFileError("not UTF-8 text") from None
+    except OSError as e:
+        raise TokenFileError(e.strerror or str(e)) from None
+    if not token:
+        raise TokenFileError("the file is empty (it must hold the token)")
+    return token

@@ -1,7 +1,7 @@
 """
 The built-in demo app (SPEC section 7), served by C{twistd bridge} without
 C{--app}: an upload summary, Igor C{echo} and a C{clock} process, JSON-RPC
-C{echo}/C{add}, and the bgpy README's tasks.
+C{echo}/C{add}, and the bgpy README's tasks (in L{twistbridge._demo_tasks}).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any, Dict
 
 from twisted.internet.task import LoopingCall
 
-from twistbridge import Bridge, respond
+from twistbridge import Bridge, _demo_tasks
+from twistbridge._demo_tasks import exec_task, exit_task, init_task
 
 bridge = Bridge()
 
@@ -59,26 +60,6 @@ def add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def init_task(client: Any) -> Dict[str, Any]:
-    """The bgpy README's initial state."""
-    return {"request_count": 0, "value": 1000}
-
-
-def exec_task(client: Any, state: Dict[str, Any], exec_args: Dict[str, Any]) -> Dict[str, Any]:
-    """C{increase} / C{decrease} the value by C{value_change}."""
-    state["request_count"] += 1
-    if exec_args.get("command") == "increase":
-        state["value"] += exec_args["value_change"]
-    if exec_args.get("command") == "decrease":
-        state["value"] -= exec_args["value_change"]
-    return state
-
-
-def exit_task(client: Any, state: Dict[str, Any], exit_args: Dict[str, Any]) -> None:
-    """Respond with the final state plus C{"status": "Exited."}."""
-    state["request_count"] += 1
-    state["status"] = "Exited."
-    respond(client, state)
-
-
-bridge.bgpy_tasks(init_task, exec_task, exit_task, allow_modules=[__name__])
+# The bgpy tasks live in a module of their own: bgpy clients may name its
+# functions, and only those (not this module's handlers).
+bridge.bgpy_tasks(init_task, exec_task, exit_task, allow_modules=[_demo_tasks.__name__])

@@ -133,6 +133,11 @@ class Options(usage.Options):
         from twistbridge.service import unused_listener
 
         s = self.bridge.settings
+        if s.bgpy_token_file:
+            try:
+                s.token()
+            except OSError as e:
+                raise _fail(f"--bgpy-token-file {s.bgpy_token_file}: {e}") from None
         for name, option, value in (
             ("http", "--port", s.port),
             ("igor", "--igor-port", s.igor_port),

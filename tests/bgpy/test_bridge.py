@@ -233,3 +233,21 @@ def test_hostile_inputs_while_a_good_client_works(bridge_process, raw, tmp_path)
     assert all(a == {"message": "Received 'EXEC'"} for a in good.answers)
     assert "connection closed in the middle of a message" in server.output
     assert server.stop() in (0, -15)  # SIGTERM re-raised after a clean stop
+
+
+def test_the_demo_offers_its_bgpy_tasks_only(bridge_process):
+    from twistbridge import _demo_tasks
+    from twistbridge.bgpy._protocol import runtime
+
+    assert runtime(demo.bridge).allow_modules == frozenset({"twistbridge._demo_tasks"})
+    assert demo.init_task is _demo_tasks.init_task
+    server = bridge_process()
+    client = real(server)
+    # The demo's other handlers are plain functions too: not tasks, refused.
+    assert client.initialize(demo.upload, demo.echo, demo.add) == second(
+        message="Refused: 'twistbridge.demo.upload' is not allowed."
+    )
+    assert client.execute({"command": "increase", "value_change": 1}) == {
+        "message": "Received 'EXEC'"
+    }
+    assert server.stop() in (0, -15)

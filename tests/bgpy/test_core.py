@@ -181,7 +181,10 @@ def test_real_client_init_resolves_allowed_tasks_after_auth_only():
             "Refused: 'bgpy_tasks.__file__' is not a public function name.",
         ),
         (b"cbuiltins\neval\n.", f"Refused: 'builtins.eval' is not allowed: {NOT_PLAIN}."),
-        (b"\x80\x02P0\n.", "Refused: persistent ids are not allowed."),
+        (
+            b"\x80\x02P0\n.",
+            "Invalid message: persistent ids (PERSID) are not allowed (byte 2).",
+        ),
     ],
 )
 def test_refused_globals(payload, message):

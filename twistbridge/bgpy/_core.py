@@ -166,11 +166,14 @@ class FrameDecoder:
     item when a header is not a number or announces more than
     C{max_size} bytes (refused before any buffer for the body is allocated).
 
-    @ivar max_size: the largest body accepted.
+    @ivar max_size: the largest body accepted (it may be changed between
+        two calls of L{feed}).
+    @ivar note: words added to the error about a body over C{max_size}.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
+        self.note = ""
         self._buffer = bytearray()
         self._need: Optional[int] = None
         self.failed = False
@@ -180,13 +183,25 @@ class FrameDecoder:
         """Whether part of a frame has been received."""
         return bool(self._buffer) or self._need is not None
 
-    def feed(self, data: bytes) -> List[Union[bytes, BgpyError]]:
-        """Add bytes; return the frame bodies they completed."""
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned by L{feed}."""
+        return len(self._buffer)
+
+    def feed(
+        self, data: bytes, most: Optional[int] = None
+    ) -> List[Union[bytes, BgpyError]]:
+        """
+        Add bytes; return the frame bodies they completed, at most C{most}
+        of them (the rest stays buffered: C{feed(b"")} returns it later).
+        """
         if self.failed:
             return []
         self._buffer += data
         out: List[Union[bytes, BgpyError]] = []
         while True:
+            if most is not None and len(out) >= most:
+                return out
             if self._need is None:
                 if len(self._buffer) < HEADER_SIZE:
                     return out
@@ -208,7 +223,7 @@ class FrameDecoder:
                     out.append(
                         BgpyError(
                             f"Message of {size} bytes exceeds the limit of "
-                            f"{self.max_size} bytes.",
+                            f"{self.max_size} bytes{self.note}.",
                             True,
                         )
                     )
@@ -217,7 +232,8 @@ class FrameDecoder:
                 self._need = size
             if len(self._buffer) < self._need:
                 return out
-            out.append(bytes(self._buffer[: self._need]))
+            with memoryview(self._buffer) as view:  # one copy, not two
+                out.append(bytes(view[: self._need]))
             del self._buffer[: self._need]
             self._need = None
 
@@ -285,11 +301,14 @@ class LineDecoder:
     Split a byte stream into lines (without their line ending).  A line
     longer than C{max_size} is a fatal L{BgpyError}.
 
-    @ivar max_size: the longest line accepted.
+    @ivar max_size: the longest line accepted (it may be changed between
+        two calls of L{feed}).
+    @ivar note: words added to the error about a line over C{max_size}.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
+        self.note = ""
         self._buffer = bytearray()
         self._scanned = 0
         self.failed = False
@@ -299,38 +318,45 @@ class LineDecoder:
         """Whether part of a line has been received."""
         return bool(self._buffer)
 
-    def feed(self, data: bytes) -> List[Union[bytes, BgpyError]]:
-        """Add bytes; return the lines they completed."""
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned by L{feed}."""
+        return len(self._buffer)
+
+    def _too_long(self) -> BgpyError:
+        self.failed = True
+        return BgpyError(
+            f"Line exceeds the limit of {self.max_size} bytes{self.note}.", True
+        )
+
+    def feed(
+        self, data: bytes, most: Optional[int] = None
+    ) -> List[Union[bytes, BgpyError]]:
+        """
+        Add bytes; return the lines they completed, at most C{most} of them
+        (the rest stays buffered: C{feed(b"")} returns it later).
+        """
         if self.failed:
             return []
         if not self._buffer and data.endswith(b"\n") and data.count(b"\n") == 1:
             # The usual case: exactly one whole line.
             if len(data) - 1 > self.max_size:
-                self.failed = True
-                return [
-                    BgpyError(f"Line exceeds the limit of {self.max_size} bytes.", True)
-                ]
+                return [self._too_long()]
             line = data.rstrip(b"\r\n")
             return [line] if line.strip() else []
         self._buffer += data
         out: List[Union[bytes, BgpyError]] = []
         while True:
+            if most is not None and len(out) >= most:
+                return out
             index = self._buffer.find(b"\n", self._scanned)
             if index < 0:
                 self._scanned = len(self._buffer)
                 if self._scanned > self.max_size:
-                    self.failed = True
-                    out.append(
-                        BgpyError(
-                            f"Line exceeds the limit of {self.max_size} bytes.", True
-                        )
-                    )
+                    out.append(self._too_long())
                 return out
             if index > self.max_size:
-                self.failed = True
-                out.append(
-                    BgpyError(f"Line exceeds the limit of {self.max_size} bytes.", True)
-                )
+                out.append(self._too_long())
                 return out
             line = bytes(self._buffer[:index]).rstrip(b"\r")
             del self._buffer[: index + 1]

@@ -44,6 +44,7 @@ from twistbridge.bgpy._core import (
     RefusedTask,
     unbase64,
 )
+from twistbridge.bgpy._vet import vet_message
 
 NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions, classes)"
 
@@ -266,6 +267,9 @@ def loads_message(
     L{RefusedTask}s there: it is refused only if the tasks are not already
     initialized.
     """
+    refused = vet_message(data)
+    if refused is not None:
+        return refused
     unpickler = RestrictedUnpickler(data, allow_modules, authenticated)
     try:
         obj = unpickler.load()

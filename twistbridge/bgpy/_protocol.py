@@ -81,10 +81,35 @@ __all__ = [
 log = Logger(namespace="twistbridge.bgpy")
 
 OFFLOAD_DECODE = 256 * 1024
-"""Frames at least this big are decoded in a thread, not in the reactor."""
+"""JSON lines at least this big are parsed in a thread, not in the reactor."""
+
+OFFLOAD_FRAME = 32 * 1024
+"""
+bgpy frames at least this big are vetted and decoded in a thread: the
+vetter walks a pickle in pure Python (about a microsecond per byte at
+worst), so a frame under this size holds the reactor a few milliseconds.
+"""
 
 MAX_IN_FLIGHT = 32
 """EXEC tasks one connection may have queued before its reading waits."""
+
+PRE_AUTH_LIMIT = 4096
+"""
+The largest message (bgpy frame body or JSON line) accepted before AUTH
+when a token is configured: a bgpy client's AUTH frame with a token of
+L{twistbridge.bgpy.token_create} is about 300 bytes.  A longer token raises
+it to twice the token's length plus 1 KiB (L{pre_auth_limit}).
+"""
+
+ITEM_OVERHEAD = 64
+"""Bytes each queued message is counted for besides its own length."""
+
+
+def pre_auth_limit(token: Optional[str]) -> int:
+    """The message limit before AUTH for C{token} (see L{PRE_AUTH_LIMIT})."""
+    if token is None:
+        return PRE_AUTH_LIMIT
+    return max(PRE_AUTH_LIMIT, 2 * len(token.encode("utf-8")) + 1024)
 
 REFUSAL_ACK_TIMEOUT = 2.0
 """Seconds to wait for the acknowledgement of a refusal before closing."""
@@ -129,6 +154,9 @@ class BgpyProtocol(Protocol):
         self.in_flight: List[Deferred] = []
         self._parked = False
         self._quiet_client = TaskClient(self, False)
+        self.queued = 0
+        self.in_flight_bytes = 0
+        self._size = 0
 
     # connection events ------------------------------------------------------
 
@@ -140,19 +168,43 @@ class BgpyProtocol(Protocol):
         d = defer.ensureDeferred(self._serve())
         d.addErrback(self._crashed)
 
+    def read_limit(self) -> int:
+        """
+        Bytes this connection may hold queued (received, not yet handled)
+        before its reading pauses: the message limit, or the limit before
+        AUTH (L{pre_auth_limit}) until the client authenticated.
+        """
+        if self.authenticated:
+            return self.factory.settings.max_message_size
+        return pre_auth_limit(self.runtime.token)
+
     def dataReceived(self, data: bytes) -> None:
         """Split into messages and queue them for L{_serve}."""
         if self.decoder is None:
             self.format = detect_format(data[:1])
-            limit = self.factory.settings.max_message_size
+            limit = self.read_limit()
             self.decoder = (
                 FrameDecoder(limit) if self.format == "bgpy" else LineDecoder(limit)
             )
+            if not self.authenticated:
+                self.decoder.note = " before AUTH"
         if self._idle_timer is not None:
             self._cancel(self._idle_timer)
             self._idle_timer = None
+        self._split(data)
+
+    def _split(self, data: bytes) -> None:
+        """
+        Feed the decoder; queue what it completes; pause reading when the
+        bytes held reach L{read_limit}.  Before AUTH, one message at a time
+        is split off (the next one is split once it has been handled, under
+        the limit then in force).
+        """
+        decoder = self.decoder
+        assert decoder is not None
         fast = self._parked and self.format == "json"
-        for item in self.decoder.feed(data):
+        most = None if self.authenticated else 1
+        for item in decoder.feed(data, most):
             if fast and not self.inbox.pending and type(item) is bytes:
                 # Nothing queued before it: handle a JSON line now if it
                 # needs no waiting (most EXECs), without the queue.
@@ -160,21 +212,78 @@ class BgpyProtocol(Protocol):
                     item = parse_json_line(item)
                     if type(item) is Message and self._handle_now(item):
                         continue
+            if type(item) is bytes:
+                self.queued += len(item) + ITEM_OVERHEAD
             self.inbox.put(item)
         if self._message_timer is not None:
             self._cancel(self._message_timer)
             self._message_timer = None
-        decoder = self.decoder
         if decoder.failed:
             self.transport.pauseProducing()
             return
-        if decoder.pending:
+        held = self.queued + decoder.buffered
+        if not self.paused and (
+            held >= self.read_limit() or (most is not None and self.inbox.pending)
+        ):
+            self.paused = True
+            self.transport.pauseProducing()
+        self._arm_message_timer()
+
+    def _arm_message_timer(self) -> None:
+        # The client has message_timeout to complete a message it started,
+        # counted while we read: not while we hold its bytes unread.
+        decoder = self.decoder
+        if (
+            decoder is not None
+            and decoder.pending
+            and not decoder.failed
+            and not self.paused
+            and not self.lost
+            and self._message_timer is None
+        ):
             self._message_timer = self.reactor.callLater(
                 self.factory.settings.message_timeout, self._message_timed_out
             )
-        if not self.paused and len(self.inbox.pending) >= 32:
-            self.paused = True
-            self.transport.pauseProducing()
+
+    def _wanted(self) -> None:
+        """
+        The next message is wanted and none is queued: split it off what
+        the decoder holds, or read on.
+        """
+        decoder = self.decoder
+        if decoder is None or decoder.failed or self.lost:
+            return
+        if decoder.buffered:
+            self._split(b"")
+        if self.paused and not self.inbox.pending:
+            self._resume()
+
+    def _taken(self, item: Any) -> None:
+        """An item left the queue: read on once few enough bytes are held."""
+        if type(item) is bytes:
+            self.queued -= len(item) + ITEM_OVERHEAD
+        decoder = self.decoder
+        if (
+            self.paused
+            and self.authenticated
+            and decoder is not None
+            and not decoder.failed
+            and not self.lost
+            and self.queued + decoder.buffered < self.read_limit() // 2
+        ):
+            self._resume()
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.transport.resumeProducing()
+        self._arm_message_timer()
+
+    def _authenticated(self) -> None:
+        """AUTH succeeded: the full limits apply from the next message on."""
+        self.authenticated = True
+        if self.decoder is not None:
+            self.decoder.max_size = self.read_limit()
+            self.decoder.note = ""
 
     def connectionLost(self, reason: Failure = None) -> None:
         """Stop timers; wake L{_serve} so it ends."""
@@ -228,13 +337,13 @@ class BgpyProtocol(Protocol):
         """The next queued item, or L{_CLOSED} (also after C{timeout})."""
         if self.lost and not self.inbox.pending:
             return _CLOSED
+        if not self.inbox.pending:
+            self._wanted()
         d = self.inbox.get()
         if timeout:
             d.addTimeout(timeout, self.reactor, onTimeoutCancel=lambda *a: _CLOSED)
         item = await d
-        if self.paused and len(self.inbox.pending) < 8 and not self.lost:
-            self.paused = False
-            self.transport.resumeProducing()
+        self._taken(item)
         return item
 
     async def _serve(self) -> None:
@@ -251,6 +360,7 @@ class BgpyProtocol(Protocol):
                 # broken framing, too big, too slow
                 await self._refuse(item, both_slots=False)
                 return
+            self._size = len(item) if type(item) is bytes else 0
             message = (
                 item
                 if isinstance(item, (Message, BgpyError))
@@ -277,7 +387,7 @@ class BgpyProtocol(Protocol):
                 )
             return parse_json_line(item)
         args = (item, self.runtime.allow_modules, self.authenticated)
-        if len(item) >= OFFLOAD_DECODE:
+        if len(item) >= OFFLOAD_FRAME:
             return await self.runtime.bridge.offloader.in_thread(decode_frame, *args)
         return decode_frame(*args)
 
@@ -343,7 +453,8 @@ class BgpyProtocol(Protocol):
 
     def _track(self, outcome_d: Deferred) -> None:
         self.in_flight.append(outcome_d)
-        outcome_d.addBoth(self._task_done, outcome_d)
+        self.in_flight_bytes += self._size
+        outcome_d.addBoth(self._task_done, outcome_d, self._size)
 
     async def _handle(self, message: Message) -> bool:
         """Carry out one message; L{False} when the connection is done."""
@@ -382,7 +493,7 @@ class BgpyProtocol(Protocol):
             if await_ack is not None:
                 await await_ack
             if decision.ok:
-                self.authenticated = True
+                self._authenticated()
                 await self._send(
                     self.encode(ok_message(AUTH_OK), True), expect_ack=True
                 )
@@ -418,9 +529,13 @@ class BgpyProtocol(Protocol):
         elif kind == "exec":
             # Nothing more to answer: go on reading while the task waits its
             # turn (tasks still run one at a time, in order), with a bound
-            # on how many a connection may have queued.
+            # on how many a connection may have queued, and on the bytes of
+            # their messages (the decoded arguments wait with them).
             self._track(outcome_d)
-            if len(self.in_flight) > MAX_IN_FLIGHT:
+            while self.in_flight and (
+                len(self.in_flight) > MAX_IN_FLIGHT
+                or self.in_flight_bytes > self.factory.settings.max_message_size
+            ):
                 await self.in_flight[0]
             return not self.lost
         await outcome_d
@@ -428,8 +543,9 @@ class BgpyProtocol(Protocol):
             return await self._after_exit(awaited)
         return not self.lost
 
-    def _task_done(self, result: Any, d: Deferred) -> Any:
+    def _task_done(self, result: Any, d: Deferred, size: int) -> Any:
         self.in_flight.remove(d)
+        self.in_flight_bytes -= size
         return result
 
     async def _after_exit(self, acknowledged: bool) -> bool:
