@@ -62,7 +62,7 @@ def test_demo_tasks(bridge_process):
     )
     assert client.initialize(*TASKS) == second(
         message="Refused: 'bgpy_tasks.init_task' is not allowed: start the server "
-        "with --bgpy-allow-module bgpy_tasks (allowed now: twistbridge.demo)."
+        "with --bgpy-allow-module bgpy_tasks (allowed now: twistbridge._demo_tasks)."
     )
     assert server.stop() in (0, -15)  # SIGTERM re-raised after a clean stop
 
@@ -239,15 +239,22 @@ def test_the_demo_offers_its_bgpy_tasks_only(bridge_process):
     from twistbridge import _demo_tasks
     from twistbridge.bgpy._protocol import runtime
 
-    assert runtime(demo.bridge).allow_modules == frozenset({"twistbridge._demo_tasks"})
+    policy = runtime(demo.bridge).allow_modules
+    assert "twistbridge._demo_tasks" in policy
+    assert "twistbridge.demo" not in policy
     assert demo.init_task is _demo_tasks.init_task
     server = bridge_process()
     client = real(server)
-    # The demo's other handlers are plain functions too: not tasks, refused.
+    # The demo's tasks run from the start; once EXIT reset them, the demo's
+    # other handlers (plain functions too, but not tasks) are refused.
     assert client.initialize(demo.upload, demo.echo, demo.add) == second(
-        message="Refused: 'twistbridge.demo.upload' is not allowed."
+        message="Already initialized."
     )
-    assert client.execute({"command": "increase", "value_change": 1}) == {
-        "message": "Received 'EXEC'"
-    }
+    client.terminate()
+    client = real(server)
+    answer = client.initialize(demo.upload, demo.echo, demo.add)
+    assert answer["message"].startswith(
+        "Refused: 'twistbridge.demo.upload' is not allowed: start the server "
+        "with --bgpy-allow-module twistbridge.demo"
+    )
     assert server.stop() in (0, -15)
