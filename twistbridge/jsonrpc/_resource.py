@@ -81,6 +81,7 @@ def read_body(request: Any, limit: Optional[int]) -> Optional[bytes]:
 
 
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+_is_form: Dict[bytes, bool] = {}
 
 
 class FormBody:
@@ -520,9 +521,13 @@ class RpcResource(Resource):
         ctype = request.requestHeaders.getRawHeaders(b"content-type")
         if ctype is None:
             return None
-        if ctype[0].split(b";", 1)[0].strip().lower() in _FORM_TYPES:
-            return FormBody()
-        return None
+        value = ctype[0]
+        form = _is_form.get(value)
+        if form is None:
+            form = value.split(b";", 1)[0].strip().lower() in _FORM_TYPES
+            if len(_is_form) < 256:
+                _is_form[value] = form
+        return FormBody() if form else None
 
     def getChildWithDefault(self, name: bytes, request: Any) -> Resource:
         """Mount paths registered since the last request, then find the child."""
