@@ -169,3 +169,13 @@ def test_server_still_answers_rpc(server):
         "result": 1,
         "id": 7,
     }
+
+
+def test_multipart_of_too_many_parts(server):
+    part = b'--b\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n'
+    body = part * 5000 + b"--b--\r\n"
+    code, answer = probed(server, "/", "multipart/form-data; boundary=b", body)
+    assert code == 413
+    assert answer == {
+        "error": "multipart body over a limit: Maximum segment count exceeded"
+    }
