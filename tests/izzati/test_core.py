@@ -341,3 +341,79 @@ def test_too_many_large_files_is_413(tmp_path, monkeypatch):
     )
     assert store.disk_files == 2
     store.close()
+
+
+# --- form limits ---------------------------------------------------------
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+TOO_MANY = IzzatiError(
+    413, "form body has more than 1000 fields (send large data as files or as JSON)"
+)
+FIELD_TOO_BIG = IzzatiError(
+    413, "a form field is over 1048576 bytes (send large data as files)"
+)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 4096])
+def test_form_of_exactly_the_field_cap_is_parsed(chunk):
+    data = b"&".join(b"f%d=%d" % (i, i) for i in range(1000))
+    (text, files), _ = parse(FORM_TYPE, data, chunk)
+    assert len(text) == 1000 and text["f999"] == "999"
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 4096])
+def test_form_over_the_field_cap_is_refused(chunk):
+    data = b"&".join(b"f%d=%d" % (i, i) for i in range(1001))
+    error, _ = parse(FORM_TYPE, data, chunk)
+    assert (error.code, error.message) == (TOO_MANY.code, TOO_MANY.message)
+
+
+def test_form_refused_before_the_rest_is_parsed():
+    files = MemoryFiles()
+    parser = BodyParser(FORM_TYPE, files.open_file, files.done_file)
+    parser.feed(b"a&" * 1000)
+    assert parser.error is not None and parser.error.message == TOO_MANY.message
+    # nothing more is kept: the rest of a hostile body costs nothing
+    parser.feed(b"a&" * 100_000)
+    assert parser._buffer == []
+    assert parser.finish() is parser.error
+
+
+@pytest.mark.parametrize("chunk", [None, 1000, 65536])
+@pytest.mark.parametrize(
+    "data",
+    [
+        # "name=value" of exactly the bound
+        b"a=" + b"x" * (1024**2 - 2),
+        b"b=1&a=" + b"x" * (1024**2 - 2) + b"&c=2",
+    ],
+)
+def test_form_field_at_the_bound_is_parsed(data, chunk):
+    (text, _), _ = parse(FORM_TYPE, data, chunk)
+    assert len(text["a"]) == 1024**2 - 2
+
+
+@pytest.mark.parametrize("chunk", [None, 1000, 65536])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a=" + b"x" * 1024**2,  # the last field
+        b"a=" + b"x" * 1024**2 + b"&b=1",  # the first field
+        b"b=1&a=" + b"x" * 1024**2 + b"&c=2",  # a middle field
+        b"x" * (1024**2 + 1),  # a name without a value
+    ],
+)
+def test_form_field_over_the_bound_is_refused(data, chunk):
+    error, _ = parse(FORM_TYPE, data, chunk)
+    assert (error.code, error.message) == (FIELD_TOO_BIG.code, FIELD_TOO_BIG.message)
+
+
+def test_large_bodies_are_marked_heavy():
+    files = MemoryFiles()
+    small = BodyParser("application/json", files.open_file, files.done_file)
+    small.feed(b'{"a": "' + b"x" * 1000 + b'"}')
+    assert not small.heavy
+    large = BodyParser("application/json", files.open_file, files.done_file)
+    large.feed(b'{"a": "' + b"x" * 70_000 + b'"}')
+    assert large.heavy
+    assert large.finish() == ({"a": "x" * 70_000}, [])

@@ -70,6 +70,61 @@ def test_batch_cap():
     assert isinstance(core.parse(body.encode(), max_batch_size=0), core.Parsed)
 
 
+def summary(parsed):
+    if isinstance(parsed, core.Error):
+        return parsed
+    return parsed.batch, [
+        (type(i).__name__, getattr(i, "method", None), getattr(i, "id", None),
+         getattr(i, "params", None), getattr(i, "error", None))
+        for i in parsed.items
+    ]
+
+
+PAD = " " * core.INLINE_PARSE
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"jsonrpc": "2.0", "method": "m", "params": [1], "id": 1}',
+        ' [ {"jsonrpc": "2.0", "method": "m", "id": 1} , 5, {"method": 1} ] ',
+        '[{"jsonrpc": "2.0", "method": "m"}]',
+        "[]",
+        " [ ] ",
+        "[1,]",
+        "[1 2]",
+        "[1",
+        "[1] x",
+        "[NaN]",
+        '["\ud800"]',
+        "[" * 5000 + "]" * 5000,
+        "",
+        "{",
+    ],
+)
+def test_large_bodies_parse_as_small_ones(body):
+    # the same answer whether the body is parsed at once or request by request
+    assert summary(core.parse_large(PAD + body + PAD)) == summary(core.parse(body))
+
+
+def test_large_body_that_is_not_utf8():
+    assert core.parse((PAD + '"\xff"').encode("latin-1")) == core.parse_error()
+
+
+def test_large_batch_refused_at_the_first_request_over_the_cap():
+    entry = '{"jsonrpc": "2.0", "method": "m", "id": 1}'
+    # a body that is broken after the cap is still refused for its size
+    body = "[" + ",".join([entry] * 11) + ", this is not JSON"
+    error = core.parse_large(body, max_batch_size=10)
+    assert error == core.invalid_request(
+        "batch of more than 10 requests is over the limit of 10"
+    )
+    ten = core.parse_large("[" + ",".join([entry] * 10) + "]", max_batch_size=10)
+    assert len(ten.items) == 10
+    unlimited = core.parse_large("[" + ",".join([entry] * 11) + "]", max_batch_size=0)
+    assert len(unlimited.items) == 11
+
+
 def test_bool_is_not_an_id():
     item = core.parse(b'{"jsonrpc": "2.0", "method": "m", "id": true}').items[0]
     assert isinstance(item, core.Invalid)

@@ -306,6 +306,32 @@ def test_auth(server):
     ]
 
 
+FORBIDDEN = {"code": -32001, "message": "Forbidden"}
+
+
+def test_auth_runs_before_method_lookup_and_binding(server):
+    url = server.url("/secure")
+    probes = [
+        call("no_such_method", id=1),  # would be -32601
+        call("secret", [1, 2], id=2),  # would be -32602 (secret takes nothing)
+        call("system.listMethods", id=3),  # would list the names
+    ]
+    for probe in probes:
+        denied = requests.post(url, json=probe)
+        assert denied.status_code == 403
+        assert denied.json() == {"jsonrpc": "2.0", "error": FORBIDDEN, "id": probe["id"]}
+    batch = requests.post(url, json=probes)
+    assert batch.status_code == 200
+    assert batch.json() == [
+        {"jsonrpc": "2.0", "error": FORBIDDEN, "id": i} for i in (1, 2, 3)
+    ]
+    # an authenticated client gets the real errors
+    good = {"Authorization": "Bearer good"}
+    answers = requests.post(url, json=probes, headers=good).json()
+    assert [a.get("error", {}).get("code") for a in answers] == [-32601, -32602, None]
+    assert answers[2]["result"] == ["public", "secret", "system.listMethods"]
+
+
 # --- lock / unlock / wait ------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from twistbridge.izzati._core import (
     json_response,
 )
 from twistbridge.izzati._files import UploadStore
+from twistbridge.offload import OffloadError
 
 log = Logger()
 
@@ -213,14 +214,43 @@ class _Exchange:
         self.request = request
         self.store: UploadStore = UploadStore()
         self.call: Optional[defer.Deferred] = None
+        self.parsing: Optional[defer.Deferred] = None
         self.handler_done = False
         self.lost = False
 
     def start(self, consumer: Any) -> None:
-        """The body is in: check it and call back."""
+        """The body is in: parse what is left of it, then call back."""
         self.store = consumer.store
         self.request.notifyFinish().addBoth(self._ended)
-        outcome = consumer.finish()
+        parser = getattr(consumer, "parser", None)
+        if parser is not None and parser.heavy:
+            # A large form or JSON body: decoding it is one long computation,
+            # which the reactor must not wait for.
+            self.parsing = self.bridge.offloader.in_thread(consumer.finish)
+            self.parsing.addCallback(self.parsed)
+            self.parsing.addErrback(self._parse_failed)
+            self.parsing.addErrback(self.bug)
+            return
+        self.parsed(consumer.finish())
+
+    def _parse_failed(self, failure: Failure) -> None:
+        if failure.check(defer.CancelledError):
+            return
+        if failure.check(OffloadError):
+            log.warn(
+                "izzati: cannot parse the body of {peer}: {why}",
+                peer=_peer(self.request),
+                why=failure.getErrorMessage(),
+            )
+            self.respond(json_response(503, {"error": "server busy, try again"}))
+            return
+        failure.raiseException()
+
+    def parsed(self, outcome: Any) -> None:
+        """The body is parsed: C{(text, files)} or an L{IzzatiError}."""
+        self.parsing = None
+        if self.lost:
+            return
         if isinstance(outcome, IzzatiError):
             log.warn(
                 "izzati: {code} for {peer}: {message}",
@@ -248,6 +278,8 @@ class _Exchange:
         """The request is over (answered, or the client went away)."""
         if isinstance(result, Failure):
             self.lost = True
+            if self.parsing is not None:
+                self.parsing.cancel()
             if not self.handler_done and self.call is not None:
                 log.info(
                     "izzati: client {peer} went away; cancelling its callback",

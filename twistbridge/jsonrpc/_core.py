@@ -232,11 +232,22 @@ def validate(obj: Any, top_level: bool = True) -> Item:
     return Call(method, params, rid, False)
 
 
+#: Bodies of at least this many bytes are parsed by L{parse_large} (in the
+#: thread pool); smaller ones by L{parse}, in the reactor, at once.
+INLINE_PARSE = 64 * 1024
+
+_scan = json.JSONDecoder(parse_constant=_reject_constant).scan_once
+_WS = re.compile(r"[ \t\n\r]*")
+
+
 def parse(body: Union[bytes, str], max_batch_size: int = 1000) -> Union[Parsed, Error]:
     """
     Parse an HTTP body into a L{Parsed} request, or one L{Error} that is the
     whole answer (parse error, empty batch, batch over C{max_batch_size}).
+    Bodies of L{INLINE_PARSE} bytes or more go to L{parse_large}.
     """
+    if len(body) >= INLINE_PARSE:
+        return parse_large(body, max_batch_size)
     try:
         obj = loads(body)
     except ValueError:
@@ -250,6 +261,57 @@ def parse(body: Union[bytes, str], max_batch_size: int = 1000) -> Union[Parsed, 
             )
         return Parsed(True, [validate(o, False) for o in obj])
     return Parsed(False, [validate(obj)])
+
+
+def parse_large(
+    body: Union[bytes, str], max_batch_size: int = 1000
+) -> Union[Parsed, Error]:
+    """
+    L{parse} for a large body: a batch is read one request at a time and
+    refused as soon as it holds more than C{max_batch_size}, so an oversized
+    batch is never decoded as a whole (C{[[],[],...]} of 16 MB would be
+    millions of lists).
+    """
+    try:
+        text = body if isinstance(body, str) else body.decode("utf-8")
+    except UnicodeDecodeError:
+        return parse_error()
+    pos = _WS.match(text).end()  # type: ignore[union-attr]
+    if not text.startswith("[", pos):
+        try:
+            obj = loads(text)
+        except ValueError:
+            return parse_error()
+        return Parsed(False, [validate(obj)])
+    items: List[Item] = []
+    try:
+        pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+        if text.startswith("]", pos):
+            end = pos + 1
+        else:
+            while True:
+                if max_batch_size and len(items) == max_batch_size:
+                    return invalid_request(
+                        f"batch of more than {max_batch_size} requests is over "
+                        f"the limit of {max_batch_size}"
+                    )
+                obj, pos = _scan(text, pos)
+                items.append(validate(obj, False))
+                pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+                if text.startswith(",", pos):
+                    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+                elif text.startswith("]", pos):
+                    end = pos + 1
+                    break
+                else:
+                    return parse_error()
+    except (StopIteration, ValueError, RecursionError):
+        return parse_error()
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        return parse_error()
+    if not items:
+        return invalid_request()
+    return Parsed(True, items)
 
 
 # Binding params to a signature ---------------------------------------------

@@ -25,6 +25,7 @@ import itertools
 import os
 import threading
 import time
+from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer
@@ -38,6 +39,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from twistbridge.app import RpcMethod, normalize_path, rpc_entries
 from twistbridge.jsonrpc import _core as core
+from twistbridge.offload import OffloadError
 
 log = Logger()
 
@@ -67,7 +69,8 @@ def read_body(request: Any, limit: Optional[int]) -> Optional[bytes]:
     resource mounted on other sites, and never reads more than C{limit + 1}
     bytes.
     """
-    content = request.content
+    consumer = getattr(request, "body_consumer", None)
+    content = consumer.content if consumer is not None else request.content
     if content is None:
         return b""
     content.seek(0)
@@ -75,6 +78,30 @@ def read_body(request: Any, limit: Optional[int]) -> Optional[bytes]:
         return content.read()
     body = content.read(limit + 1)
     return None if len(body) > limit else body
+
+
+_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+_is_form: Dict[bytes, bool] = {}
+
+
+class FormBody:
+    """
+    The body of a request sent with a form C{Content-Type}, kept as bytes for
+    the JSON-RPC parser (L{RpcResource.body_consumer}).
+
+    @ivar content: the body so far.
+    """
+
+    def __init__(self) -> None:
+        self.content = BytesIO()
+
+    def write(self, data: bytes) -> None:
+        """Append C{data}."""
+        self.content.write(data)
+
+    def abort(self, reason: Any) -> None:
+        """The body will never complete: drop it."""
+        self.content = BytesIO()
 
 
 _content_types: Dict[Tuple[bytes, bool], bool] = {}
@@ -485,6 +512,23 @@ class RpcResource(Resource):
         """The request body limit: the bridge's C{max_request_size}."""
         return self.controller.bridge.settings.max_request_size
 
+    def body_consumer(self, request: Any) -> Optional[FormBody]:
+        """
+        Take a body sent as a form ourselves (see L{twistbridge.web}): Twisted
+        would otherwise split it into C{request.args} in the reactor, however
+        many fields it holds, before this resource even sees it.
+        """
+        ctype = request.requestHeaders.getRawHeaders(b"content-type")
+        if ctype is None:
+            return None
+        value = ctype[0]
+        form = _is_form.get(value)
+        if form is None:
+            form = value.split(b";", 1)[0].strip().lower() in _FORM_TYPES
+            if len(_is_form) < 256:
+                _is_form[value] = form
+        return FormBody() if form else None
+
     def getChildWithDefault(self, name: bytes, request: Any) -> Resource:
         """Mount paths registered since the last request, then find the child."""
         ctl = self.controller
@@ -547,7 +591,51 @@ class RpcResource(Resource):
             )
         stats = self.controller.stats_data
         stats.requests += 1
-        parsed = core.parse(body, opts.max_batch_size)
+        if len(body) >= core.INLINE_PARSE:
+            return self._parse_in_thread(request, disp, body)
+        return self.answer(request, disp, core.parse(body, opts.max_batch_size))
+
+    def _parse_in_thread(self, request: Any, disp: core.Dispatcher, body: bytes) -> Any:
+        """Parse a large body in the thread pool, then answer it."""
+        d = self.controller.bridge.offloader.in_thread(
+            core.parse_large, body, disp.options.max_batch_size
+        )
+        del body
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+
+        def parsed(result: Any) -> None:
+            if request.finished or getattr(request, "_disconnected", False):
+                return
+            answer = self.answer(request, disp, result)
+            if answer is not NOT_DONE_YET:
+                request.write(answer)
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return
+            if request.finished or getattr(request, "_disconnected", False):
+                return
+            if failure.check(OffloadError):
+                log.warn(
+                    "JSON-RPC from {peer}: cannot parse the body: {why}",
+                    peer=_peer(request),
+                    why=failure.getErrorMessage(),
+                )
+                error = core.Error(core.SERVER_ERROR, "Server busy, try again")
+            else:
+                log.failure("JSON-RPC: parsing a body failed", failure)
+                error = core.internal_error()
+            request.write(_respond(request, disp.options, core.encode_error(error), None))
+            request.finish()
+
+        d.addCallbacks(parsed, failed)
+        d.addErrback(lambda f: log.failure("JSON-RPC: answering a body failed", f))
+        return NOT_DONE_YET
+
+    def answer(self, request: Any, disp: core.Dispatcher, parsed: Any) -> Any:
+        """Answer a parsed body: the response bytes, or C{NOT_DONE_YET}."""
+        opts = disp.options
         if type(parsed) is core.Error:
             log.info(
                 "JSON-RPC request from {peer}: {message} ({detail})",
@@ -672,13 +760,16 @@ class _Exchange:
                 parts[i] = core.encode_error(item.error, item.id, item.version)
                 continue
             call: core.Call = item  # type: ignore[assignment]
+            # auth comes first: a refused client learns nothing of the method
+            # names (-32601) or signatures (-32602).
+            if opts.auth is not None and not self.allowed(call):
+                denied += 1
+                self.fail(i, call, core.forbidden())
+                continue
             method = methods.get(call.method)
             if method is None:
                 if call.method == core.LIST_METHODS:
-                    if opts.auth is not None and not self.allowed(call):
-                        denied += 1
-                        self.fail(i, call, core.forbidden())
-                    elif not call.notification:
+                    if not call.notification:
                         parts[i] = core.encode_result(call, disp.list_methods())
                     continue
                 log.info(
@@ -692,10 +783,6 @@ class _Exchange:
             why = method.binder.check(call.params)
             if why is not None:
                 self.fail(i, call, core.invalid_params(why))
-                continue
-            if opts.auth is not None and not self.allowed(call):
-                denied += 1
-                self.fail(i, call, core.forbidden())
                 continue
             conn = None
             if method.magic is not None:
@@ -1025,17 +1112,11 @@ class JsonpResource(Resource):
         def error(err: core.Error) -> bytes:
             return answer(core.dumps({"error": err.to_dict()}).encode())
 
-        if method is None and name != core.LIST_METHODS:
-            return error(core.method_not_found(name))
-        if "_" in params and (method is None or "_" not in method.binder.names):
-            del params["_"]  # jQuery's cache buster
-        if method is not None:
-            why = method.binder.check(params)
-            if why is not None:
-                return error(core.invalid_params(why))
-        conn = _connection(request, ctl, disp, callback or False)
-        conn["method"] = name
         if opts.auth is not None:
+            # Before the method is looked up: a client the auth function
+            # refuses learns nothing of the method names or signatures.
+            conn = _connection(request, ctl, disp, callback or False)
+            conn["method"] = name
             try:
                 ok = opts.auth(conn, name) is True
             except Exception:
@@ -1044,6 +1125,17 @@ class JsonpResource(Resource):
             if not ok:
                 request.setResponseCode(http.FORBIDDEN)
                 return error(core.forbidden())
+        if method is None and name != core.LIST_METHODS:
+            return error(core.method_not_found(name))
+        if "_" in params and (method is None or "_" not in method.binder.names):
+            del params["_"]  # jQuery's cache buster
+        if method is not None:
+            why = method.binder.check(params)
+            if why is not None:
+                return error(core.invalid_params(why))
+        if opts.auth is None:
+            conn = _connection(request, ctl, disp, callback or False)
+            conn["method"] = name
         if method is None:
             return answer(core.dumps(disp.list_methods()).encode())
         t0 = _perf()
