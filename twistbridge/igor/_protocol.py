@@ -55,6 +55,10 @@ MAX_HANDSHAKE_SIZE = 64 * 1024
 #: message in more is refused with close code 1009 (message too big).
 MAX_FRAGMENTS = 1024
 
+#: Frames handled from one client before the reactor serves the others:
+#: a read can hold thousands of tiny frames, each costing the same work.
+FRAMES_PER_TURN = 256
+
 #: Unsent bytes a client may have queued, at least (see L{unsent_cap}).
 MIN_UNSENT_CAP = 8 * 1024 * 1024
 
@@ -121,6 +125,8 @@ class IgorProtocol(WebSocketServerProtocol):
     #: What arrived of the opening handshake; L{None} once it is complete.
     _handshake: Optional[bytearray] = None
     _handshake_done = False
+    _turn_frames = 0
+    _yielding = False
 
     def connectionMade(self) -> None:
         """
@@ -142,6 +148,8 @@ class IgorProtocol(WebSocketServerProtocol):
         L{MAX_HANDSHAKE_SIZE} bytes.
         """
         if self._handshake_done or self.state != _CONNECTING:
+            if not self._yielding:
+                self._turn_frames = 0
             WebSocketServerProtocol.dataReceived(self, data)
             return
         buffered = self._handshake
@@ -161,6 +169,29 @@ class IgorProtocol(WebSocketServerProtocol):
         self._handshake = None
         self._handshake_done = True
         WebSocketServerProtocol.dataReceived(self, bytes(buffered))
+
+    def processData(self) -> bool:
+        """
+        Handle the next frame, unless L{FRAMES_PER_TURN} were handled since
+        the last read: then pause reading and go on in the next reactor turn.
+        """
+        if self.current_frame is None and len(self.data) >= 2:
+            self._turn_frames += 1
+            if self._turn_frames > FRAMES_PER_TURN:
+                if not self._yielding:
+                    self._yielding = True
+                    self.pause_reading()
+                    self.factory.hub.reactor.callLater(0, self._next_turn)
+                return False
+        return WebSocketServerProtocol.processData(self)
+
+    def _next_turn(self) -> None:
+        self._yielding = False
+        self._turn_frames = 0
+        if self.state in (_OPEN, WebSocketProtocol.STATE_CLOSING):
+            self.consumeData()
+        if self.transport is not None:
+            self.resume_reading()
 
     def onConnect(self, request: Any) -> None:
         """Refuse the handshake (403) when the C{Origin} is not allowed."""
