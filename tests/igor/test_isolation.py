@@ -1,6 +1,7 @@
 """Hostile Igor clients against a real twistd: handshakes, fragments, large messages, ids."""
 
 import json
+import os
 import socket
 import struct
 import threading
@@ -246,6 +247,40 @@ def test_attacker_taking_the_next_id_gets_no_victim(twistd_server, connect, list
 def test_token_mode_over_the_wire(servers):
     with servers.twistd(args=["--igor-takeover", "token"]) as server:
         token_mode_conversation(server.url())
+        documented_client(server.url("/ws", name="http"))
+
+
+def documented_client(url):
+    """docs/examples/igor_resume_client.py, as the Igor page shows it."""
+    import importlib.util
+
+    path = os.path.join(
+        os.path.dirname(__file__), "..", "..", "docs", "examples", "igor_resume_client.py"
+    )
+    spec = importlib.util.spec_from_file_location("igor_resume_client", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    ws, saved = example.connect(url)
+    ws.send(json.dumps({"streamId": "s", "action": "session.set", "data": {"n": 1}}))
+    assert json.loads(ws.recv()) == {"streamId": "s", "data": ["n"]}
+    ws.close()
+
+    def resumed():
+        try:
+            return example.connect(url, saved)
+        except RuntimeError as e:  # until the server saw the old one close
+            assert str(e) == f'Client id "{saved["client_id"]}" is already connected'
+            return None
+
+    ws, again = wait_for(resumed, 10, what="the session resumed")
+    assert again["client_id"] == saved["client_id"]
+    assert again["resume_token"] != saved["resume_token"]
+    ws.send(json.dumps({"streamId": "s", "action": "session.get", "data": "n"}))
+    assert json.loads(ws.recv()) == {"streamId": "s", "data": 1}
+    ws.close()
+    # A used token does not work twice.
+    with pytest.raises(RuntimeError, match="needs its resume_token|already connected"):
+        example.connect(url, saved)
 
 
 def token_mode_conversation(url):
