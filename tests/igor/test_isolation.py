@@ -171,7 +171,19 @@ def test_message_in_too_many_frames_is_closed_with_1009(twistd_server, listener)
     opcode, payload = read_frame(c, rest)
     assert opcode == 0x8
     assert payload == struct.pack("!H", 1009) + b"Message in more than 1024 frames"
+    peer = f"tcp4:127.0.0.1:{c.getsockname()[1]}"
     c.close()
+    # One line says why; the access line has the code; nothing else.
+    access = wait_for(
+        lambda: [
+            line
+            for line in twistd_server.output.splitlines()
+            if "closed 1009 " in line
+        ],
+        10,
+    )
+    assert access
+    assert not [line for line in twistd_server.output.splitlines() if peer in line]
 
 
 def test_many_tiny_messages_do_not_stall_other_clients(twistd_server):

@@ -127,6 +127,8 @@ class IgorProtocol(WebSocketServerProtocol):
     _handshake_done = False
     _turn_frames = 0
     _yielding = False
+    #: The close code we sent when we refused a message (for the access log).
+    _refused_code: Optional[int] = None
 
     def connectionMade(self) -> None:
         """
@@ -257,11 +259,13 @@ class IgorProtocol(WebSocketServerProtocol):
                 n=MAX_FRAGMENTS,
             )
             self.failedByMe = True
+            self._refused_code = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
             self.sendCloseFrame(
                 WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG,
                 f"Message in more than {MAX_FRAGMENTS} frames".encode(),
                 isReply=False,
             )
+            self.wasClean = True  # refused on purpose: no "unclean" warning
             self.dropConnection(abort=False)
             return
         WebSocketServerProtocol.onMessageFrameBegin(self, length)
@@ -280,7 +284,7 @@ class IgorProtocol(WebSocketServerProtocol):
             access_igor(
                 peer,
                 getattr(self, "http_request_path", "/") or "/",
-                code,
+                code if code is not None else self._refused_code,
                 time.monotonic() - opened,
                 received,
                 sent,
