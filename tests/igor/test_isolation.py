@@ -228,7 +228,7 @@ def test_sixteen_megabytes_of_arrays_is_refused_and_health_stays_fast(twistd_ser
     with Prober(twistd_server.url("/health", scheme="http", name="http")) as prober:
         c.send('{"streamId":"w","action":"echo","data":' + wide + "}")
         assert c.recv() == {
-            "error": "Message holds more than 1000000 arrays and objects",
+            "error": "Message holds more than 250000 arrays and objects",
             "code": 400,
         }
         wait_for(lambda: len(prober.times) >= 3, 10, what="three /health answers")

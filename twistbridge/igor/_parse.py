@@ -26,7 +26,7 @@ from twistbridge.igor._core import NOT_JSON, ProtocolError, Request, request_fro
 INLINE_LIMIT = 64 * 1024
 
 #: The arrays and objects one message may hold.
-MAX_CONTAINERS = 1_000_000
+MAX_CONTAINERS = 250_000
 
 #: Commas plus five per bracket up to which json's C parser is used (a few
 #: milliseconds of holding the GIL).
