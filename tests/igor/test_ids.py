@@ -314,3 +314,24 @@ def test_refusals_are_logged_once_per_connection(capsys):
         "igor client {client_id}: {n} more messages refused",
     ]
     assert len(conn.written) == 50
+
+
+def test_a_pool_refusing_at_once_answers_busy():
+    hub = make_hub(inline_limit=60)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("full")
+
+    hub.offloader.in_thread = refuse
+    conn = attach(hub)
+    hub.receive(conn, message("echo", "z" * 100))
+    hub.receive(conn, message("echo", "small"))
+    assert conn.written[0] == {
+        "error": "Server is busy: message not handled, try again later",
+        "code": 503,
+    }
+    assert conn.written[1:] == [
+        {"streamId": "s", "data": "small"},
+        {"streamId": "s", "close": True},
+    ]
+    assert conn.paused == conn.resumed == 1

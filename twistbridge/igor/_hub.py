@@ -269,7 +269,11 @@ class Hub:
         # client that named itself "3" must not make the next client share
         # its session.
         client_id = self._next_id
-        while client_id in self.clients or client_id in self.sessions:
+        while (
+            client_id in self.clients
+            or client_id in self.sessions
+            or client_id in self._expiry
+        ):
             client_id += 1
         self._next_id = client_id + 1
         return client_id
@@ -342,7 +346,10 @@ class Hub:
     def _parse_off(self, conn: Any, payload: bytes) -> None:
         conn.parsing = deque()
         conn.pause_reading()
-        d = self.offloader.in_thread(parse_large, payload)
+        try:
+            d = self.offloader.in_thread(parse_large, payload)
+        except Exception:  # a pool that refuses at once (full, stopped)
+            d = defer.fail()
         d.addBoth(self._parsed, conn)
 
     def _parsed(self, request: Any, conn: Any) -> None:
