@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
@@ -10,6 +12,7 @@ from twistbridge.igor._core import normalize_client_id, parse_introduction
 from twistbridge.igor._hub import Hub
 from twistbridge.igor._parse import parse_large
 from twistbridge.offload import call_in_reactor, resolve
+from twistbridge.testing import fuzz_examples
 
 # The fakes of test_hub.py (test modules do not import each other).
 
@@ -335,3 +338,23 @@ def test_a_pool_refusing_at_once_answers_busy():
         {"streamId": "s", "close": True},
     ]
     assert conn.paused == conn.resumed == 1
+
+
+@settings(max_examples=fuzz_examples(200), deadline=None)
+@given(
+    st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(-(2**63), 2**63 - 1).map(str),
+        st.text(max_size=21),
+    )
+)
+def test_one_form_per_id(value):
+    """Text naming an integer the usual way is that integer; nothing else changes."""
+    normal = normalize_client_id(value)
+    if isinstance(value, int):
+        assert normal == value
+    elif isinstance(normal, int):
+        assert str(normal) == value
+    else:
+        assert normal is value
+    assert normalize_client_id(str(normal)) == normal or isinstance(normal, str)

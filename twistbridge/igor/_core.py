@@ -154,13 +154,17 @@ def normalize_client_id(client_id: Union[str, int]) -> Union[str, int]:
     """
     The one form of a client id: a string that is an integer written the
     usual way (C{"2"}, C{"-1"}, not C{"02"}) is that integer, so that
-    C{"2"} and C{2} name the same client everywhere; every other string is
-    itself.
+    C{"2"} and C{2} name the same client everywhere (within 64 bits, the
+    integers L{parse_introduction} accepts); every other string is itself.
     """
-    if isinstance(client_id, str) and len(client_id) <= 18 and (
-        _CANONICAL_INT.fullmatch(client_id)
+    if (
+        isinstance(client_id, str)
+        and len(client_id) <= 20
+        and _CANONICAL_INT.fullmatch(client_id)
     ):
-        return int(client_id)
+        number = int(client_id)
+        if -(2**63) <= number < 2**63:
+            return number
     return client_id
 
 
