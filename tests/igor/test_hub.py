@@ -42,6 +42,12 @@ class FakeOffloader:
         self.pending.append((d, handler, args, kwargs))
         return d
 
+    def in_thread(self, func, *args, **kwargs):
+        """Large-message parsing: runs when the test fires it."""
+        d = defer.Deferred()
+        self.pending.append((d, func, args, kwargs))
+        return d
+
 
 class FakeConn:
     def __init__(self):

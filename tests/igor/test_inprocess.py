@@ -88,3 +88,93 @@ def test_every_autobahn_option_is_explicit():
     assert unsent_cap(16 * 1024 * 1024) == 32 * 1024 * 1024
     bridge2 = Bridge(igor_allowed_origin=["https://a.example"])
     assert build_factory(bridge2).allowed_origins == ("https://a.example",)
+
+
+def test_handshake_buffer_never_passes_the_cap():
+    # In memory: what autobahn buffers stays empty, ours stops at the cap,
+    # and the answer is 431 on the chunk that crossed it.
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from twistbridge.igor._protocol import MAX_HANDSHAKE_SIZE
+
+    bridge = Bridge(igor_takeover="token")
+    factory = build_factory(bridge)
+    assert get_hub(bridge).takeover == "token"
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
+    proto.makeConnection(transport)
+    # A TCP transport lets autobahn unregister a producer it never
+    # registered; StringTransport insists on one.
+    transport.registerProducer(proto, True)
+    try:
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        chunk = b"X: " + b"y" * 1019 + b"\r\n"
+        fed = 34
+        while not transport.value():
+            proto.dataReceived(chunk)
+            fed += len(chunk)
+            assert len(proto.data) == 0
+            assert proto._handshake is None or len(proto._handshake) <= MAX_HANDSHAKE_SIZE
+        assert MAX_HANDSHAKE_SIZE < fed <= MAX_HANDSHAKE_SIZE + len(chunk)
+        assert transport.value().split(b"\r\n", 1)[0] == (
+            b"HTTP/1.1 431 Request headers over 65536 bytes"
+        )
+        assert transport.disconnecting
+    finally:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        proto.connectionLost(Failure(ConnectionDone()))
+
+
+def test_frames_per_turn_with_a_clock():
+    # 1000 tiny messages in one read: 256 are handled, reading pauses, and
+    # the rest follow one reactor turn at a time.
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from twistbridge.config import Settings
+    from twistbridge.igor._hub import Hub
+    from twistbridge.igor._protocol import FRAMES_PER_TURN, IgorFactory
+
+    clock = Clock()
+    hub = Hub({}, None, reactor=clock)
+    factory = IgorFactory(hub, Settings())
+    peer = IPv4Address("TCP", "127.0.0.1", 1)
+    proto = factory.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    proto.makeConnection(transport)
+    transport.registerProducer(proto, True)
+    proto.dataReceived(
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert proto.client_id == 1
+    tiny = b"\x81\x82\x00\x00\x00\x00{}"  # a masked text frame: {}
+    proto.dataReceived(tiny * 1000)
+    assert FRAMES_PER_TURN == 256
+    assert proto.refused == 256 and transport.producerState == "paused"
+
+    def next_turn():
+        # One reactor turn (Clock.advance would also run the calls that
+        # this one schedules).
+        (call,) = [c for c in clock.getDelayedCalls() if c.func == proto._next_turn]
+        assert call.getTime() == clock.seconds()
+        call.cancel()
+        proto._next_turn()
+
+    next_turn()
+    assert proto.refused == 512 and transport.producerState == "paused"
+    next_turn()
+    next_turn()
+    assert proto.refused == 1000 and transport.producerState == "producing"
+    assert not [c for c in clock.getDelayedCalls() if c.func == proto._next_turn]
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    proto.connectionLost(Failure(ConnectionDone()))
+    for call in clock.getDelayedCalls():
+        call.cancel()

@@ -6,7 +6,7 @@ and the hub (L{twistbridge.igor._hub}) call these functions with plain data;
 errors are values (L{ProtocolError}) with a code and a message, turned into
 Igor's C{{"error": ..., "code": ...}} message at the edge.
 
-Wire format (SPEC section 4)::
+Wire format::
 
     client -> server  {"streamId": id, "action": name, "data": any}
     server -> client  {"streamId": id, "data": d}
@@ -108,7 +108,16 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
             payload = payload.decode("utf-8")
         message = _loads(payload)
     except (ValueError, TypeError, RecursionError):
-        return ProtocolError(400, "Message is not valid JSON")
+        return NOT_JSON
+    return request_from(message)
+
+
+#: The error for a message that does not parse.
+NOT_JSON = ProtocolError(400, "Message is not valid JSON")
+
+
+def request_from(message: Any) -> Union[Request, ProtocolError]:
+    """Validate a decoded message: a L{Request}, or what is wrong with it."""
     if not isinstance(message, dict):
         return ProtocolError(400, "Message must be a JSON object")
     stream_id = message.get("streamId")
@@ -135,17 +144,57 @@ def unknown_action(action: str) -> ProtocolError:
     return ProtocolError(400, f'No handler for action: "{shorten(action)}"')
 
 
+#: The longest client id C{introduce_self} accepts, in characters.
+MAX_CLIENT_ID = 256
+
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
+
+
+def normalize_client_id(client_id: Union[str, int]) -> Union[str, int]:
+    """
+    The one form of a client id: a string that is an integer written the
+    usual way (C{"2"}, C{"-1"}, not C{"02"}) is that integer, so that
+    C{"2"} and C{2} name the same client everywhere (within 64 bits, the
+    integers L{parse_introduction} accepts); every other string is itself.
+    """
+    if (
+        isinstance(client_id, str)
+        and len(client_id) <= 20
+        and _CANONICAL_INT.fullmatch(client_id)
+    ):
+        number = int(client_id)
+        if -(2**63) <= number < 2**63:
+            return number
+    return client_id
+
+
 def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
     """
     The new client id of an C{introduce_self} message's data,
-    C{{"client_id": name}}.
+    C{{"client_id": name}}, normalised (L{normalize_client_id}).
     """
     client_id = data.get("client_id") if isinstance(data, dict) else None
     if client_id is None or client_id == "":
         return ProtocolError(400, "No client_id for introduce_self action")
     if isinstance(client_id, bool) or not isinstance(client_id, (str, int)):
         return ProtocolError(400, "client_id must be a string or an integer")
-    return client_id
+    if isinstance(client_id, int) and not -(2**63) <= client_id < 2**63:
+        return ProtocolError(400, "client_id is out of range")
+    if isinstance(client_id, str) and len(client_id) > MAX_CLIENT_ID:
+        return ProtocolError(
+            400, f"client_id is longer than {MAX_CLIENT_ID} characters"
+        )
+    return normalize_client_id(client_id)
+
+
+def parse_resume_token(data: Any) -> Union[str, None, ProtocolError]:
+    """The C{resume_token} of an C{introduce_self} message's data, if any."""
+    token = data.get("resume_token") if isinstance(data, dict) else None
+    if token is None:
+        return None
+    if not isinstance(token, str) or len(token) > 256:
+        return ProtocolError(400, "resume_token must be the string the server sent")
+    return token
 
 
 # encoding -----------------------------------------------------------------
@@ -236,7 +285,7 @@ def origin_allowed(origin: Optional[str], allowed: Sequence[str] = ()) -> bool:
     """
     Whether a WebSocket handshake with this C{Origin} header is accepted.
 
-    Accepted by default (SPEC section 4): no C{Origin} header (non-browser
+    Accepted by default: no C{Origin} header (non-browser
     clients), C{null} (sandboxed and some C{file:} pages), C{file://} pages
     (Electron), and C{http(s)://localhost}, C{127.0.0.1} or C{[::1]} on any
     port.  C{allowed} adds exact origins (C{"https://app.example.com"}), or

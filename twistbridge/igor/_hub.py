@@ -16,7 +16,8 @@ never see each other's data.
 
 from __future__ import annotations
 
-import itertools
+import hmac
+import secrets
 import threading
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
@@ -44,12 +45,15 @@ from twistbridge.igor._core import (
     encode_protocol_error,
     error_frame,
     error_text,
+    normalize_client_id,
     parse_introduction,
     parse_message,
+    parse_resume_token,
     shorten,
     stream_prefix,
     unknown_action,
 )
+from twistbridge.igor._parse import INLINE_LIMIT, parse_large
 from twistbridge.offload import Handler
 
 log = Logger(namespace="twistbridge.igor")
@@ -57,6 +61,16 @@ log = Logger(namespace="twistbridge.igor")
 #: Open plus queued streams on one connection above which the hub stops
 #: reading from it (and below half of which it reads again).
 MAX_INFLIGHT = 1000
+
+#: The C{streamId} and C{action} of the message that hands a client its
+#: resume token (C{igor_takeover="token"} only).
+TOKEN_STREAM = "introduce_self"
+TOKEN_ACTION = "resume_token"
+
+#: The takeover modes (the C{igor_takeover} setting).
+TAKEOVER_MODES = ("name", "token")
+
+BUSY = ProtocolError(503, "Server is busy: message not handled, try again later")
 
 _isInIOThread = threadable.isInIOThread
 
@@ -181,6 +195,17 @@ class Hub:
     @ivar connections: every open connection.
     @ivar session_timeout: seconds a session outlives its client.
     @ivar shutdown_timeout: seconds L{close_all} waits for streams to finish.
+    @ivar takeover: C{"name"}: C{introduce_self} with the name of a session
+        left less than C{session_timeout} ago takes it over (Igor's rule);
+        C{"token"}: only with that session's resume token, which the server
+        sends each client with L{TOKEN_STREAM} and L{TOKEN_ACTION}.
+    @ivar tokens: client id to its resume token (C{"token"} mode).
+    @ivar inline_limit: messages larger than this many bytes are parsed in a
+        pool thread (their connection's messages stay in order).
+
+    Client ids have one form (L{normalize_client_id}): automatic ids are
+    the integers 1, 2, ... skipping every id that is connected or whose
+    session is still within its takeover window.
     """
 
     def __init__(
@@ -190,7 +215,11 @@ class Hub:
         reactor: Any = None,
         session_timeout: float = SESSION_TIMEOUT,
         shutdown_timeout: float = 10.0,
+        takeover: str = "name",
+        inline_limit: int = INLINE_LIMIT,
     ) -> None:
+        if takeover not in TAKEOVER_MODES:
+            raise ValueError(f"takeover must be 'name' or 'token': {takeover!r}")
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -200,6 +229,9 @@ class Hub:
         self.offloader = offloader
         self.session_timeout = session_timeout
         self.shutdown_timeout = shutdown_timeout
+        self.takeover = takeover
+        self.inline_limit = inline_limit
+        self.tokens: Dict[Any, str] = {}
         self.scope: Dict[str, Any] = {}
         self.sessions: Dict[Any, Dict[str, Any]] = {}
         self.clients: Dict[Any, Any] = {}
@@ -207,7 +239,7 @@ class Hub:
         self.outputs: Dict[Any, ProcessOutput] = {}
         self.draining = False
         self.stopped = False
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._expiry: Dict[Any, Any] = {}
         self._process_handlers: Dict[str, Tuple[Handler, Handler]] = {}
         self._drained: Optional[Deferred] = None
@@ -217,16 +249,45 @@ class Hub:
     # connections ---------------------------------------------------------
 
     def attach(self, conn: Any) -> None:
-        """A WebSocket opened: give it the next numeric client id and a session."""
-        client_id = next(self._ids)
+        """A WebSocket opened: give it a fresh numeric client id and session."""
+        client_id = self._new_id()
         conn.client_id = client_id
         conn.streams = {}
         conn.inflight = 0
+        conn.parsing = None
+        conn.refused = 0
         self.clients[client_id] = conn
         self.sessions[client_id] = {}
         self.connections.add(conn)
+        if self.takeover == "token":
+            self._issue_token(conn)
         if self.draining:
             conn.go_away()
+
+    def _new_id(self) -> int:
+        # Never an id in use, nor one whose session awaits its takeover: a
+        # client that named itself "3" must not make the next client share
+        # its session.
+        client_id = self._next_id
+        while (
+            client_id in self.clients
+            or client_id in self.sessions
+            or client_id in self._expiry
+        ):
+            client_id += 1
+        self._next_id = client_id + 1
+        return client_id
+
+    def _issue_token(self, conn: Any) -> None:
+        token = secrets.token_urlsafe(24)
+        self.tokens[conn.client_id] = token
+        conn.write(
+            encode_action(
+                TOKEN_STREAM,
+                TOKEN_ACTION,
+                {"client_id": conn.client_id, "resume_token": token},
+            )
+        )
 
     def detach(self, conn: Any) -> None:
         """
@@ -237,6 +298,13 @@ class Hub:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
+        conn.parsing = None
+        if conn.refused > 1:
+            log.info(
+                "igor client {client_id}: {n} more messages refused",
+                client_id=conn.client_id,
+                n=conn.refused - 1,
+            )
         streams = list(conn.streams.values())
         conn.streams = {}
         for stream in streams:
@@ -258,12 +326,58 @@ class Hub:
         self._expiry.pop(client_id, None)
         if client_id not in self.clients:
             self.sessions.pop(client_id, None)
+            self.tokens.pop(client_id, None)
 
     # messages --------------------------------------------------------------
 
     def receive(self, conn: Any, payload: bytes) -> None:
-        """Handle one client message (reactor thread)."""
-        request = parse_message(payload)
+        """
+        Handle one client message (reactor thread).  One larger than
+        C{inline_limit} is parsed in a pool thread, reading from its client
+        paused meanwhile; the client's next messages wait for it, in order.
+        """
+        if conn.parsing is not None:
+            conn.parsing.append(payload)
+            return None
+        if len(payload) > self.inline_limit:
+            return self._parse_off(conn, payload)
+        return self.dispatch(conn, parse_message(payload))
+
+    def _parse_off(self, conn: Any, payload: bytes) -> None:
+        conn.parsing = deque()
+        conn.pause_reading()
+        try:
+            d = self.offloader.in_thread(parse_large, payload)
+        except Exception:  # a pool that refuses at once (full, stopped)
+            d = defer.fail()
+        d.addBoth(self._parsed, conn)
+
+    def _parsed(self, request: Any, conn: Any) -> None:
+        if conn not in self.connections or conn.parsing is None:
+            return None  # gone meanwhile
+        if isinstance(request, Failure):
+            log.failure(
+                "igor client {client_id}: a large message could not be parsed",
+                request,
+                LogLevel.warn,
+                client_id=conn.client_id,
+            )
+            request = BUSY
+        waiting, conn.parsing = conn.parsing, None
+        self.dispatch(conn, request)
+        while waiting and conn in self.connections:
+            payload = waiting.popleft()
+            if len(payload) > self.inline_limit:
+                conn.resume_reading()
+                self._parse_off(conn, payload)
+                conn.parsing.extend(waiting)
+                return None
+            self.dispatch(conn, parse_message(payload))
+        conn.resume_reading()
+        return None
+
+    def dispatch(self, conn: Any, request: Any) -> None:
+        """Act on a parsed message: a L{Request} or a L{ProtocolError}."""
         if isinstance(request, ProtocolError):
             return self.refuse(conn, request)
         if request.action == INTRODUCE_SELF:
@@ -286,19 +400,26 @@ class Hub:
         return None
 
     def refuse(self, conn: Any, error: ProtocolError) -> None:
-        """Answer C{{"error": ..., "code": ...}} and log it once."""
-        log.info(
-            "igor client {client_id}: {code} {message}",
-            client_id=conn.client_id,
-            code=error.code,
-            message=error.message,
-        )
+        """
+        Answer C{{"error": ..., "code": ...}}.  The first refusal of a
+        connection is logged; the others are counted, logged as one line
+        when it closes (a client sending junk in a loop cannot flood the log).
+        """
+        conn.refused = getattr(conn, "refused", 0) + 1
+        if conn.refused == 1:
+            log.info(
+                "igor client {client_id}: {code} {message}",
+                client_id=conn.client_id,
+                code=error.code,
+                message=error.message,
+            )
         conn.write(encode_protocol_error(error))
 
     def introduce(self, conn: Any, data: Any) -> None:
         """
         C{introduce_self}: rename the client; a session of that name left
-        less than C{session_timeout} seconds ago is taken over.
+        less than C{session_timeout} seconds ago is taken over -- by name,
+        or (C{takeover="token"}) only with its resume token.
         """
         new_id = parse_introduction(data)
         if isinstance(new_id, ProtocolError):
@@ -313,14 +434,29 @@ class Hub:
                     400, f'Client id "{shorten(new_id)}" is already connected'
                 ),
             )
-        expiry = self._expiry.pop(new_id, None)
-        if expiry is not None:
-            expiry.cancel()
+        resumable = new_id in self._expiry
+        if resumable and self.takeover == "token":
+            token = parse_resume_token(data)
+            if isinstance(token, ProtocolError):
+                return self.refuse(conn, token)
+            expected = self.tokens.get(new_id, "")
+            if token is None or not hmac.compare_digest(
+                token.encode("utf-8"), expected.encode("utf-8")
+            ):
+                return self.refuse(
+                    conn,
+                    ProtocolError(
+                        403,
+                        f'Client id "{shorten(new_id)}" belongs to a session '
+                        "awaiting its client: resuming it needs its resume_token",
+                    ),
+                )
+        if resumable:
+            self._expiry.pop(new_id).cancel()
             self.sessions.pop(old_id, None)
-            taken_over = True
         else:
             self.sessions[new_id] = self.sessions.pop(old_id, None) or {}
-            taken_over = False
+        self.tokens.pop(old_id, None)
         del self.clients[old_id]
         self.clients[new_id] = conn
         conn.client_id = new_id
@@ -328,8 +464,10 @@ class Hub:
             "igor client {old_id} is now {new_id}{how}",
             old_id=old_id,
             new_id=new_id,
-            how=" (session taken over)" if taken_over else "",
+            how=" (session taken over)" if resumable else "",
         )
+        if self.takeover == "token":
+            self._issue_token(conn)
         return None
 
     # streams ------------------------------------------------------------------
@@ -456,12 +594,9 @@ class Hub:
 
         @raise UnknownClientError: when none is connected.
         """
-        conn = self.clients.get(client_id)
-        if conn is None:
-            if isinstance(client_id, str) and client_id.isdigit():
-                conn = self.clients.get(int(client_id))
-            elif isinstance(client_id, int):
-                conn = self.clients.get(str(client_id))
+        conn = None
+        if isinstance(client_id, (str, int)) and not isinstance(client_id, bool):
+            conn = self.clients.get(normalize_client_id(client_id))
         if conn is None:
             raise UnknownClientError(client_id)
         return conn

@@ -6,8 +6,10 @@ Everything Igor-specific happens in the hub (L{twistbridge.igor._hub}) and
 the pure core (L{twistbridge.igor._core}); this module only turns autobahn's
 callbacks into hub calls and the hub's payloads into text frames:
 
+    dataReceived -> handshake size cap (431 past MAX_HANDSHAKE_SIZE)
     onConnect  -> origin check (403 when refused)
     onOpen     -> hub.attach      (client id, session)
+    onMessageFrameBegin -> fragment cap (1009 past MAX_FRAGMENTS)
     onMessage  -> hub.receive     (validate, dispatch, stream)
     onClose    -> hub.detach      (cancel pending calls, keep the session 10 s)
 
@@ -43,6 +45,19 @@ if getattr(autobahn_util, "_HAS_CLICK", False):
     autobahn_util._HAS_CLICK = False
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+_CONNECTING = WebSocketProtocol.STATE_CONNECTING
+
+#: Bytes a client may send before its opening handshake is complete (the
+#: request line and headers, up to the blank line); more is answered 431.
+MAX_HANDSHAKE_SIZE = 64 * 1024
+
+#: Frames one message may arrive in (the first and its continuations); a
+#: message in more is refused with close code 1009 (message too big).
+MAX_FRAGMENTS = 1024
+
+#: Frames handled from one client before the reactor serves the others:
+#: a read can hold thousands of tiny frames, each costing the same work.
+FRAMES_PER_TURN = 256
 
 #: Unsent bytes a client may have queued, at least (see L{unsent_cap}).
 MIN_UNSENT_CAP = 8 * 1024 * 1024
@@ -105,6 +120,15 @@ class IgorProtocol(WebSocketServerProtocol):
     _logged_refusal = False
     _access: Optional[list] = None
     _queued = 0
+    _pauses = 0
+    _fragments = 0
+    #: What arrived of the opening handshake; L{None} once it is complete.
+    _handshake: Optional[bytearray] = None
+    _handshake_done = False
+    _turn_frames = 0
+    _yielding = False
+    #: The close code we sent when we refused a message (for the access log).
+    _refused_code: Optional[int] = None
 
     def connectionMade(self) -> None:
         """
@@ -117,6 +141,59 @@ class IgorProtocol(WebSocketServerProtocol):
             self.transport.setTcpNoDelay(self.factory.tcpNoDelay)
         except Exception:  # not TCP (a UNIX socket)
             pass
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Before the opening handshake is complete, buffer what arrives here
+        (autobahn copies and searches its whole buffer on every read) and
+        hand it on once the blank line came: 431 when it did not come within
+        L{MAX_HANDSHAKE_SIZE} bytes.
+        """
+        if self._handshake_done or self.state != _CONNECTING:
+            if not self._yielding:
+                self._turn_frames = 0
+            WebSocketServerProtocol.dataReceived(self, data)
+            return
+        buffered = self._handshake
+        if buffered is None:
+            buffered = self._handshake = bytearray()
+        start = max(0, len(buffered) - 3)
+        buffered += data
+        end = buffered.find(b"\r\n\r\n", start)
+        if end < 0 or end + 4 > MAX_HANDSHAKE_SIZE:
+            if len(buffered) > MAX_HANDSHAKE_SIZE or end >= 0:
+                self._handshake = None
+                self._handshake_done = True
+                self.failHandshake(
+                    f"Request headers over {MAX_HANDSHAKE_SIZE} bytes", 431
+                )
+            return
+        self._handshake = None
+        self._handshake_done = True
+        WebSocketServerProtocol.dataReceived(self, bytes(buffered))
+
+    def processData(self) -> bool:
+        """
+        Handle the next frame, unless L{FRAMES_PER_TURN} were handled since
+        the last read: then pause reading and go on in the next reactor turn.
+        """
+        if self.current_frame is None and len(self.data) >= 2:
+            self._turn_frames += 1
+            if self._turn_frames > FRAMES_PER_TURN:
+                if not self._yielding:
+                    self._yielding = True
+                    self.pause_reading()
+                    self.factory.hub.reactor.callLater(0, self._next_turn)
+                return False
+        return WebSocketServerProtocol.processData(self)
+
+    def _next_turn(self) -> None:
+        self._yielding = False
+        self._turn_frames = 0
+        if self.state in (_OPEN, WebSocketProtocol.STATE_CLOSING):
+            self.consumeData()
+        if self.transport is not None:
+            self.resume_reading()
 
     def onConnect(self, request: Any) -> None:
         """Refuse the handshake (403) when the C{Origin} is not allowed."""
@@ -163,6 +240,36 @@ class IgorProtocol(WebSocketServerProtocol):
             self._watch = None
         self.factory.hub.attach(self)
 
+    def onMessageBegin(self, isBinary: bool) -> None:
+        """A message starts: count its frames from zero."""
+        self._fragments = 0
+        WebSocketServerProtocol.onMessageBegin(self, isBinary)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        """
+        Refuse a message in more than L{MAX_FRAGMENTS} frames: close with
+        1009 and stop reading (each frame costs the reactor the same work,
+        however small it is).
+        """
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS and not self.failedByMe:
+            log.info(
+                "igor client {client_id}: message in more than {n} frames: closing",
+                client_id=self.client_id,
+                n=MAX_FRAGMENTS,
+            )
+            self.failedByMe = True
+            self._refused_code = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
+            self.sendCloseFrame(
+                WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG,
+                f"Message in more than {MAX_FRAGMENTS} frames".encode(),
+                isReply=False,
+            )
+            self.wasClean = True  # refused on purpose: no "unclean" warning
+            self.dropConnection(abort=False)
+            return
+        WebSocketServerProtocol.onMessageFrameBegin(self, length)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Hand the message to the hub (binary frames must hold UTF-8 JSON too)."""
         if self._access is not None:
@@ -177,7 +284,7 @@ class IgorProtocol(WebSocketServerProtocol):
             access_igor(
                 peer,
                 getattr(self, "http_request_path", "/") or "/",
-                code,
+                code if code is not None else self._refused_code,
                 time.monotonic() - opened,
                 received,
                 sent,
@@ -260,12 +367,20 @@ class IgorProtocol(WebSocketServerProtocol):
             self.transport.abortConnection()
 
     def pause_reading(self) -> None:
-        """Too many streams in flight: stop reading from this client."""
-        self.transport.pauseProducing()
+        """
+        Stop reading from this client (too many streams in flight, or a
+        large message being parsed); every call is undone by one
+        L{resume_reading}.
+        """
+        self._pauses += 1
+        if self._pauses == 1:
+            self.transport.pauseProducing()
 
     def resume_reading(self) -> None:
-        """Read from this client again."""
-        self.transport.resumeProducing()
+        """Undo one L{pause_reading}: read again once none is left."""
+        self._pauses -= 1
+        if self._pauses == 0:
+            self.transport.resumeProducing()
 
 
 class IgorFactory(WebSocketServerFactory):
@@ -340,6 +455,7 @@ def get_hub(bridge: Any) -> Hub:
             bridge.igor_handlers,
             bridge.offloader,
             shutdown_timeout=s.shutdown_timeout,
+            takeover=getattr(s, "igor_takeover", "name"),
         )
         bridge._built["igor_hub"] = hub
     return hub
