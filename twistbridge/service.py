@@ -88,7 +88,15 @@ def format_address(address: Any) -> str:
 
 
 class ListenError(SystemExit):
-    """A listener could not bind: ends twistd with this one-line message."""
+    """
+    A listener could not bind: ends twistd with this one-line message.
+
+    @ivar listener: the listener's name (C{"http"}, C{"igor"}, ...).
+    @ivar reason: why, in a few words (C{"port 5020 is already in use"}).
+    """
+
+    listener: str = ""
+    reason: str = ""
 
 
 class ListenerService(Service):
@@ -140,10 +148,13 @@ class ListenerService(Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             reason = failures[0].value
-            raise ListenError(
+            error = ListenError(
                 f"twistd bridge: cannot listen for {self.name} on "
                 f"{self.description}: {describe_listen_error(reason)}"
             )
+            error.listener = self.name
+            error.reason = describe_listen_error(reason)
+            raise error
 
     def _listening(self, port: Any) -> None:
         self.port = port

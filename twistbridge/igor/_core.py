@@ -35,16 +35,20 @@ _loads = json.loads
 def flatten(api: Dict[str, Any], separator: str = ".") -> Dict[str, Callable[..., Any]]:
     """
     Flatten a nested action dict: C{{"events": {"create": f}}} becomes
-    C{{"events.create": f}}.  Unlike Igor's own C{flatten} the argument is
-    left unchanged.
+    C{{"events.create": f}}.
+
+    The result is Igor's, key order included: keys that hold no dict keep
+    their place, and each nested dict, flattened, moves to the end in its
+    own order (C{{"a": {"b": f}, "d": g}} gives C{["d", "a.b"]}).  Unlike
+    Igor's, the argument is left unchanged (a new dict is returned) and
+    C{separator} joins every level, not only the first.
     """
-    flat: Dict[str, Callable[..., Any]] = {}
-    for key, value in api.items():
+    flat: Dict[str, Any] = dict(api)
+    for key, value in list(flat.items()):
         if isinstance(value, dict):
+            del flat[key]
             for sub, func in flatten(value, separator).items():
                 flat[f"{key}{separator}{sub}"] = func
-        else:
-            flat[key] = value
     return flat
 
 

@@ -21,6 +21,9 @@ from twistbridge.izzati._files import UploadedFile
 
 __all__ = ["Backend", "file_return", "background", "UploadedFile", "safe_filename"]
 
+#: The name the one-line start-up errors begin with.
+PROGRAM = "izzati backend"
+
 
 def _context() -> Any:
     """
@@ -119,7 +122,9 @@ class Backend:
     ) -> Any:
         """
         Serve until the process is stopped; with C{background=True}, start the
-        server in a daemon process and return C{(process, queue)}.
+        server in a daemon process and return C{(process, queue)}.  When the
+        port cannot be bound, print one line saying why and exit with
+        status 1 (in the server's process).
 
         C{use_reloader} is accepted for izzati compatibility and ignored.
         """
@@ -142,7 +147,10 @@ class Backend:
         from twisted.internet import reactor
         from twisted.logger import globalLogBeginner, textFileLogObserver
 
+        from twistbridge._compatrun import bind_or_exit
+
         service = self.bridge(host, port).service()
+        bind_or_exit(service, PROGRAM, lambda listener: f"{host}:{port}")
         globalLogBeginner.beginLoggingTo(
             [textFileLogObserver(sys.stderr)], redirectStandardIO=False
         )

@@ -28,7 +28,40 @@ from twisted.python import threadable
 from twistbridge.app import Bridge
 from twistbridge.jsonrpc._resource import RpcController, RpcResource, controller
 
-__all__ = ["JSONRPCServer", "flaskJSONRPCServer"]
+__all__ = ["JSONRPCServer", "MainError", "flaskJSONRPCServer"]
+
+#: The version of flaskJSONRPCServer whose API this class offers.
+__version__ = "0.9.2"
+
+#: The name the one-line start-up errors begin with.
+PROGRAM = "flaskJSONRPCServer"
+
+#: Constructor arguments about flaskJSONRPCServer's own machinery, which
+#: Twisted replaces, with their defaults (other values are logged as ignored).
+_IGNORED = {
+    "gevent": False,
+    "debug": False,
+    "tweakDescriptors": False,
+    "jsonBackend": "json",
+    "notifBackend": "simple",
+    "experimental": False,
+    "controlGC": True,
+    "servBackend": "auto",
+}
+
+
+class MainError(Exception):
+    """flaskJSONRPCServer's error for a misuse of the server's API."""
+
+
+class _Settings(dict):
+    """flaskJSONRPCServer's C{settings}: a dict whose keys are also attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 log = Logger()
 
@@ -121,9 +154,9 @@ class JSONRPCServer:
         fallback: bool = True,
         allowCompress: bool = False,
         ssl: Any = False,
-        tweakDescriptors: Any = (65536, 65536),
-        compressMinSize: int = 2097152,
-        jsonBackend: Any = "simplejson",
+        tweakDescriptors: Any = False,
+        compressMinSize: int = 1 * 1024 * 1024,
+        jsonBackend: Any = "json",
         notifBackend: Any = "simple",
         dispatcherBackend: Any = "simple",
         auth: Optional[Callable[..., Any]] = None,
@@ -132,14 +165,40 @@ class JSONRPCServer:
         magicVarForDispatcher: str = "_connection",
         name: Optional[str] = None,
         servBackend: Any = "auto",
+        parentModule: Any = None,
         **settings: Any,
     ) -> None:
+        self.started = False
+        self.exited = False
+        self.version = __version__
+        self.settings = self.setts = _Settings(
+            blocking=blocking,
+            fallback_JSONP=fallback,
+            postprocess={"byStatus": {}},
+            CORS=cors,
+            gevent=gevent,
+            servBackend=servBackend,
+            debug=debug,
+            log=log,
+            allowCompress=allowCompress,
+            compressMinSize=compressMinSize,
+            ssl=ssl,
+            auth=auth,
+            experimental=experimental,
+            controlGC=controlGC,
+            magicVarForDispatcher=magicVarForDispatcher,
+        )
+        given = locals()
+        self._ignored = [
+            f"{k}={given[k]!r}" for k, default in _IGNORED.items() if given[k] != default
+        ]
         settings.setdefault("igor_port", "none")
         settings.setdefault("bgpy_port", "none")
         self.bridge = Bridge(**settings)
         self.name = name or f"flaskJSONRPCServer-{id(self):x}"
         self.log_level = log
         addresses = list(bindAdress) if multipleAdress else [bindAdress]
+        self._given = addresses
         self.addresses: List[str] = [_description(a, ssl) for a in addresses]
         self.default_run_in = _run_in(dispatcherBackend)
         self.rpc: RpcController = controller(self.bridge)
@@ -208,6 +267,43 @@ class JSONRPCServer:
                 member, path, fallback, attr, dispatcherBackend, notifBackend, run_in
             )
 
+    # postprocessers --------------------------------------------------------
+
+    def postprocessAdd(
+        self, type: str, cb: Callable[..., Any], mode: Optional[str] = None, status: Any = None
+    ) -> None:
+        """
+        Run C{cb} on every answer with HTTP status or JSON-RPC error code
+        C{status} (a number or a list).  C{type} C{"cb"}:
+        C{cb(request, server, controller)} may return C{(status, data[,
+        headers])}; C{"wsgi"}: C{cb} is a WSGI app whose answer replaces
+        the original.  C{mode} C{"rewrite"} (default) keeps what they
+        return, C{"fake"} only lets them look.
+        """
+        from twistbridge.jsonrpc._postprocess import MODES, TYPES
+
+        if self.started:
+            raise MainError("You can't add new postprocesser while server runned")
+        if mode and mode not in MODES:
+            raise MainError(f"Unsupported postprocess-mode, now supported only {list(MODES)}")
+        if type not in TYPES:
+            raise MainError(f"Unsupported postprocess-type, now supported only {list(TYPES)}")
+        if status is None:
+            raise MainError("Postprocessers without conditions currently not supported")
+        by_status = self.settings["postprocess"]["byStatus"]
+        for code in status if isinstance(status, (list, tuple)) else [status]:
+            if not isinstance(code, int) or isinstance(code, bool):
+                raise TypeError("<status> must be number or list of numbers")
+            by_status.setdefault(code, []).append((type, mode, cb))
+
+    def postprocessAdd_wsgi(self, wsgi: Any, mode: Optional[str] = None, status: Any = None) -> None:
+        """L{postprocessAdd} of a WSGI app."""
+        self.postprocessAdd("wsgi", wsgi, mode, status)
+
+    def postprocessAdd_cb(self, cb: Any, mode: Optional[str] = None, status: Any = None) -> None:
+        """L{postprocessAdd} of a plain callback."""
+        self.postprocessAdd("cb", cb, mode, status)
+
     # runtime API ---------------------------------------------------------
 
     def stats(self, inMS: bool = False, history: Any = 10) -> Dict[str, Any]:
@@ -265,6 +361,10 @@ class JSONRPCServer:
         # log), serving this server's JSON-RPC-only root.
         self.bridge._built["resource"] = self.root
         site = BridgeSite(self.bridge)
+        if self.settings["postprocess"]["byStatus"]:
+            from twistbridge.jsonrpc._postprocess import postprocess_request
+
+            site.requestFactory = postprocess_request(self)
         s = self.bridge.settings
         service = MultiService()
         for i, description in enumerate(self.addresses):
@@ -283,6 +383,7 @@ class JSONRPCServer:
         except BaseException:
             service.stopService()
             return defer.fail()
+        self.started = True
         self._service = service
         self.ports = [s.port for s in service]
         self._stopped.clear()
@@ -293,6 +394,7 @@ class JSONRPCServer:
     ) -> Deferred:
         service, self._service = self._service, None
         self.ports = []
+        self.started = False
         if service is None:
             self._stopped.set()
             return defer.succeed(None)
@@ -340,10 +442,43 @@ class JSONRPCServer:
             )
             _reactor_thread.start()
             ready.wait()
-        self._in_reactor(self._start_service)
+        self._bind_or_exit(lambda: self._in_reactor(self._start_service))
         if joinLoop:
             self._stopped.wait()
         return None
+
+    def _address_of(self, listener: str) -> str:
+        """The address, as given to the constructor, of listener C{http}, C{http2}, ..."""
+        index = 0 if listener == "http" else int(listener[4:] or 1) - 1
+        address = self._given[index] if index < len(self._given) else listener
+        if isinstance(address, (tuple, list)) and len(address) == 2:
+            return f"{address[0]}:{address[1]}"
+        return str(address)
+
+    def _bind_or_exit(self, bind: Callable[[], Any]) -> None:
+        """Bind with C{bind}; when a port is taken, one line and exit status 1."""
+        from twistbridge._compatrun import cannot_listen
+        from twistbridge.service import ListenError
+
+        failures: List[Any] = []
+        try:
+            result = bind()
+            if isinstance(result, Deferred):
+                result.addErrback(failures.append)
+        except ListenError as error:
+            failures.append(error)
+        if failures:
+            error = failures[0]
+            error = getattr(error, "value", error)
+            if isinstance(error, ListenError):
+                cannot_listen(PROGRAM, self._address_of(error.listener), error.reason)
+            raise error
+        if self._ignored:
+            log.info(
+                "flaskJSONRPCServer: {args} ignored: Twisted serves, no gevent, "
+                "no custom backends",
+                args=", ".join(self._ignored),
+            )
 
     def serveForever(self, restartOn: Any = False, sleep: float = 10) -> None:
         """
@@ -359,17 +494,8 @@ class JSONRPCServer:
             self._stopped.wait()
             return
 
-        def begin() -> None:
-            d = self._start_service()
-
-            def failed(f: Any) -> None:
-                print(f"flaskJSONRPCServer: {f.getErrorMessage()}", file=sys.stderr)
-                reactor.stop()
-
-            d.addErrback(failed)
-
+        self._bind_or_exit(self._start_service)
         self._owns_reactor = True
-        reactor.callWhenRunning(begin)
         reactor.run()
         self._owns_reactor = False
 

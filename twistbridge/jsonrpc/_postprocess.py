@@ -1,0 +1,241 @@
+"""
+flaskJSONRPCServer's postprocessers: callbacks (or WSGI apps) run on the
+finished answer of a request whose HTTP status or JSON-RPC error code
+matches, able to rewrite it (mode C{"rewrite"}) or only look (C{"fake"}).
+
+The answer is held back until they ran; they run in the thread pool, in
+the order added, and a C{controller.end()} stops the chain.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from twisted.logger import Logger
+
+from twistbridge.web import BridgeRequest
+
+__all__ = ["MODES", "TYPES", "Controller", "run_postprocess", "postprocess_request"]
+
+log = Logger()
+
+#: Supported modes (the first is the default) and types, as flaskJSONRPCServer's.
+MODES = ("rewrite", "fake")
+TYPES = ("wsgi", "cb")
+
+
+class Controller:
+    """
+    The third argument of a C{"cb"} postprocesser.
+
+    @ivar lastResponse: C{(status, headers, data, dataRaw)} as it stands.
+    @ivar originalResponse: the same, as the server answered.
+    """
+
+    def __init__(self, last: Tuple[Any, ...], original: Tuple[Any, ...]) -> None:
+        self.lastResponse = last
+        self.originalResponse = original
+        self.ended = False
+        self.skipped = False
+
+    def end(self) -> None:
+        """Run no further postprocesser after this one."""
+        self.ended = True
+
+    def skip(self) -> None:
+        """Keep the answer as it was before this postprocesser."""
+        self.skipped = True
+
+
+def _status_line(code: int) -> str:
+    from twisted.web.http import RESPONSES
+
+    return f"{code} {RESPONSES.get(code, b'').decode('latin-1')}".strip()
+
+
+def _rpc_errors(body: bytes, encoding: Optional[bytes]) -> List[int]:
+    """The JSON-RPC error codes in an answer body."""
+    try:
+        if encoding == b"gzip":
+            body = gzip.decompress(body)
+        data = json.loads(body)
+    except (ValueError, OSError, EOFError):
+        return []
+    items = data if isinstance(data, list) else [data]
+    codes = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("error"), dict):
+            code = item["error"].get("code")
+            if isinstance(code, int):
+                codes.append(code)
+    return codes
+
+
+def run_postprocess(
+    server: Any,
+    by_status: Dict[int, List[Tuple[str, Optional[str], Callable[..., Any]]]],
+    info: Dict[str, Any],
+    status: int,
+    headers: List[Tuple[str, str]],
+    body: bytes,
+    encoding: Optional[bytes],
+) -> Optional[Tuple[int, List[Tuple[str, str]], bytes]]:
+    """
+    Run the postprocessers matching C{status} or the answer's JSON-RPC
+    error codes (any thread).  Returns the new C{(status, headers, body)},
+    or L{None} when none matched.
+    """
+    errors = _rpc_errors(body, encoding)
+    chain = list(by_status.get(status, ()))
+    for code in errors:
+        chain += by_status.get(code, ())
+    if not chain:
+        return None
+    raw = {"rpcError": errors}
+    original = (status, headers, body, raw)
+    current = [status, headers, body]
+    for kind, mode, cb in chain:
+        mode = mode or MODES[0]
+        if kind == "cb":
+            controller = Controller((*current, raw), original)
+            result = cb(info, server, controller)
+            if not controller.skipped and mode == "rewrite" and result:
+                current[0] = int(result[0])
+                current[1] = list(result[2]) if len(result) > 2 else []
+                current[2] = _as_bytes(result[1])
+        else:
+            controller = Controller((*current, raw), original)
+            seen: Dict[str, Any] = {}
+
+            def start_response(
+                status_line: str, hdrs: Any, exc_info: Any = None, seen: Any = seen
+            ) -> None:
+                seen["status"], seen["headers"] = status_line, list(hdrs)
+
+            environ = dict(info["environ"])
+            environ["wsgi.input"] = io.BytesIO(info["data"] or b"")
+            environ["flaskJSONRPCServer"] = server
+            environ["flaskJSONRPCServer_end"] = controller.end
+            environ["flaskJSONRPCServer_skip"] = controller.skip
+            environ["flaskJSONRPCServer_lastResponse"] = (
+                _status_line(current[0]),
+                [current[2]],
+                current[1],
+                raw,
+            )
+            environ["flaskJSONRPCServer_originalResponse"] = (
+                _status_line(status),
+                [body],
+                headers,
+                raw,
+            )
+            result = cb(environ, start_response)
+            if not controller.skipped and mode == "rewrite":
+                current[2] = b"".join(_as_bytes(part) for part in result)
+                if "status" in seen:
+                    current[0] = int(str(seen["status"]).split()[0])
+                    current[1] = seen["headers"]
+        if controller.ended:
+            break
+    return current[0], current[1], current[2]
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (list, tuple)):
+        return b"".join(_as_bytes(d) for d in data)
+    return json.dumps(data).encode("utf-8")
+
+
+def _request_info(request: Any) -> Dict[str, Any]:
+    """flaskJSONRPCServer's C{request} dict, from a Twisted request."""
+    headers = {
+        k.decode("latin-1"): b", ".join(v).decode("latin-1")
+        for k, v in request.requestHeaders.getAllRawHeaders()
+    }
+    path, _, query = request.uri.decode("latin-1").partition("?")
+    try:
+        ip = str(request.getClientAddress().host)
+    except Exception:
+        ip = ""
+    body = request.content.getvalue() if hasattr(request.content, "getvalue") else b""
+    environ = {
+        "REQUEST_METHOD": request.method.decode("latin-1"),
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": headers.get("Content-Type", ""),
+        "REMOTE_ADDR": ip,
+    }
+    for name, value in headers.items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return {
+        "path": path,
+        "method": request.method.decode("latin-1"),
+        "headers": headers,
+        "cookies": {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in (request.received_cookies or {}).items()
+        },
+        "ip": ip,
+        "data": body,
+        "environ": environ,
+    }
+
+
+def postprocess_request(server: Any) -> type:
+    """A request class that holds its answer back for C{server}'s postprocessers."""
+
+    class PostprocessRequest(BridgeRequest):
+        _held: Optional[List[bytes]] = None
+
+        def write(self, data: bytes) -> None:
+            if self._held is None:
+                self._held = []
+            self._held.append(data)
+
+        def finish(self) -> None:
+            held, self._held = self._held or [], None
+            body = b"".join(held)
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, vs in self.responseHeaders.getAllRawHeaders()
+                for v in vs
+            ]
+            info = _request_info(self)
+            encoding = self.responseHeaders.getRawHeaders(b"content-encoding", [None])[0]
+            by_status = server.settings["postprocess"]["byStatus"]
+            d = server.bridge.offloader.in_thread(
+                run_postprocess, server, by_status, info, self.code, headers, body, encoding
+            )
+
+            def answer(result: Any) -> None:
+                if self.finished or getattr(self, "_disconnected", False):
+                    return
+                if result is not None:
+                    code, new_headers, body_ = result
+                    self.setResponseCode(code)
+                    for name in {k for k, _ in headers}:
+                        self.responseHeaders.removeHeader(name)
+                    for name, value in new_headers:
+                        self.responseHeaders.addRawHeader(name, value)
+                    self.setHeader(b"content-length", str(len(body_)).encode())
+                else:
+                    body_ = body
+                if body_:
+                    BridgeRequest.write(self, body_)
+                BridgeRequest.finish(self)
+
+            def failed(failure: Any) -> None:
+                log.failure("flaskJSONRPCServer postprocesser raised", failure)
+                answer(None)
+
+            d.addCallbacks(answer, failed)
+
+    return PostprocessRequest
