@@ -491,7 +491,7 @@ def test_embedded_site_refuses_an_oversized_upload_before_reading_it(embedded_si
     host, port = embedded_site[len("http://") :].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /bridge/ HTTP/1.1\r\nHost: x\r\n"
+            b"POST /bridge/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 20971520\r\n\r\n"
         )

@@ -12,8 +12,16 @@ the target resource is resolved (C{Site.getResourceFor}, with C{method},
 C{uri}, C{path} set from the request line) and two optional methods of that
 resource are consulted:
 
+    check_request(request) -> None
+        Consulted first, when the request has a body (or a chunked one):
+        raises L{Refusal} to answer at once from the headers alone (a
+        missing token, say), before a byte of the body is read.
+
     max_body_size(request) -> Optional[int]
         The largest body the resource accepts, in bytes (L{None}: no limit).
+        A resource without this method takes no body: its limit is 0, and a
+        body on it is refused (C{400} on a C{GET}, C{HEAD}, C{DELETE},
+        C{OPTIONS} or C{TRACE}, else C{413}).
         A C{Content-Length} over it is answered C{413} with
         C{{"error": "..."}} at once, without reading the body and without
         the resource ever seeing the request; a chunked body that grows past
@@ -29,11 +37,14 @@ resource are consulted:
         C{max_body_size}), C{consumer.abort(reason)} once, so it can release
         what it holds.  The resource's C{render} runs once the body is
         complete, as usual, and finds the consumer as
-        C{request.body_consumer}.
+        C{request.body_consumer}.  Making it, or its C{write}, may raise
+        L{Refusal}: the request is answered with it and the consumer
+        aborted (a full upload disk, say).
 
-A resource that defines neither behaves exactly as under a plain L{Site};
-if either method raises, the error is logged and the body is buffered as
-usual.  A body going to a consumer that is chunked or over C{LARGE_BODY} is
+Before any of this, the C{Host} header is checked (L{twistbridge.hosts}):
+a name the server does not serve is answered C{421} before the resource
+is even resolved.  If a hook raises anything but L{Refusal}, the error is
+logged and the body is buffered as usual.  A body going to a consumer that is chunked or over C{LARGE_BODY} is
 read from the socket in pieces of up to C{LARGE_READ} bytes.
 L{IndexResource} forwards both methods to the izzati resource for C{POST /}.
 Where the request line is not available this early (HTTP/2), nothing is
@@ -46,7 +57,7 @@ from __future__ import annotations
 import json
 import re
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -55,6 +66,8 @@ from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+
+from twistbridge.hosts import host_allowed, refusal_message
 
 if TYPE_CHECKING:
     from twistbridge.app import Bridge
@@ -119,11 +132,11 @@ class IndexResource(Resource):
         self._page = page
 
     def max_body_size(self, request: Any) -> Optional[int]:
-        """The izzati resource's body limit for C{POST}; none otherwise."""
+        """The izzati resource's body limit for C{POST}; no body otherwise."""
         if request.method == b"POST":
             limit = getattr(self._izzati, "max_body_size", None)
             return None if limit is None else limit(request)
-        return None
+        return 0
 
     def body_consumer(self, request: Any) -> Any:
         """The izzati resource's body consumer for C{POST}."""
@@ -175,11 +188,34 @@ class BodyTooLarge(Exception):
     """A request body went over its resource's C{max_body_size}."""
 
 
+class Refusal(Exception):
+    """
+    Raised by a resource's early hooks (see the module docstring): answer
+    the request with C{code} and C{{"error": message}} now, and close.
+
+    @ivar code: the HTTP status code.
+    @ivar message: one line saying what was wrong and what to do.
+    @ivar headers: extra response headers, C{(name, value)} byte pairs.
+    """
+
+    def __init__(
+        self, code: int, message: str, headers: Iterable[Tuple[bytes, bytes]] = ()
+    ) -> None:
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.headers = tuple(headers)
+
+
 def _discard(data: bytes) -> None:
     """Drop bytes a refused request's client still sends."""
 
 
 _BODILESS = (b"GET", b"HEAD")
+#: Methods whose requests carry no body: one that does is a bad request.
+_NO_BODY_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE")
+
+_REASONS = {421: b"Misdirected Request", 507: b"Insufficient Storage"}
 
 _MEDIA_TYPE = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
@@ -197,10 +233,45 @@ def _not_a_form(content_type: bytes) -> bool:
     return _MEDIA_TYPE.match(key) is not None and key.lower() not in _FORM_TYPES
 
 
+def answer_and_close(
+    channel: Any, code: int, message: str, headers: Iterable[Tuple[bytes, bytes]] = ()
+) -> Any:
+    """
+    Write C{code} with C{{"error": message}} straight to C{channel}'s
+    transport, parse nothing more from it, and close it once the answer is
+    out.  Our side closes at once, but the connection is read (and what
+    arrives dropped) for L{REFUSAL_LINGER} seconds more: closing with unread
+    data would send the client a reset that can destroy the answer before
+    it reads it.
+
+    @return: the delayed call that ends the lingering, or L{None}.
+    """
+    transport = channel.transport
+    body = json.dumps({"error": message}).encode("utf-8")
+    reason = http.RESPONSES.get(code) or _REASONS.get(code, b"Error")
+    extra = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    transport.write(
+        b"HTTP/1.1 %d %s\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: %d\r\n%s"
+        b"Connection: close\r\n\r\n%s" % (code, reason, len(body), extra, body)
+    )
+    channel.persistent = False
+    channel.dataReceived = _discard
+    channel.rawDataReceived = _discard
+    lose_write = getattr(transport, "loseWriteConnection", None)
+    if lose_write is not None:
+        lose_write()
+        return channel.callLater(REFUSAL_LINGER, transport.abortConnection)
+    transport.loseConnection()
+    return None
+
+
 class BridgeRequest(Request):
     """
-    A L{Request} that lets its resource see the headers before the body
-    (see the module docstring: C{max_body_size} and C{body_consumer}).
+    A L{Request} that checks its C{Host} and lets its resource see the
+    headers before the body (see the module docstring: C{check_request},
+    C{max_body_size} and C{body_consumer}).
 
     @ivar body_consumer: the object the body went to, or L{None} when it was
         buffered into C{content} as usual.
@@ -212,10 +283,18 @@ class BridgeRequest(Request):
     _body_received = 0
     _body_complete = False
     _refused = False
+    _host_checked = False
     _linger: Any = None
 
     def gotLength(self, length: Optional[int]) -> None:
-        """The headers are in: resolve the resource and ask it about the body."""
+        """The headers are in: check the host, resolve the resource and ask
+        it about the body."""
+        self._host_checked = True
+        refused = self._host_refusal()
+        if refused is not None:
+            self.content = BytesIO()
+            self._refuse_with(refused)
+            return
         if length == 0 and getattr(self.channel, "_command", None) in _BODILESS:
             # A GET or HEAD without a body: nothing to limit or stream.
             Request.gotLength(self, length)
@@ -225,18 +304,43 @@ class BridgeRequest(Request):
             try:
                 if self._ask(resource, length):
                     return
+            except Refusal as refusal:
+                self.content = BytesIO()
+                self._refuse_with(refusal)
+                return
             except Exception:
                 log.failure("{resource!r} failed before the body", resource=resource)
         Request.gotLength(self, length)
 
+    def _host_refusal(self) -> Optional[Refusal]:
+        """A 421 when the C{Host} header names a host this server does not serve."""
+        site = getattr(self.channel, "site", None)
+        allowed = getattr(site, "host_allowed", None)
+        if allowed is None:
+            return None
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if hosts is None:
+            return None
+        if len(hosts) > 1:
+            return Refusal(http.BAD_REQUEST, "more than one Host header")
+        host = hosts[0].decode("latin-1")
+        if allowed(host, self.channel):
+            return None
+        return Refusal(421, refusal_message(host))
+
     def _ask(self, resource: Any, length: Optional[int]) -> bool:
         """
-        Consult C{resource}'s C{max_body_size} and C{body_consumer}; L{True}
-        when the body is taken care of (refused, or going to a consumer).
+        Consult C{resource}'s C{check_request}, C{max_body_size} and
+        C{body_consumer}; L{True} when the body is taken care of (refused,
+        or going to a consumer).
+
+        @raise Refusal: when a hook refuses the request.
         """
+        check = getattr(resource, "check_request", None)
+        if check is not None and length != 0:
+            check(self)
         sizer = getattr(resource, "max_body_size", None)
-        if sizer is not None:
-            self._body_limit = sizer(self)
+        self._body_limit = sizer(self) if sizer is not None else 0
         if (
             self._body_limit is not None
             and length is not None
@@ -292,7 +396,10 @@ class BridgeRequest(Request):
             self._refuse(None)
             return
         if self.body_consumer is not None:
-            self.body_consumer.write(data)
+            try:
+                self.body_consumer.write(data)
+            except Refusal as refusal:
+                self._refuse_with(refusal)
         else:
             self.content.write(data)
 
@@ -308,6 +415,21 @@ class BridgeRequest(Request):
             # fifth of a JSON-RPC call's CPU): skip it when that is plain.
             self._parsePOSTFormSubmission = False
         Request.requestReceived(self, command, path, version)
+
+    def process(self) -> None:
+        """Check the host of a request that did not come through L{gotLength}
+        (HTTP/2), then process it as usual."""
+        if not self._host_checked:
+            self._host_checked = True
+            refused = self._host_refusal()
+            if refused is not None:
+                self._log_refusal(refused.code, refused.message)
+                self.setResponseCode(refused.code)
+                self.setHeader(b"Content-Type", b"application/json")
+                self.write(json.dumps({"error": refused.message}).encode("utf-8"))
+                self.finish()
+                return
+        Request.process(self)
 
     def connectionLost(self, reason: Failure) -> None:
         """The connection went away: tell a consumer whose body never completed."""
@@ -331,46 +453,48 @@ class BridgeRequest(Request):
                     )
 
     def _refuse(self, length: Optional[int]) -> None:
-        """Answer 413 now, stop reading the request, and close the connection."""
-        self._refused = True
+        """Answer 413 (400 for a body on a bodiless method) now, stop reading
+        the request, and close the connection."""
         limit = self._body_limit
-        size = f"{length} bytes" if length is not None else "a chunked body"
-        self._abort_consumer(Failure(BodyTooLarge(f"{size} over {limit} bytes")))
-        channel = self.channel
-        transport = channel.transport
-        peer = getattr(transport.getPeer(), "host", "?")
-        log.warn(
-            "413 for {method} {uri} from {peer}: {size} over the limit of {limit} bytes",
-            method=self.method.decode("ascii", "replace"),
-            uri=self.uri.decode("ascii", "replace"),
-            peer=peer,
-            size=size,
-            limit=limit,
-        )
+        method = self.method.decode("ascii", "replace")
+        if limit == 0:
+            code = (
+                http.BAD_REQUEST
+                if self.method in _NO_BODY_METHODS
+                else http.REQUEST_ENTITY_TOO_LARGE
+            )
+            path = self.path.decode("ascii", "replace")
+            message = f"{method} {path} takes no request body"
+        else:
+            code = http.REQUEST_ENTITY_TOO_LARGE
+            size = f"{length} bytes" if length is not None else "a chunked body"
+            message = f"request body too large: {size}, the limit is {limit} bytes"
+        self._refuse_with(Refusal(code, message))
+
+    def _refuse_with(self, refusal: Refusal) -> None:
+        """Answer C{refusal} now, stop reading the request, and close."""
+        self._refused = True
+        self._abort_consumer(Failure(BodyTooLarge(refusal.message)))
+        self._log_refusal(refusal.code, refusal.message)
         # No "100 Continue" for this request: the channel sends it after gotLength.
         self.requestHeaders.removeHeader(b"Expect")
-        body = json.dumps(
-            {"error": f"request body too large: {size}, the limit is {limit} bytes"}
-        ).encode("utf-8")
-        transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(body), body)
+        self._linger = answer_and_close(
+            self.channel, refusal.code, refusal.message, refusal.headers
         )
-        # Parse nothing more from this connection.
-        channel.persistent = False
-        channel.dataReceived = _discard
-        channel.rawDataReceived = _discard
-        # Close our side once the answer is out, but keep reading (and
-        # dropping) for a while: closing with unread data would send the
-        # client a reset that can destroy the 413 before it reads it.
-        lose_write = getattr(transport, "loseWriteConnection", None)
-        if lose_write is not None:
-            lose_write()
-            self._linger = channel.callLater(REFUSAL_LINGER, transport.abortConnection)
-        else:
-            transport.loseConnection()
+
+    def _log_refusal(self, code: int, message: str) -> None:
+        channel = self.channel
+        peer = getattr(channel.transport.getPeer(), "host", "?")
+        method = getattr(channel, "_command", None) or self.method or b"?"
+        uri = getattr(channel, "_path", None) or self.uri or b"?"
+        log.warn(
+            "{code} for {method} {uri} from {peer}: {message}",
+            code=code,
+            method=method.decode("ascii", "replace"),
+            uri=uri.decode("ascii", "replace"),
+            peer=peer,
+            message=message,
+        )
 
 
 _TIMEOUT_BODY = b'{"error": "request headers took too long"}'
@@ -384,7 +508,8 @@ REQUEST_TIMEOUT = (
 
 class BridgeChannel(HTTPChannel):
     """
-    An HTTP/1.1 channel with a header timeout on top of Twisted's idle one.
+    An HTTP/1.1 channel with a header timeout and a minimum body rate on top
+    of Twisted's idle timeout.
 
     Twisted's C{timeOut} is an idle timeout: every byte resets it, so a client
     that sends one header byte every few seconds (slowloris) would hold the
@@ -399,18 +524,34 @@ class BridgeChannel(HTTPChannel):
     headers.  (Scheduling and cancelling a timer for every request would cost
     a keep-alive connection two reactor calls per request.)
 
+    The body is held to the same kind of bound: once the headers are in,
+    every C{body_window} seconds the client must have sent at least
+    C{min_body_rate} bytes per second of it over that window (or the rest of
+    the body, if that is less), else C{408} and the connection is closed.
+    The timer is only set when a body did not arrive with its headers.
+
     @ivar header_timeout: seconds, or L{None} for no header timeout.
+    @ivar min_body_rate: bytes per second, or 0 for no minimum.
+    @ivar body_window: the seconds the body rate is averaged over.
     """
 
     header_timeout: Optional[float] = None
+    min_body_rate = 0
+    body_window = 60.0
     #: what tells the time (the site's reactor; see L{BridgeSite.buildProtocol})
     _clock: Any = None
     _header_call: Any = None
     _header_since: Optional[float] = None
     _awaiting_headers = True
+    _body_request: Any = None
+    _body_length: Optional[int] = None
+    _body_mark = 0
+    _body_call: Any = None
+    _linger: Any = None
 
     def dataReceived(self, data: bytes) -> None:
-        """Start the header clock at a request's first byte."""
+        """Start the header clock at a request's first byte, the body clock
+        when a body is still to come."""
         if self._awaiting_headers and self._header_since is None and self.header_timeout:
             self._header_since = self._now()
             if self._header_call is None:
@@ -418,12 +559,23 @@ class BridgeChannel(HTTPChannel):
                     self.header_timeout, self._check_headers
                 )
         HTTPChannel.dataReceived(self, data)
+        request = self._body_request
+        if request is not None and self._body_call is None:
+            if request._body_complete or request._refused:
+                self._body_request = None
+            else:
+                self._body_mark = request._body_received
+                self._body_call = self.callLater(self.body_window, self._check_body)
 
     def allHeadersReceived(self) -> None:
         """The headers are complete in time: stop the clock."""
         self._awaiting_headers = False
         self._header_since = None
+        length = self.length
         HTTPChannel.allHeadersReceived(self)
+        if self.min_body_rate and length != 0 and self.requests:
+            self._body_request = self.requests[-1]
+            self._body_length = length
 
     def requestDone(self, request: Any) -> None:
         """The next bytes belong to the next request's headers."""
@@ -431,11 +583,14 @@ class BridgeChannel(HTTPChannel):
         HTTPChannel.requestDone(self, request)
 
     def connectionLost(self, reason: Failure) -> None:
-        """Stop the clock."""
+        """Stop the clocks."""
         self._header_since = None
-        call, self._header_call = self._header_call, None
-        if call is not None and call.active():
-            call.cancel()
+        self._body_request = None
+        for name in ("_header_call", "_body_call", "_linger"):
+            call = getattr(self, name)
+            setattr(self, name, None)
+            if call is not None and call.active():
+                call.cancel()
         HTTPChannel.connectionLost(self, reason)
 
     _host: Any = None
@@ -478,11 +633,56 @@ class BridgeChannel(HTTPChannel):
         self.dataReceived = _discard  # type: ignore[method-assign]
         self.loseConnection()
 
+    def _check_body(self) -> None:
+        self._body_call = None
+        request = self._body_request
+        if request is None or request._body_complete or request._refused:
+            self._body_request = None
+            return
+        received = request._body_received
+        needed = int(self.min_body_rate * self.body_window)
+        if self._body_length is not None:
+            needed = min(needed, self._body_length - self._body_mark)
+        if received - self._body_mark < needed:
+            self._body_too_slow(request, received)
+            return
+        self._body_mark = received
+        self._body_call = self.callLater(self.body_window, self._check_body)
+
+    def _body_too_slow(self, request: Any, received: int) -> None:
+        self._body_request = None
+        got = received - self._body_mark
+        log.info(
+            "408 for {peer}: request body too slow ({got} bytes in {window} s, "
+            "{received} in all)",
+            peer=getattr(self.transport.getPeer(), "host", "?"),
+            got=got,
+            window=self.body_window,
+            received=received,
+        )
+        request._refused = True
+        request._abort_consumer(Failure(BodyTooLarge("request body too slow")))
+        self._linger = answer_and_close(self, http.REQUEST_TIMEOUT, body_too_slow(
+            self.min_body_rate, self.body_window
+        ))
+
+
+def body_too_slow(rate: int, window: float) -> str:
+    """The message of a C{408} for a body under C{rate} bytes/s over C{window} s."""
+    return (
+        f"request body too slow: send at least {rate} bytes per second "
+        f"(--min-body-rate) over every {window:g} s"
+    )
+
 
 class BridgeSite(Site):
     """
     The L{Site} of the HTTP port: L{BridgeChannel} connections (header and
-    idle timeouts from the settings) carrying L{BridgeRequest}s.
+    idle timeouts, minimum body rate from the settings) carrying
+    L{BridgeRequest}s, answering only the allowed C{Host} names.
+
+    @ivar local_names: this machine's host names and addresses, always
+        allowed as C{Host} (filled in from a thread when the site starts).
     """
 
     protocol = BridgeChannel
@@ -492,6 +692,42 @@ class BridgeSite(Site):
         Site.__init__(self, bridge.resource())
         self.bridge = bridge
         self.timeOut = bridge.settings.idle_timeout
+        import socket
+
+        self.local_names: Tuple[str, ...] = (socket.gethostname().lower(),)
+        self._asked_names = False
+
+    def startFactory(self) -> None:
+        """Ask the resolver, in a thread, for this machine's names and addresses."""
+        Site.startFactory(self)
+        if self._asked_names:
+            return
+        self._asked_names = True
+        from twisted.internet.threads import deferToThreadPool
+
+        from twistbridge.hosts import machine_names
+
+        reactor = self.reactor
+        if not hasattr(reactor, "getThreadPool"):
+            return  # a test reactor
+        d = deferToThreadPool(reactor, reactor.getThreadPool(), machine_names)
+        d.addCallback(self._got_names)
+        d.addErrback(lambda f: log.failure("looking up this machine's names", f))
+
+    def _got_names(self, names: Tuple[str, ...]) -> None:
+        self.local_names = tuple(sorted(set(self.local_names) | set(names)))
+
+    def host_allowed(self, host: str, channel: Any) -> bool:
+        """
+        Whether C{host} (a C{Host} header) is served: see
+        L{twistbridge.hosts.host_allowed}; the address C{channel} arrived on
+        counts as this machine's.
+        """
+        allowed = self.bridge.settings.allowed_host
+        if host_allowed(host, allowed, self.local_names):
+            return True
+        local = getattr(channel.getHost(), "host", None)
+        return local is not None and host_allowed(host, (), (str(local),))
 
     def getResourceFor(self, request: Any) -> Any:
         """
@@ -510,9 +746,12 @@ class BridgeSite(Site):
         return Site.getResourceFor(self, request)
 
     def buildProtocol(self, addr: Any) -> Any:
-        """A channel carrying the bridge's header timeout."""
+        """A channel carrying the bridge's header timeout and body rate."""
         channel = Site.buildProtocol(self, addr)
-        channel.header_timeout = self.bridge.settings.header_timeout
+        settings = self.bridge.settings
+        channel.header_timeout = settings.header_timeout
+        channel.min_body_rate = settings.min_body_rate
+        channel.body_window = settings.idle_timeout or 60.0
         channel._clock = self.reactor
         return channel
 
