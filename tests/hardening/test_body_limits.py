@@ -169,4 +169,4 @@ def test_one_log_line_per_refusal(server):
     assert json_answer(sock)[0] == 413
     sock.close()
     assert health_ok(server)
-    assert len([l for l in server.output.splitlines() if "/logged-once" in l]) == 1
+    assert len([line for line in server.output.splitlines() if "/logged-once" in line]) == 1
