@@ -215,7 +215,11 @@ _BODILESS = (b"GET", b"HEAD")
 #: Methods whose requests carry no body: one that does is a bad request.
 _NO_BODY_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE")
 
-_REASONS = {421: b"Misdirected Request", 507: b"Insufficient Storage"}
+_REASONS = {
+    408: b"Request Timeout",
+    421: b"Misdirected Request",
+    507: b"Insufficient Storage",
+}
 
 _MEDIA_TYPE = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
@@ -248,7 +252,7 @@ def answer_and_close(
     """
     transport = channel.transport
     body = json.dumps({"error": message}).encode("utf-8")
-    reason = http.RESPONSES.get(code) or _REASONS.get(code, b"Error")
+    reason = _REASONS.get(code) or http.RESPONSES.get(code, b"Error")
     extra = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
     transport.write(
         b"HTTP/1.1 %d %s\r\n"
