@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from twistbridge.config import Settings, parse_size
+from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.tap import Options
 
 DOC = os.path.join(
@@ -38,6 +38,7 @@ def test_every_setting_is_documented_with_its_default():
     options = {f"--{o[0]}" for o in Options.optParameters} | {
         "--igor-allowed-origin",
         "--bgpy-allow-module",
+        "--allowed-host",
     }
     assert set(table) == options
     defaults = Settings()
@@ -48,7 +49,7 @@ def test_every_setting_is_documented_with_its_default():
             continue
         value = getattr(defaults, name)
         plain = shown.replace("``", "")
-        if name.startswith("max_") and name.endswith("_size"):
+        if name in SIZE_SETTINGS:
             assert parse_size(plain) == value, option
         elif value is None or value == ():
             assert plain == "none", option

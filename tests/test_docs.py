@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from twistbridge.config import Settings, parse_size
+from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.testing import BridgeProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,7 +281,7 @@ def test_security_page_states_the_real_defaults():
         name = option[2:].replace("-", "_")
         value = getattr(defaults, name)
         shown = default.replace("``", "").strip()
-        if name.startswith("max_") and name.endswith("_size"):
+        if name in SIZE_SETTINGS:
             assert parse_size(shown) == value, option
         elif isinstance(value, tuple):
             assert shown.startswith("none") and value == (), option
@@ -302,6 +302,9 @@ def test_security_page_states_the_real_defaults():
         "igor_allowed_origin",
         "bgpy_allow_module",
         "bgpy_token_file",
+        "allowed_host",
+        "max_upload_disk",
+        "min_body_rate",
     } <= seen
 
 
