@@ -580,6 +580,9 @@ class BridgeChannel(HTTPChannel):
         if self.min_body_rate and length != 0 and self.requests:
             self._body_request = self.requests[-1]
             self._body_length = length
+            call, self._body_call = self._body_call, None
+            if call is not None and call.active():
+                call.cancel()  # the previous request's window
 
     def requestDone(self, request: Any) -> None:
         """The next bytes belong to the next request's headers."""

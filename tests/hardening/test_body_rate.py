@@ -99,6 +99,22 @@ def test_the_rest_of_a_short_body_is_all_a_window_asks_for():
     assert answer(transport) == (b"HTTP/1.1 200 OK", b"got 50")
 
 
+def test_each_request_on_a_connection_gets_its_own_windows():
+    channel, transport, clock = connect()
+    channel.dataReceived(head(20_000) + b"x" * 12_000)
+    clock.advance(9)
+    channel.dataReceived(b"x" * 8_000)  # complete, its window still set
+    assert answer(transport) == (b"HTTP/1.1 200 OK", b"got 20000")
+    transport.clear()
+    channel.dataReceived(head(20_000) + b"x" * 5_000)
+    clock.advance(1)  # the first request's window ending counts for nothing
+    assert transport.value() == b""
+    clock.advance(8.999)
+    assert transport.value() == b""
+    clock.advance(0.001)
+    assert answer(transport) == (b"HTTP/1.1 408 Request Timeout", SLOW)
+
+
 def test_a_chunked_body_is_held_to_the_rate_too():
     channel, transport, clock = connect()
     channel.dataReceived(head() + b"3\r\nabc\r\n")
