@@ -259,14 +259,13 @@ class UploadStore:
         """
         if self.full is not None:
             return False
-        self.on_disk += size
-        if self.budget is None or self.on_disk <= self.held:
-            return True
-        more = self.on_disk - self.held
-        if not self.budget.take(more):
-            self.full = self.budget.full_message()
-            return False
-        self.held += more
+        total = self.on_disk + size
+        if self.budget is not None and total > self.held:
+            if not self.budget.take(total - self.held):
+                self.full = self.budget.full_message()
+                return False
+            self.held = total
+        self.on_disk = total
         return True
 
     def _give_back(self) -> None:
