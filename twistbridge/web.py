@@ -20,8 +20,10 @@ resource are consulted:
     max_body_size(request) -> Optional[int]
         The largest body the resource accepts, in bytes (L{None}: no limit).
         A resource without this method takes no body: its limit is 0, and a
-        body on it is refused (C{400} on a C{GET}, C{HEAD}, C{DELETE},
-        C{OPTIONS} or C{TRACE}, else C{413}).
+        body on it is refused (C{404} where the path names nothing or the
+        resource has C{body_refusal_code = 404}, else
+        C{400} on a C{GET}, C{HEAD}, C{DELETE}, C{OPTIONS} or C{TRACE}, else
+        C{413}).
         A C{Content-Length} over it is answered C{413} with
         C{{"error": "..."}} at once, without reading the body and without
         the resource ever seeing the request; a chunked body that grows past
@@ -237,6 +239,21 @@ def _not_a_form(content_type: bytes) -> bool:
     return _MEDIA_TYPE.match(key) is not None and key.lower() not in _FORM_TYPES
 
 
+def _error_code(resource: Any) -> Optional[int]:
+    """
+    The status a body sent to C{resource} (which takes none) is answered
+    with when not 400/413: its C{body_refusal_code}, or the status of
+    Twisted's error pages (C{pages.notFound()}, C{NoResource}), which keep it
+    as C{_code} or C{code}; L{None} for other resources.
+    """
+    code = getattr(resource, "body_refusal_code", None)
+    if code is None:
+        code = getattr(resource, "code", None)
+    if code is None:
+        code = getattr(resource, "_code", None)
+    return code if isinstance(code, int) else None
+
+
 def answer_and_close(
     channel: Any, code: int, message: str, headers: Iterable[Tuple[bytes, bytes]] = ()
 ) -> Any:
@@ -288,6 +305,7 @@ class BridgeRequest(Request):
     _body_complete = False
     _refused = False
     _host_checked = False
+    _error_page: Optional[int] = None
     _linger: Any = None
 
     def gotLength(self, length: Optional[int]) -> None:
@@ -345,6 +363,8 @@ class BridgeRequest(Request):
             check(self)
         sizer = getattr(resource, "max_body_size", None)
         self._body_limit = sizer(self) if sizer is not None else 0
+        if sizer is None:
+            self._error_page = _error_code(resource)
         if (
             self._body_limit is not None
             and length is not None
@@ -461,13 +481,15 @@ class BridgeRequest(Request):
         the request, and close the connection."""
         limit = self._body_limit
         method = self.method.decode("ascii", "replace")
-        if limit == 0:
+        path = self.path.decode("ascii", "replace")
+        if limit == 0 and self._error_page == http.NOT_FOUND:
+            code, message = http.NOT_FOUND, f"no resource at {path}"
+        elif limit == 0:
             code = (
                 http.BAD_REQUEST
                 if self.method in _NO_BODY_METHODS
                 else http.REQUEST_ENTITY_TOO_LARGE
             )
-            path = self.path.decode("ascii", "replace")
             message = f"{method} {path} takes no request body"
         else:
             code = http.REQUEST_ENTITY_TOO_LARGE

@@ -35,6 +35,12 @@ def server():
         yield s
 
 
+def read_response_nowait(sock):
+    """What the server sent so far without waiting, or L{None}."""
+    ready, _, _ = select.select([sock], [], [], 0.05)  # nothing is due yet
+    return sock.recv(65536) if ready else None
+
+
 def send_head(server, method, path, headers=b"", length=None, chunked=False):
     sock = connect(server)
     head = b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % (method, path)
@@ -51,14 +57,13 @@ def send_head(server, method, path, headers=b"", length=None, chunked=False):
     [
         (b"POST", b"/health", 200 * MiB, 413),
         (b"GET", b"/health", 10, 400),
-        (b"POST", b"/nowhere", 120 * MiB, 413),
         (b"POST", b"/playground/app.js", 5 * MiB, 413),
         (b"PUT", b"/", 50 * MiB, 413),
         (b"GET", b"/", 1, 400),
         (b"GET", b"/ws", 5, 400),
         (b"GET", b"/bgpy/state", 1, 400),
         (b"POST", b"/bgpy/state", 1, 413),
-        (b"DELETE", b"/rpc/echo", 3, 400),
+        (b"DELETE", b"/health", 3, 400),
     ],
 )
 def test_a_body_on_a_bodiless_resource_is_refused_from_the_headers(
@@ -72,10 +77,24 @@ def test_a_body_on_a_bodiless_resource_is_refused_from_the_headers(
     assert health_ok(server)
 
 
+@pytest.mark.parametrize("method, length", [(b"POST", 120 * MiB), (b"GET", 1), (b"PUT", None)])
+def test_a_body_to_an_unknown_path_gets_404_from_the_headers(server, method, length):
+    sock = send_head(server, method, b"/nowhere", length=length, chunked=length is None)
+    if length is None:
+        sock.sendall(b"5\r\nhello\r\n")
+    assert json_answer(sock)[:2] == (404, {"error": "no resource at /nowhere"})
+
+
 def test_a_chunked_body_on_a_bodiless_resource_is_cut_at_its_first_chunk(server):
-    sock = send_head(server, b"POST", b"/nowhere", chunked=True)
+    sock = send_head(server, b"POST", b"/health", chunked=True)
+    assert read_response_nowait(sock) is None
     sock.sendall(b"5\r\nhello\r\n")
-    assert json_answer(sock)[:2] == (413, {"error": "POST /nowhere takes no request body"})
+    assert json_answer(sock)[:2] == (413, {"error": "POST /health takes no request body"})
+
+
+def test_a_body_to_a_jsonp_method_gets_404_from_the_headers(server):
+    sock = send_head(server, b"POST", b"/rpc/echo", length=50 * MiB)
+    assert json_answer(sock)[:2] == (404, {"error": "no resource at /rpc/echo"})
 
 
 def test_bodiless_requests_still_work(server):
@@ -153,7 +172,7 @@ def test_bgpy_exec_with_the_token_still_runs(server):
 def test_refused_clients_leave_the_others_alone(server):
     held = [send_head(server, b"POST", b"/nowhere", length=100 * MiB) for _ in range(5)]
     for sock in held:
-        assert json_answer(sock)[0] == 413
+        assert json_answer(sock)[0] == 404
     assert health_ok(server)
     for sock in held:
         try:
@@ -166,7 +185,7 @@ def test_refused_clients_leave_the_others_alone(server):
 
 def test_one_log_line_per_refusal(server):
     sock = send_head(server, b"POST", b"/logged-once", length=10)
-    assert json_answer(sock)[0] == 413
+    assert json_answer(sock)[0] == 404
     sock.close()
     assert health_ok(server)
     assert len([line for line in server.output.splitlines() if "/logged-once" in line]) == 1
