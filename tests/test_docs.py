@@ -35,6 +35,7 @@ API_MODULES = [
     "twistbridge.offload",
     "twistbridge.service",
     "twistbridge.web",
+    "twistbridge.channel",
     "twistbridge.hosts",
     "twistbridge.limits",
     "twistbridge.tap",

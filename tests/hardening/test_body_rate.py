@@ -14,8 +14,9 @@ from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from twistbridge.channel import REFUSAL_LINGER, BridgeChannel, body_too_slow
 from twistbridge.testing import BridgeProcess
-from twistbridge.web import REFUSAL_LINGER, BridgeChannel, BridgeRequest, body_too_slow
+from twistbridge.web import BridgeRequest
 
 
 class Echo(Resource):

@@ -11,7 +11,8 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twistbridge.web import REFUSAL_LINGER, BridgeRequest
+from twistbridge.channel import REFUSAL_LINGER
+from twistbridge.web import BridgeRequest
 
 
 class Consumer:
