@@ -197,7 +197,7 @@ def hostile_worker(stats, addresses, stop):
             elif target == "http-cut-upload":
                 with socket.create_connection((http_host, int(http_port)), timeout=10) as s:
                     s.sendall(
-                        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                         b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
                         b"filename=\"x\"\r\n\r\n" + os.urandom(5000)
                     )

@@ -20,7 +20,6 @@ WORDS = {
     "processes": "number of cores",
     "igor_allowed_origin": "the localhost origins",
     "bgpy_token_file": "``$BGPY_TOKEN``",
-    "allowed_host": "loopback names and the machine's addresses",
     "reload": "off",
 }
 

@@ -35,6 +35,8 @@ API_MODULES = [
     "twistbridge.offload",
     "twistbridge.service",
     "twistbridge.web",
+    "twistbridge.channel",
+    "twistbridge.hosts",
     "twistbridge.limits",
     "twistbridge.tap",
     "twistbridge.testing",
@@ -304,6 +306,9 @@ def test_security_page_states_the_real_defaults():
         "igor_allowed_origin",
         "bgpy_allow_module",
         "bgpy_token_file",
+        "allowed_host",
+        "max_upload_disk",
+        "min_body_rate",
     } <= seen
 
 
@@ -498,7 +503,7 @@ def test_embedded_site_refuses_an_oversized_upload_before_reading_it(embedded_si
     host, port = embedded_site[len("http://") :].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /bridge/ HTTP/1.1\r\nHost: x\r\n"
+            b"POST /bridge/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 20971520\r\n\r\n"
         )

@@ -626,7 +626,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
             host, port = server.addresses["http"].rsplit(":", 1)
             raw = socket.create_connection((host, int(port)))
             path = f"/offload?fn=touch&mode=process&args=%5B%22{never}%22%5D"
-            raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            raw.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             wait_for(
                 lambda: pools(server)["processes"]["queued"] == 1,
                 10,

@@ -275,6 +275,18 @@ class _JsonResource(Resource):
 
     def precheck(self, request: Any) -> Union[Any, HttpError]:
         """Origin, token, then the runtime: the runtime, or why not."""
+        denied = self.credentials(request)
+        if denied is not None:
+            return denied
+        rt = self._load_runtime()
+        if rt is None:
+            return HttpError(
+                http.SERVICE_UNAVAILABLE, "bgpy is not available in this server"
+            )
+        return rt
+
+    def credentials(self, request: Any) -> Optional[HttpError]:
+        """Origin and token, from the headers alone: L{None}, or why not."""
         origin = request.getHeader(b"origin")
         extra = self._bridge.settings.igor_allowed_origin
         if not origin_allowed(
@@ -291,14 +303,15 @@ class _JsonResource(Resource):
             expected, None if authorization is None else authorization.decode("latin-1")
         )
         if denied is not None:
-            request.setHeader(b"WWW-Authenticate", b'Bearer realm="bgpy"')
+            request.setHeader(b"WWW-Authenticate", _AUTHENTICATE)
             return denied
-        rt = self._load_runtime()
-        if rt is None:
-            return HttpError(
-                http.SERVICE_UNAVAILABLE, "bgpy is not available in this server"
-            )
-        return rt
+        return None
+
+
+_AUTHENTICATE = b'Bearer realm="bgpy"'
+#: The largest C{/bgpy/exec} body (a small JSON object), whatever
+#: C{max_message_size} allows.
+EXEC_BODY_LIMIT = 1024 * 1024
 
 
 class _JsonNotFound(Resource):
@@ -334,12 +347,36 @@ class BgpyExec(_JsonResource):
 
     allowedMethods = (b"POST",)
 
+    def max_body_size(self, request: Any) -> int:
+        """C{max_message_size}, at most L{EXEC_BODY_LIMIT}; no body but on C{POST}."""
+        if request.method != b"POST":
+            return 0
+        return min(int(self._bridge.settings.max_message_size), EXEC_BODY_LIMIT)
+
+    def check_request(self, request: Any) -> None:
+        """
+        Refuse a body from a client without the right origin or token
+        before reading any of it (see L{twistbridge.web}).
+
+        @raise twistbridge.web.Refusal: 403 or 401.
+        """
+        from twistbridge.web import Refusal
+
+        if request.method not in self.allowedMethods:
+            return  # no body is accepted anyway (the method is answered 405)
+        denied = self.credentials(request)
+        if denied is not None:
+            headers = [(b"WWW-Authenticate", _AUTHENTICATE)]
+            if denied.code != http.UNAUTHORIZED:
+                headers = []
+            raise Refusal(denied.code, denied.message, headers)
+
     def render_POST(self, request: Any) -> Any:
         """C{{"state": new_state}}, once the task ran."""
         rt = self.precheck(request)
         if isinstance(rt, HttpError):
             return self.answer(request, rt)
-        limit = self._bridge.settings.max_message_size
+        limit = self.max_body_size(request)
         length = request.getHeader(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return self.answer(

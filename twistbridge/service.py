@@ -330,6 +330,13 @@ def unused_listener(bridge: Bridge, name: str) -> Optional[str]:
     return None
 
 
+def _hosts(factory: Any, settings: Any) -> Any:
+    """C{factory} (the standalone Igor port's), checking the C{Host} of
+    every handshake against C{settings.allowed_host}."""
+    factory.allowed_host = tuple(settings.allowed_host)
+    return factory
+
+
 class BridgeService(MultiService):
     """
     Everything a L{Bridge} serves, as one service, with a graceful, bounded
@@ -397,7 +404,7 @@ class BridgeService(MultiService):
         return [
             # name, description, factory builder, what a refused client gets
             ("http", listen_description(s.port), lambda: BridgeSite(self.bridge), HTTP_REFUSAL),
-            ("igor", listen_description(s.igor_port), lambda: igor_factory(self.bridge), HTTP_REFUSAL),
+            ("igor", listen_description(s.igor_port), lambda: _hosts(igor_factory(self.bridge), s), HTTP_REFUSAL),
             ("bgpy", listen_description(s.bgpy_port), lambda: bgpy_factory(self.bridge), b""),
         ]
 

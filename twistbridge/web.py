@@ -12,8 +12,18 @@ the target resource is resolved (C{Site.getResourceFor}, with C{method},
 C{uri}, C{path} set from the request line) and two optional methods of that
 resource are consulted:
 
+    check_request(request) -> None
+        Consulted first, when the request has a body (or a chunked one):
+        raises L{Refusal} to answer at once from the headers alone (a
+        missing token, say), before a byte of the body is read.
+
     max_body_size(request) -> Optional[int]
         The largest body the resource accepts, in bytes (L{None}: no limit).
+        A resource without this method takes no body: its limit is 0, and a
+        body on it is refused (C{404} where the path names nothing or the
+        resource has C{body_refusal_code = 404}, else
+        C{400} on a C{GET}, C{HEAD}, C{DELETE}, C{OPTIONS} or C{TRACE}, else
+        C{413}).
         A C{Content-Length} over it is answered C{413} with
         C{{"error": "..."}} at once, without reading the body and without
         the resource ever seeing the request; a chunked body that grows past
@@ -29,11 +39,14 @@ resource are consulted:
         C{max_body_size}), C{consumer.abort(reason)} once, so it can release
         what it holds.  The resource's C{render} runs once the body is
         complete, as usual, and finds the consumer as
-        C{request.body_consumer}.
+        C{request.body_consumer}.  Making it, or its C{write}, may raise
+        L{Refusal}: the request is answered with it and the consumer
+        aborted (a full upload disk, say).
 
-A resource that defines neither behaves exactly as under a plain L{Site};
-if either method raises, the error is logged and the body is buffered as
-usual.  A body going to a consumer that is chunked or over C{LARGE_BODY} is
+Before any of this, the C{Host} header is checked (L{twistbridge.hosts}):
+a name the server does not serve is answered C{421} before the resource
+is even resolved.  If a hook raises anything but L{Refusal}, the error is
+logged and the body is buffered as usual.  A body going to a consumer that is chunked or over C{LARGE_BODY} is
 read from the socket in pieces of up to C{LARGE_READ} bytes.
 L{IndexResource} forwards both methods to the izzati resource for C{POST /}.
 Where the request line is not available this early (HTTP/2), nothing is
@@ -46,24 +59,23 @@ from __future__ import annotations
 import json
 import re
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+
+from twistbridge.channel import BridgeChannel, answer_and_close
+from twistbridge.hosts import host_allowed, refusal_message
 
 if TYPE_CHECKING:
     from twistbridge.app import Bridge
 
 log = Logger()
 
-#: Seconds a refused request's connection stays half-open, discarding what
-#: the client still sends, before it is closed.
-REFUSAL_LINGER = 5.0
 #: A body streamed to a consumer that is larger than this (or chunked) is
 #: read from the socket in pieces of up to C{LARGE_READ} bytes instead of
 #: Twisted's 64 KiB: fewer trips through the parser for big uploads.
@@ -119,11 +131,11 @@ class IndexResource(Resource):
         self._page = page
 
     def max_body_size(self, request: Any) -> Optional[int]:
-        """The izzati resource's body limit for C{POST}; none otherwise."""
+        """The izzati resource's body limit for C{POST}; no body otherwise."""
         if request.method == b"POST":
             limit = getattr(self._izzati, "max_body_size", None)
             return None if limit is None else limit(request)
-        return None
+        return 0
 
     def body_consumer(self, request: Any) -> Any:
         """The izzati resource's body consumer for C{POST}."""
@@ -175,11 +187,28 @@ class BodyTooLarge(Exception):
     """A request body went over its resource's C{max_body_size}."""
 
 
-def _discard(data: bytes) -> None:
-    """Drop bytes a refused request's client still sends."""
+class Refusal(Exception):
+    """
+    Raised by a resource's early hooks (see the module docstring): answer
+    the request with C{code} and C{{"error": message}} now, and close.
+
+    @ivar code: the HTTP status code.
+    @ivar message: one line saying what was wrong and what to do.
+    @ivar headers: extra response headers, C{(name, value)} byte pairs.
+    """
+
+    def __init__(
+        self, code: int, message: str, headers: Iterable[Tuple[bytes, bytes]] = ()
+    ) -> None:
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.headers = tuple(headers)
 
 
 _BODILESS = (b"GET", b"HEAD")
+#: Methods whose requests carry no body: one that does is a bad request.
+_NO_BODY_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE")
 
 _MEDIA_TYPE = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
@@ -197,10 +226,26 @@ def _not_a_form(content_type: bytes) -> bool:
     return _MEDIA_TYPE.match(key) is not None and key.lower() not in _FORM_TYPES
 
 
+def _error_code(resource: Any) -> Optional[int]:
+    """
+    The status a body sent to C{resource} (which takes none) is answered
+    with when not 400/413: its C{body_refusal_code}, or the status of
+    Twisted's error pages (C{pages.notFound()}, C{NoResource}), which keep it
+    as C{_code} or C{code}; L{None} for other resources.
+    """
+    code = getattr(resource, "body_refusal_code", None)
+    if code is None:
+        code = getattr(resource, "code", None)
+    if code is None:
+        code = getattr(resource, "_code", None)
+    return code if isinstance(code, int) else None
+
+
 class BridgeRequest(Request):
     """
-    A L{Request} that lets its resource see the headers before the body
-    (see the module docstring: C{max_body_size} and C{body_consumer}).
+    A L{Request} that checks its C{Host} and lets its resource see the
+    headers before the body (see the module docstring: C{check_request},
+    C{max_body_size} and C{body_consumer}).
 
     @ivar body_consumer: the object the body went to, or L{None} when it was
         buffered into C{content} as usual.
@@ -212,10 +257,19 @@ class BridgeRequest(Request):
     _body_received = 0
     _body_complete = False
     _refused = False
+    _host_checked = False
+    _error_page: Optional[int] = None
     _linger: Any = None
 
     def gotLength(self, length: Optional[int]) -> None:
-        """The headers are in: resolve the resource and ask it about the body."""
+        """The headers are in: check the host, resolve the resource and ask
+        it about the body."""
+        self._host_checked = True
+        refused = self._host_refusal()
+        if refused is not None:
+            self.content = BytesIO()
+            self._refuse_with(refused)
+            return
         if length == 0 and getattr(self.channel, "_command", None) in _BODILESS:
             # A GET or HEAD without a body: nothing to limit or stream.
             Request.gotLength(self, length)
@@ -225,18 +279,45 @@ class BridgeRequest(Request):
             try:
                 if self._ask(resource, length):
                     return
+            except Refusal as refusal:
+                self.content = BytesIO()
+                self._refuse_with(refusal)
+                return
             except Exception:
                 log.failure("{resource!r} failed before the body", resource=resource)
         Request.gotLength(self, length)
 
+    def _host_refusal(self) -> Optional[Refusal]:
+        """A 421 when the C{Host} header names a host this server does not serve."""
+        site = getattr(self.channel, "site", None)
+        allowed = getattr(site, "host_allowed", None)
+        if allowed is None:
+            return None
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if hosts is None:
+            return None
+        if len(hosts) > 1:
+            return Refusal(http.BAD_REQUEST, "more than one Host header")
+        host = hosts[0].decode("latin-1")
+        if allowed(host, self.channel):
+            return None
+        return Refusal(421, refusal_message(host))
+
     def _ask(self, resource: Any, length: Optional[int]) -> bool:
         """
-        Consult C{resource}'s C{max_body_size} and C{body_consumer}; L{True}
-        when the body is taken care of (refused, or going to a consumer).
+        Consult C{resource}'s C{check_request}, C{max_body_size} and
+        C{body_consumer}; L{True} when the body is taken care of (refused,
+        or going to a consumer).
+
+        @raise Refusal: when a hook refuses the request.
         """
+        check = getattr(resource, "check_request", None)
+        if check is not None and length != 0:
+            check(self)
         sizer = getattr(resource, "max_body_size", None)
-        if sizer is not None:
-            self._body_limit = sizer(self)
+        self._body_limit = sizer(self) if sizer is not None else 0
+        if sizer is None:
+            self._error_page = _error_code(resource)
         if (
             self._body_limit is not None
             and length is not None
@@ -292,7 +373,10 @@ class BridgeRequest(Request):
             self._refuse(None)
             return
         if self.body_consumer is not None:
-            self.body_consumer.write(data)
+            try:
+                self.body_consumer.write(data)
+            except Refusal as refusal:
+                self._refuse_with(refusal)
         else:
             self.content.write(data)
 
@@ -308,6 +392,21 @@ class BridgeRequest(Request):
             # fifth of a JSON-RPC call's CPU): skip it when that is plain.
             self._parsePOSTFormSubmission = False
         Request.requestReceived(self, command, path, version)
+
+    def process(self) -> None:
+        """Check the host of a request that did not come through L{gotLength}
+        (HTTP/2), then process it as usual."""
+        if not self._host_checked:
+            self._host_checked = True
+            refused = self._host_refusal()
+            if refused is not None:
+                self._log_refusal(refused.code, refused.message)
+                self.setResponseCode(refused.code)
+                self.setHeader(b"Content-Type", b"application/json")
+                self.write(json.dumps({"error": refused.message}).encode("utf-8"))
+                self.finish()
+                return
+        Request.process(self)
 
     def connectionLost(self, reason: Failure) -> None:
         """The connection went away: tell a consumer whose body never completed."""
@@ -331,158 +430,60 @@ class BridgeRequest(Request):
                     )
 
     def _refuse(self, length: Optional[int]) -> None:
-        """Answer 413 now, stop reading the request, and close the connection."""
-        self._refused = True
+        """Answer 413 (400 for a body on a bodiless method) now, stop reading
+        the request, and close the connection."""
         limit = self._body_limit
-        size = f"{length} bytes" if length is not None else "a chunked body"
-        self._abort_consumer(Failure(BodyTooLarge(f"{size} over {limit} bytes")))
-        channel = self.channel
-        transport = channel.transport
-        peer = getattr(transport.getPeer(), "host", "?")
-        log.warn(
-            "413 for {method} {uri} from {peer}: {size} over the limit of {limit} bytes",
-            method=self.method.decode("ascii", "replace"),
-            uri=self.uri.decode("ascii", "replace"),
-            peer=peer,
-            size=size,
-            limit=limit,
-        )
+        method = self.method.decode("ascii", "replace")
+        path = self.path.decode("ascii", "replace")
+        if limit == 0 and self._error_page == http.NOT_FOUND:
+            code, message = http.NOT_FOUND, f"no resource at {path}"
+        elif limit == 0:
+            code = (
+                http.BAD_REQUEST
+                if self.method in _NO_BODY_METHODS
+                else http.REQUEST_ENTITY_TOO_LARGE
+            )
+            message = f"{method} {path} takes no request body"
+        else:
+            code = http.REQUEST_ENTITY_TOO_LARGE
+            size = f"{length} bytes" if length is not None else "a chunked body"
+            message = f"request body too large: {size}, the limit is {limit} bytes"
+        self._refuse_with(Refusal(code, message))
+
+    def _refuse_with(self, refusal: Refusal) -> None:
+        """Answer C{refusal} now, stop reading the request, and close."""
+        self._refused = True
+        self._abort_consumer(Failure(BodyTooLarge(refusal.message)))
+        self._log_refusal(refusal.code, refusal.message)
         # No "100 Continue" for this request: the channel sends it after gotLength.
         self.requestHeaders.removeHeader(b"Expect")
-        body = json.dumps(
-            {"error": f"request body too large: {size}, the limit is {limit} bytes"}
-        ).encode("utf-8")
-        transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(body), body)
+        self._linger = answer_and_close(
+            self.channel, refusal.code, refusal.message, refusal.headers
         )
-        # Parse nothing more from this connection.
-        channel.persistent = False
-        channel.dataReceived = _discard
-        channel.rawDataReceived = _discard
-        # Close our side once the answer is out, but keep reading (and
-        # dropping) for a while: closing with unread data would send the
-        # client a reset that can destroy the 413 before it reads it.
-        lose_write = getattr(transport, "loseWriteConnection", None)
-        if lose_write is not None:
-            lose_write()
-            self._linger = channel.callLater(REFUSAL_LINGER, transport.abortConnection)
-        else:
-            transport.loseConnection()
 
-
-_TIMEOUT_BODY = b'{"error": "request headers took too long"}'
-REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"Content-Type: application/json\r\n"
-    b"Content-Length: %d\r\n"
-    b"Connection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
-)
-
-
-class BridgeChannel(HTTPChannel):
-    """
-    An HTTP/1.1 channel with a header timeout on top of Twisted's idle one.
-
-    Twisted's C{timeOut} is an idle timeout: every byte resets it, so a client
-    that sends one header byte every few seconds (slowloris) would hold the
-    connection for ever.  Here a request's headers must be complete within
-    C{header_timeout} seconds of its first byte; otherwise the client gets
-    C{408} and the connection is closed.
-
-    One timer serves the whole connection: a request only notes the time of
-    its first byte, and the timer, when it fires, either finds the headers
-    of the request in hand overdue (408) or sets itself again for what is
-    left of that request's time, or lapses if no request is waiting for its
-    headers.  (Scheduling and cancelling a timer for every request would cost
-    a keep-alive connection two reactor calls per request.)
-
-    @ivar header_timeout: seconds, or L{None} for no header timeout.
-    """
-
-    header_timeout: Optional[float] = None
-    #: what tells the time (the site's reactor; see L{BridgeSite.buildProtocol})
-    _clock: Any = None
-    _header_call: Any = None
-    _header_since: Optional[float] = None
-    _awaiting_headers = True
-
-    def dataReceived(self, data: bytes) -> None:
-        """Start the header clock at a request's first byte."""
-        if self._awaiting_headers and self._header_since is None and self.header_timeout:
-            self._header_since = self._now()
-            if self._header_call is None:
-                self._header_call = self.callLater(
-                    self.header_timeout, self._check_headers
-                )
-        HTTPChannel.dataReceived(self, data)
-
-    def allHeadersReceived(self) -> None:
-        """The headers are complete in time: stop the clock."""
-        self._awaiting_headers = False
-        self._header_since = None
-        HTTPChannel.allHeadersReceived(self)
-
-    def requestDone(self, request: Any) -> None:
-        """The next bytes belong to the next request's headers."""
-        self._awaiting_headers = True
-        HTTPChannel.requestDone(self, request)
-
-    def connectionLost(self, reason: Failure) -> None:
-        """Stop the clock."""
-        self._header_since = None
-        call, self._header_call = self._header_call, None
-        if call is not None and call.active():
-            call.cancel()
-        HTTPChannel.connectionLost(self, reason)
-
-    _host: Any = None
-
-    def getHost(self) -> Any:
-        """This end's address, asked of the socket once per connection
-        (every request reads it)."""
-        host = self._host
-        if host is None:
-            host = self._host = HTTPChannel.getHost(self)
-        return host
-
-    def _now(self) -> float:
-        clock = self._clock
-        if clock is None:
-            from twisted.internet import reactor as clock
-
-            self._clock = clock
-        return clock.seconds()
-
-    def _check_headers(self) -> None:
-        self._header_call = None
-        since = self._header_since
-        if since is None:
-            return  # no request waiting for its headers: the next one re-arms
-        left = since + self.header_timeout - self._now()
-        if left > 0:
-            self._header_call = self.callLater(left, self._check_headers)
-            return
-        self._headers_too_slow()
-
-    def _headers_too_slow(self) -> None:
-        self._header_since = None
-        log.info(
-            "408 for {peer}: request headers not complete within {timeout} s",
-            peer=getattr(self.transport.getPeer(), "host", "?"),
-            timeout=self.header_timeout,
+    def _log_refusal(self, code: int, message: str) -> None:
+        channel = self.channel
+        peer = getattr(channel.transport.getPeer(), "host", "?")
+        method = getattr(channel, "_command", None) or self.method or b"?"
+        uri = getattr(channel, "_path", None) or self.uri or b"?"
+        log.warn(
+            "{code} for {method} {uri} from {peer}: {message}",
+            code=code,
+            method=method.decode("ascii", "replace"),
+            uri=uri.decode("ascii", "replace"),
+            peer=peer,
+            message=message,
         )
-        self.transport.write(REQUEST_TIMEOUT)
-        self.dataReceived = _discard  # type: ignore[method-assign]
-        self.loseConnection()
 
 
 class BridgeSite(Site):
     """
     The L{Site} of the HTTP port: L{BridgeChannel} connections (header and
-    idle timeouts from the settings) carrying L{BridgeRequest}s.
+    idle timeouts, minimum body rate from the settings) carrying
+    L{BridgeRequest}s, answering only the allowed C{Host} names.
+
+    @ivar local_names: this machine's host names and addresses, always
+        allowed as C{Host} (filled in from a thread when the site starts).
     """
 
     protocol = BridgeChannel
@@ -492,6 +493,42 @@ class BridgeSite(Site):
         Site.__init__(self, bridge.resource())
         self.bridge = bridge
         self.timeOut = bridge.settings.idle_timeout
+        import socket
+
+        self.local_names: Tuple[str, ...] = (socket.gethostname().lower(),)
+        self._asked_names = False
+
+    def startFactory(self) -> None:
+        """Ask the resolver, in a thread, for this machine's names and addresses."""
+        Site.startFactory(self)
+        if self._asked_names:
+            return
+        self._asked_names = True
+        from twisted.internet.threads import deferToThreadPool
+
+        from twistbridge.hosts import machine_names
+
+        reactor = self.reactor
+        if not hasattr(reactor, "getThreadPool"):
+            return  # a test reactor
+        d = deferToThreadPool(reactor, reactor.getThreadPool(), machine_names)
+        d.addCallback(self._got_names)
+        d.addErrback(lambda f: log.failure("looking up this machine's names", f))
+
+    def _got_names(self, names: Tuple[str, ...]) -> None:
+        self.local_names = tuple(sorted(set(self.local_names) | set(names)))
+
+    def host_allowed(self, host: str, channel: Any) -> bool:
+        """
+        Whether C{host} (a C{Host} header) is served: see
+        L{twistbridge.hosts.host_allowed}; the address C{channel} arrived on
+        counts as this machine's.
+        """
+        allowed = self.bridge.settings.allowed_host
+        if host_allowed(host, allowed, self.local_names):
+            return True
+        local = getattr(channel.getHost(), "host", None)
+        return local is not None and host_allowed(host, (), (str(local),))
 
     def getResourceFor(self, request: Any) -> Any:
         """
@@ -510,9 +547,12 @@ class BridgeSite(Site):
         return Site.getResourceFor(self, request)
 
     def buildProtocol(self, addr: Any) -> Any:
-        """A channel carrying the bridge's header timeout."""
+        """A channel carrying the bridge's header timeout and body rate."""
         channel = Site.buildProtocol(self, addr)
-        channel.header_timeout = self.bridge.settings.header_timeout
+        settings = self.bridge.settings
+        channel.header_timeout = settings.header_timeout
+        channel.min_body_rate = settings.min_body_rate
+        channel.body_window = settings.idle_timeout or 60.0
         channel._clock = self.reactor
         return channel
 

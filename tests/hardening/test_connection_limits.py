@@ -21,7 +21,7 @@ def test_listener_full_gets_503_and_open_connections_go_on():
         host, port = server.addresses["http"].rsplit(":", 1)
         held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
         for sock in held:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert wait_for(lambda s=sock: s.recv(65536), 5).startswith(b"HTTP/1.1 200 OK")
         refused = socket.create_connection((host, int(port)), timeout=10)
         answer = read_all(refused)
@@ -29,7 +29,7 @@ def test_listener_full_gets_503_and_open_connections_go_on():
         assert answer.endswith(b'{"error": "too many connections, try again"}')
         # The two open keep-alive connections still work.
         for sock in held:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert wait_for(lambda s=sock: s.recv(65536), 5).startswith(b"HTTP/1.1 200 OK")
         held[0].close()
 

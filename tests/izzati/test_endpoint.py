@@ -324,7 +324,7 @@ def test_content_length_over_limit_is_413_before_the_body(limited_server):
     ).json()["calls"]
     # Headers only: the 413 must come without the body ever being sent.
     head = (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
         b"Content-Length: 2097152\r\n\r\n"
     )
     answer = raw_request(port, head)
@@ -459,7 +459,7 @@ def test_disconnect_mid_upload_removes_temp_files(app_server, upload_tmp):
     pid = app_server.process.pid
     port = app_server.port()
     head = (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
         b"Content-Length: 104857600\r\n\r\n"
     )
     s = socket.create_connection(("127.0.0.1", port))
@@ -480,7 +480,7 @@ def test_disconnect_while_callback_runs_cancels_it(app_server):
     port = app_server.port()
     body = b"action=sleep&seconds=2"
     head = (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
         b"Content-Length: %d\r\n\r\n" % len(body)
     )
     s = socket.create_connection(("127.0.0.1", port))

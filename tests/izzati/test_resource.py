@@ -52,7 +52,7 @@ def post(site, body, content_type=b"multipart/form-data; boundary=zz"):
     transport = StringTransport()
     channel.makeConnection(transport)
     channel.dataReceived(
-        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: "
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
         + content_type
         + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
         + body
@@ -154,7 +154,7 @@ def test_any_body_gets_a_json_answer(body, cuts):
     transport = StringTransport()
     channel.makeConnection(transport)
     data = (
-        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=zz"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=zz"
         b"\r\nContent-Length: %d\r\n\r\n" % len(body)
     ) + body
     start = 0

@@ -11,7 +11,8 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twistbridge.web import REFUSAL_LINGER, BridgeRequest
+from twistbridge.channel import REFUSAL_LINGER
+from twistbridge.web import BridgeRequest
 
 
 class Consumer:
@@ -132,7 +133,7 @@ def test_chunked_body_growing_past_limit_is_refused_and_consumer_aborted():
     assert transport.value().startswith(b"HTTP/1.1 413 ")
     assert b"a chunked body, the limit is 8 bytes" in transport.value()
     (reason,) = probe.consumers[0].aborted
-    assert "over 8 bytes" in str(reason.value)
+    assert "a chunked body, the limit is 8 bytes" in str(reason.value)
     assert probe.rendered == []
     # The connection going away later does not abort the consumer twice.
     channel.connectionLost(Failure(ConnectionDone()))
@@ -163,8 +164,22 @@ def test_connection_lost_mid_body_aborts_the_consumer_once():
     assert probe.rendered == []
 
 
-def test_resource_without_hooks_buffers_as_twisted_does():
+def test_resource_without_hooks_takes_no_body():
     plain = Plain()
+    channel, transport, clock = connect(root_with(plain))
+    channel.dataReceived(head(7))
+    out = transport.value()
+    assert out.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert json.loads(out.split(b"\r\n\r\n", 1)[1]) == {
+        "error": "POST /up takes no request body"
+    }
+    channel.dataReceived(b"a=1&b=2")
+    assert plain.seen == []
+
+
+def test_resource_without_a_limit_buffers_as_twisted_does():
+    plain = Plain()
+    plain.max_body_size = lambda request: None
     channel, transport, clock = connect(root_with(plain))
     channel.dataReceived(head(7) + b"a=1&b=2")
     assert plain.seen == [(b"a=1&b=2", {b"x": [b"1"], b"a": [b"1"], b"b": [b"2"]})]

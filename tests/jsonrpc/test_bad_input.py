@@ -174,7 +174,7 @@ def test_client_disconnect_cancels_pending_calls(client):
     ).encode()
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
-        b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )

@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twistbridge.hosts import check_handshake
 from twistbridge.igor._core import origin_allowed
 from twistbridge.igor._hub import Hub, IgorService
 from twistbridge.logs import access_igor
@@ -196,7 +197,8 @@ class IgorProtocol(WebSocketServerProtocol):
             self.resume_reading()
 
     def onConnect(self, request: Any) -> None:
-        """Refuse the handshake (403) when the C{Origin} is not allowed."""
+        """Refuse the handshake (421, 403) when the C{Host} or C{Origin} is not allowed."""
+        check_handshake(self, request)
         origin = request.headers.get("origin")
         if not origin_allowed(origin, self.factory.allowed_origins):
             log.warn(

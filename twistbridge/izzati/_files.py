@@ -7,6 +7,11 @@ to an anonymous temporary file (L{tempfile.TemporaryFile}: on Linux it never
 has a name in the file system, so nothing is left behind even if the server
 is killed).  The request's L{UploadStore} closes them all when the request
 ends, whatever happened.
+
+What all in-flight uploads together hold on disk is bounded by one
+L{DiskBudget} (the C{max_upload_disk} setting): a request reserves its
+C{Content-Length} up front, a chunked one takes from the budget as it
+writes, and a store gives back all it took when its request ends.
 """
 
 from __future__ import annotations
@@ -26,6 +31,44 @@ SPOOL_FILE = 256 * 1024
 SPOOL_BUDGET = 1024 * 1024
 #: Temporary files one request may make.
 MAX_DISK_FILES = 100
+
+
+class DiskBudget:
+    """
+    The temporary disk all in-flight uploads together may hold.
+
+    @ivar limit: bytes.
+    @ivar used: bytes taken by the stores of requests still in flight.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        """Bytes still free."""
+        return max(0, self.limit - self.used)
+
+    def take(self, size: int) -> bool:
+        """Take C{size} bytes if that many are free; whether it did."""
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        """Give back C{size} bytes taken before."""
+        self.used = max(0, self.used - size)
+
+    def full_message(self, size: Optional[int] = None) -> str:
+        """What a refused client is told."""
+        wanted = "this upload" if size is None else f"an upload of {size} bytes"
+        return (
+            f"no room for {wanted}: uploads in progress hold {self.used} of the "
+            f"{self.limit} bytes of temporary disk (--max-upload-disk); "
+            "retry later, or send a smaller upload"
+        )
 
 
 class UploadedFile:
@@ -151,6 +194,8 @@ class _SpoolingSink:
                 self.in_memory += n
                 self.store.spooled += n
                 return
+            if not self.store.charge(self.in_memory + n):
+                return
             disk = self.store.disk_file()
             with stream.getbuffer() as spooled:
                 disk.write(spooled)
@@ -158,7 +203,10 @@ class _SpoolingSink:
             self.store.spooled -= self.in_memory
             self.in_memory = 0
             self.item.stream = stream = disk
-        stream.write(data)
+            stream.write(data)
+            return
+        if self.store.charge(len(data)):
+            stream.write(data)
 
 
 class UploadStore:
@@ -175,14 +223,55 @@ class UploadStore:
     @ivar files: every L{UploadedFile} made so far.
     @ivar spooled: bytes of files held in memory.
     @ivar disk_files: temporary files made.
+    @ivar budget: the L{DiskBudget} shared by all uploads, or L{None}.
+    @ivar held: bytes this store took from the budget.
+    @ivar on_disk: bytes written to temporary files.
+    @ivar full: L{None}, or the message for the client once the budget ran
+        out (nothing more is written then).
     """
 
-    def __init__(self, directory: Optional[str] = None) -> None:
+    def __init__(
+        self, directory: Optional[str] = None, budget: Optional[DiskBudget] = None
+    ) -> None:
         self.directory = directory
         self.files: List[UploadedFile] = []
         self.closed = False
         self.spooled = 0
         self.disk_files = 0
+        self.budget = budget
+        self.held = 0
+        self.on_disk = 0
+        self.full: Optional[str] = None
+
+    def reserve(self, size: int) -> bool:
+        """Take C{size} bytes of the budget up front (a C{Content-Length})."""
+        if self.budget is None:
+            return True
+        if not self.budget.take(size):
+            return False
+        self.held += size
+        return True
+
+    def charge(self, size: int) -> bool:
+        """
+        Account for C{size} more bytes written to disk, taking from the
+        budget past what is held; L{False} (and L{full} set) when it ran out.
+        """
+        if self.full is not None:
+            return False
+        total = self.on_disk + size
+        if self.budget is not None and total > self.held:
+            if not self.budget.take(total - self.held):
+                self.full = self.budget.full_message()
+                return False
+            self.held = total
+        self.on_disk = total
+        return True
+
+    def _give_back(self) -> None:
+        if self.budget is not None and self.held:
+            self.budget.give(self.held)
+        self.held = 0
 
     def open_file(
         self, filename: str, content_type: str, name: str = "file"
@@ -217,6 +306,7 @@ class UploadStore:
     def close(self) -> None:
         """Close (and so delete) every temporary file; safe to call twice."""
         self.closed = True
+        self._give_back()
         files, self.files = self.files, []
         for item in files:
             try:
@@ -228,6 +318,8 @@ class UploadStore:
         """
         Forget the files without closing them: the callback may still be
         reading them in a thread; they are deleted once it lets them go.
+        Their disk goes back to the budget now.
         """
         self.closed = True
+        self._give_back()
         self.files = []

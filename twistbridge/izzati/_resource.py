@@ -36,8 +36,9 @@ from twistbridge.izzati._core import (
     exception_message,
     json_response,
 )
-from twistbridge.izzati._files import UploadStore
+from twistbridge.izzati._files import DiskBudget, UploadStore
 from twistbridge.offload import OffloadError
+from twistbridge.web import Refusal
 
 log = Logger()
 
@@ -58,8 +59,9 @@ class UploadConsumer:
         content_type: Optional[str],
         directory: Optional[str] = None,
         peer: str = "?",
+        budget: Optional[DiskBudget] = None,
     ) -> None:
-        self.store = UploadStore(directory)
+        self.store = UploadStore(directory, budget)
         self.parser = BodyParser(
             content_type, self.store.open_file, self.store.done_file
         )
@@ -67,9 +69,15 @@ class UploadConsumer:
         self.received = 0
 
     def write(self, data: bytes) -> None:
-        """Parse the next chunk of the body."""
+        """
+        Parse the next chunk of the body.
+
+        @raise twistbridge.web.Refusal: 507 once the upload disk is full.
+        """
         self.received += len(data)
         self.parser.feed(data)
+        if self.store.full is not None:
+            raise Refusal(507, self.store.full, [(b"Retry-After", b"10")])
 
     def abort(self, reason: Optional[Failure]) -> None:
         """The body will never complete: delete the temporary files now."""
@@ -118,6 +126,8 @@ class IzzatiResource(Resource):
     C{POST /}: the izzati upload endpoint of a bridge.
 
     @ivar temp_dir: where uploads are written (L{None}: C{$TMPDIR}).
+    @ivar disk: the temporary disk all in-flight uploads share
+        (C{max_upload_disk}).
     """
 
     isLeaf = True
@@ -126,6 +136,7 @@ class IzzatiResource(Resource):
         Resource.__init__(self)
         self._bridge = bridge
         self.temp_dir = temp_dir
+        self.disk = DiskBudget(bridge.settings.max_upload_disk)
 
     def upload_limit(self) -> int:
         """The request body limit: the registration's, else the settings'."""
@@ -145,12 +156,25 @@ class IzzatiResource(Resource):
         return limit
 
     def body_consumer(self, request: Any) -> Any:
-        """Parse the body as it arrives (see L{twistbridge.web})."""
+        """
+        Parse the body as it arrives (see L{twistbridge.web}).  A multipart
+        body reserves its C{Content-Length} of the upload disk first.
+
+        @raise twistbridge.web.Refusal: 507 when the upload disk has no room.
+        """
         if self._bridge.izzati_registration is None:
             return _Discard()
-        return UploadConsumer(
-            _header(request, b"Content-Type"), self.temp_dir, _peer(request)
-        )
+        content_type = _header(request, b"Content-Type")
+        consumer = UploadConsumer(content_type, self.temp_dir, _peer(request), self.disk)
+        length = _header(request, b"Content-Length")
+        if body_kind(content_type) == "multipart" and length and length.isdigit():
+            if not consumer.store.reserve(int(length)):
+                raise Refusal(
+                    507,
+                    self.disk.full_message(int(length)),
+                    [(b"Retry-After", b"10")],
+                )
+        return consumer
 
     def render_POST(self, request: Any) -> Any:
         """Parse (if not done already), call back, answer."""
@@ -167,7 +191,10 @@ class IzzatiResource(Resource):
     def _parse_content(self, request: Any) -> defer.Deferred:
         """Parse C{request.content} (a request that did not go through
         L{twistbridge.web.BridgeRequest}), cooperatively."""
-        consumer = self.body_consumer(request)
+        try:
+            consumer = self.body_consumer(request)
+        except Refusal as e:
+            return defer.succeed(_Failed(IzzatiError(e.code, e.message)))
         content = request.content
         size = content.seek(0, 2)
         content.seek(0)

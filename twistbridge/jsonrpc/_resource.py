@@ -1067,6 +1067,7 @@ class JsonpResource(Resource):
     """
 
     isLeaf = True
+    body_refusal_code = http.NOT_FOUND  # a body here: 404 unread (twistbridge.web)
 
     def __init__(self, parent: RpcResource, name: bytes) -> None:
         Resource.__init__(self)
