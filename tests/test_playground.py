@@ -646,7 +646,7 @@ def exercise_page(driver, url, folder):
     )
     assert text_of(driver, "echo-result") == '"hello from Chromium"'
 
-    # JSON-RPC: the methods come from system.listMethods; add(2, 3) is 5.
+    # JSON-RPC: the methods come from rpc.discover; add(2, 3) is 5.
     from selenium.webdriver.support.ui import Select
 
     def methods():
@@ -655,6 +655,13 @@ def exercise_page(driver, url, folder):
 
     wait_for(lambda: "add" in methods(), 15, what="the JSON-RPC method list")
     assert {"add", "echo"} <= set(methods())
+    Select(driver.find_element("id", "rpc-method")).select_by_value("add")
+    # The form is built from rpc.discover: the signature and the summary.
+    wait_text(
+        driver, "rpc-doc", lambda t: t == "add(a, b): Return a + b.", "add's description"
+    )
+    Select(driver.find_element("id", "rpc-method")).select_by_value("echo")
+    wait_text(driver, "rpc-doc", lambda t: t.startswith("echo(data)"), "echo's description")
     Select(driver.find_element("id", "rpc-method")).select_by_value("add")
     params = driver.find_element("id", "rpc-params")
     params.clear()

@@ -50,13 +50,13 @@ bridge.igor_process("clock", clock)
 
 @bridge.rpc_function(name="echo", run_in="reactor")
 def rpc_echo(data: Any) -> Any:
-    """Return C{data}."""
+    """Return data unchanged."""
     return data
 
 
 @bridge.rpc_function(run_in="reactor")
 def add(a: Any, b: Any) -> Any:
-    """Return C{a + b}."""
+    """Return a + b."""
     return a + b
 
 

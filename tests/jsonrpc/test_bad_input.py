@@ -57,7 +57,7 @@ def test_moderately_nested_params_work(client):
         ({"jsonrpc": "2.0", "method": None, "id": 1}, -32600),
         ('"just a string"', -32600),
         (42, -32600),
-        ({"jsonrpc": "2.0", "method": "rpc.discover", "id": 1}, -32601),
+        ({"jsonrpc": "2.0", "method": "rpc.other", "id": 1}, -32601),
     ],
 )
 def test_invalid_requests(client, payload, code):

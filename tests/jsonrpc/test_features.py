@@ -113,7 +113,7 @@ def test_trailing_slash(client):
 
 def test_list_methods(client):
     methods = client.call("system.listMethods", path="/api")
-    assert methods == ["add", "system.listMethods", "text"]
+    assert methods == ["add", "rpc.discover", "system.listMethods", "text"]
     assert "hw" in client.call("system.listMethods")
 
 
@@ -261,7 +261,7 @@ def test_jsonp_list_methods(server):
     response = requests.get(
         server.url("/api/system.listMethods"), params={"jsonp": "cb", "_": "123"}
     )
-    assert response.text == 'cb(["add","system.listMethods","text"]);'
+    assert response.text == 'cb(["add","rpc.discover","system.listMethods","text"]);'
 
 
 def test_jsonp_rejects_unsafe_callback(server):
@@ -329,7 +329,7 @@ def test_auth_runs_before_method_lookup_and_binding(server):
     good = {"Authorization": "Bearer good"}
     answers = requests.post(url, json=probes, headers=good).json()
     assert [a.get("error", {}).get("code") for a in answers] == [-32601, -32602, None]
-    assert answers[2]["result"] == ["public", "secret", "system.listMethods"]
+    assert answers[2]["result"] == ["public", "rpc.discover", "secret", "system.listMethods"]
 
 
 # --- lock / unlock / wait ------------------------------------------------------

@@ -98,3 +98,46 @@ def test_meta_schema_catches_a_broken_document(meta_schema):
     document = describe("/rpc", [("add", add, None)], "1.0")
     del document["info"]
     assert [e.message for e in meta_schema.iter_errors(document)] == ["'info' is a required property"]
+
+
+# -- rpc.discover on a real server ---------------------------------------------
+
+
+def discover(url, headers=None):
+    import requests
+
+    body = {"jsonrpc": "2.0", "method": "rpc.discover", "id": 1}
+    return requests.post(url, json=body, headers=headers or {}, timeout=10).json()
+
+
+def test_rpc_discover_on_the_demo_validates_and_lists_callable_methods(demo_server, meta_schema):
+    import requests
+
+    document = discover(demo_server.url("/rpc"))["result"]
+    assert list(meta_schema.iter_errors(document)) == []
+    names = [m["name"] for m in document["methods"]]
+    assert names == ["add", "echo"]
+    samples = {"integer": 2, "number": 2.5, "string": "x", "boolean": True}
+    for method in document["methods"]:
+        params = {p["name"]: samples.get(p["schema"].get("type"), 3) for p in method["params"]}
+        answer = requests.post(
+            demo_server.url("/rpc"),
+            json={"jsonrpc": "2.0", "method": method["name"], "params": params, "id": 7},
+            timeout=10,
+        ).json()
+        assert "result" in answer, (method["name"], answer)
+    listed = requests.post(
+        demo_server.url("/rpc"),
+        json={"jsonrpc": "2.0", "method": "system.listMethods", "id": 2},
+        timeout=10,
+    ).json()["result"]
+    assert listed == ["add", "echo", "rpc.discover", "system.listMethods"]
+
+
+def test_rpc_discover_is_behind_auth(bridge_server, meta_schema):
+    refused = discover(bridge_server.url("/secure"))
+    assert refused["error"]["code"] == -32001
+    allowed = discover(bridge_server.url("/secure"), {"Authorization": "Bearer good"})
+    document = allowed["result"]
+    assert list(meta_schema.iter_errors(document)) == []
+    assert [m["name"] for m in document["methods"]] == ["public", "secret"]

@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from twistbridge.jsonrpc._openrpc import DISCOVER, describe
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -494,10 +496,21 @@ class Dispatcher:
 
     def list_methods(self) -> List[str]:
         """The method names of this path, sorted (C{system.listMethods})."""
-        return sorted(set(self.methods) | {LIST_METHODS})
+        return sorted(set(self.methods) | {LIST_METHODS, DISCOVER})
+
+    def openrpc(self, version: str) -> Dict[str, Any]:
+        """The OpenRPC document of this path (C{rpc.discover})."""
+        return describe(
+            self.path,
+            [(m.name, m.handler.func, m.magic) for m in self.methods.values()],
+            version,
+        )
 
 
 LIST_METHODS = "system.listMethods"
+
+#: The built-in methods every path answers.
+BUILTIN_METHODS = (LIST_METHODS, DISCOVER)
 
 
 # The magic variable ------------------------------------------------------

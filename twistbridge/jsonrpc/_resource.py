@@ -744,6 +744,14 @@ class _Exchange:
         self.waiting = False
         self.status: Optional[int] = None
 
+    def builtin(self, name: str) -> Any:
+        """The answer of a built-in method (listing, OpenRPC description)."""
+        if name == core.DISCOVER:
+            from twistbridge import __version__
+
+            return self.disp.openrpc(__version__)
+        return self.disp.list_methods()
+
     def connection(self) -> core.Connection:
         if self.conn is None:
             self.conn = _connection(self.request, self.ctl, self.disp)
@@ -768,9 +776,9 @@ class _Exchange:
                 continue
             method = methods.get(call.method)
             if method is None:
-                if call.method == core.LIST_METHODS:
+                if call.method in core.BUILTIN_METHODS:
                     if not call.notification:
-                        parts[i] = core.encode_result(call, disp.list_methods())
+                        parts[i] = core.encode_result(call, self.builtin(call.method))
                     continue
                 log.info(
                     "JSON-RPC from {peer}: method {method!r} not found at {path}",
@@ -1126,7 +1134,7 @@ class JsonpResource(Resource):
             if not ok:
                 request.setResponseCode(http.FORBIDDEN)
                 return error(core.forbidden())
-        if method is None and name != core.LIST_METHODS:
+        if method is None and name not in core.BUILTIN_METHODS:
             return error(core.method_not_found(name))
         if "_" in params and (method is None or "_" not in method.binder.names):
             del params["_"]  # jQuery's cache buster
@@ -1138,6 +1146,10 @@ class JsonpResource(Resource):
             conn = _connection(request, ctl, disp, callback or False)
             conn["method"] = name
         if method is None:
+            if name == core.DISCOVER:
+                from twistbridge import __version__
+
+                return answer(core.dumps(disp.openrpc(__version__)).encode())
             return answer(core.dumps(disp.list_methods()).encode())
         t0 = _perf()
         ctl.stats_data.processing += 1

@@ -297,11 +297,27 @@
       return requestJSON("POST", $("rpc-path").value || "/rpc", body);
     },
 
+    // The methods and their parameters come from the path's OpenRPC
+    // description (rpc.discover); a server without it is asked
+    // system.listMethods, and then the form cannot suggest parameters.
+    described: {},
+
     list: function () {
       var select = $("rpc-method");
-      rpc.call("system.listMethods").then(function (r) {
-        var methods = r.body && Array.isArray(r.body.result) ? r.body.result : null;
-        if (!methods) { throw new Error(r.body && r.body.error ? r.body.error.message : "HTTP " + r.status); }
+      rpc.call("rpc.discover").then(function (r) {
+        var doc = r.body && r.body.result;
+        if (doc && Array.isArray(doc.methods)) {
+          rpc.described = {};
+          doc.methods.forEach(function (m) { rpc.described[m.name] = m; });
+          return doc.methods.map(function (m) { return m.name; });
+        }
+        return rpc.call("system.listMethods").then(function (r2) {
+          var listed = r2.body && Array.isArray(r2.body.result) ? r2.body.result : null;
+          if (!listed) { throw new Error(r2.body && r2.body.error ? r2.body.error.message : "HTTP " + r2.status); }
+          rpc.described = {};
+          return listed;
+        });
+      }).then(function (methods) {
         var previous = select.value;
         select.textContent = "";
         methods.slice().sort().forEach(function (name) {
@@ -313,18 +329,40 @@
           select.value = previous;
         } else {
           select.value = methods.indexOf("add") >= 0 ? "add" : (methods[0] || "");
-          rpc.example();
         }
+        rpc.example();
       }).catch(function (e) {
         select.textContent = "";
         $("rpc-answer").textContent = "";
+        $("rpc-doc").textContent = "";
         $("rpc-result").textContent = "could not list methods: " + e.message;
       });
     },
 
+    sample: function (schema) {
+      if (schema && "default" in schema) { return schema["default"]; }
+      var samples = { integer: 1, number: 1.5, string: "text", boolean: true,
+                      array: [], object: {} };
+      var type = schema && schema.type;
+      return type in samples ? samples[type] : null;
+    },
+
     example: function () {
       var name = $("rpc-method").value;
-      $("rpc-params").value = EXAMPLES[name] || "[]";
+      var method = rpc.described[name];
+      var doc = $("rpc-doc");
+      if (!method) {
+        doc.textContent = "";
+        $("rpc-params").value = EXAMPLES[name] || "[]";
+        return;
+      }
+      var names = method.params.map(function (p) {
+        return p.name + (p.required ? "" : "?");
+      });
+      doc.textContent = name + "(" + names.join(", ") + ")" +
+        (method.summary ? ": " + method.summary : "");
+      $("rpc-params").value = EXAMPLES[name] ||
+        JSON.stringify(method.params.map(function (p) { return rpc.sample(p.schema); }));
     },
 
     submit: function (event) {
