@@ -107,6 +107,10 @@ class Options(usage.Options):
             self.bridge.configure(**given)
         except (TypeError, ValueError) as e:
             raise _fail(str(e)) from None
+        try:
+            self.bridge.check()
+        except TypeError as e:  # NotPicklable
+            raise _fail(f"--app {self['app'] or DEMO_APP}: {e}") from None
         s = self.bridge.settings
         for option, value in (
             ("--port", s.port),
