@@ -900,3 +900,86 @@ def test_twistd_protocols_run_handlers_in_each_mode(apps_env, tmp_path):
         )
     finally:
         server.stop()
+
+
+# the queue bound, as every protocol's client sees it ------------------------------
+
+
+BUSY = "server busy: 2 calls are waiting for the thread pool; try again later"
+
+
+def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
+    import websocket
+
+    from twistbridge.testing import JsonLinesClient
+
+    env = dict(apps_env, BGPY_TOKEN="busy-token")
+    args = ["--app", "answers_app:bridge", "--threads", "1", "--max-queued", "2"]
+    with BridgeProcess(args, env=env) as server:
+
+        def rpc(method, *params, id=1):
+            body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": id}
+            return requests.post(server.url("/rpc"), json=body, timeout=40).json()
+
+        bgpy = JsonLinesClient(server.addresses["bgpy"])
+        ws = websocket.create_connection(server.url("/ws", scheme="ws"), timeout=30)
+        try:
+            assert bgpy.call("AUTH", token="busy-token")["type"] == "OK"
+            assert bgpy.line()["type"] == "OK"
+            with ThreadPoolExecutor(3) as clients:
+                # One call runs, two wait: the queue is full.
+                blockers = [clients.submit(rpc, "block") for _ in range(3)]
+                wait_for(
+                    lambda: pools(server)["threads"]
+                    == {"size": 1, "busy": 1, "queued": 2, "rejected": 0},
+                    20,
+                    what="a full thread pool",
+                )
+                # The 4th call, on each protocol, is refused at once.
+                assert rpc("add", 1, 2, id=4) == {
+                    "jsonrpc": "2.0",
+                    "error": {"code": -32003, "message": "Server busy", "data": BUSY},
+                    "id": 4,
+                }
+                answer = requests.post(server.url("/"), data={"a": "b"}, timeout=10)
+                assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
+                assert answer.headers["Content-Type"] == "application/json"
+                assert answer.json() == {"error": BUSY}
+                ws.send(json.dumps({"streamId": "s", "action": "echo", "data": "hi"}))
+                assert [json.loads(ws.recv()) for _ in range(2)] == [
+                    {"streamId": "s", "error": BUSY},
+                    {"streamId": "s", "close": True},
+                ]
+                bgpy.send("EXEC", await_response=True)
+                assert bgpy.line() == {
+                    "type": "OK",
+                    "args": {"message": "Received 'EXEC'"},
+                }
+                assert bgpy.line() == {"type": "ERROR", "args": {"message": BUSY}}
+                assert pools(server)["threads"]["rejected"] == 4
+                # Released, the queue drains and every protocol is served again.
+                assert rpc("release") == {"jsonrpc": "2.0", "result": True, "id": 1}
+                assert [f.result()["result"] for f in blockers] == ["released"] * 3
+            wait_for(
+                lambda: pools(server)["threads"]["queued"] == 0, 10, what="drained"
+            )
+            assert rpc("add", 1, 2) == {"jsonrpc": "2.0", "result": 3, "id": 1}
+            answer = requests.post(server.url("/"), data={"a": "b"}, timeout=10)
+            assert (answer.status_code, answer.json()) == (200, {"text": {"a": "b"}})
+            ws.send(json.dumps({"streamId": "t", "action": "echo", "data": "hi"}))
+            assert [json.loads(ws.recv()) for _ in range(2)] == [
+                {"streamId": "t", "data": "hi"},
+                {"streamId": "t", "close": True},
+            ]
+            bgpy.send("EXEC", await_response=True)
+            assert bgpy.line()["args"] == {"message": "Received 'EXEC'"}
+            assert bgpy.line() == {"type": "OK", "args": {"count": 1}}
+            assert pools(server)["threads"] == {
+                "size": 1,
+                "busy": 0,
+                "queued": 0,
+                "rejected": 4,
+            }
+        finally:
+            ws.close()
+            bgpy.close()
