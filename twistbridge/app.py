@@ -188,7 +188,7 @@ class Bridge:
             if old is not None and not replace:
                 raise RegistrationError(
                     f"{_name(func)} cannot be the izzati callback: "
-                    f"{old.handler.name} already is; pass replace=True to "
+                    f"{_name(old.handler.func)} already is; pass replace=True to "
                     "replace it"
                 )
             self.izzati_registration = IzzatiRegistration(
