@@ -81,7 +81,7 @@ def _find(
     if isinstance(value, _SCALARS):
         return None
     if depth > _MAX_DEPTH:
-        return f"{path} is nested too deeply to be JSON"
+        return f"{path.split('[', 1)[0]} is nested too deeply to be JSON"
     if isinstance(value, dict):
         items: Any = value.items()
     elif isinstance(value, (list, tuple, *allowed)):
@@ -89,7 +89,7 @@ def _find(
     else:
         return f"{path} of type {type(value).__name__} is not JSON"
     if id(value) in active:
-        return f"{path} contains itself, which JSON cannot hold"
+        return f"{path} refers back to a value containing it, which JSON cannot hold"
     active.add(id(value))
     try:
         for key, item in items:
