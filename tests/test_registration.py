@@ -261,3 +261,36 @@ def test_embedding_checks_process_handlers_when_the_service_is_built():
         "lambda, which a worker process cannot import; define it with def at the top "
         "level of a module"
     )
+
+
+# the documented example ----------------------------------------------------------------
+
+
+def test_the_registration_example_in_the_docs_runs_as_shown():
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    example = os.path.join(root, "docs", "examples", "handlers_registration.py")
+    result = subprocess.run(
+        [sys.executable, example], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    shown = [
+        "shout(data) cannot be an Igor action: it must accept (out, data, **kwargs), "
+        "e.g. def shout(out, data, **kwargs)",
+        "upload cannot be the izzati callback: upload_v2 already is; pass "
+        "replace=True to replace it",
+    ]
+    assert result.stdout.splitlines() == shown
+    with open(os.path.join(root, "docs", "handlers.rst"), encoding="utf-8") as f:
+        page = f.read()
+    for line in shown:
+        assert f"\n   {line}\n" in page
+    # The busy answer the page shows is the one the server sends
+    # (test_offload.test_twistd_full_queue_answers_server_busy_on_every_protocol).
+    assert (
+        '"error": {"code": -32003, "message": "Server busy",\n'
+        '              "data": "server busy: 2 calls are waiting for the thread pool; '
+        'try again later"},'
+    ) in page
