@@ -24,8 +24,10 @@ from twistbridge.offload import (
     Offloader,
     PoolStopped,
     RemoteError,
+    ServerBusy,
     WorkerCrashed,
     call_in_reactor,
+    check_picklable,
     resolve,
 )
 from twistbridge.testing import wait_for
@@ -90,12 +92,29 @@ def test_resolve_defaults():
         resolve(app.add, "gpu")
     with pytest.raises(TypeError, match="not callable"):
         resolve(42)
+    # Pickling is checked later (check_picklable), when the name is bound.
+    assert resolve(lambda: 1, "process", name="anon").run_in == "process"
+
+
+def test_check_picklable_says_why():
+    def nested():
+        pass
+
+    check_picklable(resolve(app.add, "process"))
+    check_picklable(resolve(nested, "thread"))  # only process handlers travel
     with pytest.raises(NotPicklable) as info:
-        resolve(lambda: 1, "process", name="anon")
+        check_picklable(resolve(lambda: 1, "process", name="anon"))
     assert str(info.value) == (
-        "anon cannot run_in='process': it does not pickle (AttributeError: Can't pickle "
-        "local object 'test_resolve_defaults.<locals>.<lambda>'); define it at the top "
-        "level of a module"
+        "anon cannot run_in='process': it is a lambda, which a worker process "
+        "cannot import; define it with def at the top level of a module"
+    )
+    with pytest.raises(NotPicklable) as info:
+        check_picklable(resolve(nested, "process"), "nested (Igor action 'n')")
+    assert str(info.value) == (
+        "nested (Igor action 'n') cannot run_in='process': "
+        "test_check_picklable_says_why.<locals>.nested is defined inside a function, "
+        "so a worker process cannot import it; define it with def at the top level "
+        "of a module"
     )
 
 
@@ -361,7 +380,12 @@ async def test_cancelled_queued_thread_call_never_runs(tmp_path):
         with pytest.raises(CancelledError):
             await queued
         assert not os.path.exists(never)
-        assert o.stats()["threads"] == {"size": 1, "busy": 0, "queued": 0}
+        assert o.stats()["threads"] == {
+            "size": 1,
+            "busy": 0,
+            "queued": 0,
+            "rejected": 0,
+        }
     finally:
         await o.stopService()
 
@@ -391,8 +415,14 @@ async def test_cancelled_running_process_call_runs_on_and_its_answer_is_dropped(
 async def test_stats_report_sizes_busy_and_queued():
     o = Offloader(threads=2, processes=1)
     assert o.stats() == {
-        "threads": {"size": 2, "busy": 0, "queued": 0},
-        "processes": {"size": 1, "workers": 0, "busy": 0, "queued": 0},
+        "threads": {"size": 2, "busy": 0, "queued": 0, "rejected": 0},
+        "processes": {
+            "size": 1,
+            "workers": 0,
+            "busy": 0,
+            "queued": 0,
+            "rejected": 0,
+        },
     }
     o.startService()
     try:
@@ -407,12 +437,13 @@ async def test_stats_report_sizes_busy_and_queued():
             what="busy pools",
         )
         assert o.stats() == {
-            "threads": {"size": 2, "busy": 2, "queued": 1},
+            "threads": {"size": 2, "busy": 2, "queued": 1, "rejected": 0},
             "processes": {
                 "size": 1,
                 "workers": 1,
                 "busy": 1,
                 "queued": 2,
+                "rejected": 0,
                 "completed": 0,
                 "crashed": 0,
                 "timed_out": 0,
@@ -422,9 +453,91 @@ async def test_stats_report_sizes_busy_and_queued():
         assert await defer.gatherResults(threads) == [True, True, True]
         assert await defer.gatherResults(procs) == [0.3, 0.3, 0.3]
         stats = o.stats()
-        assert stats["threads"] == {"size": 2, "busy": 0, "queued": 0}
+        assert stats["threads"] == {"size": 2, "busy": 0, "queued": 0, "rejected": 0}
         assert (stats["processes"]["busy"], stats["processes"]["queued"]) == (0, 0)
         assert stats["processes"]["completed"] == 3
+    finally:
+        await o.stopService()
+
+
+# the queue bound ----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_pool_refuses_calls_past_max_queued(tmp_path):
+    o = Offloader(threads=1, max_queued=2)
+    o.startService()
+    try:
+        gate = threading.Event()
+        running = o.in_thread(gate.wait, 10)
+        # No wait for the first call to start: it is not counted as waiting.
+        queued = [o.in_thread(app.add, 1, 1), o.in_thread(app.touch, str(tmp_path / "x"))]
+        err = await _failure_of(o.in_thread(app.add, 2, 2))
+        assert type(err) is ServerBusy
+        assert str(err) == (
+            "server busy: 2 calls are waiting for the thread pool; try again later"
+        )
+        await until(lambda: o.stats()["threads"]["busy"] == 1, what="the first call")
+        assert o.stats()["threads"] == {
+            "size": 1,
+            "busy": 1,
+            "queued": 2,
+            "rejected": 1,
+        }
+        # A cancelled call gives its place back at once.
+        queued[1].cancel()
+        assert o.stats()["threads"]["queued"] == 1
+        last = o.in_thread(app.add, 3, 3)
+        assert type(await _failure_of(o.in_thread(app.add, 4, 4))) is ServerBusy
+        gate.set()
+        assert await running is True
+        assert await queued[0] == 2
+        assert await last == 6
+        assert not (tmp_path / "x").exists()
+        # Drained: calls are taken again.
+        assert await o.in_thread(app.add, 5, 5) == 10
+        assert o.stats()["threads"] == {
+            "size": 1,
+            "busy": 0,
+            "queued": 0,
+            "rejected": 2,
+        }
+    finally:
+        await o.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_process_pool_refuses_calls_past_max_queued_before_pickling():
+    o = Offloader(processes=1, max_queued=1)
+    o.startService()
+    try:
+        gate = o.in_process(app.sleep, 0.5)  # its worker is still starting
+        queued = o.in_process(app.add, 1, 2)
+        # Refused before its arguments are pickled (a lock would not pickle).
+        err = await _failure_of(o.in_process(app.add, threading.Lock(), 1))
+        assert type(err) is ServerBusy
+        assert str(err) == (
+            "server busy: 1 call is waiting for the process pool; try again later"
+        )
+        assert o.stats()["processes"]["rejected"] == 1
+        assert (await gate, await queued) == (0.5, 3)
+        assert await o.in_process(app.add, 2, 2) == 4
+        stats = o.stats()["processes"]
+        assert (stats["queued"], stats["rejected"]) == (0, 1)
+    finally:
+        await o.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_bound_with_max_queued_0():
+    o = Offloader(threads=1, max_queued=0)
+    o.startService()
+    try:
+        gate = threading.Event()
+        calls = [o.in_thread(gate.wait, 10)] + [o.in_thread(app.add, i, 0) for i in range(50)]
+        assert o.stats()["threads"]["queued"] >= 50
+        gate.set()
+        assert await defer.gatherResults(calls) == [True, *range(50)]
     finally:
         await o.stopService()
 
@@ -551,6 +664,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
             "workers": 0,
             "busy": 0,
             "queued": 0,
+            "rejected": 0,
         }
         # Each mode answers, and runs where it says.
         code, body = offload(server, "where", "reactor")
@@ -781,7 +895,91 @@ def test_twistd_protocols_run_handlers_in_each_mode(apps_env, tmp_path):
         with open(upload, "rb") as f:
             answer = Frontend(server.url("/")).send({"name": "ada"}, f)
         assert answer["error"].startswith(
-            "cannot send upload to a worker process: argument 1 ([0] = <UploadedFile 'upload.bin'"
+            "NotPicklable: cannot send upload to a worker process: "
+            "argument 1 ([0] = <UploadedFile 'upload.bin'"
         )
     finally:
         server.stop()
+
+
+# the queue bound, as every protocol's client sees it ------------------------------
+
+
+BUSY = "server busy: 2 calls are waiting for the thread pool; try again later"
+
+
+def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
+    import websocket
+
+    from twistbridge.testing import JsonLinesClient
+
+    env = dict(apps_env, BGPY_TOKEN="busy-token")
+    args = ["--app", "answers_app:bridge", "--threads", "1", "--max-queued", "2"]
+    with BridgeProcess(args, env=env) as server:
+
+        def rpc(method, *params, id=1):
+            body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": id}
+            return requests.post(server.url("/rpc"), json=body, timeout=40).json()
+
+        bgpy = JsonLinesClient(server.addresses["bgpy"])
+        ws = websocket.create_connection(server.url("/ws", scheme="ws"), timeout=30)
+        try:
+            assert bgpy.call("AUTH", token="busy-token")["type"] == "OK"
+            assert bgpy.line()["type"] == "OK"
+            with ThreadPoolExecutor(3) as clients:
+                # One call runs, two wait: the queue is full.
+                blockers = [clients.submit(rpc, "block") for _ in range(3)]
+                wait_for(
+                    lambda: pools(server)["threads"]
+                    == {"size": 1, "busy": 1, "queued": 2, "rejected": 0},
+                    20,
+                    what="a full thread pool",
+                )
+                # The 4th call, on each protocol, is refused at once.
+                assert rpc("add", 1, 2, id=4) == {
+                    "jsonrpc": "2.0",
+                    "error": {"code": -32003, "message": "Server busy", "data": BUSY},
+                    "id": 4,
+                }
+                answer = requests.post(server.url("/"), data={"a": "b"}, timeout=10)
+                assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
+                assert answer.headers["Content-Type"] == "application/json"
+                assert answer.json() == {"error": BUSY}
+                ws.send(json.dumps({"streamId": "s", "action": "echo", "data": "hi"}))
+                assert [json.loads(ws.recv()) for _ in range(2)] == [
+                    {"streamId": "s", "error": BUSY},
+                    {"streamId": "s", "close": True},
+                ]
+                bgpy.send("EXEC", await_response=True)
+                assert bgpy.line() == {
+                    "type": "OK",
+                    "args": {"message": "Received 'EXEC'"},
+                }
+                assert bgpy.line() == {"type": "ERROR", "args": {"message": BUSY}}
+                assert pools(server)["threads"]["rejected"] == 4
+                # Released, the queue drains and every protocol is served again.
+                assert rpc("release") == {"jsonrpc": "2.0", "result": True, "id": 1}
+                assert [f.result()["result"] for f in blockers] == ["released"] * 3
+            wait_for(
+                lambda: pools(server)["threads"]["queued"] == 0, 10, what="drained"
+            )
+            assert rpc("add", 1, 2) == {"jsonrpc": "2.0", "result": 3, "id": 1}
+            answer = requests.post(server.url("/"), data={"a": "b"}, timeout=10)
+            assert (answer.status_code, answer.json()) == (200, {"text": {"a": "b"}})
+            ws.send(json.dumps({"streamId": "t", "action": "echo", "data": "hi"}))
+            assert [json.loads(ws.recv()) for _ in range(2)] == [
+                {"streamId": "t", "data": "hi"},
+                {"streamId": "t", "close": True},
+            ]
+            bgpy.send("EXEC", await_response=True)
+            assert bgpy.line()["args"] == {"message": "Received 'EXEC'"}
+            assert bgpy.line() == {"type": "OK", "args": {"count": 1}}
+            assert pools(server)["threads"] == {
+                "size": 1,
+                "busy": 0,
+                "queued": 0,
+                "rejected": 4,
+            }
+        finally:
+            ws.close()
+            bgpy.close()

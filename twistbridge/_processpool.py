@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistbridge import _poolworker
+from twistbridge.errors import Busy
 
 log = Logger()
 
@@ -69,6 +70,23 @@ class NotPicklable(OffloadError, TypeError):
 
 class PoolStopped(OffloadError):
     """The pool is stopping or stopped and takes no new calls."""
+
+
+class ServerBusy(OffloadError, Busy):
+    """
+    The call was refused at once: as many calls as allowed already wait for
+    this pool.  Its message, C{"server busy: ..."}, is what the client is
+    told; the call never ran and may be retried later.
+
+    @ivar pool: C{"thread"} or C{"process"}.
+    """
+
+    def __init__(self, pool: str, waiting: int) -> None:
+        calls = "1 call is" if waiting == 1 else f"{waiting} calls are"
+        OffloadError.__init__(
+            self, f"server busy: {calls} waiting for the {pool} pool; try again later"
+        )
+        self.pool = pool
 
 
 class RemoteError(OffloadError):
@@ -286,6 +304,10 @@ class ProcessPool:
     @ivar size: the most workers that run at once.
     @ivar call_timeout: seconds a call may run before its worker is killed,
         or L{None} (or 0) for no limit.
+    @ivar max_queued: calls that may wait for a worker (beyond those a free
+        or starting worker takes) before new ones fail at once with
+        L{ServerBusy}; 0 for no limit.
+    @ivar rejected: calls refused with L{ServerBusy} so far.
     """
 
     def __init__(
@@ -294,6 +316,7 @@ class ProcessPool:
         call_timeout: Optional[float] = None,
         reactor: Any = None,
         executable: Optional[str] = None,
+        max_queued: int = 0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -303,6 +326,8 @@ class ProcessPool:
             raise ValueError("a process pool needs at least one worker")
         self.size = size
         self.call_timeout = call_timeout or None
+        self.max_queued = max_queued
+        self.rejected = 0
         self._reactor = reactor
         self._executable = executable or sys.executable
         self._workers: List[_Worker] = []
@@ -333,7 +358,8 @@ class ProcessPool:
         @return: a L{Deferred} of the result.  It fails with L{NotPicklable}
             (at once) when something of the call or its result does not
             pickle, L{WorkerCrashed} when the worker dies, L{CallTimeout} past
-            the call timeout, L{PoolStopped} when the pool is stopping;
+            the call timeout, L{PoolStopped} when the pool is stopping,
+            L{ServerBusy} (at once) when C{max_queued} calls already wait;
             otherwise with the handler's own exception (L{RemoteError} when
             that cannot be pickled).  Cancelling it while the call is queued
             drops the call.
@@ -344,6 +370,11 @@ class ProcessPool:
             return defer.fail(
                 PoolStopped(f"cannot run {name}: the process pool is stopping")
             )
+        waiting = self.waiting()
+        if self.max_queued and waiting >= self.max_queued:
+            # Refused before pickling: a refused call costs no memory.
+            self.rejected += 1
+            return defer.fail(ServerBusy("process", waiting))
         try:
             payload = pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -358,6 +389,12 @@ class ProcessPool:
         self._queue.append(call)
         self._dispatch()
         return call.deferred
+
+    def waiting(self) -> int:
+        """Queued calls that no idle, starting or startable worker will take."""
+        starting = sum(1 for w in self._workers if w.state == "starting")
+        free = len(self._idle) + starting + self.size - len(self._workers)
+        return max(0, len(self._queue) - free)
 
     def _cancel(self, call: _Call) -> None:
         if call.worker is None:
@@ -656,6 +693,7 @@ class ProcessPool:
             "workers": len(self._workers),
             "busy": sum(1 for w in self._workers if w.call is not None),
             "queued": len(self._queue),
+            "rejected": self.rejected,
             "completed": self.completed,
             "crashed": self.crashed,
             "timed_out": self.timed_out,
@@ -671,5 +709,6 @@ __all__ = [
     "ProcessPool",
     "RemoteError",
     "RemoteFailure",
+    "ServerBusy",
     "WorkerCrashed",
 ]

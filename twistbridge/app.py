@@ -20,8 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from twistbridge._signatures import (
+    RegistrationError,
+    check_bgpy_task,
+    check_igor_action,
+    check_izzati_callback,
+)
 from twistbridge.config import Settings
-from twistbridge.offload import Handler, Offloader, resolve
+from twistbridge.offload import Handler, Offloader, check_picklable, resolve
+
+__all__ = ["Bridge", "RegistrationError"]
 
 
 @dataclass
@@ -105,10 +113,18 @@ def rpc_entries(
 
 class Bridge:
     """
-    The application object of a twistbridge program (SPEC section 2).
+    The application object of a twistbridge program.
 
-    Keyword arguments are the settings of SPEC section 9 (L{Settings}); the
-    twistd options given on a command line override them.
+    Keyword arguments are the settings (L{Settings}); the twistd options
+    given on a command line override them.
+
+    Every registration checks the handler against the way its protocol calls
+    it and raises L{RegistrationError} (naming the function, what it must
+    accept and an example) for one that cannot be called so.  Registering
+    a second handler under a name already taken (or a second izzati
+    callback, or a second set of bgpy tasks) is a L{RegistrationError} too,
+    unless C{replace=True} is passed.  Handlers with C{run_in="process"} are
+    checked to pickle by L{check}, which the service runs before it starts.
 
     @ivar settings: the L{Settings} in force.
     @ivar given_settings: the names of the settings given explicitly, as
@@ -160,6 +176,7 @@ class Bridge:
                 processes=s.processes,
                 call_timeout=s.call_timeout,
                 shutdown_timeout=s.shutdown_timeout,
+                max_queued=s.max_queued,
             )
         return self._offloader
 
@@ -173,15 +190,27 @@ class Bridge:
         kwargs: Optional[Dict[str, Any]] = None,
         run_in: Optional[str] = None,
         max_upload_size: Any = None,
+        replace: bool = False,
     ) -> Any:
         """
         Register the izzati callback C{callback(text, data, *args, **kwargs)},
         served at C{POST /}.  Usable as C{@bridge.izzati} or
         C{@bridge.izzati(run_in=..., max_upload_size=...)}.
+
+        @param replace: replace the callback already registered (without
+            it, a second callback is a L{RegistrationError}).
         """
         from twistbridge.config import parse_size
 
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            check_izzati_callback(func, args, kwargs)
+            old = self.izzati_registration
+            if old is not None and not replace:
+                raise RegistrationError(
+                    f"{_name(func)} cannot be the izzati callback: "
+                    f"{_name(old.handler.func)} already is; pass replace=True to "
+                    "replace it"
+                )
             self.izzati_registration = IzzatiRegistration(
                 handler=resolve(func, run_in),
                 args=tuple(args),
@@ -198,36 +227,72 @@ class Bridge:
 
     def igor_action(
         self,
-        name: str,
+        name: Any = None,
         handler: Optional[Callable[..., Any]] = None,
         *,
         run_in: Optional[str] = None,
+        replace: bool = False,
     ) -> Any:
         """
         Register C{handler(out, data, **kwargs)} for the WebSocket action
-        C{name}.  Usable as a decorator: C{@bridge.igor_action("echo")}.
+        C{name}.  Usable as a decorator: C{@bridge.igor_action("echo")}; a
+        bare C{@bridge.igor_action} registers the function under its own
+        name.
+
+        @param replace: replace the handler already registered for C{name}
+            (without it, that is a L{RegistrationError}).
         """
+        if callable(name) and handler is None:
+            # A bare @bridge.igor_action (or igor_action(func)): its name.
+            name, handler = _name(name), name
+        if not isinstance(name, str) or not name:
+            raise RegistrationError(
+                f"igor_action needs an action name (a non-empty string), not "
+                f"{name!r}: use @bridge.igor_action(\"name\") or a bare "
+                "@bridge.igor_action"
+            )
+        action = name
 
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.igor_handlers[name] = resolve(func, run_in, name)
+            check_igor_action(func)
+            old = self.igor_handlers.get(action)
+            if old is not None and not replace:
+                raise RegistrationError(
+                    f"{_name(func)} cannot be the Igor action {action!r}: "
+                    f"{_name(old.func)} already is; pass replace=True to replace it"
+                )
+            self.igor_handlers[action] = resolve(func, run_in, action)
             return func
 
         return register if handler is None else register(handler)
 
     def igor_actions(
-        self, api: Dict[str, Any], *, separator: str = ".", run_in: Optional[str] = None
+        self,
+        api: Dict[str, Any],
+        *,
+        separator: str = ".",
+        run_in: Optional[str] = None,
+        replace: bool = False,
     ) -> None:
         """Register a (nested) dict of actions, flattened with C{separator}."""
         from twistbridge.igor import flatten
 
         for name, func in flatten(api, separator).items():
-            self.igor_action(name, func, run_in=run_in)
+            self.igor_action(name, func, run_in=run_in, replace=replace)
 
-    def igor_process(self, process_id: str, obj: Any) -> None:
+    def igor_process(self, process_id: str, obj: Any, *, replace: bool = False) -> None:
         """
         Register a process: a L{threading.Thread} instance or a callable
         receiving the output; it starts with the service.
+
+        @param replace: replace the process already registered under
+            C{process_id} (without it, that is a L{RegistrationError}).
         """
+        if process_id in self.igor_process_objects and not replace:
+            raise RegistrationError(
+                f"an Igor process {process_id!r} is already registered; pass "
+                "replace=True to replace it"
+            )
         self.igor_process_objects[process_id] = obj
 
     # JSON-RPC -------------------------------------------------------------
@@ -240,6 +305,7 @@ class Bridge:
         name: Optional[str] = None,
         run_in: Optional[str] = None,
         jsonp: Optional[bool] = None,
+        replace: bool = False,
     ) -> Any:
         """
         Register a JSON-RPC method at C{path} (default C{/rpc}), named
@@ -247,10 +313,26 @@ class Bridge:
         Usable as C{@bridge.rpc_function} or C{@bridge.rpc_function(...)}.
         C{jsonp} switches the JSONP fallback for this method alone (L{None}:
         the path's C{jsonp} option).
+
+        @param replace: replace methods of the same names at C{path}
+            (without it, a name already taken is a L{RegistrationError}).
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            self.rpc_methods.extend(rpc_entries(f, path, name, run_in, jsonp))
+            entries = rpc_entries(f, path, name, run_in, jsonp)
+            taken = {(m.path, m.name): m for m in self.rpc_methods}
+            names = {(m.path, m.name) for m in entries}
+            for key in sorted(names & set(taken)):
+                if not replace:
+                    raise RegistrationError(
+                        f"{_name(f)} cannot be the JSON-RPC method {key[1]!r} at "
+                        f"{key[0]}: {_name(taken[key].handler.func)} already is; "
+                        "pass replace=True to replace it"
+                    )
+            self.rpc_methods = [
+                m for m in self.rpc_methods if (m.path, m.name) not in names
+            ]
+            self.rpc_methods.extend(entries)
             self.rpc_version += 1
             return f
 
@@ -263,6 +345,7 @@ class Bridge:
         path: str = "/rpc",
         run_in: Optional[str] = None,
         jsonp: Optional[bool] = None,
+        replace: bool = False,
     ) -> None:
         """Register every public method of C{obj} at C{path}."""
         for attr in dir(obj):
@@ -271,7 +354,12 @@ class Bridge:
             member = getattr(obj, attr)
             if callable(member):
                 self.rpc_function(
-                    member, path=path, name=attr, run_in=run_in, jsonp=jsonp
+                    member,
+                    path=path,
+                    name=attr,
+                    run_in=run_in,
+                    jsonp=jsonp,
+                    replace=replace,
                 )
 
     def rpc_path(self, path: str = "/rpc", **options: Any) -> None:
@@ -309,15 +397,53 @@ class Bridge:
         exit_task: Callable[..., Any],
         *,
         allow_modules: Sequence[str] = (),
+        replace: bool = False,
     ) -> None:
         """
         Set the bgpy tasks; C{init_task} runs when the service starts.
         C{allow_modules} names modules whose task functions bgpy clients may
         send in their INIT.
+
+        @param replace: replace tasks already set (without it, a second
+            call is a L{RegistrationError}).
         """
+        check_bgpy_task("init_task", init_task)
+        check_bgpy_task("exec_task", exec_task)
+        check_bgpy_task("exit_task", exit_task)
+        if self.bgpy.init_task is not None and not replace:
+            raise RegistrationError(
+                f"bgpy tasks are already set (init_task "
+                f"{_name(self.bgpy.init_task)}); pass replace=True to replace them"
+            )
         self.bgpy = BgpyTasks(init_task, exec_task, exit_task, tuple(allow_modules))
 
     # assembly -------------------------------------------------------------
+
+    def check(self) -> None:
+        """
+        Check that every C{run_in="process"} handler can be sent to a worker
+        process (it must be importable by its name at the top level of a
+        module).  Run by L{service}, L{resource} and C{twistd bridge} before
+        anything starts: registration cannot check it, since a decorator
+        runs before the name it decorates is bound.
+
+        @raise twistbridge.offload.NotPicklable: for the first that cannot,
+            in one line saying why.
+        """
+        registration = self.izzati_registration
+        if registration is not None:
+            check_picklable(
+                registration.handler,
+                f"{_name(registration.handler.func)} (the izzati callback)",
+            )
+        for action, handler in self.igor_handlers.items():
+            check_picklable(handler, f"{_name(handler.func)} (Igor action {action!r})")
+        for method in self.rpc_methods:
+            check_picklable(
+                method.handler,
+                f"{_name(method.handler.func)} (JSON-RPC method {method.name!r} "
+                f"at {method.path})",
+            )
 
     def resource(self) -> Any:
         """
@@ -325,6 +451,7 @@ class Bridge:
         registered JSON-RPC path, C{/ws} (Igor), C{/health}.
         """
         if "resource" not in self._built:
+            self.check()
             from twistbridge.web import build_root
 
             self._built["resource"] = build_root(self)
@@ -333,7 +460,14 @@ class Bridge:
     def service(self) -> Any:
         """The L{twisted.application.service.MultiService} serving everything."""
         if "service" not in self._built:
+            self.check()
             from twistbridge.service import BridgeService
 
             self._built["service"] = BridgeService(self)
         return self._built["service"]
+
+
+def _name(func: Any) -> str:
+    """A callable's name for messages."""
+    name = getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__name__

@@ -3,7 +3,7 @@ The offload layer: where every protocol's handlers run.
 
 A handler is resolved once, at registration, into a L{Handler} that knows
 whether it runs in the reactor, in the bridge's own thread pool or in the
-process pool (SPEC section 2):
+process pool:
 
     - plain C{def} runs in the thread pool, so a blocking handler never stalls
       other clients;
@@ -15,9 +15,15 @@ L{Offloader.call}, which always returns a L{Deferred}.  Cancelling that
 L{Deferred} (a client went away) drops a thread or process call that has not
 started yet; one already running runs on and its result is discarded.
 
+Each pool lets at most C{max_queued} calls wait (calls no free thread or
+worker takes at once); one more fails at once with L{ServerBusy}, which each
+protocol answers as its own "server busy" error.  A queued call holds its
+arguments, so the bound is a bound on memory too.
+
 The process pool is L{twistbridge._processpool.ProcessPool}; its errors
 (L{WorkerCrashed}, L{CallTimeout}, L{NotPicklable}, L{PoolStopped},
-L{RemoteError}, all L{OffloadError}) are importable from here.
+L{ServerBusy}, L{RemoteError}, all L{OffloadError}) are importable from
+here.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from twistbridge._processpool import (
     PoolStopped,
     ProcessPool,
     RemoteError,
+    ServerBusy,
     WorkerCrashed,
 )
 
@@ -56,7 +63,9 @@ __all__ = [
     "Offloader",
     "PoolStopped",
     "RemoteError",
+    "ServerBusy",
     "WorkerCrashed",
+    "check_picklable",
     "call_in_reactor",
     "resolve",
 ]
@@ -94,11 +103,14 @@ def resolve(
         default: the reactor for coroutine functions, the thread pool for
         everything else.  A plain function that returns a L{Deferred} must
         say C{run_in="reactor"} (it cannot be known before it is called).
+    A handler for the process pool is not pickled here: a decorator runs
+    before the module-level name it decorates is bound, so the function
+    could not be found by name yet.  L{check_picklable} checks it when the
+    bridge starts.
+
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.
     @raise TypeError: when C{func} is not callable.
-    @raise NotPicklable: (a L{TypeError}) when C{run_in="process"} and
-        C{func} does not pickle (a lambda, a nested function).
     """
     if not callable(func):
         raise TypeError(f"handler {func!r} is not callable")
@@ -117,17 +129,57 @@ def resolve(
         raise ValueError(
             f"{name} is a coroutine function: it can only run_in='reactor'"
         )
-    if run_in == "process":
-        # Fail at registration, not at every call: the function travels to
-        # the workers by reference (module and name), so it must pickle.
-        try:
-            pickle.dumps(func, pickle.HIGHEST_PROTOCOL)
-        except Exception as e:
-            raise NotPicklable(
-                f"{name} cannot run_in='process': it does not pickle ({type(e).__name__}: "
-                f"{e}); define it at the top level of a module"
-            ) from None
     return Handler(func, run_in, name)
+
+
+def check_picklable(handler: Handler, what: str = "") -> None:
+    """
+    Check that a C{run_in="process"} handler can travel to a worker process:
+    it goes by reference (module and name), so it must be reachable under
+    its own name at the top level of an importable module.
+
+    @param what: how the handler is registered, for the message
+        (C{"the Igor action 'crunch'"}); default its name.
+    @raise NotPicklable: with one line saying why and what to do.
+    """
+    if handler.run_in != "process":
+        return
+    func = handler.func
+    what = what or handler.name
+    try:
+        pickle.dumps(func, pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        raise NotPicklable(
+            f"{what} cannot run_in='process': {_why_unpicklable(func, e)}"
+        ) from None
+
+
+def _why_unpicklable(func: Any, error: Exception) -> str:
+    """Why C{func} cannot be sent to a worker process, and what to do."""
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    advice = "define it with def at the top level of a module"
+    if isinstance(qualname, str) and "<lambda>" in qualname:
+        return f"it is a lambda, which a worker process cannot import; {advice}"
+    if isinstance(qualname, str) and "<locals>" in qualname:
+        return (
+            f"{qualname} is defined inside a function, so a worker process "
+            f"cannot import it; {advice}"
+        )
+    if isinstance(qualname, str) and isinstance(module, str):
+        import sys
+
+        found: Any = sys.modules.get(module)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if found is not func:
+            return (
+                f"{module}.{qualname} is not this function (the name was "
+                f"rebound or deleted), so a worker process cannot import it; "
+                f"keep the function under its own name at the top level of {module}"
+            )
+    reason = " ".join(f"{type(error).__name__}: {error}".split())
+    return f"it does not pickle ({reason}); {advice}"
 
 
 def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
@@ -161,6 +213,7 @@ class _ThreadCall:
 
     __slots__ = (
         "offloader",
+        "pool",
         "func",
         "args",
         "kwargs",
@@ -171,6 +224,7 @@ class _ThreadCall:
 
     def __init__(self, offloader: Offloader, func: Any, args: Any, kwargs: Any) -> None:
         self.offloader = offloader
+        self.pool: Optional[_ThreadPool] = None
         self.func = func
         self.args = args
         self.kwargs = kwargs
@@ -179,10 +233,17 @@ class _ThreadCall:
         self.deferred: Deferred = Deferred(self.cancel)
 
     def cancel(self, d: Deferred) -> None:
-        """The caller gave up: if no thread took the call yet, never run it."""
+        """
+        The caller gave up: if no thread took the call yet, never run it,
+        let go of its arguments and stop counting it as waiting.
+        """
         with self.offloader._lock:
-            if not self.started:
+            if not self.started and not self.cancelled:
                 self.cancelled = True
+                self.func = self.args = self.kwargs = None
+                if self.pool is not None:
+                    self.pool._waiting -= 1
+                    self.offloader._queued -= 1
 
     def execute(self) -> tuple:
         """In a pool thread: run the call; C{(True, result)} or C{(False, Failure)}."""
@@ -226,22 +287,37 @@ class _ThreadPool:
     the offloader's lock.
     """
 
-    def __init__(self, offloader: Offloader, size: int, name: str) -> None:
+    def __init__(
+        self, offloader: Offloader, size: int, name: str, max_queued: int = 0
+    ) -> None:
         self._offloader = offloader
         self._reactor = offloader._reactor
         self._lock = offloader._lock
         self.size = max(1, size)
         self.name = name
+        self.max_queued = max_queued
         self.threads: List[threading.Thread] = []
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._idle = 0  # threads waiting for work, or starting
         self._waiting = 0  # calls put and not yet taken
 
     def submit(self, call: _ThreadCall) -> None:
-        """Queue C{call}; start a thread if none is free and the pool may grow."""
+        """
+        Queue C{call}; start a thread if none is free and the pool may grow.
+
+        @raise ServerBusy: when C{max_queued} calls already wait (calls that
+            no idle or startable thread takes).
+        """
         with self._lock:
+            if self.max_queued:
+                spare = self._idle + self.size - len(self.threads)
+                waiting = self._waiting - spare
+                if waiting >= self.max_queued:
+                    self._offloader._rejected_threads += 1
+                    raise ServerBusy("thread", waiting)
             self._offloader._queued += 1
             self._waiting += 1
+            call.pool = self
             grow = self._waiting > self._idle and len(self.threads) < self.size
             if grow:
                 self._idle += 1
@@ -264,10 +340,11 @@ class _ThreadPool:
                 return
             with lock:
                 self._idle -= 1
-                self._waiting -= 1
-                offloader._queued -= 1
                 call.started = True
                 run = not call.cancelled
+                if run:  # (a cancelled call was uncounted when cancelled)
+                    self._waiting -= 1
+                    offloader._queued -= 1
                 if run:
                     offloader._busy += 1
             if run:
@@ -313,6 +390,8 @@ class Offloader(Service):
     @ivar shutdown_timeout: seconds running calls get to finish when the
         service stops; process workers still busy then are killed.
     @ivar prestart: start every process worker with the service.
+    @ivar max_queued: calls that may wait per pool before new ones fail
+        with L{ServerBusy} (0: no limit).
     """
 
     name = "offload"
@@ -325,6 +404,7 @@ class Offloader(Service):
         reactor: Any = None,
         shutdown_timeout: float = 10.0,
         prestart: bool = False,
+        max_queued: int = 0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -336,10 +416,13 @@ class Offloader(Service):
         self.call_timeout = call_timeout or None
         self.shutdown_timeout = shutdown_timeout
         self.prestart = prestart
+        self.max_queued = max_queued
         self._threadpool: Optional[_ThreadPool] = None
         self._processpool: Optional[ProcessPool] = None
         self._queued = 0
         self._busy = 0
+        self._rejected_threads = 0
+        self._rejected_processes = 0  # by process pools no longer in use
         self._lock = threading.Lock()
         self._trigger: Any = None
         self._stopped = False
@@ -385,6 +468,7 @@ class Offloader(Service):
         waits = []
         if self._processpool is not None:
             pool, self._processpool = self._processpool, None
+            self._rejected_processes += pool.rejected
             waits.append(pool.stop(grace))
         if self._threadpool is not None:
             pool_, self._threadpool = self._threadpool, None
@@ -438,7 +522,7 @@ class Offloader(Service):
 
     def _ensure_threadpool(self) -> _ThreadPool:
         if self._threadpool is None:
-            pool = _ThreadPool(self, self.threads, "twistbridge")
+            pool = _ThreadPool(self, self.threads, "twistbridge", self.max_queued)
             self._threadpool = pool
             self._not_running_trigger()
         return self._threadpool
@@ -451,6 +535,7 @@ class Offloader(Service):
                 size=self.processes,
                 call_timeout=self.call_timeout,
                 reactor=self._reactor,
+                max_queued=self.max_queued,
             )
             self._not_running_trigger()
         return self._processpool
@@ -481,10 +566,14 @@ class Offloader(Service):
         Run C{func} in the bridge's thread pool.
 
         Cancelling the returned L{Deferred} before a thread picked the call up
-        means the call never runs.
+        means the call never runs.  It fails at once with L{ServerBusy} when
+        C{max_queued} calls already wait for a thread.
         """
         call = _ThreadCall(self, func, args, kwargs)
-        self._ensure_threadpool().submit(call)
+        try:
+            self._ensure_threadpool().submit(call)
+        except ServerBusy as e:
+            return defer.fail(e)
         return call.deferred
 
     def in_process(
@@ -507,17 +596,24 @@ class Offloader(Service):
     # observability -------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
-        """Pool sizes, busy workers and queued calls, for C{/health}."""
+        """Pool sizes, busy workers, queued and refused calls, for C{/health}."""
         with self._lock:
-            threads = {"size": self.threads, "busy": self._busy, "queued": self._queued}
+            threads = {
+                "size": self.threads,
+                "busy": self._busy,
+                "queued": self._queued,
+                "rejected": self._rejected_threads,
+            }
         processes: Dict[str, Any] = {
             "size": self.processes,
             "workers": 0,
             "busy": 0,
             "queued": 0,
+            "rejected": self._rejected_processes,
         }
         if self._processpool is not None:
             processes.update(self._processpool.stats())
+            processes["rejected"] += self._rejected_processes
         return {"threads": threads, "processes": processes}
 
     def process_pids(self) -> List[int]:

@@ -122,6 +122,10 @@ class Options(usage.Options):
             self.bridge.configure(**given)
         except (TypeError, ValueError) as e:
             raise _fail(str(e)) from None
+        try:
+            self.bridge.check()
+        except TypeError as e:  # NotPicklable
+            raise _fail(f"--app {self['app'] or DEMO_APP}: {e}") from None
         from twistbridge.reload import RELOAD_CHILD_ENV, apply_implicit_listeners
 
         apply_implicit_listeners(self.bridge, dict(os.environ))

@@ -255,7 +255,8 @@ def test_json_lines():
         b'{"type":"OK","args":{"s":[1],"t":[1,2]}}\n'
     )
     assert encode_json(Message(MessageType.OK, {"o": object()})) == (
-        b'{"type": "ERROR", "args": {"message": "Answer is not JSON: object is not JSON serializable."}}\n'
+        b'{"type": "ERROR", "args": {"message": "Answer is not JSON: '
+        b"answer['o'] of type object is not JSON.\"}}\n"
     )
 
 

@@ -35,7 +35,7 @@ def test_flow(server, raw):
     assert r.line() == {"type": "OK", "args": {"request_count": 2, "value": 1005}}
     r.json("EXEC", command="fail", await_response=True)
     assert r.line() == ok("Received 'EXEC'")
-    assert r.line() == error("exec_task failed: asked to fail")
+    assert r.line() == error("exec_task failed: ValueError: asked to fail")
     # Broken input answers an error; the connection stays usable.
     r.send(b'{"type": "EXEC", "args": \n')
     assert r.line()["args"]["message"].startswith("Invalid JSON:")

@@ -41,7 +41,7 @@ async def test_runtime_state_and_execute():
         "request_count": 1,
         "value": 1003,
     }
-    with pytest.raises(TaskError, match="exec_task failed: asked to fail"):
+    with pytest.raises(TaskError, match="exec_task failed: ValueError: asked to fail"):
         await rt.execute({"command": "fail"})
     assert rt.state() == {"request_count": 2, "value": 1003}
     await rt.stop()  # exit_task; uninitialized again

@@ -100,7 +100,7 @@ def test_init_file_initializes_at_start(standalone, tmp_path):
         "message": "Received 'EXEC'"
     }
     assert client.execute({"command": "fail"}, await_response=True) == second(
-        message="exec_task failed: asked to fail"
+        message="exec_task failed: ValueError: asked to fail"
     )
     assert client.execute({"command": "get"}, await_response=True) == second(
         request_count=3, value=1005

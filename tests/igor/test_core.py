@@ -131,8 +131,8 @@ def test_encoders_exact_bytes():
 
 
 def test_error_text_never_empty():
-    assert error_text(ValueError("x")) == "x"
-    assert error_text(KeyError("k")) == "'k'"
+    assert error_text(ValueError("x")) == "ValueError: x"
+    assert error_text(KeyError("k")) == "KeyError: 'k'"
     assert error_text(RuntimeError()) == "RuntimeError"
 
 
@@ -213,7 +213,7 @@ def test_process_call_outcomes_and_pickling():
     assert (outcome, messages, detail[0]) == (
         "error",
         [("data", "fail"), ("error", "warn")],
-        "nope",
+        "ValueError: nope",
     )
     assert "ValueError: nope" in detail[1]
     assert ProcessCall(worker_handler)(RecordingOutput(), "exit")[0] == "exit"

@@ -82,7 +82,7 @@ def test_handler_exception_then_still_serving(url, connect):
     other = connect(url)
     assert c.call("boom", 42) == [
         {"streamId": "s1", "data": "before"},
-        {"streamId": "s1", "error": "boom: 42"},
+        {"streamId": "s1", "error": "ValueError: boom: 42"},
         {"streamId": "s1", "close": True},
     ]
     assert c.call("echo", "still here")[0] == {"streamId": "s1", "data": "still here"}
@@ -232,7 +232,7 @@ def test_process_handler(twistd_server, connect):
     ]
     assert c.call("in_process_boom") == [
         {"streamId": "s1", "data": "partial"},
-        {"streamId": "s1", "error": "worker says no"},
+        {"streamId": "s1", "error": "RuntimeError: worker says no"},
         {"streamId": "s1", "close": True},
     ]
 

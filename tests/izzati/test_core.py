@@ -267,7 +267,7 @@ def test_error_response_and_messages():
         {"error": "bad"},
     )
     assert isinstance(r, Response)
-    assert exception_message(ValueError("x")) == "x"
+    assert exception_message(ValueError("x")) == "ValueError: x"
     assert exception_message(KeyError()) == "KeyError"
 
 

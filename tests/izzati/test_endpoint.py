@@ -422,7 +422,7 @@ def test_callback_exception_is_500_without_traceback(app_server):
     assert (r.status_code, r.headers["Content-Type"], r.json()) == (
         500,
         "application/json",
-        {"error": "boom 4711"},
+        {"error": "ValueError: boom 4711"},
     )
     wait_for(
         lambda: "ValueError: boom 4711" in app_server.output, 5, what="traceback in log"

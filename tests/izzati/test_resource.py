@@ -39,11 +39,11 @@ def test_limit_from_registration_then_settings():
     form = request_with(b"application/x-www-form-urlencoded")
     bridge.izzati(lambda text, data: {})
     assert resource.max_body_size(multipart) == 1024**2
-    bridge.izzati(lambda text, data: {}, max_upload_size="2G")
+    bridge.izzati(lambda text, data: {}, max_upload_size="2G", replace=True)
     assert resource.max_body_size(multipart) == 2 * 1024**3
     # Forms and JSON are held in memory: never more than 16 MiB.
     assert resource.max_body_size(form) == 16 * 1024**2
-    bridge.izzati(lambda text, data: {}, max_upload_size=100)
+    bridge.izzati(lambda text, data: {}, max_upload_size=100, replace=True)
     assert resource.max_body_size(form) == 100
 
 
@@ -101,7 +101,7 @@ async def test_plain_site_falls_back_to_request_content():
     assert json.loads(body) == {"text": {"a": "1"}}
     assert seen == [[("f.txt", b"hello")]]
     # The limit still holds on this path (checked once the body is in).
-    bridge.izzati(upload, run_in="reactor", max_upload_size=10)
+    bridge.izzati(upload, run_in="reactor", max_upload_size=10, replace=True)
     head, body = await answer(post(site, MULTIPART))
     assert head.startswith(b"HTTP/1.1 413 ")
     assert json.loads(body) == {

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Union
 
+from twistbridge.errors import Busy, error_text, not_json_text
+
 HEADER_SIZE = 16
 """Bytes of the length header of a bgpy frame."""
 
@@ -413,9 +415,10 @@ def encode_json(message: Message) -> bytes:
             default=_json_default,
             separators=(",", ":"),
         )
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError):
+        reason = not_json_text(message.args, "answer", (set, frozenset))
         text = json.dumps(
-            {"type": "ERROR", "args": {"message": f"Answer is not JSON: {e}."}}
+            {"type": "ERROR", "args": {"message": f"Answer is not JSON: {reason}."}}
         )
     return text.encode("utf-8") + b"\n"
 
@@ -651,9 +654,14 @@ class TaskOutcome:
 
 
 def describe_failure(kind: str, exc: BaseException) -> str:
-    """The client's text for a task that raised (no traceback)."""
-    text = str(exc) or type(exc).__name__
-    return f"{kind}_task failed: {text}"
+    """
+    The client's text for a task that raised (no traceback):
+    C{"exec_task failed: KeyError: 'name'"}; for a task refused unrun
+    because the server is overloaded, C{"server busy: ..."}.
+    """
+    if isinstance(exc, Busy):
+        return error_text(exc)
+    return f"{kind}_task failed: {error_text(exc)}"
 
 
 def respond(client: Any, response: Any, error: bool = False) -> None:

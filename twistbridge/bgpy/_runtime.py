@@ -41,6 +41,7 @@ from twistbridge.bgpy._core import (
 )
 from twistbridge.bgpy._initfile import load_init_file
 from twistbridge.bgpy._pickle import TaskPolicy
+from twistbridge.errors import Busy
 
 log = Logger(namespace="twistbridge.bgpy")
 
@@ -366,10 +367,19 @@ class TaskRuntime:
 
     def _batch_done(self, result: Any, batch: List[_Job]) -> None:
         if isinstance(result, Failure):
-            log.failure("bgpy: task runtime error", result)
+            if result.check(Busy):  # refused unrun: say so, not "internal"
+                message = describe_failure("exec", result.value)
+            else:
+                log.failure("bgpy: task runtime error", result)
+                message = "Internal error."
             for job in batch:
                 if job.deferred is not None:
-                    job.deferred.callback(TaskOutcome(False, "Internal error."))
+                    job.deferred.callback(TaskOutcome(False, message))
+            unanswered = sum(1 for job in batch if job.deferred is None)
+            if unanswered:
+                log.warn(
+                    "bgpy: {n} exec not run: {message}", n=unanswered, message=message
+                )
             return
         state, results = result
         self.machine.commit_exec(state)

@@ -22,6 +22,9 @@ import json
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from twistbridge.errors import error_text as _error_text
+from twistbridge.errors import not_json_text
+
 #: The action a client sends to rename itself (and take over a session).
 INTRODUCE_SELF = "introduce_self"
 
@@ -217,8 +220,19 @@ def stream_prefix(stream_id: Any) -> bytes:
 
 
 def data_frame(prefix: bytes, data: Any) -> bytes:
-    """C{{"streamId": id, "data": data}} from the stream's prefix."""
-    return prefix + b'"data":' + _dumps(data).encode("utf-8") + b"}"
+    """
+    C{{"streamId": id, "data": data}} from the stream's prefix.
+
+    @raise TypeError: naming the offending type when C{data} is not JSON.
+    """
+    return prefix + b'"data":' + _data_json(data).encode("utf-8") + b"}"
+
+
+def _data_json(data: Any) -> str:
+    try:
+        return _dumps(data)
+    except (TypeError, ValueError):
+        raise TypeError(not_json_text(data, "data")) from None
 
 
 def error_frame(prefix: bytes, error: Any) -> bytes:
@@ -259,9 +273,11 @@ def encode_protocol_error(error: ProtocolError) -> bytes:
 
 
 def error_text(exc: BaseException) -> str:
-    """What a client sees of a handler's exception: its message, never a traceback."""
-    text = str(exc)
-    return text if text else type(exc).__name__
+    """
+    What a client sees of a handler's exception: its class and message,
+    never a traceback (L{twistbridge.errors.error_text}).
+    """
+    return _error_text(exc)
 
 
 # origins -------------------------------------------------------------------
@@ -330,7 +346,7 @@ class RecordingOutput:
 
     def send(self, data: Any = None) -> None:
         """Record C{data} (checked now for JSON-serializability)."""
-        _dumps(data)
+        _data_json(data)
         self.messages.append(("data", data))
 
     def send_error(self, error: Any) -> None:

@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl
 
 from multipart import MultipartError, ParserLimitReached, PushMultipartParser
 
+from twistbridge.errors import error_text, not_json_text
+
 #: Bytes of non-file data (urlencoded forms, JSON bodies, multipart text
 #: fields together) kept in memory per request.
 MAX_FIELDS_SIZE = 16 * 1024**2
@@ -512,12 +514,13 @@ def encode_result(result: Any) -> Union[Response, FileReturn]:
         return Response(200, "text/plain; charset=utf-8", result.encode("utf-8"))
     try:
         return json_response(200, result)
-    except (TypeError, ValueError) as e:
-        raise IzzatiError(
-            500, f"the callback returned a value that is not JSON: {e}"
-        ) from None
+    except (TypeError, ValueError):
+        raise IzzatiError(500, not_json_text(result)) from None
 
 
 def exception_message(exc: BaseException) -> str:
-    """What a client sees of a callback's exception: its text, or its type."""
-    return str(exc) or type(exc).__name__
+    """
+    What a client sees of a callback's exception: its class and message
+    (L{twistbridge.errors.error_text}).
+    """
+    return error_text(exc)

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge.errors import Busy
 from twistbridge.izzati._core import (
     MAX_FIELDS_SIZE,
     BodyParser,
@@ -337,6 +338,11 @@ class _Exchange:
         if self.lost:
             if not failure.check(defer.CancelledError):
                 log.failure("izzati callback raised (client gone)", failure)
+            return
+        if failure.check(Busy):  # refused unrun: the client may retry
+            log.warn("izzati: {message}; answering 503", message=str(failure.value))
+            self.request.setHeader(b"Retry-After", b"1")
+            self.respond(json_response(503, {"error": str(failure.value)}))
             return
         log.failure(
             "izzati callback raised; answering 500 to {peer}",

@@ -235,11 +235,17 @@ class JSONRPCServer:
     ) -> None:
         """
         Serve C{dispatcher} at C{path} under C{name} (default: its name) and
-        its C{_alias} names; C{fallback} switches JSONP for it.
+        its C{_alias} names; C{fallback} switches JSONP for it.  A name
+        already served at C{path} is replaced, as flaskJSONRPCServer does.
         """
         run_in = run_in or _run_in(dispatcherBackend) or self.default_run_in
         self.bridge.rpc_function(
-            dispatcher, path=path, name=name, run_in=run_in, jsonp=fallback
+            dispatcher,
+            path=path,
+            name=name,
+            run_in=run_in,
+            jsonp=fallback,
+            replace=True,
         )
 
     def registerInstance(

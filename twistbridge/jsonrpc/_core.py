@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from twistbridge.errors import Busy, error_text
 from twistbridge.jsonrpc._openrpc import DISCOVER, describe
 
 PARSE_ERROR = -32700
@@ -36,6 +37,8 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 SERVER_ERROR = -32000
 FORBIDDEN = -32001
+#: The code of the "Server busy" error: the call was refused unrun.
+SERVER_BUSY = -32003
 
 #: Envelope versions: JSON-RPC 2.0, 1.0, and txjsonrpc's pre-1.0.
 V2, V1, PRE1 = 2, 1, 0
@@ -96,9 +99,15 @@ def forbidden() -> Error:
 
 
 def method_error(exc: BaseException) -> Error:
-    """-32000: the method raised C{exc}; the message is the exception's text."""
-    message = str(exc) or type(exc).__name__
-    return Error(SERVER_ERROR, message)
+    """
+    -32000: the method raised C{exc}; the message is its class and text
+    (C{"KeyError: 'name'"}).  -32003 C{"Server busy"} (the detail in
+    C{data}) when the call was refused unrun because the server is
+    overloaded: the client may retry later.
+    """
+    if isinstance(exc, Busy):
+        return Error(SERVER_BUSY, "Server busy", str(exc))
+    return Error(SERVER_ERROR, error_text(exc))
 
 
 class Call:

@@ -38,6 +38,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from twistbridge.app import RpcMethod, normalize_path, rpc_entries
+from twistbridge.errors import not_json_text
 from twistbridge.jsonrpc import _core as core
 from twistbridge.offload import OffloadError
 
@@ -924,7 +925,7 @@ def _encode_result(call: core.Call, result: Any) -> bytes:
             error=e,
         )
         return core.encode_error(
-            core.internal_error("the result is not JSON"), call.id, call.version
+            core.internal_error(not_json_text(result)), call.id, call.version
         )
 
 
