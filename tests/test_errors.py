@@ -67,7 +67,7 @@ def rpc(server, method, *params):
 def test_json_rpc(server):
     assert rpc(server, "lookup", {}) == {
         "jsonrpc": "2.0",
-        "error": {"code": -32000, "message": "KeyError: 'name'"},
+        "error": {"code": -32000, "message": "'name'", "data": {"type": "KeyError"}},
         "id": 7,
     }
     assert rpc(server, "tags") == {

@@ -68,7 +68,6 @@ def test_an_edit_is_served_on_the_same_port(dev_server, tmp_path):
     served_version_becomes(dev_server, "two, edited")
     assert dev_server.port() == port
     assert "reload: devapp.py changed; restarting" in dev_server.output
-    assert "igor listener left closed" in dev_server.output
 
 
 def test_a_syntax_error_is_shown_and_the_next_save_is_served(dev_server, tmp_path):

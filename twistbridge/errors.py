@@ -37,23 +37,32 @@ class Busy(ServerMessage):
     """
 
 
-def error_text(exc: BaseException) -> str:
+def error_parts(exc: BaseException) -> Tuple[str, str]:
     """
-    What a client sees of a handler's exception: C{"KeyError: 'name'"},
-    C{"ValueError: bad input"}, or the class alone when the message is empty.
+    The class name and the text a client may see of a handler's exception.
 
-    A L{ServerMessage} is given as its message alone.  An exception that
-    came back from a worker process as a stand-in with a C{type_name}
-    (L{twistbridge.offload.RemoteError}) is named by that original class.
+    An exception that came back from a worker process as a stand-in with a
+    C{type_name} (L{twistbridge.offload.RemoteError}) is named by that
+    original class.
     """
-    text = str(exc)
-    if isinstance(exc, ServerMessage):
-        return text or type(exc).__name__
     type_name = getattr(exc, "type_name", None)
     if isinstance(type_name, str) and type_name:
         name = type_name.rsplit(".", 1)[-1]
     else:
         name = type(exc).__name__
+    return name, str(exc)
+
+
+def error_text(exc: BaseException) -> str:
+    """
+    What a client sees of a handler's exception: C{"KeyError: 'name'"},
+    C{"ValueError: bad input"}, or the class alone when the message is empty.
+
+    A L{ServerMessage} is given as its message alone.
+    """
+    name, text = error_parts(exc)
+    if isinstance(exc, ServerMessage):
+        return text or name
     return f"{name}: {text}" if text else name
 
 

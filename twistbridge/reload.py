@@ -263,15 +263,22 @@ class ReloadService(Service):
 
             reactor = _reactor
         self._reactor = reactor
+        self._explicit = set(explicit)
         self.sockets: Dict[str, socket.socket] = {}
         for name, option in LISTENERS:
             setting = "port" if name == "http" else f"{name}_port"
             address = parse_tcp(option, getattr(settings, setting))
-            if address is not None:
+            if address is None:
+                continue
+            try:
                 self.sockets[name] = bind(option, *address)
+            except ReloadError as e:
+                if name == "http" or name in explicit:
+                    raise
+                # A default port the app may not even use: leave it closed.
+                log.warn("reload: {name} listener left closed: {why}", name=name, why=e)
         self.files = watched_files(app)
         self._argv = list(argv)
-        self._explicit = set(explicit)
         self._shutdown_timeout = float(settings.shutdown_timeout)
         self._seen = snapshot(self.files)
         self._child: Optional[_Child] = None

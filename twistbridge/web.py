@@ -252,6 +252,10 @@ class BridgeRequest(Request):
     """
 
     body_consumer: Any = None
+    #: The body limit of a resource that names none (0: it takes no body).
+    #: A request class whose answers must all go through the resource
+    #: (flaskJSONRPCServer's postprocessers see even a 404) sets a bound.
+    default_body_limit = 0
     _early: Any = None
     _body_limit: Optional[int] = None
     _body_received = 0
@@ -315,8 +319,8 @@ class BridgeRequest(Request):
         if check is not None and length != 0:
             check(self)
         sizer = getattr(resource, "max_body_size", None)
-        self._body_limit = sizer(self) if sizer is not None else 0
-        if sizer is None:
+        self._body_limit = sizer(self) if sizer is not None else self.default_body_limit
+        if sizer is None and not self._body_limit:
             self._error_page = _error_code(resource)
         if (
             self._body_limit is not None

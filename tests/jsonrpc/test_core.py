@@ -228,7 +228,7 @@ def test_encode_versions():
         core.encode_error(core.method_error(ValueError("bad")), 1, core.V1)
     )
     assert err["error"]["faultCode"] == -32000
-    assert err["error"]["faultString"] == "ValueError: bad"
+    assert err["error"]["faultString"] == "bad"
 
 
 @pytest.mark.parametrize("value", [float("nan"), object(), {1j}])
@@ -254,7 +254,13 @@ def test_join():
 def test_method_error_message():
     assert core.method_error(RuntimeError("x")).to_dict() == {
         "code": -32000,
-        "message": "RuntimeError: x",
+        "message": "x",
+        "data": {"type": "RuntimeError"},
+    }
+    assert core.method_error(KeyError("name")).to_dict() == {
+        "code": -32000,
+        "message": "'name'",
+        "data": {"type": "KeyError"},
     }
     assert core.method_error(KeyError()).message == "KeyError"
 

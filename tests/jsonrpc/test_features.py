@@ -50,7 +50,7 @@ def test_method_exception_is_32000_with_its_text_and_no_traceback(client):
     response, body = client.post("/rpc", call("raises", ["boom"]))
     assert body == {
         "jsonrpc": "2.0",
-        "error": {"code": -32000, "message": "RuntimeError: boom"},
+        "error": {"code": -32000, "message": "boom", "data": {"type": "RuntimeError"}},
         "id": 1,
     }
     assert "Traceback" not in response.text

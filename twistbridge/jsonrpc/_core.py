@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from twistbridge.errors import Busy, error_text
+from twistbridge.errors import Busy, ServerMessage, error_parts, error_text
 from twistbridge.jsonrpc._openrpc import DISCOVER, describe
 
 PARSE_ERROR = -32700
@@ -100,14 +100,20 @@ def forbidden() -> Error:
 
 def method_error(exc: BaseException) -> Error:
     """
-    -32000: the method raised C{exc}; the message is its class and text
-    (C{"KeyError: 'name'"}).  -32003 C{"Server busy"} (the detail in
-    C{data}) when the call was refused unrun because the server is
-    overloaded: the client may retry later.
+    -32000: the method raised C{exc}; the message is the exception's text,
+    as JSON-RPC servers (flaskJSONRPCServer among them) have always sent
+    it, and C{data} names its class: C{{"type": "KeyError"}} (so C{'name'}
+    is not all a client learns of a C{KeyError}).  A message-less exception
+    is named by its class in the message too.  -32003 C{"Server busy"} (the
+    detail in C{data}) when the call was refused unrun because the server
+    is overloaded: the client may retry later.
     """
     if isinstance(exc, Busy):
         return Error(SERVER_BUSY, "Server busy", str(exc))
-    return Error(SERVER_ERROR, error_text(exc))
+    if isinstance(exc, ServerMessage):
+        return Error(SERVER_ERROR, error_text(exc))
+    kind, text = error_parts(exc)
+    return Error(SERVER_ERROR, text or kind, {"type": kind})
 
 
 class Call:

@@ -194,6 +194,9 @@ def postprocess_request(server: Any) -> type:
 
     class PostprocessRequest(BridgeRequest):
         _held: Optional[List[bytes]] = None
+        # Unknown paths answer 404 through the resource, so that the
+        # postprocessers see it, as flaskJSONRPCServer's do.
+        default_body_limit = server.bridge.settings.max_request_size
 
         def write(self, data: bytes) -> None:
             if self._held is None:
