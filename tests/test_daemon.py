@@ -49,10 +49,13 @@ def proc_status(pid: int, field: str) -> str:
 
 
 def refused(host: str, port: int) -> bool:
-    """A new TCP connection to host:port is refused."""
+    """
+    A new TCP connection to host:port is refused (or reset: it reached the
+    kernel's backlog just as the listening socket closed).
+    """
     try:
         socket.create_connection((host, port), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     return False
 
@@ -219,8 +222,7 @@ def test_sigterm_drains_in_flight_izzati_upload(apps_env):
     server = BridgeProcess(APP, env=apps_env).start()
     try:
         probe = requests.post(server.url("/"), data={"seconds": "0"}, timeout=10)
-        if probe.status_code == 501:
-            pytest.skip("the izzati endpoint is not built in this tree")
+        assert probe.status_code == 200
         call = Call(
             requests.post,
             server.url("/"),
@@ -348,8 +350,7 @@ def test_blocked_handler_thread_does_not_keep_the_process_alive(apps_env):
     try:
         rpc = {"jsonrpc": "2.0", "id": 1, "method": "sleep", "params": [0]}
         probe = requests.post(server.url("/rpc"), json=rpc, timeout=10)
-        if probe.status_code == 404:
-            pytest.skip("JSON-RPC is not built in this tree")
+        assert probe.json() == {"jsonrpc": "2.0", "result": 0, "id": 1}
         rpc["params"] = [60]
         call = Call(requests.post, server.url("/rpc"), json=rpc, timeout=30)
         call.start()
