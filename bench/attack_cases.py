@@ -140,7 +140,7 @@ def rpc_batch_of_empties(addrs, total):
     status = http_status(answer)
     tail = answer.split(b"\r\n\r\n", 1)[-1]
     return {"got": short(answer, 16) + " " + short(tail, 28),
-            "refused": status >= 400 or tail[:1] == b"{"}
+            "refused": status >= 400 or b'"error"' in tail[:400]}
 
 
 def deep_json_rpc(addrs, depth):

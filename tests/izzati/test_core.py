@@ -417,3 +417,17 @@ def test_large_bodies_are_marked_heavy():
     large.feed(b'{"a": "' + b"x" * 70_000 + b'"}')
     assert large.heavy
     assert large.finish() == ({"a": "x" * 70_000}, [])
+
+
+def test_large_json_body_of_too_many_containers_is_413():
+    from twistbridge.izzati._core import IzzatiError, parse_json_text
+
+    body = b'{"a": [' + b",".join([b"[]"] * 100_001) + b"]}"
+    with pytest.raises(IzzatiError) as raised:
+        parse_json_text(body)
+    assert (raised.value.code, str(raised.value.message)) == (
+        413,
+        "JSON body holds more than 100000 arrays and objects",
+    )
+    fine = b'{"a": [' + b",".join([b"1"] * 100_001) + b"]}"
+    assert len(parse_json_text(fine)["a"]) == 100_001

@@ -402,3 +402,14 @@ def test_connection_attribute_access_and_compress_choice():
     assert "server" not in conn.snapshot()
     with pytest.raises(AttributeError):
         _ = conn.nothing
+
+
+def test_large_single_call_of_too_many_containers_is_invalid():
+    params = b",".join([b"[]"] * 250_001)
+    body = b'{"jsonrpc": "2.0", "method": "m", "params": [' + params + b'], "id": 1}'
+    answer = core.parse(body)
+    assert answer.to_dict() == {
+        "code": -32600,
+        "message": "Invalid Request",
+        "data": "request holds more than 250000 arrays and objects",
+    }

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 from multipart import MultipartError, ParserLimitReached, PushMultipartParser
 
+from twistbridge._json import TooManyContainers, loads_bounded
 from twistbridge.errors import error_text, not_json_text
 
 #: Bytes of non-file data (urlencoded forms, JSON bodies, multipart text
@@ -376,12 +377,19 @@ def parse_json_text(body: bytes) -> Dict[str, Any]:
     """
     Decode a JSON request body into the C{text} dict.
 
-    @raise IzzatiError: 400 for a body that is not JSON, or not an object.
+    A large body is decoded by L{twistbridge._json.loads_bounded} (it runs
+    in a pool thread): other clients keep being served while it parses, and
+    one of more than 100,000 arrays and objects is refused.
+
+    @raise IzzatiError: 400 for a body that is not JSON, or not an object;
+        413 for one of too many arrays and objects.
     """
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
+        value = json.loads(body) if len(body) < 65536 else loads_bounded(body, 100_000)
+    except TooManyContainers as e:
+        raise IzzatiError(413, f"JSON body holds {e}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise IzzatiError(400, f"body is not valid JSON: {e}") from None
     if not isinstance(value, dict):

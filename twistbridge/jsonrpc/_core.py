@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from twistbridge._json import TooManyContainers, loads_bounded
 from twistbridge.errors import Busy, ServerMessage, error_parts, error_text
 from twistbridge.jsonrpc._openrpc import DISCOVER, describe
 
@@ -296,8 +297,10 @@ def parse_large(
     pos = _WS.match(text).end()  # type: ignore[union-attr]
     if not text.startswith("[", pos):
         try:
-            obj = loads(text)
-        except ValueError:
+            obj = loads_bounded(text, parse_constant=_reject_constant)
+        except TooManyContainers as e:
+            return invalid_request(f"request holds {e}")
+        except (ValueError, RecursionError):
             return parse_error()
         return Parsed(False, [validate(obj)])
     items: List[Item] = []
