@@ -60,7 +60,7 @@ def listen_description(value: Any) -> Optional[str]:
 @dataclass(frozen=True)
 class Settings:
     """
-    Every configurable value of a bridge (SPEC section 9).
+    Every configurable value of a bridge.
 
     @ivar port: the HTTP listener (izzati, JSON-RPC, WebSocket at C{/ws}).
     @ivar igor_port: the standalone Igor WebSocket listener, or C{"none"}.

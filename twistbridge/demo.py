@@ -1,5 +1,5 @@
 """
-The built-in demo app (SPEC section 7), served by C{twistd bridge} without
+The built-in demo app, served by C{twistd bridge} without
 C{--app}: an upload summary, Igor C{echo} and a C{clock} process, JSON-RPC
 C{echo}/C{add}, and the bgpy README's tasks (in L{twistbridge._demo_tasks}).
 """

@@ -76,7 +76,7 @@ class HttpError:
 def origin_allowed(origin: Optional[str], extra: Sequence[str] = ()) -> bool:
     """
     Whether a browser page of C{origin} may call the bridge: the Igor rule
-    of SPEC section 4 (no Origin, C{null}, C{file://}, and http(s) on
+    of the WebSocket endpoints (no Origin, C{null}, C{file://}, and http(s) on
     localhost, 127.0.0.1 or [::1] on any port) plus the C{extra} origins
     (the C{igor_allowed_origin} setting).
     """

@@ -31,7 +31,7 @@ def _fail(message: str) -> SystemExit:
 
 
 class Options(usage.Options):
-    """The options of C{twistd bridge} (SPEC sections 1 and 9)."""
+    """The options of C{twistd bridge}: the listeners, the app and every setting."""
 
     synopsis = "[options]"
     longdesc = (

@@ -4,7 +4,7 @@ message decisions and the task state machine.  No I/O happens here; the
 Twisted adapter (L{twistbridge.bgpy._protocol}) feeds bytes in, and carries
 out what this module decides.
 
-Wire formats (SPEC section 6), told apart by the first byte a client sends:
+Wire formats, told apart by the first byte a client sends:
 
     - bgpy: a 16-byte ASCII header holding the length of the body, then the
       body: base64 of a pickled C{bgpy.core.message.Message}.  Bodies are

@@ -28,7 +28,7 @@ def _wait(condition, seconds, what):
     while not condition():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.05)  # sleep-ok: poll interval of a bounded wait
 
 
 def start_server_instance():

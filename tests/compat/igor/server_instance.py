@@ -35,7 +35,7 @@ class BacgroundProcess(Thread):
 
      def run(self):
         while True:
-            time.sleep(1)
+            time.sleep(1)  # sleep-ok: the original's own test, kept as it was
             self.counter = self.counter + 1
             
             self.output.send('tick', 'tack')

@@ -1,7 +1,7 @@
 """
 izzati's own test (test_izzati.py, its izzati/test.py) against
 twistbridge.izzati.  Only its imports changed: Backend comes from
-twistbridge.izzati, Frontend from the real izzati, and its ``sleep(1)``
+twistbridge.izzati, Frontend from the real izzati, and its one-second pause
 before the first request is ``wait_until_served``, which waits (bounded)
 until port 5020 answers instead of sleeping.
 """
@@ -27,7 +27,7 @@ def port_5020_free_and_children_stopped():
     while _listening(PORT):
         if time.monotonic() > deadline:
             raise TimeoutError(f"port {PORT} (izzati's) stays busy")
-        time.sleep(0.05)
+        time.sleep(0.05)  # sleep-ok: poll interval of a bounded wait
     yield
     for child in multiprocessing.active_children():
         child.terminate()

@@ -17,4 +17,4 @@ def wait_until_served(_seconds=None, port=PORT, timeout=30):
     while not _listening(port):
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listening on {port} after {timeout}s")
-        time.sleep(0.02)
+        time.sleep(0.02)  # sleep-ok: poll interval of a bounded wait

@@ -8,6 +8,6 @@ def test_simple_return():
         return {'status': 'OK'}
     b = Backend(call, background=True)
     p, q = b.run()
-    sleep(1)
+    sleep(1)  # sleep-ok: the original's own test, kept as it was
     f = Frontend('http://localhost:5020/')
     assert {'status': 'OK'} == f.send({'test': 'works'})

@@ -16,8 +16,8 @@ class mySharedMethods:
 
 def block(_connection):
    # Test for notification request. When it fully implemented, client must  not wait for compliting this function
-   _connection.call.sleep(2) #this contain time.sleep() patched if needed and always safely
-   time.sleep(2) #but in common cases this work too
+   _connection.call.sleep(2) #this contain time.sleep() patched if needed and always safely  # sleep-ok: the original's own test, kept as it was
+   time.sleep(2) #but in common cases this work too  # sleep-ok: the original's own test, kept as it was
    # or you can auto patch your scope
    # _connection.server._importThreading(scope=globals())
    print 'ok'
