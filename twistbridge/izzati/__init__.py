@@ -28,7 +28,7 @@ PROGRAM = "izzati backend"
 def _context() -> Any:
     """
     The multiprocessing context izzati used on Linux: C{fork}, so that the
-    seed's unguarded scripts (no C{if __name__ == "__main__"}) keep working
+    the unguarded scripts of izzati programs (no C{if __name__ == "__main__"}) keep working
     and callbacks need not pickle.  Elsewhere, the platform's default.
     """
     if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin":
