@@ -28,8 +28,8 @@ PROGRAM = "izzati backend"
 def _context() -> Any:
     """
     The multiprocessing context izzati used on Linux: C{fork}, so that the
-    the unguarded scripts of izzati programs (no C{if __name__ == "__main__"}) keep working
-    and callbacks need not pickle.  Elsewhere, the platform's default.
+    unguarded scripts of izzati programs (no C{if __name__ == "__main__"})
+    keep working and callbacks need not pickle.  Elsewhere, the platform's default.
     """
     if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin":
         return multiprocessing.get_context("fork")
