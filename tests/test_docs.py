@@ -554,3 +554,16 @@ def test_embedded_service_answers_json_rpc(tmp_path):
         assert answer["id"] == 7 and answer["result"] >= 1
     finally:
         program.stop()
+
+
+def test_embedded_site_name_without_slash(embedded_site):
+    """POST /bridge is the upload endpoint, as POST /bridge/ is; GET redirects."""
+    response = requests.post(
+        embedded_site + "/bridge", files={"file": ("a.txt", b"hi")}, data={"k": "v"}, timeout=10
+    )
+    assert (response.status_code, response.json()) == (
+        200,
+        {"status": "yes", "text": {"k": "v"}, "files": ["a.txt"]},
+    )
+    response = requests.get(embedded_site + "/bridge", allow_redirects=False, timeout=10)
+    assert (response.status_code, response.headers["Location"]) == (301, "/bridge/")

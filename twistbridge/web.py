@@ -155,6 +155,36 @@ class IndexResource(Resource):
         return b""
 
 
+class BridgeRoot(Resource):
+    """
+    The bridge's root resource.  Mounted in another site under a name
+    (C{/bridge/}), a request for the name itself without the slash is served
+    as C{/bridge/} would be: C{POST /bridge} is an izzati upload, C{GET
+    /bridge} redirects to C{/bridge/} (whose page loads its assets
+    relative to that).
+    """
+
+    def __init__(self, index: IndexResource) -> None:
+        Resource.__init__(self)
+        self._index = index
+
+    def max_body_size(self, request: Any) -> Optional[int]:
+        """The index's body limit (an izzati upload's for C{POST})."""
+        return self._index.max_body_size(request)
+
+    def body_consumer(self, request: Any) -> Any:
+        """The index's body consumer."""
+        return self._index.body_consumer(request)
+
+    def render(self, request: Any) -> Any:
+        """C{GET}/C{HEAD}: redirect to the path with a slash; else the index."""
+        if request.method in (b"GET", b"HEAD"):
+            request.setResponseCode(http.MOVED_PERMANENTLY)
+            request.setHeader(b"Location", request.path + b"/")
+            return b""
+        return self._index.render(request)
+
+
 def build_root(bridge: Bridge) -> Resource:
     """Build the root resource of C{bridge}'s HTTP port."""
     from twistbridge.igor._protocol import build_resource as igor_resource
@@ -163,8 +193,9 @@ def build_root(bridge: Bridge) -> Resource:
     from twistbridge.playground import build_resource as playground
     from twistbridge.playground import mount as mount_playground
 
-    root = Resource()
-    root.putChild(b"", IndexResource(bridge, izzati_resource(bridge), playground(bridge)))
+    index = IndexResource(bridge, izzati_resource(bridge), playground(bridge))
+    root = BridgeRoot(index)
+    root.putChild(b"", index)
     root.putChild(b"health", HealthResource(bridge))
     root.putChild(b"ws", igor_resource(bridge))
     mount_rpc(root, bridge)
