@@ -42,7 +42,12 @@ def test_listener_full_gets_503_and_open_connections_go_on():
 
         assert wait_for(accepted_again, 10, what="a free connection slot")
         held[1].close()
-        assert "refused a connection from 127.0.0.1 (listener full" in server.output
+        # The log line reaches this process through a pipe, read by a thread.
+        assert wait_for(
+            lambda: "refused a connection from 127.0.0.1 (listener full" in server.output,
+            10,
+            what="the refusal's log line",
+        )
 
 
 def test_bgpy_listener_per_client_limit_closes_silently():
