@@ -196,19 +196,9 @@ def foreign_host(addrs, _size):
 
 def slow_body(addrs, seconds):
     """Complete headers of a 1000-byte body, then one byte every 2 s, for C{seconds}."""
-    sock = connect(addrs["http"])
-    started = time.monotonic()
-    try:
-        sock.sendall(http_head(addrs["http"], "POST", "/rpc", {
-            "Content-Type": "application/json", "Content-Length": 1000}))
-        cut = trickle(sock, b"[" * 1000, 2.0, seconds)
-        answer = read_answer(sock, timeout=1) if cut else b""
-    finally:
-        sock.close()
-    took = time.monotonic() - started
-    if not cut:
-        return {"got": f"still open after {took:.0f}s", "refused": False}
-    return {"got": f"cut after {took:.0f}s: {short(answer, 24)}", "refused": True}
+    head = http_head(addrs["http"], "POST", "/rpc", {
+        "Content-Type": "application/json", "Content-Length": 1000})
+    return trickled(addrs, head, b"[" * 1000, 2.0, seconds)
 
 
 def trickle(sock, data, interval, seconds):
@@ -233,10 +223,17 @@ def trickle(sock, data, interval, seconds):
 
 def slowloris(addrs, seconds):
     """A request head sent one byte a second, for at most C{seconds}."""
+    return trickled(addrs, b"", b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 1000, 1.0, seconds)
+
+
+def trickled(addrs, head, data, interval, seconds):
+    """The row of a trickle attack: C{head} at once, then C{data} byte by byte."""
     sock = connect(addrs["http"])
     started = time.monotonic()
     try:
-        cut = trickle(sock, b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 1000, 1.0, seconds)
+        if head:
+            sock.sendall(head)
+        cut = trickle(sock, data, interval, seconds)
         answer = read_answer(sock, timeout=1) if cut else b""
     finally:
         sock.close()
