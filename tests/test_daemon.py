@@ -170,11 +170,13 @@ def test_drops_privileges_after_binding(tmp_path, apps_env):
     with server:
         pid = server.process.pid
         # Bound as root (a privileged port), then running as nobody/nogroup.
+        # The "listening" line comes from the bind, before twistd drops
+        # privileges; /health answers once the service runs, after it.
         assert server.port("http") == port
-        assert proc_status(pid, "Uid").split() == ["65534"] * 4
-        assert proc_status(pid, "Gid").split() == ["65534"] * 4
         response = requests.get(server.url("/health"), timeout=5)
         assert response.status_code == 200
+        assert proc_status(pid, "Uid").split() == ["65534"] * 4
+        assert proc_status(pid, "Gid").split() == ["65534"] * 4
         assert server.stop() == 0
 
 
