@@ -92,7 +92,6 @@ def serve_plain_site(port: int) -> None:
     from twisted.web.server import Site
 
     from twistbridge import Bridge
-    from twistbridge.jsonrpc._resource import mount
 
     bridge = Bridge()
 
@@ -101,7 +100,7 @@ def serve_plain_site(port: int) -> None:
 
     bridge.rpc_function(echo, run_in="reactor")
     root = Resource()
-    mount(root, bridge)
+    bridge.rpc.add_root(root)
     reactor.listenTCP(port, Site(root), interface="127.0.0.1")
     reactor.run()
 
@@ -169,7 +168,6 @@ def cpu_sites():
     from txjsonrpc_ng.web.jsonrpc import JSONRPC
 
     from twistbridge import Bridge
-    from twistbridge.jsonrpc._resource import mount
 
     body = json.dumps({"jsonrpc": "2.0", "result": "hello", "id": 1}).encode()
 
@@ -201,7 +199,7 @@ def cpu_sites():
         bridge = Bridge()
         bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
         root = Resource()
-        mount(root, bridge)
+        bridge.rpc.add_root(root)
         return Site(root)
 
     def bridge_full_site():
@@ -211,7 +209,7 @@ def cpu_sites():
 
         bridge = Bridge()
         bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
-        return BridgeSite(bridge)
+        return BridgeSite(bridge.resource(), bridge.settings)
 
     def tx_site():
         root = Resource()

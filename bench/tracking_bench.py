@@ -36,8 +36,8 @@ from twistbridge.service import ConnectionTracker
 from twistbridge.web import BridgeSite
 
 bridge = Bridge(igor_port="none", bgpy_port="none")
-plain = reactor.listenTCP(0, BridgeSite(bridge), interface="127.0.0.1")
-tracked = reactor.listenTCP(0, ConnectionTracker(BridgeSite(bridge)), interface="127.0.0.1")
+plain = reactor.listenTCP(0, BridgeSite(bridge.resource(), bridge.settings), interface="127.0.0.1")
+tracked = reactor.listenTCP(0, ConnectionTracker(BridgeSite(bridge.resource(), bridge.settings)), interface="127.0.0.1")
 print(plain.getHost().port, tracked.getHost().port, flush=True)
 reactor.run()
 """

@@ -96,7 +96,7 @@ async def test_stop_aborts_what_is_left_at_the_bound():
 
 def test_innermost_protocol_sees_through_wrappers():
     bridge = Bridge()
-    tracker = ConnectionTracker(BridgeSite(bridge))
+    tracker = ConnectionTracker(BridgeSite(bridge.resource(), bridge.settings))
     protocol = tracker.buildProtocol(None)
     assert isinstance(innermost_protocol(protocol), HTTPChannel)
     assert innermost_protocol("anything else") == "anything else"

@@ -42,20 +42,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 
 
-def has_bgpy_runtime() -> bool:
-    try:
-        from twistbridge.bgpy._protocol import runtime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_bgpy = pytest.mark.skipif(
-    not has_bgpy_runtime(),
-    reason="twistbridge.bgpy._protocol.runtime not in this build yet",
-)
-
-
 # -- pure checks --------------------------------------------------------------
 
 
@@ -134,7 +120,7 @@ def test_parse_exec_args():
 
 
 class FakeRuntime:
-    """The interface of twistbridge.bgpy._protocol.runtime(bridge)."""
+    """The interface of a bridge's bgpy task runtime (bridge.runtime().bgpy)."""
 
     def __init__(self, state=None, result=None, error=None):
         self._state = state
@@ -188,7 +174,7 @@ JSON = {b"Content-Type": b"application/json"}
 
 
 def bgpy(rt, **settings):
-    return build_bgpy_resource(Bridge(**settings), lambda: rt)
+    return build_bgpy_resource(Bridge(**settings).settings, runtime_loader(lambda: rt))
 
 
 def test_state_without_runtime():
@@ -201,38 +187,16 @@ def test_exec_without_runtime():
     assert answer(req) == (503, {"error": "bgpy is not available in this server"})
 
 
-def test_runtime_loader_without_runtime(monkeypatch):
-    import types
-
-    monkeypatch.setitem(
-        sys.modules,
-        "twistbridge.bgpy._protocol",
-        types.ModuleType("twistbridge.bgpy._protocol"),
-    )
-    assert runtime_loader(Bridge())() is None
+def test_runtime_loader_calls_runtime():
+    rt = FakeRuntime()
+    assert runtime_loader(lambda: rt)() is rt
 
 
-def test_runtime_loader_calls_runtime(monkeypatch):
-    import types
-
-    module = types.ModuleType("twistbridge.bgpy._protocol")
-    module.runtime = lambda bridge: ("runtime of", bridge)
-    monkeypatch.setitem(sys.modules, "twistbridge.bgpy._protocol", module)
-    bridge = Bridge()
-    assert runtime_loader(bridge)() == ("runtime of", bridge)
-
-
-def test_runtime_loader_when_runtime_cannot_start(monkeypatch):
-    import types
-
-    module = types.ModuleType("twistbridge.bgpy._protocol")
-
-    def runtime(bridge):
+def test_runtime_loader_when_runtime_cannot_start():
+    def runtime():
         raise SystemExit("bgpy: cannot read the token file")
 
-    module.runtime = runtime
-    monkeypatch.setitem(sys.modules, "twistbridge.bgpy._protocol", module)
-    assert runtime_loader(Bridge())() is None
+    assert runtime_loader(runtime)() is None
 
 
 def test_state():
@@ -421,7 +385,7 @@ def test_mount_leaves_app_paths_alone():
     root = Resource()
     mine = Resource()
     root.putChild(b"bgpy", mine)
-    playground.mount(root, Bridge())
+    playground.mount(root, Bridge().settings, lambda: None)
     assert root.children[b"bgpy"] is mine
     assert set(root.children) == {b"bgpy", b"playground"}
 
@@ -548,7 +512,6 @@ def test_bgpy_bridge_refuses_foreign_origin_over_http(demo_server):
     assert response.json() == {"error": "origin not allowed"}
 
 
-@needs_bgpy
 def test_bgpy_bridge_over_http(demo_server):
     before = requests.get(demo_server.url("/bgpy/state"), timeout=10).json()
     assert before["initialized"] is True
@@ -658,10 +621,15 @@ def exercise_page(driver, url, folder):
     Select(driver.find_element("id", "rpc-method")).select_by_value("add")
     # The form is built from rpc.discover: the signature and the summary.
     wait_text(
-        driver, "rpc-doc", lambda t: t == "add(a, b): Return a + b.", "add's description"
+        driver,
+        "rpc-doc",
+        lambda t: t == "add(a, b): Return a + b.",
+        "add's description",
     )
     Select(driver.find_element("id", "rpc-method")).select_by_value("echo")
-    wait_text(driver, "rpc-doc", lambda t: t.startswith("echo(data)"), "echo's description")
+    wait_text(
+        driver, "rpc-doc", lambda t: t.startswith("echo(data)"), "echo's description"
+    )
     Select(driver.find_element("id", "rpc-method")).select_by_value("add")
     params = driver.find_element("id", "rpc-params")
     params.clear()
@@ -793,7 +761,9 @@ def test_playground_errors_and_token_in_chromium(browser):
         )
 
 
-def test_playground_uploads_without_javascript(browser_without_javascript, demo_server, tmp_path):
+def test_playground_uploads_without_javascript(
+    browser_without_javascript, demo_server, tmp_path
+):
     """The upload card is a real multipart form: it works with scripts off."""
     driver = browser_without_javascript
     note = tmp_path / "note.txt"
@@ -803,7 +773,9 @@ def test_playground_uploads_without_javascript(browser_without_javascript, demo_
     driver.find_element("id", "upload-file").send_keys(str(note))
     driver.find_element("id", "upload-send").click()
     # The answer replaces the page: the JSON body, shown as text.
-    wait_for(lambda: "upload-form" not in driver.page_source, 10, what="the answer page")
+    wait_for(
+        lambda: "upload-form" not in driver.page_source, 10, what="the answer page"
+    )
     answer = json.loads(driver.find_element("tag name", "pre").text)
     assert answer == {
         "status": "ok",

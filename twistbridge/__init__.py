@@ -3,11 +3,23 @@ twistbridge: one Twisted reactor serving izzati uploads, Igor WebSocket
 streams, JSON-RPC 2.0 and bgpy tasks.
 
     from twistbridge import Bridge, file_return, respond
+
+The names are imported on first use, so that importing one of the pure
+protocol cores (C{twistbridge.igor._core}, ...) does not import Twisted.
 """
 
-from twistbridge.app import Bridge
-from twistbridge.bgpy._core import respond
-from twistbridge.izzati._core import file_return
+from types import ModuleType
+
+from twistbridge._lazy import lazy_attributes
 
 __all__ = ["Bridge", "file_return", "respond"]
 __version__ = "0.1.0"
+
+
+def _load() -> ModuleType:
+    from twistbridge import _public
+
+    return _public
+
+
+__getattr__ = lazy_attributes(__name__, __all__, _load)

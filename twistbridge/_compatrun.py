@@ -22,9 +22,7 @@ def cannot_listen(program: str, address: str, reason: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def bind_or_exit(
-    service: Any, program: str, address_of: Callable[[str], str]
-) -> None:
+def bind_or_exit(service: Any, program: str, address_of: Callable[[str], str]) -> None:
     """
     Bind every listener of C{service} now (its C{privilegedStartService}).
 

@@ -16,7 +16,9 @@ def init_task(client: Any) -> Dict[str, Any]:
     return {"request_count": 0, "value": 1000}
 
 
-def exec_task(client: Any, state: Dict[str, Any], exec_args: Dict[str, Any]) -> Dict[str, Any]:
+def exec_task(
+    client: Any, state: Dict[str, Any], exec_args: Dict[str, Any]
+) -> Dict[str, Any]:
     """C{increase} / C{decrease} the value by C{value_change}."""
     state["request_count"] += 1
     if exec_args.get("command") == "increase":

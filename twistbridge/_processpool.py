@@ -36,7 +36,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistbridge import _poolworker
-from twistbridge.errors import Busy
+from twistbridge.handlers import (
+    CallTimeout,
+    NotPicklable,
+    OffloadError,
+    PoolStopped,
+    RemoteError,
+    ServerBusy,
+    WorkerCrashed,
+)
 
 log = Logger()
 
@@ -50,64 +58,6 @@ _BOOTSTRAP = (
     "spec.loader.exec_module(worker)\n"
     "sys.exit(worker.main())\n"
 )
-
-
-class OffloadError(Exception):
-    """An offloaded call could not complete for a reason of the pool's own."""
-
-
-class WorkerCrashed(OffloadError):
-    """The worker process running the call died (the call's result is lost)."""
-
-
-class CallTimeout(OffloadError, TimeoutError):
-    """The call ran past the call timeout; its worker was killed and replaced."""
-
-
-class NotPicklable(OffloadError, TypeError):
-    """An argument or a result of a process call could not be pickled."""
-
-
-class PoolStopped(OffloadError):
-    """The pool is stopping or stopped and takes no new calls."""
-
-
-class ServerBusy(OffloadError, Busy):
-    """
-    The call was refused at once: as many calls as allowed already wait for
-    this pool.  Its message, C{"server busy: ..."}, is what the client is
-    told; the call never ran and may be retried later.
-
-    @ivar pool: C{"thread"} or C{"process"}.
-    """
-
-    def __init__(self, pool: str, waiting: int) -> None:
-        calls = "1 call is" if waiting == 1 else f"{waiting} calls are"
-        OffloadError.__init__(
-            self, f"server busy: {calls} waiting for the {pool} pool; try again later"
-        )
-        self.pool = pool
-
-
-class RemoteError(OffloadError):
-    """
-    An exception raised in a worker that could not travel back as itself.
-
-    C{str()} is the original exception's message.
-
-    @ivar type_name: the dotted name of the original exception's class.
-    @ivar remote_traceback: the worker's traceback, as text.
-    """
-
-    def __init__(
-        self, type_name: str, message: str, remote_traceback: str = ""
-    ) -> None:
-        OffloadError.__init__(self, message)
-        self.type_name = type_name
-        self.remote_traceback = remote_traceback
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class RemoteFailure(Failure):

@@ -96,9 +96,7 @@ def check_igor_action(func: Callable[..., Any]) -> None:
     @raise RegistrationError: naming C{func}, the shape it must accept and an example.
     """
     signature = _signature(func)
-    if signature is None or _binds(
-        signature, None, None, **dict.fromkeys(IGOR_KWARGS)
-    ):
+    if signature is None or _binds(signature, None, None, **dict.fromkeys(IGOR_KWARGS)):
         return
     raise _refuse(func, signature, "an Igor action", "(out, data, **kwargs)", "action")
 

@@ -1,6 +1,6 @@
 """
 The application object: one L{Bridge} holds what a program registers for the
-four protocols, and builds the Twisted objects that serve them.
+four protocols (it is a L{twistbridge.registry.Registry}), and serves it.
 
     bridge = Bridge()
 
@@ -12,111 +12,49 @@ four protocols, and builds the Twisted objects that serve them.
 
 C{Bridge.service()} gives the L{MultiService} that C{twistd bridge} runs (or an
 existing application adopts); C{Bridge.resource()} gives the HTTP root
-resource for an existing L{Site}.
+resource for an existing L{Site}.  Both come from the bridge's one
+L{twistbridge.runtime.Runtime}, created when the bridge is first served.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
-from twistbridge._signatures import (
+from twisted.application.service import MultiService
+from twisted.web.resource import Resource
+
+from twistbridge.jsonrpc._resource import RpcController
+from twistbridge.offload import Offloader
+from twistbridge.registry import (
+    BgpyTasks,
+    IzzatiRegistration,
     RegistrationError,
-    check_bgpy_task,
-    check_igor_action,
-    check_izzati_callback,
+    Registry,
+    RpcMethod,
+    normalize_path,
+    rpc_entries,
 )
-from twistbridge.config import Settings
-from twistbridge.offload import Handler, Offloader, check_picklable, resolve
+from twistbridge.runtime import Runtime
 
-__all__ = ["Bridge", "RegistrationError"]
+__all__ = [
+    "BgpyTasks",
+    "Bridge",
+    "IzzatiRegistration",
+    "RegistrationError",
+    "RpcMethod",
+    "normalize_path",
+    "rpc_entries",
+]
 
 
-@dataclass
-class IzzatiRegistration:
+class Bridge(Registry):
     """
-    The izzati callback of a bridge.
+    The application object of a twistbridge program: a
+    L{twistbridge.registry.Registry} (the registration methods and the
+    settings) that can be served.
 
-    @ivar handler: the resolved callback.
-    @ivar args: extra positional arguments passed after C{text, data}.
-    @ivar kwargs: extra keyword arguments.
-    @ivar max_upload_size: request body limit in bytes, or L{None} for the
-        bridge's setting.
-    @ivar queue_first: pass C{args[0]} before C{text, data} (izzati's
-        C{background=True}).
-    """
-
-    handler: Handler
-    args: Tuple[Any, ...] = ()
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    max_upload_size: Optional[int] = None
-    queue_first: bool = False
-
-
-@dataclass
-class RpcMethod:
-    """
-    One JSON-RPC method.
-
-    @ivar path: the HTTP path of its dispatcher (C{"/rpc"}, C{"/api"}, ...).
-    @ivar name: the method name clients call.
-    @ivar handler: the resolved callable.
-    """
-
-    path: str
-    name: str
-    handler: Handler
-    jsonp: Optional[bool] = None
-
-
-@dataclass
-class BgpyTasks:
-    """
-    The bgpy task functions of a bridge.
-
-    @ivar init_task: C{init_task(client) -> dict}.
-    @ivar exec_task: C{exec_task(client, state, exec_args) -> dict}.
-    @ivar exit_task: C{exit_task(client, state, exit_args) -> None}.
-    @ivar allow_modules: modules whose task functions bgpy clients may name.
-    """
-
-    init_task: Optional[Callable[..., Any]] = None
-    exec_task: Optional[Callable[..., Any]] = None
-    exit_task: Optional[Callable[..., Any]] = None
-    allow_modules: Tuple[str, ...] = ()
-
-
-def normalize_path(path: str) -> str:
-    """C{"api/"} and C{"/api"} are the same dispatcher: C{"/api"}."""
-    path = "/" + path.strip("/")
-    return path
-
-
-def rpc_entries(
-    func: Callable[..., Any],
-    path: str = "/rpc",
-    name: Optional[str] = None,
-    run_in: Optional[str] = None,
-    jsonp: Optional[bool] = None,
-) -> List[RpcMethod]:
-    """The L{RpcMethod} entries of one function: its name and its C{_alias} names."""
-    method_name = name or getattr(func, "__name__", None) or repr(func)
-    handler = resolve(func, run_in, method_name)
-    aliases = getattr(func, "_alias", None) or []
-    if isinstance(aliases, str):
-        aliases = [aliases]
-    return [
-        RpcMethod(normalize_path(path), n, handler, jsonp)
-        for n in [method_name, *aliases]
-    ]
-
-
-class Bridge:
-    """
-    The application object of a twistbridge program.
-
-    Keyword arguments are the settings (L{Settings}); the twistd options
-    given on a command line override them.
+    Keyword arguments are the settings (L{twistbridge.config.Settings}); the
+    twistd options given on a command line override them.
 
     Every registration checks the handler against the way its protocol calls
     it and raises L{RegistrationError} (naming the function, what it must
@@ -125,349 +63,36 @@ class Bridge:
     callback, or a second set of bgpy tasks) is a L{RegistrationError} too,
     unless C{replace=True} is passed.  Handlers with C{run_in="process"} are
     checked to pickle by L{check}, which the service runs before it starts.
-
-    @ivar settings: the L{Settings} in force.
-    @ivar given_settings: the names of the settings given explicitly, as
-        keywords or through L{configure}.
-    @ivar offloader: the thread and process pools every handler goes through.
     """
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = Settings(**settings)
-        self.given_settings = frozenset(settings)
-        self.izzati_registration: Optional[IzzatiRegistration] = None
-        self.igor_handlers: Dict[str, Handler] = {}
-        self.igor_process_objects: Dict[str, Any] = {}
-        self.rpc_methods: List[RpcMethod] = []
-        self.rpc_options: Dict[str, Dict[str, Any]] = {}
-        self.rpc_version = 0
-        self.bgpy: BgpyTasks = BgpyTasks()
-        self._offloader: Optional[Offloader] = None
-        self._built: Dict[str, Any] = {}
+    _runtime: Optional[Runtime] = None
 
-    def configure(self, **settings: Any) -> None:
-        """Change settings (before C{service()} or C{resource()} is called)."""
-        self.settings = self.settings.updated(**settings)
-        self.given_settings = self.given_settings | frozenset(settings)
-
-    def serves_igor(self) -> bool:
-        """Whether the app registers an Igor action or process."""
-        return bool(self.igor_handlers or self.igor_process_objects)
-
-    def serves_bgpy(self) -> bool:
-        """Whether the app (or its settings) gives bgpy clients anything to run."""
-        s = self.settings
-        return bool(
-            self.bgpy.init_task
-            or self.bgpy.allow_modules
-            or s.bgpy_init_file
-            or s.bgpy_allow_module
-            or s.bgpy_token
-            or s.bgpy_token_file
-        )
+    def runtime(self) -> Runtime:
+        """The bridge's one L{Runtime}, created on first use."""
+        if self._runtime is None:
+            self._runtime = Runtime(self)
+        return self._runtime
 
     @property
     def offloader(self) -> Offloader:
-        """The bridge's L{Offloader}, created on first use."""
-        if self._offloader is None:
-            s = self.settings
-            self._offloader = Offloader(
-                threads=s.threads,
-                processes=s.processes,
-                call_timeout=s.call_timeout,
-                shutdown_timeout=s.shutdown_timeout,
-                max_queued=s.max_queued,
-            )
-        return self._offloader
-
-    # izzati ---------------------------------------------------------------
-
-    def izzati(
-        self,
-        callback: Optional[Callable[..., Any]] = None,
-        *,
-        args: Sequence[Any] = (),
-        kwargs: Optional[Dict[str, Any]] = None,
-        run_in: Optional[str] = None,
-        max_upload_size: Any = None,
-        replace: bool = False,
-    ) -> Any:
-        """
-        Register the izzati callback C{callback(text, data, *args, **kwargs)},
-        served at C{POST /}.  Usable as C{@bridge.izzati} or
-        C{@bridge.izzati(run_in=..., max_upload_size=...)}.
-
-        @param replace: replace the callback already registered (without
-            it, a second callback is a L{RegistrationError}).
-        """
-        from twistbridge.config import parse_size
-
-        def register(func: Callable[..., Any]) -> Callable[..., Any]:
-            check_izzati_callback(func, args, kwargs)
-            old = self.izzati_registration
-            if old is not None and not replace:
-                raise RegistrationError(
-                    f"{_name(func)} cannot be the izzati callback: "
-                    f"{_name(old.handler.func)} already is; pass replace=True to "
-                    "replace it"
-                )
-            self.izzati_registration = IzzatiRegistration(
-                handler=resolve(func, run_in),
-                args=tuple(args),
-                kwargs=dict(kwargs or {}),
-                max_upload_size=None
-                if max_upload_size is None
-                else parse_size(max_upload_size),
-            )
-            return func
-
-        return register if callback is None else register(callback)
-
-    # Igor -----------------------------------------------------------------
-
-    def igor_action(
-        self,
-        name: Any = None,
-        handler: Optional[Callable[..., Any]] = None,
-        *,
-        run_in: Optional[str] = None,
-        replace: bool = False,
-    ) -> Any:
-        """
-        Register C{handler(out, data, **kwargs)} for the WebSocket action
-        C{name}.  Usable as a decorator: C{@bridge.igor_action("echo")}; a
-        bare C{@bridge.igor_action} registers the function under its own
-        name.
-
-        @param replace: replace the handler already registered for C{name}
-            (without it, that is a L{RegistrationError}).
-        """
-        if callable(name) and handler is None:
-            # A bare @bridge.igor_action (or igor_action(func)): its name.
-            name, handler = _name(name), name
-        if not isinstance(name, str) or not name:
-            raise RegistrationError(
-                f"igor_action needs an action name (a non-empty string), not "
-                f"{name!r}: use @bridge.igor_action(\"name\") or a bare "
-                "@bridge.igor_action"
-            )
-        action = name
-
-        def register(func: Callable[..., Any]) -> Callable[..., Any]:
-            check_igor_action(func)
-            old = self.igor_handlers.get(action)
-            if old is not None and not replace:
-                raise RegistrationError(
-                    f"{_name(func)} cannot be the Igor action {action!r}: "
-                    f"{_name(old.func)} already is; pass replace=True to replace it"
-                )
-            self.igor_handlers[action] = resolve(func, run_in, action)
-            return func
-
-        return register if handler is None else register(handler)
-
-    def igor_actions(
-        self,
-        api: Dict[str, Any],
-        *,
-        separator: str = ".",
-        run_in: Optional[str] = None,
-        replace: bool = False,
-    ) -> None:
-        """Register a (nested) dict of actions, flattened with C{separator}."""
-        from twistbridge.igor import flatten
-
-        for name, func in flatten(api, separator).items():
-            self.igor_action(name, func, run_in=run_in, replace=replace)
-
-    def igor_process(self, process_id: str, obj: Any, *, replace: bool = False) -> None:
-        """
-        Register a process: a L{threading.Thread} instance or a callable
-        receiving the output; it starts with the service.
-
-        @param replace: replace the process already registered under
-            C{process_id} (without it, that is a L{RegistrationError}).
-        """
-        if process_id in self.igor_process_objects and not replace:
-            raise RegistrationError(
-                f"an Igor process {process_id!r} is already registered; pass "
-                "replace=True to replace it"
-            )
-        self.igor_process_objects[process_id] = obj
-
-    # JSON-RPC -------------------------------------------------------------
-
-    def rpc_function(
-        self,
-        func: Optional[Callable[..., Any]] = None,
-        *,
-        path: str = "/rpc",
-        name: Optional[str] = None,
-        run_in: Optional[str] = None,
-        jsonp: Optional[bool] = None,
-        replace: bool = False,
-    ) -> Any:
-        """
-        Register a JSON-RPC method at C{path} (default C{/rpc}), named
-        C{name} or the function's name, plus its C{_alias} names.
-        Usable as C{@bridge.rpc_function} or C{@bridge.rpc_function(...)}.
-        C{jsonp} switches the JSONP fallback for this method alone (L{None}:
-        the path's C{jsonp} option).
-
-        @param replace: replace methods of the same names at C{path}
-            (without it, a name already taken is a L{RegistrationError}).
-        """
-
-        def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            entries = rpc_entries(f, path, name, run_in, jsonp)
-            taken = {(m.path, m.name): m for m in self.rpc_methods}
-            names = {(m.path, m.name) for m in entries}
-            for key in sorted(names & set(taken)):
-                if not replace:
-                    raise RegistrationError(
-                        f"{_name(f)} cannot be the JSON-RPC method {key[1]!r} at "
-                        f"{key[0]}: {_name(taken[key].handler.func)} already is; "
-                        "pass replace=True to replace it"
-                    )
-            self.rpc_methods = [
-                m for m in self.rpc_methods if (m.path, m.name) not in names
-            ]
-            self.rpc_methods.extend(entries)
-            self.rpc_version += 1
-            return f
-
-        return register if func is None else register(func)
-
-    def rpc_instance(
-        self,
-        obj: Any,
-        *,
-        path: str = "/rpc",
-        run_in: Optional[str] = None,
-        jsonp: Optional[bool] = None,
-        replace: bool = False,
-    ) -> None:
-        """Register every public method of C{obj} at C{path}."""
-        for attr in dir(obj):
-            if attr.startswith("_"):
-                continue
-            member = getattr(obj, attr)
-            if callable(member):
-                self.rpc_function(
-                    member,
-                    path=path,
-                    name=attr,
-                    run_in=run_in,
-                    jsonp=jsonp,
-                    replace=replace,
-                )
-
-    def rpc_path(self, path: str = "/rpc", **options: Any) -> None:
-        """
-        Configure the JSON-RPC dispatcher at C{path}: C{cors}, C{jsonp},
-        C{auth}, C{blocking}, C{compress_min_size}, C{magic_var},
-        C{max_batch_size}, C{allow_form_content} (see the JSON-RPC
-        documentation).
-
-        @raise ValueError: for an unknown option or a bad value.
-        """
-        from twistbridge.jsonrpc._core import PathOptions
-
-        merged = {**self.rpc_options.get(normalize_path(path), {}), **options}
-        PathOptions.from_dict(merged)
-        self.rpc_options[normalize_path(path)] = merged
-        self.rpc_version += 1
+        """The thread and process pools every handler goes through."""
+        return self.runtime().offloader
 
     @property
-    def rpc(self) -> Any:
+    def rpc(self) -> RpcController:
         """
         The JSON-RPC runtime of this bridge: C{lock}, C{unlock}, C{wait},
         C{stats}, C{reload}, C{callAsync} (see the JSON-RPC documentation).
         """
-        from twistbridge.jsonrpc._resource import controller
+        return self.runtime().rpc
 
-        return controller(self)
-
-    # bgpy -----------------------------------------------------------------
-
-    def bgpy_tasks(
-        self,
-        init_task: Callable[..., Any],
-        exec_task: Callable[..., Any],
-        exit_task: Callable[..., Any],
-        *,
-        allow_modules: Sequence[str] = (),
-        replace: bool = False,
-    ) -> None:
-        """
-        Set the bgpy tasks; C{init_task} runs when the service starts.
-        C{allow_modules} names modules whose task functions bgpy clients may
-        send in their INIT.
-
-        @param replace: replace tasks already set (without it, a second
-            call is a L{RegistrationError}).
-        """
-        check_bgpy_task("init_task", init_task)
-        check_bgpy_task("exec_task", exec_task)
-        check_bgpy_task("exit_task", exit_task)
-        if self.bgpy.init_task is not None and not replace:
-            raise RegistrationError(
-                f"bgpy tasks are already set (init_task "
-                f"{_name(self.bgpy.init_task)}); pass replace=True to replace them"
-            )
-        self.bgpy = BgpyTasks(init_task, exec_task, exit_task, tuple(allow_modules))
-
-    # assembly -------------------------------------------------------------
-
-    def check(self) -> None:
-        """
-        Check that every C{run_in="process"} handler can be sent to a worker
-        process (it must be importable by its name at the top level of a
-        module).  Run by L{service}, L{resource} and C{twistd bridge} before
-        anything starts: registration cannot check it, since a decorator
-        runs before the name it decorates is bound.
-
-        @raise twistbridge.offload.NotPicklable: for the first that cannot,
-            in one line saying why.
-        """
-        registration = self.izzati_registration
-        if registration is not None:
-            check_picklable(
-                registration.handler,
-                f"{_name(registration.handler.func)} (the izzati callback)",
-            )
-        for action, handler in self.igor_handlers.items():
-            check_picklable(handler, f"{_name(handler.func)} (Igor action {action!r})")
-        for method in self.rpc_methods:
-            check_picklable(
-                method.handler,
-                f"{_name(method.handler.func)} (JSON-RPC method {method.name!r} "
-                f"at {method.path})",
-            )
-
-    def resource(self) -> Any:
+    def resource(self) -> Resource:
         """
         The HTTP root resource: C{POST /} (izzati), C{/rpc} and every
         registered JSON-RPC path, C{/ws} (Igor), C{/health}.
         """
-        if "resource" not in self._built:
-            self.check()
-            from twistbridge.web import build_root
+        return self.runtime().root
 
-            self._built["resource"] = build_root(self)
-        return self._built["resource"]
-
-    def service(self) -> Any:
+    def service(self) -> MultiService:
         """The L{twisted.application.service.MultiService} serving everything."""
-        if "service" not in self._built:
-            self.check()
-            from twistbridge.service import BridgeService
-
-            self._built["service"] = BridgeService(self)
-        return self._built["service"]
-
-
-def _name(func: Any) -> str:
-    """A callable's name for messages."""
-    name = getattr(func, "__name__", None)
-    return name if isinstance(name, str) else type(func).__name__
+        return self.runtime().service

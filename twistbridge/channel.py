@@ -125,7 +125,11 @@ class BridgeChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         """Start the header clock at a request's first byte, the body clock
         when a body is still to come."""
-        if self._awaiting_headers and self._header_since is None and self.header_timeout:
+        if (
+            self._awaiting_headers
+            and self._header_since is None
+            and self.header_timeout
+        ):
             self._header_since = self._now()
             if self._header_call is None:
                 self._header_call = self.callLater(
@@ -238,9 +242,11 @@ class BridgeChannel(HTTPChannel):
         )
         request._refused = True
         request._abort_consumer(Failure(BodyTooSlow("request body too slow")))
-        self._linger = answer_and_close(self, http.REQUEST_TIMEOUT, body_too_slow(
-            self.min_body_rate, self.body_window
-        ))
+        self._linger = answer_and_close(
+            self,
+            http.REQUEST_TIMEOUT,
+            body_too_slow(self.min_body_rate, self.body_window),
+        )
 
 
 def body_too_slow(rate: int, window: float) -> str:

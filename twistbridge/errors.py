@@ -104,8 +104,7 @@ def _find(
         for key, item in items:
             if isinstance(value, dict) and not isinstance(key, _SCALARS):
                 return (
-                    f"{path} has a key of type {type(key).__name__}, "
-                    "which is not JSON"
+                    f"{path} has a key of type {type(key).__name__}, which is not JSON"
                 )
             found = _find(item, f"{path}[{key!r}]", allowed, active, depth + 1)
             if found is not None:

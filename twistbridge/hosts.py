@@ -135,7 +135,10 @@ def check_handshake(protocol: Any, request: Any) -> None:
     if allowed is None:
         return
     host = request.headers.get("host")
-    local = (socket.gethostname(), str(getattr(protocol.transport.getHost(), "host", "")))
+    local = (
+        socket.gethostname(),
+        str(getattr(protocol.transport.getHost(), "host", "")),
+    )
     if host_allowed(host, allowed, local):
         return
     from autobahn.websocket.types import ConnectionDeny

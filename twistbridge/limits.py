@@ -87,7 +87,9 @@ class ConnectionLimits(WrappingFactory):
     def buildProtocol(self, addr: Any) -> Any:
         """Build the wrapped protocol, or a refusal when over a limit."""
         host = _peer_host(addr)
-        over_total = self.max_connections and len(self.protocols) >= self.max_connections
+        over_total = (
+            self.max_connections and len(self.protocols) >= self.max_connections
+        )
         over_client = (
             self.max_connections_per_client
             and self.per_client.get(host, 0) >= self.max_connections_per_client

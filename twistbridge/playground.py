@@ -28,6 +28,8 @@ from twisted.web import http, pages
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge.request import Refusal
+
 log = Logger()
 
 #: The files of C{twistbridge/static/} that are served, with their types.
@@ -181,7 +183,7 @@ class Asset(Resource):
         return self.body
 
 
-def build_resource(bridge: Any) -> Resource:
+def build_page() -> Resource:
     """The page served at C{GET /}."""
     return Asset(read_asset("index.html"), ASSETS["index.html"])
 
@@ -210,19 +212,15 @@ def build_assets() -> Resource:
     return folder
 
 
-def runtime_loader(bridge: Any) -> Callable[[], Any]:
+def runtime_loader(get: Callable[[], Any]) -> Callable[[], Any]:
     """
-    A function returning bgpy's runtime for C{bridge}, or L{None} when this
-    build has no bgpy runtime.
+    A function returning bgpy's task runtime (C{get()}), or L{None} when it
+    cannot be built.
     """
 
     def load() -> Any:
         try:
-            from twistbridge.bgpy._protocol import runtime
-        except ImportError:
-            return None
-        try:
-            return runtime(bridge)
+            return get()
         except (Exception, SystemExit) as e:
             # Its own service start reports this (a bad token or init file);
             # a request must not end the server.
@@ -238,9 +236,9 @@ class _JsonResource(Resource):
     isLeaf = True
     allowedMethods: tuple = ()
 
-    def __init__(self, bridge: Any, load_runtime: Callable[[], Any]) -> None:
+    def __init__(self, settings: Any, load_runtime: Callable[[], Any]) -> None:
         Resource.__init__(self)
-        self._bridge = bridge
+        self._settings = settings
         self._load_runtime = load_runtime
 
     def render(self, request: Any) -> Any:
@@ -288,13 +286,13 @@ class _JsonResource(Resource):
     def credentials(self, request: Any) -> Optional[HttpError]:
         """Origin and token, from the headers alone: L{None}, or why not."""
         origin = request.getHeader(b"origin")
-        extra = self._bridge.settings.igor_allowed_origin
+        extra = self._settings.igor_allowed_origin
         if not origin_allowed(
             None if origin is None else origin.decode("latin-1"), extra
         ):
             return HttpError(http.FORBIDDEN, "origin not allowed")
         try:
-            expected = self._bridge.settings.token()
+            expected = self._settings.token()
         except OSError as e:
             log.error("bgpy token file unreadable: {error}", error=e)
             return HttpError(http.SERVICE_UNAVAILABLE, "bgpy token file unreadable")
@@ -351,16 +349,15 @@ class BgpyExec(_JsonResource):
         """C{max_message_size}, at most L{EXEC_BODY_LIMIT}; no body but on C{POST}."""
         if request.method != b"POST":
             return 0
-        return min(int(self._bridge.settings.max_message_size), EXEC_BODY_LIMIT)
+        return min(int(self._settings.max_message_size), EXEC_BODY_LIMIT)
 
     def check_request(self, request: Any) -> None:
         """
         Refuse a body from a client without the right origin or token
-        before reading any of it (see L{twistbridge.web}).
+        before reading any of it (see L{twistbridge.request}).
 
-        @raise twistbridge.web.Refusal: 403 or 401.
+        @raise twistbridge.request.Refusal: 403 or 401.
         """
-        from twistbridge.web import Refusal
 
         if request.method not in self.allowedMethods:
             return  # no body is accepted anyway (the method is answered 405)
@@ -420,25 +417,23 @@ class BgpyExec(_JsonResource):
         return NOT_DONE_YET
 
 
-def build_bgpy_resource(
-    bridge: Any, load_runtime: Optional[Callable[[], Any]] = None
-) -> Resource:
-    """C{/bgpy/}: C{state} and C{exec}."""
-    load = load_runtime or runtime_loader(bridge)
+def build_bgpy_resource(settings: Any, load_runtime: Callable[[], Any]) -> Resource:
+    """C{/bgpy/}: C{state} and C{exec}, over the runtime C{load_runtime()}."""
     folder = _Folder(_JsonNotFound)
-    folder.putChild(b"state", BgpyState(bridge, load))
-    folder.putChild(b"exec", BgpyExec(bridge, load))
+    folder.putChild(b"state", BgpyState(settings, load_runtime))
+    folder.putChild(b"exec", BgpyExec(settings, load_runtime))
     return folder
 
 
-def mount(root: Resource, bridge: Any) -> None:
+def mount(root: Resource, settings: Any, get_runtime: Callable[[], Any]) -> None:
     """
     Put C{/playground/} and C{/bgpy/} on C{root}, leaving alone a path the
-    app already uses (a JSON-RPC dispatcher at C{/bgpy}, say).
+    app already uses (a JSON-RPC dispatcher at C{/bgpy}, say).  C{/bgpy/}
+    uses the task runtime C{get_runtime()} (built on the first request).
     """
     for name, build in (
         (b"playground", build_assets),
-        (b"bgpy", lambda: build_bgpy_resource(bridge)),
+        (b"bgpy", lambda: build_bgpy_resource(settings, runtime_loader(get_runtime))),
     ):
         if name in root.children:
             log.warn(

@@ -111,7 +111,9 @@ def bind(option: str, interface: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as e:
         sock.close()
-        reason = "is already in use" if e.errno == 98 else f"cannot be bound ({e.strerror})"
+        reason = (
+            "is already in use" if e.errno == 98 else f"cannot be bound ({e.strerror})"
+        )
         raise ReloadError(
             f"{option}: port {port} on {interface or '*'} {reason}; "
             f"choose another with {option} PORT"
@@ -205,9 +207,7 @@ def watched_files(app: Optional[str]) -> List[str]:
         top_spec = importlib.util.find_spec(top)
         for folder in (top_spec.submodule_search_locations or []) if top_spec else []:
             for root, _, names in os.walk(folder):
-                files.update(
-                    os.path.join(root, n) for n in names if n.endswith(".py")
-                )
+                files.update(os.path.join(root, n) for n in names if n.endswith(".py"))
     return sorted(files)
 
 
@@ -291,7 +291,9 @@ class ReloadService(Service):
     def startService(self) -> None:
         """Start the server and the watch."""
         Service.startService(self)
-        names = ", ".join(self.files) if len(self.files) < 4 else f"{len(self.files)} files"
+        names = (
+            ", ".join(self.files) if len(self.files) < 4 else f"{len(self.files)} files"
+        )
         log.info("reload: watching {files}", files=names)
         self._spawn()
         self._poll.start(self.interval, now=False)

@@ -62,7 +62,8 @@ from twistbridge.config import listen_description
 from twistbridge.limits import HTTP_REFUSAL, ConnectionLimits
 
 if TYPE_CHECKING:
-    from twistbridge.app import Bridge
+    from twistbridge.registry import Registry
+    from twistbridge.runtime import Runtime
 
 log = Logger()
 
@@ -309,20 +310,20 @@ def _gather(ds: List[Deferred]) -> Deferred:
     return defer.DeferredList(ds, consumeErrors=True) if ds else defer.succeed([])
 
 
-def unused_listener(bridge: Bridge, name: str) -> Optional[str]:
+def unused_listener(registry: Registry, name: str) -> Optional[str]:
     """
     Why the standalone listener C{name} stays closed, or L{None} to open
     it: the Igor and bgpy ports open only when the app has something for
     that protocol or the port was asked for explicitly.
     """
-    if name == "igor" and "igor_port" not in bridge.given_settings:
-        if not bridge.serves_igor():
+    if name == "igor" and "igor_port" not in registry.given_settings:
+        if not registry.serves_igor():
             return (
                 "the app registers no Igor action or process "
                 "(give --igor-port to open it anyway)"
             )
-    if name == "bgpy" and "bgpy_port" not in bridge.given_settings:
-        if not bridge.serves_bgpy():
+    if name == "bgpy" and "bgpy_port" not in registry.given_settings:
+        if not registry.serves_bgpy():
             return (
                 "the app registers no bgpy tasks, allowed modules or token "
                 "(give --bgpy-port to open it anyway)"
@@ -353,14 +354,14 @@ class BridgeService(MultiService):
         application when this service is parented to it.
     """
 
-    def __init__(self, bridge: Bridge, reactor: Any = None) -> None:
+    def __init__(self, runtime: Runtime, reactor: Any = None) -> None:
         MultiService.__init__(self)
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self._reactor = reactor
-        self.bridge = bridge
+        self.runtime = runtime
         self.setName("twistbridge")
         self.owns_process = False
         self.log_observer: Any = None
@@ -369,18 +370,19 @@ class BridgeService(MultiService):
         self._forced = False
         self._signals = 0
         self._exit_timer: Optional[threading.Thread] = None
-        bridge.offloader.setServiceParent(self)
+        runtime.offloader.setServiceParent(self)
         from twistbridge.bgpy._protocol import build_services as bgpy_services
         from twistbridge.igor._protocol import build_services as igor_services
 
-        for svc in [*igor_services(bridge), *bgpy_services(bridge)]:
+        igor = igor_services(runtime.igor_hub, runtime.registry.igor_process_objects)
+        for svc in [*igor, *bgpy_services(runtime.bgpy)]:
             svc.setServiceParent(self)
         self.listeners: Dict[str, ListenerService] = {}
-        s = bridge.settings
+        s = runtime.settings
         for name, description, build, refusal in self._listener_plan():
             if description is None:
                 continue
-            unused = unused_listener(bridge, name)
+            unused = unused_listener(runtime.registry, name)
             if unused:
                 log.info("{name} listener left closed: {why}", name=name, why=unused)
                 continue
@@ -400,12 +402,28 @@ class BridgeService(MultiService):
         from twistbridge.igor._protocol import build_factory as igor_factory
         from twistbridge.web import BridgeSite
 
-        s = self.bridge.settings
+        rt = self.runtime
+        s = rt.settings
         return [
             # name, description, factory builder, what a refused client gets
-            ("http", listen_description(s.port), lambda: BridgeSite(self.bridge), HTTP_REFUSAL),
-            ("igor", listen_description(s.igor_port), lambda: _hosts(igor_factory(self.bridge), s), HTTP_REFUSAL),
-            ("bgpy", listen_description(s.bgpy_port), lambda: bgpy_factory(self.bridge), b""),
+            (
+                "http",
+                listen_description(s.port),
+                lambda: BridgeSite(rt.root, s),
+                HTTP_REFUSAL,
+            ),
+            (
+                "igor",
+                listen_description(s.igor_port),
+                lambda: _hosts(igor_factory(rt.igor_hub, s), s),
+                HTTP_REFUSAL,
+            ),
+            (
+                "bgpy",
+                listen_description(s.bgpy_port),
+                lambda: bgpy_factory(rt.bgpy),
+                b"",
+            ),
         ]
 
     def listener_status(self) -> Dict[str, Any]:
@@ -415,7 +433,7 @@ class BridgeService(MultiService):
     def protocol_services(self) -> List[Any]:
         """The children that are neither listeners nor the offloader."""
         listeners = set(map(id, self.listeners.values()))
-        offloader = self.bridge.offloader
+        offloader = self.runtime.offloader
         return [s for s in self if id(s) not in listeners and s is not offloader]
 
     # twistd -------------------------------------------------------------
@@ -458,7 +476,7 @@ class BridgeService(MultiService):
                 "Received {signal}: shutting down (draining for up to {timeout}s; "
                 "send it again to stop at once)",
                 signal=name,
-                timeout=self.bridge.settings.shutdown_timeout,
+                timeout=self.runtime.settings.shutdown_timeout,
             )
             self._reactor.callFromThread(self._stop_reactor)
         else:
@@ -507,7 +525,7 @@ class BridgeService(MultiService):
             return
         # Ask the pools to stop (process pool workers are told to exit) but
         # wait for nothing.
-        offloader = self.bridge.offloader
+        offloader = self.runtime.offloader
         if offloader.running:
             defer.maybeDeferred(offloader.stopService).addErrback(
                 lambda f: log.failure("stopping the pools failed", f)
@@ -555,7 +573,7 @@ class BridgeService(MultiService):
 
     async def _shutdown(self) -> None:
         Service.stopService(self)
-        timeout = self.bridge.settings.shutdown_timeout
+        timeout = self.runtime.settings.shutdown_timeout
         deadline = self._reactor.seconds() + timeout
         if self.owns_process:
             self.notifier.stopping()
@@ -584,7 +602,7 @@ class BridgeService(MultiService):
                 svc.connections.abort_all()
         if self._forced:
             return
-        offloader = self.bridge.offloader
+        offloader = self.runtime.offloader
         pools_deadline = max(deadline, self._reactor.seconds() + POOL_GRACE)
         grace = max(0.0, pools_deadline - self._reactor.seconds())
         stopped = await self._within(

@@ -45,25 +45,103 @@ class Options(usage.Options):
         ["igor-port", None, None, "Igor WebSocket listener or 'none' [default: 5678]"],
         ["bgpy-port", None, None, "bgpy task listener or 'none' [default: 54321]"],
         ["app", None, None, "the app's Bridge as module:attribute [default: demo app]"],
-        ["max-upload-size", None, None, "izzati body limit, bytes or K/M/G [default: 1G]"],
+        [
+            "max-upload-size",
+            None,
+            None,
+            "izzati body limit, bytes or K/M/G [default: 1G]",
+        ],
         ["max-request-size", None, None, "JSON-RPC body limit [default: 16M]"],
-        ["max-message-size", None, None, "Igor message and bgpy frame limit [default: 16M]"],
-        ["header-timeout", None, None, "seconds to send HTTP headers [default: 10]", float],
-        ["idle-timeout", None, None, "seconds an HTTP connection may idle [default: 60]", float],
+        [
+            "max-message-size",
+            None,
+            None,
+            "Igor message and bgpy frame limit [default: 16M]",
+        ],
+        [
+            "header-timeout",
+            None,
+            None,
+            "seconds to send HTTP headers [default: 10]",
+            float,
+        ],
+        [
+            "idle-timeout",
+            None,
+            None,
+            "seconds an HTTP connection may idle [default: 60]",
+            float,
+        ],
         ["bgpy-init-file", None, None, "Python file with bgpy tasks"],
-        ["bgpy-token-file", None, None, "file holding the bgpy token [default: $BGPY_TOKEN]"],
+        [
+            "bgpy-token-file",
+            None,
+            None,
+            "file holding the bgpy token [default: $BGPY_TOKEN]",
+        ],
         ["threads", None, None, "handler thread pool size [default: 10]", int],
         ["processes", None, None, "process pool size [default: number of cores]", int],
-        ["call-timeout", None, None, "seconds a process-pool call may run, 0 for no limit [default: 300]", float],
-        ["max-connections", None, None, "open connections per listener, 0 for no limit [default: 4096]", int],
-        ["max-connections-per-client", None, None, "open connections per listener from one address [default: 512]", int],
-        ["message-timeout", None, None, "seconds for a WebSocket handshake or bgpy message to complete [default: 30]", float],
-        ["shutdown-timeout", None, None, "seconds to drain on SIGTERM [default: 10]", float],
+        [
+            "call-timeout",
+            None,
+            None,
+            "seconds a process-pool call may run, 0 for no limit [default: 300]",
+            float,
+        ],
+        [
+            "max-connections",
+            None,
+            None,
+            "open connections per listener, 0 for no limit [default: 4096]",
+            int,
+        ],
+        [
+            "max-connections-per-client",
+            None,
+            None,
+            "open connections per listener from one address [default: 512]",
+            int,
+        ],
+        [
+            "message-timeout",
+            None,
+            None,
+            "seconds for a WebSocket handshake or bgpy message to complete [default: 30]",
+            float,
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            None,
+            "seconds to drain on SIGTERM [default: 10]",
+            float,
+        ],
         ["log-format", None, None, "'text' or 'json' [default: text]"],
-        ["max-upload-disk", None, None, "temp disk all in-flight uploads may hold [default: 4G]"],
-        ["min-body-rate", None, None, "bytes/s a request body must keep up, 0 for none [default: 1K]"],
-        ["max-queued", None, None, "calls waiting per offload pool before 'server busy', 0 for no limit [default: 1000]", int],
-        ["igor-takeover", None, None, "'name' (Igor's takeover by client id) or 'token' (resume token only) [default: name]"],
+        [
+            "max-upload-disk",
+            None,
+            None,
+            "temp disk all in-flight uploads may hold [default: 4G]",
+        ],
+        [
+            "min-body-rate",
+            None,
+            None,
+            "bytes/s a request body must keep up, 0 for none [default: 1K]",
+        ],
+        [
+            "max-queued",
+            None,
+            None,
+            "calls waiting per offload pool before 'server busy', 0 for no limit [default: 1000]",
+            int,
+        ],
+        [
+            "igor-takeover",
+            None,
+            None,
+            "'name' (Igor's takeover by client id) or 'token' (resume token only) [default: name]",
+        ],
     ]
 
     optFlags: List[List[Any]] = [
@@ -192,7 +270,9 @@ def load_app(spec: str) -> Any:
                 f"({os.getcwd()}) or on the Python path; run twistd from the "
                 f"directory that holds it, or add that directory to PYTHONPATH"
             ) from None
-        raise _fail(f"--app {spec}: cannot import module {module_name!r}: {e}") from None
+        raise _fail(
+            f"--app {spec}: cannot import module {module_name!r}: {e}"
+        ) from None
     except Exception as e:
         raise _fail(
             f"--app {spec}: importing {module_name!r} raised {type(e).__name__}: {e}"
@@ -200,9 +280,13 @@ def load_app(spec: str) -> Any:
     try:
         obj = getattr(module, attribute)
     except AttributeError:
-        raise _fail(f"--app {spec}: module {module_name!r} has no attribute {attribute!r}") from None
+        raise _fail(
+            f"--app {spec}: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
     if not isinstance(obj, Bridge):
-        raise _fail(f"--app {spec}: {attribute!r} is a {type(obj).__name__}, not a twistbridge.Bridge")
+        raise _fail(
+            f"--app {spec}: {attribute!r} is a {type(obj).__name__}, not a twistbridge.Bridge"
+        )
     return obj
 
 
@@ -236,16 +320,26 @@ def check_listen(option: str, value: Any) -> None:
     if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         port = endpoint._port
         if not 0 <= port <= 65535:
-            raise _fail(f"{option} {value}: a port number is 0-65535 (0: any free port)")
+            raise _fail(
+                f"{option} {value}: a port number is 0-65535 (0: any free port)"
+            )
         if port == 0:
             return
-        family = socket.AF_INET6 if isinstance(endpoint, TCP6ServerEndpoint) else socket.AF_INET
+        family = (
+            socket.AF_INET6
+            if isinstance(endpoint, TCP6ServerEndpoint)
+            else socket.AF_INET
+        )
         probe = socket.socket(family, socket.SOCK_STREAM)
         try:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((endpoint._interface, port))
         except OSError as e:
-            reason = "is already in use" if e.errno == 98 else f"cannot be bound ({e.strerror})"
+            reason = (
+                "is already in use"
+                if e.errno == 98
+                else f"cannot be bound ({e.strerror})"
+            )
             way_out = f"choose another with {option} PORT"
             if option != "--port":
                 way_out += f", or switch it off with {option} none"
@@ -283,7 +377,11 @@ def _reload_service(options: Options) -> Any:
         raise _fail(reason)
     explicit = [
         name
-        for name, setting in (("http", "port"), ("igor", "igor_port"), ("bgpy", "bgpy_port"))
+        for name, setting in (
+            ("http", "port"),
+            ("igor", "igor_port"),
+            ("bgpy", "bgpy_port"),
+        )
         if setting in options.settings_given()
     ]
     try:

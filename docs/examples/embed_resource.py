@@ -16,7 +16,7 @@ from twisted.web.server import Site
 from twisted.web.static import Data
 
 from twistbridge import Bridge
-from twistbridge.web import BridgeRequest
+from twistbridge.request import BridgeRequest
 
 bridge = Bridge(max_upload_size="10M")
 

@@ -237,9 +237,8 @@ def test_hostile_inputs_while_a_good_client_works(bridge_process, raw, tmp_path)
 
 def test_the_demo_offers_its_bgpy_tasks_only(bridge_process):
     from twistbridge import _demo_tasks
-    from twistbridge.bgpy._protocol import runtime
 
-    policy = runtime(demo.bridge).allow_modules
+    policy = demo.bridge.runtime().bgpy.allow_modules
     assert "twistbridge._demo_tasks" in policy
     assert "twistbridge.demo" not in policy
     assert demo.init_task is _demo_tasks.init_task

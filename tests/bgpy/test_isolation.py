@@ -205,7 +205,7 @@ def test_one_decode_at_a_time_per_connection():
 
     bridge.offloader.in_thread = in_thread
     clock = Clock()
-    protocol = BgpyFactory(TaskRuntime(bridge, clock), clock).buildProtocol(None)
+    protocol = BgpyFactory(TaskRuntime(bridge, bridge.offloader, clock), clock).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     body = base64.encodebytes(

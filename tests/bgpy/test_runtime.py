@@ -13,7 +13,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from twistbridge import Bridge
-from twistbridge.bgpy._protocol import TaskError, build_factory, build_services, runtime
+from twistbridge.bgpy._protocol import TaskError, build_factory, build_services
 
 
 def make_bridge(**settings):
@@ -29,7 +29,7 @@ def make_bridge(**settings):
 
 @pytest_twisted.ensureDeferred
 async def test_runtime_state_and_execute():
-    rt = runtime(make_bridge())
+    rt = make_bridge().runtime().bgpy
     assert rt.state() is None
     with pytest.raises(TaskError, match="Not initialized."):
         await rt.execute({"command": "get"})
@@ -66,7 +66,7 @@ async def test_tasks_run_one_at_a_time_in_a_thread():
 
     bridge = Bridge(bgpy_port="none")
     bridge.bgpy_tasks(lambda: {"n": 0}, exec_task, lambda c, s, a: None)
-    rt = runtime(bridge)
+    rt = bridge.runtime().bgpy
     await rt.start()
     results = await defer.gatherResults([rt.execute({}) for _ in range(8)])
     assert sorted(r["n"] for r in results) == list(range(1, 9))
@@ -83,14 +83,14 @@ async def test_service_runs_init_at_start_and_exit_at_stop():
         lambda c, s, a: s,
         lambda c, s, a: ran.append(dict(s)),
     )
-    (service,) = build_services(bridge)
+    (service,) = build_services(bridge.runtime().bgpy)
     service.startService()
-    rt = runtime(bridge)
+    rt = bridge.runtime().bgpy
     await rt.drained()  # after init_task
     assert rt.state() == {"v": 1}
     await service.stopService()
     assert ran == [{"v": 1}]
-    assert build_services(Bridge(bgpy_port="none")) == []
+    assert build_services(Bridge(bgpy_port="none").runtime().bgpy) == []
 
 
 class Collect(Protocol):
@@ -112,9 +112,11 @@ class Collect(Protocol):
 @pytest_twisted.ensureDeferred
 async def test_other_clients_unaffected_by_a_slow_task():
     bridge = make_bridge()
-    rt = runtime(bridge)
+    rt = bridge.runtime().bgpy
     await rt.start()
-    port = reactor.listenTCP(0, build_factory(bridge), interface="127.0.0.1")
+    port = reactor.listenTCP(
+        0, build_factory(bridge.runtime().bgpy), interface="127.0.0.1"
+    )
     try:
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
         slow, fast = Collect(), Collect()
@@ -149,7 +151,7 @@ async def test_queued_exec_without_waiter_after_exit():
     """An EXEC nobody waits on, queued behind an EXIT, is dropped with a log line."""
     from twistbridge.bgpy._protocol import TaskClient
 
-    rt = runtime(make_bridge())
+    rt = make_bridge().runtime().bgpy
     await rt.start()
     assert rt.submit(
         TaskClient(None, False, reactor), {"command": "increase", "value_change": 1}

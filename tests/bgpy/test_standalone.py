@@ -143,13 +143,13 @@ def test_compat_client_against_original_server(environ, monkeypatch):
     """This package's Client also talks to bgpy's own server."""
     import socket
 
-    import twistbridge.bgpy
+    import twistbridge.bgpy._compat
 
     # bgpy's own server needs each frame to arrive alone, and both bgpy's
     # client and ours pace frames 0.1 s apart: on a machine whose cores are
     # all busy, two frames can meet in its buffer and it hangs for good.  A
     # wider pause keeps this test about the protocol, not the scheduler.
-    monkeypatch.setattr(twistbridge.bgpy, "BUFFER_TIME", 1.0)
+    monkeypatch.setattr(twistbridge.bgpy._compat, "BUFFER_TIME", 1.0)
 
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))

@@ -15,8 +15,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twistbridge.channel import REFUSAL_LINGER, BridgeChannel, body_too_slow
+from twistbridge.request import BridgeRequest
 from twistbridge.testing import BridgeProcess
-from twistbridge.web import BridgeRequest
 
 
 class Echo(Resource):

@@ -11,7 +11,6 @@ from twistbridge import Bridge
 from twistbridge.igor._protocol import (
     build_factory,
     build_resource,
-    get_hub,
     unsent_cap,
 )
 
@@ -33,14 +32,14 @@ def roundtrip(url, data):
 async def test_one_hub_for_both_listeners_and_nodelay():
     bridge = Bridge()
     bridge.igor_action("echo", echo, run_in="reactor")
-    factory = build_factory(bridge)
-    resource = build_resource(bridge)
-    assert resource._factory.hub is factory.hub is get_hub(bridge)
+    factory = build_factory(bridge.runtime().igor_hub, bridge.settings)
+    resource = build_resource(bridge.runtime().igor_hub, bridge.settings)
+    assert resource._factory.hub is factory.hub is bridge.runtime().igor_hub
     ports = [
         reactor.listenTCP(0, factory, interface="127.0.0.1"),
         reactor.listenTCP(0, Site(_root(resource)), interface="127.0.0.1"),
     ]
-    hub = get_hub(bridge)
+    hub = bridge.runtime().igor_hub
     seen = []
     attach = hub.attach
 
@@ -75,7 +74,7 @@ def _root(ws_resource):
 
 def test_every_autobahn_option_is_explicit():
     bridge = Bridge(max_message_size="2M", idle_timeout=30, message_timeout=5)
-    f = build_factory(bridge)
+    f = build_factory(bridge.runtime().igor_hub, bridge.settings)
     assert (
         f.allowedOrigins == ["*"] and f.allowNullOrigin is True
     )  # our check is in onConnect
@@ -87,7 +86,9 @@ def test_every_autobahn_option_is_explicit():
     assert f.unsent_cap == unsent_cap(2 * 1024 * 1024) == 8 * 1024 * 1024
     assert unsent_cap(16 * 1024 * 1024) == 32 * 1024 * 1024
     bridge2 = Bridge(igor_allowed_origin=["https://a.example"])
-    assert build_factory(bridge2).allowed_origins == ("https://a.example",)
+    assert build_factory(
+        bridge2.runtime().igor_hub, bridge2.settings
+    ).allowed_origins == ("https://a.example",)
 
 
 def test_handshake_buffer_never_passes_the_cap():
@@ -99,8 +100,8 @@ def test_handshake_buffer_never_passes_the_cap():
     from twistbridge.igor._protocol import MAX_HANDSHAKE_SIZE
 
     bridge = Bridge(igor_takeover="token")
-    factory = build_factory(bridge)
-    assert get_hub(bridge).takeover == "token"
+    factory = build_factory(bridge.runtime().igor_hub, bridge.settings)
+    assert bridge.runtime().igor_hub.takeover == "token"
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
     proto.makeConnection(transport)
@@ -115,7 +116,9 @@ def test_handshake_buffer_never_passes_the_cap():
             proto.dataReceived(chunk)
             fed += len(chunk)
             assert len(proto.data) == 0
-            assert proto._handshake is None or len(proto._handshake) <= MAX_HANDSHAKE_SIZE
+            assert (
+                proto._handshake is None or len(proto._handshake) <= MAX_HANDSHAKE_SIZE
+            )
         assert MAX_HANDSHAKE_SIZE < fed <= MAX_HANDSHAKE_SIZE + len(chunk)
         assert transport.value().split(b"\r\n", 1)[0] == (
             b"HTTP/1.1 431 Request headers over 65536 bytes"

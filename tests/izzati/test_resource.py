@@ -34,7 +34,7 @@ def request_with(content_type):
 
 def test_limit_from_registration_then_settings():
     bridge = Bridge(max_upload_size="1M")
-    resource = IzzatiResource(bridge)
+    resource = IzzatiResource(bridge, bridge.offloader)
     multipart = request_with(b"multipart/form-data; boundary=zz")
     form = request_with(b"application/x-www-form-urlencoded")
     bridge.izzati(lambda text, data: {})
@@ -76,7 +76,7 @@ async def answer(transport, timeout=5.0):
 @pytest_twisted.ensureDeferred
 async def test_bridge_site_without_izzati_callback_is_404():
     bridge = Bridge()
-    transport = post(BridgeSite(bridge), MULTIPART)
+    transport = post(BridgeSite(bridge.resource(), bridge.settings), MULTIPART)
     head, body = await answer(transport)
     assert head.startswith(b"HTTP/1.1 404 ")
     assert json.loads(body) == {
@@ -94,7 +94,7 @@ async def test_plain_site_falls_back_to_request_content():
         seen.append([(f.filename, f.read()) for f in data])
         return {"text": text}
 
-    site = Site(IzzatiResource(bridge), parsePOSTFormSubmission=False)
+    site = Site(IzzatiResource(bridge, bridge.offloader), parsePOSTFormSubmission=False)
     head, body = await answer(post(site, MULTIPART))
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"Content-Type: application/json\r\n" in head
@@ -122,7 +122,7 @@ async def test_async_callback_and_queue_first():
     bridge.izzati(upload, args=("Q", "E"))
     bridge.izzati_registration.queue_first = True
     head, body = await answer(
-        post(BridgeSite(bridge), b"x=1", b"application/x-www-form-urlencoded")
+        post(BridgeSite(bridge.resource(), bridge.settings), b"x=1", b"application/x-www-form-urlencoded")
     )
     assert json.loads(body) == ["ok"]
     assert calls == [("Q", {"x": "1"}, "E")]
@@ -135,7 +135,7 @@ def _site_with_reactor_callback():
     def upload(text, data):
         return {"text": text, "sizes": [f.size for f in data]}
 
-    return BridgeSite(bridge)
+    return BridgeSite(bridge.resource(), bridge.settings)
 
 
 _FUZZ_SITE = []

@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twistbridge.channel import REFUSAL_LINGER
-from twistbridge.web import BridgeRequest
+from twistbridge.request import BridgeRequest
 
 
 class Consumer:
@@ -206,7 +206,7 @@ def test_large_reads_are_set_on_the_socket_transport_under_wrappers():
     from twisted.internet.abstract import FileDescriptor
     from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
-    from twistbridge.web import LARGE_READ, _read_larger
+    from twistbridge.request import LARGE_READ, _read_larger
 
     class Socketish(FileDescriptor):
         pass

@@ -9,7 +9,7 @@ from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import Proxy
 
 from twistbridge import Bridge
-from twistbridge.jsonrpc._resource import RpcResource, mount
+from twistbridge.jsonrpc._resource import RpcResource
 
 
 @pytest_twisted.ensureDeferred
@@ -20,7 +20,7 @@ async def test_mount_on_an_existing_site_and_late_registration():
     )
     bridge.rpc_function(lambda x: x + 1, name="inc", path="/v1/calc")  # thread pool
     root = Resource()
-    mount(root, bridge)
+    bridge.rpc.add_root(root)
     assert isinstance(root.children[b"v1"], RpcResource)
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
     base = f"http://127.0.0.1:{port.getHost().port}"
@@ -44,7 +44,7 @@ def test_path_conflicting_with_another_resource():
     root = Resource()
     root.putChild(b"ws", Resource())
     with pytest.raises(ValueError, match="conflicts"):
-        mount(root, bridge)
+        bridge.rpc.add_root(root)
 
 
 def test_rpc_path_rejects_unknown_options():
@@ -77,7 +77,7 @@ async def test_413_on_a_plain_site():
     bridge = Bridge(max_request_size=100)
     bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
     root = Resource()
-    mount(root, bridge)
+    bridge.rpc.add_root(root)
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
     try:
         agent = Agent(reactor)

@@ -9,7 +9,6 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twistbridge import Bridge
-from twistbridge.jsonrpc._resource import mount
 
 
 def build_site():
@@ -22,7 +21,7 @@ def build_site():
 
     bridge.rpc_function(boom, run_in="reactor")
     root = Resource()
-    mount(root, bridge)
+    bridge.rpc.add_root(root)
     return Site(root)
 
 

@@ -46,7 +46,9 @@ from twistbridge.bgpy._core import (
 )
 from twistbridge.bgpy._vet import vet_message
 
-NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions, classes)"
+NOT_PLAIN = (
+    "only plain Python functions may be named (no builtins, C functions, classes)"
+)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -79,7 +81,9 @@ class TaskRef:
         return f"<task {self.module}.{self.name}>"
 
 
-def load_task(module: str, name: str, real_module: Optional[str] = None) -> Callable[..., Any]:
+def load_task(
+    module: str, name: str, real_module: Optional[str] = None
+) -> Callable[..., Any]:
     """
     The function C{name} defined in C{module} (imported if need be).
 

@@ -3,14 +3,14 @@ bgpy's Twisted adapter: the protocol on C{--bgpy-port} and the service that
 runs C{init_task} at start and C{exit_task} at stop, over the task runtime
 (L{twistbridge.bgpy._runtime}) that runs the tasks one at a time.
 
-    build_factory(bridge)    the L{BgpyFactory} of the bgpy listener
-    build_services(bridge)   [L{BgpyTaskService}] when tasks are configured
-    runtime(bridge)          the bridge's L{TaskRuntime}
+    build_factory(rt)        the L{BgpyFactory} of the bgpy listener
+    build_services(rt)       [L{BgpyTaskService}] when tasks are configured
 
-L{runtime} is also the way for other parts of a program (such as the
-browser playground) to reach the tasks without a socket::
+where C{rt} is the bridge's L{TaskRuntime} (C{bridge.runtime().bgpy}), which
+is also the way for other parts of a program (such as the browser
+playground) to reach the tasks without a socket::
 
-    rt = runtime(bridge)
+    rt = bridge.runtime().bgpy
     rt.state()                  # a copy of the current state, or None
     d = rt.execute({"command": "increase", "value_change": 10})
     d.addCallback(print)        # the new state (a copy), after exec_task ran
@@ -63,7 +63,7 @@ from twistbridge.bgpy._core import (
     parse_json_line,
 )
 from twistbridge.bgpy._pickle import decode_frame
-from twistbridge.bgpy._runtime import TaskClient, TaskError, TaskRuntime, runtime
+from twistbridge.bgpy._runtime import TaskClient, TaskError, TaskRuntime
 from twistbridge.logs import access_bgpy
 
 __all__ = [
@@ -75,7 +75,6 @@ __all__ = [
     "TaskRuntime",
     "build_factory",
     "build_services",
-    "runtime",
 ]
 
 log = Logger(namespace="twistbridge.bgpy")
@@ -110,6 +109,7 @@ def pre_auth_limit(token: Optional[str]) -> int:
     if token is None:
         return PRE_AUTH_LIMIT
     return max(PRE_AUTH_LIMIT, 2 * len(token.encode("utf-8")) + 1024)
+
 
 REFUSAL_ACK_TIMEOUT = 2.0
 """Seconds to wait for the acknowledgement of a refusal before closing."""
@@ -382,13 +382,11 @@ class BgpyProtocol(Protocol):
     async def _decode(self, item: bytes) -> Union[Message, BgpyError]:
         if self.format == "json":
             if len(item) >= OFFLOAD_DECODE:
-                return await self.runtime.bridge.offloader.in_thread(
-                    parse_json_line, item
-                )
+                return await self.runtime.offloader.in_thread(parse_json_line, item)
             return parse_json_line(item)
         args = (item, self.runtime.allow_modules, self.authenticated)
         if len(item) >= OFFLOAD_FRAME:
-            return await self.runtime.bridge.offloader.in_thread(decode_frame, *args)
+            return await self.runtime.offloader.in_thread(decode_frame, *args)
         return decode_frame(*args)
 
     def _received(self) -> None:
@@ -661,7 +659,7 @@ class BgpyFactory(Factory):
 
     def __init__(self, runtime: TaskRuntime, reactor: Any = None) -> None:
         self.runtime = runtime
-        self.settings = runtime.bridge.settings
+        self.settings = runtime.registry.settings
         self.reactor = reactor or runtime.reactor
 
     def buildProtocol(self, addr: Any) -> BgpyProtocol:
@@ -693,14 +691,13 @@ class BgpyTaskService(Service):
         return self.runtime.stop()
 
 
-def build_factory(bridge: Any) -> Factory:
+def build_factory(runtime: TaskRuntime) -> Factory:
     """The factory of the bgpy port."""
-    return BgpyFactory(runtime(bridge))
+    return BgpyFactory(runtime)
 
 
-def build_services(bridge: Any) -> List[Any]:
+def build_services(runtime: TaskRuntime) -> List[Any]:
     """Services for bgpy: init_task at start, exit_task at stop."""
-    rt = runtime(bridge)
-    if rt.machine.configured is None:
+    if runtime.machine.configured is None:
         return []
-    return [BgpyTaskService(rt)]
+    return [BgpyTaskService(runtime)]

@@ -2,7 +2,7 @@
 The bgpy task runtime: the bridge's tasks and their state, run one at a
 time, in order, in the bridge's thread pool.
 
-    rt = runtime(bridge)
+    rt = bridge.runtime().bgpy
     rt.state()                  # a copy of the current state, or None
     d = rt.execute({"command": "increase", "value_change": 10})
     d.addCallback(print)        # the new state (a copy), after exec_task ran
@@ -42,6 +42,8 @@ from twistbridge.bgpy._core import (
 from twistbridge.bgpy._initfile import load_init_file
 from twistbridge.bgpy._pickle import TaskPolicy
 from twistbridge.errors import Busy
+from twistbridge.offload import Offloader
+from twistbridge.registry import Registry
 
 log = Logger(namespace="twistbridge.bgpy")
 
@@ -108,8 +110,7 @@ class TaskClient:
         get_args = getattr(message, "get_args", None)
         if kind not in ("OK", "ERROR") or not callable(get_args):
             raise TypeError(
-                "send() takes a bgpy Message of type OK or ERROR, "
-                f"not {message!r}"
+                f"send() takes a bgpy Message of type OK or ERROR, not {message!r}"
             )
         args = get_args()
         if isinstance(args, dict):
@@ -181,7 +182,7 @@ class TaskRuntime:
     The bridge's tasks and their state, run one at a time.
 
     Every task goes through one queue, in order, and runs in the bridge's
-    thread pool (C{bridge.offloader.in_thread}), so tasks may block and the
+    thread pool (C{offloader.in_thread}), so tasks may block and the
     state is never touched by two tasks at once.  EXEC tasks waiting in the
     queue together go to the thread in one call and run there one after
     the other (fewer thread hand-offs when clients are fast).
@@ -194,15 +195,18 @@ class TaskRuntime:
         standalone server stops there), or L{None}.
     """
 
-    def __init__(self, bridge: Any, reactor: Any = None) -> None:
+    def __init__(
+        self, registry: Registry, offloader: Offloader, reactor: Any = None
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.reactor = reactor
-        self.bridge = bridge
-        settings = bridge.settings
-        registered = bridge.bgpy
+        self.registry = registry
+        self.offloader = offloader
+        settings = registry.settings
+        registered = registry.bgpy
         try:
             self.token = settings.token()
         except OSError as e:
@@ -335,7 +339,7 @@ class TaskRuntime:
                     and len(batch) < MAX_BATCH
                 ):
                     batch.append(self._queue.popleft())
-                d = self.bridge.offloader.in_thread(
+                d = self.offloader.in_thread(
                     _exec_batch,
                     plan.exec_task,
                     self.machine.state,
@@ -404,7 +408,7 @@ class TaskRuntime:
         snapshot: bool,
     ) -> TaskOutcome:
         machine = self.machine
-        offload = self.bridge.offloader.in_thread
+        offload = self.offloader.in_thread
         if kind == "noop" or (kind == "shutdown" and not machine.initialized):
             return TaskOutcome(True, "")
         if kind == "init":
@@ -474,11 +478,3 @@ class TaskRuntime:
         """Run C{exit_task} if initialized (graceful shutdown)."""
 
         return self.run("shutdown", TaskClient(None, False, self.reactor), {})
-
-
-def runtime(bridge: Any) -> TaskRuntime:
-    """The bridge's L{TaskRuntime} (created on first use)."""
-    built = bridge._built
-    if "bgpy_runtime" not in built:
-        built["bgpy_runtime"] = TaskRuntime(bridge)
-    return built["bgpy_runtime"]

@@ -181,9 +181,7 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
                     "allowed)"
                 )
             if depth > MAX_DEPTH:
-                raise Refused(
-                    f"{name} at byte {at}: nesting deeper than {MAX_DEPTH}"
-                )
+                raise Refused(f"{name} at byte {at}: nesting deeper than {MAX_DEPTH}")
             entry[_D] = depth
 
     def new(kind: int, children: List[list], name: str) -> list:
@@ -288,7 +286,9 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
             cost += base + per_byte * n
         elif op == 0x28:  # MARK
             if len(marks) >= MAX_DEPTH:
-                raise Refused(f"MARK at byte {at}: marks nested deeper than {MAX_DEPTH}")
+                raise Refused(
+                    f"MARK at byte {at}: marks nested deeper than {MAX_DEPTH}"
+                )
             marks.append(len(stack))
             cost += 8
         elif op in (0x71, 0x72):  # BINPUT, LONG_BINPUT

@@ -9,12 +9,12 @@ IgorServer, CONFIG} and C{from twistbridge.igor.core import flatten, ...}).
 The protocol itself lives in L{twistbridge.igor._core} (pure message rules),
 L{twistbridge.igor._hub} (clients, sessions, streams, processes) and
 L{twistbridge.igor._protocol} (the autobahn adapter); Igor's file server in
-L{twistbridge.igor._fileserver}.
+L{twistbridge.igor._fileserver}.  The names below are imported on first use.
 """
 
-from twistbridge.igor._compat import CONFIG, IgorProcess, IgorServer, WebSocketServer
-from twistbridge.igor._core import StreamClosedError, UnknownClientError, flatten
-from twistbridge.igor._objects import ProcessOutput, Stream, handler_wrapper
+from types import ModuleType
+
+from twistbridge._lazy import lazy_attributes
 
 __all__ = [
     "CONFIG",
@@ -28,3 +28,12 @@ __all__ = [
     "flatten",
     "handler_wrapper",
 ]
+
+
+def _load() -> ModuleType:
+    from twistbridge.igor import _compat
+
+    return _compat
+
+
+__getattr__ = lazy_attributes(__name__, __all__, _load)

@@ -13,7 +13,26 @@ import sys
 import threading
 from typing import Any, Dict, Optional
 
-from twistbridge.igor._core import SESSION_TIMEOUT, flatten
+from twistbridge.igor._core import (
+    SESSION_TIMEOUT,
+    StreamClosedError,
+    UnknownClientError,
+    flatten,
+)
+from twistbridge.igor._objects import ProcessOutput, Stream, handler_wrapper
+
+__all__ = [
+    "CONFIG",
+    "IgorProcess",
+    "IgorServer",
+    "ProcessOutput",
+    "Stream",
+    "StreamClosedError",
+    "UnknownClientError",
+    "WebSocketServer",
+    "flatten",
+    "handler_wrapper",
+]
 
 #: Igor's default configuration.  C{IgorServer(api)} without a config reads
 #: this dict when it is called, so a program may change it first, as with
@@ -138,7 +157,6 @@ class IgorServer:
         config: Optional[Dict[str, Any]] = None,
     ):
         from twistbridge.app import Bridge
-        from twistbridge.igor._protocol import get_hub
 
         if not isinstance(api, dict):
             raise TypeError("API config object must be dictionary object")
@@ -155,7 +173,7 @@ class IgorServer:
         )
         for name, handler in self.paths.items():
             self.bridge.igor_action(name, handler)
-        self._hub = get_hub(self.bridge)
+        self._hub = self.bridge.runtime().igor_hub
         self.server = WebSocketServer(self)
         self.processes: Dict[Any, Dict[str, Any]] = {}
         self.session_delete_timeout = SESSION_TIMEOUT

@@ -134,9 +134,7 @@ class FileServerResource(resource.Resource):
             return b""
         if request.method not in _READ_METHODS:
             request.setHeader(b"allow", b"GET, HEAD, OPTIONS")
-            return self._refuse(
-                request, 405, "The file server is read-only: use GET"
-            )
+            return self._refuse(request, 405, "The file server is read-only: use GET")
         found = self._locate(request)
         if isinstance(found, tuple):
             return self._refuse(request, *found)
@@ -178,9 +176,7 @@ def build_file_site(
 ) -> Site:
     """The L{Site} of the file server for C{root}, listening on C{host}."""
     site = Site(
-        FileServerResource(
-            root, allowed_origins, _allowed_hosts(host, allowed_hosts)
-        )
+        FileServerResource(root, allowed_origins, _allowed_hosts(host, allowed_hosts))
     )
     site.timeOut = timeout
     site.displayTracebacks = False

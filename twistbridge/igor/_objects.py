@@ -137,7 +137,11 @@ ProcessOutput.register(_hub.ProcessOutput)
 
 
 async def handler_wrapper(
-    handler_function: Callable[..., Any], stream: Any, data: Any, session: Any, scope: Any
+    handler_function: Callable[..., Any],
+    stream: Any,
+    data: Any,
+    session: Any,
+    scope: Any,
 ) -> None:
     """
     Igor's wrapper around one handler call: call

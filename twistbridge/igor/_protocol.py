@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from autobahn import util as autobahn_util
 from autobahn.twisted.resource import WebSocketResource
@@ -448,31 +448,16 @@ def configure(factory: WebSocketServerFactory, settings: Any) -> None:
 # what the rest of twistbridge builds ------------------------------------------
 
 
-def get_hub(bridge: Any) -> Hub:
-    """The bridge's one L{Hub}, created on first use."""
-    hub = bridge._built.get("igor_hub")
-    if hub is None:
-        s = bridge.settings
-        hub = Hub(
-            bridge.igor_handlers,
-            bridge.offloader,
-            shutdown_timeout=s.shutdown_timeout,
-            takeover=getattr(s, "igor_takeover", "name"),
-        )
-        bridge._built["igor_hub"] = hub
-    return hub
-
-
-def build_factory(bridge: Any) -> IgorFactory:
+def build_factory(hub: Hub, settings: Any) -> IgorFactory:
     """The factory of the standalone Igor port (any path; Igor clients use C{/})."""
-    return IgorFactory(get_hub(bridge), bridge.settings)
+    return IgorFactory(hub, settings)
 
 
-def build_resource(bridge: Any) -> WebSocketResource:
+def build_resource(hub: Hub, settings: Any) -> WebSocketResource:
     """The C{/ws} resource of the HTTP port."""
-    return WebSocketResource(IgorFactory(get_hub(bridge), bridge.settings))
+    return WebSocketResource(IgorFactory(hub, settings))
 
 
-def build_services(bridge: Any) -> List[Any]:
+def build_services(hub: Hub, processes: Dict[str, Any]) -> List[Any]:
     """The service that starts Igor processes and drains WebSockets on stop."""
-    return [IgorService(get_hub(bridge), bridge.igor_process_objects)]
+    return [IgorService(hub, processes)]

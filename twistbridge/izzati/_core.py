@@ -268,8 +268,7 @@ class BodyParser:
     def _field_too_big(self) -> IzzatiError:
         return IzzatiError(
             413,
-            f"a form field is over {self._max_field} bytes (send large data as "
-            f"files)",
+            f"a form field is over {self._max_field} bytes (send large data as files)",
         )
 
     @property

@@ -3,7 +3,7 @@ The izzati endpoint's Twisted adapter: the resource behind C{POST /}.
 
 The body never sits in memory: L{IzzatiResource.body_consumer} hands each
 chunk, as it arrives, to the core's L{BodyParser}, which writes file parts to
-temporary files (see L{twistbridge.web} for how a resource gets the body
+temporary files (see L{twistbridge.request} for how a resource gets the body
 early).  Once the body is complete the callback runs through the bridge's
 offloader; its result is encoded by the core and written back, a
 L{file_return} streamed by a producer.  Temporary files are closed when the
@@ -38,8 +38,9 @@ from twistbridge.izzati._core import (
     json_response,
 )
 from twistbridge.izzati._files import DiskBudget, UploadStore
-from twistbridge.offload import OffloadError
-from twistbridge.web import Refusal
+from twistbridge.offload import Offloader, OffloadError
+from twistbridge.registry import Registry
+from twistbridge.request import Refusal
 
 log = Logger()
 
@@ -49,7 +50,7 @@ _CHUNK = 64 * 1024
 class UploadConsumer:
     """
     Takes one request's body as it arrives (a C{body_consumer}, see
-    L{twistbridge.web}): parses it, file parts into temporary files.
+    L{twistbridge.request}): parses it, file parts into temporary files.
 
     @ivar store: the request's temporary files.
     @ivar parser: the core parser.
@@ -73,7 +74,7 @@ class UploadConsumer:
         """
         Parse the next chunk of the body.
 
-        @raise twistbridge.web.Refusal: 507 once the upload disk is full.
+        @raise twistbridge.request.Refusal: 507 once the upload disk is full.
         """
         self.received += len(data)
         self.parser.feed(data)
@@ -133,18 +134,21 @@ class IzzatiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, bridge: Any, temp_dir: Optional[str] = None) -> None:
+    def __init__(
+        self, registry: Registry, offloader: Offloader, temp_dir: Optional[str] = None
+    ) -> None:
         Resource.__init__(self)
-        self._bridge = bridge
+        self.registry = registry
+        self.offloader = offloader
         self.temp_dir = temp_dir
-        self.disk = DiskBudget(bridge.settings.max_upload_disk)
+        self.disk = DiskBudget(registry.settings.max_upload_disk)
 
     def upload_limit(self) -> int:
         """The request body limit: the registration's, else the settings'."""
-        registration = self._bridge.izzati_registration
+        registration = self.registry.izzati_registration
         if registration is not None and registration.max_upload_size is not None:
             return int(registration.max_upload_size)
-        return int(self._bridge.settings.max_upload_size)
+        return int(self.registry.settings.max_upload_size)
 
     def max_body_size(self, request: Any) -> Optional[int]:
         """
@@ -158,15 +162,17 @@ class IzzatiResource(Resource):
 
     def body_consumer(self, request: Any) -> Any:
         """
-        Parse the body as it arrives (see L{twistbridge.web}).  A multipart
+        Parse the body as it arrives (see L{twistbridge.request}).  A multipart
         body reserves its C{Content-Length} of the upload disk first.
 
-        @raise twistbridge.web.Refusal: 507 when the upload disk has no room.
+        @raise twistbridge.request.Refusal: 507 when the upload disk has no room.
         """
-        if self._bridge.izzati_registration is None:
+        if self.registry.izzati_registration is None:
             return _Discard()
         content_type = _header(request, b"Content-Type")
-        consumer = UploadConsumer(content_type, self.temp_dir, _peer(request), self.disk)
+        consumer = UploadConsumer(
+            content_type, self.temp_dir, _peer(request), self.disk
+        )
         length = _header(request, b"Content-Length")
         if body_kind(content_type) == "multipart" and length and length.isdigit():
             if not consumer.store.reserve(int(length)):
@@ -184,7 +190,7 @@ class IzzatiResource(Resource):
             ready: defer.Deferred = defer.succeed(consumer)
         else:
             ready = self._parse_content(request)
-        exchange = _Exchange(self._bridge, request)
+        exchange = _Exchange(self.registry, self.offloader, request)
         ready.addCallback(exchange.start)
         ready.addErrback(exchange.bug)
         return NOT_DONE_YET
@@ -237,8 +243,9 @@ class _Failed:
 class _Exchange:
     """One request's way through the callback and back."""
 
-    def __init__(self, bridge: Any, request: Any) -> None:
-        self.bridge = bridge
+    def __init__(self, registry: Registry, offloader: Offloader, request: Any) -> None:
+        self.registry = registry
+        self.offloader = offloader
         self.request = request
         self.store: UploadStore = UploadStore()
         self.call: Optional[defer.Deferred] = None
@@ -254,7 +261,7 @@ class _Exchange:
         if parser is not None and parser.heavy:
             # A large form or JSON body: decoding it is one long computation,
             # which the reactor must not wait for.
-            self.parsing = self.bridge.offloader.in_thread(consumer.finish)
+            self.parsing = self.offloader.in_thread(consumer.finish)
             self.parsing.addCallback(self.parsed)
             self.parsing.addErrback(self._parse_failed)
             self.parsing.addErrback(self.bug)
@@ -289,13 +296,13 @@ class _Exchange:
             self.respond(error_response(outcome))
             return
         text, files = outcome
-        registration = self.bridge.izzati_registration
+        registration = self.registry.izzati_registration
         args: List[Any] = list(registration.args)
         if registration.queue_first and args:
             args = [args[0], text, files, *args[1:]]
         else:
             args = [text, files, *args]
-        self.call = self.bridge.offloader.call(
+        self.call = self.offloader.call(
             registration.handler, *args, **registration.kwargs
         )
         self.call.addCallback(_settle)
@@ -417,8 +424,3 @@ def _settle(result: Any) -> Any:
     if inspect.isawaitable(result):
         return defer.ensureDeferred(result)
     return result
-
-
-def build_resource(bridge: Any) -> Resource:
-    """The resource answering izzati's C{POST /}."""
-    return IzzatiResource(bridge)

@@ -91,7 +91,9 @@ def _summary(doc: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
     return text.split("\n\n", 1)[0].replace("\n", " "), text
 
 
-def describe_method(name: str, func: Callable[..., Any], magic: Optional[str]) -> Dict[str, Any]:
+def describe_method(
+    name: str, func: Callable[..., Any], magic: Optional[str]
+) -> Dict[str, Any]:
     """The OpenRPC method object of C{func}, called as C{name}."""
     hints = _hints(func)
     try:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
-from twistbridge.web import BridgeRequest
+from twistbridge.request import BridgeRequest
 
 __all__ = ["MODES", "TYPES", "Controller", "run_postprocess", "postprocess_request"]
 
@@ -212,10 +212,19 @@ def postprocess_request(server: Any) -> type:
                 for v in vs
             ]
             info = _request_info(self)
-            encoding = self.responseHeaders.getRawHeaders(b"content-encoding", [None])[0]
+            encoding = self.responseHeaders.getRawHeaders(b"content-encoding", [None])[
+                0
+            ]
             by_status = server.settings["postprocess"]["byStatus"]
             d = server.bridge.offloader.in_thread(
-                run_postprocess, server, by_status, info, self.code, headers, body, encoding
+                run_postprocess,
+                server,
+                by_status,
+                info,
+                self.code,
+                headers,
+                body,
+                encoding,
             )
 
             def answer(result: Any) -> None:

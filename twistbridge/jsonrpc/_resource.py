@@ -1,7 +1,7 @@
 """
 JSON-RPC's twisted.web adapter: one resource per registered path.
 
-L{mount} puts an L{RpcResource} at every path the app registered (C{/rpc},
+L{RpcController.add_root} puts an L{RpcResource} at every path the app registered (C{/rpc},
 C{/api}, nested paths such as C{/api/v2}); each answers
 
     POST <path>                  JSON-RPC 2.0 (single, batch, notifications)
@@ -37,29 +37,17 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from twistbridge.app import RpcMethod, normalize_path, rpc_entries
 from twistbridge.errors import not_json_text
 from twistbridge.jsonrpc import _core as core
-from twistbridge.offload import OffloadError
+from twistbridge.jsonrpc._registry import RpcMethod, normalize_path, rpc_entries
+from twistbridge.offload import Offloader, OffloadError
+from twistbridge.registry import Registry
 
 log = Logger()
 
 _JSON = b"application/json"
 _perf = time.perf_counter
 _reload_ids = itertools.count(1)
-
-
-def controller(bridge: Any) -> RpcController:
-    """The L{RpcController} of C{bridge}, created on first use."""
-    ctl = bridge._built.get("rpc")
-    if ctl is None:
-        ctl = bridge._built["rpc"] = RpcController(bridge)
-    return ctl
-
-
-def mount(root: Resource, bridge: Any) -> None:
-    """Put a JSON-RPC resource on C{root} at every path the app registered."""
-    controller(bridge).add_root(root)
 
 
 def read_body(request: Any, limit: Optional[int]) -> Optional[bytes]:
@@ -123,7 +111,8 @@ class RpcController:
     """
     The JSON-RPC runtime of one bridge.
 
-    @ivar bridge: the L{twistbridge.Bridge}.
+    @ivar registry: the L{twistbridge.registry.Registry} served.
+    @ivar offloader: the L{twistbridge.offload.Offloader} calls run through.
     @ivar defaults: options every path starts from (the compatibility class
         puts its constructor's options here).
     @ivar default_path: the path of C{reload} entries that name none.
@@ -133,9 +122,12 @@ class RpcController:
     @ivar stats_data: the L{core.Stats}.
     """
 
-    def __init__(self, bridge: Any, reactor: Any = None) -> None:
+    def __init__(
+        self, registry: Registry, offloader: Offloader, reactor: Any = None
+    ) -> None:
         self._reactor = reactor
-        self.bridge = bridge
+        self.registry = registry
+        self.offloader = offloader
         self.defaults: Dict[str, Any] = {}
         self.default_path = "/rpc"
         self.server: Any = self
@@ -161,21 +153,21 @@ class RpcController:
 
     def dispatcher(self, path: str) -> Optional[core.Dispatcher]:
         """The L{core.Dispatcher} of C{path}, or L{None}."""
-        if self.bridge.rpc_version != self._version:
+        if self.registry.rpc_version != self._version:
             self._rebuild()
         return self._dispatchers.get(path)
 
     def paths(self) -> List[str]:
         """Every path with a dispatcher."""
-        if self.bridge.rpc_version != self._version:
+        if self.registry.rpc_version != self._version:
             self._rebuild()
         return sorted(self._dispatchers)
 
     def _rebuild(self) -> None:
         with self._mutex:
-            version = self.bridge.rpc_version
-            methods: List[RpcMethod] = list(self.bridge.rpc_methods)
-            options = dict(self.bridge.rpc_options)
+            version = self.registry.rpc_version
+            methods: List[RpcMethod] = list(self.registry.rpc_methods)
+            options = dict(self.registry.rpc_options)
             paths = {m.path for m in methods} | set(options) | {self.default_path}
             dispatchers: Dict[str, core.Dispatcher] = {}
             for path in paths:
@@ -251,7 +243,7 @@ class RpcController:
     def _invoke(
         self, handler: Any, args: Any, kwargs: Dict[str, Any], blocking: bool
     ) -> Deferred:
-        offloader = self.bridge.offloader
+        offloader = self.offloader
         if blocking:
             return self.blocking_lock.run(offloader.call, handler, *args, **kwargs)
         return offloader.call(handler, *args, **kwargs)
@@ -351,11 +343,6 @@ class RpcController:
         args = list(args or [])
         kwargs = dict(kwargs or {})
         state: Dict[str, Any] = {"done": False, "result": None, "error": None}
-        done = threading.Event()
-        d: Optional[Deferred] = None
-        in_reactor = threadable.isInIOThread()
-        if in_reactor and wait and not returnChecker:
-            d = Deferred()
 
         def run() -> None:
             try:
@@ -370,14 +357,34 @@ class RpcController:
                 except Exception:
                     log.failure("callAsync callback raised")
             state["done"] = True
-            done.set()
-            if d is not None:
-                if state["error"] is not None:
-                    self.reactor.callFromThread(d.errback, Failure(state["error"]))
-                else:
-                    self.reactor.callFromThread(d.callback, state["result"])
 
-        threading.Thread(target=run, name="twistbridge-callAsync", daemon=True).start()
+        def outcome(_: Any = None) -> Any:
+            if state["error"] is not None:
+                raise state["error"]
+            return state["result"]
+
+        in_reactor = threadable.isInIOThread()
+        if wait and not returnChecker and not in_reactor:
+            # The calling thread would only wait: run it there, rather than
+            # hold a second pool thread (with every thread waiting so, the
+            # pool could never run the calls they wait for).
+            run()
+            return outcome()
+
+        def submit() -> Deferred:
+            d = self.offloader.in_thread(run)
+            d.addErrback(
+                lambda f: log.failure(
+                    "callAsync target {target!r} could not run", f, target=target
+                )
+            )
+            return d
+
+        if not in_reactor:
+            self.reactor.callFromThread(submit)
+            d = None
+        else:
+            d = submit()
         if returnChecker:
 
             def checker() -> tuple:
@@ -386,14 +393,9 @@ class RpcController:
                 return True, state["result"], state["error"]
 
             return checker
-        if not wait:
+        if not wait or d is None:
             return None
-        if d is not None:
-            return d
-        done.wait()
-        if state["error"] is not None:
-            raise state["error"]
-        return state["result"]
+        return d.addCallback(outcome)
 
     def reload(
         self,
@@ -428,11 +430,11 @@ class RpcController:
             return False
         with self._mutex:
             replaced = {(m.path, m.name) for m in new}
-            keep = [] if clearOld else self.bridge.rpc_methods
-            self.bridge.rpc_methods = [
+            keep = [] if clearOld else self.registry.rpc_methods
+            self.registry.rpc_methods = [
                 m for m in keep if (m.path, m.name) not in replaced
             ] + new
-            self.bridge.rpc_version += 1
+            self.registry.rpc_version += 1
         log.info(
             "JSON-RPC reloaded {names}",
             names=", ".join(sorted(f"{p} {n}" for p, n in replaced)),
@@ -511,7 +513,7 @@ class RpcResource(Resource):
 
     def max_body_size(self, request: Any) -> Optional[int]:
         """The request body limit: the bridge's C{max_request_size}."""
-        return self.controller.bridge.settings.max_request_size
+        return self.controller.registry.settings.max_request_size
 
     def body_consumer(self, request: Any) -> Optional[FormBody]:
         """
@@ -533,7 +535,7 @@ class RpcResource(Resource):
     def getChildWithDefault(self, name: bytes, request: Any) -> Resource:
         """Mount paths registered since the last request, then find the child."""
         ctl = self.controller
-        if ctl.bridge.rpc_version != ctl._version:
+        if ctl.registry.rpc_version != ctl._version:
             ctl.paths()
         return Resource.getChildWithDefault(self, name, request)
 
@@ -580,7 +582,7 @@ class RpcResource(Resource):
                     http.UNSUPPORTED_MEDIA_TYPE,
                     "JSON-RPC bodies are application/json",
                 )
-        body = read_body(request, self.controller.bridge.settings.max_request_size)
+        body = read_body(request, self.controller.registry.settings.max_request_size)
         if body is None:
             log.info(
                 "JSON-RPC request from {peer} over max_request_size",
@@ -598,7 +600,7 @@ class RpcResource(Resource):
 
     def _parse_in_thread(self, request: Any, disp: core.Dispatcher, body: bytes) -> Any:
         """Parse a large body in the thread pool, then answer it."""
-        d = self.controller.bridge.offloader.in_thread(
+        d = self.controller.offloader.in_thread(
             core.parse_large, body, disp.options.max_batch_size
         )
         del body
@@ -627,7 +629,9 @@ class RpcResource(Resource):
             else:
                 log.failure("JSON-RPC: parsing a body failed", failure)
                 error = core.internal_error()
-            request.write(_respond(request, disp.options, core.encode_error(error), None))
+            request.write(
+                _respond(request, disp.options, core.encode_error(error), None)
+            )
             request.finish()
 
         d.addCallbacks(parsed, failed)
@@ -671,11 +675,11 @@ class RpcResource(Resource):
         else:
             params = call.params
             if type(params) is list:
-                d = ctl.bridge.offloader.call(method.handler, *params)
+                d = ctl.offloader.call(method.handler, *params)
             elif params:
-                d = ctl.bridge.offloader.call(method.handler, **params)
+                d = ctl.offloader.call(method.handler, **params)
             else:
-                d = ctl.bridge.offloader.call(method.handler)
+                d = ctl.offloader.call(method.handler)
         box: List[Any] = []
         later: List[_Exchange] = []
 

@@ -1,0 +1,563 @@
+"""
+Drop-in replacement for flaskJSONRPCServer: C{from twistbridge.jsonrpc import
+JSONRPCServer} (alias C{flaskJSONRPCServer}).
+
+    server = flaskJSONRPCServer(("127.0.0.1", 7001), cors=True)
+    server.registerFunction(echo, path="/api")
+    server.serveForever()
+
+The class builds its own L{twistbridge.Bridge} (JSON-RPC only: no izzati,
+Igor or bgpy listener) and serves it with Twisted.  C{serveForever()} runs
+the reactor in the calling thread; C{start()} runs it in a background thread
+(started once per process) and returns once the listeners are bound, so
+C{stop()}, C{restart()} and C{start()} again work from the main program.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from twisted.application.service import MultiService
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python import threadable
+
+from twistbridge.app import Bridge
+from twistbridge.jsonrpc._resource import RpcController, RpcResource
+
+__all__ = ["JSONRPCServer", "MainError", "flaskJSONRPCServer"]
+
+#: The version of flaskJSONRPCServer whose API this class offers.
+__version__ = "0.9.2"
+
+#: The name the one-line start-up errors begin with.
+PROGRAM = "flaskJSONRPCServer"
+
+#: Constructor arguments about flaskJSONRPCServer's own machinery, which
+#: Twisted replaces, with their defaults (other values are logged as ignored).
+_IGNORED = {
+    "gevent": False,
+    "debug": False,
+    "tweakDescriptors": False,
+    "jsonBackend": "json",
+    "notifBackend": "simple",
+    "experimental": False,
+    "controlGC": True,
+    "servBackend": "auto",
+}
+
+
+class MainError(Exception):
+    """flaskJSONRPCServer's error for a misuse of the server's API."""
+
+
+class _Settings(dict):
+    """flaskJSONRPCServer's C{settings}: a dict whose keys are also attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+log = Logger()
+
+_BACKENDS = {
+    None: None,
+    "simple": None,
+    "auto": None,
+    "thread": "thread",
+    "threaded": "thread",
+    "threadPool": "thread",
+    "reactor": "reactor",
+    "process": "process",
+    "processes": "process",
+    "parallel": "process",
+    "parallelWithSocket": "process",
+}
+
+_logging_started = False
+_reactor_thread: Optional[threading.Thread] = None
+
+
+def _run_in(backend: Any) -> Optional[str]:
+    """Map a flaskJSONRPCServer C{dispatcherBackend} name to a C{run_in}."""
+    if isinstance(backend, str) or backend is None:
+        if backend in _BACKENDS:
+            return _BACKENDS[backend]
+    raise ValueError(
+        f"dispatcherBackend {backend!r} is not supported; use one of "
+        f"{', '.join(sorted(k for k in _BACKENDS if k))} (or run_in=...)"
+    )
+
+
+def _description(address: Any, ssl: Any = None) -> str:
+    """An endpoint description for a flaskJSONRPCServer address."""
+    if isinstance(address, str):
+        if address.isdigit():
+            address = ("127.0.0.1", address)
+        elif ":" in address and not address.startswith("/"):
+            return address  # already an endpoint description
+        else:
+            return f"unix:{address}"
+    host, port = address[0], address[1] if len(address) > 1 else None
+    if isinstance(host, str) and host.startswith("/"):
+        return f"unix:{host}"
+    if host in (None, "", "localhost"):
+        host = "127.0.0.1"
+    interface = str(host).replace(":", "\\:")
+    if ssl:
+        key, cert = ssl[0], ssl[1]
+        return f"ssl:{int(port)}:privateKey={key}:certKey={cert}:interface={interface}"
+    return f"tcp:{int(port)}:interface={interface}"
+
+
+def _begin_logging() -> None:
+    global _logging_started
+    if _logging_started:
+        return
+    _logging_started = True
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+    )
+
+
+class JSONRPCServer:
+    """
+    flaskJSONRPCServer's server class on Twisted (see the module docstring).
+
+    The constructor takes flaskJSONRPCServer's arguments.  Those about its
+    own machinery (C{gevent}, C{debug}, C{tweakDescriptors}, C{jsonBackend},
+    C{notifBackend}, C{experimental}, C{controlGC}, C{servBackend}) are
+    accepted and ignored.  Other keywords are L{twistbridge.Bridge} settings
+    (C{max_request_size}, C{threads}, C{processes}, C{idle_timeout}, ...).
+
+    @ivar bridge: the L{Bridge} this server serves.
+    @ivar addresses: the endpoint descriptions it listens on.
+    @ivar ports: the bound ports while it runs (C{getHost()} gives the address).
+    """
+
+    def __init__(
+        self,
+        bindAdress: Any,
+        multipleAdress: bool = False,
+        blocking: bool = False,
+        cors: Any = False,
+        gevent: bool = False,
+        debug: bool = False,
+        log: Any = 3,
+        fallback: bool = True,
+        allowCompress: bool = False,
+        ssl: Any = False,
+        tweakDescriptors: Any = False,
+        compressMinSize: int = 1 * 1024 * 1024,
+        jsonBackend: Any = "json",
+        notifBackend: Any = "simple",
+        dispatcherBackend: Any = "simple",
+        auth: Optional[Callable[..., Any]] = None,
+        experimental: bool = False,
+        controlGC: bool = True,
+        magicVarForDispatcher: str = "_connection",
+        name: Optional[str] = None,
+        servBackend: Any = "auto",
+        parentModule: Any = None,
+        **settings: Any,
+    ) -> None:
+        self.started = False
+        self.exited = False
+        self.version = __version__
+        self.settings = self.setts = _Settings(
+            blocking=blocking,
+            fallback_JSONP=fallback,
+            postprocess={"byStatus": {}},
+            CORS=cors,
+            gevent=gevent,
+            servBackend=servBackend,
+            debug=debug,
+            log=log,
+            allowCompress=allowCompress,
+            compressMinSize=compressMinSize,
+            ssl=ssl,
+            auth=auth,
+            experimental=experimental,
+            controlGC=controlGC,
+            magicVarForDispatcher=magicVarForDispatcher,
+        )
+        given = locals()
+        self._ignored = [
+            f"{k}={given[k]!r}"
+            for k, default in _IGNORED.items()
+            if given[k] != default
+        ]
+        settings.setdefault("igor_port", "none")
+        settings.setdefault("bgpy_port", "none")
+        self.bridge = Bridge(**settings)
+        self.name = name or f"flaskJSONRPCServer-{id(self):x}"
+        self.log_level = log
+        addresses = list(bindAdress) if multipleAdress else [bindAdress]
+        self._given = addresses
+        self.addresses: List[str] = [_description(a, ssl) for a in addresses]
+        self.default_run_in = _run_in(dispatcherBackend)
+        self.rpc: RpcController = self.bridge.rpc
+        self.rpc.server = self
+        self.rpc.default_path = "/"
+        self.rpc.defaults = {
+            "cors": cors,
+            "jsonp": bool(fallback),
+            "auth": auth,
+            "blocking": bool(blocking),
+            "compress_min_size": compressMinSize if allowCompress else None,
+            "magic_var": magicVarForDispatcher,
+            "allow_form_content": True,
+        }
+        self.root = RpcResource(self.rpc, "/")
+        self.rpc.add_root(self.root)
+        self.ports: List[Any] = []
+        self._service: Optional[MultiService] = None
+        self._owns_reactor = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    # registration ------------------------------------------------------
+
+    def registerFunction(
+        self,
+        dispatcher: Callable[..., Any],
+        path: str = "/",
+        fallback: Optional[bool] = None,
+        name: Optional[str] = None,
+        dispatcherBackend: Any = None,
+        notifBackend: Any = None,
+        run_in: Optional[str] = None,
+    ) -> None:
+        """
+        Serve C{dispatcher} at C{path} under C{name} (default: its name) and
+        its C{_alias} names; C{fallback} switches JSONP for it.  A name
+        already served at C{path} is replaced, as flaskJSONRPCServer does.
+        """
+        run_in = run_in or _run_in(dispatcherBackend) or self.default_run_in
+        self.bridge.rpc_function(
+            dispatcher,
+            path=path,
+            name=name,
+            run_in=run_in,
+            jsonp=fallback,
+            replace=True,
+        )
+
+    def registerInstance(
+        self,
+        dispatcher: Any,
+        path: str = "/",
+        fallback: Optional[bool] = None,
+        dispatcherBackend: Any = None,
+        notifBackend: Any = None,
+        includePrivate: Optional[Sequence[str]] = None,
+        filter: Optional[Callable[[str, Any], bool]] = None,
+        run_in: Optional[str] = None,
+    ) -> None:
+        """Serve every public method of C{dispatcher} at C{path}."""
+        include = set(includePrivate or ())
+        for attr in dir(dispatcher):
+            if attr.startswith("_") and attr not in include:
+                continue
+            member = getattr(dispatcher, attr)
+            if not callable(member) or (
+                filter is not None and not filter(attr, member)
+            ):
+                continue
+            self.registerFunction(
+                member, path, fallback, attr, dispatcherBackend, notifBackend, run_in
+            )
+
+    # postprocessers --------------------------------------------------------
+
+    def postprocessAdd(
+        self,
+        type: str,
+        cb: Callable[..., Any],
+        mode: Optional[str] = None,
+        status: Any = None,
+    ) -> None:
+        """
+        Run C{cb} on every answer with HTTP status or JSON-RPC error code
+        C{status} (a number or a list).  C{type} C{"cb"}:
+        C{cb(request, server, controller)} may return C{(status, data[,
+        headers])}; C{"wsgi"}: C{cb} is a WSGI app whose answer replaces
+        the original.  C{mode} C{"rewrite"} (default) keeps what they
+        return, C{"fake"} only lets them look.
+        """
+        from twistbridge.jsonrpc._postprocess import MODES, TYPES
+
+        if self.started:
+            raise MainError("You can't add new postprocesser while server runned")
+        if mode and mode not in MODES:
+            raise MainError(
+                f"Unsupported postprocess-mode, now supported only {list(MODES)}"
+            )
+        if type not in TYPES:
+            raise MainError(
+                f"Unsupported postprocess-type, now supported only {list(TYPES)}"
+            )
+        if status is None:
+            raise MainError("Postprocessers without conditions currently not supported")
+        by_status = self.settings["postprocess"]["byStatus"]
+        for code in status if isinstance(status, (list, tuple)) else [status]:
+            if not isinstance(code, int) or isinstance(code, bool):
+                raise TypeError("<status> must be number or list of numbers")
+            by_status.setdefault(code, []).append((type, mode, cb))
+
+    def postprocessAdd_wsgi(
+        self, wsgi: Any, mode: Optional[str] = None, status: Any = None
+    ) -> None:
+        """L{postprocessAdd} of a WSGI app."""
+        self.postprocessAdd("wsgi", wsgi, mode, status)
+
+    def postprocessAdd_cb(
+        self, cb: Any, mode: Optional[str] = None, status: Any = None
+    ) -> None:
+        """L{postprocessAdd} of a plain callback."""
+        self.postprocessAdd("cb", cb, mode, status)
+
+    # runtime API ---------------------------------------------------------
+
+    def stats(self, inMS: bool = False, history: Any = 10) -> Dict[str, Any]:
+        """Per-method call counts and timings (seconds, or ms with C{inMS})."""
+        return self.rpc.stats(inMS)
+
+    def lock(self, dispatcher: Any = None) -> None:
+        """Lock the server or one function: calls wait until unlocked."""
+        self.rpc.lock(dispatcher)
+
+    def unlock(self, dispatcher: Any = None, exclusive: bool = False) -> None:
+        """Unlock the server or one function (C{exclusive}: even under a global lock)."""
+        self.rpc.unlock(dispatcher, exclusive)
+
+    def wait(
+        self,
+        dispatcher: Any = None,
+        sleepMethod: Any = None,
+        returnStatus: bool = False,
+    ) -> Any:
+        """Wait while locked, or with C{returnStatus} say whether it is locked."""
+        return self.rpc.wait(dispatcher, sleepMethod, returnStatus)
+
+    def callAsync(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run C{target} in a thread of its own (see L{RpcController.callAsync})."""
+        return self.rpc.callAsync(target, *args, **kwargs)
+
+    def reload(
+        self,
+        api: Any,
+        clearOld: bool = False,
+        timeout: float = 60,
+        processingDispatcherCountMax: int = 0,
+        safely: bool = True,
+    ) -> bool:
+        """Replace methods without stopping (see L{RpcController.reload})."""
+        return self.rpc.reload(
+            api, clearOld, timeout, processingDispatcherCountMax, safely
+        )
+
+    # lifecycle -------------------------------------------------------------
+
+    @property
+    def _reactor(self) -> Any:
+        return self.rpc.reactor
+
+    def _start_service(self) -> Deferred:
+        if self._service is not None:
+            return defer.succeed(None)
+        from twistbridge.limits import HTTP_REFUSAL
+        from twistbridge.service import ListenerService
+        from twistbridge.web import BridgeSite
+
+        # The bridge's own site (header and idle timeouts, early 413, access
+        # log), serving this server's JSON-RPC-only root.
+        site = BridgeSite(self.root, self.bridge.settings)
+        if self.settings["postprocess"]["byStatus"]:
+            from twistbridge.jsonrpc._postprocess import postprocess_request
+
+            site.requestFactory = postprocess_request(self)
+        s = self.bridge.settings
+        service = MultiService()
+        for i, description in enumerate(self.addresses):
+            name = "http" if i == 0 else f"http{i + 1}"
+            ListenerService(
+                name,
+                description,
+                site,
+                self._reactor,
+                max_connections=s.max_connections,
+                max_connections_per_client=s.max_connections_per_client,
+                refusal=HTTP_REFUSAL,
+            ).setServiceParent(service)
+        try:
+            service.startService()
+        except BaseException:
+            service.stopService()
+            return defer.fail()
+        self.started = True
+        self._service = service
+        self.ports = [s.port for s in service]
+        self._stopped.clear()
+        return defer.succeed(None)
+
+    def _stop_service(
+        self, timeout: float = 20, processingDispatcherCountMax: int = 0
+    ) -> Deferred:
+        service, self._service = self._service, None
+        self.ports = []
+        self.started = False
+        if service is None:
+            self._stopped.set()
+            return defer.succeed(None)
+        d = defer.maybeDeferred(service.stopService)
+        deadline = self._reactor.seconds() + timeout
+
+        def drained(_: Any = None) -> Any:
+            busy = self.rpc.stats_data.processing > processingDispatcherCountMax
+            if busy and self._reactor.seconds() < deadline:
+                return task.deferLater(self._reactor, 0.05, drained)
+            self._stopped.set()
+            return None
+
+        d.addCallback(drained)
+        return d
+
+    def _in_reactor(self, func: Callable[..., Any], *args: Any) -> Any:
+        if threadable.isInIOThread() or not self._reactor.running:
+            return func(*args)
+        from twisted.internet.threads import blockingCallFromThread
+
+        return blockingCallFromThread(self._reactor, func, *args)
+
+    def start(self, joinLoop: bool = False) -> Any:
+        """
+        Start serving.  Without a running reactor, one is started in a
+        background thread first.  Returns once the listeners are bound
+        (C{joinLoop=True}: blocks until the server stops).  Called in the
+        reactor thread it returns a L{Deferred}.
+        """
+        global _reactor_thread
+        if self.log_level:
+            _begin_logging()
+        reactor = self._reactor
+        if threadable.isInIOThread() and reactor.running:
+            return self._start_service()
+        if not reactor.running:
+            ready = threading.Event()
+            reactor.callWhenRunning(ready.set)
+            _reactor_thread = threading.Thread(
+                target=reactor.run,
+                kwargs={"installSignalHandlers": False},
+                name="twistbridge-reactor",
+                daemon=True,
+            )
+            _reactor_thread.start()
+            ready.wait()
+        self._bind_or_exit(lambda: self._in_reactor(self._start_service))
+        if joinLoop:
+            self._stopped.wait()
+        return None
+
+    def _address_of(self, listener: str) -> str:
+        """The address, as given to the constructor, of listener C{http}, C{http2}, ..."""
+        index = 0 if listener == "http" else int(listener[4:] or 1) - 1
+        address = self._given[index] if index < len(self._given) else listener
+        if isinstance(address, (tuple, list)) and len(address) == 2:
+            return f"{address[0]}:{address[1]}"
+        return str(address)
+
+    def _bind_or_exit(self, bind: Callable[[], Any]) -> None:
+        """Bind with C{bind}; when a port is taken, one line and exit status 1."""
+        from twistbridge._compatrun import cannot_listen
+        from twistbridge.service import ListenError
+
+        failures: List[Any] = []
+        try:
+            result = bind()
+            if isinstance(result, Deferred):
+                result.addErrback(failures.append)
+        except ListenError as error:
+            failures.append(error)
+        if failures:
+            error = failures[0]
+            error = getattr(error, "value", error)
+            if isinstance(error, ListenError):
+                cannot_listen(PROGRAM, self._address_of(error.listener), error.reason)
+            raise error
+        if self._ignored:
+            log.info(
+                "flaskJSONRPCServer: {args} ignored: Twisted serves, no gevent, "
+                "no custom backends",
+                args=", ".join(self._ignored),
+            )
+
+    def serveForever(self, restartOn: Any = False, sleep: float = 10) -> None:
+        """
+        Serve until stopped: runs the reactor in this thread (Ctrl-C or
+        SIGTERM stop it), or, after C{start()}, waits until C{stop()}.
+        """
+        if self.log_level:
+            _begin_logging()
+        reactor = self._reactor
+        if reactor.running:
+            if self._service is None:
+                self.start()
+            self._stopped.wait()
+            return
+
+        self._bind_or_exit(self._start_service)
+        self._owns_reactor = True
+        reactor.run()
+        self._owns_reactor = False
+
+    def stop(self, timeout: float = 20, processingDispatcherCountMax: int = 0) -> Any:
+        """
+        Stop listening and wait (up to C{timeout} seconds) for running calls
+        to finish.  When C{serveForever()} runs the reactor, it returns.
+        """
+
+        def stop_now() -> Deferred:
+            d = self._stop_service(timeout, processingDispatcherCountMax)
+            if self._owns_reactor and not getattr(self, "_restarting", False):
+                d.addCallback(lambda _: self._reactor.stop())
+            return d
+
+        return self._in_reactor(stop_now)
+
+    def restart(
+        self,
+        timeout: float = 20,
+        processingDispatcherCountMax: int = 0,
+        werkzeugTimeout: float = 3,
+        joinLoop: bool = False,
+    ) -> Any:
+        """C{stop()} then C{start()} (no pause is needed: ports are freed at once)."""
+
+        def restart_now() -> Deferred:
+            self._restarting = True
+            d = self._stop_service(timeout, processingDispatcherCountMax)
+
+            def again(_: Any) -> Deferred:
+                self._restarting = False
+                return self._start_service()
+
+            d.addCallback(again)
+            return d
+
+        result = self._in_reactor(restart_now)
+        if joinLoop and not threadable.isInIOThread():
+            self._stopped.wait()
+        return result
+
+
+class flaskJSONRPCServer(JSONRPCServer):
+    """flaskJSONRPCServer's name for L{JSONRPCServer}: the same server."""
