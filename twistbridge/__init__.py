@@ -11,9 +11,9 @@ protocol cores (C{twistbridge.igor._core}, ...) does not import Twisted.
 from types import ModuleType
 
 from twistbridge._lazy import lazy_attributes
+from twistbridge._version import __version__ as __version__
 
 __all__ = ["Bridge", "file_return", "respond"]
-__version__ = "0.1.0"
 
 
 def _load() -> ModuleType:

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 __all__ = [
-    "check_handshake",
     "host_allowed",
     "machine_names",
     "refusal_message",
@@ -120,35 +119,3 @@ def refusal_message(host: str) -> str:
         f"Host {host!r} is not served here; if this server should answer it "
         f"(behind a reverse proxy, say), start it with --allowed-host {name}"
     )
-
-
-def check_handshake(protocol: Any, request: Any) -> None:
-    """
-    Refuse a WebSocket handshake on the standalone Igor port whose C{Host}
-    is not served (C{onConnect} of an autobahn server protocol).  A factory
-    without an C{allowed_host} attribute (C{/ws}, whose HTTP port checked
-    the host already) is let through.
-
-    @raise autobahn.websocket.types.ConnectionDeny: 421.
-    """
-    allowed = getattr(protocol.factory, "allowed_host", None)
-    if allowed is None:
-        return
-    host = request.headers.get("host")
-    local = (
-        socket.gethostname(),
-        str(getattr(protocol.transport.getHost(), "host", "")),
-    )
-    if host_allowed(host, allowed, local):
-        return
-    from autobahn.websocket.types import ConnectionDeny
-    from twisted.logger import Logger
-
-    message = refusal_message(host or "")
-    Logger().warn(
-        "421 for a WebSocket handshake from {peer}: {message}",
-        peer=request.peer,
-        message=message,
-    )
-    protocol._logged_refusal = True
-    raise ConnectionDeny(421, message)

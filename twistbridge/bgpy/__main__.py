@@ -58,7 +58,7 @@ def version() -> str:
 
         number = get_version("twistbridge")
     except Exception:
-        from twistbridge import __version__ as number
+        from twistbridge._version import __version__ as number
     return f"twistbridge.bgpy {number}"
 
 

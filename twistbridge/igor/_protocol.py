@@ -18,6 +18,7 @@ One hub per bridge is shared by the C{/ws} resource and the standalone port.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -31,19 +32,57 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twistbridge.hosts import check_handshake
+from twistbridge.hosts import host_allowed, refusal_message
 from twistbridge.igor._core import origin_allowed
 from twistbridge.igor._hub import Hub, IgorService
 from twistbridge.logs import access_igor
 
 log = Logger(namespace="twistbridge.igor")
 
-# autobahn builds colored (click) strings for its debug log calls on every
-# frame sent and received, whether debug logging is on or not: with click
-# installed that is about a third of the CPU time of a small message.  Plain
-# strings carry the same text.
-if getattr(autobahn_util, "_HAS_CLICK", False):
-    autobahn_util._HAS_CLICK = False
+
+def check_handshake(protocol: Any, request: Any) -> None:
+    """
+    Refuse a WebSocket handshake on the standalone Igor port whose C{Host}
+    is not served (C{onConnect} of an autobahn server protocol).  A factory
+    without an C{allowed_host} attribute (C{/ws}, whose HTTP port checked
+    the host already) is let through.
+
+    @raise autobahn.websocket.types.ConnectionDeny: 421.
+    """
+    allowed = getattr(protocol.factory, "allowed_host", None)
+    if allowed is None:
+        return
+    host = request.headers.get("host")
+    local = (
+        socket.gethostname(),
+        str(getattr(protocol.transport.getHost(), "host", "")),
+    )
+    if host_allowed(host, allowed, local):
+        return
+    message = refusal_message(host or "")
+    log.warn(
+        "421 for a WebSocket handshake from {peer}: {message}",
+        peer=request.peer,
+        message=message,
+    )
+    protocol._logged_refusal = True
+    raise ConnectionDeny(421, message)
+
+
+def plain_autobahn_markup() -> None:
+    """
+    Make autobahn build plain strings, not colored (click) ones, for its
+    debug log calls.
+
+    It builds them on every frame sent and received, whether debug logging
+    is on or not: with click installed that is about a third of the CPU
+    time of a small message.  autobahn has no public switch for this, so
+    this one helper sets its module flag; it runs when an Igor factory is
+    built (the bridge serves Igor), not on import.  Plain strings carry the
+    same text.
+    """
+    if getattr(autobahn_util, "_HAS_CLICK", False):
+        autobahn_util._HAS_CLICK = False
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
@@ -398,6 +437,7 @@ class IgorFactory(WebSocketServerFactory):
     noisy = False
 
     def __init__(self, hub: Hub, settings: Any, reactor: Any = None) -> None:
+        plain_autobahn_markup()
         WebSocketServerFactory.__init__(self, reactor=reactor)
         self.hub = hub
         self.allowed_origins = tuple(settings.igor_allowed_origin)

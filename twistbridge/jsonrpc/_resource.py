@@ -752,7 +752,7 @@ class _Exchange:
     def builtin(self, name: str) -> Any:
         """The answer of a built-in method (listing, OpenRPC description)."""
         if name == core.DISCOVER:
-            from twistbridge import __version__
+            from twistbridge._version import __version__
 
             return self.disp.openrpc(__version__)
         return self.disp.list_methods()
@@ -1152,7 +1152,7 @@ class JsonpResource(Resource):
             conn["method"] = name
         if method is None:
             if name == core.DISCOVER:
-                from twistbridge import __version__
+                from twistbridge._version import __version__
 
                 return answer(core.dumps(disp.openrpc(__version__)).encode())
             return answer(core.dumps(disp.list_methods()).encode())
