@@ -37,20 +37,29 @@ class Runtime:
 
     @ivar registry: the registrations and settings served.
     @ivar reactor: the reactor the parts use (L{None}: the global one).
-    @ivar offloader: the thread and process pools every handler goes through.
+    @ivar offloader: the thread and process pools every handler goes through
+        (given, or built from the settings).
     """
 
-    def __init__(self, registry: Registry, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        reactor: Any = None,
+        offloader: Optional[Offloader] = None,
+    ) -> None:
         self.registry = registry
         self.reactor = reactor
         s = registry.settings
-        self.offloader = Offloader(
-            threads=s.threads,
-            processes=s.processes,
-            call_timeout=s.call_timeout,
-            shutdown_timeout=s.shutdown_timeout,
-            max_queued=s.max_queued,
-        )
+        if offloader is None:
+            offloader = Offloader(
+                threads=s.threads,
+                processes=s.processes,
+                call_timeout=s.call_timeout,
+                shutdown_timeout=s.shutdown_timeout,
+                max_queued=s.max_queued,
+                reactor=reactor,
+            )
+        self.offloader = offloader
 
     @property
     def settings(self) -> Settings:
@@ -64,6 +73,7 @@ class Runtime:
         return Hub(
             self.registry.igor_handlers,
             self.offloader,
+            reactor=self.reactor,
             shutdown_timeout=s.shutdown_timeout,
             takeover=s.igor_takeover,
         )
