@@ -60,11 +60,18 @@ class Runtime:
                 reactor=reactor,
             )
         self.offloader = offloader
+        self._checked = False
 
     @property
     def settings(self) -> Settings:
         """The registry's settings (read when each part is built)."""
         return self.registry.settings
+
+    def check(self) -> None:
+        """Check the registry (L{Registry.check}) the first time only."""
+        if not self._checked:
+            self.registry.check()
+            self._checked = True
 
     @cached_property
     def igor_hub(self) -> Hub:
@@ -91,13 +98,13 @@ class Runtime:
     @cached_property
     def root(self) -> Resource:
         """The HTTP root resource (checks the registry first)."""
-        self.registry.check()
+        self.check()
         return build_root(self)
 
     @cached_property
     def service(self) -> BridgeService:
         """The service serving everything (checks the registry first)."""
-        self.registry.check()
+        self.check()
         return BridgeService(self, self.reactor)
 
     def built_service(self) -> Optional[BridgeService]:
