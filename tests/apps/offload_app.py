@@ -175,12 +175,13 @@ class OffloadResource(Resource):
 class OffloadBridge(Bridge):
     """A L{Bridge} with the C{/offload} test resource."""
 
-    def resource(self):
-        """The bridge's root resource, plus C{/offload}."""
-        root = Bridge.resource(self)
+    def runtime(self):
+        """The bridge's runtime, whose root resource also has C{/offload}."""
+        runtime = Bridge.runtime(self)
+        root = runtime.root
         if b"offload" not in root.children:
             root.putChild(b"offload", OffloadResource(self))
-        return root
+        return runtime
 
 
 bridge = OffloadBridge()
