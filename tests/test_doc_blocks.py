@@ -11,7 +11,13 @@ checked:
 - ``console``: each ``$ command`` is run by bash against the page's real
   server (``127.0.0.1:5020``, ``:5678`` and ``:54321`` stand for its
   ports), and its output must match what the block shows (``...`` matches
-  anything).
+  anything).  A page whose server is its own module (``None`` in
+  L{PAGE_SERVERS}) is served with the Python blocks above the first block
+  that needs the server.
+- ``python`` under ``.. doc-check: client``: a program of its own, run with
+  ``python`` against the page's server (ports as for ``console``); it must
+  exit with status 0, and what it prints must match the comment lines after
+  its ``# prints:`` line, if it has one.
 - any other block names how it is checked in a comment right above it:
   ``.. doc-check: server-log`` (each line appears in the page's server
   output; ``/path/to/`` stands for any directory), ``.. doc-check: tested by tests/<file>`` (a test that exists runs
@@ -56,6 +62,11 @@ PAGE_SERVERS = {
     "docs/index.rst": ("twistbridge.demo:bridge", ROOT),
 }
 
+#: Pages whose server is the page's own module (its Python blocks).
+PAGE_SERVERS.update(dict.fromkeys([
+    "docs/protocols/izzati.rst",
+], (None, None)))
+
 #: Pages whose Python blocks make a module of a name they show.
 PAGE_MODULES = {"README.md": "myapp"}
 
@@ -74,7 +85,6 @@ PENDING = {
     "docs/playground.rst",
     "docs/protocols/bgpy.rst",
     "docs/protocols/igor.rst",
-    "docs/protocols/izzati.rst",
     "docs/protocols/jsonrpc.rst",
 }
 
@@ -169,6 +179,9 @@ def test_every_block_says_how_it_is_checked(path):
         elif check.startswith("browser "):
             assert language == "javascript", f"{path}:{line}: browser checks are JavaScript"
             json.loads(check[len("browser ") :])
+        elif check == "client":
+            assert language == "python", f"{path}:{line}: client blocks are Python"
+            assert path in PAGE_SERVERS, f"{path}:{line}: the page has no server"
         else:
             assert check == "server-log", f"{path}:{line}: unknown doc-check {check!r}"
     assert unchecked == [], "blocks with no '.. doc-check:' comment above them"
@@ -220,13 +233,20 @@ def console_commands(source: str):
 def page_servers(tmp_path_factory):
     started = {}
 
-    def get(path):
+    def get(path, module_file=None):
         if path not in PAGE_SERVERS:
             return None
         if path not in started:
             app, cwd = PAGE_SERVERS[path]
+            paths = [str(EXAMPLES)]
+            if app is None:
+                assert module_file is not None and module_file.exists(), (
+                    f"{path}: no Python block above the first that needs the server"
+                )
+                app, cwd = f"{module_file.stem}:bridge", module_file.parent
+                paths.insert(0, str(cwd))
             env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
             # The quickstart saves uploads in ./uploads, as its page says
             # (docs/examples/uploads/, which git ignores).
             env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
@@ -246,14 +266,14 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
     for language, check, source, line, _ in blocks(path):
         where = f"{path}:{line}"
         if check == "server-log":
-            server = page_servers(path)
+            server = page_servers(path, module_file)
             assert server is not None, f"{where}: the page has no server"
             for expected in source.strip().splitlines():
                 shown = substitute(expected, server).replace("/path/to/", "...")
                 pattern = ".*".join(re.escape(p) for p in shown.split("..."))
                 assert re.search(pattern, server.output), f"{where}: {expected!r} not logged"
         elif language == "console" and check is None:
-            server = page_servers(path)
+            server = page_servers(path, module_file)
             for command, expected in console_commands(source):
                 env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
                 result = subprocess.run(
@@ -266,13 +286,40 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
                         f"{where}: {command}\nexpected:\n{expected}\ngot:\n{result.stdout}"
                     )
         elif check is not None and check.startswith("browser "):
-            run_in_browser(request, page_servers(path), source, json.loads(check[8:]), where)
+            run_in_browser(request, page_servers(path, module_file), source, json.loads(check[8:]), where)
+        elif language == "python" and check == "client":
+            run_client(substitute(source, page_servers(path, module_file)), tmp_path, where)
         elif language == "python" and check is None:
             python_source.append(f"# {where}\n{source}")
             module_file.write_text("\n\n".join(python_source))
             run_module(module_file, where)
     if python_source and "bridge" in vars(run_module(module_file, path)):
         serve_page_module(module_file, path)
+
+
+def run_client(source: str, cwd: Path, where: str):
+    """Run a client block as a program; compare its output with its C{# prints:}."""
+    lines = source.rstrip().splitlines()
+    expected = None
+    for i, line in enumerate(lines):
+        if line.startswith("# prints:"):
+            shown = [line[len("# prints:") :].strip()] + [
+                rest[2:] if rest.startswith("# ") else rest.lstrip("#") for rest in lines[i + 1 :]
+            ]
+            expected = "\n".join(filter(None, shown))
+            break
+    program = cwd / "client.py"
+    program.write_text(source)
+    env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+    result = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, timeout=60,
+        cwd=str(cwd), env=env,
+    )
+    assert result.returncode == 0, f"{where}: the client failed:\n{result.stderr}"
+    if expected is not None:
+        assert expected_matches(expected, result.stdout), (
+            f"{where}: the client printed:\n{result.stdout}\nnot:\n{expected}"
+        )
 
 
 def run_module(module_file: Path, where: str):
