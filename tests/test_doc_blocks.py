@@ -12,8 +12,8 @@ checked:
   server (``127.0.0.1:5020``, ``:5678`` and ``:54321`` stand for its
   ports), and its output must match what the block shows (``...`` matches
   anything).  A page whose server is its own module (``None`` in
-  L{PAGE_SERVERS}) is served with the Python blocks above the first block
-  that needs the server.
+  L{PAGE_SERVERS}) is served with the Python blocks above the block that
+  needs the server (started afresh when blocks were added since).
 - ``python`` under ``.. doc-check: client``: a program of its own, run with
   ``python`` against the page's server (ports as for ``console``); it must
   exit with status 0, and what it prints must match the comment lines after
@@ -23,7 +23,9 @@ checked:
   output; ``/path/to/`` stands for any directory), ``.. doc-check: tested by tests/<file>`` (a test that exists runs
   it), ``.. doc-check: browser <JSON list>`` (JavaScript run in headless
   Chromium on a page of the server; what it passes to ``console.log``, as
-  JSON, must be that list), or ``.. doc-check: not run: <reason>``.
+  JSON, must be that list), ``.. doc-check: exchange`` (JSON lines on the
+  page's bgpy port: each ``→`` line is sent, each ``←`` line must be the
+  next one the server answers), or ``.. doc-check: not run: <reason>``.
 
 ``literalinclude`` blocks are files of docs/examples/, run by test_docs.py.
 """
@@ -34,6 +36,7 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,11 +67,12 @@ PAGE_SERVERS = {
 
 #: Pages whose server is the page's own module (its Python blocks).
 PAGE_SERVERS.update(dict.fromkeys([
+    "docs/protocols/bgpy.rst",
     "docs/protocols/izzati.rst",
 ], (None, None)))
 
 #: Pages whose Python blocks make a module of a name they show.
-PAGE_MODULES = {"README.md": "myapp"}
+PAGE_MODULES = {"README.md": "myapp", "docs/protocols/bgpy.rst": "mytasks"}
 
 _CHECK = re.compile(r"^\s*(?:\.\.|<!--)\s*doc-check:\s*(?P<what>.+?)\s*(?:-->)?\s*$")
 
@@ -83,7 +87,6 @@ PENDING = {
     "docs/migrating/izzati.rst",
     "docs/migrating/jsonrpc.rst",
     "docs/playground.rst",
-    "docs/protocols/bgpy.rst",
     "docs/protocols/igor.rst",
     "docs/protocols/jsonrpc.rst",
 }
@@ -179,8 +182,8 @@ def test_every_block_says_how_it_is_checked(path):
         elif check.startswith("browser "):
             assert language == "javascript", f"{path}:{line}: browser checks are JavaScript"
             json.loads(check[len("browser ") :])
-        elif check == "client":
-            assert language == "python", f"{path}:{line}: client blocks are Python"
+        elif check in ("client", "exchange"):
+            assert language == ("python" if check == "client" else "text"), f"{path}:{line}: {check}"
             assert path in PAGE_SERVERS, f"{path}:{line}: the page has no server"
         else:
             assert check == "server-log", f"{path}:{line}: unknown doc-check {check!r}"
@@ -232,19 +235,25 @@ def console_commands(source: str):
 @pytest.fixture(scope="module")
 def page_servers(tmp_path_factory):
     started = {}
+    served = {}
 
     def get(path, module_file=None):
         if path not in PAGE_SERVERS:
             return None
+        app, cwd = PAGE_SERVERS[path]
+        paths = [str(EXAMPLES)]
+        if app is None:
+            assert module_file is not None and module_file.exists(), (
+                f"{path}: no Python block above the first that needs the server"
+            )
+            app, cwd = f"{module_file.stem}:bridge", module_file.parent
+            paths.insert(0, str(cwd))
+            # Python blocks added since it started: serve them too.
+            source = module_file.read_text("utf-8")
+            if path in started and served.get(path) != source:
+                started.pop(path).stop()
+            served[path] = source
         if path not in started:
-            app, cwd = PAGE_SERVERS[path]
-            paths = [str(EXAMPLES)]
-            if app is None:
-                assert module_file is not None and module_file.exists(), (
-                    f"{path}: no Python block above the first that needs the server"
-                )
-                app, cwd = f"{module_file.stem}:bridge", module_file.parent
-                paths.insert(0, str(cwd))
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
             # The quickstart saves uploads in ./uploads, as its page says
@@ -287,6 +296,8 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
                     )
         elif check is not None and check.startswith("browser "):
             run_in_browser(request, page_servers(path, module_file), source, json.loads(check[8:]), where)
+        elif check == "exchange":
+            run_exchange(page_servers(path, module_file).addresses["bgpy"], source, where)
         elif language == "python" and check == "client":
             run_client(substitute(source, page_servers(path, module_file)), tmp_path, where)
         elif language == "python" and check is None:
@@ -320,6 +331,21 @@ def run_client(source: str, cwd: Path, where: str):
         assert expected_matches(expected, result.stdout), (
             f"{where}: the client printed:\n{result.stdout}\nnot:\n{expected}"
         )
+
+
+def run_exchange(address: str, source: str, where: str):
+    """Send the C{→} lines to C{address}; read and compare the C{←} lines."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        answers = sock.makefile("rb")
+        for line in source.strip().splitlines():
+            direction, text = line.strip().split(" ", 1)
+            if direction == "→":
+                sock.sendall(text.encode("utf-8") + b"\n")
+            else:
+                assert direction == "←", f"{where}: {line!r}"
+                got = answers.readline().decode("utf-8")
+                assert expected_matches(text, got), f"{where}: expected {text}, got {got!r}"
 
 
 def run_module(module_file: Path, where: str):
