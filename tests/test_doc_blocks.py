@@ -69,6 +69,7 @@ PAGE_SERVERS = {
 PAGE_SERVERS.update(dict.fromkeys([
     "docs/protocols/bgpy.rst",
     "docs/protocols/izzati.rst",
+    "docs/protocols/jsonrpc.rst",
 ], (None, None)))
 
 #: Pages whose Python blocks make a module of a name they show.
@@ -88,7 +89,6 @@ PENDING = {
     "docs/migrating/jsonrpc.rst",
     "docs/playground.rst",
     "docs/protocols/igor.rst",
-    "docs/protocols/jsonrpc.rst",
 }
 
 

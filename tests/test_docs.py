@@ -374,6 +374,7 @@ def test_quickstart_jsonrpc_client(quickstart):
     assert isinstance(ok, Ok) and ok.result == 5
     assert isinstance(error, Error)
     assert (error.code, error.message) == (-32000, "division by zero")
+    assert error.data == {"type": "ZeroDivisionError"}
 
 
 def test_quickstart_bgpy_clients_in_the_order_of_the_page(quickstart_process):
