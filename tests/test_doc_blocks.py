@@ -68,6 +68,7 @@ PAGE_SERVERS = {
 #: Pages whose server is the page's own module (its Python blocks).
 PAGE_SERVERS.update(dict.fromkeys([
     "docs/protocols/bgpy.rst",
+    "docs/protocols/igor.rst",
     "docs/protocols/izzati.rst",
     "docs/protocols/jsonrpc.rst",
 ], (None, None)))
@@ -88,7 +89,6 @@ PENDING = {
     "docs/migrating/izzati.rst",
     "docs/migrating/jsonrpc.rst",
     "docs/playground.rst",
-    "docs/protocols/igor.rst",
 }
 
 
