@@ -63,6 +63,7 @@ PAGE_SERVERS = {
     "README.md": ("twistbridge.demo:bridge", ROOT),
     "docs/quickstart.rst": ("quickstart_app:bridge", EXAMPLES),
     "docs/index.rst": ("twistbridge.demo:bridge", ROOT),
+    "docs/playground.rst": ("twistbridge.demo:bridge", ROOT),
 }
 
 #: Pages whose server is the page's own module (its Python blocks).
@@ -83,35 +84,11 @@ PAGE_MODULES = {"README.md": "myapp", "docs/protocols/bgpy.rst": "mytasks"}
 _CHECK = re.compile(r"^\s*(?:\.\.|<!--)\s*doc-check:\s*(?P<what>.+?)\s*(?:-->)?\s*$")
 
 
-#: Pages whose blocks are not yet all in the forms above; this list only
-#: shrinks (test_pending_pages_are_exactly_these keeps it honest).
-PENDING = {
-    "docs/playground.rst",
-}
-
-
 def all_pages():
     """README.md and every page of the manual, as paths relative to the root."""
     return ["README.md"] + sorted(
         str(p.relative_to(ROOT)) for p in DOCS.rglob("*.rst") if "_build" not in p.parts
     )
-
-
-def pages():
-    """The pages checked here: all but the L{PENDING} ones."""
-    return [p for p in all_pages() if p not in PENDING]
-
-
-def test_pending_pages_are_exactly_these():
-    """A new page is checked from the start; a converted page leaves the list."""
-    failing = set()
-    for path in all_pages():
-        if literal_blocks(path) or any(
-            check is None and language not in ("python", "console")
-            for language, check, *_ in blocks(path)
-        ):
-            failing.add(path)
-    assert failing <= PENDING, sorted(failing - PENDING)
 
 
 def preceding_check(text: str, start: int) -> str | None:
@@ -161,7 +138,7 @@ def literal_blocks(path: str):
 # Every block says what it is
 
 
-@pytest.mark.parametrize("path", pages())
+@pytest.mark.parametrize("path", all_pages())
 def test_every_block_says_how_it_is_checked(path):
     assert literal_blocks(path) == [], (
         f"{path}: use '.. code-block:: LANGUAGE' (console, python, text, ...) "
@@ -265,7 +242,7 @@ def page_servers(tmp_path_factory):
         server.stop()
 
 
-@pytest.mark.parametrize("path", pages())
+@pytest.mark.parametrize("path", all_pages())
 def test_blocks_run_as_written(path, page_servers, tmp_path, request):
     stem = re.sub(r"\W", "_", Path(path).stem)
     module_file = tmp_path / f"{PAGE_MODULES.get(path, 'docpage_' + stem)}.py"
