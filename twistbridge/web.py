@@ -101,17 +101,39 @@ class HealthResource(Resource):
 
     def render_GET(self, request: Any) -> bytes:
         """200 C{{"status": "ok", ...}} once every service runs, else 503."""
-        return json_body(request, *health(self._bridge))
+        return json_body(request, *health(self._bridge, request))
 
 
-def health(bridge: Bridge) -> tuple[int, Dict[str, Any]]:
-    """The HTTP code and body of C{/health} for C{bridge}."""
+def health(bridge: Bridge, request: Any = None) -> tuple[int, Dict[str, Any]]:
+    """
+    The HTTP code and body of C{/health} for C{bridge}, asked by C{request}.
+
+    The services are the bridge's listeners.  A bridge whose HTTP side is
+    served by a site of the program's own (L{Bridge.resource} mounted there,
+    with no HTTP listener of the bridge's) reports that site as C{"http"}:
+    the address C{request} arrived on and where the bridge is C{"mounted"}.
+    """
     service = bridge._built.get("service")
     services: Dict[str, Any] = {}
     ok = True
     if service is not None:
         services = service.listener_status()
         ok = service.running and all(s["up"] for s in services.values())
+    if "http" not in services and request is not None:
+        from twistbridge.service import format_address
+
+        # request.prepath ends with b"health": what comes before is the mount.
+        mounted = b"/".join([b"", *request.prepath[:-1], b""]).decode(
+            "utf-8", "replace"
+        )
+        services = {
+            "http": {
+                "up": True,
+                "address": format_address(request.getHost()),
+                "mounted": mounted,
+            },
+            **services,
+        }
     body = {
         "status": "ok" if ok else "starting",
         "services": services,
