@@ -120,8 +120,6 @@ def health(bridge: Bridge, request: Any = None) -> tuple[int, Dict[str, Any]]:
         services = service.listener_status()
         ok = service.running and all(s["up"] for s in services.values())
     if "http" not in services and request is not None:
-        from twistbridge.service import format_address
-
         # request.prepath ends with b"health": what comes before is the mount.
         mounted = b"/".join([b"", *request.prepath[:-1], b""]).decode(
             "utf-8", "replace"
@@ -129,7 +127,7 @@ def health(bridge: Bridge, request: Any = None) -> tuple[int, Dict[str, Any]]:
         services = {
             "http": {
                 "up": True,
-                "address": format_address(request.getHost()),
+                "address": _address_text(request.getHost()),
                 "mounted": mounted,
             },
             **services,
@@ -140,6 +138,18 @@ def health(bridge: Bridge, request: Any = None) -> tuple[int, Dict[str, Any]]:
         "pools": bridge.offloader.stats(),
     }
     return (http.OK if ok else http.SERVICE_UNAVAILABLE), body
+
+
+def _address_text(address: Any) -> str:
+    """C{host:port} of an IP address, as the listeners report theirs; else its name."""
+    # Not twistbridge.service.format_address: the service layer sits above this one.
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    return str(name if name is not None else address)
 
 
 class IndexResource(Resource):
