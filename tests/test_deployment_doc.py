@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.tap import Options
@@ -90,10 +96,12 @@ def test_walkthrough_app_and_token_as_written(tmp_path):
     example = os.path.join(ROOT, "docs", "examples", "deploy_app.py")
     subprocess.run(["cp", example, str(tmp_path / "myapp.py")], check=True)
     # Steps 2 and 4 as written, with / moved into a scratch directory.
-    for command in walkthrough_block("install -d /opt/twistbridge/app") + walkthrough_block(
-        "install -d -m 0700 /etc/twistbridge"
-    ):
-        command = re.sub(r"(?<=[ >])/(opt|etc)/", lambda m: f"{root}/{m.group(1)}/", command)
+    for command in walkthrough_block(
+        "install -d /opt/twistbridge/app"
+    ) + walkthrough_block("install -d -m 0700 /etc/twistbridge"):
+        command = re.sub(
+            r"(?<=[ >])/(opt|etc)/", lambda m: f"{root}/{m.group(1)}/", command
+        )
         subprocess.run(["bash", "-c", command], check=True, cwd=str(tmp_path))
     token_file = root / "etc" / "twistbridge" / "bgpy-token"
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
@@ -126,3 +134,117 @@ def test_walkthrough_app_and_token_as_written(tmp_path):
             assert client.line()["type"] == "OK"
         finally:
             client.close()
+
+
+def shell_block(after: str) -> str:
+    """The shell block after the text C{after}, its continuation lines joined."""
+    with open(DOC, encoding="utf-8") as f:
+        rest = f.read().split(after, 1)[1].split(".. code-block:: shell", 1)[1]
+    lines = []
+    for line in rest.splitlines()[1:]:
+        if line.strip() and not line.startswith(" "):
+            break
+        lines.append(line.strip())
+    return "\n".join(lines).strip().replace("\\\n", "")
+
+
+@pytest.fixture
+def open_tmp_path():
+    """A scratch directory that every user may traverse (pytest's may not)."""
+    path = tempfile.mkdtemp(prefix="twistbridge-daemon-")
+    os.chmod(path, 0o755)
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_daemon_command_as_written(open_tmp_path):
+    import grp
+    import pwd
+    import signal
+    import subprocess
+
+    tmp_path = open_tmp_path
+
+    import requests
+
+    from twistbridge.testing import wait_for
+
+    command = shell_block("\nDaemon:\n")
+    assert command.startswith("twistd --pidfile /run/twistbridge/bridge.pid")
+    root = tmp_path / "root"
+    run, logs, state = (
+        root / "run" / "twistbridge",
+        root / "var" / "log" / "twistbridge",
+        tmp_path / "state",
+    )
+    for directory in (run, logs, state):
+        directory.mkdir(parents=True)
+    # The page's service account: nobody/nogroup when we may switch to
+    # them (root), else ourselves; the pidfile's directory is its own.
+    if os.geteuid() == 0:
+        user, group = "nobody", "nogroup"
+        for directory in (run, logs, state):
+            os.chown(directory, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+    else:
+        user, group = (
+            pwd.getpwuid(os.getuid()).pw_name,
+            grp.getgrgid(os.getgid()).gr_name,
+        )
+    command = command.replace("-u bridge -g bridge", f"-u {user} -g {group}")
+    command = re.sub(r"(?<= )/(run|var)/", lambda m: f"{root}/{m.group(1)}/", command)
+    subprocess.run(
+        [
+            "cp",
+            os.path.join(ROOT, "docs", "examples", "deploy_app.py"),
+            str(tmp_path / "myapp.py"),
+        ],
+        check=True,
+    )
+    env = dict(os.environ, STATE_DIRECTORY=str(state))
+    env["PATH"] = os.pathsep.join(
+        [os.path.dirname(sys.executable), env.get("PATH", "")]
+    )
+    started = subprocess.run(
+        ["bash", "-c", command + " --port 0 --igor-port 0 --bgpy-port 0"],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env=env,
+        timeout=60,
+    )
+    # The parent returns once the daemon is up.
+    assert started.returncode == 0, started.stderr
+    pidfile, logfile = run / "bridge.pid", logs / "bridge.log"
+    pid = int(pidfile.read_text().strip())
+    try:
+        log = wait_for(
+            lambda: "bgpy listening on" in (t := logfile.read_text()) and t,
+            15,
+            what="the log",
+        )
+        address = re.search(r"http listening on (\S+)", log).group(1)
+        assert (
+            requests.get(f"http://{address}/health", timeout=10).json()["status"]
+            == "ok"
+        )
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f)
+        assert status["Umask"].strip() == "0027"
+        assert int(status["Uid"].split()[0]) == pwd.getpwnam(user).pw_uid
+        # What the page says stops it, with its path moved as above.
+        stop = re.sub(
+            r"/run/", f"{root}/run/", "kill -TERM $(cat /run/twistbridge/bridge.pid)"
+        )
+        assert (
+            "kill -TERM $(cat\n/run/twistbridge/bridge.pid)"
+            in open(DOC, encoding="utf-8").read()
+        )
+        subprocess.run(["bash", "-c", stop], check=True, timeout=10)
+        wait_for(
+            lambda: not os.path.exists(f"/proc/{pid}"), 20, what="the daemon to exit"
+        )
+        assert not pidfile.exists(), logfile.read_text()
+        assert "shutdown complete" in logfile.read_text()
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)

@@ -11,13 +11,21 @@ checked:
 - ``console``: each ``$ command`` is run by bash against the page's real
   server (``127.0.0.1:5020``, ``:5678`` and ``:54321`` stand for its
   ports), and its output must match what the block shows (``...`` matches
-  anything).
+  anything).  A page whose server is its own module (``None`` in
+  L{PAGE_SERVERS}) is served with the Python blocks above the block that
+  needs the server (started afresh when blocks were added since).
+- ``python`` under ``.. doc-check: client``: a program of its own, run with
+  ``python`` against the page's server (ports as for ``console``); it must
+  exit with status 0, and what it prints must match the comment lines after
+  its ``# prints:`` line, if it has one.
 - any other block names how it is checked in a comment right above it:
   ``.. doc-check: server-log`` (each line appears in the page's server
   output; ``/path/to/`` stands for any directory), ``.. doc-check: tested by tests/<file>`` (a test that exists runs
   it), ``.. doc-check: browser <JSON list>`` (JavaScript run in headless
   Chromium on a page of the server; what it passes to ``console.log``, as
-  JSON, must be that list), or ``.. doc-check: not run: <reason>``.
+  JSON, must be that list), ``.. doc-check: exchange`` (JSON lines on the
+  page's bgpy port: each ``→`` line is sent, each ``←`` line must be the
+  next one the server answers), or ``.. doc-check: not run: <reason>``.
 
 ``literalinclude`` blocks are files of docs/examples/, run by test_docs.py.
 """
@@ -28,6 +36,7 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,29 +63,25 @@ PAGE_SERVERS = {
     "README.md": ("twistbridge.demo:bridge", ROOT),
     "docs/quickstart.rst": ("quickstart_app:bridge", EXAMPLES),
     "docs/index.rst": ("twistbridge.demo:bridge", ROOT),
+    "docs/playground.rst": ("twistbridge.demo:bridge", ROOT),
 }
 
-#: Pages whose Python blocks make a module of a name they show.
-PAGE_MODULES = {"README.md": "myapp"}
-
-_CHECK = re.compile(r"^\s*(?:\.\.|<!--)\s*doc-check:\s*(?P<what>.+?)\s*(?:-->)?\s*$")
-
-
-#: Pages whose blocks are not yet all in the forms above; this list only
-#: shrinks (test_pending_pages_are_exactly_these keeps it honest).
-PENDING = {
-    "docs/deployment.rst",
+#: Pages whose server is the page's own module (its Python blocks).
+PAGE_SERVERS.update(dict.fromkeys([
     "docs/handlers.rst",
     "docs/migrating/bgpy.rst",
-    "docs/migrating/igor.rst",
     "docs/migrating/izzati.rst",
     "docs/migrating/jsonrpc.rst",
-    "docs/playground.rst",
     "docs/protocols/bgpy.rst",
     "docs/protocols/igor.rst",
     "docs/protocols/izzati.rst",
     "docs/protocols/jsonrpc.rst",
-}
+], (None, None)))
+
+#: Pages whose Python blocks make a module of a name they show.
+PAGE_MODULES = {"README.md": "myapp", "docs/protocols/bgpy.rst": "mytasks"}
+
+_CHECK = re.compile(r"^\s*(?:\.\.|<!--)\s*doc-check:\s*(?P<what>.+?)\s*(?:-->)?\s*$")
 
 
 def all_pages():
@@ -84,23 +89,6 @@ def all_pages():
     return ["README.md"] + sorted(
         str(p.relative_to(ROOT)) for p in DOCS.rglob("*.rst") if "_build" not in p.parts
     )
-
-
-def pages():
-    """The pages checked here: all but the L{PENDING} ones."""
-    return [p for p in all_pages() if p not in PENDING]
-
-
-def test_pending_pages_are_exactly_these():
-    """A new page is checked from the start; a converted page leaves the list."""
-    failing = set()
-    for path in all_pages():
-        if literal_blocks(path) or any(
-            check is None and language not in ("python", "console")
-            for language, check, *_ in blocks(path)
-        ):
-            failing.add(path)
-    assert failing <= PENDING, sorted(failing - PENDING)
 
 
 def preceding_check(text: str, start: int) -> str | None:
@@ -150,7 +138,7 @@ def literal_blocks(path: str):
 # Every block says what it is
 
 
-@pytest.mark.parametrize("path", pages())
+@pytest.mark.parametrize("path", all_pages())
 def test_every_block_says_how_it_is_checked(path):
     assert literal_blocks(path) == [], (
         f"{path}: use '.. code-block:: LANGUAGE' (console, python, text, ...) "
@@ -169,6 +157,9 @@ def test_every_block_says_how_it_is_checked(path):
         elif check.startswith("browser "):
             assert language == "javascript", f"{path}:{line}: browser checks are JavaScript"
             json.loads(check[len("browser ") :])
+        elif check in ("client", "exchange"):
+            assert language == ("python" if check == "client" else "text"), f"{path}:{line}: {check}"
+            assert path in PAGE_SERVERS, f"{path}:{line}: the page has no server"
         else:
             assert check == "server-log", f"{path}:{line}: unknown doc-check {check!r}"
     assert unchecked == [], "blocks with no '.. doc-check:' comment above them"
@@ -219,14 +210,27 @@ def console_commands(source: str):
 @pytest.fixture(scope="module")
 def page_servers(tmp_path_factory):
     started = {}
+    served = {}
 
-    def get(path):
+    def get(path, module_file=None):
         if path not in PAGE_SERVERS:
             return None
+        app, cwd = PAGE_SERVERS[path]
+        paths = [str(EXAMPLES)]
+        if app is None:
+            module = sys.modules.get(module_file.stem) if module_file else None
+            if module is None or "bridge" not in vars(module):
+                return None  # no app above this block: nothing to serve yet
+            app, cwd = f"{module_file.stem}:bridge", module_file.parent
+            paths.insert(0, str(cwd))
+            # Python blocks added since it started: serve them too.
+            source = module_file.read_text("utf-8")
+            if path in started and served.get(path) != source:
+                started.pop(path).stop()
+            served[path] = source
         if path not in started:
-            app, cwd = PAGE_SERVERS[path]
             env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
             # The quickstart saves uploads in ./uploads, as its page says
             # (docs/examples/uploads/, which git ignores).
             env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
@@ -238,7 +242,7 @@ def page_servers(tmp_path_factory):
         server.stop()
 
 
-@pytest.mark.parametrize("path", pages())
+@pytest.mark.parametrize("path", all_pages())
 def test_blocks_run_as_written(path, page_servers, tmp_path, request):
     stem = re.sub(r"\W", "_", Path(path).stem)
     module_file = tmp_path / f"{PAGE_MODULES.get(path, 'docpage_' + stem)}.py"
@@ -246,14 +250,14 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
     for language, check, source, line, _ in blocks(path):
         where = f"{path}:{line}"
         if check == "server-log":
-            server = page_servers(path)
+            server = page_servers(path, module_file)
             assert server is not None, f"{where}: the page has no server"
             for expected in source.strip().splitlines():
                 shown = substitute(expected, server).replace("/path/to/", "...")
                 pattern = ".*".join(re.escape(p) for p in shown.split("..."))
                 assert re.search(pattern, server.output), f"{where}: {expected!r} not logged"
         elif language == "console" and check is None:
-            server = page_servers(path)
+            server = page_servers(path, module_file)
             for command, expected in console_commands(source):
                 env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
                 result = subprocess.run(
@@ -266,7 +270,11 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
                         f"{where}: {command}\nexpected:\n{expected}\ngot:\n{result.stdout}"
                     )
         elif check is not None and check.startswith("browser "):
-            run_in_browser(request, page_servers(path), source, json.loads(check[8:]), where)
+            run_in_browser(request, page_servers(path, module_file), source, json.loads(check[8:]), where)
+        elif check == "exchange":
+            run_exchange(page_servers(path, module_file).addresses["bgpy"], source, where)
+        elif language == "python" and check == "client":
+            run_client(substitute(source, page_servers(path, module_file)), tmp_path, where)
         elif language == "python" and check is None:
             python_source.append(f"# {where}\n{source}")
             module_file.write_text("\n\n".join(python_source))
@@ -275,10 +283,51 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
         serve_page_module(module_file, path)
 
 
+def run_client(source: str, cwd: Path, where: str):
+    """Run a client block as a program; compare its output with its C{# prints:}."""
+    lines = source.rstrip().splitlines()
+    expected = None
+    for i, line in enumerate(lines):
+        if line.startswith("# prints:"):
+            shown = [line[len("# prints:") :].strip()] + [
+                rest[2:] if rest.startswith("# ") else rest.lstrip("#") for rest in lines[i + 1 :]
+            ]
+            expected = "\n".join(filter(None, shown))
+            break
+    program = cwd / "client.py"
+    program.write_text(source)
+    env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+    result = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, timeout=60,
+        cwd=str(cwd), env=env,
+    )
+    assert result.returncode == 0, f"{where}: the client failed:\n{result.stderr}"
+    if expected is not None:
+        assert expected_matches(expected, result.stdout), (
+            f"{where}: the client printed:\n{result.stdout}\nnot:\n{expected}"
+        )
+
+
+def run_exchange(address: str, source: str, where: str):
+    """Send the C{→} lines to C{address}; read and compare the C{←} lines."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        answers = sock.makefile("rb")
+        for line in source.strip().splitlines():
+            direction, text = line.strip().split(" ", 1)
+            if direction == "→":
+                sock.sendall(text.encode("utf-8") + b"\n")
+            else:
+                assert direction == "←", f"{where}: {line!r}"
+                got = answers.readline().decode("utf-8")
+                assert expected_matches(text, got), f"{where}: expected {text}, got {got!r}"
+
+
 def run_module(module_file: Path, where: str):
     name = module_file.stem
     sys.modules.pop(name, None)
-    sys.path.insert(0, str(module_file.parent))
+    # As served: the page's directory, then docs/examples (tasks.py, ...).
+    sys.path[:0] = [str(module_file.parent), str(EXAMPLES)]
     try:
         spec = importlib.util.spec_from_file_location(name, module_file)
         module = importlib.util.module_from_spec(spec)
@@ -287,6 +336,7 @@ def run_module(module_file: Path, where: str):
         return module
     finally:
         sys.path.remove(str(module_file.parent))
+        sys.path.remove(str(EXAMPLES))
 
 
 def serve_page_module(module_file: Path, where: str):
@@ -296,7 +346,9 @@ def serve_page_module(module_file: Path, where: str):
     if not isinstance(module.bridge, Bridge):
         return
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(module_file.parent), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(module_file.parent), str(EXAMPLES), env.get("PYTHONPATH")])
+    )
     with BridgeProcess(["--app", f"{module_file.stem}:bridge"], env=env, cwd=str(module_file.parent)) as server:
         health = requests.get(server.url("/health"), timeout=10)
         assert health.json()["status"] == "ok", where

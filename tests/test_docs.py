@@ -374,6 +374,7 @@ def test_quickstart_jsonrpc_client(quickstart):
     assert isinstance(ok, Ok) and ok.result == 5
     assert isinstance(error, Error)
     assert (error.code, error.message) == (-32000, "division by zero")
+    assert error.data == {"type": "ZeroDivisionError"}
 
 
 def test_quickstart_bgpy_clients_in_the_order_of_the_page(quickstart_process):
@@ -471,6 +472,14 @@ def test_embedded_site_serves_the_bridge_health(embedded_site):
     response = requests.get(embedded_site + "/bridge/health", timeout=10)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+    # What it serves: the bridge through the site's own port, under /bridge/.
+    assert response.json()["services"] == {
+        "http": {
+            "up": True,
+            "address": embedded_site[len("http://") :],
+            "mounted": "/bridge/",
+        }
+    }
 
 
 def test_embedded_site_serves_json_rpc(embedded_site):
@@ -567,3 +576,53 @@ def test_embedded_site_name_without_slash(embedded_site):
     )
     response = requests.get(embedded_site + "/bridge", allow_redirects=False, timeout=10)
     assert (response.status_code, response.headers["Location"]) == (301, "/bridge/")
+
+
+def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
+    """docs/examples/embed_site_service.py: its own Site, the bridge's service."""
+    from websocket import create_connection
+
+    from twistbridge.testing import JsonLinesClient
+
+    env = examples_env(EMBED_SITE_PORT="0", EMBED_IGOR_PORT="0", EMBED_BGPY_PORT="0")
+    program = Program(
+        [twistd(), "-n", "--pidfile", str(tmp_path / "pid"), "-y", str(EXAMPLES / "embed_site_service.py")],
+        env=env,
+        cwd=str(tmp_path),
+    )
+    try:
+        site = "127.0.0.1:" + program.address(r"Site starting on (\d+)")
+        igor = program.address(r"igor listening on (\S+)")
+        bgpy = program.address(r"bgpy listening on (\S+)")
+
+        def healthy():
+            answer = requests.get(f"http://{site}/bridge/health", timeout=10)
+            return answer.status_code == 200 and answer.json()
+
+        health = wait_for(healthy, 10, what="/bridge/health to answer 200")
+        assert health["status"] == "ok"
+        assert health["services"] == {
+            "http": {"up": True, "address": site, "mounted": "/bridge/"},
+            "igor": {"up": True, "address": igor},
+            "bgpy": {"up": True, "address": bgpy},
+        }
+        assert b"An existing site" in requests.get(f"http://{site}/", timeout=10).content
+        body = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
+        answer = requests.post(f"http://{site}/bridge/rpc", json=body, timeout=10)
+        assert answer.json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
+        for url in (f"ws://{site}/bridge/ws", f"ws://{igor}/"):
+            ws = create_connection(url, timeout=10)
+            try:
+                ws.send('{"streamId": "a", "action": "echo", "data": "hi"}')
+                assert json.loads(ws.recv()) == {"streamId": "a", "data": "hi"}
+                assert json.loads(ws.recv()) == {"streamId": "a", "close": True}
+            finally:
+                ws.close()
+        # The service ran init_task: a client goes straight to EXEC.
+        with JsonLinesClient(bgpy) as client:
+            client.send("EXEC", await_response=True)
+            assert client.line() == {"type": "OK", "args": {"message": "Received 'EXEC'"}}
+            assert client.line() == {"type": "OK", "args": {"count": 1}}
+    finally:
+        status = program.stop()
+    assert status in (0, -signal.SIGTERM), program.output

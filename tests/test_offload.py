@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -908,6 +909,34 @@ def test_twistd_protocols_run_handlers_in_each_mode(apps_env, tmp_path):
 BUSY = "server busy: 2 calls are waiting for the thread pool; try again later"
 
 
+def handlers_page_json(after: str) -> dict:
+    """The JSON block of docs/handlers.rst that follows the text C{after}."""
+    page = Path(__file__).resolve().parent.parent / "docs" / "handlers.rst"
+    block = page.read_text("utf-8").split(after, 1)[1].split(".. code-block:: json", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line.strip() and not line.startswith(" "):
+            break
+        lines.append(line)
+    text = "\n".join(lines).strip()
+    return json.loads(text if text.startswith("{") else "{" + text + "}")
+
+
+def test_health_reports_the_pools_the_handlers_page_shows(apps_env):
+    shown = handlers_page_json('reports both pools under ``"pools"``:')["pools"]
+    with BridgeProcess(APP_ARGS, env=apps_env) as server:
+        before = pools(server)
+        assert set(before) == set(shown)
+        assert set(before["threads"]) == set(shown["threads"])
+        # The process pool's counters appear once it started.
+        started = {"completed", "crashed", "timed_out"}
+        assert set(before["processes"]) == set(shown["processes"]) - started
+        assert offload(server, "add", "process", 1, 2) == (200, {"result": 3})
+        after = pools(server)["processes"]
+        assert set(after) == set(shown["processes"])
+        assert (after["completed"], after["crashed"], after["timed_out"]) == (1, 0, 0)
+
+
 def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
     import websocket
 
@@ -936,11 +965,14 @@ def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
                     what="a full thread pool",
                 )
                 # The 4th call, on each protocol, is refused at once.
-                assert rpc("add", 1, 2, id=4) == {
+                refused = rpc("add", 1, 2, id=4)
+                assert refused == {
                     "jsonrpc": "2.0",
                     "error": {"code": -32003, "message": "Server busy", "data": BUSY},
                     "id": 4,
                 }
+                # docs/handlers.rst shows this answer.
+                assert refused == handlers_page_json("a fourth JSON-RPC call is answered:")
                 answer = requests.post(server.url("/"), data={"a": "b"}, timeout=10)
                 assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
                 assert answer.headers["Content-Type"] == "application/json"

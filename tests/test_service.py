@@ -41,10 +41,11 @@ async def test_resource_mounts_in_an_existing_site():
     bridge = Bridge()
     port = reactor.listenTCP(0, Site(bridge.resource()), interface="127.0.0.1")
     try:
-        code, body = await get_json(f"http://127.0.0.1:{port.getHost().port}/health")
-        # No bridge service runs: the resource still answers, with no listeners.
+        address = f"127.0.0.1:{port.getHost().port}"
+        code, body = await get_json(f"http://{address}/health")
+        # No bridge service runs: the resource answers for the site it is in.
         assert code == 200
-        assert body["services"] == {}
+        assert body["services"] == {"http": {"up": True, "address": address, "mounted": "/"}}
     finally:
         await port.stopListening()
         await bridge.offloader.stopService()

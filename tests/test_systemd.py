@@ -217,6 +217,41 @@ def test_socket_activation_by_index(tmp_path, apps_env):
             process.wait()
 
 
+DEPLOYMENT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "deployment.rst"
+)
+
+
+@needs_activate
+def test_socket_activation_as_the_page_shows(tmp_path, apps_env):
+    """docs/deployment.rst's systemd-socket-activate command, on a free port."""
+    with open(DEPLOYMENT, encoding="utf-8") as f:
+        text = f.read().split("the environment with ``-E``:", 1)[1]
+    block = text.split(".. code-block:: shell", 1)[1].split("\n\n")[1]
+    command = " ".join(block.replace("\\\n", " ").split())
+    assert command.startswith("systemd-socket-activate -l 127.0.0.1:5020 ")
+    port = free_port()
+    argv = shlex.split(command.replace("127.0.0.1:5020", f"127.0.0.1:{port}"))
+    env = dict(apps_env)
+    env["PATH"] = os.pathsep.join([os.path.dirname(twistd_path()), env.get("PATH", "")])
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path)
+    )
+    try:
+        response = first_get(f"http://127.0.0.1:{port}/health")
+        assert response.status_code == 200
+        assert response.json()["services"] == {
+            "http": {"up": True, "address": f"127.0.0.1:{port}"}
+        }
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        assert "shutdown complete" in process.stdout.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 CONTRIB = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "contrib", "systemd"
 )

@@ -49,23 +49,56 @@ class HealthResource(Resource):
 
     def render_GET(self, request: Any) -> bytes:
         """200 C{{"status": "ok", ...}} once every service runs, else 503."""
-        return json_body(request, *health(self._runtime))
+        return json_body(request, *health(self._runtime, request))
 
 
-def health(runtime: Runtime) -> tuple[int, Dict[str, Any]]:
-    """The HTTP code and body of C{/health} for C{runtime}."""
+def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
+    """
+    The HTTP code and body of C{/health} for C{runtime}, asked by C{request}.
+
+    The services are the bridge's listeners.  A bridge whose HTTP side is
+    served by a site of the program's own (C{bridge.resource()} mounted
+    there, with no HTTP listener of the bridge's) reports that site as
+    C{"http"}: the address C{request} arrived on and where the bridge is
+    C{"mounted"}.
+    """
     service = runtime.built_service()
     services: Dict[str, Any] = {}
     ok = True
     if service is not None:
         services = service.listener_status()
         ok = service.running and all(s["up"] for s in services.values())
+    if "http" not in services and request is not None:
+        # request.prepath ends with b"health": what comes before is the mount.
+        mounted = b"/".join([b"", *request.prepath[:-1], b""]).decode(
+            "utf-8", "replace"
+        )
+        services = {
+            "http": {
+                "up": True,
+                "address": _address_text(request.getHost()),
+                "mounted": mounted,
+            },
+            **services,
+        }
     body = {
         "status": "ok" if ok else "starting",
         "services": services,
         "pools": runtime.offloader.stats(),
     }
     return (http.OK if ok else http.SERVICE_UNAVAILABLE), body
+
+
+def _address_text(address: Any) -> str:
+    """C{host:port} of an IP address, as the listeners report theirs; else its name."""
+    # Not twistbridge.service.format_address: the service layer sits above this one.
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    return str(name if name is not None else address)
 
 
 class IndexResource(Resource):

@@ -17,7 +17,7 @@ def main(url="http://127.0.0.1:5020/rpc"):
 
 if __name__ == "__main__":
     # result: 5
-    # error: -32000 ZeroDivisionError: division by zero
+    # error: -32000 division by zero
     for answer in main(*sys.argv[1:]):
         if isinstance(answer, Ok):
             print("result:", answer.result)

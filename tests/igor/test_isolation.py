@@ -2,16 +2,20 @@
 
 import json
 import os
+import re
 import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 import websocket
 
 from twistbridge.testing import wait_for
+
+DOCS_IGOR = Path(__file__).resolve().parents[2] / "docs" / "protocols" / "igor.rst"
 
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
@@ -299,8 +303,14 @@ def documented_client(url):
 def token_mode_conversation(url):
     a = websocket.create_connection(url, timeout=10)
     welcome = json.loads(a.recv())
-    assert welcome["streamId"] == "introduce_self"
-    assert welcome["action"] == "resume_token"
+    # What docs/protocols/igor.rst shows, with this connection's token.
+    shown = json.loads(
+        DOCS_IGOR.read_text("utf-8").split("after every successful", 1)[1]
+        .split(".. code-block:: json", 1)[1].split("\n\n")[1]
+    )
+    token = welcome["data"]["resume_token"]
+    assert welcome == {**shown, "data": {**shown["data"], "resume_token": token}}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{20,}", token), token
     a.send(json.dumps({"streamId": 1, "action": "introduce_self", "data": {"client_id": "carol"}}))
     token = json.loads(a.recv())["data"]
     assert token["client_id"] == "carol"

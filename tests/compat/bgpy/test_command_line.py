@@ -90,7 +90,7 @@ def read_doc(*parts):
 
 def test_the_migration_guide_shows_what_version_prints(run_cli):
     printed = run_cli("version").stdout.strip()
-    assert f"# prints: {printed}" in read_doc("migrating", "bgpy.rst")
+    assert f"$ python -m twistbridge.bgpy version {printed}" in read_doc("migrating", "bgpy.rst")
 
 
 def test_the_docs_quote_the_refusals_as_they_are():

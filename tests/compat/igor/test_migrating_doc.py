@@ -9,7 +9,8 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "migrating" / "igor.rst"
 
 
 def test_the_shown_imports_work():
-    block = DOC.read_text("utf-8").split(".. code-block:: python", 1)[1]
+    program = DOC.read_text("utf-8").split("With twistbridge, the same program:", 1)[1]
+    block = program.split(".. code-block:: python", 1)[1].split("\n\n\n", 1)[0]
     lines = [
         line.strip()
         for line in block.splitlines()
