@@ -65,6 +65,8 @@ class Settings:
     @ivar port: the HTTP listener (izzati, JSON-RPC, WebSocket at C{/ws}).
     @ivar igor_port: the standalone Igor WebSocket listener, or C{"none"}.
     @ivar bgpy_port: the bgpy task listener, or C{"none"}.
+    @ivar metrics_port: the listener serving Prometheus C{GET /metrics}, or
+        L{None}/C{"none"} (the default: no metrics).
     @ivar max_upload_size: izzati request body limit in bytes.
     @ivar max_request_size: JSON-RPC request body limit in bytes.
     @ivar max_message_size: Igor message and bgpy frame limit in bytes.
@@ -103,6 +105,7 @@ class Settings:
     port: Any = 5020
     igor_port: Any = 5678
     bgpy_port: Any = 54321
+    metrics_port: Any = None
     max_upload_size: int = 1024**3
     max_request_size: int = 16 * 1024**2
     max_message_size: int = 16 * 1024**2

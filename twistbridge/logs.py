@@ -25,7 +25,7 @@ import re
 import signal
 import sys
 from time import time
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from twisted.logger import (
     FileLogObserver,
@@ -288,6 +288,26 @@ _ACCESS_NAMESPACE = access_log.namespace
 #: above C{info} (L{level_filtered}): access events are then not even built.
 _access_on = True
 
+#: Functions told of every access event (L{add_access_hook}).
+_access_hooks: List[Callable[[str, Any, Dict[str, Any]], None]] = []
+
+
+def add_access_hook(hook: Callable[[str, Any, Dict[str, Any]], None]) -> None:
+    """
+    Call C{hook(kind, subject, fields)} for every access event, whether the
+    access log is written or not: C{kind} is C{"http"}, C{"igor"} or
+    C{"bgpy"}; C{subject} the HTTP request (for C{"http"}) or L{None};
+    C{fields} the event's fields (for C{"igor"} and C{"bgpy"}).  The
+    metrics (L{twistbridge.metrics}) count with it.
+    """
+    _access_hooks.append(hook)
+
+
+def remove_access_hook(hook: Callable[[str, Any, Dict[str, Any]], None]) -> None:
+    """Stop calling C{hook} (see L{add_access_hook})."""
+    if hook in _access_hooks:
+        _access_hooks.remove(hook)
+
 
 def level_filtered(observers: Iterable[Any], level: LogLevel) -> list:
     """
@@ -331,6 +351,8 @@ def access_http(request: Any) -> None:
     One event for an answered HTTP request: client, method, path (without
     the query string), status code, bytes sent, user agent.
     """
+    for hook in _access_hooks:
+        hook("http", request, {})
     if not _access_on:
         return
     path = request.path
@@ -369,6 +391,10 @@ def access_igor(
     One event for an Igor WebSocket connection when it closes: client
     address, path, close code, seconds open, messages received and sent.
     """
+    if _access_hooks:
+        fields = {"code": code, "received": received, "sent": sent}
+        for hook in _access_hooks:
+            hook("igor", None, fields)
     if not _access_on:
         return
     _emit_access(
@@ -398,6 +424,10 @@ def access_bgpy(client: Any, message_type: str, outcome: str, wire: str = "") ->
     (C{AUTH}, C{INIT}, C{EXEC}, C{EXIT}), outcome (C{OK}, C{ERROR}), wire
     format (C{json} or C{pickle}).  Never the arguments, never the token.
     """
+    if _access_hooks:
+        fields = {"message_type": message_type, "outcome": outcome, "wire": wire}
+        for hook in _access_hooks:
+            hook("bgpy", None, fields)
     if not _access_on:
         return
     _emit_access(

@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import re
 from io import BytesIO
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
@@ -154,9 +155,12 @@ class BridgeRequest(Request):
 
     @ivar body_consumer: the object the body went to, or L{None} when it was
         buffered into C{content} as usual.
+    @ivar started: C{time.monotonic()} when the headers were in (the
+        metrics' request latency starts there).
     """
 
     body_consumer: Any = None
+    started: Optional[float] = None
     #: The body limit of a resource that names none (0: it takes no body).
     #: A request class whose answers must all go through the resource
     #: (flaskJSONRPCServer's postprocessers see even a 404) sets a bound.
@@ -173,6 +177,7 @@ class BridgeRequest(Request):
     def gotLength(self, length: Optional[int]) -> None:
         """The headers are in: check the host, resolve the resource and ask
         it about the body."""
+        self.started = _monotonic()
         self._host_checked = True
         refused = self._host_refusal()
         if refused is not None:

@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 from twistbridge.bgpy._runtime import TaskRuntime
 from twistbridge.config import Settings
 from twistbridge.igor._hub import Hub
+from twistbridge.izzati._resource import IzzatiResource
 from twistbridge.jsonrpc._resource import RpcController
 from twistbridge.offload import Offloader
 from twistbridge.registry import Registry
@@ -96,6 +97,11 @@ class Runtime:
         return TaskRuntime(self.registry, self.offloader, self.reactor)
 
     @cached_property
+    def izzati(self) -> IzzatiResource:
+        """The izzati upload endpoint (C{POST /} of the root)."""
+        return IzzatiResource(self.registry, self.offloader)
+
+    @cached_property
     def root(self) -> Resource:
         """The HTTP root resource (checks the registry first)."""
         self.check()
@@ -106,6 +112,12 @@ class Runtime:
         """The service serving everything (checks the registry first)."""
         self.check()
         return BridgeService(self, self.reactor)
+
+    def built(self, part: str) -> Any:
+        """The part named C{part} (C{"igor_hub"}, C{"bgpy"}, ...) if it was
+        built, else L{None}: for what reports on the parts without building
+        them (C{/health}, the metrics)."""
+        return self.__dict__.get(part)
 
     def built_service(self) -> Optional[BridgeService]:
         """L{service} if it was built (the bridge runs as a service), else L{None}."""

@@ -44,6 +44,12 @@ class Options(usage.Options):
         ["port", "p", None, "HTTP listener [default: 5020]"],
         ["igor-port", None, None, "Igor WebSocket listener or 'none' [default: 5678]"],
         ["bgpy-port", None, None, "bgpy task listener or 'none' [default: 54321]"],
+        [
+            "metrics-port",
+            None,
+            None,
+            "listener serving Prometheus GET /metrics [default: none]",
+        ],
         ["app", None, None, "the app's Bridge as module:attribute [default: demo app]"],
         [
             "max-upload-size",
@@ -224,6 +230,7 @@ class Options(usage.Options):
             ("http", "--port", s.port),
             ("igor", "--igor-port", s.igor_port),
             ("bgpy", "--bgpy-port", s.bgpy_port),
+            ("metrics", "--metrics-port", s.metrics_port),
         ):
             if not unused_listener(self.bridge, name):
                 check_listen(option, value)

@@ -169,13 +169,11 @@ class BridgeRoot(Resource):
 def build_root(runtime: Runtime) -> Resource:
     """Build the root resource of the HTTP port of C{runtime}."""
     from twistbridge.igor._protocol import build_resource as igor_resource
-    from twistbridge.izzati._resource import IzzatiResource
     from twistbridge.playground import build_page
     from twistbridge.playground import mount as mount_playground
 
     settings = runtime.settings
-    izzati = IzzatiResource(runtime.registry, runtime.offloader)
-    index = IndexResource(izzati, build_page())
+    index = IndexResource(runtime.izzati, build_page())
     root = BridgeRoot(index)
     root.putChild(b"", index)
     root.putChild(b"health", HealthResource(runtime))

@@ -239,6 +239,10 @@ class TaskRuntime:
         """Whether no task is running or queued."""
         return not self._running and not self._queue
 
+    def queue_depth(self) -> int:
+        """How many tasks wait to run (the running one not counted)."""
+        return len(self._queue)
+
     def state(self) -> Optional[Dict[str, Any]]:
         """
         A copy of the current state, or L{None} when uninitialized.  While a

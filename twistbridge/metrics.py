@@ -1,0 +1,320 @@
+"""
+Prometheus metrics: C{GET /metrics} on the C{--metrics-port} listener.
+
+    twistd -n bridge --metrics-port 9102
+    curl -s http://127.0.0.1:9102/metrics
+
+Off by default.  Counters are fed by the access log's events (one per HTTP
+request, per Igor connection, per bgpy message; see L{twistbridge.logs}),
+so the protocols carry no metrics code of their own; everything that is a
+level (pools, connections, Igor clients and sessions, bgpy state, upload
+disk) is read from the runtime when Prometheus scrapes.  Every label has a
+bounded set of values: no client ids, addresses or paths from clients.
+
+The text format and the metric types are C{prometheus_client}'s, the
+maintained Python client of Prometheus; each bridge has a registry of its
+own (not the library's global one), so two bridges in one process do not
+mix their figures.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.web.resource import Resource
+
+from twistbridge import logs
+
+if TYPE_CHECKING:
+    from twistbridge.runtime import Runtime
+
+__all__ = ["BridgeMetrics", "MetricsResource"]
+
+#: What an HTTP refusal's status code says about why (the refusal reasons).
+REFUSAL_CODES = {
+    400: "bad_request",
+    403: "origin",
+    408: "timeout",
+    413: "size",
+    421: "host",
+    431: "header_size",
+    503: "busy",
+    507: "disk",
+}
+
+#: bgpy message types counted under their own name; any other is "other".
+BGPY_TYPES = frozenset({"AUTH", "INIT", "EXEC", "EXIT"})
+
+#: WebSocket close codes counted under their own value; any other is "other".
+CLOSE_CODES = frozenset(
+    {"1000", "1001", "1002", "1003", "1006", "1007", "1008", "1009", "1011", "4000"}
+)
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
+
+
+def http_endpoint(path: Optional[bytes], method: bytes, rpc_paths: Any) -> str:
+    """
+    The bounded name of what an HTTP request went to: C{izzati}, C{jsonrpc},
+    C{igor}, C{health}, C{playground}, C{bgpy}, C{metrics} or C{other}.
+    """
+    if path is None:
+        return "other"
+    if path == b"/":
+        return "izzati" if method == b"POST" else "playground"
+    first = path.split(b"/", 2)[1]
+    if first == b"ws":
+        return "igor"
+    if first in (b"health", b"metrics", b"playground", b"bgpy"):
+        return first.decode("ascii")
+    if path.rstrip(b"/").decode("utf-8", "replace") in rpc_paths:
+        return "jsonrpc"
+    return "other"
+
+
+class BridgeMetrics:
+    """
+    The metrics of one runtime: counters fed by access events, levels read
+    at scrape time.
+
+    @ivar registry: the C{prometheus_client} registry to expose.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "twistbridge_http_requests",
+            "HTTP requests answered.",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.http_sent = Counter(
+            "twistbridge_http_sent_bytes",
+            "HTTP response bytes sent.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.http_received = Counter(
+            "twistbridge_http_received_bytes",
+            "HTTP request body bytes received (by Content-Length).",
+            ["endpoint"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "twistbridge_http_request_duration_seconds",
+            "Seconds from a request's headers to its answer.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.refusals = Counter(
+            "twistbridge_refusals",
+            "Requests and connections refused, by reason.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.igor_connections = Counter(
+            "twistbridge_igor_connections",
+            "Igor WebSocket connections closed.",
+            ["close_code"],
+            registry=r,
+        )
+        self.igor_messages = Counter(
+            "twistbridge_igor_messages",
+            "Igor messages, counted when their connection closes.",
+            ["direction"],
+            registry=r,
+        )
+        self.bgpy_messages = Counter(
+            "twistbridge_bgpy_messages",
+            "bgpy messages received.",
+            ["type", "outcome"],
+            registry=r,
+        )
+        r.register(_Levels(runtime))
+        self._rpc_paths: frozenset = frozenset()
+
+    def start(self) -> None:
+        """Start counting the access events."""
+        self._rpc_paths = frozenset(self.runtime.rpc.paths())
+        logs.add_access_hook(self.observe)
+
+    def stop(self) -> None:
+        """Stop counting."""
+        logs.remove_access_hook(self.observe)
+
+    def observe(self, kind: str, subject: Any, fields: Dict[str, Any]) -> None:
+        """Count one access event (see L{twistbridge.logs.add_access_hook})."""
+        if kind == "http":
+            self._http(subject)
+        elif kind == "igor":
+            code = str(fields.get("code"))
+            self.igor_connections.labels(code if code in CLOSE_CODES else "other").inc()
+            self.igor_messages.labels("in").inc(fields.get("received") or 0)
+            self.igor_messages.labels("out").inc(fields.get("sent") or 0)
+        elif kind == "bgpy":
+            kind_ = fields.get("message_type")
+            outcome = "ok" if fields.get("outcome") == "OK" else "error"
+            self.bgpy_messages.labels(
+                kind_ if kind_ in BGPY_TYPES else "other", outcome
+            ).inc()
+
+    def _http(self, request: Any) -> None:
+        method = request.method or b""
+        endpoint = http_endpoint(request.path, method, self._rpc_paths)
+        code = int(request.code or 0)
+        self.http_requests.labels(endpoint, str(code)).inc()
+        self.http_sent.labels(endpoint).inc(request.sentLength or 0)
+        length = request.getHeader(b"content-length")
+        if length is not None and length.isdigit():
+            self.http_received.labels(endpoint).inc(int(length))
+        started = getattr(request, "started", None)
+        if started is not None:
+            self.http_latency.labels(endpoint).observe(time.monotonic() - started)
+        reason = REFUSAL_CODES.get(code)
+        if reason == "origin" and endpoint != "igor":
+            reason = None
+        if reason is not None:
+            protocol = endpoint if endpoint in ("izzati", "jsonrpc", "igor") else "http"
+            self.refusals.labels(protocol, reason).inc()
+
+    def connection_refused(self, listener: str) -> None:
+        """Count a connection refused by the connection limits of C{listener}."""
+        self.refusals.labels(listener, "connections").inc()
+
+
+class _Levels:
+    """What is read from the runtime when Prometheus scrapes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list:
+        """Nothing to describe up front (the families vary with the runtime)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The levels now."""
+        rt = self.runtime
+        yield from _pools(rt.offloader.stats())
+        service = rt.built_service()
+        if service is not None:
+            open_ = GaugeMetricFamily(
+                "twistbridge_connections_open",
+                "Open connections per listener.",
+                labels=["listener"],
+            )
+            for name, count in service.open_connections().items():
+                open_.add_metric([name], count)
+            yield open_
+        hub = rt.built("igor_hub")
+        if hub is not None:
+            yield GaugeMetricFamily(
+                "twistbridge_igor_clients",
+                "Igor clients connected.",
+                value=len(hub.clients),
+            )
+            yield GaugeMetricFamily(
+                "twistbridge_igor_sessions",
+                "Igor sessions held (connected or in their takeover window).",
+                value=len(hub.sessions),
+            )
+            yield GaugeMetricFamily(
+                "twistbridge_igor_streams",
+                "Igor streams open.",
+                value=sum(len(c.streams) for c in hub.connections),
+            )
+            yield CounterMetricFamily(
+                "twistbridge_igor_broadcasts",
+                "Igor process messages sent to every client.",
+                value=hub.broadcasts,
+            )
+        bgpy = rt.built("bgpy")
+        if bgpy is not None:
+            yield GaugeMetricFamily(
+                "twistbridge_bgpy_initialized",
+                "1 when the bgpy tasks are initialized.",
+                value=1 if bgpy.machine.initialized else 0,
+            )
+            yield GaugeMetricFamily(
+                "twistbridge_bgpy_queue_depth",
+                "bgpy tasks waiting to run.",
+                value=bgpy.queue_depth(),
+            )
+        izzati = rt.built("izzati")
+        if izzati is not None:
+            yield GaugeMetricFamily(
+                "twistbridge_upload_disk_bytes",
+                "Temporary disk held by uploads in flight.",
+                value=izzati.disk.used,
+            )
+
+
+def _pools(stats: Dict[str, Any]) -> Iterator[Metric]:
+    """The offload pools' figures (L{twistbridge.offload.Offloader.stats})."""
+    levels = {
+        "size": "Workers the pool may run.",
+        "busy": "Workers running a call.",
+        "queued": "Calls waiting for a worker.",
+    }
+    for key, text in levels.items():
+        family = GaugeMetricFamily(f"twistbridge_pool_{key}", text, labels=["pool"])
+        for pool in ("threads", "processes"):
+            family.add_metric([pool], stats[pool].get(key, 0))
+        yield family
+    rejected = CounterMetricFamily(
+        "twistbridge_pool_rejected", "Calls refused as server busy.", labels=["pool"]
+    )
+    for pool in ("threads", "processes"):
+        rejected.add_metric([pool], stats[pool].get("rejected", 0))
+    yield rejected
+    processes = stats["processes"]
+    yield CounterMetricFamily(
+        "twistbridge_process_worker_crashes",
+        "Process workers that died mid-call (each replaced).",
+        value=processes.get("crashed", 0),
+    )
+    yield CounterMetricFamily(
+        "twistbridge_process_call_timeouts",
+        "Process calls past the call timeout (worker replaced).",
+        value=processes.get("timed_out", 0),
+    )
+
+
+class MetricsResource(Resource):
+    """C{GET /metrics}: the Prometheus text format of one registry."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        Resource.__init__(self)
+        self.registry = registry
+
+    def render_GET(self, request: Any) -> bytes:
+        """The metrics now, for C{/metrics}; 404 elsewhere."""
+        if request.path.rstrip(b"/") != b"/metrics":
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"not found: the metrics are at /metrics\n"
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return generate_latest(self.registry)
