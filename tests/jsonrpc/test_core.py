@@ -12,7 +12,13 @@ from twistbridge.jsonrpc._dispatch import Binder, PathOptions, new_connection
 from twistbridge.jsonrpc._encode import dumps, encode_error, encode_result, join
 from twistbridge.jsonrpc._httprules import (
     acceptable_content_type,
+    acceptable_raw_content_type,
+    content_type_verdicts,
+    cookie_arguments,
     cors_headers,
+    decode_cookies,
+    decode_headers,
+    is_form_content_type,
     jsonp_body,
     jsonp_params,
     should_compress,
@@ -338,6 +344,63 @@ def test_content_types(value, ok):
 
 def test_form_content_when_allowed():
     assert acceptable_content_type("application/x-www-form-urlencoded", True)
+
+
+def test_raw_content_types_are_judged_once_and_remembered():
+    value = b"application/json; charset=utf-8"
+    assert acceptable_raw_content_type(value, False) is True
+    assert content_type_verdicts[(value, False)] is True
+    form = b"application/x-www-form-urlencoded"
+    assert acceptable_raw_content_type(form, False) is False
+    assert acceptable_raw_content_type(form, True) is True
+    assert content_type_verdicts[(form, False)] is False
+
+
+@pytest.mark.parametrize(
+    "value, form",
+    [
+        (b"Multipart/Form-Data; boundary=x", True),
+        (b" application/x-www-form-urlencoded ;charset=utf-8", True),
+        (b"application/json", False),
+        (b"multipart/mixed", False),
+    ],
+)
+def test_form_content_type(value, form):
+    assert is_form_content_type(value) is form
+
+
+def test_cookie_arguments():
+    assert cookie_arguments({"name": "a", "value": "b"}) == {"path": "/"}
+    assert cookie_arguments(
+        {
+            "name": "s",
+            "value": "v",
+            "path": "/api",
+            "maxAge": 10,
+            "httponly": True,
+            "samesite": "Lax",
+            "expires": 0,
+            "domain": None,
+        }
+    ) == {
+        "path": "/api",
+        "max_age": 10,
+        "httpOnly": True,
+        "sameSite": "Lax",
+        "expires": 0,
+    }
+
+
+@pytest.mark.parametrize("cookie", [{"name": "a"}, {"value": "b"}, ["a", "b"], None])
+def test_cookie_arguments_refuse_an_entry_without_name_and_value(cookie):
+    assert cookie_arguments(cookie) is None
+
+
+def test_request_headers_and_cookies_as_text():
+    raw = [(b"X-A", [b"1", b"2"]), (b"Host", [b"h\xe9"])]
+    assert decode_headers(raw) == {"X-A": "1, 2", "Host": "h\xe9"}
+    assert decode_cookies({b"s": b"v\xff"}) == {"s": "v\xff"}
+    assert decode_cookies(None) == {}
 
 
 @pytest.mark.parametrize(
