@@ -23,7 +23,7 @@ from typing import Optional
 from twisted.application.service import MultiService
 from twisted.web.resource import Resource
 
-from twistbridge.jsonrpc._resource import RpcController
+from twistbridge.jsonrpc._controller import RpcController
 from twistbridge.offload import Offloader
 from twistbridge.registry import (
     BgpyTasks,

@@ -25,7 +25,7 @@ from twistbridge.config import Settings, parse_size
 from twistbridge.handlers import Handler, check_picklable, resolve
 from twistbridge.igor._core import flatten
 from twistbridge.izzati._registry import IzzatiRegistration
-from twistbridge.jsonrpc._core import PathOptions
+from twistbridge.jsonrpc._dispatch import PathOptions
 from twistbridge.jsonrpc._registry import RpcMethod, normalize_path, rpc_entries
 
 __all__ = [

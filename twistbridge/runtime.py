@@ -23,7 +23,7 @@ from twistbridge.bgpy._runtime import TaskRuntime
 from twistbridge.config import Settings
 from twistbridge.igor._hub import Hub
 from twistbridge.izzati._resource import IzzatiResource
-from twistbridge.jsonrpc._resource import RpcController
+from twistbridge.jsonrpc._controller import RpcController
 from twistbridge.offload import Offloader
 from twistbridge.registry import Registry
 from twistbridge.service import BridgeService

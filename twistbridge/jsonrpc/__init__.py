@@ -3,8 +3,11 @@ Drop-in replacement for flaskJSONRPCServer: C{from twistbridge.jsonrpc import
 flaskJSONRPCServer} (see L{twistbridge.jsonrpc._compat}).  The names are
 imported on first use.
 
-The protocol itself lives in L{twistbridge.jsonrpc._core} (pure rules) and
-L{twistbridge.jsonrpc._resource} (the twisted.web adapter).
+The protocol itself is a pure core that imports no Twisted
+(L{twistbridge.jsonrpc._core}'s values, C{_parse}, C{_dispatch}, C{_encode},
+C{_httprules}, C{_state}) under a twisted.web adapter
+(L{twistbridge.jsonrpc._controller}'s runtime, C{_resource}, C{_exchange},
+C{_jsonp}, C{_http}, C{_reload}).
 """
 
 from types import ModuleType

@@ -26,7 +26,8 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from twistbridge.app import Bridge
-from twistbridge.jsonrpc._resource import RpcController, RpcResource
+from twistbridge.jsonrpc._controller import RpcController
+from twistbridge.jsonrpc._resource import RpcResource
 
 __all__ = ["JSONRPCServer", "MainError", "flaskJSONRPCServer"]
 

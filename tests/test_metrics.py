@@ -1,0 +1,109 @@
+"""
+GET /metrics after known traffic, over real sockets with the real clients,
+read back with prometheus_client's own parser: exact counts.
+"""
+
+import json
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from twistbridge.metrics import http_endpoint
+from twistbridge.testing import BridgeProcess, wait_for
+
+
+def scrape(server):
+    """Every sample of GET /metrics as {(name, sorted labels): value}."""
+    response = requests.get(server.url("/metrics", name="metrics"), timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+@pytest.fixture(scope="module")
+def server(apps_env):
+    with BridgeProcess(
+        ["--app", "metrics_app:bridge", "--metrics-port", "0", "--threads", "3"],
+        env=apps_env,
+    ) as server:
+        wait_for(lambda: "metrics" in server.addresses, 10, what="the metrics listener")
+        yield server
+
+
+def test_counts_after_known_traffic(server):
+    import websocket
+    from bgpy import Client
+    from izzati import Frontend
+    from jsonrpcclient import Ok, parse, request
+
+    before = scrape(server)
+    assert before[("twistbridge_pool_size", (("pool", "threads"),))] == 3.0
+    assert before[("twistbridge_igor_clients", ())] == 0.0
+
+    for a in range(3):
+        body = requests.post(server.url("/rpc"), json=request("add", params=[a, 1]), timeout=10)
+        assert isinstance(parse(body.json()), Ok)
+    front = Frontend(server.url("/"))
+    assert front.send(text={"a": "1"}) == {"fields": 1, "files": 0}
+    assert front.send(text={"b": "2"}) == {"fields": 1, "files": 0}
+    too_big = requests.post(server.url("/"), data={"x": "y" * 4096}, timeout=10)
+    assert too_big.status_code == 413
+    foreign = requests.get(server.url("/health"), headers={"Host": "evil.example"}, timeout=10)
+    assert foreign.status_code == 421
+
+    ws = websocket.create_connection(server.url("/ws", scheme="ws"), timeout=10)
+    ws.send(json.dumps({"action": "echo", "data": "hi"}))
+    assert json.loads(ws.recv())["data"] == "hi"
+    ws.close()
+
+    client = Client("127.0.0.1", server.port("bgpy"))
+    state = client.execute({"command": "increase", "value_change": 10}, await_response=True)
+    assert state["value"] == 1010
+
+    def closed():
+        s = scrape(server)
+        return s if s.get(("twistbridge_igor_connections_total", (("close_code", "1000"),))) else None
+
+    after = wait_for(closed, 10, what="the Igor close to be counted")
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("twistbridge_http_requests_total", endpoint="jsonrpc", code="200") == 3
+    assert delta("twistbridge_http_requests_total", endpoint="izzati", code="200") == 2
+    assert delta("twistbridge_http_requests_total", endpoint="izzati", code="413") == 1
+    assert delta("twistbridge_http_requests_total", endpoint="health", code="421") == 1
+    assert delta("twistbridge_refusals_total", protocol="izzati", reason="size") == 1
+    assert delta("twistbridge_refusals_total", protocol="http", reason="host") == 1
+    assert delta("twistbridge_http_request_duration_seconds_count", endpoint="jsonrpc") == 3
+    assert delta("twistbridge_igor_connections_total", close_code="1000") == 1
+    assert delta("twistbridge_igor_messages_total", direction="in") == 1
+    assert delta("twistbridge_igor_messages_total", direction="out") == 1
+    assert after[("twistbridge_igor_clients", ())] == 0.0
+    # bgpy's client sends AUTH then EXEC on each connection
+    assert delta("twistbridge_bgpy_messages_total", type="EXEC", outcome="ok") == 1
+    assert after[("twistbridge_bgpy_initialized", ())] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "expected"),
+    [
+        (b"/", b"POST", "izzati"),
+        (b"/", b"GET", "playground"),
+        (b"/ws", b"GET", "igor"),
+        (b"/rpc", b"POST", "jsonrpc"),
+        (b"/rpc/", b"POST", "jsonrpc"),
+        (b"/health", b"GET", "health"),
+        (b"/playground/app.js", b"GET", "playground"),
+        (b"/anything/the/client/made/up", b"GET", "other"),
+        (None, b"GET", "other"),
+    ],
+)
+def test_endpoint_labels_are_bounded(path, method, expected):
+    assert http_endpoint(path, method, frozenset({"/rpc"})) == expected

@@ -1,0 +1,97 @@
+"""
+Encoding JSON-RPC responses: results and errors to bytes, in the envelope
+their request came in (JSON-RPC 2.0, 1.0 or txjsonrpc's pre-1.0), and a
+batch's responses joined into one body.  The JSON is strict (compact, ASCII,
+no C{NaN}).  Pure: no I/O, no Twisted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Optional
+
+from twistbridge.jsonrpc._core import PRE1, V1, V2, Call, Error, internal_error
+
+_encode = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":")
+).encode
+
+
+_encode_str = json.encoder.encode_basestring_ascii
+
+
+def dumps(obj: Any) -> str:
+    """
+    Encode strict JSON (compact, ASCII, no NaN).
+
+    @raise ValueError: for something that is not JSON (including NaN).
+    @raise TypeError: for an object JSON cannot hold.
+    """
+    try:
+        return _encode(obj)
+    except RecursionError:
+        raise ValueError("result nested too deeply") from None
+
+
+def _fast(value: Any) -> str:
+    """JSON for a value, with the common scalars done without the encoder."""
+    t = type(value)
+    if t is str:
+        return _encode_str(value)
+    if t is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return dumps(value)
+
+
+def encode_result(call: Call, result: Any) -> bytes:
+    """
+    The response to C{call} whose method returned C{result}.
+
+    @raise ValueError: (or L{TypeError}) when C{result} is not JSON.
+    """
+    if call.version == V2:
+        return (
+            '{"jsonrpc":"2.0","result":'
+            + _fast(result)
+            + ',"id":'
+            + _fast(call.id)
+            + "}"
+        ).encode()
+    if call.version == V1:
+        return (
+            '{"result":' + _fast(result) + ',"error":null,"id":' + _fast(call.id) + "}"
+        ).encode()
+    return ("[" + _fast(result) + "]").encode()
+
+
+def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:
+    """The error response with C{id}, in the envelope of C{version}."""
+    if version == V2:
+        body: Any = {"jsonrpc": "2.0", "error": error.to_dict(), "id": id}
+    else:
+        fault = {
+            "fault": "Fault",
+            "faultCode": error.code,
+            "faultString": error.message,
+        }
+        body = fault if version == PRE1 else {"result": None, "error": fault, "id": id}
+    try:
+        return dumps(body).encode()
+    except (TypeError, ValueError):
+        body = {"jsonrpc": "2.0", "error": internal_error().to_dict(), "id": None}
+        return dumps(body).encode()
+
+
+def join(parts: Iterable[Optional[bytes]], batch: bool) -> Optional[bytes]:
+    """
+    The HTTP body for these responses (L{None} entries are notifications);
+    L{None} when nothing is to be answered (HTTP 204).
+    """
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    if batch:
+        return b"[" + b",".join(present) + b"]"
+    return present[0]
