@@ -75,6 +75,7 @@ browser-deps:
 test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The manual, warnings as errors (tests/test_docs.py builds it too).
@@ -84,6 +85,7 @@ docs: $(VENV)/.test-deps
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/ruff format --check twistbridge tests bench twisted docs
+	$(BIN)/mypy
 
 # The property-based tests with many more examples (FUZZ_SCALE times).
 FUZZ_SCALE ?= 50

@@ -42,7 +42,7 @@ def _signature(func: Callable[..., Any]) -> Optional[inspect.Signature]:
         return None
 
 
-def _name(func: Any) -> str:
+def _name(func: object) -> str:
     name = getattr(func, "__name__", None)
     if not isinstance(name, str):
         name = type(func).__name__
@@ -50,7 +50,7 @@ def _name(func: Any) -> str:
 
 
 def _refuse(
-    func: Any, signature: inspect.Signature, role: str, shape: str, default: str
+    func: object, signature: inspect.Signature, role: str, shape: str, default: str
 ) -> RegistrationError:
     name = _name(func)
     example = name if name.isidentifier() else default
@@ -61,7 +61,7 @@ def _refuse(
     )
 
 
-def _binds(signature: inspect.Signature, *args: Any, **kwargs: Any) -> bool:
+def _binds(signature: inspect.Signature, *args: object, **kwargs: object) -> bool:
     try:
         signature.bind(*args, **kwargs)
     except TypeError:
@@ -71,8 +71,8 @@ def _binds(signature: inspect.Signature, *args: Any, **kwargs: Any) -> bool:
 
 def check_izzati_callback(
     func: Callable[..., Any],
-    args: Sequence[Any] = (),
-    kwargs: Optional[Dict[str, Any]] = None,
+    args: Sequence[object] = (),
+    kwargs: Optional[Dict[str, object]] = None,
 ) -> None:
     """
     Check that C{func(text, data, *args, **kwargs)} can be called.
@@ -96,9 +96,7 @@ def check_igor_action(func: Callable[..., Any]) -> None:
     @raise RegistrationError: naming C{func}, the shape it must accept and an example.
     """
     signature = _signature(func)
-    if signature is None or _binds(
-        signature, None, None, **dict.fromkeys(IGOR_KWARGS)
-    ):
+    if signature is None or _binds(signature, None, None, **dict.fromkeys(IGOR_KWARGS)):
         return
     raise _refuse(func, signature, "an Igor action", "(out, data, **kwargs)", "action")
 

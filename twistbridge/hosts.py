@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple
+
+if TYPE_CHECKING:
+    from autobahn.websocket.types import ConnectionRequest
 
 __all__ = [
     "check_handshake",
@@ -122,7 +125,7 @@ def refusal_message(host: str) -> str:
     )
 
 
-def check_handshake(protocol: Any, request: Any) -> None:
+def check_handshake(protocol: Any, request: ConnectionRequest) -> None:
     """
     Refuse a WebSocket handshake on the standalone Igor port whose C{Host}
     is not served (C{onConnect} of an autobahn server protocol).  A factory
@@ -135,7 +138,10 @@ def check_handshake(protocol: Any, request: Any) -> None:
     if allowed is None:
         return
     host = request.headers.get("host")
-    local = (socket.gethostname(), str(getattr(protocol.transport.getHost(), "host", "")))
+    local = (
+        socket.gethostname(),
+        str(getattr(protocol.transport.getHost(), "host", "")),
+    )
     if host_allowed(host, allowed, local):
         return
     from autobahn.websocket.types import ConnectionDeny

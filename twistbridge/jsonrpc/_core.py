@@ -25,9 +25,21 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    NoReturn,
+    Optional,
+    Tuple,
+    Union,
+    cast,
+)
 
-from twistbridge._json import TooManyContainers, loads_bounded
+from twistbridge._json import JSONValue, TooManyContainers, loads_bounded
 from twistbridge.errors import Busy, ServerMessage, error_parts, error_text
 from twistbridge.jsonrpc._openrpc import DISCOVER, describe
 
@@ -44,7 +56,16 @@ SERVER_BUSY = -32003
 #: Envelope versions: JSON-RPC 2.0, 1.0, and txjsonrpc's pre-1.0.
 V2, V1, PRE1 = 2, 1, 0
 
-_MISSING = object()
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
+
+    from twistbridge.offload import Handler
+
+#: A request id: a string, a number, or null.
+RequestId = Union[str, int, float, None]
+
+#: A request's params: by position, by name, or absent.
+Params = Union[List[JSONValue], Dict[str, JSONValue], None]
 
 
 @dataclass(frozen=True)
@@ -59,11 +80,11 @@ class Error:
 
     code: int
     message: str
-    data: Any = None
+    data: JSONValue = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, JSONValue]:
         """The JSON-RPC 2.0 error object."""
-        d: Dict[str, Any] = {"code": self.code, "message": self.message}
+        d: Dict[str, JSONValue] = {"code": self.code, "message": self.message}
         if self.data is not None:
             d["data"] = self.data
         return d
@@ -133,8 +154,8 @@ class Call:
     def __init__(
         self,
         method: str,
-        params: Any,
-        id: Any,
+        params: Params,
+        id: RequestId,
         notification: bool,
         version: int = V2,
     ) -> None:
@@ -158,7 +179,7 @@ class Invalid:
 
     __slots__ = ("error", "id", "version")
 
-    def __init__(self, error: Error, id: Any = None, version: int = V2) -> None:
+    def __init__(self, error: Error, id: RequestId = None, version: int = V2) -> None:
         self.error = error
         self.id = id
         self.version = version
@@ -182,11 +203,11 @@ class Parsed:
         self.items = items
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(body: Union[bytes, str]) -> Any:
+def loads(body: Union[bytes, str]) -> JSONValue:
     """
     Parse JSON strictly (no C{NaN} / C{Infinity}).
 
@@ -197,7 +218,8 @@ def loads(body: Union[bytes, str]) -> Any:
         if not isinstance(body, str):
             # RFC 8259: JSON exchanged between systems is UTF-8.
             body = body.decode("utf-8")
-        return _decode(body)
+        value: JSONValue = _decode(body)
+        return value
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
@@ -205,12 +227,12 @@ def loads(body: Union[bytes, str]) -> Any:
 _decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
-def _valid_id(value: Any) -> bool:
+def _valid_id(value: object) -> TypeGuard[RequestId]:
     t = type(value)
     return t is str or t is int or t is float or value is None
 
 
-def validate(obj: Any, top_level: bool = True) -> Item:
+def validate(obj: JSONValue, top_level: bool = True) -> Item:
     """Turn one decoded request object into a L{Call} or an L{Invalid}."""
     if type(obj) is not dict:
         return Invalid(invalid_request())
@@ -224,28 +246,21 @@ def validate(obj: Any, top_level: bool = True) -> Item:
                 invalid_request(),
                 rid if _valid_id(rid) else None,
             )
-    rid = obj.get("id", _MISSING)
-    if rid is not _MISSING and not _valid_id(rid):
+    has_id = "id" in obj
+    rid = obj.get("id")  # (None when absent: a valid id)
+    if not _valid_id(rid):
         return Invalid(invalid_request())
     method = obj.get("method")
     if type(method) is not str:
-        return Invalid(
-            invalid_request(),
-            None if rid is _MISSING else rid,
-            version,
-        )
+        return Invalid(invalid_request(), rid, version)
     params = obj.get("params")
-    if params is not None and type(params) is not list and type(params) is not dict:
-        return Invalid(
-            invalid_request(),
-            None if rid is _MISSING else rid,
-            version,
-        )
+    if not (params is None or type(params) is list or type(params) is dict):
+        return Invalid(invalid_request(), rid, version)
     if version == PRE1:
         return Call(method, params, None, False, PRE1)
     if version == V1:
         return Call(method, params, rid, rid is None, V1)
-    if rid is _MISSING:
+    if not has_id:
         return Call(method, params, None, True)
     return Call(method, params, rid, False)
 
@@ -254,7 +269,8 @@ def validate(obj: Any, top_level: bool = True) -> Item:
 #: thread pool); smaller ones by L{parse}, in the reactor, at once.
 INLINE_PARSE = 64 * 1024
 
-_scan = json.JSONDecoder(parse_constant=_reject_constant).scan_once
+# (The scanner is missing from json's stubs.)
+_scan = json.JSONDecoder(parse_constant=_reject_constant).scan_once  # type: ignore[attr-defined]
 _WS = re.compile(r"[ \t\n\r]*")
 
 
@@ -373,7 +389,7 @@ class Binder:
         self.required = tuple(p.name for p in params if p.default is p.empty)
         self.nparams = len(params)
 
-    def check(self, params: Any) -> Optional[str]:
+    def check(self, params: Params) -> Optional[str]:
         """L{None} when C{params} bind, else why not (for -32602's data)."""
         if self.signature is None:
             return None
@@ -402,7 +418,8 @@ class Binder:
             elif type(params) is list:
                 self.signature.bind(*params)
             else:
-                self.signature.bind(**params)
+                # validate() lets through a list, a dict or None only.
+                self.signature.bind(**cast(Dict[str, JSONValue], params))
         except TypeError as e:
             return str(e)
         return None
@@ -428,7 +445,7 @@ class Method:
     def __init__(
         self,
         name: str,
-        handler: Any,
+        handler: Handler,
         magic: Optional[str],
         jsonp: Optional[bool] = None,
     ) -> None:
@@ -440,7 +457,7 @@ class Method:
         self.key = lock_key(handler.func)
 
 
-def lock_key(func: Any) -> Any:
+def lock_key(func: object) -> object:
     """The object that names a function for L{Locks} (bound methods: C{__func__})."""
     return getattr(func, "__func__", func)
 
@@ -465,7 +482,7 @@ class PathOptions:
         flaskJSONRPCServer often does that).
     """
 
-    cors: Any = False
+    cors: Union[bool, Dict[str, Any]] = False
     jsonp: bool = False
     auth: Optional[Callable[..., Any]] = None
     blocking: bool = False
@@ -516,7 +533,7 @@ class Dispatcher:
         """The method names of this path, sorted (C{system.listMethods})."""
         return sorted(set(self.methods) | {LIST_METHODS, DISCOVER})
 
-    def openrpc(self, version: str) -> Dict[str, Any]:
+    def openrpc(self, version: str) -> Dict[str, object]:
         """The OpenRPC document of this path (C{rpc.discover})."""
         return describe(
             self.path,
@@ -534,7 +551,7 @@ BUILTIN_METHODS = (LIST_METHODS, DISCOVER)
 # The magic variable ------------------------------------------------------
 
 
-class Connection(dict):
+class Connection(Dict[str, Any]):
     """
     What the magic keyword (C{_connection}) gives a method: the client's
     C{ip}, C{headers}, C{cookies}, the C{cookiesOut} list and C{headersOut}
@@ -571,9 +588,9 @@ def new_connection(
     headers: Dict[str, str],
     cookies: Dict[str, str],
     path: str,
-    server: Any,
+    server: object,
     allow_compress: bool,
-    jsonp: Any = False,
+    jsonp: object = False,
 ) -> Connection:
     """A fresh L{Connection} for one HTTP request."""
     return Connection(
@@ -601,7 +618,7 @@ _encode = json.JSONEncoder(
 _encode_str = json.encoder.encode_basestring_ascii
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: object) -> str:
     """
     Encode strict JSON (compact, ASCII, no NaN).
 
@@ -614,19 +631,18 @@ def dumps(obj: Any) -> str:
         raise ValueError("result nested too deeply") from None
 
 
-def _fast(value: Any) -> str:
+def _fast(value: object) -> str:
     """JSON for a value, with the common scalars done without the encoder."""
-    t = type(value)
-    if t is str:
+    if type(value) is str:
         return _encode_str(value)
-    if t is int:
+    if type(value) is int:
         return int.__repr__(value)
     if value is None:
         return "null"
     return dumps(value)
 
 
-def encode_result(call: Call, result: Any) -> bytes:
+def encode_result(call: Call, result: object) -> bytes:
     """
     The response to C{call} whose method returned C{result}.
 
@@ -647,12 +663,13 @@ def encode_result(call: Call, result: Any) -> bytes:
     return ("[" + _fast(result) + "]").encode()
 
 
-def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:
+def encode_error(error: Error, id: RequestId = None, version: int = V2) -> bytes:
     """The error response with C{id}, in the envelope of C{version}."""
+    body: Dict[str, JSONValue]
     if version == V2:
-        body: Any = {"jsonrpc": "2.0", "error": error.to_dict(), "id": id}
+        body = {"jsonrpc": "2.0", "error": error.to_dict(), "id": id}
     else:
-        fault = {
+        fault: Dict[str, JSONValue] = {
             "fault": "Fault",
             "faultCode": error.code,
             "faultString": error.message,
@@ -690,7 +707,7 @@ def valid_callback(name: str) -> bool:
 
 def jsonp_params(
     args: Dict[bytes, List[bytes]],
-) -> Tuple[Optional[str], Dict[str, Any]]:
+) -> Tuple[Optional[str], Dict[str, JSONValue]]:
     """
     The callback name and named params of a JSONP query string: a parameter
     given once is a string, given several times a list of strings.
@@ -698,12 +715,12 @@ def jsonp_params(
     @raise ValueError: for bytes that are not UTF-8.
     """
     callback = None
-    params: Dict[str, Any] = {}
+    params: Dict[str, JSONValue] = {}
     for raw_key, raw_values in args.items():
         key = raw_key.decode("utf-8")
-        values = [v.decode("utf-8") for v in raw_values]
+        values: List[JSONValue] = [v.decode("utf-8") for v in raw_values]
         if key == "jsonp":
-            callback = values[-1]
+            callback = raw_values[-1].decode("utf-8")
             continue
         params[key] = values[0] if len(values) == 1 else values
     return callback, params
@@ -721,7 +738,9 @@ def jsonp_body(callback: Optional[str], payload: bytes) -> bytes:
 CORS_ALLOW_HEADERS = "Origin, Authorization, X-Requested-With, Content-Type, Accept"
 
 
-def cors_headers(cors: Any, origin: Optional[str]) -> List[Tuple[str, str]]:
+def cors_headers(
+    cors: Union[bool, Dict[str, Any]], origin: Optional[str]
+) -> List[Tuple[str, str]]:
     """
     The C{Access-Control-*} headers for option C{cors} and the request's
     C{Origin} (flaskJSONRPCServer's headers; a list of origins echoes the
@@ -790,7 +809,10 @@ def accepts_gzip(accept_encoding: Optional[str]) -> bool:
 
 
 def should_compress(
-    accept_encoding: Optional[str], length: int, min_size: Optional[int], forced: Any
+    accept_encoding: Optional[str],
+    length: int,
+    min_size: Optional[int],
+    forced: Optional[bool],
 ) -> bool:
     """
     gzip when the client accepts it and either the body is at least
@@ -834,7 +856,7 @@ class Stats:
             if seconds > entry[3]:
                 entry[3] = seconds
 
-    def snapshot(self, in_ms: bool = False) -> Dict[str, Any]:
+    def snapshot(self, in_ms: bool = False) -> Dict[str, JSONValue]:
         """
         The figures: C{methods} maps C{"<path> <name>"} to C{count},
         C{errors}, C{total}, C{average}, C{max} (seconds, or milliseconds with
@@ -842,8 +864,8 @@ class Stats:
         and C{<name>_max} keys.
         """
         scale = 1000.0 if in_ms else 1.0
-        methods: Dict[str, Any] = {}
-        speed: Dict[str, float] = {}
+        methods: Dict[str, JSONValue] = {}
+        speed: Dict[str, JSONValue] = {}
         with self._lock:
             items = [(k, list(v)) for k, v in self._methods.items()]
             processing = self.processing
@@ -885,16 +907,16 @@ class Locks:
 
     def __init__(self) -> None:
         self.global_lock = False
-        self._funcs: Dict[Any, Optional[bool]] = {}
+        self._funcs: Dict[object, Optional[bool]] = {}
 
-    def lock(self, func: Any = None) -> None:
+    def lock(self, func: object = None) -> None:
         """Lock everything, or one function."""
         if func is None:
             self.global_lock = True
         else:
             self._funcs[lock_key(func)] = True
 
-    def unlock(self, func: Any = None, exclusive: bool = False) -> None:
+    def unlock(self, func: object = None, exclusive: bool = False) -> None:
         """Unlock everything, or one function (C{exclusive}: even under a global lock)."""
         if func is None:
             self.global_lock = False
@@ -909,7 +931,7 @@ class Locks:
         """Whether any lock is set (the fast path skips the lookups otherwise)."""
         return self.global_lock or bool(self._funcs)
 
-    def locked(self, key: Any = None) -> bool:
+    def locked(self, key: object = None) -> bool:
         """Whether calls of C{key} (or, for L{None}, all calls) must wait."""
         if key is None:
             return self.global_lock
