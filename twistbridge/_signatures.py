@@ -2,7 +2,7 @@
 The call shape of each protocol's handlers, checked when a handler is
 registered: a handler that could not be called the way its protocol calls
 it is refused then, with a message naming it, what it must accept and an
-example, rather than failing at its first call.
+example, rather than failing at its first call::
 
     izzati callback      callback(text, data, *args, **kwargs)
     Igor action          handler(out, data, session=, scope=, client_id=)

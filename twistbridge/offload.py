@@ -99,15 +99,15 @@ def resolve(
     """
     Decide where C{func} runs and return it as a L{Handler}.
 
-    @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
-        default: the reactor for coroutine functions, the thread pool for
-        everything else.  A plain function that returns a L{Deferred} must
-        say C{run_in="reactor"} (it cannot be known before it is called).
     A handler for the process pool is not pickled here: a decorator runs
     before the module-level name it decorates is bound, so the function
     could not be found by name yet.  L{check_picklable} checks it when the
     bridge starts.
 
+    @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
+        default: the reactor for coroutine functions, the thread pool for
+        everything else.  A plain function that returns a L{Deferred} must
+        say C{run_in="reactor"} (it cannot be known before it is called).
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.
     @raise TypeError: when C{func} is not callable.
@@ -203,9 +203,7 @@ def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Defe
 
 
 #: Result types that are never awaitable (exact types: a subclass may be).
-_PLAIN = frozenset(
-    {dict, list, str, int, float, bool, bytes, tuple, type(None)}
-)
+_PLAIN = frozenset({dict, list, str, int, float, bool, bytes, tuple, type(None)})
 
 
 class _ThreadCall:
@@ -275,12 +273,13 @@ class _ThreadPool:
     The bridge's thread pool: up to C{size} daemon threads, started on
     demand, taking calls from one queue in order.
 
-    Cheaper per call than Twisted's L{ThreadPool} (whose calls go through a
+    Cheaper per call than Twisted's
+    L{twisted.python.threadpool.ThreadPool} (whose calls go through a
     coordinator worker, a context copy and a callback closure): a call is
     one C{SimpleQueue.put} and comes back with one C{callFromThread}, in
     order after anything its handler sent with C{callFromThread}.  A thread stuck in a
     handler never keeps the process alive (daemon threads).  L{stop} lets
-    the calls already queued run, then joins the threads, as L{ThreadPool}
+    the calls already queued run, then joins the threads, as Twisted's pool
     does.
 
     Its counts (and those of the L{Offloader}: queued, busy) are kept under

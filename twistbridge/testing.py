@@ -1,6 +1,6 @@
 """
 Helpers for testing a bridge app the way users run it: a real C{twistd
-bridge} process on ephemeral ports, with the addresses it bound.
+bridge} process on ephemeral ports, with the addresses it bound::
 
     with BridgeProcess(["--app", "myapp:bridge"]) as server:
         requests.get(server.url("/health"))
@@ -27,7 +27,10 @@ _LISTENING = re.compile(r"\b(\w+) listening on ([^\s\",]+)")
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
 ) -> T:
     """
     Poll C{condition} until it returns something true, and return that.
@@ -40,7 +43,9 @@ def wait_for(
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}")
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for {what or condition}"
+            )
         time.sleep(interval)
 
 
@@ -50,7 +55,11 @@ def twistd_path() -> str:
     return candidate if os.path.exists(candidate) else "twistd"
 
 
-_LISTENER_OPTIONS = (("http", "--port"), ("igor", "--igor-port"), ("bgpy", "--bgpy-port"))
+_LISTENER_OPTIONS = (
+    ("http", "--port"),
+    ("igor", "--igor-port"),
+    ("bgpy", "--bgpy-port"),
+)
 
 
 class BridgeProcess:
@@ -96,7 +105,14 @@ class BridgeProcess:
 
     def command(self) -> List[str]:
         """The full command line."""
-        return [twistd_path(), *self.twistd_args, "--pidfile", self._pidfile, "bridge", *self.args]
+        return [
+            twistd_path(),
+            *self.twistd_args,
+            "--pidfile",
+            self._pidfile,
+            "bridge",
+            *self.args,
+        ]
 
     def start(self) -> BridgeProcess:
         """Start the process and wait until every listener is bound."""
@@ -117,7 +133,9 @@ class BridgeProcess:
 
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"twistd exited with {self.process.returncode}:\n{self.output}")
+                raise RuntimeError(
+                    f"twistd exited with {self.process.returncode}:\n{self.output}"
+                )
             return expected <= set(self.addresses)
 
         wait_for(ready, self.start_timeout, what=f"listeners {sorted(expected)}")
@@ -187,7 +205,7 @@ def fuzz_examples(default: int) -> int:
 class JsonLinesClient:
     """
     A blocking client of the bgpy port's JSON-lines format (one JSON object
-    a line each way), for tests and scripts:
+    a line each way), for tests and scripts::
 
         client = JsonLinesClient(server.addresses["bgpy"])
         client.call("EXEC", command="increase", value_change=10)
@@ -195,7 +213,9 @@ class JsonLinesClient:
 
     def __init__(self, address: str, timeout: float = 10.0) -> None:
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        self.sock = socket.create_connection(
+            (host.strip("[]"), int(port)), timeout=timeout
+        )
         self.file = self.sock.makefile("rb")
 
     def send(self, type_: str, **args: object) -> None:

@@ -1,6 +1,6 @@
 """
 Drop-in replacement for bgpy: change C{from bgpy import ...} to
-C{from twistbridge.bgpy import ...}.
+C{from twistbridge.bgpy import ...}::
 
     from twistbridge.bgpy import Server, Client, respond, token_create
 
@@ -63,7 +63,6 @@ __all__ = [
     "terminate",
     "token_create",
 ]
-
 
 
 def _listen_description(host: str, port: int) -> str:

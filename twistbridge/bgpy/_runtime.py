@@ -1,6 +1,6 @@
 """
 The bgpy task runtime: the bridge's tasks and their state, run one at a
-time, in order, in the bridge's thread pool.
+time, in order, in the bridge's thread pool::
 
     rt = runtime(bridge)
     rt.state()                  # a copy of the current state, or None
@@ -108,8 +108,7 @@ class TaskClient:
         get_args = getattr(message, "get_args", None)
         if kind not in ("OK", "ERROR") or not callable(get_args):
             raise TypeError(
-                "send() takes a bgpy Message of type OK or ERROR, "
-                f"not {message!r}"
+                f"send() takes a bgpy Message of type OK or ERROR, not {message!r}"
             )
         args = get_args()
         if isinstance(args, dict):

@@ -1,6 +1,6 @@
 """
 Drop-in replacement for flaskJSONRPCServer: C{from twistbridge.jsonrpc import
-JSONRPCServer} (alias C{flaskJSONRPCServer}).
+JSONRPCServer} (alias C{flaskJSONRPCServer})::
 
     server = flaskJSONRPCServer(("127.0.0.1", 7001), cors=True)
     server.registerFunction(echo, path="/api")
@@ -62,6 +62,7 @@ class _Settings(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
 
 log = Logger()
 
@@ -190,7 +191,9 @@ class JSONRPCServer:
         )
         given = locals()
         self._ignored = [
-            f"{k}={given[k]!r}" for k, default in _IGNORED.items() if given[k] != default
+            f"{k}={given[k]!r}"
+            for k, default in _IGNORED.items()
+            if given[k] != default
         ]
         settings.setdefault("igor_port", "none")
         settings.setdefault("bgpy_port", "none")
@@ -276,7 +279,11 @@ class JSONRPCServer:
     # postprocessers --------------------------------------------------------
 
     def postprocessAdd(
-        self, type: str, cb: Callable[..., Any], mode: Optional[str] = None, status: Any = None
+        self,
+        type: str,
+        cb: Callable[..., Any],
+        mode: Optional[str] = None,
+        status: Any = None,
     ) -> None:
         """
         Run C{cb} on every answer with HTTP status or JSON-RPC error code
@@ -291,9 +298,13 @@ class JSONRPCServer:
         if self.started:
             raise MainError("You can't add new postprocesser while server runned")
         if mode and mode not in MODES:
-            raise MainError(f"Unsupported postprocess-mode, now supported only {list(MODES)}")
+            raise MainError(
+                f"Unsupported postprocess-mode, now supported only {list(MODES)}"
+            )
         if type not in TYPES:
-            raise MainError(f"Unsupported postprocess-type, now supported only {list(TYPES)}")
+            raise MainError(
+                f"Unsupported postprocess-type, now supported only {list(TYPES)}"
+            )
         if status is None:
             raise MainError("Postprocessers without conditions currently not supported")
         by_status = self.settings["postprocess"]["byStatus"]
@@ -302,11 +313,15 @@ class JSONRPCServer:
                 raise TypeError("<status> must be number or list of numbers")
             by_status.setdefault(code, []).append((type, mode, cb))
 
-    def postprocessAdd_wsgi(self, wsgi: Any, mode: Optional[str] = None, status: Any = None) -> None:
+    def postprocessAdd_wsgi(
+        self, wsgi: Any, mode: Optional[str] = None, status: Any = None
+    ) -> None:
         """L{postprocessAdd} of a WSGI app."""
         self.postprocessAdd("wsgi", wsgi, mode, status)
 
-    def postprocessAdd_cb(self, cb: Any, mode: Optional[str] = None, status: Any = None) -> None:
+    def postprocessAdd_cb(
+        self, cb: Any, mode: Optional[str] = None, status: Any = None
+    ) -> None:
         """L{postprocessAdd} of a plain callback."""
         self.postprocessAdd("cb", cb, mode, status)
 
