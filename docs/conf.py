@@ -129,6 +129,7 @@ class _PendingFilter(logging.Filter):
         if about_pending or text.startswith("these ") and "syntax errors" in text:
             # (the count line: each object it lists is judged on its own)
             record.levelno, record.levelname = logging.INFO, "INFO"
+            record.nonl = False  # (one line each, as the warnings were)
         return True
 
 
