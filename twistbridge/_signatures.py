@@ -15,7 +15,7 @@ example, rather than failing at its first call::
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 __all__ = [
     "RegistrationError",
@@ -35,7 +35,7 @@ class RegistrationError(TypeError):
     """
 
 
-def _signature(func: Callable[..., Any]) -> Optional[inspect.Signature]:
+def _signature(func: Callable[..., object]) -> Optional[inspect.Signature]:
     try:
         return inspect.signature(func)
     except (TypeError, ValueError):  # a builtin without one: not checkable
@@ -70,7 +70,7 @@ def _binds(signature: inspect.Signature, *args: object, **kwargs: object) -> boo
 
 
 def check_izzati_callback(
-    func: Callable[..., Any],
+    func: Callable[..., object],
     args: Sequence[object] = (),
     kwargs: Optional[Dict[str, object]] = None,
 ) -> None:
@@ -89,7 +89,7 @@ def check_izzati_callback(
     raise _refuse(func, signature, "the izzati callback", shape, "upload")
 
 
-def check_igor_action(func: Callable[..., Any]) -> None:
+def check_igor_action(func: Callable[..., object]) -> None:
     """
     Check that C{func(out, data, session=, scope=, client_id=)} can be called.
 
@@ -108,7 +108,7 @@ _BGPY_SHAPES = {
 }
 
 
-def check_bgpy_task(kind: str, func: Callable[..., Any]) -> None:
+def check_bgpy_task(kind: str, func: Callable[..., object]) -> None:
     """
     Check that the bgpy task C{kind} (C{"init_task"}, C{"exec_task"},
     C{"exit_task"}) can be called as bgpy calls it.

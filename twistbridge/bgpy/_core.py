@@ -48,6 +48,10 @@ after it (L{BUFFER_TIME} later again) cannot join it in one read.
 
 _HEADER = re.compile(rb"^ *(\d{1,16}) *$")
 
+#: What a message carries and a task keeps: anything a client pickled or a
+#: task returned (JSON lines bring JSON values only).
+Data = Any
+
 
 class MessageType(enum.Enum):
     """The message types of bgpy (same names and values as bgpy's own)."""
@@ -78,7 +82,7 @@ class Message:
     __slots__ = ("type", "args")
 
     def __init__(
-        self, type_: MessageType, args: Optional[Dict[str, Any]] = None
+        self, type_: MessageType, args: Optional[Dict[str, Data]] = None
     ) -> None:
         self.type = type_
         self.args = {} if args is None else args
@@ -96,11 +100,11 @@ class Message:
         self.type = slots.get("type")  # type: ignore[assignment]
         self.args = slots.get("args", {})
 
-    def get_args(self) -> Dict[str, Any]:
+    def get_args(self) -> Dict[str, Data]:
         """The arguments (bgpy's accessor)."""
         return self.args
 
-    def set_args(self, args: Dict[str, Any]) -> None:
+    def set_args(self, args: Dict[str, Data]) -> None:
         """Replace the arguments (bgpy's accessor)."""
         self.args = args
 
@@ -445,9 +449,9 @@ class TaskSet:
     @ivar exit_task: C{exit_task(client, state, exit_args)} -> None.
     """
 
-    init_task: Callable[..., Any]
-    exec_task: Callable[..., Any]
-    exit_task: Callable[..., Any]
+    init_task: Callable[..., Data]
+    exec_task: Callable[..., Data]
+    exit_task: Callable[..., object]
 
 
 TASK_KEYS = ("init_task", "exec_task", "exit_task")
@@ -513,7 +517,7 @@ class RunTask:
     """
 
     kind: str
-    args: Dict[str, Any]
+    args: Dict[str, Data]
     tasks: Optional[TaskSet] = None
     refused: Optional[BgpyError] = None
 
@@ -574,7 +578,7 @@ NO_TASKS = "No tasks configured on the server."
 # Task state machine
 
 
-def call_init(init_task: Callable[..., Any], client: object) -> Any:
+def call_init(init_task: Callable[..., Data], client: object) -> Data:
     """
     Call C{init_task} as it asks: bgpy's server calls C{init_task()}, its
     README writes C{init_task(client)}; both are accepted.
@@ -603,7 +607,7 @@ class TaskMachine:
 
     configured: Optional[TaskSet] = None
     current: Optional[TaskSet] = None
-    state: Any = None
+    state: Data = None
     initialized: bool = False
 
     def plan_init(
@@ -622,7 +626,7 @@ class TaskMachine:
             return BgpyError(NO_TASKS)
         return tasks
 
-    def commit_init(self, tasks: TaskSet, state: Any) -> None:
+    def commit_init(self, tasks: TaskSet, state: Data) -> None:
         """C{init_task} returned C{state}."""
         self.current = tasks
         self.state = state
@@ -634,7 +638,7 @@ class TaskMachine:
             return BgpyError(NOT_INITIALIZED)
         return self.current
 
-    def commit_exec(self, state: Any) -> None:
+    def commit_exec(self, state: Data) -> None:
         """C{exec_task} returned the new C{state}."""
         self.state = state
 
@@ -658,7 +662,7 @@ class TaskOutcome:
 
     ok: bool
     message: str
-    state: Any = None
+    state: Data = None
     close: bool = False
 
 

@@ -369,7 +369,9 @@ class Binder:
 
     __slots__ = ("signature", "magic", "simple", "names", "required", "nparams")
 
-    def __init__(self, func: Callable[..., Any], magic: Optional[str] = None) -> None:
+    def __init__(
+        self, func: Callable[..., object], magic: Optional[str] = None
+    ) -> None:
         try:
             sig: Optional[inspect.Signature] = inspect.signature(func)
         except (TypeError, ValueError):

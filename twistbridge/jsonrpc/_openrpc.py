@@ -79,7 +79,7 @@ def _is_union_type(origin: object) -> bool:
     return union_type is not None and origin is union_type
 
 
-def _hints(func: Callable[..., Any]) -> Dict[str, object]:
+def _hints(func: Callable[..., object]) -> Dict[str, object]:
     try:
         return typing.get_type_hints(func)
     except Exception:  # unresolvable forward references: use the raw ones
@@ -95,7 +95,7 @@ def _summary(doc: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
 
 
 def describe_method(
-    name: str, func: Callable[..., Any], magic: Optional[str]
+    name: str, func: Callable[..., object], magic: Optional[str]
 ) -> Document:
     """The OpenRPC method object of C{func}, called as C{name}."""
     hints = _hints(func)
@@ -148,7 +148,7 @@ def _is_json(value: object) -> bool:
 
 def describe(
     path: str,
-    methods: Iterable[Tuple[str, Callable[..., Any], Optional[str]]],
+    methods: Iterable[Tuple[str, Callable[..., object], Optional[str]]],
     version: str,
     title: Optional[str] = None,
 ) -> Document:
