@@ -6,7 +6,7 @@ PORT ?= 5020
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema docs-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,18 @@ nginx-deps:
 	  || echo "nginx could not be installed: the nginx test will be skipped"; \
 	else echo "no /usr/sbin/nginx and not root: the nginx test will be skipped"; fi
 
+# The inventories of Python's and Twisted's documentation (Debian's
+# python3-doc and twisted-doc), which the API reference links to: installed
+# when missing and we are root, else the documentation tests are skipped.
+docs-deps:
+	@if [ -f /usr/share/doc/python3/html/objects.inv ] \
+	  && [ -f /usr/share/doc/twisted-doc/html/api/objects.inv ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends python3-doc twisted-doc >/dev/null; } \
+	  || echo "python3-doc/twisted-doc could not be installed: the docs tests will be skipped"; \
+	else echo "no python3-doc/twisted-doc and not root: the docs tests will be skipped"; fi
+
 # Debian's Chromium and ChromeDriver for the playground's browser test:
 # installed when missing and we are root, else that test is skipped.
 browser-deps:
@@ -72,18 +84,21 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema
+test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The manual, warnings as errors (tests/test_docs.py builds it too).
-docs: $(VENV)/.test-deps
+# The manual and its API reference (pydoctor, into docs/_build/html/reference),
+# warnings as errors (tests/test_docs.py builds them too).
+docs: $(VENV)/.test-deps docs-deps
 	$(BIN)/sphinx-build -W -n -b html docs docs/_build/html
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/ruff format --check twistbridge tests bench twisted docs
+	$(BIN)/mypy
 
 # The property-based tests with many more examples (FUZZ_SCALE times).
 FUZZ_SCALE ?= 50

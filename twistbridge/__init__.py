@@ -1,6 +1,6 @@
 """
 twistbridge: one Twisted reactor serving izzati uploads, Igor WebSocket
-streams, JSON-RPC 2.0 and bgpy tasks.
+streams, JSON-RPC 2.0 and bgpy tasks::
 
     from twistbridge import Bridge, file_return, respond
 

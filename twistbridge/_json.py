@@ -16,9 +16,16 @@ objects start to stall every thread).
 from __future__ import annotations
 
 from json import JSONDecoder
-from json.decoder import JSONArray, JSONObject
-from json.scanner import py_make_scanner
-from typing import Any
+
+# json's stubs leave out its pure-Python scanner and the hooks it calls.
+from json.decoder import JSONArray, JSONObject  # type: ignore[attr-defined]
+from json.scanner import py_make_scanner  # type: ignore[attr-defined]
+from typing import Any, Dict, List, Tuple, Union
+
+#: A decoded JSON document: what L{json.loads} returns.
+JSONValue = Union[
+    None, bool, int, float, str, List["JSONValue"], Dict[str, "JSONValue"]
+]
 
 #: The arrays and objects one document may hold.
 MAX_CONTAINERS = 250_000
@@ -37,21 +44,25 @@ def _counting_decoder(limit: int, **options: Any) -> JSONDecoder:
     decoder = JSONDecoder(**options)
     left = [limit]
 
-    def parse_array(*args: Any) -> Any:
+    # The scanner's hooks take its internal state and return (value, end).
+    def parse_array(*args: Any) -> Tuple[JSONValue, int]:
         left[0] -= 1
         if left[0] < 0:
             raise TooManyContainers(f"more than {limit} arrays and objects")
-        return JSONArray(*args)
+        result: Tuple[JSONValue, int] = JSONArray(*args)
+        return result
 
-    def parse_object(*args: Any) -> Any:
+    def parse_object(*args: Any) -> Tuple[JSONValue, int]:
         left[0] -= 1
         if left[0] < 0:
             raise TooManyContainers(f"more than {limit} arrays and objects")
-        return JSONObject(*args)
+        result: Tuple[JSONValue, int] = JSONObject(*args)
+        return result
 
-    decoder.parse_array = parse_array  # type: ignore[assignment]
-    decoder.parse_object = parse_object  # type: ignore[assignment]
-    decoder.scan_once = py_make_scanner(decoder)  # type: ignore[assignment]
+    # Attributes the pure-Python scanner reads, unknown to json's stubs.
+    decoder.parse_array = parse_array  # type: ignore[attr-defined]
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
+    decoder.scan_once = py_make_scanner(decoder)  # type: ignore[attr-defined]
     return decoder
 
 
@@ -61,8 +72,8 @@ def cost(payload: bytes) -> int:
 
 
 def loads_bounded(
-    payload: Any, max_containers: int = MAX_CONTAINERS, **options: Any
-) -> Any:
+    payload: Union[bytes, str], max_containers: int = MAX_CONTAINERS, **options: Any
+) -> JSONValue:
     """
     Decode C{payload} (UTF-8 JSON bytes, or text) as L{json.loads} would,
     letting other threads run while a dense document is parsed.  C{options}
@@ -74,6 +85,9 @@ def loads_bounded(
     """
     text = payload if isinstance(payload, str) else payload.decode("utf-8")
     raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+    value: JSONValue
     if cost(raw) <= C_PARSER_BUDGET:
-        return JSONDecoder(**options).decode(text)
-    return _counting_decoder(max_containers, **options).decode(text)
+        value = JSONDecoder(**options).decode(text)
+    else:
+        value = _counting_decoder(max_containers, **options).decode(text)
+    return value

@@ -2,7 +2,7 @@
 The call shape of each protocol's handlers, checked when a handler is
 registered: a handler that could not be called the way its protocol calls
 it is refused then, with a message naming it, what it must accept and an
-example, rather than failing at its first call.
+example, rather than failing at its first call::
 
     izzati callback      callback(text, data, *args, **kwargs)
     Igor action          handler(out, data, session=, scope=, client_id=)
@@ -15,7 +15,7 @@ example, rather than failing at its first call.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 __all__ = [
     "RegistrationError",
@@ -35,14 +35,14 @@ class RegistrationError(TypeError):
     """
 
 
-def _signature(func: Callable[..., Any]) -> Optional[inspect.Signature]:
+def _signature(func: Callable[..., object]) -> Optional[inspect.Signature]:
     try:
         return inspect.signature(func)
     except (TypeError, ValueError):  # a builtin without one: not checkable
         return None
 
 
-def _name(func: Any) -> str:
+def _name(func: object) -> str:
     name = getattr(func, "__name__", None)
     if not isinstance(name, str):
         name = type(func).__name__
@@ -50,7 +50,7 @@ def _name(func: Any) -> str:
 
 
 def _refuse(
-    func: Any, signature: inspect.Signature, role: str, shape: str, default: str
+    func: object, signature: inspect.Signature, role: str, shape: str, default: str
 ) -> RegistrationError:
     name = _name(func)
     example = name if name.isidentifier() else default
@@ -61,7 +61,7 @@ def _refuse(
     )
 
 
-def _binds(signature: inspect.Signature, *args: Any, **kwargs: Any) -> bool:
+def _binds(signature: inspect.Signature, *args: object, **kwargs: object) -> bool:
     try:
         signature.bind(*args, **kwargs)
     except TypeError:
@@ -70,9 +70,9 @@ def _binds(signature: inspect.Signature, *args: Any, **kwargs: Any) -> bool:
 
 
 def check_izzati_callback(
-    func: Callable[..., Any],
-    args: Sequence[Any] = (),
-    kwargs: Optional[Dict[str, Any]] = None,
+    func: Callable[..., object],
+    args: Sequence[object] = (),
+    kwargs: Optional[Dict[str, object]] = None,
 ) -> None:
     """
     Check that C{func(text, data, *args, **kwargs)} can be called.
@@ -89,7 +89,7 @@ def check_izzati_callback(
     raise _refuse(func, signature, "the izzati callback", shape, "upload")
 
 
-def check_igor_action(func: Callable[..., Any]) -> None:
+def check_igor_action(func: Callable[..., object]) -> None:
     """
     Check that C{func(out, data, session=, scope=, client_id=)} can be called.
 
@@ -108,7 +108,7 @@ _BGPY_SHAPES = {
 }
 
 
-def check_bgpy_task(kind: str, func: Callable[..., Any]) -> None:
+def check_bgpy_task(kind: str, func: Callable[..., object]) -> None:
     """
     Check that the bgpy task C{kind} (C{"init_task"}, C{"exec_task"},
     C{"exit_task"}) can be called as bgpy calls it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
@@ -24,7 +24,12 @@ SIZE_SETTINGS = (
 )
 
 
-def parse_size(value: Any) -> int:
+#: A listener setting: a port number, an endpoint description, or L{None}
+#: (or C{"none"}) for no listener.
+Listen = Union[int, str, None]
+
+
+def parse_size(value: object) -> int:
     """
     Parse a byte count: an integer, or digits with a K, M or G suffix.
 
@@ -40,7 +45,7 @@ def parse_size(value: Any) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
-def listen_description(value: Any) -> Optional[str]:
+def listen_description(value: Listen) -> Optional[str]:
     """
     Turn a listener setting into an endpoint description, or L{None} for off.
 
@@ -102,10 +107,10 @@ class Settings:
         change (C{twistd -n bridge --reload}).
     """
 
-    port: Any = 5020
-    igor_port: Any = 5678
-    bgpy_port: Any = 54321
-    metrics_port: Any = None
+    port: Listen = 5020
+    igor_port: Listen = 5678
+    bgpy_port: Listen = 54321
+    metrics_port: Optional[Listen] = None
     max_upload_size: int = 1024**3
     max_request_size: int = 16 * 1024**2
     max_message_size: int = 16 * 1024**2

@@ -11,7 +11,7 @@ core can use it.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Set, Tuple
+from typing import Iterable, Optional, Set, Tuple, cast
 
 __all__ = ["Busy", "ServerMessage", "error_text", "not_json_text"]
 
@@ -67,7 +67,7 @@ def error_text(exc: BaseException) -> str:
 
 
 def not_json_text(
-    value: Any, what: str = "result", allowed: Tuple[type, ...] = ()
+    value: object, what: str = "result", allowed: Tuple[type, ...] = ()
 ) -> str:
     """
     Say why C{value} (which a JSON encoder refused) is not JSON, naming the
@@ -85,16 +85,18 @@ def not_json_text(
 
 
 def _find(
-    value: Any, path: str, allowed: Tuple[type, ...], active: Set[int], depth: int
+    value: object, path: str, allowed: Tuple[type, ...], active: Set[int], depth: int
 ) -> Optional[str]:
     if isinstance(value, _SCALARS):
         return None
     if depth > _MAX_DEPTH:
         return f"{path.split('[', 1)[0]} is nested too deeply to be JSON"
+    items: Iterable[Tuple[object, object]]
     if isinstance(value, dict):
-        items: Any = value.items()
+        items = value.items()
     elif isinstance(value, (list, tuple, *allowed)):
-        items = ((i, v) for i, v in enumerate(value))
+        # (the allowed types are containers: the encoder iterates them)
+        items = ((i, v) for i, v in enumerate(cast(Iterable[object], value)))
     else:
         return f"{path} of type {type(value).__name__} is not JSON"
     if id(value) in active:
@@ -114,13 +116,14 @@ def _find(
     return None
 
 
-def _find_nan(value: Any, path: str, depth: int) -> Optional[str]:
+def _find_nan(value: object, path: str, depth: int) -> Optional[str]:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{path} is {value!r}, which is not JSON"
     if depth > _MAX_DEPTH:
         return None
+    pairs: Iterable[Tuple[object, object]]
     if isinstance(value, dict):
-        pairs: Any = value.items()
+        pairs = value.items()
     elif isinstance(value, (list, tuple, set, frozenset)):
         pairs = enumerate(value)
     else:

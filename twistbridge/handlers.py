@@ -118,15 +118,15 @@ def resolve(
     """
     Decide where C{func} runs and return it as a L{Handler}.
 
-    @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
-        default: the reactor for coroutine functions, the thread pool for
-        everything else.  A plain function that returns a L{Deferred} must
-        say C{run_in="reactor"} (it cannot be known before it is called).
     A handler for the process pool is not pickled here: a decorator runs
     before the module-level name it decorates is bound, so the function
     could not be found by name yet.  L{check_picklable} checks it when the
     bridge starts.
 
+    @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
+        default: the reactor for coroutine functions, the thread pool for
+        everything else.  A plain function that returns a L{Deferred} must
+        say C{run_in="reactor"} (it cannot be known before it is called).
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.
     @raise TypeError: when C{func} is not callable.

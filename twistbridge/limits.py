@@ -10,8 +10,9 @@ connections already open go on undisturbed.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
+from twisted.internet.interfaces import IAddress, IProtocolFactory
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -34,13 +35,20 @@ class _Refuse(Protocol):
         self.refusal = refusal
 
     def connectionMade(self) -> None:
+        assert self.transport is not None  # (set before connectionMade)
         if self.refusal:
             self.transport.write(self.refusal)
         self.transport.loseConnection()
 
 
-def _peer_host(address: Any) -> str:
+def _peer_host(address: object) -> str:
     return str(getattr(address, "host", address))
+
+
+class _ClientWrapper(ProtocolWrapper):
+    """A connection that was let in, with the client address it counts for."""
+
+    _twistbridge_host: Optional[str] = None
 
 
 class ConnectionLimits(WrappingFactory):
@@ -54,17 +62,17 @@ class ConnectionLimits(WrappingFactory):
     @ivar refusal: bytes written to a refused connection before it is closed.
     """
 
-    protocol = ProtocolWrapper
+    protocol = _ClientWrapper
 
     def __init__(
         self,
-        wrapped: Any,
+        wrapped: IProtocolFactory,
         max_connections: int = 0,
         max_connections_per_client: int = 0,
         refusal: bytes = b"",
         name: str = "",
     ) -> None:
-        WrappingFactory.__init__(self, wrapped)
+        super().__init__(wrapped)  # type: ignore[no-untyped-call]  # (Twisted's)
         self.max_connections = max_connections
         self.max_connections_per_client = max_connections_per_client
         self.refusal = refusal
@@ -84,7 +92,10 @@ class ConnectionLimits(WrappingFactory):
         """The number of open connections."""
         return len(self.protocols)
 
-    def buildProtocol(self, addr: Any) -> Any:
+    # A refused connection gets a plain protocol, not a wrapper.
+    def buildProtocol(  # type: ignore[override]
+        self, addr: Optional[IAddress]
+    ) -> Optional[Protocol]:
         """Build the wrapped protocol, or a refusal when over a limit."""
         host = _peer_host(addr)
         over_total = (
@@ -106,21 +117,21 @@ class ConnectionLimits(WrappingFactory):
                     refused=self.refused,
                 )
             return _Refuse(self.refusal)
-        protocol = WrappingFactory.buildProtocol(self, addr)
-        if protocol is not None:
+        protocol = super().buildProtocol(addr)
+        if isinstance(protocol, _ClientWrapper):
             protocol._twistbridge_host = host
         return protocol
 
-    def registerProtocol(self, p: Any) -> None:
+    def registerProtocol(self, p: ProtocolWrapper) -> None:
         """Count a connection in."""
-        WrappingFactory.registerProtocol(self, p)
+        super().registerProtocol(p)  # type: ignore[no-untyped-call]  # (Twisted's)
         host = getattr(p, "_twistbridge_host", None)
         if host is not None:
             self.per_client[host] = self.per_client.get(host, 0) + 1
 
-    def unregisterProtocol(self, p: Any) -> None:
+    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
         """Count a connection out."""
-        WrappingFactory.unregisterProtocol(self, p)
+        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]  # (Twisted's)
         host = getattr(p, "_twistbridge_host", None)
         if host is not None:
             left = self.per_client.get(host, 1) - 1

@@ -164,12 +164,13 @@ class _ThreadPool:
     The bridge's thread pool: up to C{size} daemon threads, started on
     demand, taking calls from one queue in order.
 
-    Cheaper per call than Twisted's L{ThreadPool} (whose calls go through a
+    Cheaper per call than Twisted's
+    L{twisted.python.threadpool.ThreadPool} (whose calls go through a
     coordinator worker, a context copy and a callback closure): a call is
     one C{SimpleQueue.put} and comes back with one C{callFromThread}, in
     order after anything its handler sent with C{callFromThread}.  A thread stuck in a
     handler never keeps the process alive (daemon threads).  L{stop} lets
-    the calls already queued run, then joins the threads, as L{ThreadPool}
+    the calls already queued run, then joins the threads, as Twisted's pool
     does.
 
     Its counts (and those of the L{Offloader}: queued, busy) are kept under

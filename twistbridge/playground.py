@@ -1,5 +1,5 @@
 """
-The browser playground and bgpy's JSON HTTP bridge.
+The browser playground and bgpy's JSON HTTP bridge::
 
     GET  /                  the playground page (twistbridge/static/index.html)
     GET  /playground/<f>    its script, style sheet and icon (nothing else)

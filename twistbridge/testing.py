@@ -1,6 +1,6 @@
 """
 Helpers for testing a bridge app the way users run it: a real C{twistd
-bridge} process on ephemeral ports, with the addresses it bound.
+bridge} process on ephemeral ports, with the addresses it bound::
 
     with BridgeProcess(["--app", "myapp:bridge"]) as server:
         requests.get(server.url("/health"))
@@ -205,7 +205,7 @@ def fuzz_examples(default: int) -> int:
 class JsonLinesClient:
     """
     A blocking client of the bgpy port's JSON-lines format (one JSON object
-    a line each way), for tests and scripts:
+    a line each way), for tests and scripts::
 
         client = JsonLinesClient(server.addresses["bgpy"])
         client.call("EXEC", command="increase", value_change=10)

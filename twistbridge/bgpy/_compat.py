@@ -1,6 +1,6 @@
 """
 Drop-in replacement for bgpy: change C{from bgpy import ...} to
-C{from twistbridge.bgpy import ...}.
+C{from twistbridge.bgpy import ...}::
 
     from twistbridge.bgpy import Server, Client, respond, token_create
 

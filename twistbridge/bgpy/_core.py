@@ -28,7 +28,7 @@ import json
 import pickle
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional, Union
 
 from twistbridge.errors import Busy, error_text, not_json_text
 
@@ -48,6 +48,10 @@ after it (L{BUFFER_TIME} later again) cannot join it in one read.
 
 _HEADER = re.compile(rb"^ *(\d{1,16}) *$")
 
+#: What a message carries and a task keeps: anything a client pickled or a
+#: task returned (JSON lines bring JSON values only).
+Data = Any
+
 
 class MessageType(enum.Enum):
     """The message types of bgpy (same names and values as bgpy's own)."""
@@ -59,7 +63,7 @@ class MessageType(enum.Enum):
     OK = 4
     ERROR = 5
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         # A pickle must never change an enum member (BUILD on a member).
         raise pickle.UnpicklingError("MessageType members cannot be modified")
 
@@ -78,12 +82,12 @@ class Message:
     __slots__ = ("type", "args")
 
     def __init__(
-        self, type_: MessageType, args: Optional[Dict[str, Any]] = None
+        self, type_: MessageType, args: Optional[Dict[str, Data]] = None
     ) -> None:
         self.type = type_
         self.args = {} if args is None else args
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         # What pickle's BUILD hands over for a slotted class:
         # (None or {}, {"type": ..., "args": ...}).
         if not (isinstance(state, tuple) and len(state) == 2):
@@ -91,14 +95,16 @@ class Message:
         slots = state[1] or {}
         if state[0] or not isinstance(slots, dict) or set(slots) - {"type", "args"}:
             raise pickle.UnpicklingError("malformed Message state")
-        self.type = slots.get("type")
+        # Unpickled values: the unpickler checks them once the message is
+        # built (twistbridge.bgpy._pickle).
+        self.type = slots.get("type")  # type: ignore[assignment]
         self.args = slots.get("args", {})
 
-    def get_args(self) -> Dict[str, Any]:
+    def get_args(self) -> Dict[str, Data]:
         """The arguments (bgpy's accessor)."""
         return self.args
 
-    def set_args(self, args: Dict[str, Any]) -> None:
+    def set_args(self, args: Dict[str, Data]) -> None:
         """Replace the arguments (bgpy's accessor)."""
         self.args = args
 
@@ -248,20 +254,26 @@ def frame(body: bytes) -> bytes:
 BGPY_MODULE = "bgpy.core.message"
 
 
-class _AnswerPickler(pickle._Pickler):  # type: ignore[name-defined]
+class _AnswerPickler(pickle._Pickler):
     """
     The standard (pure Python) pickler, except that L{Message} and
     L{MessageType} are written as the globals of bgpy's module.
     """
 
-    def save_global(self, obj: Any, name: Optional[str] = None) -> None:
+    if TYPE_CHECKING:
+        # The pure-Python pickler's own methods, left out of its stubs.
+        def save(self, obj: object) -> None: ...
+        def write(self, data: bytes) -> None: ...
+        def memoize(self, obj: object) -> None: ...
+
+    def save_global(self, obj: type, name: Optional[str] = None) -> None:
         if obj is Message or obj is MessageType:
             self.save(BGPY_MODULE)
             self.save(obj.__name__)
             self.write(pickle.STACK_GLOBAL)
             self.memoize(obj)
             return
-        super().save_global(obj, name)
+        super().save_global(obj, name)  # type: ignore[misc]  # (not in the stubs)
 
 
 def pickle_message(message: Message) -> bytes:
@@ -398,7 +410,7 @@ def parse_json_line(line: bytes) -> Union[Message, BgpyError]:
     return Message(kind, args)
 
 
-def _json_default(value: Any) -> Any:
+def _json_default(value: object) -> List[object]:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -437,9 +449,9 @@ class TaskSet:
     @ivar exit_task: C{exit_task(client, state, exit_args)} -> None.
     """
 
-    init_task: Callable[..., Any]
-    exec_task: Callable[..., Any]
-    exit_task: Callable[..., Any]
+    init_task: Callable[..., Data]
+    exec_task: Callable[..., Data]
+    exit_task: Callable[..., object]
 
 
 TASK_KEYS = ("init_task", "exec_task", "exit_task")
@@ -459,10 +471,10 @@ class RefusedTask:
     def __init__(self, message: str) -> None:
         self.message = message
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         raise pickle.UnpicklingError("task references cannot be modified")
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise pickle.PicklingError("a refused task does not pickle")
 
     def __repr__(self) -> str:
@@ -505,7 +517,7 @@ class RunTask:
     """
 
     kind: str
-    args: Dict[str, Any]
+    args: Dict[str, Data]
     tasks: Optional[TaskSet] = None
     refused: Optional[BgpyError] = None
 
@@ -513,7 +525,7 @@ class RunTask:
 Decision = Union[Reject, Authenticate, RunTask]
 
 
-def token_matches(expected: Optional[str], given: Any) -> bool:
+def token_matches(expected: Optional[str], given: object) -> bool:
     """Constant-time token check; without an expected token, anything goes."""
     import hmac
 
@@ -545,9 +557,10 @@ def decide(message: Message, authenticated: bool, token: Optional[str]) -> Decis
                 return RunTask("init", message.args, refused=BgpyError(g.message, True))
         if all(g is None for g in given):
             return RunTask("init", message.args)
-        if not all(callable(g) for g in given):
+        init_task, exec_task, exit_task = given
+        if not (callable(init_task) and callable(exec_task) and callable(exit_task)):
             return Reject(BgpyError("INIT needs init_task, exec_task and exit_task."))
-        return RunTask("init", message.args, TaskSet(*given))
+        return RunTask("init", message.args, TaskSet(init_task, exec_task, exit_task))
     if kind is MessageType.EXEC:
         return RunTask("exec", message.args)
     return RunTask("exit", message.args)
@@ -565,7 +578,7 @@ NO_TASKS = "No tasks configured on the server."
 # Task state machine
 
 
-def call_init(init_task: Callable[..., Any], client: Any) -> Any:
+def call_init(init_task: Callable[..., Data], client: object) -> Data:
     """
     Call C{init_task} as it asks: bgpy's server calls C{init_task()}, its
     README writes C{init_task(client)}; both are accepted.
@@ -594,7 +607,7 @@ class TaskMachine:
 
     configured: Optional[TaskSet] = None
     current: Optional[TaskSet] = None
-    state: Any = None
+    state: Data = None
     initialized: bool = False
 
     def plan_init(
@@ -613,7 +626,7 @@ class TaskMachine:
             return BgpyError(NO_TASKS)
         return tasks
 
-    def commit_init(self, tasks: TaskSet, state: Any) -> None:
+    def commit_init(self, tasks: TaskSet, state: Data) -> None:
         """C{init_task} returned C{state}."""
         self.current = tasks
         self.state = state
@@ -625,7 +638,7 @@ class TaskMachine:
             return BgpyError(NOT_INITIALIZED)
         return self.current
 
-    def commit_exec(self, state: Any) -> None:
+    def commit_exec(self, state: Data) -> None:
         """C{exec_task} returned the new C{state}."""
         self.state = state
 
@@ -649,7 +662,7 @@ class TaskOutcome:
 
     ok: bool
     message: str
-    state: Any = None
+    state: Data = None
     close: bool = False
 
 
@@ -664,7 +677,7 @@ def describe_failure(kind: str, exc: BaseException) -> str:
     return f"{kind}_task failed: {error_text(exc)}"
 
 
-def respond(client: Any, response: Any, error: bool = False) -> None:
+def respond(client: object, response: object, error: bool = False) -> None:
     """
     Send the second response to a client that asked for one
     (C{await_response=True}): C{OK response}, or C{ERROR response} with

@@ -1,6 +1,6 @@
 """
 Loading bgpy's C{--init-file}: under the names clients use for its module,
-with its relative imports working.
+with its relative imports working::
 
     real_name, names, tasks = load_init_file("bgpy_example/tasks.py")
     # "bgpy_example.tasks", ["bgpy_example.tasks", "tasks"], TaskSet(...)

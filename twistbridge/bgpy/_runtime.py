@@ -1,6 +1,6 @@
 """
 The bgpy task runtime: the bridge's tasks and their state, run one at a
-time, in order, in the bridge's thread pool.
+time, in order, in the bridge's thread pool::
 
     rt = bridge.runtime().bgpy
     rt.state()                  # a copy of the current state, or None

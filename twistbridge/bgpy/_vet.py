@@ -74,6 +74,7 @@ _UNHASHED = (_STR, _BYTES)  # keys whose hash is randomised per process
 # depth may then no longer grow).  The memo holds the same lists, so an
 # entry fetched back is the same entry.
 _K, _D, _A = 0, 1, 2
+_Entry = List[int]  # [kind, depth, adopted (a bool)]
 
 _REFUSED = {
     b"P": "persistent ids (PERSID) are not allowed",
@@ -143,9 +144,9 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
     size = len(data)
     budget = MEMORY_FACTOR * size + MEMORY_BASE
     cost = 0
-    stack: List[list] = []
+    stack: List[_Entry] = []
     marks: List[int] = []
-    memo: List[list] = []
+    memo: List[_Entry] = []
     hashed = 0
     ops = 0
     pos = 0
@@ -160,7 +161,7 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
         if len(stack) - fence() < count:
             raise Refused(f"{name} at byte {at}: stack underflow")
 
-    def pop_mark(name: str) -> List[list]:
+    def pop_mark(name: str) -> List[_Entry]:
         if not marks:
             raise Refused(f"{name} at byte {at}: no MARK")
         start = marks.pop()
@@ -168,11 +169,11 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
         del stack[start:]
         return items
 
-    def adopt(child: list) -> int:
+    def adopt(child: _Entry) -> int:
         child[_A] = True
         return child[_D] + 1
 
-    def deepen(entry: list, depth: int, name: str) -> None:
+    def deepen(entry: _Entry, depth: int, name: str) -> None:
         if depth > entry[_D]:
             if entry[_A]:
                 raise Refused(
@@ -184,7 +185,7 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
                 raise Refused(f"{name} at byte {at}: nesting deeper than {MAX_DEPTH}")
             entry[_D] = depth
 
-    def new(kind: int, children: List[list], name: str) -> list:
+    def new(kind: int, children: List[_Entry], name: str) -> _Entry:
         depth = 1
         for child in children:
             d = adopt(child)
@@ -194,7 +195,7 @@ def _walk(data: bytes) -> None:  # noqa: C901 (one loop, one branch per opcode)
             raise Refused(f"{name} at byte {at}: nesting deeper than {MAX_DEPTH}")
         return [kind, depth, False]
 
-    def count_keys(keys: List[list], name: str) -> None:
+    def count_keys(keys: List[_Entry], name: str) -> None:
         nonlocal hashed
         for key in keys:
             if key[_K] not in _UNHASHED:

@@ -246,7 +246,10 @@ class IgorServer:
         self.bridge.igor_process(process_id, thread)
 
     def service(self) -> Any:
-        """The L{IService} of this server (for embedding in an application)."""
+        """
+        The L{twisted.application.service.IService} of this server (for
+        embedding in an application).
+        """
         if self._service is not None:
             return self._service
         self._hub.session_timeout = self.session_delete_timeout

@@ -20,10 +20,30 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    cast,
+)
 
+from twistbridge._json import JSONValue
 from twistbridge.errors import error_text as _error_text
 from twistbridge.errors import not_json_text
+
+#: A client's stream id: a string or a number (never a boolean).
+StreamId = Union[str, int, float]
+
+#: An action handler, C{handler(out, data, ...)}; what it returns is ignored.
+Handler = Callable[..., object]
+
+#: The actions of an app: a handler, or a dict of them, by name.
+ActionTree = Mapping[str, Union[Handler, "ActionTree"]]
 
 #: The action a client sends to rename itself (and take over a session).
 INTRODUCE_SELF = "introduce_self"
@@ -35,7 +55,7 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
 
 
-def flatten(api: Dict[str, Any], separator: str = ".") -> Dict[str, Callable[..., Any]]:
+def flatten(api: ActionTree, separator: str = ".") -> Dict[str, Handler]:
     """
     Flatten a nested action dict: C{{"events": {"create": f}}} becomes
     C{{"events.create": f}}.
@@ -46,12 +66,18 @@ def flatten(api: Dict[str, Any], separator: str = ".") -> Dict[str, Callable[...
     Igor's, the argument is left unchanged (a new dict is returned) and
     C{separator} joins every level, not only the first.
     """
-    flat: Dict[str, Any] = dict(api)
-    for key, value in list(flat.items()):
+    flat: Dict[str, Handler] = {}
+    nested: List[Tuple[str, ActionTree]] = []
+    for key, value in api.items():
         if isinstance(value, dict):
-            del flat[key]
-            for sub, func in flatten(value, separator).items():
-                flat[f"{key}{separator}{sub}"] = func
+            nested.append((key, value))
+        else:
+            # Only dicts nest; whether a leaf is callable is checked when
+            # it is registered.
+            flat[key] = cast(Handler, value)
+    for key, value in nested:
+        for sub, func in flatten(value, separator).items():
+            flat[f"{key}{separator}{sub}"] = func
     return flat
 
 
@@ -92,9 +118,7 @@ class Request:
 
     __slots__ = ("stream_id", "action", "data")
 
-    def __init__(
-        self, stream_id: Union[str, int, float], action: str, data: Any
-    ) -> None:
+    def __init__(self, stream_id: StreamId, action: str, data: JSONValue) -> None:
         self.stream_id = stream_id
         self.action = action
         self.data = data
@@ -123,7 +147,7 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
 NOT_JSON = ProtocolError(400, "Message is not valid JSON")
 
 
-def request_from(message: Any) -> Union[Request, ProtocolError]:
+def request_from(message: JSONValue) -> Union[Request, ProtocolError]:
     """Validate a decoded message: a L{Request}, or what is wrong with it."""
     if not isinstance(message, dict):
         return ProtocolError(400, "Message must be a JSON object")
@@ -140,10 +164,10 @@ def request_from(message: Any) -> Union[Request, ProtocolError]:
     return Request(stream_id, action, message.get("data"))
 
 
-def shorten(text: Any, limit: int = 100) -> str:
+def shorten(text: object, limit: int = 100) -> str:
     """C{text} for an error message or a log line, cut after C{limit} characters."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit] + "..."
+    shown = str(text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 def unknown_action(action: str) -> ProtocolError:
@@ -175,7 +199,7 @@ def normalize_client_id(client_id: Union[str, int]) -> Union[str, int]:
     return client_id
 
 
-def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
+def parse_introduction(data: JSONValue) -> Union[str, int, ProtocolError]:
     """
     The new client id of an C{introduce_self} message's data,
     C{{"client_id": name}}, normalised (L{normalize_client_id}).
@@ -194,7 +218,7 @@ def parse_introduction(data: Any) -> Union[str, int, ProtocolError]:
     return normalize_client_id(client_id)
 
 
-def parse_resume_token(data: Any) -> Union[str, None, ProtocolError]:
+def parse_resume_token(data: JSONValue) -> Union[str, None, ProtocolError]:
     """The C{resume_token} of an C{introduce_self} message's data, if any."""
     token = data.get("resume_token") if isinstance(data, dict) else None
     if token is None:
@@ -211,7 +235,7 @@ def parse_resume_token(data: Any) -> Union[str, None, ProtocolError]:
 # handler calling out.send(data) sees its own mistake.
 
 
-def stream_prefix(stream_id: Any) -> bytes:
+def stream_prefix(stream_id: StreamId) -> bytes:
     """
     The encoded start of every message of one stream, C{{"streamId":id,}};
     a stream computes it once and the C{*_frame} functions complete it.
@@ -219,7 +243,7 @@ def stream_prefix(stream_id: Any) -> bytes:
     return b'{"streamId":' + _dumps(stream_id).encode("utf-8") + b","
 
 
-def data_frame(prefix: bytes, data: Any) -> bytes:
+def data_frame(prefix: bytes, data: object) -> bytes:
     """
     C{{"streamId": id, "data": data}} from the stream's prefix.
 
@@ -228,14 +252,14 @@ def data_frame(prefix: bytes, data: Any) -> bytes:
     return prefix + b'"data":' + _data_json(data).encode("utf-8") + b"}"
 
 
-def _data_json(data: Any) -> str:
+def _data_json(data: object) -> str:
     try:
         return _dumps(data)
     except (TypeError, ValueError):
         raise TypeError(not_json_text(data, "data")) from None
 
 
-def error_frame(prefix: bytes, error: Any) -> bytes:
+def error_frame(prefix: bytes, error: object) -> bytes:
     """C{{"streamId": id, "error": str(error)}} from the stream's prefix."""
     return prefix + b'"error":' + _dumps(str(error)).encode("utf-8") + b"}"
 
@@ -245,22 +269,22 @@ def close_frame(prefix: bytes) -> bytes:
     return prefix + b'"close":true}'
 
 
-def encode_data(stream_id: Any, data: Any) -> bytes:
+def encode_data(stream_id: StreamId, data: object) -> bytes:
     """C{{"streamId": id, "data": data}}."""
     return data_frame(stream_prefix(stream_id), data)
 
 
-def encode_error(stream_id: Any, error: Any) -> bytes:
+def encode_error(stream_id: StreamId, error: object) -> bytes:
     """C{{"streamId": id, "error": str(error)}}."""
     return error_frame(stream_prefix(stream_id), error)
 
 
-def encode_close(stream_id: Any) -> bytes:
+def encode_close(stream_id: StreamId) -> bytes:
     """C{{"streamId": id, "close": true}}."""
     return close_frame(stream_prefix(stream_id))
 
 
-def encode_action(process_id: Any, action: Any, data: Any) -> bytes:
+def encode_action(process_id: Union[str, int], action: str, data: object) -> bytes:
     """A process message: C{{"streamId": process_id, "action": a, "data": d}}."""
     return _dumps({"streamId": process_id, "action": action, "data": data}).encode(
         "utf-8"
@@ -342,14 +366,14 @@ class RecordingOutput:
     """
 
     def __init__(self) -> None:
-        self.messages: List[Tuple[str, Any]] = []
+        self.messages: List[Tuple[str, object]] = []
 
-    def send(self, data: Any = None) -> None:
+    def send(self, data: object = None) -> None:
         """Record C{data} (checked now for JSON-serializability)."""
         _data_json(data)
         self.messages.append(("data", data))
 
-    def send_error(self, error: Any) -> None:
+    def send_error(self, error: object) -> None:
         """Record an error message."""
         self.messages.append(("error", str(error)))
 
@@ -364,12 +388,12 @@ class ProcessCall:
     in the worker so that messages sent before them are not lost.
     """
 
-    def __init__(self, func: Callable[..., Any]) -> None:
+    def __init__(self, func: Handler) -> None:
         self.func = func
 
     def __call__(
-        self, out: RecordingOutput, data: Any, **kwargs: Any
-    ) -> Tuple[str, Any, Any]:
+        self, out: RecordingOutput, data: JSONValue, **kwargs: object
+    ) -> Tuple[str, List[Tuple[str, object]], Optional[Tuple[str, str]]]:
         """Run the handler with C{out} and C{data}."""
         import traceback
 

@@ -187,6 +187,10 @@ class Hub:
     """
     Igor's server-wide state and stream dispatch.
 
+    Client ids have one form (L{normalize_client_id}): automatic ids are
+    the integers 1, 2, ... skipping every id that is connected or whose
+    session is still within its takeover window.
+
     @ivar handlers: action name to L{Handler} (the bridge's registrations,
         read at each message, so late registrations count).
     @ivar scope: the dict shared by every handler and process.
@@ -202,10 +206,6 @@ class Hub:
     @ivar tokens: client id to its resume token (C{"token"} mode).
     @ivar inline_limit: messages larger than this many bytes are parsed in a
         pool thread (their connection's messages stay in order).
-
-    Client ids have one form (L{normalize_client_id}): automatic ids are
-    the integers 1, 2, ... skipping every id that is connected or whose
-    session is still within its takeover window.
     """
 
     def __init__(
@@ -682,7 +682,8 @@ class IgorService(Service):
     Thread processes get C{process_id}, C{output}, C{scope} and C{sessions}
     before they start and run as daemon threads.  Callables are called with
     their output in the reactor; what they return is stopped with the
-    service (C{.stop()}, e.g. a L{LoopingCall}, or a L{Deferred}, cancelled).
+    service (C{.stop()}, e.g. a L{twisted.internet.task.LoopingCall}, or a
+    L{Deferred}, cancelled).
     """
 
     name = "igor-processes"

@@ -4,7 +4,7 @@ resource and the service that runs Igor processes.
 
 Everything Igor-specific happens in the hub (L{twistbridge.igor._hub}) and
 the pure core (L{twistbridge.igor._core}); this module only turns autobahn's
-callbacks into hub calls and the hub's payloads into text frames:
+callbacks into hub calls and the hub's payloads into text frames::
 
     dataReceived -> handshake size cap (431 past MAX_HANDSHAKE_SIZE)
     onConnect  -> origin check (403 when refused)

@@ -1,5 +1,5 @@
 """
-Drop-in replacement for C{izzati}'s backend:
+Drop-in replacement for C{izzati}'s backend::
 
     from twistbridge.izzati import Backend, file_return, background
 

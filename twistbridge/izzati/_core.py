@@ -24,12 +24,28 @@ import mimetypes
 import os
 import re
 import unicodedata
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
+from typing import (
+    Callable,
+    Dict,
+    Generic,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeVar,
+    Union,
+)
 from urllib.parse import parse_qsl
 
-from multipart import MultipartError, ParserLimitReached, PushMultipartParser
+from multipart import (
+    MultipartError,
+    MultipartSegment,
+    ParserLimitReached,
+    PushMultipartParser,
+)
 
-from twistbridge._json import TooManyContainers, loads_bounded
+from twistbridge._json import JSONValue, TooManyContainers, loads_bounded
 from twistbridge.errors import error_text, not_json_text
 
 #: Bytes of non-file data (urlencoded forms, JSON bodies, multipart text
@@ -73,14 +89,21 @@ class IzzatiError(Exception):
 class FileSink(Protocol):
     """Where the bytes of one file part go (a writable binary file will do)."""
 
-    def write(self, data: bytes) -> Any:
+    def write(self, data: Union[bytes, bytearray]) -> object:
         """Append C{data}."""
 
+
+#: What C{open_file} makes for each file part (the parser only keeps it).
+Item = TypeVar("Item")
 
 #: C{open_file(filename, content_type, field_name) -> (item, sink)}: called
 #: for each file part; C{item} goes into C{data}, C{sink} receives the part's
 #: bytes, and C{done_file(item, size)} is called when the part is complete.
-OpenFile = Callable[[str, str, str], Tuple[Any, FileSink]]
+OpenFile = Callable[[str, str, str], Tuple[Item, FileSink]]
+
+#: The C{text} dict of a request: a form's fields (a string, or a list of
+#: them for a field sent several times), or the members of a JSON body.
+Text = Dict[str, JSONValue]
 
 
 def media_type(content_type: Optional[str]) -> Tuple[str, Dict[str, str]]:
@@ -119,13 +142,13 @@ def body_kind(content_type: Optional[str]) -> str:
     return "other"
 
 
-def text_from_pairs(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+def text_from_pairs(pairs: Iterable[Tuple[str, str]]) -> Text:
     """
     Build the C{text} dict: a field sent once is its value, a field sent
     several times the list of its values, in order.
     """
-    text: Dict[str, Any] = {}
-    many: Dict[str, List[Any]] = {}
+    text: Text = {}
+    many: Dict[str, List[JSONValue]] = {}
     for name, value in pairs:
         if name in many:
             many[name].append(value)
@@ -137,7 +160,7 @@ def text_from_pairs(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     return text
 
 
-class BodyParser:
+class BodyParser(Generic[Item]):
     """
     Parse one izzati request body as it arrives, without I/O of its own.
 
@@ -153,8 +176,8 @@ class BodyParser:
     def __init__(
         self,
         content_type: Optional[str],
-        open_file: OpenFile,
-        done_file: Callable[[Any, int], None] = lambda item, size: None,
+        open_file: OpenFile[Item],
+        done_file: Callable[[Item, int], None] = lambda item, size: None,
         max_fields_size: int = MAX_FIELDS_SIZE,
         max_parts: int = MAX_PARTS,
         max_fields: int = MAX_FIELDS,
@@ -162,7 +185,7 @@ class BodyParser:
     ) -> None:
         self.kind = body_kind(content_type)
         self.error: Optional[IzzatiError] = None
-        self.files: List[Any] = []
+        self.files: List[Item] = []
         self._open_file = open_file
         self._done_file = done_file
         self._max_fields = max_fields_size
@@ -173,13 +196,13 @@ class BodyParser:
         self._buffer: List[bytes] = []
         self._buffered = 0
         self._received = 0
-        self._pairs: List[Tuple[str, Any]] = []
+        self._pairs: List[Tuple[str, str]] = []
         self._multipart: Optional[PushMultipartParser] = None
         self._sink: Optional[FileSink] = None
         self._field: Optional[List[bytes]] = None
         self._field_name = ""
         self._field_charset = "utf-8"
-        self._item: Any = None
+        self._item: Optional[Item] = None
         self._part_size = 0
         if self.kind == "multipart":
             boundary = media_type(content_type)[1].get("boundary")
@@ -284,7 +307,9 @@ class BodyParser:
             413, f"form fields over {self._max_fields} bytes (send large data as files)"
         )
 
-    def _events(self, events: Any) -> None:
+    def _events(
+        self, events: Iterable[Union[MultipartSegment, bytes, bytearray, None]]
+    ) -> None:
         for event in events:
             if event is None:
                 self._end_part()
@@ -300,7 +325,7 @@ class BodyParser:
             else:
                 self._start_part(event)
 
-    def _start_part(self, segment: Any) -> None:
+    def _start_part(self, segment: MultipartSegment) -> None:
         if segment.filename is not None:
             item, sink = self._open_file(
                 segment.filename,
@@ -318,7 +343,8 @@ class BodyParser:
     def _end_part(self) -> None:
         if self._sink is not None:
             item, self._item, self._sink = self._item, None, None
-            self._done_file(item, self._part_size)
+            # An item was made with the sink (_start_part).
+            self._done_file(item, self._part_size)  # type: ignore[arg-type]
         elif self._field is not None:
             raw = b"".join(self._field)
             self._field = None
@@ -326,7 +352,7 @@ class BodyParser:
                 (self._field_name, raw.decode(self._field_charset, "replace"))
             )
 
-    def finish(self) -> Union[Tuple[Dict[str, Any], List[Any]], IzzatiError]:
+    def finish(self) -> Union[Tuple[Text, List[Item]], IzzatiError]:
         """
         The body is complete: C{(text, files)}, or the L{IzzatiError} that
         says what was wrong with it.
@@ -340,7 +366,7 @@ class BodyParser:
                 return result
         return self.error
 
-    def _finish(self) -> Tuple[Dict[str, Any], List[Any]]:
+    def _finish(self) -> Tuple[Text, List[Item]]:
         if self._multipart is not None:
             try:
                 self._events(self._multipart.parse(b""))
@@ -372,7 +398,7 @@ def _known_charset(name: str) -> bool:
     return True
 
 
-def parse_json_text(body: bytes) -> Dict[str, Any]:
+def parse_json_text(body: bytes) -> Text:
     """
     Decode a JSON request body into the C{text} dict.
 
@@ -410,7 +436,7 @@ _WINDOWS_RESERVED = {
 }
 
 
-def safe_filename(name: Any, default: str = "upload") -> str:
+def safe_filename(name: object, default: str = "upload") -> str:
     """
     A file name safe to create inside a directory, from a client's file name.
 
@@ -441,6 +467,10 @@ def safe_filename(name: Any, default: str = "upload") -> str:
 # --- responses -----------------------------------------------------------
 
 
+#: A file's path: a string or an C{os.PathLike} of one.
+StrPath = Union[str, "os.PathLike[str]"]
+
+
 class FileReturn:
     """
     A file to send back as the response (see L{file_return}).
@@ -449,7 +479,7 @@ class FileReturn:
     @ivar content_type: the C{Content-Type} sent with it.
     """
 
-    def __init__(self, path: Any, content_type: Optional[str] = None) -> None:
+    def __init__(self, path: StrPath, content_type: Optional[str] = None) -> None:
         self.path = os.fspath(path)
         self.content_type = content_type or guess_content_type(self.path)
 
@@ -457,7 +487,7 @@ class FileReturn:
         return f"file_return({self.path!r})"
 
 
-def guess_content_type(path: Any) -> str:
+def guess_content_type(path: StrPath) -> str:
     """The content type of a file, guessed from its name."""
     kind, encoding = mimetypes.guess_type(os.fspath(path))
     if kind is None or encoding is not None:
@@ -467,7 +497,7 @@ def guess_content_type(path: Any) -> str:
     return kind
 
 
-def file_return(path: Any, content_type: Optional[str] = None) -> FileReturn:
+def file_return(path: StrPath, content_type: Optional[str] = None) -> FileReturn:
     """
     Answer with the file at C{path}, streamed, with a content type guessed
     from its name (or C{content_type}).
@@ -495,7 +525,7 @@ class Response:
         return f"Response({self.code}, {self.content_type!r}, {self.body[:60]!r})"
 
 
-def json_response(code: int, value: Any) -> Response:
+def json_response(code: int, value: object) -> Response:
     """C{value} as JSON, with C{Content-Type: application/json} exactly."""
     return Response(code, JSON, json.dumps(value).encode("utf-8"))
 
@@ -505,7 +535,7 @@ def error_response(error: IzzatiError) -> Response:
     return json_response(error.code, {"error": error.message})
 
 
-def encode_result(result: Any) -> Union[Response, FileReturn]:
+def encode_result(result: object) -> Union[Response, FileReturn]:
     """
     Turn what the callback returned into a response: a L{FileReturn} as is,
     C{bytes} as C{application/octet-stream}, C{str} as C{text/plain}, and

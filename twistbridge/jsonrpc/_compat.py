@@ -1,6 +1,6 @@
 """
 Drop-in replacement for flaskJSONRPCServer: C{from twistbridge.jsonrpc import
-JSONRPCServer} (alias C{flaskJSONRPCServer}).
+JSONRPCServer} (alias C{flaskJSONRPCServer})::
 
     server = flaskJSONRPCServer(("127.0.0.1", 7001), cors=True)
     server.registerFunction(echo, path="/api")

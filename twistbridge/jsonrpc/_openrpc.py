@@ -17,6 +17,9 @@ import inspect
 import typing
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+#: A JSON Schema, or an OpenRPC object: JSON-encodable (tuples are arrays).
+Document = Dict[str, object]
+
 #: The method a client calls for the description.
 DISCOVER = "rpc.discover"
 
@@ -29,7 +32,7 @@ METHOD_ERRORS = [
     {"code": -32000, "message": "Server error: the method raised an exception"},
 ]
 
-_SIMPLE = {
+_SIMPLE: Dict[object, Dict[str, str]] = {
     int: {"type": "integer"},
     float: {"type": "number"},
     str: {"type": "string"},
@@ -42,7 +45,7 @@ _SIMPLE = {
 }
 
 
-def schema_of(annotation: Any) -> Dict[str, Any]:
+def schema_of(annotation: object) -> Document:
     """The JSON Schema of a Python annotation (C{{}}: any JSON value)."""
     if annotation is inspect.Parameter.empty or annotation is Any:
         return {}
@@ -57,7 +60,7 @@ def schema_of(annotation: Any) -> Dict[str, Any]:
     if origin is typing.Literal:
         return {"enum": list(args)}
     if origin in (list, tuple, set, frozenset):
-        schema: Dict[str, Any] = {"type": "array"}
+        schema: Document = {"type": "array"}
         if origin is tuple and args and args[-1] is not Ellipsis:
             schema["items"] = [schema_of(a) for a in args]
         elif args:
@@ -71,12 +74,12 @@ def schema_of(annotation: Any) -> Dict[str, Any]:
     return {}
 
 
-def _is_union_type(origin: Any) -> bool:
+def _is_union_type(origin: object) -> bool:
     union_type = getattr(__import__("types"), "UnionType", None)
     return union_type is not None and origin is union_type
 
 
-def _hints(func: Callable[..., Any]) -> Dict[str, Any]:
+def _hints(func: Callable[..., object]) -> Dict[str, object]:
     try:
         return typing.get_type_hints(func)
     except Exception:  # unresolvable forward references: use the raw ones
@@ -92,15 +95,15 @@ def _summary(doc: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
 
 
 def describe_method(
-    name: str, func: Callable[..., Any], magic: Optional[str]
-) -> Dict[str, Any]:
+    name: str, func: Callable[..., object], magic: Optional[str]
+) -> Document:
     """The OpenRPC method object of C{func}, called as C{name}."""
     hints = _hints(func)
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
         signature = None
-    params: List[Dict[str, Any]] = []
+    params: List[Document] = []
     by_position = True
     if signature is not None:
         for parameter in signature.parameters.values():
@@ -111,7 +114,7 @@ def describe_method(
             if parameter.kind is parameter.KEYWORD_ONLY:
                 by_position = False
             schema = schema_of(hints.get(parameter.name, parameter.annotation))
-            item: Dict[str, Any] = {"name": parameter.name, "schema": schema}
+            item: Document = {"name": parameter.name, "schema": schema}
             if parameter.default is parameter.empty:
                 item["required"] = True
             elif _is_json(parameter.default):
@@ -119,7 +122,7 @@ def describe_method(
             params.append(item)
     result_schema = schema_of(hints.get("return", inspect.Parameter.empty))
     summary, description = _summary(getattr(func, "__doc__", None))
-    method: Dict[str, Any] = {
+    method: Document = {
         "name": name,
         "params": params,
         "result": {"name": "result", "schema": result_schema},
@@ -133,7 +136,7 @@ def describe_method(
     return method
 
 
-def _is_json(value: Any) -> bool:
+def _is_json(value: object) -> bool:
     if value is None or isinstance(value, (bool, int, float, str)):
         return True
     if isinstance(value, (list, tuple)):
@@ -145,10 +148,10 @@ def _is_json(value: Any) -> bool:
 
 def describe(
     path: str,
-    methods: Iterable[Tuple[str, Callable[..., Any], Optional[str]]],
+    methods: Iterable[Tuple[str, Callable[..., object], Optional[str]]],
     version: str,
     title: Optional[str] = None,
-) -> Dict[str, Any]:
+) -> Document:
     """
     The OpenRPC document of one path.
 
