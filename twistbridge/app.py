@@ -1,6 +1,6 @@
 """
 The application object: one L{Bridge} holds what a program registers for the
-four protocols (it is a L{twistbridge.registry.Registry}), and serves it.
+four protocols (it is a L{twistbridge.registry.Registry}), and serves it::
 
     bridge = Bridge()
 
@@ -10,9 +10,9 @@ four protocols (it is a L{twistbridge.registry.Registry}), and serves it.
     @bridge.rpc_function
     def add(a, b): ...
 
-C{Bridge.service()} gives the L{MultiService} that C{twistd bridge} runs (or an
+C{Bridge.service()} gives the C{MultiService} that C{twistd bridge} runs (or an
 existing application adopts); C{Bridge.resource()} gives the HTTP root
-resource for an existing L{Site}.  Both come from the bridge's one
+resource for an existing C{Site}.  Both come from the bridge's one
 L{twistbridge.runtime.Runtime}, created when the bridge is first served.
 """
 
@@ -62,7 +62,8 @@ class Bridge(Registry):
     a second handler under a name already taken (or a second izzati
     callback, or a second set of bgpy tasks) is a L{RegistrationError} too,
     unless C{replace=True} is passed.  Handlers with C{run_in="process"} are
-    checked to pickle by L{check}, which the service runs before it starts.
+    checked to pickle by L{check<twistbridge.registry.Registry.check>}, which
+    the service runs before it starts.
     """
 
     _runtime: Optional[Runtime] = None

@@ -125,7 +125,7 @@ def resolve(
 
     @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
         default: the reactor for coroutine functions, the thread pool for
-        everything else.  A plain function that returns a L{Deferred} must
+        everything else.  A plain function that returns a C{Deferred} must
         say C{run_in="reactor"} (it cannot be known before it is called).
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.

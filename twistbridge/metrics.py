@@ -1,5 +1,5 @@
 """
-Prometheus metrics: C{GET /metrics} on the C{--metrics-port} listener.
+Prometheus metrics: C{GET /metrics} on the C{--metrics-port} listener::
 
     twistd -n bridge --metrics-port 9102
     curl -s http://127.0.0.1:9102/metrics

@@ -2,7 +2,7 @@
 The registry: what a twistbridge program registers for the four protocols,
 and its settings.  Data only: serving it is L{twistbridge.app.Bridge}'s
 business (through L{twistbridge.runtime.Runtime}), so this module imports no
-Twisted and every layer may read a registry.
+Twisted and every layer may read a registry::
 
     registry = Registry()
 

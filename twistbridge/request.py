@@ -1,26 +1,27 @@
 """
 The early-body request of the bridge's sites.
 
-Early body handling (L{BridgeRequest}, the request factory of L{BridgeSite}):
+Early body handling (L{BridgeRequest}, the request factory of
+L{twistbridge.web.BridgeSite}):
 as soon as a request's headers are in, and before any of its body is read,
 the target resource is resolved (C{Site.getResourceFor}, with C{method},
 C{uri}, C{path} set from the request line) and two optional methods of that
-resource are consulted:
+resource are consulted::
 
     check_request(request) -> None
         Consulted first, when the request has a body (or a chunked one):
-        raises L{Refusal} to answer at once from the headers alone (a
+        raises Refusal to answer at once from the headers alone (a
         missing token, say), before a byte of the body is read.
 
     max_body_size(request) -> Optional[int]
-        The largest body the resource accepts, in bytes (L{None}: no limit).
+        The largest body the resource accepts, in bytes (None: no limit).
         A resource without this method takes no body: its limit is 0, and a
-        body on it is refused (C{404} where the path names nothing or the
-        resource has C{body_refusal_code = 404}, else
-        C{400} on a C{GET}, C{HEAD}, C{DELETE}, C{OPTIONS} or C{TRACE}, else
-        C{413}).
-        A C{Content-Length} over it is answered C{413} with
-        C{{"error": "..."}} at once, without reading the body and without
+        body on it is refused (404 where the path names nothing or the
+        resource has body_refusal_code = 404, else
+        400 on a GET, HEAD, DELETE, OPTIONS or TRACE, else
+        413).
+        A Content-Length over it is answered 413 with
+        {"error": "..."} at once, without reading the body and without
         the resource ever seeing the request; a chunked body that grows past
         it gets the same answer the moment it does.  The connection is then
         closed (after lingering a few seconds, discarding what the client
@@ -28,14 +29,14 @@ resource are consulted:
 
     body_consumer(request) -> Optional[consumer]
         An object that takes the body as it arrives instead of Twisted
-        buffering it into C{request.content} (which then stays empty):
-        C{consumer.write(data)} for every chunk, in order; and, only if the
+        buffering it into request.content (which then stays empty):
+        consumer.write(data) for every chunk, in order; and, only if the
         body never completes (the client went away, or the body went over
-        C{max_body_size}), C{consumer.abort(reason)} once, so it can release
-        what it holds.  The resource's C{render} runs once the body is
+        max_body_size), consumer.abort(reason) once, so it can release
+        what it holds.  The resource's render runs once the body is
         complete, as usual, and finds the consumer as
-        C{request.body_consumer}.  Making it, or its C{write}, may raise
-        L{Refusal}: the request is answered with it and the consumer
+        request.body_consumer.  Making it, or its write, may raise
+        Refusal: the request is answered with it and the consumer
         aborted (a full upload disk, say).
 
 Before any of this, the C{Host} header is checked (L{twistbridge.hosts}):
@@ -126,7 +127,7 @@ def _not_a_form(content_type: bytes) -> bool:
     that Twisted parses as forms.  Plainly: C{type/subtype} in RFC 9110
     token characters, before any C{;} parameters; anything else (comments,
     quotes, odd spacing) is left to Twisted's own parser, so forms are
-    recognised exactly as under a plain L{Site}.
+    recognised exactly as under a plain L{twisted.web.server.Site}.
     """
     key = content_type.split(b";", 1)[0].strip(b" \t")
     return _MEDIA_TYPE.match(key) is not None and key.lower() not in _FORM_TYPES

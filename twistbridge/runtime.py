@@ -1,5 +1,5 @@
 """
-The runtime: everything built to serve one registry.
+The runtime: everything built to serve one registry::
 
     runtime = Runtime(bridge)
     runtime.service      # the MultiService twistd runs

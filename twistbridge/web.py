@@ -1,5 +1,5 @@
 """
-The HTTP side of a bridge: the root resource, C{GET /health} and the L{Site}.
+The HTTP side of a bridge: the root resource, C{GET /health} and the C{Site}::
 
     /         POST: izzati upload endpoint; GET: the browser playground
     /rpc      JSON-RPC 2.0 (and every other registered JSON-RPC path)

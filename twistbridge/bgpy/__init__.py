@@ -22,8 +22,26 @@ L{twistbridge.bgpy._compat}).
 """
 
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from twistbridge._lazy import lazy_attributes
+
+if TYPE_CHECKING:  # the names, for type checkers and the API reference
+    from twistbridge.bgpy._compat import (
+        ENV_TOKEN as ENV_TOKEN,
+    )
+    from twistbridge.bgpy._compat import (
+        HOST,
+        PORT,
+        STARTUP_TIME,
+        Client,
+        Server,
+        execute,
+        initialize,
+        respond,
+        terminate,
+        token_create,
+    )
 
 __all__ = [
     "HOST",

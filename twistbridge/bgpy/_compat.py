@@ -45,23 +45,31 @@ from twistbridge.bgpy._core import (
     MessageType,
     ack,
     encode_bgpy,
-    respond,
+)
+from twistbridge.bgpy._core import (
+    respond as respond,
 )
 from twistbridge.bgpy._pickle import decode_frame
-from twistbridge.bgpy.core.environment import ENV_TOKEN, HOST, PORT, STARTUP_TIME
-from twistbridge.bgpy.core.token import token_create
+from twistbridge.bgpy.core.environment import (
+    ENV_TOKEN,
+)
+from twistbridge.bgpy.core.environment import (
+    HOST as HOST,
+)
+from twistbridge.bgpy.core.environment import (
+    PORT as PORT,
+)
+from twistbridge.bgpy.core.environment import (
+    STARTUP_TIME as STARTUP_TIME,
+)
+from twistbridge.bgpy.core.token import token_create as token_create
 
 __all__ = [
-    "HOST",
-    "PORT",
-    "STARTUP_TIME",
     "Client",
     "Server",
     "execute",
     "initialize",
-    "respond",
     "terminate",
-    "token_create",
 ]
 
 

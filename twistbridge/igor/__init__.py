@@ -13,8 +13,23 @@ L{twistbridge.igor._fileserver}.  The names below are imported on first use.
 """
 
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from twistbridge._lazy import lazy_attributes
+
+if TYPE_CHECKING:  # the names, for type checkers and the API reference
+    from twistbridge.igor._compat import (
+        CONFIG,
+        IgorProcess,
+        IgorServer,
+        ProcessOutput,
+        Stream,
+        StreamClosedError,
+        UnknownClientError,
+        WebSocketServer,
+        flatten,
+        handler_wrapper,
+    )
 
 __all__ = [
     "CONFIG",

@@ -15,23 +15,31 @@ from typing import Any, Dict, Optional
 
 from twistbridge.igor._core import (
     SESSION_TIMEOUT,
-    StreamClosedError,
-    UnknownClientError,
-    flatten,
 )
-from twistbridge.igor._objects import ProcessOutput, Stream, handler_wrapper
+from twistbridge.igor._core import (
+    StreamClosedError as StreamClosedError,
+)
+from twistbridge.igor._core import (
+    UnknownClientError as UnknownClientError,
+)
+from twistbridge.igor._core import (
+    flatten as flatten,
+)
+from twistbridge.igor._objects import (
+    ProcessOutput as ProcessOutput,
+)
+from twistbridge.igor._objects import (
+    Stream as Stream,
+)
+from twistbridge.igor._objects import (
+    handler_wrapper as handler_wrapper,
+)
 
 __all__ = [
     "CONFIG",
     "IgorProcess",
     "IgorServer",
-    "ProcessOutput",
-    "Stream",
-    "StreamClosedError",
-    "UnknownClientError",
     "WebSocketServer",
-    "flatten",
-    "handler_wrapper",
 ]
 
 #: Igor's default configuration.  C{IgorServer(api)} without a config reads

@@ -84,6 +84,7 @@ def plain_autobahn_markup() -> None:
     if getattr(autobahn_util, "_HAS_CLICK", False):
         autobahn_util._HAS_CLICK = False
 
+
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
 

@@ -11,8 +11,18 @@ imported on first use.
 """
 
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from twistbridge._lazy import lazy_attributes
+
+if TYPE_CHECKING:  # the names, for type checkers and the API reference
+    from twistbridge.izzati._compat import (
+        Backend,
+        UploadedFile,
+        background,
+        file_return,
+        safe_filename,
+    )
 
 __all__ = ["Backend", "file_return", "background", "UploadedFile", "safe_filename"]
 

@@ -16,10 +16,18 @@ import multiprocessing
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from twistbridge.izzati._core import file_return, safe_filename
-from twistbridge.izzati._files import UploadedFile
+from twistbridge.izzati._core import (
+    file_return as file_return,
+)
+from twistbridge.izzati._core import (
+    safe_filename as safe_filename,
+)
+from twistbridge.izzati._files import UploadedFile as UploadedFile
 
-__all__ = ["Backend", "file_return", "background", "UploadedFile", "safe_filename"]
+__all__ = [
+    "Backend",
+    "background",
+]
 
 #: The name the one-line start-up errors begin with.
 PROGRAM = "izzati backend"

@@ -11,8 +11,12 @@ C{_jsonp}, C{_http}, C{_reload}).
 """
 
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from twistbridge._lazy import lazy_attributes
+
+if TYPE_CHECKING:  # the names, for type checkers and the API reference
+    from twistbridge.jsonrpc._compat import JSONRPCServer, MainError, flaskJSONRPCServer
 
 __all__ = ["JSONRPCServer", "MainError", "flaskJSONRPCServer"]
 

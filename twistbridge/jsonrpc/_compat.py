@@ -29,7 +29,11 @@ from twistbridge.app import Bridge
 from twistbridge.jsonrpc._controller import RpcController
 from twistbridge.jsonrpc._resource import RpcResource
 
-__all__ = ["JSONRPCServer", "MainError", "flaskJSONRPCServer"]
+__all__ = [
+    "JSONRPCServer",
+    "MainError",
+    "flaskJSONRPCServer",
+]
 
 #: The version of flaskJSONRPCServer whose API this class offers.
 __version__ = "0.9.2"

@@ -2,13 +2,13 @@
 JSON-RPC 2.0's values: error codes, L{Error}, and the requests a body holds.
 
 This is the bottom of the pure core, which does no I/O and imports no
-Twisted; the rest of it builds on these values:
+Twisted; the rest of it builds on these values::
 
-    L{twistbridge.jsonrpc._parse}      a body's bytes to L{Parsed} requests
-    L{twistbridge.jsonrpc._dispatch}   paths, methods, params binding, options
-    L{twistbridge.jsonrpc._encode}     responses back to bytes
-    L{twistbridge.jsonrpc._httprules}  CORS, JSONP, content types, gzip, cookies
-    L{twistbridge.jsonrpc._state}      call statistics and C{lock}/C{unlock}
+    twistbridge.jsonrpc._parse      a body's bytes to Parsed requests
+    twistbridge.jsonrpc._dispatch   paths, methods, params binding, options
+    twistbridge.jsonrpc._encode     responses back to bytes
+    twistbridge.jsonrpc._httprules  CORS, JSONP, content types, gzip, cookies
+    twistbridge.jsonrpc._state      call statistics and lock/unlock
 
 Errors are values (L{Error}) with a code and a message, turned into JSON-RPC
 error objects at the edge.  Besides JSON-RPC 2.0, top-level requests without

@@ -210,7 +210,7 @@ BUILTIN_METHODS = (LIST_METHODS, DISCOVER)
 # The magic variable ------------------------------------------------------
 
 
-class Connection(dict):
+class Connection(Dict[str, Any]):
     """
     What the magic keyword (C{_connection}) gives a method: the client's
     C{ip}, C{headers}, C{cookies}, the C{cookiesOut} list and C{headersOut}

@@ -103,7 +103,8 @@ def validate(obj: Any, top_level: bool = True) -> Item:
 #: thread pool); smaller ones by L{parse}, in the reactor, at once.
 INLINE_PARSE = 64 * 1024
 
-_scan = json.JSONDecoder(parse_constant=_reject_constant).scan_once
+# (The scanner is missing from json's stubs.)
+_scan = json.JSONDecoder(parse_constant=_reject_constant).scan_once  # type: ignore[attr-defined]
 _WS = re.compile(r"[ \t\n\r]*")
 
 

@@ -1,7 +1,7 @@
 """
 JSON-RPC's twisted.web resource: one L{RpcResource} per registered path
 (C{/rpc}, C{/api}, nested paths such as C{/api/v2}, mounted by
-L{twistbridge.jsonrpc._controller.RpcController.add_root}); each answers
+L{twistbridge.jsonrpc._controller.RpcController.add_root}); each answers::
 
     POST <path>                  JSON-RPC 2.0 (single, batch, notifications)
     OPTIONS <path>               CORS preflight
