@@ -89,6 +89,22 @@ def unpicklable_result():
     return threading.Lock()
 
 
+def returns_a_deferred():
+    """Return a Deferred (which a process handler cannot)."""
+    from twisted.internet.defer import Deferred
+
+    return Deferred()
+
+
+def returns_a_coroutine():
+    """Return a coroutine (which a process handler cannot)."""
+
+    async def inner():
+        return 1
+
+    return inner()
+
+
 class Unpicklable(Exception):
     """An exception that holds a lock, so it cannot be pickled."""
 
