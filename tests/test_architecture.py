@@ -60,6 +60,7 @@ def test_a_cycle_would_be_found():
 
 PURE = [
     "twistbridge.registry",
+    "twistbridge.origins",
     "twistbridge.igor._core",
     "twistbridge.igor._parse",
     "twistbridge.jsonrpc._core",
