@@ -66,6 +66,8 @@ PURE = [
     "twistbridge.jsonrpc._core",
     "twistbridge.izzati._core",
     "twistbridge.bgpy._core",
+    "twistbridge.bgpy._jsonlines",
+    "twistbridge.bgpy._tasks",
     "twistbridge.bgpy._vet",
 ]
 

@@ -13,7 +13,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from twistbridge import Bridge
-from twistbridge.bgpy._protocol import TaskError, build_factory, build_services
+from twistbridge.bgpy._protocol import build_factory, build_services
+from twistbridge.bgpy._runtime import TaskError
 
 
 def make_bridge(**settings):
@@ -149,7 +150,7 @@ async def test_other_clients_unaffected_by_a_slow_task():
 @pytest_twisted.ensureDeferred
 async def test_queued_exec_without_waiter_after_exit():
     """An EXEC nobody waits on, queued behind an EXIT, is dropped with a log line."""
-    from twistbridge.bgpy._protocol import TaskClient
+    from twistbridge.bgpy._runtime import TaskClient
 
     rt = make_bridge().runtime().bgpy
     await rt.start()

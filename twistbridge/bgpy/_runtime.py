@@ -7,7 +7,7 @@ time, in order, in the bridge's thread pool.
     d = rt.execute({"command": "increase", "value_change": 10})
     d.addCallback(print)        # the new state (a copy), after exec_task ran
 
-The protocol (L{twistbridge.bgpy._protocol}) queues its clients' INIT, EXEC
+The protocol (L{twistbridge.bgpy._connection}) queues its clients' INIT, EXEC
 and EXIT here; other parts of a program (the browser playground) use
 L{runtime} to reach the tasks without a socket.  C{execute} goes through the
 same queue as the clients' EXEC messages; it fails with L{TaskError} when the
@@ -27,20 +27,22 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from twistbridge.bgpy._core import (
-    INIT_OK,
     BgpyError,
     Message,
     MessageType,
-    TaskMachine,
-    TaskOutcome,
-    TaskSet,
-    call_init,
-    describe_failure,
     error_message,
     ok_message,
 )
 from twistbridge.bgpy._initfile import load_init_file
 from twistbridge.bgpy._pickle import TaskPolicy
+from twistbridge.bgpy._tasks import (
+    INIT_OK,
+    TaskMachine,
+    TaskOutcome,
+    TaskSet,
+    call_init,
+    describe_failure,
+)
 from twistbridge.errors import Busy
 from twistbridge.offload import Offloader, awaited, is_awaitable
 from twistbridge.registry import Registry
