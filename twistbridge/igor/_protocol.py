@@ -33,7 +33,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistbridge.hosts import host_allowed, refusal_message
-from twistbridge.igor._hub import Hub, IgorService
+from twistbridge.igor._hub import Hub
+from twistbridge.igor._processes import IgorService
 from twistbridge.logs import access_igor
 from twistbridge.origins import origin_allowed
 
@@ -83,6 +84,7 @@ def plain_autobahn_markup() -> None:
     """
     if getattr(autobahn_util, "_HAS_CLICK", False):
         autobahn_util._HAS_CLICK = False
+
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
