@@ -76,6 +76,39 @@ async def test_tasks_run_one_at_a_time_in_a_thread():
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_task_returning_a_deferred_is_awaited_before_the_next_runs():
+    """
+    exec_task runs in a thread; a Deferred it returns is awaited in the
+    reactor, its value is the new state, and the EXECs queued behind it
+    (one batch) run only once it fired, on that state.
+    """
+    handed = defer.Deferred()  # fires, in the reactor, with the task's Deferred
+
+    def exec_task(client, state, exec_args):
+        if exec_args.get("later"):
+            d = defer.Deferred()
+            reactor.callFromThread(handed.callback, d)
+            return d
+        return {"n": state["n"] + 1}
+
+    bridge = Bridge(bgpy_port="none")
+    bridge.bgpy_tasks(lambda: {"n": 0}, exec_task, lambda c, s, a: None)
+    rt = bridge.runtime().bgpy
+    await rt.start()
+    first = rt.execute({})
+    waiting = rt.execute({"later": True})
+    after = [rt.execute({}), rt.execute({})]
+    assert await first == {"n": 1}
+    pending = await handed
+    assert not waiting.called and not any(d.called for d in after)
+    assert rt.state() == {"n": 1}
+    pending.callback({"n": 10})
+    assert await waiting == {"n": 10}
+    assert await defer.gatherResults(after) == [{"n": 11}, {"n": 12}]
+    await rt.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_service_runs_init_at_start_and_exit_at_stop():
     ran = []
     bridge = Bridge(bgpy_port="none")
