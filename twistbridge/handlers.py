@@ -120,8 +120,10 @@ def resolve(
 
     @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
         default: the reactor for coroutine functions, the thread pool for
-        everything else.  A plain function that returns a L{Deferred} must
-        say C{run_in="reactor"} (it cannot be known before it is called).
+        everything else.  A plain function that returns a L{Deferred} made
+        with the reactor's APIs says C{run_in="reactor"} (what it returns
+        cannot be known before it is called); whatever ran it, a returned
+        L{Deferred} or coroutine is awaited (L{twistbridge.offload}).
     A handler for the process pool is not pickled here: a decorator runs
     before the module-level name it decorates is bound, so the function
     could not be found by name yet.  L{check_picklable} checks it when the

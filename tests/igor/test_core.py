@@ -161,3 +161,26 @@ def test_process_call_outcomes_and_pickling():
     assert ProcessCall(worker_handler)(RecordingOutput(), "exit")[0] == "exit"
     with pytest.raises(TypeError):
         RecordingOutput().send(object())
+
+
+def sends_then_returns_a_coroutine(out, data, **kwargs):
+    out.send("before")
+
+    async def later():
+        return None
+
+    return later()
+
+
+def test_process_handler_returning_a_coroutine_is_an_error_saying_so():
+    outcome, messages, (text, logged) = ProcessCall(sends_then_returns_a_coroutine)(
+        RecordingOutput(), None
+    )
+    reason = (
+        "sends_then_returns_a_coroutine returned a coroutine, but a "
+        "run_in='process' handler runs in a worker process, which has no "
+        "reactor to wait for it: return nothing, or run the handler in the "
+        "reactor or the thread pool"
+    )
+    assert (outcome, messages) == ("error", [("data", "before")])
+    assert (text, logged) == (f"TypeError: {reason}", reason)
