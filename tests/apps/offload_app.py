@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from functools import cached_property
 
 from twisted.internet.defer import CancelledError
 from twisted.web.resource import Resource
@@ -22,6 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from twistbridge import Bridge
 from twistbridge.offload import Handler
+from twistbridge.runtime import Runtime
 
 
 def add(a, b):
@@ -188,15 +190,25 @@ class OffloadResource(Resource):
         return NOT_DONE_YET
 
 
-class OffloadBridge(Bridge):
-    """A L{Bridge} with the C{/offload} test resource."""
+class OffloadRuntime(Runtime):
+    """A L{Runtime} whose root resource has the C{/offload} test resource."""
 
-    def resource(self):
+    @cached_property
+    def root(self):
         """The bridge's root resource, plus C{/offload}."""
-        root = Bridge.resource(self)
-        if b"offload" not in root.children:
-            root.putChild(b"offload", OffloadResource(self))
+        root = Runtime.root.func(self)
+        root.putChild(b"offload", OffloadResource(self.registry))
         return root
+
+
+class OffloadBridge(Bridge):
+    """A L{Bridge} served by an L{OffloadRuntime}."""
+
+    def runtime(self):
+        """The bridge's one L{OffloadRuntime}."""
+        if self._runtime is None:
+            self._runtime = OffloadRuntime(self)
+        return self._runtime
 
 
 bridge = OffloadBridge()
