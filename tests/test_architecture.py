@@ -60,6 +60,7 @@ def test_a_cycle_would_be_found():
 
 PURE = [
     "twistbridge.registry",
+    "twistbridge.origins",
     "twistbridge.igor._core",
     "twistbridge.igor._parse",
     "twistbridge.jsonrpc._core",
@@ -70,6 +71,8 @@ PURE = [
     "twistbridge.jsonrpc._state",
     "twistbridge.izzati._core",
     "twistbridge.bgpy._core",
+    "twistbridge.bgpy._jsonlines",
+    "twistbridge.bgpy._tasks",
     "twistbridge.bgpy._vet",
 ]
 

@@ -31,7 +31,6 @@ from twistbridge.playground import (
     build_assets,
     build_bgpy_resource,
     check_token,
-    origin_allowed,
     parse_exec_args,
     read_asset,
     runtime_loader,
@@ -43,45 +42,6 @@ ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 
 
 # -- pure checks --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "origin",
-    [
-        None,
-        "null",
-        "file://",
-        "http://localhost",
-        "http://localhost:5020",
-        "https://127.0.0.1:8443",
-        "http://[::1]:5020",
-        "HTTP://LOCALHOST:1",
-    ],
-)
-def test_origin_allowed(origin):
-    assert origin_allowed(origin) is True
-
-
-@pytest.mark.parametrize(
-    "origin",
-    [
-        "http://evil.example",
-        "http://localhost.evil.example",
-        "http://127.0.0.1.evil.example:5020",
-        "http://evil.example@127.0.0.1",  # userinfo is not an origin
-        "ftp://localhost",
-        "http://localhost:notaport",
-        "http://localhost/path",
-        "",
-    ],
-)
-def test_origin_refused(origin):
-    assert origin_allowed(origin) is False
-
-
-def test_origin_extra():
-    assert origin_allowed("https://app.example", ("https://app.example",)) is True
-    assert origin_allowed("https://app.example:1", ("https://app.example",)) is False
 
 
 def test_check_token():

@@ -27,6 +27,7 @@ asks the kernel for SIGKILL if the parent dies, so no worker outlives it.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import signal
@@ -156,6 +157,32 @@ def repr_short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_LATER = (
+    "{name} returned a {kind}, but a run_in='process' handler runs in a worker "
+    "process, which has no reactor to wait for it: return the value itself, "
+    "or run the handler in the reactor or the thread pool"
+)
+
+
+def _returned_later(result: Any) -> bool:
+    """
+    Whether C{result} is a result to come (a coroutine, an awaitable, a
+    Twisted Deferred) rather than a value.  One that is awaitable is closed,
+    so that it is not reported as never awaited.
+    """
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()
+        return True
+    defer = sys.modules.get("twisted.internet.defer")
+    return defer is not None and isinstance(result, defer.Deferred)
+
+
+def _name(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or repr_short(func)
+
+
 def answer_for(func: Any, args: Any, kwargs: Any) -> bytes:
     """Run one call and return the pickled answer (never raises)."""
     try:
@@ -176,6 +203,9 @@ def answer_for(func: Any, args: Any, kwargs: Any) -> bytes:
                 pickle.HIGHEST_PROTOCOL,
             )
         return data
+    if _returned_later(result):
+        error = TypeError(_LATER.format(name=_name(func), kind=type(result).__name__))
+        return pickle.dumps(("raise", error, ""), pickle.HIGHEST_PROTOCOL)
     try:
         return pickle.dumps(("ok", result), pickle.HIGHEST_PROTOCOL)
     except Exception as e:

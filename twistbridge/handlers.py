@@ -125,8 +125,10 @@ def resolve(
 
     @param run_in: C{"reactor"}, C{"thread"}, C{"process"} or L{None} for the
         default: the reactor for coroutine functions, the thread pool for
-        everything else.  A plain function that returns a C{Deferred} must
-        say C{run_in="reactor"} (it cannot be known before it is called).
+        everything else.  A plain function that returns a C{Deferred} made
+        with the reactor's APIs says C{run_in="reactor"} (what it returns
+        cannot be known before it is called); whatever ran it, a returned
+        C{Deferred} or coroutine is awaited (L{twistbridge.offload}).
     @raise ValueError: for an unknown C{run_in}, or a coroutine function sent
         to a thread or a process.
     @raise TypeError: when C{func} is not callable.

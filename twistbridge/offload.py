@@ -10,6 +10,16 @@ process pool:
     - C{async def} and handlers returning a L{Deferred} run in the reactor;
     - C{run_in="process"} sends the call to the process pool.
 
+What a handler returns is read here, once, for every protocol: a
+L{Deferred} or an awaitable (a coroutine) is awaited in the reactor thread,
+whether the reactor or a pool thread called the handler, and the call's
+L{Deferred} fires with what it gives (an Igor stream stays open, a JSON-RPC
+or izzati call is answered, only then).  A thread handler fires a
+L{Deferred} it returns from the reactor thread (C{reactor.callFromThread(
+d.callback, value)}), as Twisted requires.  A process handler cannot return
+one: there is no reactor in a worker process, so such a call fails with
+C{TypeError} saying so.
+
 Protocols never start threads or processes themselves: they call
 L{Offloader.call}, which always returns a L{Deferred}.  Cancelling that
 L{Deferred} (a client went away) drops a thread or process call that has not
@@ -65,8 +75,10 @@ __all__ = [
     "RemoteError",
     "ServerBusy",
     "WorkerCrashed",
-    "check_picklable",
+    "awaited",
     "call_in_reactor",
+    "check_picklable",
+    "is_awaitable",
     "resolve",
 ]
 
@@ -82,15 +94,35 @@ def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Defe
         result = func(*args, **kwargs)
     except BaseException:
         return defer.fail(Failure())
+    pending = awaited(result)
+    return defer.succeed(result) if pending is None else pending
+
+
+def awaited(result: Any) -> Optional[Deferred]:
+    """
+    The rule for what a handler returned (reactor thread only): a
+    L{Deferred} of it when it is a L{Deferred} or an awaitable, else
+    L{None} (the result is the value itself).
+    """
     if type(result) in _PLAIN:
         # The usual results (JSON values) are never awaitable: skip the
         # inspection below, which is costly next to an echo handler.
-        return defer.succeed(result)
+        return None
     if isinstance(result, Deferred):
         return result
     if inspect.isawaitable(result):
         return defer.ensureDeferred(result)
-    return defer.succeed(result)
+    return None
+
+
+def is_awaitable(result: Any) -> bool:
+    """
+    Whether L{awaited} would wait for C{result} (a L{Deferred} or an
+    awaitable).  Safe in any thread: it only looks.
+    """
+    return type(result) not in _PLAIN and (
+        isinstance(result, Deferred) or inspect.isawaitable(result)
+    )
 
 
 #: Result types that are never awaitable (exact types: a subclass may be).
@@ -109,6 +141,7 @@ class _ThreadCall:
         "deferred",
         "started",
         "cancelled",
+        "pending",
     )
 
     def __init__(self, offloader: Offloader, func: Any, args: Any, kwargs: Any) -> None:
@@ -119,13 +152,19 @@ class _ThreadCall:
         self.kwargs = kwargs
         self.started = False
         self.cancelled = False
+        self.pending: Optional[Deferred] = None
         self.deferred: Deferred = Deferred(self.cancel)
 
     def cancel(self, d: Deferred) -> None:
         """
         The caller gave up: if no thread took the call yet, never run it,
-        let go of its arguments and stop counting it as waiting.
+        let go of its arguments and stop counting it as waiting; if the
+        handler returned a L{Deferred} that has not fired, cancel that.
         """
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.cancel()
+            return
         with self.offloader._lock:
             if not self.started and not self.cancelled:
                 self.cancelled = True
@@ -146,14 +185,34 @@ class _ThreadCall:
             return False, Failure()
 
     def deliver(self, ok: bool, result: Any) -> None:
-        """In the reactor thread: fire the Deferred (unless cancelled)."""
+        """
+        In the reactor thread: fire the Deferred (unless cancelled), once
+        what the handler returned has fired when it is a L{Deferred} or an
+        awaitable (L{awaited}).
+        """
         d = self.deferred
+        if ok:
+            pending = awaited(result)
+            if pending is not None:
+                if d.called:  # cancelled meanwhile: nobody wants it
+                    pending.addErrback(lambda _: None)
+                    pending.cancel()
+                    return
+                self.pending = pending
+                pending.addBoth(self._settled)
+                return
         if d.called:
             return
         if ok:
             d.callback(result)
         else:
             d.errback(result)
+
+    def _settled(self, result: Any) -> None:
+        self.pending = None
+        d = self.deferred
+        if not d.called:
+            d.callback(result)  # a Failure errbacks
 
 
 _STOP = object()

@@ -19,8 +19,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Dict, Optional, Sequence, Union
-from urllib.parse import urlsplit
+from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,6 +27,7 @@ from twisted.web import http, pages
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge.origins import origin_allowed
 from twistbridge.request import Refusal
 
 log = Logger()
@@ -52,8 +52,6 @@ SECURITY_HEADERS: Dict[bytes, bytes] = {
     b"Cache-Control": b"no-cache",
 }
 
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
-
 
 # -- pure checks --------------------------------------------------------------
 
@@ -73,34 +71,6 @@ class HttpError:
     def body(self) -> Dict[str, Any]:
         """The JSON body: C{{"error": message}}."""
         return {"error": self.message}
-
-
-def origin_allowed(origin: Optional[str], extra: Sequence[str] = ()) -> bool:
-    """
-    Whether a browser page of C{origin} may call the bridge: the Igor rule
-    of the WebSocket endpoints (no Origin, C{null}, C{file://}, and http(s) on
-    localhost, 127.0.0.1 or [::1] on any port) plus the C{extra} origins
-    (the C{igor_allowed_origin} setting).
-    """
-    if origin is None or origin == "null" or origin in extra:
-        return True
-    if origin.startswith("file://"):
-        return True
-    try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
-        return False
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return False
-    host = parts.netloc
-    if host.startswith("["):
-        host = host[: host.find("]") + 1]
-    else:
-        host = host.split(":", 1)[0]
-    return host.lower() in _LOOPBACK_HOSTS
 
 
 def check_token(

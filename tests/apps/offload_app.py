@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from functools import cached_property
 
 from twisted.internet.defer import CancelledError
 from twisted.web.resource import Resource
@@ -22,6 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from twistbridge import Bridge
 from twistbridge.offload import Handler
+from twistbridge.runtime import Runtime
 
 
 def add(a, b):
@@ -87,6 +89,22 @@ def crash(status=3):
 def unpicklable_result():
     """Return something that cannot be pickled."""
     return threading.Lock()
+
+
+def returns_a_deferred():
+    """Return a Deferred (which a process handler cannot)."""
+    from twisted.internet.defer import Deferred
+
+    return Deferred()
+
+
+def returns_a_coroutine():
+    """Return a coroutine (which a process handler cannot)."""
+
+    async def inner():
+        return 1
+
+    return inner()
 
 
 class Unpicklable(Exception):
@@ -172,16 +190,25 @@ class OffloadResource(Resource):
         return NOT_DONE_YET
 
 
+class OffloadRuntime(Runtime):
+    """A L{Runtime} whose root resource has the C{/offload} test resource."""
+
+    @cached_property
+    def root(self):
+        """The bridge's root resource, plus C{/offload}."""
+        root = Runtime.root.func(self)
+        root.putChild(b"offload", OffloadResource(self.registry))
+        return root
+
+
 class OffloadBridge(Bridge):
-    """A L{Bridge} with the C{/offload} test resource."""
+    """A L{Bridge} served by an L{OffloadRuntime}."""
 
     def runtime(self):
-        """The bridge's runtime, whose root resource also has C{/offload}."""
-        runtime = Bridge.runtime(self)
-        root = runtime.root
-        if b"offload" not in root.children:
-            root.putChild(b"offload", OffloadResource(self))
-        return runtime
+        """The bridge's one L{OffloadRuntime}."""
+        if self._runtime is None:
+            self._runtime = OffloadRuntime(self)
+        return self._runtime
 
 
 bridge = OffloadBridge()

@@ -11,31 +11,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twistbridge.bgpy._core import (
-    Authenticate,
     BgpyError,
     FrameDecoder,
-    LineDecoder,
     Message,
     MessageType,
+    ack,
+    detect_format,
+    encode_bgpy,
+    pickle_message,
+)
+from twistbridge.bgpy._jsonlines import LineDecoder, encode_json, parse_json_line
+from twistbridge.bgpy._pickle import TaskRef, decode_frame, loads_message
+from twistbridge.bgpy._tasks import (
+    Authenticate,
     RefusedTask,
     Reject,
     RunTask,
     TaskMachine,
     TaskSet,
-    ack,
     call_init,
     decide,
-    detect_format,
-    encode_bgpy,
-    encode_json,
-    parse_json_line,
-    pickle_message,
     token_matches,
 )
-from twistbridge.bgpy._pickle import TaskRef, decode_frame, loads_message
 
 ALLOWED = frozenset({"bgpy_tasks"})
-NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions, classes)"
+NOT_PLAIN = (
+    "only plain Python functions may be named (no builtins, C functions, classes)"
+)
 
 
 def real(type_name, args):
@@ -180,7 +182,10 @@ def test_real_client_init_resolves_allowed_tasks_after_auth_only():
             b"\x80\x04\x8c\x0abgpy_tasks\x8c\x08__file__\x93.",
             "Refused: 'bgpy_tasks.__file__' is not a public function name.",
         ),
-        (b"cbuiltins\neval\n.", f"Refused: 'builtins.eval' is not allowed: {NOT_PLAIN}."),
+        (
+            b"cbuiltins\neval\n.",
+            f"Refused: 'builtins.eval' is not allowed: {NOT_PLAIN}.",
+        ),
         (
             b"\x80\x02P0\n.",
             "Invalid message: persistent ids (PERSID) are not allowed (byte 2).",

@@ -8,13 +8,12 @@ from hypothesis import strategies as st
 from twistbridge.bgpy._core import (
     BgpyError,
     FrameDecoder,
-    LineDecoder,
     Message,
     MessageType,
     frame,
-    parse_json_line,
     pickle_message,
 )
+from twistbridge.bgpy._jsonlines import LineDecoder, parse_json_line
 from twistbridge.bgpy._pickle import decode_frame
 from twistbridge.testing import fuzz_examples
 
@@ -42,14 +41,19 @@ def split(data, cuts):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @FUZZ
-@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=5), st.lists(st.integers(0, 10_000), max_size=8))
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=5),
+    st.lists(st.integers(0, 10_000), max_size=8),
+)
 def test_frames_reassemble_whatever_the_cuts(bodies, cuts):
     stream = b"".join(frame(b) for b in bodies)
     decoder = FrameDecoder(max_size=1000)
@@ -83,7 +87,9 @@ def test_decode_frame_never_raises_on_garbage(body):
 @FUZZ
 @given(
     st.dictionaries(st.text(max_size=10), json_values, max_size=5),
-    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6
+    ),
 )
 def test_mutated_pickles_decode_or_fail_cleanly(args, mutations):
     raw = bytearray(pickle_message(Message(MessageType.EXEC, args)))

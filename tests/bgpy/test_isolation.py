@@ -13,14 +13,14 @@ import bgpy
 from bgpy.core.message import Message, MessageType
 
 from twistbridge.bgpy import token_create
-from twistbridge.bgpy._protocol import PRE_AUTH_LIMIT
+from twistbridge.bgpy._connection import PRE_AUTH_LIMIT
 from twistbridge.testing import wait_for
 
 TOKEN = "isolation-t0ken"
 
-SECURITY = (
-    pathlib.Path(__file__).parents[2] / "docs" / "security.rst"
-).read_text("utf-8")
+SECURITY = (pathlib.Path(__file__).parents[2] / "docs" / "security.rst").read_text(
+    "utf-8"
+)
 
 MEMO_30M = b"\x80\x04Nr" + (30_000_000).to_bytes(4, "little") + b"."
 MEMO_MAX = b"\x80\x04Nr" + (2**32 - 1).to_bytes(4, "little") + b"."
@@ -44,9 +44,16 @@ def good_client_works(server):
 
 def authenticate(r):
     """The bgpy format's AUTH exchange on a raw connection."""
-    r.bgpy(pickle.dumps(Message(MessageType.AUTH, {"token": TOKEN, "await_response": True})))
+    r.bgpy(
+        pickle.dumps(
+            Message(MessageType.AUTH, {"token": TOKEN, "await_response": True})
+        )
+    )
     assert r.frame().args == {"message": "Received 'AUTH'"}
-    assert r.frame().args == {"message": "Authentication successful.", "await_response": False}
+    assert r.frame().args == {
+        "message": "Authentication successful.",
+        "await_response": False,
+    }
     r.bgpy(pickle.dumps(Message(MessageType.OK, {"message": "Received 'OK'"})))
 
 
@@ -59,7 +66,9 @@ def vmrss(pid):
 
 
 def test_a_bgpy_auth_frame_fits_the_cap_before_auth():
-    message = Message(MessageType.AUTH, {"token": token_create(), "await_response": True})
+    message = Message(
+        MessageType.AUTH, {"token": token_create(), "await_response": True}
+    )
     frame = 16 + len(base64.encodebytes(pickle.dumps(message)))
     assert frame < 400 < PRE_AUTH_LIMIT == 4096
 
@@ -72,7 +81,9 @@ def test_hostile_pickles_before_and_after_auth(bridge_process, raw):
     r = raw(port)
     body = base64.encodebytes(deep_tuple_key())
     r.send(f"{len(body):<16}".encode() + body)
-    refusal = f"Message of {len(body)} bytes exceeds the limit of 4096 bytes before AUTH."
+    refusal = (
+        f"Message of {len(body)} bytes exceeds the limit of 4096 bytes before AUTH."
+    )
     assert r.frame().args == {"message": refusal}
     assert r.closed()
     assert f"``{refusal}``" in SECURITY  # the example the manual gives
@@ -116,8 +127,18 @@ def test_json_lines_are_capped_before_auth(bridge_process, raw):
 
     # AUTH and a big EXEC in one write: the EXEC is split under the full limit.
     r = raw(port)
-    big = json.dumps({"type": "EXEC", "args": {"command": "get", "pad": "p" * 100_000, "await_response": True}})
-    r.send(json.dumps({"type": "AUTH", "args": {"token": TOKEN}}).encode() + b"\n" + big.encode() + b"\n")
+    big = json.dumps(
+        {
+            "type": "EXEC",
+            "args": {"command": "get", "pad": "p" * 100_000, "await_response": True},
+        }
+    )
+    r.send(
+        json.dumps({"type": "AUTH", "args": {"token": TOKEN}}).encode()
+        + b"\n"
+        + big.encode()
+        + b"\n"
+    )
     assert r.line()["args"] == {"message": "Received 'AUTH'"}
     assert r.line()["args"] == {"message": "Authentication successful."}
     assert r.line()["args"] == {"message": "Received 'EXEC'"}
@@ -132,7 +153,9 @@ def test_pipelined_big_frames_are_held_in_bounded_memory(bridge_process, raw):
     flood = raw(port, timeout=60)
     authenticate(flood)
     body = base64.encodebytes(
-        pickle.dumps(Message(MessageType.EXEC, {"command": "noop", "blob": b"x" * 4_200_000}))
+        pickle.dumps(
+            Message(MessageType.EXEC, {"command": "noop", "blob": b"x" * 4_200_000})
+        )
     )
     frame = f"{len(body):<16}".encode() + body
     assert 5_600_000 < len(frame) < 5_800_000
@@ -193,7 +216,8 @@ def test_one_decode_at_a_time_per_connection():
 
     from twistbridge import Bridge
     from twistbridge.bgpy._core import frame
-    from twistbridge.bgpy._protocol import BgpyFactory, TaskRuntime
+    from twistbridge.bgpy._protocol import BgpyFactory
+    from twistbridge.bgpy._runtime import TaskRuntime
 
     bridge = Bridge(port="none", igor_port="none", bgpy_port="none")
     calls = []
@@ -205,7 +229,9 @@ def test_one_decode_at_a_time_per_connection():
 
     bridge.offloader.in_thread = in_thread
     clock = Clock()
-    protocol = BgpyFactory(TaskRuntime(bridge, bridge.offloader, clock), clock).buildProtocol(None)
+    protocol = BgpyFactory(
+        TaskRuntime(bridge, bridge.offloader, clock), clock
+    ).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     body = base64.encodebytes(

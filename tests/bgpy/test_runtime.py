@@ -13,7 +13,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from twistbridge import Bridge
-from twistbridge.bgpy._protocol import TaskError, build_factory, build_services
+from twistbridge.bgpy._protocol import build_factory, build_services
+from twistbridge.bgpy._runtime import TaskError
 
 
 def make_bridge(**settings):
@@ -71,6 +72,39 @@ async def test_tasks_run_one_at_a_time_in_a_thread():
     results = await defer.gatherResults([rt.execute({}) for _ in range(8)])
     assert sorted(r["n"] for r in results) == list(range(1, 9))
     assert seen == [(1, True)] * 8
+    await rt.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_returning_a_deferred_is_awaited_before_the_next_runs():
+    """
+    exec_task runs in a thread; a Deferred it returns is awaited in the
+    reactor, its value is the new state, and the EXECs queued behind it
+    (one batch) run only once it fired, on that state.
+    """
+    handed = defer.Deferred()  # fires, in the reactor, with the task's Deferred
+
+    def exec_task(client, state, exec_args):
+        if exec_args.get("later"):
+            d = defer.Deferred()
+            reactor.callFromThread(handed.callback, d)
+            return d
+        return {"n": state["n"] + 1}
+
+    bridge = Bridge(bgpy_port="none")
+    bridge.bgpy_tasks(lambda: {"n": 0}, exec_task, lambda c, s, a: None)
+    rt = bridge.runtime().bgpy
+    await rt.start()
+    first = rt.execute({})
+    waiting = rt.execute({"later": True})
+    after = [rt.execute({}), rt.execute({})]
+    assert await first == {"n": 1}
+    pending = await handed
+    assert not waiting.called and not any(d.called for d in after)
+    assert rt.state() == {"n": 1}
+    pending.callback({"n": 10})
+    assert await waiting == {"n": 10}
+    assert await defer.gatherResults(after) == [{"n": 11}, {"n": 12}]
     await rt.stop()
 
 
@@ -149,7 +183,7 @@ async def test_other_clients_unaffected_by_a_slow_task():
 @pytest_twisted.ensureDeferred
 async def test_queued_exec_without_waiter_after_exit():
     """An EXEC nobody waits on, queued behind an EXIT, is dropped with a log line."""
-    from twistbridge.bgpy._protocol import TaskClient
+    from twistbridge.bgpy._runtime import TaskClient
 
     rt = make_bridge().runtime().bgpy
     await rt.start()

@@ -14,6 +14,8 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(os.path.dirname(HERE), "apps")
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # the shared fakes: `from fakes import ...`
 
 
 def apps_environ(**extra):

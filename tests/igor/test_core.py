@@ -19,8 +19,6 @@ from twistbridge.igor._core import (
     encode_error,
     encode_protocol_error,
     error_text,
-    normalize_origin,
-    origin_allowed,
     parse_introduction,
     parse_message,
     unknown_action,
@@ -136,62 +134,6 @@ def test_error_text_never_empty():
     assert error_text(RuntimeError()) == "RuntimeError"
 
 
-ALLOWED = [
-    None,
-    "null",
-    "NULL",
-    "file://",
-    "file:///home/app/index.html",
-    "http://localhost",
-    "https://localhost:1",
-    "http://127.0.0.1:65535",
-    "http://[::1]",
-    "https://[::1]:8443",
-    "HTTP://LocalHost:3000",
-]
-REFUSED = [
-    "",
-    "http://evil.example",
-    "http://localhost.evil.example",
-    "http://localhost:3000.evil.example",
-    "http://127.0.0.1.nip.io",
-    "http://user@localhost",
-    "http://localhost/path",
-    "http://localhost:123456",
-    "ws://localhost",
-    "chrome-extension://abc",
-    "http://[::2]",
-]
-
-
-@pytest.mark.parametrize("origin", ALLOWED)
-def test_default_origins_allowed(origin):
-    assert origin_allowed(origin) is True
-
-
-@pytest.mark.parametrize("origin", REFUSED)
-def test_default_origins_refused(origin):
-    assert origin_allowed(origin) is False
-
-
-def test_allow_list():
-    allowed = ("https://app.example.com", "http://Other.Example:8080/")
-    assert origin_allowed("https://app.example.com", allowed)
-    assert origin_allowed("https://APP.example.com:443", allowed)
-    assert origin_allowed("http://other.example:8080", allowed)
-    assert not origin_allowed("http://app.example.com", allowed)
-    assert not origin_allowed("https://app.example.com:8443", allowed)
-    assert not origin_allowed("", allowed)
-    assert origin_allowed("https://anything.example", ("*",))
-    assert not origin_allowed("", ("*",))
-
-
-def test_normalize_origin():
-    assert normalize_origin("HTTPS://App.Example:443/") == "https://app.example"
-    assert normalize_origin("http://a.example:80") == "http://a.example"
-    assert normalize_origin("http://a.example:8080") == "http://a.example:8080"
-
-
 def worker_handler(out, data, **kwargs):
     out.send(data)
     out.send_error("warn")
@@ -219,3 +161,26 @@ def test_process_call_outcomes_and_pickling():
     assert ProcessCall(worker_handler)(RecordingOutput(), "exit")[0] == "exit"
     with pytest.raises(TypeError):
         RecordingOutput().send(object())
+
+
+def sends_then_returns_a_coroutine(out, data, **kwargs):
+    out.send("before")
+
+    async def later():
+        return None
+
+    return later()
+
+
+def test_process_handler_returning_a_coroutine_is_an_error_saying_so():
+    outcome, messages, (text, logged) = ProcessCall(sends_then_returns_a_coroutine)(
+        RecordingOutput(), None
+    )
+    reason = (
+        "sends_then_returns_a_coroutine returned a coroutine, but a "
+        "run_in='process' handler runs in a worker process, which has no "
+        "reactor to wait for it: return nothing, or run the handler in the "
+        "reactor or the thread pool"
+    )
+    assert (outcome, messages) == ("error", [("data", "before")])
+    assert (text, logged) == (f"TypeError: {reason}", reason)

@@ -5,81 +5,15 @@ import threading
 
 import pytest
 import pytest_twisted
+from fakes import FakeConn, FakeOffloader, FakeReactor, attach, echo, message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
-from twisted.internet.task import Clock
 
 from twistbridge.igor import StreamClosedError, UnknownClientError
-from twistbridge.igor._hub import MAX_INFLIGHT, Hub
-from twistbridge.offload import Offloader, call_in_reactor, resolve
-
-
-class FakeReactor(Clock):
-    running = True
-
-    def __init__(self):
-        Clock.__init__(self)
-        self.stops = 0
-
-    def stop(self):
-        self.stops += 1
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-
-class FakeOffloader:
-    """Reactor handlers run now; thread handlers wait for the test to fire them."""
-
-    def __init__(self):
-        self.pending = []
-
-    def call(self, handler, *args, **kwargs):
-        if handler.run_in == "reactor":
-            return call_in_reactor(handler.func, *args, **kwargs)
-        d = defer.Deferred()
-        self.pending.append((d, handler, args, kwargs))
-        return d
-
-    def in_thread(self, func, *args, **kwargs):
-        """Large-message parsing: runs when the test fires it."""
-        d = defer.Deferred()
-        self.pending.append((d, func, args, kwargs))
-        return d
-
-
-class FakeConn:
-    def __init__(self):
-        self.client_id = None
-        self.written = []
-        self.gone_away = 0
-        self.aborted = 0
-        self.paused = 0
-        self.resumed = 0
-
-    def write(self, payload):
-        self.written.append(json.loads(payload))
-
-    def go_away(self):
-        self.gone_away += 1
-
-    def abort(self):
-        self.aborted += 1
-
-    def pause_reading(self):
-        self.paused += 1
-
-    def resume_reading(self):
-        self.resumed += 1
-
-
-def message(action, data=None, stream="s"):
-    return json.dumps({"streamId": stream, "action": action, "data": data}).encode()
-
-
-def echo(out, data, **kwargs):
-    out.send(data)
+from twistbridge.igor._hub import Hub
+from twistbridge.igor._streams import MAX_INFLIGHT
+from twistbridge.offload import Offloader, resolve
 
 
 def capture(out, data, session, scope, client_id):
@@ -100,12 +34,6 @@ def hub():
         "slow": resolve(echo, "thread"),
     }
     return Hub(handlers, FakeOffloader(), reactor=FakeReactor(), shutdown_timeout=5)
-
-
-def attach(hub):
-    conn = FakeConn()
-    hub.attach(conn)
-    return conn
 
 
 def test_numeric_client_ids_and_kwargs(hub):
@@ -301,7 +229,7 @@ async def test_thread_call_not_started_is_dropped_on_disconnect():
     assert ran == [1]
     assert conn.written == []
     for call in reactor.getDelayedCalls():
-        if call.func == hub._expire:
+        if call.func == hub.ids.expire:
             call.cancel()
 
 
@@ -326,7 +254,7 @@ def test_service_starts_and_stops_processes(hub):
     from twisted.internet.task import LoopingCall
 
     from twistbridge.igor import IgorProcess
-    from twistbridge.igor._hub import IgorService
+    from twistbridge.igor._processes import IgorService
 
     seen = {}
     release = threading.Event()

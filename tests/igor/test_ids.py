@@ -3,94 +3,19 @@
 import json
 
 import pytest
+from fakes import FakeOffloader, FakeReactor, attach, echo, message
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer
-from twisted.internet.task import Clock
 
 from twistbridge.igor._core import normalize_client_id, parse_introduction
 from twistbridge.igor._hub import Hub
 from twistbridge.igor._parse import parse_large
-from twistbridge.offload import call_in_reactor, resolve
+from twistbridge.offload import resolve
 from twistbridge.testing import fuzz_examples
-
-# The fakes of test_hub.py (test modules do not import each other).
-
-class FakeReactor(Clock):
-    running = True
-
-    def __init__(self):
-        Clock.__init__(self)
-        self.stops = 0
-
-    def stop(self):
-        self.stops += 1
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-
-class FakeOffloader:
-    """Reactor handlers run now; thread handlers wait for the test to fire them."""
-
-    def __init__(self):
-        self.pending = []
-
-    def call(self, handler, *args, **kwargs):
-        if handler.run_in == "reactor":
-            return call_in_reactor(handler.func, *args, **kwargs)
-        d = defer.Deferred()
-        self.pending.append((d, handler, args, kwargs))
-        return d
-
-    def in_thread(self, func, *args, **kwargs):
-        """Large-message parsing: runs when the test fires it."""
-        d = defer.Deferred()
-        self.pending.append((d, func, args, kwargs))
-        return d
-
-
-class FakeConn:
-    def __init__(self):
-        self.client_id = None
-        self.written = []
-        self.gone_away = 0
-        self.aborted = 0
-        self.paused = 0
-        self.resumed = 0
-
-    def write(self, payload):
-        self.written.append(json.loads(payload))
-
-    def go_away(self):
-        self.gone_away += 1
-
-    def abort(self):
-        self.aborted += 1
-
-    def pause_reading(self):
-        self.paused += 1
-
-    def resume_reading(self):
-        self.resumed += 1
-
-
-def message(action, data=None, stream="s"):
-    return json.dumps({"streamId": stream, "action": action, "data": data}).encode()
-
-
-def attach(hub):
-    conn = FakeConn()
-    hub.attach(conn)
-    return conn
 
 
 def introduce(hub, conn, name):
     hub.receive(conn, message("introduce_self", {"client_id": name}))
-
-
-def echo(out, data, **kwargs):
-    out.send(data)
 
 
 def capture(out, data, session, scope, client_id):
@@ -159,12 +84,20 @@ def test_string_and_integer_ids_are_one_id():
 
 def test_normalize_client_id():
     assert [normalize_client_id(v) for v in ("2", "-3", "0", "02", "-0", "x", 4)] == [
-        2, -3, 0, "02", "-0", "x", 4,
+        2,
+        -3,
+        0,
+        "02",
+        "-0",
+        "x",
+        4,
     ]
     assert parse_introduction({"client_id": "x" * 257}).message == (
         "client_id is longer than 256 characters"
     )
-    assert parse_introduction({"client_id": 2**70}).message == "client_id is out of range"
+    assert (
+        parse_introduction({"client_id": 2**70}).message == "client_id is out of range"
+    )
 
 
 def test_name_mode_sends_no_token():
@@ -256,7 +189,7 @@ def test_large_message_is_parsed_in_a_thread_and_order_is_kept():
     hub.receive(conn, message("echo", "small", stream="b"))
     hub.receive(conn, message("echo", "y" * 300, stream="c"))
     assert conn.written == []
-    (d, func, args, _), = hub.offloader.pending
+    ((d, func, args, _),) = hub.offloader.pending
     assert func is parse_large
     d.callback(func(*args))
     assert [m.get("data") for m in conn.written] == ["x" * 200, None, "small", None]
@@ -311,7 +244,9 @@ def test_refusals_are_logged_once_per_connection(capsys):
         hub.detach(conn)
     finally:
         globalLogPublisher.removeObserver(seen.append)
-    texts = [e["log_format"] for e in seen if e.get("log_namespace") == "twistbridge.igor"]
+    texts = [
+        e["log_format"] for e in seen if e.get("log_namespace") == "twistbridge.igor"
+    ]
     assert texts == [
         "igor client {client_id}: {code} {message}",
         "igor client {client_id}: {n} more messages refused",

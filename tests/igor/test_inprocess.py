@@ -4,6 +4,7 @@ import json
 
 import pytest_twisted
 import websocket
+from fakes import echo, in_memory, lose
 from twisted.internet import reactor, threads
 from twisted.web.server import Site
 
@@ -13,10 +14,6 @@ from twistbridge.igor._protocol import (
     build_resource,
     unsent_cap,
 )
-
-
-def echo(out, data, **kwargs):
-    out.send(data)
 
 
 def roundtrip(url, data):
@@ -60,7 +57,7 @@ async def test_one_hub_for_both_listeners_and_nodelay():
         for port in ports:
             await port.stopListening()
         for call in reactor.getDelayedCalls():
-            if call.func == hub._expire:
+            if call.func == hub.ids.expire:
                 call.cancel()
 
 
@@ -94,20 +91,12 @@ def test_every_autobahn_option_is_explicit():
 def test_handshake_buffer_never_passes_the_cap():
     # In memory: what autobahn buffers stays empty, ours stops at the cap,
     # and the answer is 431 on the chunk that crossed it.
-    from twisted.internet.address import IPv4Address
-    from twisted.internet.testing import StringTransport
-
     from twistbridge.igor._protocol import MAX_HANDSHAKE_SIZE
 
     bridge = Bridge(igor_takeover="token")
     factory = build_factory(bridge.runtime().igor_hub, bridge.settings)
     assert bridge.runtime().igor_hub.takeover == "token"
-    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
-    proto.makeConnection(transport)
-    # A TCP transport lets autobahn unregister a producer it never
-    # registered; StringTransport insists on one.
-    transport.registerProducer(proto, True)
+    proto, transport = in_memory(factory)
     try:
         proto.dataReceived(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
         chunk = b"X: " + b"y" * 1019 + b"\r\n"
@@ -125,18 +114,13 @@ def test_handshake_buffer_never_passes_the_cap():
         )
         assert transport.disconnecting
     finally:
-        from twisted.internet.error import ConnectionDone
-        from twisted.python.failure import Failure
-
-        proto.connectionLost(Failure(ConnectionDone()))
+        lose(proto)
 
 
 def test_frames_per_turn_with_a_clock():
     # 1000 tiny messages in one read: 256 are handled, reading pauses, and
     # the rest follow one reactor turn at a time.
-    from twisted.internet.address import IPv4Address
     from twisted.internet.task import Clock
-    from twisted.internet.testing import StringTransport
 
     from twistbridge.config import Settings
     from twistbridge.igor._hub import Hub
@@ -145,11 +129,7 @@ def test_frames_per_turn_with_a_clock():
     clock = Clock()
     hub = Hub({}, None, reactor=clock)
     factory = IgorFactory(hub, Settings())
-    peer = IPv4Address("TCP", "127.0.0.1", 1)
-    proto = factory.buildProtocol(peer)
-    transport = StringTransport(peerAddress=peer)
-    proto.makeConnection(transport)
-    transport.registerProducer(proto, True)
+    proto, transport = in_memory(factory)
     proto.dataReceived(
         b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -175,9 +155,6 @@ def test_frames_per_turn_with_a_clock():
     next_turn()
     assert proto.refused == 1000 and transport.producerState == "producing"
     assert not [c for c in clock.getDelayedCalls() if c.func == proto._next_turn]
-    from twisted.internet.error import ConnectionDone
-    from twisted.python.failure import Failure
-
-    proto.connectionLost(Failure(ConnectionDone()))
+    lose(proto)
     for call in clock.getDelayedCalls():
         call.cancel()

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any, List, Tuple
 
-from twistbridge.bgpy._core import TaskSet
+from twistbridge.bgpy._tasks import TaskSet
 
 __all__ = ["CUSTOM_PACKAGE", "load_init_file"]
 

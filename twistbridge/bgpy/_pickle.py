@@ -37,13 +37,12 @@ from typing import Any, Callable, Collection, Dict, Iterator, List, Optional, Un
 
 from twistbridge.bgpy._core import (
     BGPY_MODULE,
-    TASK_KEYS,
     BgpyError,
     Message,
     MessageType,
-    RefusedTask,
     unbase64,
 )
+from twistbridge.bgpy._tasks import TASK_KEYS, RefusedTask
 from twistbridge.bgpy._vet import vet_message
 
 NOT_PLAIN = (

@@ -7,7 +7,7 @@ time, in order, in the bridge's thread pool::
     d = rt.execute({"command": "increase", "value_change": 10})
     d.addCallback(print)        # the new state (a copy), after exec_task ran
 
-The protocol (L{twistbridge.bgpy._protocol}) queues its clients' INIT, EXEC
+The protocol (L{twistbridge.bgpy._connection}) queues its clients' INIT, EXEC
 and EXIT here; other parts of a program (the browser playground) use
 L{runtime} to reach the tasks without a socket.  C{execute} goes through the
 same queue as the clients' EXEC messages; it fails with L{TaskError} when the
@@ -27,22 +27,24 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from twistbridge.bgpy._core import (
-    INIT_OK,
     BgpyError,
     Message,
     MessageType,
-    TaskMachine,
-    TaskOutcome,
-    TaskSet,
-    call_init,
-    describe_failure,
     error_message,
     ok_message,
 )
 from twistbridge.bgpy._initfile import load_init_file
 from twistbridge.bgpy._pickle import TaskPolicy
+from twistbridge.bgpy._tasks import (
+    INIT_OK,
+    TaskMachine,
+    TaskOutcome,
+    TaskSet,
+    call_init,
+    describe_failure,
+)
 from twistbridge.errors import Busy
-from twistbridge.offload import Offloader
+from twistbridge.offload import Offloader, awaited, is_awaitable
 from twistbridge.registry import Registry
 
 log = Logger(namespace="twistbridge.bgpy")
@@ -162,19 +164,26 @@ def _exec_batch(exec_task: Callable[..., Any], state: Any, calls: List[tuple]) -
     """
     In a pool thread: run C{exec_task} for each C{(client, args, snapshot)}
     in turn, handing the state on as bgpy does (a task that raises leaves
-    the state as it was).
+    the state as it was).  A task that returns a L{Deferred} or a coroutine
+    ends the batch there: what it returned is awaited in the reactor
+    (L{is_awaitable}), and the calls after it wait their turn again.
 
-    @return: C{(state, [(ok, copy of the state or None | Failure), ...])}.
+    @return: C{(state, [(ok, copy of the state or None | Failure), ...],
+        pending)}, C{pending} being the last task's L{Deferred} or
+        coroutine, or L{None}.
     """
-    results = []
+    results: List[tuple] = []
     for client, args, snapshot in calls:
         try:
-            state = exec_task(client, state, args)
+            new = exec_task(client, state, args)
         except Exception:
             results.append((False, Failure()))
-        else:
-            results.append((True, copy.deepcopy(state) if snapshot else None))
-    return state, results
+            continue
+        if is_awaitable(new):
+            return state, results, new
+        state = new
+        results.append((True, copy.deepcopy(state) if snapshot else None))
+    return state, results, None
 
 
 class TaskRuntime:
@@ -355,7 +364,7 @@ class TaskRuntime:
                     self._run(job.kind, job.client, job.args, job.tasks, job.snapshot)
                 )
                 d.addBoth(self._job_done, job)
-            if not d.called:
+            if not d.called or d.paused:  # (paused: waiting for a task's Deferred)
                 d.addBoth(lambda _: self._pump())
                 return
         self._running = False
@@ -373,7 +382,7 @@ class TaskRuntime:
                 message=outcome.message,
             )
 
-    def _batch_done(self, result: Any, batch: List[_Job]) -> None:
+    def _batch_done(self, result: Any, batch: List[_Job]) -> Optional[Deferred]:
         if isinstance(result, Failure):
             if result.check(Busy):  # refused unrun: say so, not "internal"
                 message = describe_failure("exec", result.value)
@@ -388,8 +397,8 @@ class TaskRuntime:
                 log.warn(
                     "bgpy: {n} exec not run: {message}", n=unanswered, message=message
                 )
-            return
-        state, results = result
+            return None
+        state, results, pending = result
         self.machine.commit_exec(state)
         self._keep_snapshot()
         for job, (ok, value) in zip(batch, results):
@@ -402,6 +411,26 @@ class TaskRuntime:
                 job.deferred.callback(
                     TaskOutcome(False, describe_failure("exec", value.value))
                 )
+        if pending is None:
+            return None
+        # The task returned a Deferred or a coroutine: the tasks after it
+        # wait (first in the queue) until it fired.
+        job, rest = batch[len(results)], batch[len(results) + 1 :]
+        self._queue.extendleft(reversed(rest))
+        d = awaited(pending)
+        assert d is not None
+        return d.addBoth(self._pending_done, job)
+
+    def _pending_done(self, result: Any, job: _Job) -> None:
+        if isinstance(result, Failure):
+            log.failure("bgpy: exec_task raised", result)
+            outcome = TaskOutcome(False, describe_failure("exec", result.value))
+        else:
+            self.machine.commit_exec(result)
+            self._keep_snapshot()
+            outcome = TaskOutcome(True, "", self._copy(job.snapshot))
+        if job.deferred is not None:
+            job.deferred.callback(outcome)
 
     async def _run(
         self,

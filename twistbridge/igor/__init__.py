@@ -7,7 +7,9 @@ Drop-in replacement for Igor::
 IgorServer, CONFIG} and C{from twistbridge.igor.core import flatten, ...}).
 
 The protocol itself lives in L{twistbridge.igor._core} (pure message rules),
-L{twistbridge.igor._hub} (clients, sessions, streams, processes) and
+L{twistbridge.igor._hub} (the hub: messages, drain), with
+L{twistbridge.igor._clients} (ids, sessions, takeover),
+L{twistbridge.igor._streams} and L{twistbridge.igor._processes}, and
 L{twistbridge.igor._protocol} (the autobahn adapter); Igor's file server in
 L{twistbridge.igor._fileserver}.  The names below are imported on first use.
 """

@@ -1,5 +1,6 @@
 """
-Igor's pure core: message validation, origin decisions and encoding.
+Igor's pure core: message validation and encoding (origins:
+L{twistbridge.origins}).
 
 Nothing here does I/O.  The autobahn adapter (L{twistbridge.igor._protocol})
 and the hub (L{twistbridge.igor._hub}) call these functions with plain data;
@@ -21,12 +22,12 @@ from __future__ import annotations
 import json
 import re
 from typing import (
+    Any,
     Callable,
     Dict,
     List,
     Mapping,
     Optional,
-    Sequence,
     Tuple,
     Union,
     cast,
@@ -304,55 +305,6 @@ def error_text(exc: BaseException) -> str:
     return _error_text(exc)
 
 
-# origins -------------------------------------------------------------------
-
-_LOCAL_ORIGIN = re.compile(
-    r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$", re.IGNORECASE
-)
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
-
-
-def normalize_origin(origin: str) -> str:
-    """
-    Lower-case an origin's scheme and host, drop a trailing slash and a
-    default port: C{"HTTPS://App.Example:443/"} -> C{"https://app.example"}.
-    """
-    origin = origin.strip().rstrip("/").lower()
-    scheme, sep, rest = origin.partition("://")
-    if sep and rest.endswith(":" + _DEFAULT_PORTS.get(scheme, "-")):
-        rest = rest.rsplit(":", 1)[0]
-        origin = f"{scheme}://{rest}"
-    return origin
-
-
-def origin_allowed(origin: Optional[str], allowed: Sequence[str] = ()) -> bool:
-    """
-    Whether a WebSocket handshake with this C{Origin} header is accepted.
-
-    Accepted by default: no C{Origin} header (non-browser
-    clients), C{null} (sandboxed and some C{file:} pages), C{file://} pages
-    (Electron), and C{http(s)://localhost}, C{127.0.0.1} or C{[::1]} on any
-    port.  C{allowed} adds exact origins (C{"https://app.example.com"}), or
-    C{"*"} for every origin.
-
-    @param origin: the header's value, or L{None} when absent.
-    """
-    if origin is None:
-        return True
-    value = origin.strip()
-    if value.lower() == "null" or value.lower().startswith("file://"):
-        return True
-    if _LOCAL_ORIGIN.match(value):
-        return True
-    if not value:
-        return False
-    normalized = normalize_origin(value)
-    for entry in allowed:
-        if entry == "*" or normalize_origin(entry) == normalized:
-            return True
-    return False
-
-
 # process-pool handlers ----------------------------------------------------
 
 
@@ -398,12 +350,40 @@ class ProcessCall:
         import traceback
 
         try:
-            self.func(out, data, **kwargs)
+            result = self.func(out, data, **kwargs)
         except SystemExit:
             return ("exit", out.messages, None)
         except Exception as e:
             return ("error", out.messages, (error_text(e), traceback.format_exc()))
+        if _later(result):
+            name = getattr(self.func, "__qualname__", repr(self.func))
+            text = (
+                f"{name} returned a {type(result).__name__}, but a run_in='process' "
+                "handler runs in a worker process, which has no reactor to wait "
+                "for it: return nothing, or run the handler in the reactor or "
+                "the thread pool"
+            )
+            return ("error", out.messages, (error_text(TypeError(text)), text))
         return ("ok", out.messages, None)
+
+
+def _later(result: Any) -> bool:
+    """
+    Whether a handler returned a result to come (a coroutine, a Deferred)
+    rather than finished; an awaitable is closed (never to be awaited).
+    """
+    import inspect
+    import sys
+
+    if result is None:
+        return False
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()
+        return True
+    defer = sys.modules.get("twisted.internet.defer")
+    return defer is not None and isinstance(result, defer.Deferred)
 
 
 # errors raised to user code -------------------------------------------------

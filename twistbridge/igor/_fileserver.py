@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.web import resource, static
 from twisted.web.server import Site
 
-from twistbridge.igor._core import origin_allowed
+from twistbridge.origins import origin_allowed
 
 __all__ = ["FileServerResource", "build_file_site"]
 

@@ -3,7 +3,7 @@ Igor's C{igor.core} objects: C{Stream}, C{ProcessOutput} and
 C{handler_wrapper}, with Igor's constructors and messages.
 
 Handlers running on twistbridge receive the hub's own stream and output
-objects (L{twistbridge.igor._hub}); those count as instances of the classes
+objects (L{twistbridge.igor._streams}, L{twistbridge.igor._processes}); those count as instances of the classes
 here (C{isinstance(out, Stream)} holds), so code that checks types keeps
 working.  The classes themselves write through an Igor-like server object:
 anything with C{server.send_message(client, text)},
@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any, Callable, Optional
 
-from twistbridge.igor import _hub
+from twistbridge.igor import _processes, _streams
 from twistbridge.igor._core import StreamClosedError, UnknownClientError
 
 __all__ = ["ProcessOutput", "Stream", "handler_wrapper"]
@@ -132,8 +132,8 @@ class ProcessOutput(metaclass=abc.ABCMeta):  # noqa: B024
 
 
 # The hub's objects are what handlers and processes really get.
-Stream.register(_hub.Stream)
-ProcessOutput.register(_hub.ProcessOutput)
+Stream.register(_streams.Stream)
+ProcessOutput.register(_processes.ProcessOutput)
 
 
 async def handler_wrapper(

@@ -33,9 +33,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistbridge.hosts import host_allowed, refusal_message
-from twistbridge.igor._core import origin_allowed
-from twistbridge.igor._hub import Hub, IgorService
+from twistbridge.igor._hub import Hub
+from twistbridge.igor._processes import IgorService
 from twistbridge.logs import access_igor
+from twistbridge.origins import origin_allowed
 
 log = Logger(namespace="twistbridge.igor")
 

@@ -12,7 +12,6 @@ request ends, whatever happened.
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any, List, Optional
 
@@ -305,7 +304,6 @@ class _Exchange:
         self.call = self.offloader.call(
             registration.handler, *args, **registration.kwargs
         )
-        self.call.addCallback(_settle)
         self.call.addCallbacks(self._returned, self._raised)
         self.call.addErrback(self.bug)
 
@@ -415,12 +413,3 @@ class _FileSender(FileSender):
     """L{FileSender} with 64 KiB reads."""
 
     CHUNK_SIZE = _CHUNK
-
-
-def _settle(result: Any) -> Any:
-    """Await a coroutine or Deferred a thread-run callback returned."""
-    if isinstance(result, defer.Deferred):
-        return result
-    if inspect.isawaitable(result):
-        return defer.ensureDeferred(result)
-    return result
