@@ -66,6 +66,7 @@ PURE = [
     "twistbridge.izzati._core",
     "twistbridge.bgpy._core",
     "twistbridge.bgpy._vet",
+    "twistbridge.limits",
 ]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Optional
 
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from twistbridge.bgpy._runtime import TaskRuntime
@@ -29,6 +30,8 @@ from twistbridge.service import BridgeService
 from twistbridge.web import build_root
 
 __all__ = ["Runtime"]
+
+log = Logger()
 
 
 class Runtime:
@@ -66,7 +69,24 @@ class Runtime:
             self.offloader,
             shutdown_timeout=s.shutdown_timeout,
             takeover=s.igor_takeover,
+            on_exit=self.handler_exit,
         )
+
+    def handler_exit(self, why: str) -> None:
+        """
+        A handler asked to stop the bridge (C{why} says which): its service
+        stops (L{BridgeService.request_stop}: the reactor too only when the
+        bridge is the process).  A bridge whose service was never built (its
+        resource mounted in another site) has nothing of its own to stop.
+        """
+        service = self.built_service()
+        if service is None:
+            log.warn(
+                "{why}: nothing stopped (the bridge runs no service of its own)",
+                why=why,
+            )
+            return
+        service.request_stop(why)
 
     @cached_property
     def rpc(self) -> RpcController:

@@ -202,6 +202,10 @@ class Hub:
     @ivar tokens: client id to its resume token (C{"token"} mode).
     @ivar inline_limit: messages larger than this many bytes are parsed in a
         pool thread (their connection's messages stay in order).
+    @ivar on_exit: called when a handler raises L{SystemExit}, with a line
+        saying which: whoever serves the hub stops what it serves (the
+        bridge's service, or the reactor when the bridge is the process);
+        L{None}: the exit is only logged.
 
     Client ids have one form (L{normalize_client_id}): automatic ids are
     the integers 1, 2, ... skipping every id that is connected or whose
@@ -217,6 +221,7 @@ class Hub:
         shutdown_timeout: float = 10.0,
         takeover: str = "name",
         inline_limit: int = INLINE_LIMIT,
+        on_exit: Optional[Callable[[str], Any]] = None,
     ) -> None:
         if takeover not in TAKEOVER_MODES:
             raise ValueError(f"takeover must be 'name' or 'token': {takeover!r}")
@@ -231,6 +236,7 @@ class Hub:
         self.shutdown_timeout = shutdown_timeout
         self.takeover = takeover
         self.inline_limit = inline_limit
+        self.on_exit = on_exit
         self.tokens: Dict[Any, str] = {}
         self.scope: Dict[str, Any] = {}
         self.sessions: Dict[Any, Dict[str, Any]] = {}
@@ -562,10 +568,15 @@ class Hub:
         return None
 
     def request_exit(self, action: str) -> None:
-        """A handler raised L{SystemExit}: stop the reactor gracefully."""
-        log.info("igor handler {action} raised SystemExit: stopping", action=action)
-        if self.reactor.running:
-            self.reactor.stop()
+        """A handler raised L{SystemExit}: ask L{on_exit} to stop gracefully."""
+        if self.on_exit is None:
+            log.warn(
+                "igor handler {action} raised SystemExit: nothing to stop "
+                "(the hub serves no service)",
+                action=action,
+            )
+            return
+        self.on_exit(f"igor handler {action} raised SystemExit")
 
     # delivery -------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge._internals import connection_lost
 from twistbridge.errors import not_json_text
 from twistbridge.jsonrpc import _core as core
 from twistbridge.jsonrpc._registry import RpcMethod, normalize_path, rpc_entries
@@ -607,7 +608,7 @@ class RpcResource(Resource):
         request.notifyFinish().addErrback(lambda _: d.cancel())
 
         def parsed(result: Any) -> None:
-            if request.finished or getattr(request, "_disconnected", False):
+            if request.finished or connection_lost(request):
                 return
             answer = self.answer(request, disp, result)
             if answer is not NOT_DONE_YET:
@@ -617,7 +618,7 @@ class RpcResource(Resource):
         def failed(failure: Failure) -> None:
             if failure.check(CancelledError):
                 return
-            if request.finished or getattr(request, "_disconnected", False):
+            if request.finished or connection_lost(request):
                 return
             if failure.check(OffloadError):
                 log.warn(
@@ -898,7 +899,7 @@ class _Exchange:
         self.pending -= 1
         if self.pending == 0 and self.waiting:
             self.waiting = False
-            if getattr(self.request, "_disconnected", False) or self.request.finished:
+            if connection_lost(self.request) or self.request.finished:
                 return
             body = self.body()
             if body:
@@ -1184,7 +1185,7 @@ class JsonpResource(Resource):
             if state["sync"]:
                 state["body"] = body
                 return
-            if getattr(request, "_disconnected", False) or request.finished:
+            if connection_lost(request) or request.finished:
                 return
             request.write(body)
             request.finish()
