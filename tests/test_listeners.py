@@ -131,3 +131,12 @@ def test_limit_values_say_why_a_connection_is_refused():
     assert limits.refusal_reason(2, 0) == "listener full"
     assert limits.refusal_reason(1, 1) == "too many from this client"
     assert ListenerLimits().refusal_reason(10**6, 10**6) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_description_that_does_not_parse_raises_and_leaves_nothing_to_stop():
+    listener = ListenerService("http", "nosuchtype:1234", echo_factory())
+    with pytest.raises(ValueError, match="nosuchtype"):
+        listener.privilegedStartService()
+    assert await listener.stopService() is None
+    assert listener.status() == {"up": False, "address": None}

@@ -388,6 +388,9 @@ class ListenerService(StreamServerEndpointService):
         self._binding = True
         try:
             StreamServerEndpointService.privilegedStartService(self)
+        except BaseException:
+            self._listening = False  # a description that does not parse
+            raise
         finally:
             self._binding = False
         failure, self._failure = self._failure, None
