@@ -32,7 +32,7 @@ SERVER = r"""
 import sys
 from twisted.internet import reactor
 from twistbridge import Bridge
-from twistbridge.service import ConnectionTracker
+from twistbridge.listeners import ConnectionTracker
 from twistbridge.web import BridgeSite
 
 bridge = Bridge(igor_port="none", bgpy_port="none")

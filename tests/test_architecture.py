@@ -74,6 +74,7 @@ PURE = [
     "twistbridge.bgpy._jsonlines",
     "twistbridge.bgpy._tasks",
     "twistbridge.bgpy._vet",
+    "twistbridge.limits",
 ]
 
 

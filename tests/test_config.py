@@ -5,7 +5,8 @@ import os
 import pytest
 
 from twistbridge import Bridge
-from twistbridge.config import Settings, listen_description, parse_size
+from twistbridge.config import Settings, parse_size
+from twistbridge.endpoints import listen_description
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from twistbridge import Bridge
-from twistbridge.service import ConnectionTracker, innermost_protocol
+from twistbridge.listeners import ConnectionTracker, innermost_protocol
 from twistbridge.web import BridgeSite
 
 

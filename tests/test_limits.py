@@ -1,4 +1,4 @@
-"""ConnectionLimits over real loopback sockets."""
+"""ConnectionLimits (twistbridge.listeners) over real loopback sockets."""
 
 import pytest_twisted
 from twisted.internet import defer, reactor, task
@@ -6,7 +6,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import LineReceiver
 
-from twistbridge.limits import ConnectionLimits
+from twistbridge.listeners import ConnectionLimits
 
 
 class Echo(LineReceiver):

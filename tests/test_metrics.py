@@ -25,7 +25,7 @@ def scrape(server):
     return samples
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(apps_env):
     with BridgeProcess(
         ["--app", "metrics_app:bridge", "--metrics-port", "0", "--threads", "3"],
@@ -49,27 +49,32 @@ def test_counts_after_known_traffic(server):
         body = requests.post(server.url("/rpc"), json=request("add", params=[a, 1]), timeout=10)
         assert isinstance(parse(body.json()), Ok)
     front = Frontend(server.url("/"))
-    assert front.send(text={"a": "1"}) == {"fields": 1, "files": 0}
-    assert front.send(text={"b": "2"}) == {"fields": 1, "files": 0}
+    assert front.send({"a": "1"}) == {"fields": 1, "files": 0}
+    assert front.send({"b": "2"}) == {"fields": 1, "files": 0}
     too_big = requests.post(server.url("/"), data={"x": "y" * 4096}, timeout=10)
     assert too_big.status_code == 413
     foreign = requests.get(server.url("/health"), headers={"Host": "evil.example"}, timeout=10)
     assert foreign.status_code == 421
 
     ws = websocket.create_connection(server.url("/ws", scheme="ws"), timeout=10)
-    ws.send(json.dumps({"action": "echo", "data": "hi"}))
-    assert json.loads(ws.recv())["data"] == "hi"
+    ws.send(json.dumps({"streamId": "s1", "action": "echo", "data": "hi"}))
+    assert json.loads(ws.recv()) == {"streamId": "s1", "data": "hi"}
+    assert json.loads(ws.recv()) == {"streamId": "s1", "close": True}
     ws.close()
 
     client = Client("127.0.0.1", server.port("bgpy"))
-    state = client.execute({"command": "increase", "value_change": 10}, await_response=True)
-    assert state["value"] == 1010
+    client.execute({"command": "increase", "value_change": 10})
+    client.execute({"command": "decrease", "value_change": 5})
 
-    def closed():
+    igor_closed = ("twistbridge_igor_connections_total", (("close_code", "1000"),))
+    execs = ("twistbridge_bgpy_messages_total", (("outcome", "ok"), ("type", "EXEC")))
+
+    def counted():
         s = scrape(server)
-        return s if s.get(("twistbridge_igor_connections_total", (("close_code", "1000"),))) else None
+        done = s.get(igor_closed) == 1 and s.get(execs) == 2
+        return s if done else None
 
-    after = wait_for(closed, 10, what="the Igor close to be counted")
+    after = wait_for(counted, 10, what="the Igor close and the EXECs to be counted")
 
     def delta(name, **labels):
         key = (name, tuple(sorted(labels.items())))
@@ -84,10 +89,10 @@ def test_counts_after_known_traffic(server):
     assert delta("twistbridge_http_request_duration_seconds_count", endpoint="jsonrpc") == 3
     assert delta("twistbridge_igor_connections_total", close_code="1000") == 1
     assert delta("twistbridge_igor_messages_total", direction="in") == 1
-    assert delta("twistbridge_igor_messages_total", direction="out") == 1
+    # the echo's data and its stream's close
+    assert delta("twistbridge_igor_messages_total", direction="out") == 2
     assert after[("twistbridge_igor_clients", ())] == 0.0
-    # bgpy's client sends AUTH then EXEC on each connection
-    assert delta("twistbridge_bgpy_messages_total", type="EXEC", outcome="ok") == 1
+    assert delta("twistbridge_bgpy_messages_total", type="EXEC", outcome="ok") == 2
     assert after[("twistbridge_bgpy_initialized", ())] == 1.0
 
 
@@ -107,3 +112,15 @@ def test_counts_after_known_traffic(server):
 )
 def test_endpoint_labels_are_bounded(path, method, expected):
     assert http_endpoint(path, method, frozenset({"/rpc"})) == expected
+
+
+def test_the_metrics_listener_serves_only_metrics(server):
+    other = requests.get(server.url("/health", name="metrics"), timeout=10)
+    assert other.status_code == 404
+    assert other.text == "not found: the metrics are at /metrics\n"
+
+
+def test_metrics_are_off_by_default(demo_server):
+    assert requests.get(demo_server.url("/health"), timeout=10).status_code == 200
+    assert "metrics" not in demo_server.addresses
+    assert "metrics listening" not in demo_server.output

@@ -87,6 +87,36 @@ def test_port_in_use_names_the_port():
     )
 
 
+def _ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)"
+)
+def test_ipv6_port_in_use_names_the_port():
+    taken = socket.socket(socket.AF_INET6)
+    taken.bind(("::1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        result = run_twistd("--port", f"tcp:{port}:interface=\\:\\:1")
+    finally:
+        taken.close()
+    assert_one_line_error(
+        result,
+        f"--port: port {port} on ::1 is already in use; choose another "
+        "with --port PORT (with make run: make run ARGS='--port ...')",
+    )
+
+
 @pytest.mark.parametrize("port", ["99999", "65536"])
 def test_port_out_of_range(port):
     result = run_twistd("--port", port)

@@ -45,23 +45,6 @@ def parse_size(value: object) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
-def listen_description(value: Listen) -> Optional[str]:
-    """
-    Turn a listener setting into an endpoint description, or L{None} for off.
-
-    A bare port number binds 127.0.0.1; C{"none"} switches the listener off;
-    anything else is taken as a Twisted endpoint description.
-    """
-    if value is None:
-        return None
-    text = str(value).strip()
-    if text.lower() == "none":
-        return None
-    if text.isdigit():
-        return f"tcp:{int(text)}:interface=127.0.0.1"
-    return text
-
-
 @dataclass(frozen=True)
 class Settings:
     """

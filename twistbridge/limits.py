@@ -1,24 +1,21 @@
 """
-Connection limits shared by every listener.
+The connection limits of a listener, as values.
 
-L{ConnectionLimits} wraps a listener's factory: past C{max_connections} open
-connections on that listener, or C{max_connections_per_client} from one
-client address, a new connection gets the listener's refusal (for HTTP a
-C{503} response, for the others nothing) and is closed at once, while the
-connections already open go on undisturbed.
+L{ListenerLimits} says when a new connection is refused: past
+C{max_connections} open connections on that listener, or
+C{max_connections_per_client} from one client address.  A refused
+connection gets the listener's refusal (for HTTP, L{HTTP_REFUSAL}: a C{503}
+response; for the others nothing) and is closed at once, while the
+connections already open go on undisturbed.  The factory wrapper that
+enforces them is L{twistbridge.listeners.ConnectionLimits}.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
-from twisted.internet.interfaces import IAddress, IProtocolFactory
-from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-
-log = Logger()
-
+#: What a refused HTTP (or WebSocket) client reads before the connection closes.
 HTTP_REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"Content-Type: application/json\r\n"
@@ -28,114 +25,40 @@ HTTP_REFUSAL = (
 )
 
 
-class _Refuse(Protocol):
-    """Write the refusal and close."""
-
-    def __init__(self, refusal: bytes) -> None:
-        self.refusal = refusal
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None  # (set before connectionMade)
-        if self.refusal:
-            self.transport.write(self.refusal)
-        self.transport.loseConnection()
-
-
-def _peer_host(address: object) -> str:
-    return str(getattr(address, "host", address))
-
-
-class _ClientWrapper(ProtocolWrapper):
-    """A connection that was let in, with the client address it counts for."""
-
-    _twistbridge_host: Optional[str] = None
-
-
-class ConnectionLimits(WrappingFactory):
+@dataclass(frozen=True)
+class ListenerLimits:
     """
-    Limit the open connections of one listener, in all and per client address.
+    The connection limits of one listener.
 
-    @ivar max_connections: open connections allowed on this listener (0: no
+    @ivar max_connections: open connections allowed on the listener (0: no
         limit).
-    @ivar max_connections_per_client: open connections allowed from one client
-        address (0: no limit).
+    @ivar max_connections_per_client: open connections allowed from one
+        client address (0: no limit).
     @ivar refusal: bytes written to a refused connection before it is closed.
     """
 
-    protocol = _ClientWrapper
+    max_connections: int = 0
+    max_connections_per_client: int = 0
+    refusal: bytes = b""
 
-    def __init__(
-        self,
-        wrapped: IProtocolFactory,
-        max_connections: int = 0,
-        max_connections_per_client: int = 0,
-        refusal: bytes = b"",
-        name: str = "",
-    ) -> None:
-        super().__init__(wrapped)  # type: ignore[no-untyped-call]  # (Twisted's)
-        self.max_connections = max_connections
-        self.max_connections_per_client = max_connections_per_client
-        self.refusal = refusal
-        self.name = name
-        self.per_client: Dict[str, int] = {}
-        self.refused = 0
-
-    def __getattr__(self, name: str) -> Any:
-        # Behave like the wrapped factory for everything else (e.g. a Site's
-        # attributes read by code that holds the listener's factory).
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.wrappedFactory, name)
-
-    @property
-    def open(self) -> int:
-        """The number of open connections."""
-        return len(self.protocols)
-
-    # A refused connection gets a plain protocol, not a wrapper.
-    def buildProtocol(  # type: ignore[override]
-        self, addr: Optional[IAddress]
-    ) -> Optional[Protocol]:
-        """Build the wrapped protocol, or a refusal when over a limit."""
-        host = _peer_host(addr)
-        over_total = (
-            self.max_connections and len(self.protocols) >= self.max_connections
+    @classmethod
+    def of(cls, settings: Any, refusal: bytes = b"") -> ListenerLimits:
+        """The limits that C{settings} (a L{twistbridge.config.Settings}) set."""
+        return cls(
+            settings.max_connections, settings.max_connections_per_client, refusal
         )
-        over_client = (
+
+    def refusal_reason(self, open_total: int, open_from_client: int) -> Optional[str]:
+        """
+        Why a new connection is refused when C{open_total} connections are
+        open on the listener and C{open_from_client} from its client, in a
+        few words; L{None} to accept it.
+        """
+        if self.max_connections and open_total >= self.max_connections:
+            return "listener full"
+        if (
             self.max_connections_per_client
-            and self.per_client.get(host, 0) >= self.max_connections_per_client
-        )
-        if over_total or over_client:
-            self.refused += 1
-            if self.refused == 1 or self.refused % 1000 == 0:
-                log.warn(
-                    "{listener}: refused a connection from {host} ({why}; "
-                    "{refused} refused so far)",
-                    listener=self.name,
-                    host=host,
-                    why="listener full" if over_total else "too many from this client",
-                    refused=self.refused,
-                )
-            return _Refuse(self.refusal)
-        protocol = super().buildProtocol(addr)
-        if isinstance(protocol, _ClientWrapper):
-            protocol._twistbridge_host = host
-        return protocol
-
-    def registerProtocol(self, p: ProtocolWrapper) -> None:
-        """Count a connection in."""
-        super().registerProtocol(p)  # type: ignore[no-untyped-call]  # (Twisted's)
-        host = getattr(p, "_twistbridge_host", None)
-        if host is not None:
-            self.per_client[host] = self.per_client.get(host, 0) + 1
-
-    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
-        """Count a connection out."""
-        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]  # (Twisted's)
-        host = getattr(p, "_twistbridge_host", None)
-        if host is not None:
-            left = self.per_client.get(host, 1) - 1
-            if left:
-                self.per_client[host] = left
-            else:
-                self.per_client.pop(host, None)
+            and open_from_client >= self.max_connections_per_client
+        ):
+            return "too many from this client"
+        return None

@@ -346,6 +346,19 @@ def _emit_access(log_format: str, event: Dict[str, Any]) -> None:
 _HTTP_FORMAT = '{client} "{method} {path} {protocol}" {code} {length}'
 
 
+def access_refused(method: bytes, path: bytes, code: int) -> None:
+    """
+    Tell the access hooks (L{add_access_hook}) of an HTTP request refused
+    from its headers alone (C{413}, C{421}, ...: see L{twistbridge.request}),
+    as C{("http_refused", None, {"method", "path", "code"})}.  The refusal
+    itself is logged by the request, once.
+    """
+    if _access_hooks:
+        fields = {"method": method, "path": path, "code": code}
+        for hook in _access_hooks:
+            hook("http_refused", None, fields)
+
+
 def access_http(request: Any) -> None:
     """
     One event for an answered HTTP request: client, method, path (without

@@ -25,14 +25,16 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.application.service import Service
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from twistbridge import logs
 
 if TYPE_CHECKING:
     from twistbridge.runtime import Runtime
 
-__all__ = ["BridgeMetrics", "MetricsResource"]
+__all__ = ["BridgeMetrics", "MetricsResource", "MetricsService", "metrics_site"]
 
 #: What an HTTP refusal's status code says about why (the refusal reasons).
 REFUSAL_CODES = {
@@ -167,6 +169,11 @@ class BridgeMetrics:
         """Count one access event (see L{twistbridge.logs.add_access_hook})."""
         if kind == "http":
             self._http(subject)
+        elif kind == "http_refused":
+            path, code = fields["path"], int(fields["code"])
+            endpoint = http_endpoint(path, fields["method"], self._rpc_paths)
+            self.http_requests.labels(endpoint, str(code)).inc()
+            self._refusal(endpoint, code)
         elif kind == "igor":
             code = str(fields.get("code"))
             self.igor_connections.labels(code if code in CLOSE_CODES else "other").inc()
@@ -191,16 +198,15 @@ class BridgeMetrics:
         started = getattr(request, "started", None)
         if started is not None:
             self.http_latency.labels(endpoint).observe(time.monotonic() - started)
+        self._refusal(endpoint, code)
+
+    def _refusal(self, endpoint: str, code: int) -> None:
         reason = REFUSAL_CODES.get(code)
         if reason == "origin" and endpoint != "igor":
             reason = None
         if reason is not None:
             protocol = endpoint if endpoint in ("izzati", "jsonrpc", "igor") else "http"
             self.refusals.labels(protocol, reason).inc()
-
-    def connection_refused(self, listener: str) -> None:
-        """Count a connection refused by the connection limits of C{listener}."""
-        self.refusals.labels(listener, "connections").inc()
 
 
 class _Levels:
@@ -227,6 +233,14 @@ class _Levels:
             for name, count in service.open_connections().items():
                 open_.add_metric([name], count)
             yield open_
+            refused = CounterMetricFamily(
+                "twistbridge_connections_refused",
+                "Connections refused by a listener's connection limits.",
+                labels=["listener"],
+            )
+            for name, count in service.refused_connections().items():
+                refused.add_metric([name], count)
+            yield refused
         hub = rt.built("igor_hub")
         if hub is not None:
             yield GaugeMetricFamily(
@@ -318,3 +332,29 @@ class MetricsResource(Resource):
             return b"not found: the metrics are at /metrics\n"
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
         return generate_latest(self.registry)
+
+
+class MetricsService(Service):
+    """Counts the access events while the bridge runs (L{BridgeMetrics})."""
+
+    name = "metrics-counting"  # type: ignore[assignment]  # (Service declares None)
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self.metrics = metrics
+
+    def startService(self) -> None:
+        """Start counting."""
+        Service.startService(self)
+        self.metrics.start()
+
+    def stopService(self) -> None:
+        """Stop counting."""
+        Service.stopService(self)
+        self.metrics.stop()
+
+
+def metrics_site(metrics: BridgeMetrics) -> Site:
+    """The site of the C{--metrics-port} listener: C{GET /metrics} only."""
+    site = Site(MetricsResource(metrics.registry))
+    site.noisy = False
+    return site

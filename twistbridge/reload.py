@@ -31,7 +31,7 @@ from twisted.internet import defer, error, protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from twistbridge.config import listen_description
+from twistbridge.endpoints import listen_description
 
 log = Logger()
 
@@ -80,7 +80,10 @@ def parse_tcp(option: str, value: Any) -> Optional[Tuple[str, int]]:
     @raise ReloadError: for anything but a port number or a C{tcp:} /
         C{tcp6:} description, which are what a development server needs.
     """
-    description = listen_description(value)
+    try:
+        description = listen_description(value)
+    except ValueError:
+        raise ReloadError(f"{option} {value}: a port number is 0-65535") from None
     if description is None:
         return None
     kind, _, rest = description.partition(":")

@@ -64,8 +64,10 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.server import Request
 
+from twistbridge._internals import error_page_code, request_line, skip_form_parsing
 from twistbridge.channel import answer_and_close
 from twistbridge.hosts import refusal_message
+from twistbridge.logs import access_refused
 
 if TYPE_CHECKING:
     pass
@@ -137,14 +139,12 @@ def _error_code(resource: Any) -> Optional[int]:
     """
     The status a body sent to C{resource} (which takes none) is answered
     with when not 400/413: its C{body_refusal_code}, or the status of
-    Twisted's error pages (C{pages.notFound()}, C{NoResource}), which keep it
-    as C{_code} or C{code}; L{None} for other resources.
+    Twisted's error pages (C{pages.notFound()}, C{NoResource}); L{None} for
+    other resources.
     """
     code = getattr(resource, "body_refusal_code", None)
     if code is None:
-        code = getattr(resource, "code", None)
-    if code is None:
-        code = getattr(resource, "_code", None)
+        return error_page_code(resource)
     return code if isinstance(code, int) else None
 
 
@@ -185,7 +185,7 @@ class BridgeRequest(Request):
             self.content = BytesIO()
             self._refuse_with(refused)
             return
-        if length == 0 and getattr(self.channel, "_command", None) in _BODILESS:
+        if length == 0 and request_line(self.channel)[0] in _BODILESS:
             # A GET or HEAD without a body: nothing to limit or stream.
             Request.gotLength(self, length)
             return
@@ -253,8 +253,7 @@ class BridgeRequest(Request):
 
     def _resolve_early(self) -> Any:
         channel = self.channel
-        command = getattr(channel, "_command", None)
-        uri = getattr(channel, "_path", None)
+        command, uri = request_line(channel)
         site = getattr(channel, "site", None)
         if command is None or uri is None or site is None:
             return None
@@ -305,7 +304,7 @@ class BridgeRequest(Request):
             # Twisted would run the e-mail header parser on every POST's
             # Content-Type only to find out that it is not a form (about a
             # fifth of a JSON-RPC call's CPU): skip it when that is plain.
-            self._parsePOSTFormSubmission = False
+            skip_form_parsing(self)
         Request.requestReceived(self, command, path, version)
 
     def process(self) -> None:
@@ -379,8 +378,9 @@ class BridgeRequest(Request):
     def _log_refusal(self, code: int, message: str) -> None:
         channel = self.channel
         peer = getattr(channel.transport.getPeer(), "host", "?")
-        method = getattr(channel, "_command", None) or self.method or b"?"
-        uri = getattr(channel, "_path", None) or self.uri or b"?"
+        line_method, line_uri = request_line(channel)
+        method = line_method or self.method or b"?"
+        uri = line_uri or self.uri or b"?"
         log.warn(
             "{code} for {method} {uri} from {peer}: {message}",
             code=code,
@@ -389,3 +389,4 @@ class BridgeRequest(Request):
             peer=peer,
             message=message,
         )
+        access_refused(method, uri.split(b"?", 1)[0], code)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Optional
 
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from twistbridge.bgpy._runtime import TaskRuntime
@@ -24,12 +25,15 @@ from twistbridge.config import Settings
 from twistbridge.igor._hub import Hub
 from twistbridge.izzati._resource import IzzatiResource
 from twistbridge.jsonrpc._controller import RpcController
+from twistbridge.metrics import BridgeMetrics
 from twistbridge.offload import Offloader
 from twistbridge.registry import Registry
 from twistbridge.service import BridgeService
 from twistbridge.web import build_root
 
 __all__ = ["Runtime"]
+
+log = Logger()
 
 
 class Runtime:
@@ -84,7 +88,24 @@ class Runtime:
             reactor=self.reactor,
             shutdown_timeout=s.shutdown_timeout,
             takeover=s.igor_takeover,
+            on_exit=self.handler_exit,
         )
+
+    def handler_exit(self, why: str) -> None:
+        """
+        A handler asked to stop the bridge (C{why} says which): its service
+        stops (L{BridgeService.request_stop}: the reactor too only when the
+        bridge is the process).  A bridge whose service was never built (its
+        resource mounted in another site) has nothing of its own to stop.
+        """
+        service = self.built_service()
+        if service is None:
+            log.warn(
+                "{why}: nothing stopped (the bridge runs no service of its own)",
+                why=why,
+            )
+            return
+        service.request_stop(why)
 
     @cached_property
     def rpc(self) -> RpcController:
@@ -100,6 +121,11 @@ class Runtime:
     def izzati(self) -> IzzatiResource:
         """The izzati upload endpoint (C{POST /} of the root)."""
         return IzzatiResource(self.registry, self.offloader)
+
+    @cached_property
+    def metrics(self) -> BridgeMetrics:
+        """The Prometheus metrics (served when C{metrics_port} is set)."""
+        return BridgeMetrics(self)
 
     @cached_property
     def root(self) -> Resource:

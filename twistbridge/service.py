@@ -9,11 +9,9 @@ its graceful shutdown.
       listener igor      the standalone Igor WebSocket port
       listener bgpy      the bgpy task port
 
-Listeners are built from endpoint descriptions (C{serverFromString}) and bind
-in C{privilegedStartService}, so twistd's C{-u}/C{-g} drop privileges after
-binding.  Each listener's factory is wrapped in a L{ConnectionTracker}, which
-knows every open connection so that shutdown can drain and, at the end,
-abort them.
+Listeners (L{twistbridge.listeners}) bind in C{privilegedStartService}, so
+twistd's C{-u}/C{-g} drop privileges after binding; each knows its open
+connections, so that shutdown can drain and, at the end, abort them.
 
 Shutdown (L{BridgeService.stopService}, run by twistd on SIGTERM) is bounded
 by C{settings.shutdown_timeout} and goes in this order:
@@ -38,7 +36,9 @@ by C{settings.shutdown_timeout} and goes in this order:
 Under twistd (L{BridgeService.owns_process}), SIGTERM and SIGINT start that
 shutdown; a second one forces the exit at once.  A process that still has
 busy handler threads after a forced stop exits anyway (status 0) after
-L{EXIT_GRACE} seconds.
+L{EXIT_GRACE} seconds.  A handler's request to stop (an Igor handler raising
+C{SystemExit}: L{BridgeService.request_stop}) stops the reactor when the
+bridge is the process, else only this service: the host's reactor runs on.
 """
 
 from __future__ import annotations
@@ -47,22 +47,26 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper
-from twisted.web.http import HTTPChannel
 
 from twistbridge._systemd import SystemdNotifier
-from twistbridge.config import listen_description
-from twistbridge.limits import HTTP_REFUSAL, ConnectionLimits
+from twistbridge.endpoints import listen_description
+from twistbridge.limits import HTTP_REFUSAL
+from twistbridge.listeners import (  # noqa: F401 (re-exported: the names' old home)
+    ConnectionTracker,
+    ListenError,
+    ListenerService,
+    build_listener,
+    unused_listener,
+)
+from twistbridge.metrics import MetricsService, metrics_site
 
 if TYPE_CHECKING:
-    from twistbridge.registry import Registry
     from twistbridge.runtime import Runtime
 
 log = Logger()
@@ -74,261 +78,9 @@ POOL_GRACE = 1.0
 EXIT_GRACE = 2.0
 
 
-def format_address(address: Any) -> str:
-    """C{host:port} for an IP address, the path for a UNIX socket."""
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is not None and port is not None:
-        if ":" in host:
-            return f"[{host}]:{port}"
-        return f"{host}:{port}"
-    name = getattr(address, "name", None)
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    return str(name if name is not None else address)
-
-
-class ListenError(SystemExit):
-    """
-    A listener could not bind: ends twistd with this one-line message.
-
-    @ivar listener: the listener's name (C{"http"}, C{"igor"}, ...).
-    @ivar reason: why, in a few words (C{"port 5020 is already in use"}).
-    """
-
-    listener: str = ""
-    reason: str = ""
-
-
-class ListenerService(Service):
-    """
-    One listening port, built from an endpoint description.
-
-    @ivar description: the endpoint description.
-    @ivar factory: the protocol factory (e.g. the L{Site}).
-    @ivar connections: the L{ConnectionTracker} wrapping C{factory}: what the
-        port really listens with.
-    @ivar port: the L{IListeningPort} once bound.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        description: str,
-        factory: Any,
-        reactor: Any = None,
-        max_connections: int = 0,
-        max_connections_per_client: int = 0,
-        refusal: bytes = b"",
-    ):
-        self.setName(name)
-        self.description = description
-        self.factory = factory
-        self.connections = ConnectionTracker(
-            factory,
-            reactor,
-            max_connections=max_connections,
-            max_connections_per_client=max_connections_per_client,
-            refusal=refusal,
-            name=name,
-        )
-        self.port: Optional[Any] = None
-        self._reactor = reactor
-
-    def privilegedStartService(self) -> None:
-        """Bind now (before twistd drops privileges)."""
-        Service.privilegedStartService(self)
-        if self.port is not None:
-            return
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor
-        endpoint = serverFromString(reactor, self.description)
-        failures: list = []
-        d = endpoint.listen(self.connections)
-        d.addCallbacks(self._listening, failures.append)
-        if failures:
-            reason = failures[0].value
-            error = ListenError(
-                f"twistd bridge: cannot listen for {self.name} on "
-                f"{self.description}: {describe_listen_error(reason)}"
-            )
-            error.listener = self.name
-            error.reason = describe_listen_error(reason)
-            raise error
-
-    def _listening(self, port: Any) -> None:
-        self.port = port
-        log.info(
-            "{listener} listening on {address}",
-            listener=self.name,
-            address=format_address(port.getHost()),
-        )
-
-    def startService(self) -> None:
-        """Bind if C{privilegedStartService} did not run (adopted by an app)."""
-        if self.port is None:
-            self.privilegedStartService()
-        Service.startService(self)
-
-    def stopService(self) -> Deferred:
-        """Stop accepting connections."""
-        Service.stopService(self)
-        port, self.port = self.port, None
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
-
-    def status(self) -> Dict[str, Any]:
-        """Whether this listener is up and what it bound."""
-        up = self.port is not None
-        return {
-            "up": up,
-            "address": format_address(self.port.getHost()) if up else None,
-        }
-
-
-def describe_listen_error(reason: BaseException) -> str:
-    """A one-line reason for a failed bind (C{port 5020 is already in use})."""
-    from twisted.internet.error import CannotListenError
-
-    if isinstance(reason, CannotListenError):
-        inner = reason.socketError
-        errno_ = getattr(inner, "errno", None)
-        if errno_ == 98:
-            return f"port {reason.port} is already in use"
-        if errno_ == 13:
-            return f"permission denied for port {reason.port}"
-        return f"{inner}"
-    return str(reason) or type(reason).__name__
-
-
-def innermost_protocol(protocol: Any) -> Any:
-    """
-    The protocol under any L{ProtocolWrapper}s and Twisted's HTTP/1.1-or-2
-    switch (C{_GenericHTTPChannelProtocol}): an L{HTTPChannel}, or what took
-    the connection over (a WebSocket protocol after an upgrade).
-    """
-    for _ in range(16):
-        if isinstance(protocol, ProtocolWrapper):
-            protocol = protocol.wrappedProtocol
-            continue
-        inner = getattr(protocol, "_channel", None)
-        if inner is not None:
-            protocol = inner
-            continue
-        break
-    return protocol
-
-
-class ConnectionTracker(ConnectionLimits):
-    """
-    Wrap a listener's factory, enforce its connection limits
-    (L{ConnectionLimits}) and keep every open connection, so that a shutdown
-    can wait for them (L{drain_http}) or end them (L{abort_all}).
-
-    The wrapping costs one method call per read and per write.
-
-    @ivar protocols: the open connections (L{WrappingFactory}'s own record).
-    """
-
-    noisy = False
-
-    def __init__(self, wrapped: Any, reactor: Any = None, **limits: Any) -> None:
-        ConnectionLimits.__init__(self, wrapped, **limits)
-        self._reactor = reactor
-        self._empty: List[Deferred] = []
-        self._watched: Set[int] = set()
-        self.draining = False
-
-    def unregisterProtocol(self, p: Any) -> None:
-        """A connection went away: fire L{when_empty} waiters once none is left."""
-        ConnectionLimits.unregisterProtocol(self, p)
-        if not self.protocols:
-            waiters, self._empty = self._empty, []
-            for d in waiters:
-                d.callback(None)
-
-    def when_empty(self) -> Deferred:
-        """A L{Deferred} that fires once no connection is open."""
-        if not self.protocols:
-            return defer.succeed(None)
-        d: Deferred = Deferred()
-        self._empty.append(d)
-        return d
-
-    def drain_http(self) -> Deferred:
-        """
-        Close idle HTTP connections now and the others once the requests in
-        them are answered; connections taken over by another protocol (a
-        WebSocket) are left to that protocol.  Fires once none is open.
-        """
-        self.draining = True
-        for conn in list(self.protocols):
-            self._settle(conn)
-        return self.when_empty()
-
-    def _settle(self, conn: Any) -> None:
-        if conn not in self.protocols:
-            return
-        channel = innermost_protocol(conn)
-        if not isinstance(channel, HTTPChannel):
-            return
-        if not channel.requests:
-            conn.loseConnection()
-            return
-        # Answer what is in flight, then close: no further keep-alive request.
-        channel.persistent = False
-        for request in list(channel.requests):
-            if not request.startedWriting:
-                request.setHeader(b"connection", b"close")
-            if id(request) in self._watched:
-                continue
-            self._watched.add(id(request))
-
-            def finished(_: Any, conn: Any = conn, key: int = id(request)) -> None:
-                self._watched.discard(key)
-                self._settle(conn)
-
-            request.notifyFinish().addBoth(finished)
-
-    def abort_all(self) -> int:
-        """Abort every open connection; return how many there were."""
-        conns = list(self.protocols)
-        for conn in conns:
-            transport = conn.transport
-            abort = getattr(transport, "abortConnection", None)
-            if abort is not None:
-                abort()
-            else:
-                transport.loseConnection()
-        return len(conns)
-
-
 def _gather(ds: List[Deferred]) -> Deferred:
     """Fire once every one of C{ds} fired, whatever their results."""
     return defer.DeferredList(ds, consumeErrors=True) if ds else defer.succeed([])
-
-
-def unused_listener(registry: Registry, name: str) -> Optional[str]:
-    """
-    Why the standalone listener C{name} stays closed, or L{None} to open
-    it: the Igor and bgpy ports open only when the app has something for
-    that protocol or the port was asked for explicitly.
-    """
-    if name == "igor" and "igor_port" not in registry.given_settings:
-        if not registry.serves_igor():
-            return (
-                "the app registers no Igor action or process "
-                "(give --igor-port to open it anyway)"
-            )
-    if name == "bgpy" and "bgpy_port" not in registry.given_settings:
-        if not registry.serves_bgpy():
-            return (
-                "the app registers no bgpy tasks, allowed modules or token "
-                "(give --bgpy-port to open it anyway)"
-            )
-    return None
 
 
 def _hosts(factory: Any, settings: Any) -> Any:
@@ -347,6 +99,9 @@ class BridgeService(MultiService):
     @ivar owns_process: set by C{twistd bridge}: this service is the process
         (it handles SIGTERM/SIGINT and talks to systemd).  An application that
         adopts the service keeps its own signal handling.
+    @ivar owns_reactor: set by the compatibility servers' runner: the reactor
+        runs for this service alone (as under C{owns_process}), so that
+        L{request_stop} stops the reactor.
     @ivar notifier: the L{SystemdNotifier} (C{READY=1}, C{STOPPING=1}, watchdog).
     @ivar listeners: listener name to L{ListenerService}.
     @ivar log_observer: an observer that twistd should log to (set by
@@ -364,9 +119,11 @@ class BridgeService(MultiService):
         self.runtime = runtime
         self.setName("twistbridge")
         self.owns_process = False
+        self.owns_reactor = False
         self.log_observer: Any = None
         self.notifier = SystemdNotifier(reactor)
         self._stopping: Optional[Deferred] = None
+        self._shut_down = False
         self._forced = False
         self._signals = 0
         self._exit_timer: Optional[threading.Thread] = None
@@ -377,6 +134,8 @@ class BridgeService(MultiService):
         igor = igor_services(runtime.igor_hub, runtime.registry.igor_process_objects)
         for svc in [*igor, *bgpy_services(runtime.bgpy)]:
             svc.setServiceParent(self)
+        if listen_description(runtime.settings.metrics_port) is not None:
+            MetricsService(runtime.metrics).setServiceParent(self)
         self.listeners: Dict[str, ListenerService] = {}
         s = runtime.settings
         for name, description, build, refusal in self._listener_plan():
@@ -386,14 +145,7 @@ class BridgeService(MultiService):
             if unused:
                 log.info("{name} listener left closed: {why}", name=name, why=unused)
                 continue
-            listener = ListenerService(
-                name,
-                description,
-                build(),
-                max_connections=s.max_connections,
-                max_connections_per_client=s.max_connections_per_client,
-                refusal=refusal,
-            )
+            listener = build_listener(name, description, build(), s, refusal)
             listener.setServiceParent(self)
             self.listeners[name] = listener
 
@@ -424,11 +176,25 @@ class BridgeService(MultiService):
                 lambda: bgpy_factory(rt.bgpy),
                 b"",
             ),
+            (
+                "metrics",
+                listen_description(s.metrics_port),
+                lambda: metrics_site(rt.metrics),
+                b"",
+            ),
         ]
 
     def listener_status(self) -> Dict[str, Any]:
         """Each listener's status, for C{/health}."""
         return {name: svc.status() for name, svc in self.listeners.items()}
+
+    def open_connections(self) -> Dict[str, int]:
+        """Each listener's open connections (for the metrics)."""
+        return {name: svc.connections.open for name, svc in self.listeners.items()}
+
+    def refused_connections(self) -> Dict[str, int]:
+        """Each listener's connections refused by its limits so far."""
+        return {name: svc.connections.refused for name, svc in self.listeners.items()}
 
     def protocol_services(self) -> List[Any]:
         """The children that are neither listeners nor the offloader."""
@@ -454,6 +220,7 @@ class BridgeService(MultiService):
 
     def startService(self) -> None:
         """Start everything; under twistd, then take over signals and notify."""
+        self._shut_down = False
         MultiService.startService(self)
         if self.owns_process:
             self._reactor.callWhenRunning(self._running)
@@ -487,13 +254,28 @@ class BridgeService(MultiService):
         if self._reactor.running:
             self._reactor.stop()
 
+    def request_stop(self, why: str) -> None:
+        """Stop (C{why}: who asked, for the log): the reactor if the bridge is
+        the process (L{owns_process}, L{owns_reactor}), else only this service."""
+        if self.owns_process or self.owns_reactor:
+            log.info("{why}: stopping", why=why)
+            self._stop_reactor()
+            return
+        if not self.running:
+            return
+        log.info("{why}: stopping the bridge's service", why=why)
+        self.stopService()
+
     # shutdown ------------------------------------------------------------
 
     def stopService(self) -> Deferred:
         """
         Stop accepting, drain within C{shutdown_timeout}, stop the pools.
-        The L{Deferred} fires when done, or at once after L{force}.
+        The L{Deferred} fires when done, or at once after L{force}.  Once
+        stopped (after L{request_stop}, say), stopping again does nothing.
         """
+        if self._stopping is None and self._shut_down and not self.running:
+            return defer.succeed(None)
         if self._stopping is None:
             self._stopping = Deferred()
             d = defer.ensureDeferred(self._shutdown())
@@ -504,6 +286,7 @@ class BridgeService(MultiService):
         return result
 
     def _stopped(self) -> None:
+        self._shut_down = True
         stopping, self._stopping = self._stopping, None
         if stopping is not None and not stopping.called:
             stopping.callback(None)

@@ -16,12 +16,8 @@ from typing import Any, Dict, List
 
 from twisted.python import usage
 
-from twistbridge.config import (
-    SIZE_SETTINGS,
-    Settings,
-    listen_description,
-    parse_size,
-)
+from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
+from twistbridge.endpoints import listen_description
 
 DEMO_APP = "twistbridge.demo:bridge"
 
@@ -218,7 +214,7 @@ class Options(usage.Options):
             self["reload"] = True
             self.reload_settings = self.bridge.settings
             return
-        from twistbridge.service import unused_listener
+        from twistbridge.listeners import unused_listener
 
         s = self.bridge.settings
         if s.bgpy_token_file:
@@ -303,13 +299,15 @@ def check_listen(option: str, value: Any) -> None:
     port that is already taken.
     """
     from twisted.internet import reactor
-    from twisted.internet.endpoints import (
-        TCP4ServerEndpoint,
-        TCP6ServerEndpoint,
-        serverFromString,
-    )
+    from twisted.internet.abstract import isIPv6Address
+    from twisted.internet.endpoints import serverFromString
 
-    description = listen_description(value)
+    from twistbridge._internals import tcp_endpoint_address
+
+    try:
+        description = listen_description(value)
+    except ValueError as e:
+        raise _fail(f"{option} {value}: {e}") from None
     if description is None:
         return
     try:
@@ -324,23 +322,20 @@ def check_listen(option: str, value: Any) -> None:
         raise _fail(f"{option} {value}: not an endpoint description ({e})") from None
     except Exception as e:
         raise _fail(f"{option} {value}: not an endpoint description ({e})") from None
-    if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
-        port = endpoint._port
+    address = tcp_endpoint_address(endpoint)
+    if address is not None:
+        interface, port = address
         if not 0 <= port <= 65535:
             raise _fail(
                 f"{option} {value}: a port number is 0-65535 (0: any free port)"
             )
         if port == 0:
             return
-        family = (
-            socket.AF_INET6
-            if isinstance(endpoint, TCP6ServerEndpoint)
-            else socket.AF_INET
-        )
+        family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
         probe = socket.socket(family, socket.SOCK_STREAM)
         try:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((endpoint._interface, port))
+            probe.bind((interface, port))
         except OSError as e:
             reason = (
                 "is already in use"
@@ -351,7 +346,7 @@ def check_listen(option: str, value: Any) -> None:
             if option != "--port":
                 way_out += f", or switch it off with {option} none"
             raise _fail(
-                f"{option}: port {port} on {endpoint._interface or '*'} {reason}; "
+                f"{option}: port {port} on {interface or '*'} {reason}; "
                 f"{way_out} (with make run: make run ARGS='{option} ...')"
             ) from None
         finally:

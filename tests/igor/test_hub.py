@@ -25,15 +25,29 @@ def exit_handler(out, data, **kwargs):
     raise SystemExit()
 
 
+HANDLERS = {
+    "echo": resolve(echo, "reactor"),
+    "capture": resolve(capture, "reactor"),
+    "exit": resolve(exit_handler, "reactor"),
+    "slow": resolve(echo, "thread"),
+}
+
+
 @pytest.fixture
-def hub():
-    handlers = {
-        "echo": resolve(echo, "reactor"),
-        "capture": resolve(capture, "reactor"),
-        "exit": resolve(exit_handler, "reactor"),
-        "slow": resolve(echo, "thread"),
-    }
-    return Hub(handlers, FakeOffloader(), reactor=FakeReactor(), shutdown_timeout=5)
+def exits():
+    """What the hub's on_exit callback was called with."""
+    return []
+
+
+@pytest.fixture
+def hub(exits):
+    return Hub(
+        HANDLERS,
+        FakeOffloader(),
+        reactor=FakeReactor(),
+        shutdown_timeout=5,
+        on_exit=exits.append,
+    )
 
 
 def test_numeric_client_ids_and_kwargs(hub):
@@ -139,14 +153,24 @@ def test_long_backlog_of_one_stream_id_runs_in_order_without_recursion(hub):
     assert MAX_INFLIGHT == 1000
 
 
-def test_system_exit_closes_stream_then_stops_reactor(hub):
+def test_system_exit_closes_stream_then_asks_whoever_serves_the_hub_to_stop(hub, exits):
     a = attach(hub)
     hub.receive(a, message("exit", stream="igor_shutdown"))
     assert a.written == [
         {"streamId": "igor_shutdown", "data": "bye"},
         {"streamId": "igor_shutdown", "close": True},
     ]
-    assert hub.reactor.stops == 1
+    assert exits == ["igor handler exit_handler raised SystemExit"]
+    # The hub never stops the reactor itself: it may be someone else's.
+    assert hub.reactor.stops == 0
+
+
+def test_system_exit_without_on_exit_stops_nothing():
+    hub = Hub(HANDLERS, FakeOffloader(), reactor=FakeReactor(), shutdown_timeout=5)
+    a = attach(hub)
+    hub.receive(a, message("exit", stream="igor_shutdown"))
+    assert a.written[-1] == {"streamId": "igor_shutdown", "close": True}
+    assert hub.reactor.stops == 0
 
 
 def test_drain_waits_for_streams_then_goes_away(hub):

@@ -74,11 +74,11 @@ __all__ = [
 
 
 def _listen_description(host: str, port: int) -> str:
+    from twistbridge.endpoints import endpoint_description
+
     if host in ("localhost", ""):
         host = "127.0.0.1"
-    if ":" in host:
-        return f"tcp6:{int(port)}:interface={host.replace(':', chr(92) + ':')}"
-    return f"tcp:{int(port)}:interface={host}"
+    return endpoint_description((host, port))
 
 
 def _address(host: str, port: int) -> str:
@@ -104,8 +104,9 @@ def _bind_reason(host: str, port: int) -> Optional[str]:
     return None
 
 
-def _start_logging(log_level: str, log_file: Optional[str]) -> None:
-    from twisted.logger import LogLevel, globalLogBeginner, textFileLogObserver
+def _log_observers(log_level: str, log_file: Optional[str]) -> Any:
+    """The observers of bgpy's C{--log-level} and C{--log-file}."""
+    from twisted.logger import LogLevel, textFileLogObserver
 
     from twistbridge.logs import level_filtered
 
@@ -118,9 +119,7 @@ def _start_logging(log_level: str, log_file: Optional[str]) -> None:
     observers = [textFileLogObserver(sys.stdout)]
     if log_file:
         observers.append(textFileLogObserver(open(log_file, "a", encoding="utf-8")))
-    globalLogBeginner.beginLoggingTo(
-        level_filtered(observers, level), redirectStandardIO=False
-    )
+    return level_filtered(observers, level)
 
 
 class Server:
@@ -178,26 +177,25 @@ class Server:
         """
         from twisted.internet import reactor
 
-        from twistbridge.service import ListenError
+        from twistbridge._compatrun import run_standalone
 
-        _start_logging(self.log_level, self.log_file)
+        observers = _log_observers(self.log_level, self.log_file)
         bridge = self.bridge()
-        service = bridge.service()
         rt = bridge.runtime().bgpy
         rt.allow_modules.allow_option = "--allow-module"
         rt.allow_modules.token_option = "--token / BGPY_TOKEN"
         rt.on_exit = lambda: reactor.callLater(0, reactor.stop)
-        try:
-            service.privilegedStartService()
-        except ListenError as e:
-            reason = _bind_reason(self.host, self.port) or str(e).rpartition(": ")[2]
-            raise SystemExit(
-                f"bgpy server: cannot listen on {_address(self.host, self.port)}: "
-                f"{reason}"
-            ) from None
-        service.startService()
-        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-        reactor.run()
+
+        def reason_of(error: Any) -> str:
+            return _bind_reason(self.host, self.port) or str(error).rpartition(": ")[2]
+
+        run_standalone(
+            "bgpy server",
+            lambda listener: _address(self.host, self.port),
+            bridge.service(),
+            observers=observers,
+            reason_of=reason_of,
+        )
 
     def run_background(self, timeout: float = 10.0) -> subprocess.Popen:
         """

@@ -140,7 +140,9 @@ def decide(message: Message, authenticated: bool, token: Optional[str]) -> Decis
             return RunTask("init", message.args)
         if not all(callable(g) for g in given):
             return Reject(BgpyError("INIT needs init_task, exec_task and exit_task."))
-        return RunTask("init", message.args, TaskSet(*[g for g in given if g is not None]))
+        return RunTask(
+            "init", message.args, TaskSet(*[g for g in given if g is not None])
+        )
     if kind is MessageType.EXEC:
         return RunTask("exec", message.args)
     return RunTask("exit", message.args)

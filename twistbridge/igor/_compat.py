@@ -84,7 +84,9 @@ def _interface(host: str) -> str:
 
 
 def _description(host: str, port: int) -> str:
-    return f"tcp:{int(port)}:interface={_interface(host).replace(':', chr(92) + ':')}"
+    from twistbridge.endpoints import endpoint_description
+
+    return endpoint_description((_interface(host), port))
 
 
 def _merged(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -266,7 +268,7 @@ class IgorServer:
         if plan is not None:
             from twistbridge.igor._fileserver import build_file_site
             from twistbridge.limits import HTTP_REFUSAL
-            from twistbridge.service import ListenerService
+            from twistbridge.listeners import build_listener
 
             s = self.bridge.settings
             site = build_file_site(
@@ -276,13 +278,12 @@ class IgorServer:
                 allowed_hosts=s.allowed_host,
                 timeout=s.idle_timeout,
             )
-            listener = ListenerService(
+            listener = build_listener(
                 "igor-files",
                 _description(plan["host"], plan["port"]),
                 site,
-                max_connections=s.max_connections,
-                max_connections_per_client=s.max_connections_per_client,
-                refusal=HTTP_REFUSAL,
+                s,
+                HTTP_REFUSAL,
             )
             listener.kill = listener.stopService  # Igor's name
             listener.setServiceParent(service)
@@ -311,16 +312,13 @@ class IgorServer:
         self.server.run_forever()
 
     def _serve(self) -> None:
-        from twisted.internet import reactor
-        from twisted.logger import globalLogBeginner, textFileLogObserver
+        from twisted.logger import textFileLogObserver
 
-        from twistbridge._compatrun import bind_or_exit
+        from twistbridge._compatrun import run_standalone
 
-        service = self.service()
-        bind_or_exit(service, PROGRAM, self._address)
-        globalLogBeginner.beginLoggingTo(
-            [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+        run_standalone(
+            PROGRAM,
+            self._address,
+            self.service(),
+            observers=[textFileLogObserver(sys.stdout)],
         )
-        reactor.callWhenRunning(service.startService)
-        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-        reactor.run()

@@ -16,7 +16,7 @@ autobahn protocol in L{twistbridge.igor._protocol} is the real one.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -67,6 +67,11 @@ class Hub:
     @ivar shutdown_timeout: seconds L{close_all} waits for streams to finish.
     @ivar inline_limit: messages larger than this many bytes are parsed in a
         pool thread (their connection's messages stay in order).
+    @ivar broadcasts: process messages sent to every client so far.
+    @ivar on_exit: called when a handler raises L{SystemExit}, with a line
+        saying which: whoever serves the hub stops what it serves (the
+        bridge's service, or the reactor when the bridge is the process);
+        L{None}: the exit is only logged.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class Hub:
         shutdown_timeout: float = 10.0,
         takeover: str = "name",
         inline_limit: int = INLINE_LIMIT,
+        on_exit: Optional[Callable[[str], Any]] = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -90,6 +96,8 @@ class Hub:
         self.offloader = offloader
         self.shutdown_timeout = shutdown_timeout
         self.inline_limit = inline_limit
+        self.on_exit = on_exit
+        self.broadcasts = 0
         self.scope: Dict[str, Any] = {}
         self.connections: Set[Any] = set()
         self.outputs: Dict[Any, ProcessOutput] = {}
@@ -274,10 +282,15 @@ class Hub:
         self._check_idle()
 
     def request_exit(self, action: str) -> None:
-        """A handler raised L{SystemExit}: stop the reactor gracefully."""
-        log.info("igor handler {action} raised SystemExit: stopping", action=action)
-        if self.reactor.running:
-            self.reactor.stop()
+        """A handler raised L{SystemExit}: ask L{on_exit} to stop gracefully."""
+        if self.on_exit is None:
+            log.warn(
+                "igor handler {action} raised SystemExit: nothing to stop "
+                "(the hub serves no service)",
+                action=action,
+            )
+            return
+        self.on_exit(f"igor handler {action} raised SystemExit")
 
     # delivery -------------------------------------------------------------------
 
@@ -301,6 +314,7 @@ class Hub:
         self.deliver(self.client(client_id), payload)
 
     def _broadcast(self, payload: bytes) -> None:
+        self.broadcasts += 1
         for conn in list(self.connections):
             conn.write(payload)
 

@@ -73,11 +73,6 @@ def _print_upload(text: Any, data: Any) -> Dict[str, str]:
     return {"result": "success"}
 
 
-def _endpoint(host: str, port: Any) -> str:
-    escaped = str(host).replace("\\", "\\\\").replace(":", "\\:")
-    return f"tcp:{int(port)}:interface={escaped}"
-
-
 class Backend:
     """
     izzati's C{Backend}: serve C{callback(text, data, *args, **kwargs)} at
@@ -110,10 +105,11 @@ class Backend:
     def bridge(self, host: str = "0.0.0.0", port: Any = 5020) -> Any:
         """The L{twistbridge.Bridge} that serves this backend (HTTP only)."""
         from twistbridge.app import Bridge
+        from twistbridge.endpoints import endpoint_description
 
         settings: Dict[str, Any] = {"igor_port": "none", "bgpy_port": "none"}
         settings.update(self.settings)
-        settings["port"] = _endpoint(host, port)
+        settings["port"] = endpoint_description((host, port))
         if self.max_upload_size is not None:
             settings["max_upload_size"] = self.max_upload_size
         bridge = Bridge(**settings)
@@ -152,19 +148,16 @@ class Backend:
         return process, self.q
 
     def _serve(self, host: str, port: Any) -> None:
-        from twisted.internet import reactor
-        from twisted.logger import globalLogBeginner, textFileLogObserver
+        from twisted.logger import textFileLogObserver
 
-        from twistbridge._compatrun import bind_or_exit
+        from twistbridge._compatrun import run_standalone
 
-        service = self.bridge(host, port).service()
-        bind_or_exit(service, PROGRAM, lambda listener: f"{host}:{port}")
-        globalLogBeginner.beginLoggingTo(
-            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
+        run_standalone(
+            PROGRAM,
+            lambda listener: f"{host}:{port}",
+            self.bridge(host, port).service(),
+            observers=[textFileLogObserver(sys.stderr)],
         )
-        service.startService()
-        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-        reactor.run()
 
 
 def _serve_in_child(backend: Backend, host: str, port: Any) -> None:

@@ -102,23 +102,24 @@ def _run_in(backend: Any) -> Optional[str]:
 
 def _description(address: Any, ssl: Any = None) -> str:
     """An endpoint description for a flaskJSONRPCServer address."""
+    from twistbridge.endpoints import endpoint_description
+
     if isinstance(address, str):
         if address.isdigit():
             address = ("127.0.0.1", address)
         elif ":" in address and not address.startswith("/"):
             return address  # already an endpoint description
         else:
-            return f"unix:{address}"
+            return endpoint_description(address)
     host, port = address[0], address[1] if len(address) > 1 else None
     if isinstance(host, str) and host.startswith("/"):
-        return f"unix:{host}"
+        return endpoint_description(host)
     if host in (None, "", "localhost"):
         host = "127.0.0.1"
-    interface = str(host).replace(":", "\\:")
     if ssl:
         key, cert = ssl[0], ssl[1]
-        return f"ssl:{int(port)}:privateKey={key}:certKey={cert}:interface={interface}"
-    return f"tcp:{int(port)}:interface={interface}"
+        return endpoint_description((host, port), "ssl", privateKey=key, certKey=cert)
+    return endpoint_description((host, port))
 
 
 def _begin_logging() -> None:
@@ -519,10 +520,19 @@ class JSONRPCServer:
             self._stopped.wait()
             return
 
-        self._bind_or_exit(self._start_service)
+        from twistbridge._compatrun import run_standalone
+
         self._owns_reactor = True
-        reactor.run()
-        self._owns_reactor = False
+        try:
+            run_standalone(
+                PROGRAM,
+                self._address_of,
+                start=lambda: self._bind_or_exit(self._start_service),
+                stop=lambda: self._stop_service(self.bridge.settings.shutdown_timeout),
+                reactor=reactor,
+            )
+        finally:
+            self._owns_reactor = False
 
     def stop(self, timeout: float = 20, processingDispatcherCountMax: int = 0) -> Any:
         """

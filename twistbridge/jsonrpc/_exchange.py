@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge._internals import connection_lost
 from twistbridge.errors import not_json_text
 from twistbridge.jsonrpc._core import (
     Call,
@@ -239,7 +240,7 @@ class Exchange:
         self.pending -= 1
         if self.pending == 0 and self.waiting:
             self.waiting = False
-            if getattr(self.request, "_disconnected", False) or self.request.finished:
+            if connection_lost(self.request) or self.request.finished:
                 return
             body = self.body()
             if body:

@@ -15,6 +15,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge._internals import connection_lost
 from twistbridge.jsonrpc._core import (
     Call,
     Error,
@@ -152,7 +153,7 @@ class JsonpResource(Resource):
             if state["sync"]:
                 state["body"] = body
                 return
-            if getattr(request, "_disconnected", False) or request.finished:
+            if connection_lost(request) or request.finished:
                 return
             request.write(body)
             request.finish()

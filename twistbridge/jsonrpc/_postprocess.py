@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
+from twistbridge._internals import connection_lost
 from twistbridge.request import BridgeRequest
 
 __all__ = ["MODES", "TYPES", "Controller", "run_postprocess", "postprocess_request"]
@@ -228,7 +229,7 @@ def postprocess_request(server: Any) -> type:
             )
 
             def answer(result: Any) -> None:
-                if self.finished or getattr(self, "_disconnected", False):
+                if self.finished or connection_lost(self):
                     return
                 if result is not None:
                     code, new_headers, body_ = result

@@ -27,6 +27,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twistbridge._internals import connection_lost
 from twistbridge.jsonrpc._core import (
     SERVER_ERROR,
     Call,
@@ -202,7 +203,7 @@ class RpcResource(Resource):
         request.notifyFinish().addErrback(lambda _: d.cancel())
 
         def parsed(result: Any) -> None:
-            if request.finished or getattr(request, "_disconnected", False):
+            if request.finished or connection_lost(request):
                 return
             answer = self.answer(request, disp, result)
             if answer is not NOT_DONE_YET:
@@ -212,7 +213,7 @@ class RpcResource(Resource):
         def failed(failure: Failure) -> None:
             if failure.check(CancelledError):
                 return
-            if request.finished or getattr(request, "_disconnected", False):
+            if request.finished or connection_lost(request):
                 return
             if failure.check(OffloadError):
                 log.warn(

@@ -1,0 +1,91 @@
+"""
+The few Twisted internals the bridge reads or sets, each in one function
+that says why no public API does the job.  Nothing else in the package
+touches a private attribute of a Twisted object: when Twisted changes one
+of these, this module is the one place to follow it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+
+def request_line(channel: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """
+    The method and URI of the request whose headers C{channel} (an
+    L{HTTPChannel<twisted.web.http.HTTPChannel>}) is reading, or
+    C{(None, None)} where there is none (HTTP/2).
+
+    Why private: C{Request.method} and C{Request.uri} are only set in
+    C{requestReceived}, once the whole body is in; until then the request
+    line is only kept by the channel, as C{_command} and C{_path}.  The
+    early-body checks need it when the headers arrive.
+    """
+    return getattr(channel, "_command", None), getattr(channel, "_path", None)
+
+
+def skip_form_parsing(request: Any) -> None:
+    """
+    Make C{request} (a L{twisted.web.http.Request}) leave its body unparsed
+    as a form, from now on.
+
+    Why private: Twisted's public switch is the C{parsePOSTFormSubmission}
+    argument of C{Request} and C{Site}, fixed when the request is built,
+    before its C{Content-Type} is known; the value it sets,
+    C{_parsePOSTFormSubmission}, is read in C{requestReceived}.
+    """
+    request._parsePOSTFormSubmission = False
+
+
+def connection_lost(request: Any) -> bool:
+    """
+    Whether the connection of C{request} (a L{twisted.web.http.Request})
+    is gone.
+
+    Why private: Twisted tells it publicly only asynchronously (the errback
+    of C{notifyFinish()}); the flag it keeps, C{_disconnected}, answers now.
+    """
+    return bool(getattr(request, "_disconnected", False))
+
+
+def http_switch_channel(protocol: Any) -> Any:
+    """
+    The channel under Twisted's HTTP/1.1-or-HTTP/2 switch (what
+    C{Site.buildProtocol} returns: C{_GenericHTTPChannelProtocol}), or
+    L{None} when C{protocol} is not such a switch.
+
+    Why private: the switch forwards everything to its channel and offers
+    no public name for it but C{_channel}.
+    """
+    return getattr(protocol, "_channel", None)
+
+
+def error_page_code(resource: Any) -> Optional[int]:
+    """
+    The HTTP status of one of Twisted's error pages (C{pages.notFound()},
+    C{pages.errorPage()}, the older C{resource.NoResource}), or L{None}.
+
+    Why private: C{twisted.web.pages} keeps the status as C{_code}; only the
+    deprecated C{resource.ErrorPage} has a public C{code}.
+    """
+    code = getattr(resource, "code", None)
+    if code is None:
+        code = getattr(resource, "_code", None)
+    return code if isinstance(code, int) else None
+
+
+def tcp_endpoint_address(endpoint: Any) -> Optional[Tuple[str, int]]:
+    """
+    The C{(interface, port)} a TCP server endpoint (C{TCP4ServerEndpoint},
+    C{TCP6ServerEndpoint}) will bind, or L{None} for another endpoint.
+
+    Why private: those endpoints keep what their description said as
+    C{_interface} and C{_port}, and Twisted has no public parser of server
+    descriptions; listening to find out would hold the port until the
+    reactor runs.
+    """
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        return None
+    return endpoint._interface, endpoint._port
