@@ -11,6 +11,11 @@ Igor or bgpy listener) and serves it with Twisted.  C{serveForever()} runs
 the reactor in the calling thread; C{start()} runs it in a background thread
 (started once per process) and returns once the listeners are bound, so
 C{stop()}, C{restart()} and C{start()} again work from the main program.
+
+The module is long because it is one class: flaskJSONRPCServer's whole
+public API (and the few private helpers its example programs call), each
+method short; the behaviour behind C{auth}, C{_connection},
+C{simulateRequest} and C{getWSGI} is in L{twistbridge.jsonrpc._compat}.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class _Settings(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
 
 log = Logger()
 
@@ -190,7 +196,9 @@ class JSONRPCServer:
         )
         given = locals()
         self._ignored = [
-            f"{k}={given[k]!r}" for k, default in _IGNORED.items() if given[k] != default
+            f"{k}={given[k]!r}"
+            for k, default in _IGNORED.items()
+            if given[k] != default
         ]
         settings.setdefault("igor_port", "none")
         settings.setdefault("bgpy_port", "none")
@@ -207,12 +215,13 @@ class JSONRPCServer:
         self.rpc.defaults = {
             "cors": cors,
             "jsonp": bool(fallback),
-            "auth": auth,
             "blocking": bool(blocking),
             "compress_min_size": compressMinSize if allowCompress else None,
             "magic_var": magicVarForDispatcher,
             "allow_form_content": True,
         }
+        if auth is not None and not callable(auth):
+            raise MainError("auth must be a function: auth(server, request) -> True")
         self.root = RpcResource(self.rpc, "/")
         self.rpc.add_root(self.root)
         self.ports: List[Any] = []
@@ -276,7 +285,11 @@ class JSONRPCServer:
     # postprocessers --------------------------------------------------------
 
     def postprocessAdd(
-        self, type: str, cb: Callable[..., Any], mode: Optional[str] = None, status: Any = None
+        self,
+        type: str,
+        cb: Callable[..., Any],
+        mode: Optional[str] = None,
+        status: Any = None,
     ) -> None:
         """
         Run C{cb} on every answer with HTTP status or JSON-RPC error code
@@ -291,9 +304,13 @@ class JSONRPCServer:
         if self.started:
             raise MainError("You can't add new postprocesser while server runned")
         if mode and mode not in MODES:
-            raise MainError(f"Unsupported postprocess-mode, now supported only {list(MODES)}")
+            raise MainError(
+                f"Unsupported postprocess-mode, now supported only {list(MODES)}"
+            )
         if type not in TYPES:
-            raise MainError(f"Unsupported postprocess-type, now supported only {list(TYPES)}")
+            raise MainError(
+                f"Unsupported postprocess-type, now supported only {list(TYPES)}"
+            )
         if status is None:
             raise MainError("Postprocessers without conditions currently not supported")
         by_status = self.settings["postprocess"]["byStatus"]
@@ -302,11 +319,15 @@ class JSONRPCServer:
                 raise TypeError("<status> must be number or list of numbers")
             by_status.setdefault(code, []).append((type, mode, cb))
 
-    def postprocessAdd_wsgi(self, wsgi: Any, mode: Optional[str] = None, status: Any = None) -> None:
+    def postprocessAdd_wsgi(
+        self, wsgi: Any, mode: Optional[str] = None, status: Any = None
+    ) -> None:
         """L{postprocessAdd} of a WSGI app."""
         self.postprocessAdd("wsgi", wsgi, mode, status)
 
-    def postprocessAdd_cb(self, cb: Any, mode: Optional[str] = None, status: Any = None) -> None:
+    def postprocessAdd_cb(
+        self, cb: Any, mode: Optional[str] = None, status: Any = None
+    ) -> None:
         """L{postprocessAdd} of a plain callback."""
         self.postprocessAdd("cb", cb, mode, status)
 
@@ -350,6 +371,152 @@ class JSONRPCServer:
             api, clearOld, timeout, processingDispatcherCountMax, safely
         )
 
+    # simulated requests and WSGI ---------------------------------------------
+
+    def simulateRequest(
+        self,
+        dispatcherName: str,
+        args: Any = None,
+        path: str = "/",
+        headers: Optional[Dict[str, str]] = None,
+        cookies: Optional[Dict[str, str]] = None,
+        notify: bool = False,
+    ) -> Any:
+        """
+        Run one call as if a client had sent it, without a socket, and
+        return C{(entries, headers)} as flaskJSONRPCServer does: C{entries}
+        is C{[{"id": 1, "data": result}]}, or C{[{"code": ..., "message":
+        ..., "id": 1}]} when the call failed (C{[]} for a notification);
+        C{headers} the answer's C{(name, value)} list.  The server's
+        C{auth} is asked first; postprocessers do not run.  Blocks until
+        the call is done (the reactor is started in a background thread
+        when none runs); in the reactor thread it returns a L{Deferred}.
+
+        @raise MainError: when nothing is served at C{path} or C{auth}
+            refuses.
+        """
+        from twistbridge.jsonrpc._compat import simulate
+
+        run = (simulate, self, dispatcherName, args, path, headers, cookies, notify)
+        if threadable.isInIOThread() and self._reactor.running:
+            return run[0](*run[1:])
+        self._ensure_reactor()
+        from twisted.internet.threads import blockingCallFromThread
+
+        return blockingCallFromThread(self._reactor, *run)
+
+    def getWSGI(self) -> Callable[..., Any]:
+        """
+        A WSGI app of this server's JSON-RPC paths (POST calls and
+        batches), for a WSGI server of your own: each request blocks its
+        WSGI thread while the calls run in twistbridge (whose reactor is
+        started in a background thread if none runs).  No JSONP and no
+        postprocessers there: those need C{serveForever()}.
+        """
+        from twistbridge.jsonrpc._compat import wsgi_app
+
+        self._ensure_reactor()
+        return wsgi_app(self)
+
+    # what _connection computes ---------------------------------------------
+
+    def connection_extra(self, conn: Any, name: str) -> Any:
+        """
+        flaskJSONRPCServer's computed C{_connection} entries (C{call},
+        C{dispatcher}, C{dispatcherName}, C{request}, C{serverName}, ...).
+
+        @raise KeyError: for any other name.
+        """
+        from twistbridge.jsonrpc._compat import connection_extra
+
+        return connection_extra(self, conn, name)
+
+    # flaskJSONRPCServer's private helpers that its examples call -------------
+
+    def _logger(self, level: Any, *args: Any) -> None:
+        """Log a message at flaskJSONRPCServer's C{level} (1 error ... 4 debug)."""
+        from twistbridge.jsonrpc._compat import logger
+
+        logger(self, level, *args)
+
+    _log = _logger
+
+    def _sleep(self, s: float, forceNative: bool = False) -> Any:
+        """C{time.sleep} (in the reactor thread: a L{Deferred} to await)."""
+        from twistbridge.jsonrpc._compat import sleep
+
+        return sleep(s)
+
+    def _thread(
+        self,
+        target: Callable[..., Any],
+        args: Any = None,
+        kwargs: Optional[Dict[str, Any]] = None,
+        forceNative: bool = False,
+    ) -> threading.Thread:
+        """Run C{target} in a new daemon thread, started, and return it."""
+        thread = threading.Thread(
+            target=target, args=tuple(args or ()), kwargs=kwargs or {}, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _getms(self, inMS: bool = True) -> float:
+        """The time now in milliseconds (C{inMS=False}: seconds)."""
+        from twistbridge.jsonrpc._compat import getms
+
+        return getms(inMS)
+
+    def _getScriptPath(
+        self, full: bool = False, real: bool = True, f: Any = None
+    ) -> str:
+        """The main program's directory, or with C{full} its file."""
+        from twistbridge.jsonrpc._compat import script_path
+
+        return script_path(full, real, f)
+
+    @staticmethod
+    def _isString(value: Any) -> bool:
+        """Whether C{value} is text (or bytes)."""
+        return isinstance(value, (str, bytes))
+
+    def _loadPostData(self, request: Dict[str, Any]) -> str:
+        """The body of a request dict (as postprocessers get it), as text."""
+        data = request.get("data")
+        if data is None:
+            stream = request.get("environ", {}).get("wsgi.input")
+            data = stream.read() if stream is not None else b""
+            request["data"] = data
+        if isinstance(data, bytes):
+            return data.decode("utf-8", "surrogateescape")
+        return data
+
+    def _importThreading(self, scope: Any = None, forceDelete: bool = True) -> None:
+        """Nothing to do: there is no gevent to patch with (kept for old programs)."""
+
+    _importSocket = _importAll = _importThreading
+
+    def _throw(self, data: str) -> None:
+        """Raise L{MainError}."""
+        raise MainError(data)
+
+    def _ensure_reactor(self) -> None:
+        """Run the reactor in a background thread unless it already runs."""
+        global _reactor_thread
+        reactor = self._reactor
+        if reactor.running:
+            return
+        ready = threading.Event()
+        reactor.callWhenRunning(ready.set)
+        _reactor_thread = threading.Thread(
+            target=reactor.run,
+            kwargs={"installSignalHandlers": False},
+            name="twistbridge-reactor",
+            daemon=True,
+        )
+        _reactor_thread.start()
+        ready.wait()
+
     # lifecycle -------------------------------------------------------------
 
     @property
@@ -367,10 +534,13 @@ class JSONRPCServer:
         # log), serving this server's JSON-RPC-only root.
         self.bridge._built["resource"] = self.root
         site = BridgeSite(self.bridge)
+        from twistbridge.jsonrpc._compat import compat_request
+
+        site.requestFactory = compat_request(self, site.requestFactory)
         if self.settings["postprocess"]["byStatus"]:
             from twistbridge.jsonrpc._postprocess import postprocess_request
 
-            site.requestFactory = postprocess_request(self)
+            site.requestFactory = postprocess_request(self, site.requestFactory)
         s = self.bridge.settings
         service = MultiService()
         for i, description in enumerate(self.addresses):
@@ -431,23 +601,12 @@ class JSONRPCServer:
         (C{joinLoop=True}: blocks until the server stops).  Called in the
         reactor thread it returns a L{Deferred}.
         """
-        global _reactor_thread
         if self.log_level:
             _begin_logging()
         reactor = self._reactor
         if threadable.isInIOThread() and reactor.running:
             return self._start_service()
-        if not reactor.running:
-            ready = threading.Event()
-            reactor.callWhenRunning(ready.set)
-            _reactor_thread = threading.Thread(
-                target=reactor.run,
-                kwargs={"installSignalHandlers": False},
-                name="twistbridge-reactor",
-                daemon=True,
-            )
-            _reactor_thread.start()
-            ready.wait()
+        self._ensure_reactor()
         self._bind_or_exit(lambda: self._in_reactor(self._start_service))
         if joinLoop:
             self._stopped.wait()

@@ -557,12 +557,20 @@ class Connection(dict):
             # A method's own choice (True forces gzip, False forbids it).
             dict.__setitem__(self, "_compressChoice", bool(value))
 
+    def __missing__(self, name: str) -> Any:
+        # The compatibility server adds flaskJSONRPCServer's computed
+        # entries (call, dispatcher, request...) through this hook.
+        extra = getattr(dict.get(self, "server"), "connection_extra", None)
+        if extra is None:
+            raise KeyError(name)
+        return extra(self, name)
+
     def snapshot(self) -> Dict[str, Any]:
         """The picklable part (for C{run_in="process"} methods)."""
         return {
             k: v
             for k, v in self.items()
-            if k not in ("server", "call", "_compressChoice")
+            if k not in ("server", "call", "_call", "_compressChoice")
         }
 
 

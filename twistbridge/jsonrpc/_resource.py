@@ -798,6 +798,7 @@ class _Exchange:
                 conn = self.connection()
                 conn["method"] = call.method
                 conn["notify"] = call.notification
+                conn["_call"] = call
             self.ctl.stats_data.processing += 1
             t0 = _perf()
             d = self.ctl.run(method, call, conn, opts.blocking)
@@ -1127,6 +1128,7 @@ class JsonpResource(Resource):
             # refuses learns nothing of the method names or signatures.
             conn = _connection(request, ctl, disp, callback or False)
             conn["method"] = name
+            conn["_call"] = call
             try:
                 ok = opts.auth(conn, name) is True
             except Exception:
@@ -1146,6 +1148,7 @@ class JsonpResource(Resource):
         if opts.auth is None:
             conn = _connection(request, ctl, disp, callback or False)
             conn["method"] = name
+            conn["_call"] = call
         if method is None:
             if name == core.DISCOVER:
                 from twistbridge import __version__

@@ -149,7 +149,7 @@ def test_postprocess(example, tmp_path):
         response = requests.post(
             f"http://127.0.0.1:{port}/api", json=request("fail"), timeout=10
         )
-        assert (response.status_code, response.json()) == (200, {"rewritten": -32000, "path": "/api"})
+        assert (response.status_code, response.json()) == (200, {"rewritten": -32000, "path": "/api/"})
         response = requests.post(f"http://127.0.0.1:{port}/nothing", json=request("x"), timeout=10)
         assert (response.status_code, response.text) == (418, "teapot:404 Not Found")
         with pytest.raises(Exception, match="while server runned"):
