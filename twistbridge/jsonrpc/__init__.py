@@ -247,7 +247,13 @@ class JSONRPCServer:
         its C{_alias} names; C{fallback} switches JSONP for it.  A name
         already served at C{path} is replaced, as flaskJSONRPCServer does.
         """
-        run_in = run_in or _run_in(dispatcherBackend) or self.default_run_in
+        if run_in is None:
+            # "simple" given here means: as plain functions run (not the default)
+            run_in = (
+                self.default_run_in
+                if dispatcherBackend is None
+                else _run_in(dispatcherBackend)
+            )
         self.bridge.rpc_function(
             dispatcher,
             path=path,
@@ -366,9 +372,49 @@ class JSONRPCServer:
         processingDispatcherCountMax: int = 0,
         safely: bool = True,
     ) -> bool:
-        """Replace methods without stopping (see L{RpcController.reload})."""
+        """
+        Replace methods without stopping (see L{RpcController.reload}).  As
+        in flaskJSONRPCServer, an entry naming its dispatcher by name loads
+        it from the main program's file unless it gives C{scriptPath}, and
+        a method reloaded under an existing name keeps that method's
+        C{dispatcherBackend} and C{fallback} unless the entry sets them.
+        """
+        from twistbridge.app import normalize_path
+        from twistbridge.jsonrpc._compat import script_path
+
+        entries = []
+        for o in api if isinstance(api, (list, tuple)) else [api]:
+            if isinstance(o, dict):
+                o = dict(o)
+                if isinstance(o.get("dispatcher"), str) and not (
+                    o.get("scriptPath") or o.get("module")
+                ):
+                    o["scriptPath"] = script_path(True)
+                if o.get("dispatcherBackend") is not None and not o.get("run_in"):
+                    o["run_in"] = _run_in(o["dispatcherBackend"])
+                name = o.get("name") or o.get("dispatcherName")
+                if name is None and isinstance(o.get("dispatcher"), str):
+                    name = o["dispatcher"]
+                disp = self.rpc.dispatcher(normalize_path(o.get("path") or "/"))
+                old = disp.methods.get(name) if disp is not None and name else None
+                if old is not None:
+                    if not o.get("run_in"):
+                        o["run_in"] = old.handler.run_in
+                    if o.get("fallback") is None:
+                        o["fallback"] = old.jsonp
+                if o.get("run_in") == "process" and o.get("scriptPath"):
+                    why = (
+                        f"cannot reload {name!r}: it runs in the process pool, whose "
+                        "workers keep the code they started with; reload it with "
+                        "dispatcherBackend='simple', or restart the server"
+                    )
+                    if not safely:
+                        raise MainError(why)
+                    log.error("flaskJSONRPCServer: {why}; nothing reloaded", why=why)
+                    return False
+            entries.append(o)
         return self.rpc.reload(
-            api, clearOld, timeout, processingDispatcherCountMax, safely
+            entries, clearOld, timeout, processingDispatcherCountMax, safely
         )
 
     # simulated requests and WSGI ---------------------------------------------

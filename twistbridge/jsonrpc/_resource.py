@@ -696,7 +696,7 @@ class RpcResource(Resource):
             return NOT_DONE_YET
         result = box[0]
         stats.processing -= 1
-        if type(result) is Failure:
+        if isinstance(result, Failure):
             stats.record(disp.path, call.method, _perf() - t0, False)
             _log_failure(result, call, disp)
             payload = core.encode_error(
@@ -826,7 +826,7 @@ class _Exchange:
     def deliver(
         self, result: Any, i: int, call: core.Call, method: core.Method, t0: float
     ) -> None:
-        if type(result) is Failure:
+        if isinstance(result, Failure):
             self.failed(result, i, call, method, t0)
         else:
             self.settled(result, i, call, method, t0)
@@ -834,7 +834,7 @@ class _Exchange:
     def notified(self, result: Any, call: core.Call, t0: float) -> None:
         stats = self.ctl.stats_data
         stats.processing -= 1
-        failed = type(result) is Failure
+        failed = isinstance(result, Failure)
         stats.record(self.disp.path, call.method, _perf() - t0, not failed)
         if failed:
             _log_failure(result, call, self.disp)

@@ -38,6 +38,7 @@ PY3 = [
     (r"inspect\.getargspec\((\w+)\)", r"inspect.getfullargspec(\1)[:4]"),
     (r"len\(arrMap\)/2\]", "len(arrMap)//2]"),
     (r"\(len\(arrMap\)-1\)/2", "(len(arrMap)-1)//2"),
+    (r"\basync\b", "async_"),  # a keyword since Python 3.7
     # Python 2's Flask gave request.data as str
     (r"d=request\.data$", "d=request.get_data(as_text=True)"),
 ]
@@ -49,9 +50,7 @@ def converted(name):
     source = source.replace(
         "from flaskJSONRPCServer import flaskJSONRPCServer",
         "from twistbridge.jsonrpc import flaskJSONRPCServer",
-    ).replace(
-        "from flaskJSONRPCServer.utils import", "from twistbridge.jsonrpc.utils import"
-    )
+    ).replace("from flaskJSONRPCServer.", "from twistbridge.jsonrpc.")
     for pattern, replacement in PY3:
         source = re.sub(pattern, replacement, source, flags=re.M)
     return source
@@ -467,4 +466,82 @@ def test_port_taken_exits_with_one_line(how):
     assert done.returncode == 1
     assert done.stderr.decode() == (
         f"flaskJSONRPCServer: cannot listen on 127.0.0.1:{port}: port {port} is already in use\n"
+    )
+
+
+def test_hot_reload_and_parallel_executing(example):
+    running = example("hotReload_and_parallelExecuting.py", [7001])
+    start = {
+        "parallelExec": False,
+        "testVar1": 1234,
+        "testVar2": [1234, 4321],
+        "testVar3": "12344321",
+    }
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in the process pool
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # dispatcherBackend='simple'
+    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    assert call(API, "testCopyGlobal2")[0] == Ok(start, 1)
+    assert call(API, "testChangeGlobal2")[0] == Ok(None, 1)
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
+    # a worker process has globals of its own: without flaskJSONRPCServer's
+    # _connection.call.copyGlobal, the process-pool method still sees 1234
+    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    # reloading a process-pool method is refused (workers keep their code),
+    # in safe mode: logged, and nothing changes
+    assert call(API, "reloadApi")[0] == Ok(None, 1)
+    running.wait_line(
+        r"cannot reload 'testCopyGlobal': it runs in the process pool, whose "
+        r"workers keep the code they started with; reload it with "
+        r"dispatcherBackend='simple', or restart the server; nothing reloaded$"
+    )
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
+    assert call(API, "stats")[0].result["methods"]["/api testCopyGlobal"]["count"] == 2
+
+
+def test_parallel_executing(example):
+    running = example("parallelExecuting.py", [7001], extra=["sexyPrime.py"])
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)
+    answer = call(API, "sexyNum2", 100)[0].result  # 'simple': in the main process
+    assert re.fullmatch(
+        r"For 100 numbers finded 15 pairs in \d+\.\d seconds\. Too low stats for find nearest",
+        answer,
+    )
+    assert call(API, "testCopyGlobal_async")[0] == Ok(
+        "!! this metod for testind parallel exec-backend, but you dont use it !!", 1
+    )
+    # Methods in the process pool get a plain copy of _connection: no call.*
+    # (flaskJSONRPCServer's parallelWithSocket reached back to the main
+    # program with call.eval/execute/copyGlobal/lock) and no server.
+    for method, missing in [
+        ("testSleep", "call"),
+        ("testScope", "call"),
+        ("sexyNum", "server"),
+    ]:
+        error = call(API, method)[0]
+        assert (error.code, error.message, error.data) == (
+            -32000,
+            f"'dict' object has no attribute '{missing}'",
+            {"type": "AttributeError"},
+        )
+    # restart(): the main loop stops the server, waits, starts it again
+    assert call(API, "restart")[0] == Ok(None, 1)
+    running.wait_line(r"^Restarting\.\.$")
+    running.wait_line(r"^> stopped$")
+    running.wait_line(r"^>restarted$")
+    assert call(API, "echo", "again")[0] == Ok("again", 1)
+
+
+def test_parallel_executing_manual_config(tmp_path):
+    """Its exec backends have no counterpart: importing them says what to use."""
+    (tmp_path / "p.py").write_text(converted("parallelExecuting_manualConfig.py"))
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "p.py")], capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1] == (
+        "ImportError: flaskJSONRPCServer's exec backends (execBackend_parallelWithSocket...) "
+        "do not exist on twistbridge: register the functions with "
+        "dispatcherBackend='parallelWithSocket' or run_in='process' (its process pool, "
+        "sized by processes=N) instead"
     )
