@@ -574,7 +574,7 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
             )
             if item.notification:
                 parts.append(None)
-            elif "data" in entries[0]:
+            elif "code" not in entries[0]:
                 parts.append(core.encode_result(item, entries[0]["data"]))
             else:
                 error = core.Error(
