@@ -20,6 +20,9 @@ C{simulateRequest} and C{getWSGI} is in L{twistbridge.jsonrpc._compat}.
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
 import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -121,6 +124,18 @@ def _description(address: Any, ssl: Any = None) -> str:
     return f"tcp:{int(port)}:interface={interface}"
 
 
+def _descriptors_near_limit(multiply: float = 1.25) -> bool:
+    """Whether the open descriptors, times C{multiply}, reach the soft limit."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        used = len(os.listdir(f"/proc/{os.getpid()}/fd"))
+    except (ImportError, OSError):
+        return False
+    return limit != resource.RLIM_INFINITY and used * multiply >= limit
+
+
 def _begin_logging() -> None:
     global _logging_started
     if _logging_started:
@@ -177,6 +192,8 @@ class JSONRPCServer:
         self.started = False
         self.exited = False
         self.version = __version__
+        self.jsonBackend = json
+        self.execBackend: Dict[str, Any] = {}
         self.settings = self.setts = _Settings(
             blocking=blocking,
             fallback_JSONP=fallback,
@@ -205,7 +222,10 @@ class JSONRPCServer:
         self.bridge = Bridge(**settings)
         self.name = name or f"flaskJSONRPCServer-{id(self):x}"
         self.log_level = log
-        addresses = list(bindAdress) if multipleAdress else [bindAdress]
+        if not bindAdress:
+            addresses = []  # no listeners: simulateRequest and getWSGI only
+        else:
+            addresses = list(bindAdress) if multipleAdress else [bindAdress]
         self._given = addresses
         self.addresses: List[str] = [_description(a, ssl) for a in addresses]
         self.default_run_in = _run_in(dispatcherBackend)
@@ -229,6 +249,69 @@ class JSONRPCServer:
         self._owns_reactor = False
         self._stopped = threading.Event()
         self._stopped.set()
+
+    # flaskJSONRPCServer's attributes ------------------------------------------
+
+    #: flaskJSONRPCServer's description of C{_connection} (see the migration guide).
+    aboutMagicVarForDispatcher = (
+        "The magic parameter (_connection by default, see magicVarForDispatcher): "
+        "ip, headers, cookies, headersOut, cookiesOut, jsonp, allowCompress, "
+        "server, serverName, path, method, dispatcherName, dispatcher, request, "
+        "notify, uniqueId, mimeType, nativeThread, execBackendId and call "
+        "(lock, unlock, wait, lockThis, unlockThis, waitThis, sleep, log)."
+    )
+
+    @property
+    def routes(self) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        """
+        What is served, as flaskJSONRPCServer's C{routes}: C{{"/api/":
+        {"echo": {"link": echo, "allowJSONP": True, "args": ("data",),
+        "dispatcherBackendId": "simple", ...}}}} (a fresh copy: to change
+        it, register or reload).
+        """
+        from twistbridge.jsonrpc._compat import format_path
+
+        routes: Dict[str, Dict[str, Dict[str, Any]]] = {}
+        for path in self.rpc.paths():
+            disp = self.rpc.dispatcher(path)
+            if disp is None or not disp.methods:
+                continue
+            entries = routes[format_path(path)] = {}
+            for name, method in disp.methods.items():
+                func = method.handler.func
+                try:
+                    args = tuple(
+                        p.name
+                        for p in inspect.signature(func).parameters.values()
+                        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                    )
+                except (TypeError, ValueError):
+                    args = ()
+                process = method.handler.run_in == "process"
+                entries[name] = {
+                    "allowJSONP": disp.options.jsonp
+                    if method.jsonp is None
+                    else method.jsonp,
+                    "link": func,
+                    "dispatcherBackendId": "parallelWithSocket"
+                    if process
+                    else "simple",
+                    "notifBackendId": "parallelWithSocket" if process else "simple",
+                    "args": args,
+                }
+        return routes
+
+    @property
+    def locked(self) -> bool:
+        """Whether the whole server is locked (L{lock} without a dispatcher)."""
+        return bool(self.rpc.wait(None, None, True))
+
+    @property
+    def processingDispatcherCount(self) -> int:
+        """How many calls are running now."""
+        return self.rpc.stats_data.processing
+
+    processingRequestCount = processingDispatcherCount
 
     # registration ------------------------------------------------------
 
@@ -271,21 +354,30 @@ class JSONRPCServer:
         dispatcherBackend: Any = None,
         notifBackend: Any = None,
         includePrivate: Optional[Sequence[str]] = None,
-        filter: Optional[Callable[[str, Any], bool]] = None,
+        filter: Optional[Callable[[Any, str, Any], Any]] = None,
         run_in: Optional[str] = None,
     ) -> None:
-        """Serve every public method of C{dispatcher} at C{path}."""
+        """
+        Serve every public method of C{dispatcher} at C{path} (and the
+        private ones named in C{includePrivate}).  C{filter(dispatcher,
+        name, method)}, when given, decides for every attribute, private
+        ones too, and returns C{(use, name, method)}, as in
+        flaskJSONRPCServer.
+        """
         include = set(includePrivate or ())
         for attr in dir(dispatcher):
-            if attr.startswith("_") and attr not in include:
-                continue
             member = getattr(dispatcher, attr)
-            if not callable(member) or (
-                filter is not None and not filter(attr, member)
-            ):
+            name = attr
+            if filter is not None:
+                use, name, member = filter(dispatcher, attr, member)
+                if not use:
+                    continue
+            elif attr.startswith("_") and attr not in include:
+                continue
+            if not inspect.ismethod(member) and not inspect.isfunction(member):
                 continue
             self.registerFunction(
-                member, path, fallback, attr, dispatcherBackend, notifBackend, run_in
+                member, path, fallback, name, dispatcherBackend, notifBackend, run_in
             )
 
     # postprocessers --------------------------------------------------------
@@ -361,8 +453,28 @@ class JSONRPCServer:
         return self.rpc.wait(dispatcher, sleepMethod, returnStatus)
 
     def callAsync(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run C{target} in a thread of its own (see L{RpcController.callAsync})."""
-        return self.rpc.callAsync(target, *args, **kwargs)
+        """
+        Run C{target} in a thread of its own (see L{RpcController.callAsync}).
+        With C{redirectErrorsToLog} (a level, C{True}, or a function given
+        the error) an exception is logged (or handed over) instead of
+        raised, and the call returns L{None}.
+        """
+        redirect = kwargs.pop("redirectErrorsToLog", False)
+        if redirect is False:
+            return self.rpc.callAsync(target, *args, **kwargs)
+
+        def guarded(*a: Any, **kw: Any) -> Any:
+            try:
+                return target(*a, **kw)
+            except Exception as e:
+                if callable(redirect) and not isinstance(redirect, bool):
+                    redirect({"error": e, "target": target, "args": a, "kwargs": kw})
+                else:
+                    level = redirect if type(redirect) is int else 1
+                    self._logger(level, str(e))
+                return None
+
+        return self.rpc.callAsync(guarded, *args, **kwargs)
 
     def reload(
         self,
@@ -627,7 +739,9 @@ class JSONRPCServer:
             busy = self.rpc.stats_data.processing > processingDispatcherCountMax
             if busy and self._reactor.seconds() < deadline:
                 return task.deferLater(self._reactor, 0.05, drained)
-            self._stopped.set()
+            if not getattr(self, "_restarting", False):
+                # (a restart is no stop: serveForever() keeps waiting)
+                self._stopped.set()
             return None
 
         d.addCallback(drained)
@@ -695,20 +809,65 @@ class JSONRPCServer:
         """
         Serve until stopped: runs the reactor in this thread (Ctrl-C or
         SIGTERM stop it), or, after C{start()}, waits until C{stop()}.
+
+        @param restartOn: a function (or a list of them, or
+            C{"checkFileDescriptor"}) checked every C{sleep} seconds, in a
+            worker thread: the server restarts when one returns C{True}
+            (C{"checkFileDescriptor"}: when the open descriptors, counted
+            1.25 times, reach the soft limit).
         """
         if self.log_level:
             _begin_logging()
         reactor = self._reactor
+        checks = restartOn if isinstance(restartOn, (list, tuple)) else [restartOn]
+        checks = [c for c in checks if c]
         if reactor.running:
             if self._service is None:
                 self.start()
+            if checks:
+                reactor.callFromThread(self._watch_restart, checks, sleep)
             self._stopped.wait()
             return
 
         self._bind_or_exit(self._start_service)
+        if checks:
+            reactor.callWhenRunning(self._watch_restart, checks, sleep)
         self._owns_reactor = True
         reactor.run()
         self._owns_reactor = False
+
+    def _watch_restart(self, checks: List[Any], every: float) -> None:
+        """Check C{checks} every C{every} seconds; restart when one says so."""
+
+        def due() -> bool:
+            for check in checks:
+                if check == "checkFileDescriptor":
+                    if _descriptors_near_limit():
+                        return True
+                elif callable(check) and check(self) is True:
+                    return True
+            return False
+
+        def tick() -> Any:
+            if self._service is None:
+                return None
+            d = self.bridge.offloader.in_thread(due)
+
+            def decided(restart: bool) -> Any:
+                if restart and self._service is not None:
+                    log.info("flaskJSONRPCServer: restarting (restartOn)")
+                    return self.restart()
+                return None
+
+            d.addCallback(decided)
+            d.addErrback(lambda f: log.failure("restartOn check raised", f))
+            return d
+
+        loop = task.LoopingCall(tick)
+        loop.clock = self._reactor
+        loop.start(every, now=False).addErrback(
+            lambda f: log.failure("restartOn loop failed", f)
+        )
 
     def stop(self, timeout: float = 20, processingDispatcherCountMax: int = 0) -> Any:
         """
@@ -728,10 +887,13 @@ class JSONRPCServer:
         self,
         timeout: float = 20,
         processingDispatcherCountMax: int = 0,
-        werkzeugTimeout: float = 3,
         joinLoop: bool = False,
+        werkzeugTimeout: float = 3,
     ) -> Any:
-        """C{stop()} then C{start()} (no pause is needed: ports are freed at once)."""
+        """
+        C{stop()} then C{start()}; no pause is needed (ports are freed at
+        once), so older versions' C{werkzeugTimeout} is ignored.
+        """
 
         def restart_now() -> Deferred:
             self._restarting = True

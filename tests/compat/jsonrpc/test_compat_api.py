@@ -237,3 +237,82 @@ def test_wsgi_app(served):
     assert (missing.status_code, missing.text) == (404, "Not found")
     parse = requests.post(f"{wsgi}/api", data=b"{nope", timeout=10).json()
     assert parse["error"]["code"] == -32700
+
+
+MORE = textwrap.dedent(
+    """
+    import json
+    from twistbridge.jsonrpc import flaskJSONRPCServer
+
+    class Methods:
+        def double(self, x):
+            return x * 2
+
+        def _private(self):
+            return "private"
+
+        data = "not a method"
+
+    def echo(data="hi", _connection=None):
+        return data
+    echo._alias = "helloworld"
+
+    # no address: a server for simulateRequest (and getWSGI) only
+    fake = flaskJSONRPCServer(None)
+    fake.registerFunction(echo, path="/api")
+    fake.registerInstance(Methods(), path="/i", filter=lambda d, n, m: (n != "double", n.upper(), m))
+    out = {{
+        "routes": {{p: sorted(v) for p, v in fake.routes.items()}},
+        "args": fake.routes["/api/"]["echo"]["args"],
+        "private": fake.simulateRequest("_PRIVATE", path="/i")[0],
+        "alias": fake.simulateRequest("helloworld", path="/api")[0],
+        "redirected": fake.callAsync(lambda: 1 / 0, redirectErrorsToLog=2),
+        "locked": fake.locked,
+    }}
+    print("OUT", json.dumps(out), flush=True)
+
+    asked = []
+
+    def restart_once(server):
+        asked.append(1)
+        return len(asked) == 2
+
+    server = flaskJSONRPCServer(("127.0.0.1", {port}))
+    server.registerFunction(echo, path="/api")
+    server.serveForever(restartOn=restart_once, sleep=0.1)
+    """
+)
+
+
+def test_more_of_the_api(tmp_path):
+    port = free_port()
+    (tmp_path / "more.py").write_text(MORE.format(port=port))
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(tmp_path / "more.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    program = Served(process, port, None)
+    try:
+        out = json.loads(program.printed("OUT ").split(" ", 1)[1])
+        assert out == {
+            "routes": {"/api/": ["echo", "helloworld"], "/i/": ["_PRIVATE"]},
+            "args": ["data", "_connection"],
+            "private": [{"id": 1, "data": "private"}],
+            "alias": [{"id": 1, "data": "hi"}],
+            "redirected": None,
+            "locked": False,
+        }
+        assert program.printed("WARNING: division by zero").endswith(
+            "WARNING: division by zero"
+        )
+        program.printed("flaskJSONRPCServer: restarting (restartOn)")
+        wait_for(lambda: listening(port), 30, what="listening again")
+        assert rpc(port, "echo", ["back"]) == {
+            "jsonrpc": "2.0",
+            "result": "back",
+            "id": 1,
+        }
+    finally:
+        process.terminate()
+        process.wait(10)
