@@ -492,7 +492,7 @@ class JSONRPCServer:
         C{dispatcherBackend} and C{fallback} unless the entry sets them.
         """
         from twistbridge.app import normalize_path
-        from twistbridge.jsonrpc._compat import script_path
+        from twistbridge.jsonrpc._magic import script_path
 
         entries = []
         for o in api if isinstance(api, (list, tuple)) else [api]:
@@ -553,7 +553,7 @@ class JSONRPCServer:
         @raise MainError: when nothing is served at C{path} or C{auth}
             refuses.
         """
-        from twistbridge.jsonrpc._compat import simulate
+        from twistbridge.jsonrpc._simulate import simulate
 
         run = (simulate, self, dispatcherName, args, path, headers, cookies, notify)
         if threadable.isInIOThread() and self._reactor.running:
@@ -571,7 +571,7 @@ class JSONRPCServer:
         started in a background thread if none runs).  No JSONP and no
         postprocessers there: those need C{serveForever()}.
         """
-        from twistbridge.jsonrpc._compat import wsgi_app
+        from twistbridge.jsonrpc._simulate import wsgi_app
 
         self._ensure_reactor()
         return wsgi_app(self)
@@ -585,7 +585,7 @@ class JSONRPCServer:
 
         @raise KeyError: for any other name.
         """
-        from twistbridge.jsonrpc._compat import connection_extra
+        from twistbridge.jsonrpc._magic import connection_extra
 
         return connection_extra(self, conn, name)
 
@@ -593,7 +593,7 @@ class JSONRPCServer:
 
     def _logger(self, level: Any, *args: Any) -> None:
         """Log a message at flaskJSONRPCServer's C{level} (1 error ... 4 debug)."""
-        from twistbridge.jsonrpc._compat import logger
+        from twistbridge.jsonrpc._magic import logger
 
         logger(self, level, *args)
 
@@ -601,7 +601,7 @@ class JSONRPCServer:
 
     def _sleep(self, s: float, forceNative: bool = False) -> Any:
         """C{time.sleep} (in the reactor thread: a L{Deferred} to await)."""
-        from twistbridge.jsonrpc._compat import sleep
+        from twistbridge.jsonrpc._magic import sleep
 
         return sleep(s)
 
@@ -621,7 +621,7 @@ class JSONRPCServer:
 
     def _getms(self, inMS: bool = True) -> float:
         """The time now in milliseconds (C{inMS=False}: seconds)."""
-        from twistbridge.jsonrpc._compat import getms
+        from twistbridge.jsonrpc._magic import getms
 
         return getms(inMS)
 
@@ -629,7 +629,7 @@ class JSONRPCServer:
         self, full: bool = False, real: bool = True, f: Any = None
     ) -> str:
         """The main program's directory, or with C{full} its file."""
-        from twistbridge.jsonrpc._compat import script_path
+        from twistbridge.jsonrpc._magic import script_path
 
         return script_path(full, real, f)
 

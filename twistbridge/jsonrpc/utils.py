@@ -11,8 +11,8 @@ import types
 from typing import Any, Callable, Dict, Optional
 
 from twistbridge.jsonrpc._compat import format_path as formatPath
-from twistbridge.jsonrpc._compat import getms
-from twistbridge.jsonrpc._compat import script_path as getScriptPath
+from twistbridge.jsonrpc._magic import getms
+from twistbridge.jsonrpc._magic import script_path as getScriptPath
 
 __all__ = [
     "MagicDict",
