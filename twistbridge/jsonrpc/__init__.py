@@ -566,10 +566,10 @@ class JSONRPCServer:
     def getWSGI(self) -> Callable[..., Any]:
         """
         A WSGI app of this server's JSON-RPC paths (POST calls and
-        batches), for a WSGI server of your own: each request blocks its
-        WSGI thread while the calls run in twistbridge (whose reactor is
-        started in a background thread if none runs).  No JSONP and no
-        postprocessers there: those need C{serveForever()}.
+        batches, JSONP GETs, C{auth}), for a WSGI server of your own: each
+        request blocks its WSGI thread while the calls run in twistbridge
+        (whose reactor is started in a background thread if none runs).
+        No postprocessers and no CORS there: those need C{serveForever()}.
         """
         from twistbridge.jsonrpc._simulate import wsgi_app
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from http.cookies import SimpleCookie
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -140,9 +141,10 @@ def call_dict(call: core.Call) -> Dict[str, Any]:
 
 def wsgi_app(server: Any) -> Callable[..., Any]:
     """
-    A WSGI app answering JSON-RPC POSTs (single calls and batches) to the
-    server's paths, for a WSGI server in another thread: each request
-    blocks its WSGI thread while the calls run on twistbridge's reactor.
+    A WSGI app answering JSON-RPC POSTs (single calls and batches) and
+    JSONP GETs (C{<path>/<method>?...&jsonp=cb}) to the server's paths,
+    for a WSGI server in another thread: each request blocks its WSGI
+    thread while the calls run on twistbridge's reactor.
     """
     from twisted.internet.threads import blockingCallFromThread
 
@@ -150,6 +152,9 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = normalize_path(environ.get("PATH_INFO", "/"))
         disp = server.rpc.dispatcher(path)
+        if method == "GET" and path != "/":
+            parent, _, name = path.rpartition("/")
+            return jsonp(environ, start_response, parent or "/", name)
         if disp is None or not disp.methods:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"Not found"]
@@ -214,6 +219,67 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
             headers = [("Content-Type", "application/json")]
         start_response("200 OK", headers)
         return [payload]
+
+    def jsonp(
+        environ: Dict[str, Any],
+        start_response: Callable[..., Any],
+        path: str,
+        name: str,
+    ) -> List[bytes]:
+        disp = server.rpc.dispatcher(path)
+        if disp is None or not disp.methods:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"Not found"]
+        method = disp.methods.get(name)
+        enabled = (
+            disp.options.jsonp
+            if method is None or method.jsonp is None
+            else method.jsonp
+        )
+        if not enabled:
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"JSONP_DENIED"]
+        try:
+            query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            callback, params = core.jsonp_params(
+                {k.encode(): [v.encode() for v in vs] for k, vs in query.items()}
+            )
+        except UnicodeError:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"query string is not UTF-8"]
+        if callback is not None and not core.valid_callback(callback):
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"jsonp must be a JavaScript name"]
+        if server.settings["auth"] is not None:
+            info = _wsgi_info(environ, path, b"")
+            info["fileName"], info["data"] = name, None
+            if not call_auth(server, info):
+                start_response("403 Forbidden", [("Content-Type", "text/plain")])
+                return [b"Forbidden"]
+        entries, headers = blockingCallFromThread(
+            server._reactor,
+            simulate,
+            server,
+            name,
+            params,
+            path,
+            _wsgi_info(environ, path, b"")["headers"],
+            {},
+            False,
+            False,
+        )
+        entry = entries[0]
+        if "code" in entry:
+            error = {k: v for k, v in entry.items() if k != "id"}
+            payload = core.dumps({"error": error}).encode()
+        else:
+            payload = core.dumps(entry["data"]).encode()
+        ctype = "application/javascript" if callback else "application/json"
+        start_response(
+            "200 OK",
+            [("Content-Type", ctype)] + [h for h in headers if h[0] != "Content-Type"],
+        )
+        return [core.jsonp_body(callback, payload)]
 
     return app
 

@@ -232,7 +232,19 @@ def test_wsgi_app(served):
         timeout=10,
     )
     assert (notified.status_code, notified.content) == (204, b"")
-    assert requests.get(f"{wsgi}/api", timeout=10).status_code == 405
+    jsonp = requests.get(f"{wsgi}/api/double?x=ab&jsonp=cb", timeout=10)
+    assert (jsonp.headers["Content-Type"], jsonp.text) == (
+        "application/javascript",
+        'cb("abab");',
+    )
+    jsonp = requests.get(f"{wsgi}/api/boom", timeout=10)
+    assert jsonp.json() == {
+        "error": {"code": -32000, "message": "bad", "data": {"type": "ValueError"}}
+    }
+    assert requests.get(f"{wsgi}/api/nope?jsonp=cb", timeout=10).text == (
+        'cb({"error":{"code":-32601,"message":"Method not found"}});'
+    )
+    assert requests.get(f"{wsgi}/nothing/double", timeout=10).status_code == 404
     missing = requests.post(f"{wsgi}/nothing", json=one, timeout=10)
     assert (missing.status_code, missing.text) == (404, "Not found")
     parse = requests.post(f"{wsgi}/api", data=b"{nope", timeout=10).json()
