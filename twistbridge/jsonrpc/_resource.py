@@ -796,6 +796,8 @@ class _Exchange:
             conn = None
             if method.magic is not None:
                 conn = self.connection()
+                if self.parsed.batch:
+                    conn = conn.for_call()
                 conn["method"] = call.method
                 conn["notify"] = call.notification
                 conn["_call"] = call

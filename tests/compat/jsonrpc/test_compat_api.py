@@ -40,6 +40,10 @@ PROGRAM = textwrap.dedent(
                 _connection.serverName, _connection.dispatcher.__name__,
                 _connection.execBackendId, _connection.nativeThread]
 
+    def whoami(_connection=None):
+        _connection.headersOut["X-" + _connection.dispatcherName] = "1"
+        return [_connection.dispatcherName, _connection.notify, _connection.request["id"]]
+
     def evaluate(_connection=None):
         return _connection.call.eval("1 + 1")
 
@@ -47,8 +51,9 @@ PROGRAM = textwrap.dedent(
         return _connection.server.simulateRequest("double", [21], "/api")[0]
 
     server = flaskJSONRPCServer(("127.0.0.1", {port}), name="srv")
-    for f in (double, boom, locker, evaluate, simulated):
+    for f in (double, boom, locker, evaluate, simulated, whoami):
         server.registerFunction(f, path="/api")
+    server.registerFunction(whoami, path="/api", name="whoami2")
 
     def show(label, thunk):
         try:
@@ -328,3 +333,18 @@ def test_more_of_the_api(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_each_call_of_a_batch_has_its_own_connection(served):
+    batch = [
+        {"jsonrpc": "2.0", "method": "whoami", "id": 1},
+        {"jsonrpc": "2.0", "method": "whoami2", "id": 2},
+    ]
+    response = requests.post(
+        f"http://127.0.0.1:{served.port}/api", json=batch, timeout=10
+    )
+    assert response.json() == [
+        {"jsonrpc": "2.0", "result": ["whoami", False, 1], "id": 1},
+        {"jsonrpc": "2.0", "result": ["whoami2", False, 2], "id": 2},
+    ]
+    assert (response.headers["X-whoami"], response.headers["X-whoami2"]) == ("1", "1")
