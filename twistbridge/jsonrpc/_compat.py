@@ -10,6 +10,7 @@ L{twistbridge.jsonrpc._simulate} runs C{simulateRequest} and C{getWSGI}.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import sys
@@ -20,6 +21,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistbridge.app import normalize_path
+from twistbridge.errors import Busy
+from twistbridge.offload import OffloadError
 
 __all__ = [
     "OriginalRequest",
@@ -157,6 +160,14 @@ def auth_form(auth: Callable[..., Any]) -> int:
     request, jsonpMethod)} its C{example/auth.py} is written for.
     """
     try:
+        return _auth_form(auth)
+    except TypeError:  # not hashable: not cached
+        return _auth_form.__wrapped__(auth)
+
+
+@functools.lru_cache(maxsize=64)
+def _auth_form(auth: Callable[..., Any]) -> int:
+    try:
         params = list(inspect.signature(auth).parameters.values())
     except (TypeError, ValueError):
         return 2
@@ -279,12 +290,21 @@ def compat_request(server: Any, base: type) -> type:
                     self.processingFailed(Failure())
 
             def raised(failure: Failure) -> None:
+                gone = self.finished or getattr(self, "_disconnected", False)
+                if failure.check(Busy, OffloadError):
+                    log.warn(
+                        "flaskJSONRPCServer: no thread free to ask auth: {why}",
+                        why=failure.getErrorMessage(),
+                    )
+                    if not gone:
+                        self._plain(503, "Server busy, try again")
+                    return
                 log.failure(
                     "flaskJSONRPCServer: the auth function raised; the request "
                     "is refused (500)",
                     failure,
                 )
-                if not (self.finished or getattr(self, "_disconnected", False)):
+                if not gone:
                     self._plain(500, "Internal Server Error")
 
             d.addCallbacks(decided, raised)
