@@ -583,12 +583,17 @@ class Connection(dict):
         return extra(self, name)
 
     def snapshot(self) -> Dict[str, Any]:
-        """The picklable part (for C{run_in="process"} methods)."""
-        return {
-            k: v
+        """
+        The picklable part (for C{run_in="process"} methods), readable as
+        attributes there too.
+        """
+        from twistbridge._poolworker import Snapshot
+
+        return Snapshot(
+            (k, v)
             for k, v in self.items()
             if k not in ("server", "call", "_call", "_parent", "_compressChoice")
-        }
+        )
 
 
 def new_connection(

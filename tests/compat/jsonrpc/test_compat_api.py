@@ -348,3 +348,47 @@ def test_each_call_of_a_batch_has_its_own_connection(served):
         {"jsonrpc": "2.0", "result": ["whoami2", False, 2], "id": 2},
     ]
     assert (response.headers["X-whoami"], response.headers["X-whoami2"]) == ("1", "1")
+
+
+POOL = textwrap.dedent(
+    """
+    import os
+
+    PARENT = os.environ.get("PARENT_PID")
+
+    def peer(_connection=None):
+        return [_connection.ip, _connection.method, _connection.path, str(os.getpid()) != PARENT]
+
+    if __name__ == "__main__":
+        os.environ["PARENT_PID"] = str(os.getpid())
+        from twistbridge.jsonrpc import flaskJSONRPCServer
+
+        server = flaskJSONRPCServer(("127.0.0.1", {port}), dispatcherBackend="parallelWithSocket")
+        server.registerFunction(peer, path="/api")
+        server.serveForever()
+    """
+)
+
+
+def test_connection_in_the_process_pool_reads_as_attributes(tmp_path):
+    port = free_port()
+    (tmp_path / "pool.py").write_text(POOL.format(port=port))
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(tmp_path / "pool.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    program = Served(process, port, None)
+    try:
+        wait_for(
+            lambda: listening(port) or process.poll() is not None, 30, what="listening"
+        )
+        assert rpc(port, "peer") == {
+            "jsonrpc": "2.0",
+            "result": ["127.0.0.1", "peer", "/api", True],
+            "id": 1,
+        }
+    finally:
+        process.terminate()
+        process.wait(10)
+        assert "Traceback" not in "\n".join(program.lines)

@@ -510,9 +510,10 @@ def test_parallel_executing(example):
     assert call(API, "testCopyGlobal_async")[0] == Ok(
         "!! this metod for testind parallel exec-backend, but you dont use it !!", 1
     )
-    # Methods in the process pool get a plain copy of _connection: no call.*
+    # Methods in the process pool get a copy of _connection: no call.*
     # (flaskJSONRPCServer's parallelWithSocket reached back to the main
     # program with call.eval/execute/copyGlobal/lock) and no server.
+    keys = "allowCompress, cookies, cookiesOut, headers, headersOut, ip, jsonp, method, notify, path"
     for method, missing in [
         ("testSleep", "call"),
         ("testScope", "call"),
@@ -521,7 +522,8 @@ def test_parallel_executing(example):
         error = call(API, method)[0]
         assert (error.code, error.message, error.data) == (
             -32000,
-            f"'dict' object has no attribute '{missing}'",
+            f"_connection has no {missing!r} in a worker process: it is a copy ({keys}); "
+            "the server, call.* and the main program's state stay in the main process",
             {"type": "AttributeError"},
         )
     # restart(): the main loop stops the server, waits, starts it again
