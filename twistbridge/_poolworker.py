@@ -107,10 +107,33 @@ def _load_main() -> None:
     sys.modules["__mp_main__"] = module
 
 
+class Snapshot(dict):
+    """
+    The copy of a JSON-RPC method's C{_connection} that a worker process
+    gets (C{ip}, C{headers}, C{cookies}, C{path}, C{method}...): keys
+    readable as attributes, as in the main process.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"_connection has no {name!r} in a worker process: it is a copy "
+                f"({', '.join(sorted(self))}); the server, call.* and the main "
+                "program's state stay in the main process"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
 class _Unpickler(pickle.Unpickler):
     """Finds the parent's C{__main__} names in its main module."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "twistbridge._poolworker" and name == "Snapshot":
+            return Snapshot  # without importing the twistbridge package
         if module == "__main__":
             _load_main()
             if "__mp_main__" in sys.modules:

@@ -175,8 +175,10 @@ class BridgeMetrics:
             self.http_requests.labels(endpoint, str(code)).inc()
             self._refusal(endpoint, code)
         elif kind == "igor":
-            code = str(fields.get("code"))
-            self.igor_connections.labels(code if code in CLOSE_CODES else "other").inc()
+            close = str(fields.get("code"))
+            self.igor_connections.labels(
+                close if close in CLOSE_CODES else "other"
+            ).inc()
             self.igor_messages.labels("in").inc(fields.get("received") or 0)
             self.igor_messages.labels("out").inc(fields.get("sent") or 0)
         elif kind == "bgpy":

@@ -17,12 +17,6 @@ import jsonrpc_features_app as app
 from twistbridge.jsonrpc import flaskJSONRPCServer
 
 
-def compat_auth(connection, method_name):
-    if connection.path != "/secure":
-        return True
-    return app.check_token(connection, method_name)
-
-
 class Numbers:
     def double(self, x):
         return x * 2
@@ -61,7 +55,6 @@ def build(mode):
         cors=True,
         allowCompress=True,
         compressMinSize=1000,
-        auth=compat_auth,
     )
     for name in REACTOR:
         server.registerFunction(getattr(app, name), path="/rpc", run_in="reactor")
@@ -91,6 +84,9 @@ def build(mode):
     server.registerFunction(app.version, path="/api/v2", run_in="reactor")
     server.registerFunction(app.secret, path="/secure", run_in="reactor")
     server.registerFunction(app.public, path="/secure", run_in="reactor")
+    # per-call auth (the Bridge API's), as on `twistd bridge`; the
+    # constructor's auth= is flaskJSONRPCServer's per-request one.
+    server.bridge.rpc_path("/secure", auth=app.check_token)
     server.registerFunction(app.tiny, path="/tiny", run_in="reactor")
     server.bridge.rpc_path("/tiny", max_batch_size=5)
     server.registerInstance(Numbers(), path="/inst")

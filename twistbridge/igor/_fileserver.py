@@ -9,12 +9,19 @@ C{index.html} is listed.  Unlike Igor it is read-only, never serves
 anything outside the root (no C{..}, no symbolic link leading out, no
 absolute path elsewhere), binds the loopback interface unless told
 otherwise, and applies the WebSocket's origin rules to browsers.
+
+Files are opened one path component at a time from the root's descriptor,
+each with C{O_NOFOLLOW}: what is sent is what was opened, so a symbolic
+link swapped in after the path was checked cannot lead out of the root.  A
+link met on the way is resolved and followed only when it stays inside.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any, Iterable, Optional, Sequence
+import stat
+from typing import Any, Iterable, List, Optional, Sequence, Union
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -30,6 +37,84 @@ log = Logger()
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _INDEX_NAMES = ("index.html", "index.htm")
 _READ_METHODS = (b"GET", b"HEAD")
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+#: How many symbolic links one request may pass through (as the kernel's 40).
+_MAX_LINKS = 40
+
+
+class _Outside(Exception):
+    """The path leads out of the root (or through too many links)."""
+
+
+def open_under(root: str, parts: List[str]) -> int:
+    """
+    Open C{root/<parts>} read-only without ever leaving C{root}, and
+    return the descriptor.
+
+    Each component is opened relative to the descriptor of the one before,
+    with C{O_NOFOLLOW}, so nothing on the way can be a link followed
+    blindly.  A link that is met is resolved; when its target is inside
+    C{root} the walk starts again from the root along the resolved path.
+
+    @raise _Outside: when a link leads out of C{root}.
+    @raise OSError: when a component is missing or unreadable.
+    """
+    root_prefix = root.rstrip("/") + "/"
+    for _ in range(_MAX_LINKS):
+        fd = os.open(root, _O_DIR)
+        try:
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                try:
+                    new = os.open(part, _O_FILE if last else _O_DIR, dir_fd=fd)
+                except OSError as e:
+                    if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                        raise
+                    if not stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                        raise
+                    target = os.path.realpath(os.path.join(root, *parts[: i + 1]))
+                    if target != root and not target.startswith(root_prefix):
+                        raise _Outside(target) from None
+                    rest = target[len(root) :].split("/") + parts[i + 1 :]
+                    parts = [p for p in rest if p]
+                    break
+                os.close(fd)
+                fd = new
+            else:
+                result, fd = fd, -1
+                return result
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    raise _Outside("too many symbolic links")
+
+
+class _OpenedFile(static.File):
+    """A L{static.File} that sends an already opened descriptor."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        static.File.__init__(self, path)
+        self._fd = fd
+        self._size = os.fstat(fd).st_size
+        self._opened = False
+
+    def getFileSize(self) -> int:
+        """The size of the opened file (not of whatever the path names now)."""
+        return self._size
+
+    def render(self, request: Any) -> Any:
+        """Send the file; the descriptor is closed if it was not needed."""
+        try:
+            return static.File.render(self, request)
+        finally:
+            if not self._opened:
+                os.close(self._fd)
+
+    def openForReading(self) -> Any:
+        """The opened descriptor, as a file."""
+        self._opened = True
+        return os.fdopen(self._fd, "rb")
 
 
 def _host_name(host: bytes) -> str:
@@ -76,8 +161,11 @@ class FileServerResource(resource.Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return message.encode("utf-8") + b"\n"
 
-    def _locate(self, request: Any) -> Any:
-        """The real path for the request, or C{(code, message)} to refuse."""
+    def _locate(self, request: Any) -> Union[tuple, Any]:
+        """
+        C{(path, descriptor)} of what the request names, opened (see
+        L{open_under}), or C{(code, message)} to refuse.
+        """
         raw = request.path
         if b"\\" in raw:
             return 404, "Not found"
@@ -94,12 +182,20 @@ class FileServerResource(resource.Resource):
         parts = [p for p in text.split("/") if p not in ("", ".")]
         if any(p == ".." for p in parts):
             return 404, "Not found"
-        candidate = os.path.realpath(os.path.join(self.root, *parts))
-        if candidate != self.root and not candidate.startswith(root_prefix):
+        try:
+            fd = open_under(self.root, parts)
+        except _Outside as e:
+            log.info(
+                "igor file server: refused {path!r}: leads to {to}", path=raw, to=e
+            )
             return 404, "Not found"
-        if not os.path.exists(candidate):
+        except OSError:
             return 404, "Not found"
-        return candidate
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            os.close(fd)
+            return 404, "Not found"
+        return os.path.join(self.root, *parts), fd
 
     def _origin_ok(self, request: Any) -> bool:
         origin = request.getHeader(b"origin")
@@ -136,24 +232,31 @@ class FileServerResource(resource.Resource):
             request.setHeader(b"allow", b"GET, HEAD, OPTIONS")
             return self._refuse(request, 405, "The file server is read-only: use GET")
         found = self._locate(request)
-        if isinstance(found, tuple):
+        if isinstance(found[0], int):
             return self._refuse(request, *found)
-        if os.path.isdir(found):
-            return self._render_directory(request, found)
-        return static.File(found).render(request)
+        path, fd = found
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            try:
+                return self._render_directory(request, path, fd)
+            finally:
+                os.close(fd)
+        return _OpenedFile(path, fd).render(request)
 
-    def _render_directory(self, request: Any, path: str) -> Any:
+    def _render_directory(self, request: Any, path: str, fd: int) -> Any:
         if not request.path.endswith(b"/"):
             request.setResponseCode(301)
             request.setHeader(b"location", request.path + b"/")
             return b""
+        relative = [p for p in path[len(self.root) :].split("/") if p]
         for name in _INDEX_NAMES:
-            index = os.path.join(path, name)
-            if os.path.isfile(index) and os.path.realpath(index).startswith(
-                self.root.rstrip("/") + "/"
-            ):
-                return static.File(os.path.realpath(index)).render(request)
-        return static.DirectoryLister(path).render(request)
+            try:
+                index = open_under(self.root, relative + [name])
+            except (OSError, _Outside):
+                continue
+            if stat.S_ISREG(os.fstat(index).st_mode):
+                return _OpenedFile(os.path.join(path, name), index).render(request)
+            os.close(index)
+        return static.DirectoryLister(path, dirs=sorted(os.listdir(fd))).render(request)
 
 
 def _allowed_hosts(host: str, extra: Sequence[str]) -> Optional[set]:

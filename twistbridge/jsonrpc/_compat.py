@@ -11,10 +11,18 @@ Igor or bgpy listener) and serves it with Twisted.  C{serveForever()} runs
 the reactor in the calling thread; C{start()} runs it in a background thread
 (started once per process) and returns once the listeners are bound, so
 C{stop()}, C{restart()} and C{start()} again work from the main program.
+
+The module is long because it is one class: flaskJSONRPCServer's whole
+public API (and the few private helpers its example programs call), each
+method short; the behaviour behind C{auth}, C{_connection},
+C{simulateRequest} and C{getWSGI} is in L{twistbridge.jsonrpc._compat}.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
 import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -122,6 +130,18 @@ def _description(address: Any, ssl: Any = None) -> str:
     return endpoint_description((host, port))
 
 
+def _descriptors_near_limit(multiply: float = 1.25) -> bool:
+    """Whether the open descriptors, times C{multiply}, reach the soft limit."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        used = len(os.listdir(f"/proc/{os.getpid()}/fd"))
+    except (ImportError, OSError):
+        return False
+    return limit != resource.RLIM_INFINITY and used * multiply >= limit
+
+
 def _begin_logging() -> None:
     global _logging_started
     if _logging_started:
@@ -178,6 +198,8 @@ class JSONRPCServer:
         self.started = False
         self.exited = False
         self.version = __version__
+        self.jsonBackend = json
+        self.execBackend: Dict[str, Any] = {}
         self.settings = self.setts = _Settings(
             blocking=blocking,
             fallback_JSONP=fallback,
@@ -206,7 +228,10 @@ class JSONRPCServer:
         self.bridge = Bridge(**settings)
         self.name = name or f"flaskJSONRPCServer-{id(self):x}"
         self.log_level = log
-        addresses = list(bindAdress) if multipleAdress else [bindAdress]
+        if not bindAdress:
+            addresses = []  # no listeners: simulateRequest and getWSGI only
+        else:
+            addresses = list(bindAdress) if multipleAdress else [bindAdress]
         self._given = addresses
         self.addresses: List[str] = [_description(a, ssl) for a in addresses]
         self.default_run_in = _run_in(dispatcherBackend)
@@ -216,12 +241,13 @@ class JSONRPCServer:
         self.rpc.defaults = {
             "cors": cors,
             "jsonp": bool(fallback),
-            "auth": auth,
             "blocking": bool(blocking),
             "compress_min_size": compressMinSize if allowCompress else None,
             "magic_var": magicVarForDispatcher,
             "allow_form_content": True,
         }
+        if auth is not None and not callable(auth):
+            raise MainError("auth must be a function: auth(server, request) -> True")
         self.root = RpcResource(self.rpc, "/")
         self.rpc.add_root(self.root)
         self.ports: List[Any] = []
@@ -229,6 +255,69 @@ class JSONRPCServer:
         self._owns_reactor = False
         self._stopped = threading.Event()
         self._stopped.set()
+
+    # flaskJSONRPCServer's attributes ------------------------------------------
+
+    #: flaskJSONRPCServer's description of C{_connection} (see the migration guide).
+    aboutMagicVarForDispatcher = (
+        "The magic parameter (_connection by default, see magicVarForDispatcher): "
+        "ip, headers, cookies, headersOut, cookiesOut, jsonp, allowCompress, "
+        "server, serverName, path, method, dispatcherName, dispatcher, request, "
+        "notify, uniqueId, mimeType, nativeThread, execBackendId and call "
+        "(lock, unlock, wait, lockThis, unlockThis, waitThis, sleep, log)."
+    )
+
+    @property
+    def routes(self) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        """
+        What is served, as flaskJSONRPCServer's C{routes}: C{{"/api/":
+        {"echo": {"link": echo, "allowJSONP": True, "args": ("data",),
+        "dispatcherBackendId": "simple", ...}}}} (a fresh copy: to change
+        it, register or reload).
+        """
+        from twistbridge.jsonrpc._compathttp import format_path
+
+        routes: Dict[str, Dict[str, Dict[str, Any]]] = {}
+        for path in self.rpc.paths():
+            disp = self.rpc.dispatcher(path)
+            if disp is None or not disp.methods:
+                continue
+            entries = routes[format_path(path)] = {}
+            for name, method in disp.methods.items():
+                func = method.handler.func
+                try:
+                    args = tuple(
+                        p.name
+                        for p in inspect.signature(func).parameters.values()
+                        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                    )
+                except (TypeError, ValueError):
+                    args = ()
+                process = method.handler.run_in == "process"
+                entries[name] = {
+                    "allowJSONP": disp.options.jsonp
+                    if method.jsonp is None
+                    else method.jsonp,
+                    "link": func,
+                    "dispatcherBackendId": "parallelWithSocket"
+                    if process
+                    else "simple",
+                    "notifBackendId": "parallelWithSocket" if process else "simple",
+                    "args": args,
+                }
+        return routes
+
+    @property
+    def locked(self) -> bool:
+        """Whether the whole server is locked (L{lock} without a dispatcher)."""
+        return bool(self.rpc.wait(None, None, True))
+
+    @property
+    def processingDispatcherCount(self) -> int:
+        """How many calls are running now."""
+        return self.rpc.stats_data.processing
+
+    processingRequestCount = processingDispatcherCount
 
     # registration ------------------------------------------------------
 
@@ -247,7 +336,13 @@ class JSONRPCServer:
         its C{_alias} names; C{fallback} switches JSONP for it.  A name
         already served at C{path} is replaced, as flaskJSONRPCServer does.
         """
-        run_in = run_in or _run_in(dispatcherBackend) or self.default_run_in
+        if run_in is None:
+            # "simple" given here means: as plain functions run (not the default)
+            run_in = (
+                self.default_run_in
+                if dispatcherBackend is None
+                else _run_in(dispatcherBackend)
+            )
         self.bridge.rpc_function(
             dispatcher,
             path=path,
@@ -265,21 +360,30 @@ class JSONRPCServer:
         dispatcherBackend: Any = None,
         notifBackend: Any = None,
         includePrivate: Optional[Sequence[str]] = None,
-        filter: Optional[Callable[[str, Any], bool]] = None,
+        filter: Optional[Callable[[Any, str, Any], Any]] = None,
         run_in: Optional[str] = None,
     ) -> None:
-        """Serve every public method of C{dispatcher} at C{path}."""
+        """
+        Serve every public method of C{dispatcher} at C{path} (and the
+        private ones named in C{includePrivate}).  C{filter(dispatcher,
+        name, method)}, when given, decides for every attribute, private
+        ones too, and returns C{(use, name, method)}, as in
+        flaskJSONRPCServer.
+        """
         include = set(includePrivate or ())
         for attr in dir(dispatcher):
-            if attr.startswith("_") and attr not in include:
-                continue
             member = getattr(dispatcher, attr)
-            if not callable(member) or (
-                filter is not None and not filter(attr, member)
-            ):
+            name = attr
+            if filter is not None:
+                use, name, member = filter(dispatcher, attr, member)
+                if not use:
+                    continue
+            elif attr.startswith("_") and attr not in include:
+                continue
+            if not inspect.ismethod(member) and not inspect.isfunction(member):
                 continue
             self.registerFunction(
-                member, path, fallback, attr, dispatcherBackend, notifBackend, run_in
+                member, path, fallback, name, dispatcherBackend, notifBackend, run_in
             )
 
     # postprocessers --------------------------------------------------------
@@ -355,8 +459,28 @@ class JSONRPCServer:
         return self.rpc.wait(dispatcher, sleepMethod, returnStatus)
 
     def callAsync(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run C{target} in a thread of its own (see L{RpcController.callAsync})."""
-        return self.rpc.callAsync(target, *args, **kwargs)
+        """
+        Run C{target} in a thread of its own (see L{RpcController.callAsync}).
+        With C{redirectErrorsToLog} (a level, C{True}, or a function given
+        the error) an exception is logged (or handed over) instead of
+        raised, and the call returns L{None}.
+        """
+        redirect = kwargs.pop("redirectErrorsToLog", False)
+        if redirect is False:
+            return self.rpc.callAsync(target, *args, **kwargs)
+
+        def guarded(*a: Any, **kw: Any) -> Any:
+            try:
+                return target(*a, **kw)
+            except Exception as e:
+                if callable(redirect) and not isinstance(redirect, bool):
+                    redirect({"error": e, "target": target, "args": a, "kwargs": kw})
+                else:
+                    level = redirect if type(redirect) is int else 1
+                    self._logger(level, str(e))
+                return None
+
+        return self.rpc.callAsync(guarded, *args, **kwargs)
 
     def reload(
         self,
@@ -366,10 +490,196 @@ class JSONRPCServer:
         processingDispatcherCountMax: int = 0,
         safely: bool = True,
     ) -> bool:
-        """Replace methods without stopping (see L{RpcController.reload})."""
+        """
+        Replace methods without stopping (see L{RpcController.reload}).  As
+        in flaskJSONRPCServer, an entry naming its dispatcher by name loads
+        it from the main program's file unless it gives C{scriptPath}, and
+        a method reloaded under an existing name keeps that method's
+        C{dispatcherBackend} and C{fallback} unless the entry sets them.
+        """
+        from twistbridge.jsonrpc._magic import script_path
+        from twistbridge.jsonrpc._registry import normalize_path
+
+        entries = []
+        for o in api if isinstance(api, (list, tuple)) else [api]:
+            if isinstance(o, dict):
+                o = dict(o)
+                if isinstance(o.get("dispatcher"), str) and not (
+                    o.get("scriptPath") or o.get("module")
+                ):
+                    o["scriptPath"] = script_path(True)
+                if o.get("dispatcherBackend") is not None and not o.get("run_in"):
+                    o["run_in"] = _run_in(o["dispatcherBackend"])
+                name = o.get("name") or o.get("dispatcherName")
+                if name is None and isinstance(o.get("dispatcher"), str):
+                    name = o["dispatcher"]
+                disp = self.rpc.dispatcher(normalize_path(o.get("path") or "/"))
+                old = disp.methods.get(name) if disp is not None and name else None
+                if old is not None:
+                    if not o.get("run_in"):
+                        o["run_in"] = old.handler.run_in
+                    if o.get("fallback") is None:
+                        o["fallback"] = old.jsonp
+                if o.get("run_in") == "process" and o.get("scriptPath"):
+                    why = (
+                        f"cannot reload {name!r}: it runs in the process pool, whose "
+                        "workers keep the code they started with; reload it with "
+                        "dispatcherBackend='simple', or restart the server"
+                    )
+                    if not safely:
+                        raise MainError(why)
+                    log.error("flaskJSONRPCServer: {why}; nothing reloaded", why=why)
+                    return False
+            entries.append(o)
         return self.rpc.reload(
-            api, clearOld, timeout, processingDispatcherCountMax, safely
+            entries, clearOld, timeout, processingDispatcherCountMax, safely
         )
+
+    # simulated requests and WSGI ---------------------------------------------
+
+    def simulateRequest(
+        self,
+        dispatcherName: str,
+        args: Any = None,
+        path: str = "/",
+        headers: Optional[Dict[str, str]] = None,
+        cookies: Optional[Dict[str, str]] = None,
+        notify: bool = False,
+    ) -> Any:
+        """
+        Run one call as if a client had sent it, without a socket, and
+        return C{(entries, headers)} as flaskJSONRPCServer does: C{entries}
+        is C{[{"id": 1, "data": result}]}, or C{[{"code": ..., "message":
+        ..., "id": 1}]} when the call failed (C{[]} for a notification);
+        C{headers} the answer's C{(name, value)} list.  The server's
+        C{auth} is asked first; postprocessers do not run.  Blocks until
+        the call is done (the reactor is started in a background thread
+        when none runs); in the reactor thread it returns a L{Deferred}.
+
+        @raise MainError: when nothing is served at C{path} or C{auth}
+            refuses.
+        """
+        from twistbridge.jsonrpc._simulate import simulate
+
+        run = (simulate, self, dispatcherName, args, path, headers, cookies, notify)
+        if threadable.isInIOThread() and self._reactor.running:
+            return run[0](*run[1:])
+        self._ensure_reactor()
+        from twisted.internet.threads import blockingCallFromThread
+
+        return blockingCallFromThread(self._reactor, *run)
+
+    def getWSGI(self) -> Callable[..., Any]:
+        """
+        A WSGI app of this server's JSON-RPC paths (POST calls and
+        batches, JSONP GETs, C{auth}), for a WSGI server of your own: each
+        request blocks its WSGI thread while the calls run in twistbridge
+        (whose reactor is started in a background thread if none runs).
+        No postprocessers and no CORS there: those need C{serveForever()}.
+        """
+        from twistbridge.jsonrpc._simulate import wsgi_app
+
+        self._ensure_reactor()
+        return wsgi_app(self)
+
+    # what _connection computes ---------------------------------------------
+
+    def connection_extra(self, conn: Any, name: str) -> Any:
+        """
+        flaskJSONRPCServer's computed C{_connection} entries (C{call},
+        C{dispatcher}, C{dispatcherName}, C{request}, C{serverName}, ...).
+
+        @raise KeyError: for any other name.
+        """
+        from twistbridge.jsonrpc._magic import connection_extra
+
+        return connection_extra(self, conn, name)
+
+    # flaskJSONRPCServer's private helpers that its examples call -------------
+
+    def _logger(self, level: Any, *args: Any) -> None:
+        """Log a message at flaskJSONRPCServer's C{level} (1 error ... 4 debug)."""
+        from twistbridge.jsonrpc._magic import logger
+
+        logger(self, level, *args)
+
+    _log = _logger
+
+    def _sleep(self, s: float, forceNative: bool = False) -> Any:
+        """C{time.sleep} (in the reactor thread: a L{Deferred} to await)."""
+        from twistbridge.jsonrpc._magic import sleep
+
+        return sleep(s)
+
+    def _thread(
+        self,
+        target: Callable[..., Any],
+        args: Any = None,
+        kwargs: Optional[Dict[str, Any]] = None,
+        forceNative: bool = False,
+    ) -> threading.Thread:
+        """Run C{target} in a new daemon thread, started, and return it."""
+        thread = threading.Thread(
+            target=target, args=tuple(args or ()), kwargs=kwargs or {}, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _getms(self, inMS: bool = True) -> float:
+        """The time now in milliseconds (C{inMS=False}: seconds)."""
+        from twistbridge.jsonrpc._magic import getms
+
+        return getms(inMS)
+
+    def _getScriptPath(
+        self, full: bool = False, real: bool = True, f: Any = None
+    ) -> str:
+        """The main program's directory, or with C{full} its file."""
+        from twistbridge.jsonrpc._magic import script_path
+
+        return script_path(full, real, f)
+
+    @staticmethod
+    def _isString(value: Any) -> bool:
+        """Whether C{value} is text (or bytes)."""
+        return isinstance(value, (str, bytes))
+
+    def _loadPostData(self, request: Dict[str, Any]) -> str:
+        """The body of a request dict (as postprocessers get it), as text."""
+        data = request.get("data")
+        if data is None:
+            stream = request.get("environ", {}).get("wsgi.input")
+            data = stream.read() if stream is not None else b""
+            request["data"] = data
+        if isinstance(data, bytes):
+            return data.decode("utf-8", "surrogateescape")
+        return data
+
+    def _importThreading(self, scope: Any = None, forceDelete: bool = True) -> None:
+        """Nothing to do: there is no gevent to patch with (kept for old programs)."""
+
+    _importSocket = _importAll = _importThreading
+
+    def _throw(self, data: str) -> None:
+        """Raise L{MainError}."""
+        raise MainError(data)
+
+    def _ensure_reactor(self) -> None:
+        """Run the reactor in a background thread unless it already runs."""
+        global _reactor_thread
+        reactor = self._reactor
+        if reactor.running:
+            return
+        ready = threading.Event()
+        reactor.callWhenRunning(ready.set)
+        _reactor_thread = threading.Thread(
+            target=reactor.run,
+            kwargs={"installSignalHandlers": False},
+            name="twistbridge-reactor",
+            daemon=True,
+        )
+        _reactor_thread.start()
+        ready.wait()
 
     # lifecycle -------------------------------------------------------------
 
@@ -387,10 +697,13 @@ class JSONRPCServer:
         # The bridge's own site (header and idle timeouts, early 413, access
         # log), serving this server's JSON-RPC-only root.
         site = BridgeSite(self.root, self.bridge.settings)
+        from twistbridge.jsonrpc._compathttp import compat_request
+
+        site.requestFactory = compat_request(self, site.requestFactory)
         if self.settings["postprocess"]["byStatus"]:
             from twistbridge.jsonrpc._postprocess import postprocess_request
 
-            site.requestFactory = postprocess_request(self)
+            site.requestFactory = postprocess_request(self, site.requestFactory)
         s = self.bridge.settings
         service = MultiService()
         for i, description in enumerate(self.addresses):
@@ -431,7 +744,9 @@ class JSONRPCServer:
             busy = self.rpc.stats_data.processing > processingDispatcherCountMax
             if busy and self._reactor.seconds() < deadline:
                 return task.deferLater(self._reactor, 0.05, drained)
-            self._stopped.set()
+            if not getattr(self, "_restarting", False):
+                # (a restart is no stop: serveForever() keeps waiting)
+                self._stopped.set()
             return None
 
         d.addCallback(drained)
@@ -451,23 +766,12 @@ class JSONRPCServer:
         (C{joinLoop=True}: blocks until the server stops).  Called in the
         reactor thread it returns a L{Deferred}.
         """
-        global _reactor_thread
         if self.log_level:
             _begin_logging()
         reactor = self._reactor
         if threadable.isInIOThread() and reactor.running:
             return self._start_service()
-        if not reactor.running:
-            ready = threading.Event()
-            reactor.callWhenRunning(ready.set)
-            _reactor_thread = threading.Thread(
-                target=reactor.run,
-                kwargs={"installSignalHandlers": False},
-                name="twistbridge-reactor",
-                daemon=True,
-            )
-            _reactor_thread.start()
-            ready.wait()
+        self._ensure_reactor()
         self._bind_or_exit(lambda: self._in_reactor(self._start_service))
         if joinLoop:
             self._stopped.wait()
@@ -510,18 +814,30 @@ class JSONRPCServer:
         """
         Serve until stopped: runs the reactor in this thread (Ctrl-C or
         SIGTERM stop it), or, after C{start()}, waits until C{stop()}.
+
+        @param restartOn: a function (or a list of them, or
+            C{"checkFileDescriptor"}) checked every C{sleep} seconds, in a
+            worker thread: the server restarts when one returns C{True}
+            (C{"checkFileDescriptor"}: when the open descriptors, counted
+            1.25 times, reach the soft limit).
         """
         if self.log_level:
             _begin_logging()
         reactor = self._reactor
+        checks = restartOn if isinstance(restartOn, (list, tuple)) else [restartOn]
+        checks = [c for c in checks if c]
         if reactor.running:
             if self._service is None:
                 self.start()
+            if checks:
+                reactor.callFromThread(self._watch_restart, checks, sleep)
             self._stopped.wait()
             return
 
         from twistbridge._compatrun import run_standalone
 
+        if checks:
+            reactor.callWhenRunning(self._watch_restart, checks, sleep)
         self._owns_reactor = True
         try:
             run_standalone(
@@ -533,6 +849,39 @@ class JSONRPCServer:
             )
         finally:
             self._owns_reactor = False
+
+    def _watch_restart(self, checks: List[Any], every: float) -> None:
+        """Check C{checks} every C{every} seconds; restart when one says so."""
+
+        def due() -> bool:
+            for check in checks:
+                if check == "checkFileDescriptor":
+                    if _descriptors_near_limit():
+                        return True
+                elif callable(check) and check(self) is True:
+                    return True
+            return False
+
+        def tick() -> Any:
+            if self._service is None:
+                return None
+            d = self.bridge.offloader.in_thread(due)
+
+            def decided(restart: bool) -> Any:
+                if restart and self._service is not None:
+                    log.info("flaskJSONRPCServer: restarting (restartOn)")
+                    return self.restart()
+                return None
+
+            d.addCallback(decided)
+            d.addErrback(lambda f: log.failure("restartOn check raised", f))
+            return d
+
+        loop = task.LoopingCall(tick)
+        loop.clock = self._reactor
+        loop.start(every, now=False).addErrback(
+            lambda f: log.failure("restartOn loop failed", f)
+        )
 
     def stop(self, timeout: float = 20, processingDispatcherCountMax: int = 0) -> Any:
         """
@@ -552,10 +901,13 @@ class JSONRPCServer:
         self,
         timeout: float = 20,
         processingDispatcherCountMax: int = 0,
-        werkzeugTimeout: float = 3,
         joinLoop: bool = False,
+        werkzeugTimeout: float = 3,
     ) -> Any:
-        """C{stop()} then C{start()} (no pause is needed: ports are freed at once)."""
+        """
+        C{stop()} then C{start()}; no pause is needed (ports are freed at
+        once), so older versions' C{werkzeugTimeout} is ignored.
+        """
 
         def restart_now() -> Deferred:
             self._restarting = True

@@ -229,17 +229,47 @@ class Connection(Dict[str, Any]):
 
     def __setitem__(self, name: str, value: Any) -> None:
         dict.__setitem__(self, name, value)
+        parent = dict.get(self, "_parent")
         if name == "allowCompress":
             # A method's own choice (True forces gzip, False forbids it).
             dict.__setitem__(self, "_compressChoice", bool(value))
+            if parent is not None:
+                parent[name] = value
+        elif parent is not None and name == "headersOut":
+            parent["headersOut"].update(value)
+        elif parent is not None and name == "cookiesOut":
+            parent["cookiesOut"].extend(value)
+
+    def for_call(self) -> Connection:
+        """
+        A copy for one call of a batch, so that its C{method}, C{notify}
+        (and what is computed from them) are its own; C{headersOut},
+        C{cookiesOut} and C{allowCompress} still go to the one answer.
+        """
+        conn = Connection(self)
+        dict.__setitem__(conn, "_parent", self)
+        return conn
+
+    def __missing__(self, name: str) -> Any:
+        # The compatibility server adds flaskJSONRPCServer's computed
+        # entries (call, dispatcher, request...) through this hook.
+        extra = getattr(dict.get(self, "server"), "connection_extra", None)
+        if extra is None:
+            raise KeyError(name)
+        return extra(self, name)
 
     def snapshot(self) -> Dict[str, Any]:
-        """The picklable part (for C{run_in="process"} methods)."""
-        return {
-            k: v
+        """
+        The picklable part (for C{run_in="process"} methods), readable as
+        attributes there too.
+        """
+        from twistbridge._poolworker import Snapshot
+
+        return Snapshot(
+            (k, v)
             for k, v in self.items()
-            if k not in ("server", "call", "_compressChoice")
-        }
+            if k not in ("server", "call", "_call", "_parent", "_compressChoice")
+        )
 
 
 def new_connection(

@@ -134,8 +134,11 @@ class Exchange:
             conn = None
             if method.magic is not None:
                 conn = self.connection()
+                if self.parsed.batch:
+                    conn = conn.for_call()
                 conn["method"] = call.method
                 conn["notify"] = call.notification
+                conn["_call"] = call
             self.ctl.stats_data.processing += 1
             t0 = _perf()
             d = self.ctl.run(method, call, conn, opts.blocking)
@@ -165,7 +168,7 @@ class Exchange:
         self, result: Any, i: int, call: Call, method: Method, t0: float
     ) -> None:
         """Entry C{i}'s call ended (with a result or a L{Failure})."""
-        if type(result) is Failure:
+        if isinstance(result, Failure):
             self.failed(result, i, call, method, t0)
         else:
             self.settled(result, i, call, method, t0)
@@ -174,7 +177,7 @@ class Exchange:
         """A notification's call ended: count it, log a failure."""
         stats = self.ctl.stats_data
         stats.processing -= 1
-        failed = type(result) is Failure
+        failed = isinstance(result, Failure)
         stats.record(self.disp.path, call.method, _perf() - t0, not failed)
         if failed:
             log_failure(result, call, self.disp)

@@ -102,6 +102,7 @@ class JsonpResource(Resource):
             # refuses learns nothing of the method names or signatures.
             conn = request_connection(request, ctl, disp, callback or False)
             conn["method"] = name
+            conn["_call"] = call
             try:
                 ok = opts.auth(conn, name) is True
             except Exception:
@@ -121,6 +122,7 @@ class JsonpResource(Resource):
         if opts.auth is None:
             conn = request_connection(request, ctl, disp, callback or False)
             conn["method"] = name
+            conn["_call"] = call
         if method is None:
             if name == DISCOVER:
                 from twistbridge._version import __version__

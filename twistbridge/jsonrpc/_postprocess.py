@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from twisted.logger import Logger
 
 from twistbridge._internals import connection_lost
+from twistbridge.jsonrpc._compathttp import request_info
 from twistbridge.request import BridgeRequest
 
 __all__ = ["MODES", "TYPES", "Controller", "run_postprocess", "postprocess_request"]
@@ -96,8 +97,8 @@ def run_postprocess(
     if not chain:
         return None
     raw = {"rpcError": errors}
-    original = (status, headers, body, raw)
-    current = [status, headers, body]
+    original = (status, headers, _text(body, encoding), raw)
+    current: List[Any] = [status, headers, _text(body, encoding)]
     for kind, mode, cb in chain:
         mode = mode or MODES[0]
         if kind == "cb":
@@ -106,7 +107,7 @@ def run_postprocess(
             if not controller.skipped and mode == "rewrite" and result:
                 current[0] = int(result[0])
                 current[1] = list(result[2]) if len(result) > 2 else []
-                current[2] = _as_bytes(result[1])
+                current[2] = result[1]
         else:
             controller = Controller((*current, raw), original)
             seen: Dict[str, Any] = {}
@@ -123,77 +124,49 @@ def run_postprocess(
             environ["flaskJSONRPCServer_skip"] = controller.skip
             environ["flaskJSONRPCServer_lastResponse"] = (
                 _status_line(current[0]),
-                [current[2]],
+                [current[2]] if isinstance(current[2], (str, bytes)) else current[2],
                 current[1],
                 raw,
             )
             environ["flaskJSONRPCServer_originalResponse"] = (
                 _status_line(status),
-                [body],
+                [original[2]],
                 headers,
                 raw,
             )
             result = cb(environ, start_response)
             if not controller.skipped and mode == "rewrite":
-                current[2] = b"".join(_as_bytes(part) for part in result)
+                current[2] = b"".join(_as_bytes(part) for part in result).decode(
+                    "utf-8", "surrogateescape"
+                )
                 if "status" in seen:
                     current[0] = int(str(seen["status"]).split()[0])
                     current[1] = seen["headers"]
         if controller.ended:
             break
-    return current[0], current[1], current[2]
+    return current[0], current[1], _as_bytes(current[2])
+
+
+def _text(body: bytes, encoding: Optional[bytes]) -> Any:
+    """An answer's body as flaskJSONRPCServer's callbacks see it: text, unless gzipped."""
+    if encoding == b"gzip":
+        return body
+    return body.decode("utf-8", "surrogateescape")
 
 
 def _as_bytes(data: Any) -> bytes:
+    """A postprocesser's data as bytes: text as UTF-8, anything else as JSON."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (list, tuple)):
-        return b"".join(_as_bytes(d) for d in data)
-    return json.dumps(data).encode("utf-8")
+        return data.encode("utf-8", "surrogateescape")
+    return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
 
 
-def _request_info(request: Any) -> Dict[str, Any]:
-    """flaskJSONRPCServer's C{request} dict, from a Twisted request."""
-    headers = {
-        k.decode("latin-1"): b", ".join(v).decode("latin-1")
-        for k, v in request.requestHeaders.getAllRawHeaders()
-    }
-    path, _, query = request.uri.decode("latin-1").partition("?")
-    try:
-        ip = str(request.getClientAddress().host)
-    except Exception:
-        ip = ""
-    body = request.content.getvalue() if hasattr(request.content, "getvalue") else b""
-    environ = {
-        "REQUEST_METHOD": request.method.decode("latin-1"),
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": headers.get("Content-Type", ""),
-        "REMOTE_ADDR": ip,
-    }
-    for name, value in headers.items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    return {
-        "path": path,
-        "method": request.method.decode("latin-1"),
-        "headers": headers,
-        "cookies": {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in (request.received_cookies or {}).items()
-        },
-        "ip": ip,
-        "data": body,
-        "environ": environ,
-    }
-
-
-def postprocess_request(server: Any) -> type:
+def postprocess_request(server: Any, base: type = BridgeRequest) -> type:
     """A request class that holds its answer back for C{server}'s postprocessers."""
 
-    class PostprocessRequest(BridgeRequest):
+    class PostprocessRequest(base):  # type: ignore[valid-type, misc]
         _held: Optional[List[bytes]] = None
         # Unknown paths answer 404 through the resource, so that the
         # postprocessers see it, as flaskJSONRPCServer's do.
@@ -212,7 +185,7 @@ def postprocess_request(server: Any) -> type:
                 for k, vs in self.responseHeaders.getAllRawHeaders()
                 for v in vs
             ]
-            info = _request_info(self)
+            info = request_info(self)
             encoding = self.responseHeaders.getRawHeaders(b"content-encoding", [None])[
                 0
             ]
@@ -242,8 +215,8 @@ def postprocess_request(server: Any) -> type:
                 else:
                     body_ = body
                 if body_:
-                    BridgeRequest.write(self, body_)
-                BridgeRequest.finish(self)
+                    base.write(self, body_)
+                base.finish(self)
 
             def failed(failure: Any) -> None:
                 log.failure("flaskJSONRPCServer postprocesser raised", failure)

@@ -294,7 +294,7 @@ class RpcResource(Resource):
             return NOT_DONE_YET
         result = box[0]
         stats.processing -= 1
-        if type(result) is Failure:
+        if isinstance(result, Failure):
             stats.record(disp.path, call.method, _perf() - t0, False)
             log_failure(result, call, disp)
             payload = encode_error(method_error(result.value), call.id, call.version)

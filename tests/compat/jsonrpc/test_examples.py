@@ -1,7 +1,10 @@
 """
-flaskJSONRPCServer's example programs, run unchanged apart from the import
-(``from twistbridge.jsonrpc import flaskJSONRPCServer``) and Python 2's
-``print`` statements, and called with real JSON-RPC clients.
+flaskJSONRPCServer's example programs, run unchanged apart from the imports
+(``from twistbridge.jsonrpc import flaskJSONRPCServer``,
+``from twistbridge.jsonrpc.utils import ...``) and the Python 2 constructs
+Python 3 cannot run (``print x``, ``xrange``, ``.iteritems()``,
+``urlparse``, ``except E, e``, ``inspect.getargspec``, ``/`` used as
+integer division), and called with real JSON-RPC clients.
 """
 
 import json
@@ -11,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 import requests
@@ -21,15 +25,35 @@ from twistbridge.testing import free_port, wait_for
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "example")  # flaskJSONRPCServer's, as shipped
 
+#: Python 2 -> 3, as 2to3 would (and integer division where it was meant).
+PY3 = [
+    (r"^(\s*)print (.*)$", r"\1print(\2)"),
+    (r"\bxrange\(", "range("),
+    (r"\.iteritems\(\)", ".items()"),
+    (
+        r"\bimport sys, time, random, urlparse, inspect, json",
+        "import sys, time, random, urllib.parse as urlparse, inspect, json",
+    ),
+    (r"except (\w+), (\w+):", r"except \1 as \2:"),
+    (r"inspect\.getargspec\((\w+)\)", r"inspect.getfullargspec(\1)[:4]"),
+    (r"len\(arrMap\)/2\]", "len(arrMap)//2]"),
+    (r"\(len\(arrMap\)-1\)/2", "(len(arrMap)-1)//2"),
+    (r"\basync\b", "async_"),  # a keyword since Python 3.7
+    # Python 2's Flask gave request.data as str
+    (r"d=request\.data$", "d=request.get_data(as_text=True)"),
+]
+
 
 def converted(name):
-    """The example's source with the import changed and print() calls."""
+    """The example's source with the imports changed and Python 3 syntax."""
     source = open(os.path.join(EXAMPLES, name), encoding="utf-8").read()
     source = source.replace(
         "from flaskJSONRPCServer import flaskJSONRPCServer",
         "from twistbridge.jsonrpc import flaskJSONRPCServer",
-    )
-    return re.sub(r"^(\s*)print (.*)$", r"\1print(\2)", source, flags=re.M)
+    ).replace("from flaskJSONRPCServer.", "from twistbridge.jsonrpc.")
+    for pattern, replacement in PY3:
+        source = re.sub(pattern, replacement, source, flags=re.M)
+    return source
 
 
 def listening(port):
@@ -37,39 +61,283 @@ def listening(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class Example:
+    """A running example program and the lines it printed so far."""
+
+    def __init__(self, process):
+        self.process = process
+        self.lines = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self):
+        return "\n".join(self.lines)
+
+    def wait_line(self, pattern, count=1, timeout=30):
+        """The C{count}th printed line matching C{pattern} (a regex)."""
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: [line for line in self.lines if re.search(pattern, line)][
+                    count - 1 : count
+                ],
+                timeout,
+            )
+        assert found, f"no line {count} matching {pattern!r} in:\n{self.output}"
+        return found[0]
+
+
 @pytest.fixture
 def example(tmp_path):
     started = []
 
-    def run(name, ports):
-        wait_for(lambda: not any(listening(p) for p in ports), 30, what=f"ports {ports} free")
-        script = tmp_path / name
-        script.write_text(converted(name), encoding="utf-8")
+    def run(name, ports, extra=()):
+        wait_for(
+            lambda: not any(listening(p) for p in ports), 30, what=f"ports {ports} free"
+        )
+        for other in (name, *extra):
+            (tmp_path / other).write_text(converted(other), encoding="utf-8")
         process = subprocess.Popen(
-            [sys.executable, str(script)],
+            [sys.executable, "-u", str(tmp_path / name)],
             cwd=str(tmp_path),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        started.append(process)
+        running = Example(process)
+        started.append(running)
 
         def ready():
             if process.poll() is not None:
-                raise RuntimeError(process.stdout.read().decode())
+                raise RuntimeError(running.output)
             return all(listening(p) for p in ports)
 
         wait_for(ready, 30, what=f"{name} listening")
-        return process
+        return running
 
     yield run
-    for process in started:
-        process.terminate()
-        process.wait(10)
+    for running in started:
+        running.process.terminate()
+        running.process.wait(10)
 
 
 def call(url, method, *params, **headers):
-    response = requests.post(url, json=request(method, params=params), headers=headers, timeout=10)
+    response = requests.post(
+        url, json=request(method, params=params, id=1), headers=headers, timeout=10
+    )
     return parse(response.json()), response
+
+
+def call_named(url, method, **params):
+    response = requests.post(url, json=request(method, params=params, id=1), timeout=10)
+    return parse(response.json())
+
+
+API = "http://127.0.0.1:7001/api"
+
+
+def test_auth(example):
+    running = example("auth.py", [7001])
+    guarded = "http://127.0.0.1:7001/apiAuth"
+    outside = {"X-Real-IP": "10.1.2.3"}
+    # /api/ is open to everyone; hiGuest greets the peer address
+    assert call(API, "hi", **outside)[0] == Ok("Hello, 127.0.0.1!", 1)
+    # /apiAuth/: a Token, or a request from 127.0.0.1 (X-Real-IP first)
+    refused = requests.post(guarded, json=request("hi"), headers=outside, timeout=10)
+    assert (refused.status_code, refused.text) == (403, "Forbidden")
+    assert call(guarded, "hi", Token="1234", **outside)[0] == Ok("Hello, USER!", 1)
+    assert call(guarded, "hi")[0] == Ok("Hello, USER!", 1)
+    jsonp = requests.get(f"{guarded}/hi?jsonp=cb", headers=outside, timeout=10)
+    assert (jsonp.status_code, jsonp.text) == (403, "Forbidden")
+    jsonp = requests.get(
+        f"{guarded}/hi?jsonp=cb", headers={"Token": "1234"}, timeout=10
+    )
+    assert jsonp.text == 'cb("Hello, USER!");'
+    # auth(server, path, request, jsonpMethod) saw flaskJSONRPCServer's request
+    line = running.wait_line(r"^AUTH_CB /apiAuth/ .*'X-Real-Ip': '10\.1\.2\.3'")
+    assert line.endswith("} 10.1.2.3")
+    assert "'Token': '1234'" in running.wait_line(r"^AUTH_CB /apiAuth/ .*Token", 1)
+    assert running.wait_line(r"^AUTH_CB /api/ ").endswith("} 10.1.2.3")
+
+
+def test_auth_of_flaskjsonrpcserver_0_9(tmp_path):
+    """auth(server, request) once per HTTP request, True or 403; 404 before it."""
+    port = free_port()
+    program = textwrap.dedent(
+        f"""
+        from twistbridge.jsonrpc import flaskJSONRPCServer
+
+        def auth(server, request):
+            print("AUTH", request["method"], request["path"], request["fileName"],
+                  sorted(request["args"]), request["data"], server.name, flush=True)
+            if request["headers"].get("X-Token") == "raise":
+                raise RuntimeError("auth broke")
+            return request["headers"].get("X-Token") == "yes" or "truthy, not True"
+
+        server = flaskJSONRPCServer(("127.0.0.1", {port}), auth=auth, name="srv")
+        server.registerFunction(lambda x: x * 2, path="/api", name="double")
+        server.serveForever()
+        """
+    )
+    (tmp_path / "p.py").write_text(program)
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(tmp_path / "p.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    running = Example(process)
+    try:
+        wait_for(
+            lambda: listening(port) or process.poll() is not None, 30, what="listening"
+        )
+        url = f"http://127.0.0.1:{port}/api"
+        body = request("double", params=[2])
+        refused = requests.post(url, json=[body, body], timeout=10)
+        assert (refused.status_code, refused.text) == (403, "Forbidden")
+        allowed = requests.post(
+            url, json=[body, body], headers={"X-Token": "yes"}, timeout=10
+        )
+        assert [item["result"] for item in allowed.json()] == [4, 4]
+        jsonp = requests.get(
+            f"{url}/double?x=3&jsonp=cb", headers={"X-Token": "yes"}, timeout=10
+        )
+        assert jsonp.text == 'cb("33");'  # query values are strings
+        broken = requests.post(url, json=body, headers={"X-Token": "raise"}, timeout=10)
+        assert (broken.status_code, broken.text) == (500, "Internal Server Error")
+        unknown = requests.post(
+            f"http://127.0.0.1:{port}/nothing", json=body, timeout=10
+        )
+        assert (unknown.status_code, unknown.text) == (404, "Not found")
+        above = requests.post(f"{url}/double", json=body, timeout=10)
+        assert (above.status_code, above.text) == (
+            404,
+            "Not found, but known previous level: /api/",
+        )
+        running.wait_line(r"auth broke")
+    finally:
+        process.terminate()
+        process.wait(10)
+    auth_lines = [line for line in running.lines if line.startswith("AUTH ")]
+    data = json.dumps([body, body], separators=(", ", ": ")).encode()
+    assert auth_lines[:3] == [
+        f"AUTH POST /api/  [] {data!r} srv",
+        f"AUTH POST /api/  [] {data!r} srv",
+        "AUTH GET /api/ double ['jsonp', 'x'] None srv",
+    ]
+    assert len(auth_lines) == 4  # one per request; none for the 404s
+    assert "Traceback" in running.output  # logged for the server's owner ...
+    assert "auth broke" not in broken.text  # ... never sent to the client
+
+
+def test_restart(example):
+    running = example("restart.py", [7001])
+    assert call(API, "helloworld")[0] == Ok("Hello world!", 1)
+    assert call(API, "restart")[0] == Ok(None, 1)
+    running.wait_line(r"^Restarting\.\.$")
+    wait_for(lambda: not listening(7001), 10, what="the server stopped")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(API, json=request("echo"), timeout=10)
+    running.wait_line(r"^ok$")
+    assert call(API, "echo", "again")[0] == Ok("again", 1)
+
+
+def test_hot_reload1(example):
+    running = example("hotReload1.py", [7001], extra=["rr1.py"])
+    first = call(API, "compute")[0].result
+    assert re.fullmatch(r'"compute\(\)" method from main module: \d+\.\d+', first)
+    answers = {
+        "hotReload1.py": lambda answer: answer == first,
+        "rr1.py": lambda answer: re.fullmatch(
+            r'"compute\(\)" method from rr1 module: \d+(\.\d+)?', answer
+        ),
+        "lambda": lambda answer: answer == 'dummy "compute()" method from runtime',
+    }
+    seen = set()
+    for n in range(1, 80):
+        assert call(API, "reloadApi")[0] == Ok(None, 1)
+        chosen = re.fullmatch(
+            r'Reload api to "(.*)"\.\.', running.wait_line(r"^Reload api to ", n)
+        ).group(1)
+        assert answers[chosen](call(API, "compute")[0].result), chosen
+        seen.add(chosen)
+        if len(seen) == 3:
+            break
+    assert seen == set(answers)
+    assert call(API, "stats")[0].result["methods"]["/api compute"]["count"] >= 3
+
+
+def test_hot_reload2(example, tmp_path):
+    example("hotReload2.py", [7001])
+    assert call(API, "testForReload1")[0] == Ok("From original: 42", 1)
+    script = tmp_path / "hotReload2.py"
+    script.write_text(
+        script.read_text().replace("From original", "From the edited file")
+    )
+    assert call(API, "reloadApi")[0] == Ok(None, 1)
+    assert call(API, "testForReload1")[0] == Ok("From the edited file: 42", 1)
+    assert call(API, "testForReload2")[0] == Ok("From original: 42", 1)
+    assert call_named(API, "reloadApi", globally=True) == Ok(None, 1)
+    assert call(API, "testForReload2")[0] == Ok("From the edited file: 42", 1)
+
+
+def test_sexy_prime(example):
+    example("sexyPrime.py", [7001])
+    scope = {}
+    exec(converted("sexyPrime.py").split("if __name__")[0], scope)
+    expected = len(scope["sexy_primes"](2000))
+    assert expected > 10
+    assert call(API, "sexyPrime", 2000)[0] == Ok(expected, 1)
+    assert call(API, "sexyPrimeA", 2000)[0] == Ok(expected, 1)
+    assert call(API, "myip")[0] == Ok("Hello, 127.0.0.1!", 1)
+    assert call(API, "stats")[0].result["methods"]["/api sexyPrimeA"]["count"] == 1
+
+
+def test_flask_emulate(example):
+    example("flaskEmulate.py", [7001])
+    # a form POSTed to /api/test1, as the old Flask API took it: through the
+    # 404 postprocesser and simulateRequest
+    response = requests.post(f"{API}/test1", data={"a": "1", "b": "x y"}, timeout=10)
+    assert response.status_code == 200
+    inner = json.dumps({"result": ["test"], "params_echo": {"a": "1", "b": "x y"}})
+    assert response.json() == [{"id": 1, "data": inner}]
+    # and as JSON-RPC and JSONP
+    body = {"jsonrpc": "2.0", "method": "test1", "params": {"q": 1}, "id": 7}
+    assert requests.post(API, json=body, timeout=10).json() == {
+        "jsonrpc": "2.0",
+        "result": json.dumps({"result": ["test"], "params_echo": {"q": 1}}),
+        "id": 7,
+    }
+    jsonp = requests.get(f"{API}/test1?x=2&jsonp=cb", timeout=10)
+    inner = json.dumps({"result": ["test"], "params_echo": {"x": "2"}})
+    assert jsonp.text == f"cb({json.dumps(inner)});"
+
+
+def test_merge_flask_app(example):
+    running = example("mergeFlaskApp.py", [7001])
+    root = "http://127.0.0.1:7001"
+    response = requests.post(f"{root}/readpost", data='say "hi"', timeout=10)
+    assert (response.status_code, response.text) == (
+        200,
+        '{"jsonrpc": "2.0", "result":"(REWRITED_WITH_flaskReadpost2) You sended say \\"hi\\"", "id": 1}',
+    )
+    response = requests.get(f"{root}/helloworld", timeout=10)
+    assert (response.status_code, response.text) == (200, "Hello world!")
+    assert requests.get(f"{root}/nothing", timeout=10).status_code == 404
+    assert call(API, "echo", "x")[0] == Ok("x", 1)
+    assert "echo" in json.dumps(call(API, "stats")[0].result)
+    for line in [
+        "flaskReadpost1 called",
+        "fakeWSGI1 called b'say \"hi\"'",
+        "fakeWSGI2 called b'say \"hi\"'",
+        "flaskReadpost2 called",
+        'ppCB1 called say "hi"',
+    ]:
+        running.wait_line("^" + re.escape(line) + "$")
 
 
 def test_simple(example):
@@ -87,10 +355,14 @@ def test_simple(example):
     assert isinstance(error, Error)
     assert (error.code, error.message) == (-32000, "Some error simulated!")
     big, response = call(api, "bigdata", **{"Accept-Encoding": "gzip"})
-    assert big.result.startswith("\nThey say that if you sat an infinite number of monkeys")
+    assert big.result.startswith(
+        "\nThey say that if you sat an infinite number of monkeys"
+    )
     assert response.headers["Content-Encoding"] == "gzip"
     assert "echo" in json.dumps(call(api, "stats")[0].result)
-    jsonp = requests.get(f"{api}/echo?data=test_data&jsonp=jsonpCallback_129620", timeout=10)
+    jsonp = requests.get(
+        f"{api}/echo?data=test_data&jsonp=jsonpCallback_129620", timeout=10
+    )
     assert jsonp.text.startswith('jsonpCallback_129620("test_data")')
 
 
@@ -142,15 +414,24 @@ def test_postprocess(example, tmp_path):
     port = free_port()
     (tmp_path / "pp.py").write_text(POSTPROCESS.format(port=port))
     process = subprocess.Popen(
-        [sys.executable, str(tmp_path / "pp.py")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, str(tmp_path / "pp.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(lambda: listening(port) or process.poll() is not None, 30, what="listening")
+        wait_for(
+            lambda: listening(port) or process.poll() is not None, 30, what="listening"
+        )
         response = requests.post(
             f"http://127.0.0.1:{port}/api", json=request("fail"), timeout=10
         )
-        assert (response.status_code, response.json()) == (200, {"rewritten": -32000, "path": "/api"})
-        response = requests.post(f"http://127.0.0.1:{port}/nothing", json=request("x"), timeout=10)
+        assert (response.status_code, response.json()) == (
+            200,
+            {"rewritten": -32000, "path": "/api/"},
+        )
+        response = requests.post(
+            f"http://127.0.0.1:{port}/nothing", json=request("x"), timeout=10
+        )
         assert (response.status_code, response.text) == (418, "teapot:404 Not Found")
         with pytest.raises(Exception, match="while server runned"):
             from twistbridge.jsonrpc import flaskJSONRPCServer
@@ -177,10 +458,92 @@ def test_port_taken_exits_with_one_line(how):
         f"s.{how}\n"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, timeout=60
+        )
     finally:
         holder.close()
     assert done.returncode == 1
     assert done.stderr.decode() == (
         f"flaskJSONRPCServer: cannot listen on 127.0.0.1:{port}: port {port} is already in use\n"
+    )
+
+
+def test_hot_reload_and_parallel_executing(example):
+    running = example("hotReload_and_parallelExecuting.py", [7001])
+    start = {
+        "parallelExec": False,
+        "testVar1": 1234,
+        "testVar2": [1234, 4321],
+        "testVar3": "12344321",
+    }
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in the process pool
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # dispatcherBackend='simple'
+    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    assert call(API, "testCopyGlobal2")[0] == Ok(start, 1)
+    assert call(API, "testChangeGlobal2")[0] == Ok(None, 1)
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
+    # a worker process has globals of its own: without flaskJSONRPCServer's
+    # _connection.call.copyGlobal, the process-pool method still sees 1234
+    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    # reloading a process-pool method is refused (workers keep their code),
+    # in safe mode: logged, and nothing changes
+    assert call(API, "reloadApi")[0] == Ok(None, 1)
+    running.wait_line(
+        r"cannot reload 'testCopyGlobal': it runs in the process pool, whose "
+        r"workers keep the code they started with; reload it with "
+        r"dispatcherBackend='simple', or restart the server; nothing reloaded$"
+    )
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
+    assert call(API, "stats")[0].result["methods"]["/api testCopyGlobal"]["count"] == 2
+
+
+def test_parallel_executing(example):
+    running = example("parallelExecuting.py", [7001], extra=["sexyPrime.py"])
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)
+    answer = call(API, "sexyNum2", 100)[0].result  # 'simple': in the main process
+    assert re.fullmatch(
+        r"For 100 numbers finded 15 pairs in \d+\.\d seconds\. Too low stats for find nearest",
+        answer,
+    )
+    assert call(API, "testCopyGlobal_async")[0] == Ok(
+        "!! this metod for testind parallel exec-backend, but you dont use it !!", 1
+    )
+    # Methods in the process pool get a copy of _connection: no call.*
+    # (flaskJSONRPCServer's parallelWithSocket reached back to the main
+    # program with call.eval/execute/copyGlobal/lock) and no server.
+    keys = "allowCompress, cookies, cookiesOut, headers, headersOut, ip, jsonp, method, notify, path"
+    for method, missing in [
+        ("testSleep", "call"),
+        ("testScope", "call"),
+        ("sexyNum", "server"),
+    ]:
+        error = call(API, method)[0]
+        assert (error.code, error.message, error.data) == (
+            -32000,
+            f"_connection has no {missing!r} in a worker process: it is a copy ({keys}); "
+            "the server, call.* and the main program's state stay in the main process",
+            {"type": "AttributeError"},
+        )
+    # restart(): the main loop stops the server, waits, starts it again
+    assert call(API, "restart")[0] == Ok(None, 1)
+    running.wait_line(r"^Restarting\.\.$")
+    running.wait_line(r"^> stopped$")
+    running.wait_line(r"^>restarted$")
+    assert call(API, "echo", "again")[0] == Ok("again", 1)
+
+
+def test_parallel_executing_manual_config(tmp_path):
+    """Its exec backends have no counterpart: importing them says what to use."""
+    (tmp_path / "p.py").write_text(converted("parallelExecuting_manualConfig.py"))
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "p.py")], capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1] == (
+        "ImportError: flaskJSONRPCServer's exec backends (execBackend_parallelWithSocket...) "
+        "do not exist on twistbridge: register the functions with "
+        "dispatcherBackend='parallelWithSocket' or run_in='process' (its process pool, "
+        "sized by processes=N) instead"
     )
