@@ -361,7 +361,10 @@ class BridgeTestClient:
     # JSON-RPC ----------------------------------------------------------------
 
     def rpc_request(
-        self, payload: Any, path: str = "/rpc", headers: Optional[Mapping[str, str]] = None
+        self,
+        payload: Any,
+        path: str = "/rpc",
+        headers: Optional[Mapping[str, str]] = None,
     ) -> Response:
         """POST C{payload} (encoded as JSON unless it is C{bytes}) to C{path}."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -369,7 +372,9 @@ class BridgeTestClient:
             "POST", path, body, {"Content-Type": "application/json", **(headers or {})}
         )
 
-    def _message(self, method: str, params: Sequence[Any], kw: Dict[str, Any]) -> Dict[str, Any]:
+    def _message(
+        self, method: str, params: Sequence[Any], kw: Dict[str, Any]
+    ) -> Dict[str, Any]:
         if params and kw:
             raise TypeError("JSON-RPC params are positional or named, not both")
         message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
@@ -393,7 +398,9 @@ class BridgeTestClient:
             raise RpcError(e.get("code"), e.get("message"), e.get("data"))
         return data["result"]
 
-    def notify(self, method: str, *params: Any, _path: str = "/rpc", **kw: Any) -> Response:
+    def notify(
+        self, method: str, *params: Any, _path: str = "/rpc", **kw: Any
+    ) -> Response:
         """Send a notification (no id); the HTTP answer."""
         return self.rpc_request(self._message(method, params, kw), _path)
 
@@ -411,7 +418,12 @@ class BridgeTestClient:
             method, params = call
             self._rpc_id += 1
             messages.append(
-                {"jsonrpc": "2.0", "method": method, "params": params, "id": self._rpc_id}
+                {
+                    "jsonrpc": "2.0",
+                    "method": method,
+                    "params": params,
+                    "id": self._rpc_id,
+                }
             )
         answer = self.rpc_request(messages, path)
         return answer.json() if answer.body else None
@@ -481,7 +493,11 @@ def _on_clock(obj: Any, clock: Any) -> Any:
 
     def start(output: Any) -> Any:
         result = obj(output)
-        if isinstance(result, LoopingCall) and result.running and result.clock is not clock:
+        if (
+            isinstance(result, LoopingCall)
+            and result.running
+            and result.clock is not clock
+        ):
             interval = result.interval
             result.stop()
             result.clock = clock

@@ -12,9 +12,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.internet.protocol import Protocol
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer, UNKNOWN_LENGTH
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 __all__ = ["Response", "multipart_body"]
@@ -91,9 +93,7 @@ class _Endpoint:
 def make_agent(reactor: Any, connect: Any) -> Agent:
     """An L{Agent} whose every request opens a connection through C{connect}."""
     pool = HTTPConnectionPool(reactor, persistent=False)
-    return Agent.usingEndpointFactory(
-        reactor, _EndpointFactory(connect), pool=pool
-    )
+    return Agent.usingEndpointFactory(reactor, _EndpointFactory(connect), pool=pool)
 
 
 class _EndpointFactory:
@@ -121,7 +121,9 @@ def request(
     d = agent.request(method.encode("ascii"), url.encode("utf-8"), raw, producer)
 
     async def read(answer: Any) -> Response:
-        data = await readBody(answer)
+        done: Deferred = Deferred()
+        answer.deliverBody(_Body(done))
+        data = await done
         got = {
             k.decode("latin-1").lower(): [v.decode("latin-1") for v in vs]
             for k, vs in answer.headers.getAllRawHeaders()
@@ -129,6 +131,24 @@ def request(
         return Response(answer.code, got, data)
 
     return d.addCallback(lambda answer: defer.ensureDeferred(read(answer)))
+
+
+class _Body(Protocol):
+    """Collects a response body (what C{readBody} does, without its warning
+    about in-memory transports)."""
+
+    def __init__(self, done: Deferred) -> None:
+        self.done = done
+        self.parts: List[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.parts))
+        else:
+            self.done.errback(reason)
 
 
 def multipart_body(
@@ -149,7 +169,9 @@ def multipart_body(
         text = value if isinstance(value, str) else json.dumps(value)
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
-            f"\r\n\r\n".encode() + text.encode("utf-8") + b"\r\n"
+            f"\r\n\r\n".encode()
+            + text.encode("utf-8")
+            + b"\r\n"
         )
     for name, spec in files.items():
         if isinstance(spec, bytes):

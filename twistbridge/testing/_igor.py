@@ -133,7 +133,9 @@ class IgorTestConnection:
                 self._consumed.add(i)
                 return message
         closed = f" (closed: {self.close_code} {self.close_reason})"
-        raise LookupError("no Igor message is waiting" + (closed if self.closed else ""))
+        raise LookupError(
+            "no Igor message is waiting" + (closed if self.closed else "")
+        )
 
     def stream(self, stream_id: Any) -> List[Any]:
         """

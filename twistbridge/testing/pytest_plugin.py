@@ -56,7 +56,9 @@ def _wanted(request: Any) -> tuple:
     marker = request.node.get_closest_marker("bridge")
     if marker is not None:
         if not marker.args:
-            raise pytest.UsageError('@pytest.mark.bridge needs the app: bridge("myapp:bridge")')
+            raise pytest.UsageError(
+                '@pytest.mark.bridge needs the app: bridge("myapp:bridge")'
+            )
         return load_bridge(marker.args[0]), dict(marker.kwargs)
     if "bridge" in request.fixturenames or _has_fixture(request, "bridge"):
         return request.getfixturevalue("bridge"), {}
@@ -99,6 +101,8 @@ def bridge_client_factory(request: Any) -> Iterator[Callable[..., BridgeTestClie
 
 
 @pytest.fixture
-def bridge_client(bridge_client_factory: Callable[..., BridgeTestClient]) -> BridgeTestClient:
+def bridge_client(
+    bridge_client_factory: Callable[..., BridgeTestClient],
+) -> BridgeTestClient:
     """A L{BridgeTestClient} over the test's app (its C{bridge} marker or fixture)."""
     return bridge_client_factory()
