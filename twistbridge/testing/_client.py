@@ -255,16 +255,17 @@ class BridgeTestClient:
 
     def result(self, d: Deferred, what: str = "the call") -> Any:
         """
-        Flush, then the result of C{d} (raising its failure).
+        Flush, then the result of C{d} (raising its failure).  The result
+        is taken out of C{d}: ask once.
 
         @raise LookupError: C{d} has not fired (advance the clock if it
             waits for a timer).
         """
         self.flush()
-        box: List[Any] = []
-        d.addBoth(box.append)
-        if not box:
+        if not d.called or d.paused:
             raise LookupError(f"{what} has no answer yet (is it waiting for time?)")
+        box: List[Any] = []
+        d.addBoth(box.append)  # takes the result (a failure is not left unhandled)
         outcome = box[0]
         if isinstance(outcome, Failure):
             outcome.raiseException()

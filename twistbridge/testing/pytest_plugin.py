@@ -56,15 +56,17 @@ def _wanted(request: Any) -> tuple:
     marker = request.node.get_closest_marker("bridge")
     if marker is not None:
         if not marker.args:
-            raise pytest.UsageError(
-                '@pytest.mark.bridge needs the app: bridge("myapp:bridge")'
+            pytest.fail(
+                '@pytest.mark.bridge needs the app: bridge("myapp:bridge")',
+                pytrace=False,
             )
         return load_bridge(marker.args[0]), dict(marker.kwargs)
     if "bridge" in request.fixturenames or _has_fixture(request, "bridge"):
         return request.getfixturevalue("bridge"), {}
-    raise pytest.UsageError(
+    pytest.fail(
         "bridge_client needs an app: define a `bridge` fixture returning it, "
-        'or mark the test with @pytest.mark.bridge("myapp:bridge")'
+        'or mark the test with @pytest.mark.bridge("myapp:bridge")',
+        pytrace=False,
     )
 
 
