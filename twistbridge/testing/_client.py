@@ -408,7 +408,7 @@ class BridgeTestClient:
     def batch(self, calls: Sequence[Any], path: str = "/rpc") -> Any:
         """
         Send a batch: each call is C{(method, params)} (C{params} a list or
-        dict; an id is added) or a whole message dict (sent as given).
+        dict; its id is its place in the batch, from 1) or a whole message dict (sent as given).
         Returns the parsed answer (a list, or L{None} for an empty body).
         """
         messages = []
@@ -417,13 +417,12 @@ class BridgeTestClient:
                 messages.append(call)
                 continue
             method, params = call
-            self._rpc_id += 1
             messages.append(
                 {
                     "jsonrpc": "2.0",
                     "method": method,
                     "params": params,
-                    "id": self._rpc_id,
+                    "id": len(messages) + 1,
                 }
             )
         answer = self.rpc_request(messages, path)
