@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         BgpyTestConnection,
         BridgeTestClient,
         IgorTestConnection,
+        RawConnection,
         Response,
         RpcError,
     )
@@ -53,6 +54,7 @@ __all__ = [
     "IgorTestConnection",
     "InlineOffloader",
     "JsonLinesClient",
+    "RawConnection",
     "Response",
     "RpcError",
     "TestReactor",
@@ -76,6 +78,7 @@ __getattr__ = lazy_attributes(
         "BridgeTestClient",
         "IgorTestConnection",
         "InlineOffloader",
+        "RawConnection",
         "Response",
         "RpcError",
         "TestReactor",

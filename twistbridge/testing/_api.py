@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twistbridge.testing._bgpy import BgpyTestConnection
-from twistbridge.testing._client import BridgeTestClient, RpcError
+from twistbridge.testing._client import BridgeTestClient, RawConnection, RpcError
 from twistbridge.testing._http import Response
 from twistbridge.testing._igor import IgorTestConnection
 from twistbridge.testing._offload import InlineOffloader
@@ -14,6 +14,7 @@ __all__ = [
     "BridgeTestClient",
     "IgorTestConnection",
     "InlineOffloader",
+    "RawConnection",
     "Response",
     "RpcError",
     "TestReactor",

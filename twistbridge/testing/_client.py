@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -45,7 +46,7 @@ from twistbridge.testing._offload import InlineOffloader
 from twistbridge.testing._reactor import TestReactor
 from twistbridge.web import BridgeSite
 
-__all__ = ["BridgeTestClient", "RpcError"]
+__all__ = ["BridgeTestClient", "RawConnection", "RpcError"]
 
 #: Seconds L{BridgeTestClient.flush} waits for real pool threads or
 #: processes (C{real_pools=True}) before giving up.
@@ -459,26 +460,75 @@ class BridgeTestClient:
         self.flush()
         return conn
 
+    def connect(self, listener: str = "http") -> RawConnection:
+        """
+        A connection to C{listener} (C{"http"}, C{"igor"}, C{"bgpy"}) that
+        sends and reads bytes as they are: a slow client, a malformed
+        request, a half-sent message.
+        """
+        conn = RawConnection(self)
+        port = {"http": HTTP_PORT, "igor": IGOR_PORT}.get(listener, BGPY_PORT)
+        self.pumps.connect(self._listener(listener), conn.protocol, port=port)
+        self.flush()
+        return conn
+
     def raw(self, listener: str, data: bytes) -> bytes:
         """
-        Send C{data} on a new connection to C{listener} (C{"http"},
-        C{"igor"}, C{"bgpy"}); everything the server wrote back by the time
-        nothing moves (to test malformed requests byte for byte).
+        Send C{data} on a new connection to C{listener}; everything the
+        server wrote back by the time nothing moves.
         """
-        from twisted.internet.protocol import Protocol
+        conn = self.connect(listener)
+        conn.write(data)
+        return conn.received
 
-        received: List[bytes] = []
 
-        class Collect(Protocol):
-            def dataReceived(self, chunk: bytes) -> None:
-                received.append(chunk)
+class _Collect(Protocol):
+    def __init__(self) -> None:
+        self.data: List[bytes] = []
+        self.lost = False
 
-        protocol = Collect()
-        port = {"http": HTTP_PORT, "igor": IGOR_PORT}.get(listener, BGPY_PORT)
-        self.pumps.connect(self._listener(listener), protocol, port=port)
-        protocol.transport.write(data)
-        self.flush()
-        return b"".join(received)
+    def dataReceived(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = True
+
+
+class RawConnection:
+    """
+    Bytes to and from one listener, in memory (L{BridgeTestClient.connect}).
+
+        conn = client.connect("http")
+        conn.write(b"GET /health HTTP/1.1\r\n")
+        client.advance(10)
+        assert conn.received.startswith(b"HTTP/1.1 408 ")
+    """
+
+    def __init__(self, client: BridgeTestClient) -> None:
+        self._client = client
+        self.protocol = _Collect()
+
+    def write(self, data: bytes) -> None:
+        """Send C{data}, and flush."""
+        self.protocol.transport.write(data)
+        self._client.flush()
+
+    @property
+    def received(self) -> bytes:
+        """Flush; everything the server wrote so far."""
+        self._client.flush()
+        return b"".join(self.protocol.data)
+
+    @property
+    def closed(self) -> bool:
+        """Flush; whether the connection is closed."""
+        self._client.flush()
+        return self.protocol.lost
+
+    def close(self) -> None:
+        """Close the connection, and flush."""
+        self.protocol.transport.loseConnection()
+        self._client.flush()
 
 
 def _on_clock(obj: Any, clock: Any) -> Any:
