@@ -196,8 +196,9 @@ class BridgeTestClient:
         deadline: Optional[float] = None
         for _ in range(100_000):
             moved = reactor.run_thread_calls() > 0
-            now = reactor.seconds()
-            if any(c.getTime() <= now for c in reactor.getDelayedCalls()):
+            # A Clock keeps its calls sorted: the first is the next due.
+            calls = reactor.getDelayedCalls()
+            if calls and calls[0].getTime() <= reactor.seconds():
                 reactor.advance(0)
                 moved = True
             if self.pumps.pump():
@@ -228,8 +229,8 @@ class BridgeTestClient:
         target = reactor.seconds() + seconds
         self.flush()
         while True:
-            due = [c.getTime() for c in reactor.getDelayedCalls() if c.active()]
-            step = min(due) if due else None
+            calls = reactor.getDelayedCalls()
+            step = calls[0].getTime() if calls else None
             if step is None or step > target:
                 break
             reactor.advance(max(0.0, step - reactor.seconds()))
@@ -247,8 +248,8 @@ class BridgeTestClient:
         limit = reactor.seconds() + window
         self.flush()
         while True:
-            due = [c.getTime() for c in reactor.getDelayedCalls() if c.active()]
-            step = min(due) if due else None
+            calls = reactor.getDelayedCalls()
+            step = calls[0].getTime() if calls else None
             if step is None or step > limit:
                 return
             reactor.advance(max(0.0, step - reactor.seconds()))
