@@ -36,16 +36,16 @@ from twistbridge.testing._process import (
 )
 
 if TYPE_CHECKING:
-    from twistbridge.testing._client import (
+    from twistbridge.testing._api import (
         BgpyTestConnection,
         BridgeTestClient,
         IgorTestConnection,
+        InlineOffloader,
         RawConnection,
         Response,
         RpcError,
+        TestReactor,
     )
-    from twistbridge.testing._offload import InlineOffloader
-    from twistbridge.testing._reactor import TestReactor
 
 __all__ = [
     "BgpyTestConnection",

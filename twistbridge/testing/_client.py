@@ -11,6 +11,11 @@ L{twistbridge.igor._protocol.IgorFactory}, the
 L{twistbridge.bgpy._protocol.BgpyFactory} -- each wrapped in the
 connection tracker a listener uses, over L{twisted.test.iosim} transports.
 The bytes on those connections are the bytes a socket would carry.
+
+Over 400 lines: L{BridgeTestClient} is the one object a test holds, so it
+carries one method per kind of call; the protocols' own client code is in
+L{twistbridge.testing._http}, L{twistbridge.testing._igor},
+L{twistbridge.testing._bgpy} and L{twistbridge.testing._raw}.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from urllib.parse import urlencode
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -43,6 +47,7 @@ from twistbridge.testing._http import request as http_request
 from twistbridge.testing._igor import IgorTestConnection
 from twistbridge.testing._memory import Pumps, TimerOnClock
 from twistbridge.testing._offload import InlineOffloader
+from twistbridge.testing._raw import RawConnection
 from twistbridge.testing._reactor import TestReactor
 from twistbridge.web import BridgeSite
 
@@ -481,55 +486,6 @@ class BridgeTestClient:
         conn = self.connect(listener)
         conn.write(data)
         return conn.received
-
-
-class _Collect(Protocol):
-    def __init__(self) -> None:
-        self.data: List[bytes] = []
-        self.lost = False
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.lost = True
-
-
-class RawConnection:
-    """
-    Bytes to and from one listener, in memory (L{BridgeTestClient.connect}).
-
-        conn = client.connect("http")
-        conn.write(b"GET /health HTTP/1.1\r\n")
-        client.advance(10)
-        assert conn.received.startswith(b"HTTP/1.1 408 ")
-    """
-
-    def __init__(self, client: BridgeTestClient) -> None:
-        self._client = client
-        self.protocol = _Collect()
-
-    def write(self, data: bytes) -> None:
-        """Send C{data}, and flush."""
-        self.protocol.transport.write(data)
-        self._client.flush()
-
-    @property
-    def received(self) -> bytes:
-        """Flush; everything the server wrote so far."""
-        self._client.flush()
-        return b"".join(self.protocol.data)
-
-    @property
-    def closed(self) -> bool:
-        """Flush; whether the connection is closed."""
-        self._client.flush()
-        return self.protocol.lost
-
-    def close(self) -> None:
-        """Close the connection, and flush."""
-        self.protocol.transport.loseConnection()
-        self._client.flush()
 
 
 def _on_clock(obj: Any, clock: Any) -> Any:
