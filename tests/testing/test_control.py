@@ -5,6 +5,7 @@ import unittest
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.trial import unittest as trial
 
 from twistbridge import Bridge
 from twistbridge.testing import BridgeTestClient
@@ -96,3 +97,19 @@ class PlainUnittest(unittest.TestCase):
 
     def test_mul(self):
         self.assertEqual(self.client.rpc("mul", 6, 7), 42)
+
+
+class TrialCase(trial.TestCase):
+    """The client in a trial test case (trial runs its reactor around it)."""
+
+    def setUp(self):
+        app = Bridge()
+        app.igor_action("echo", lambda out, data, **kw: out.send(data))
+        self.client = BridgeTestClient(app)
+        self.addCleanup(self.client.close)
+
+    def test_echo(self):
+        self.assertEqual(
+            self.client.igor().call("echo", 1),
+            [{"streamId": "1", "data": 1}, {"streamId": "1", "close": True}],
+        )
