@@ -113,3 +113,16 @@ class TrialCase(trial.TestCase):
             self.client.igor().call("echo", 1),
             [{"streamId": "1", "data": 1}, {"streamId": "1", "close": True}],
         )
+
+
+def test_handlers_reach_the_clients_runtime_through_the_bridge():
+    app = Bridge()
+
+    @app.rpc_function
+    async def doubled(x):
+        return await app.offloader.in_thread(lambda: x * 2)
+
+    with BridgeTestClient(app) as client:
+        assert app.runtime() is client.runtime
+        assert client.rpc("doubled", 21) == 42
+    assert app._runtime is None

@@ -103,8 +103,11 @@ class BridgeTestClient:
     @param start: start the services now (else call L{start}).
 
     @ivar reactor: the L{TestReactor}.
-    @ivar runtime: the bridge's L{Runtime}, built for this client only (the
-        bridge's own C{runtime()} is left alone).
+    @ivar runtime: the L{Runtime} built for this client.  While the client
+        is open it is also what C{bridge.runtime()} (and so
+        C{bridge.offloader}, C{bridge.rpc}) returns, as under C{twistd
+        bridge} -- unless the bridge was already being served when the
+        client was made; L{close} puts that back.
     @ivar offloader: the L{InlineOffloader}.
     """
 
@@ -130,6 +133,12 @@ class BridgeTestClient:
             max_queued=s.max_queued,
         )
         self.runtime = Runtime(bridge, reactor=self.reactor, offloader=self.offloader)
+        # Handlers may reach the serving runtime through the bridge
+        # (bridge.offloader, bridge.rpc): while this client is open, that is
+        # this one, unless the bridge is already served for real.
+        self._installed = getattr(bridge, "_runtime", False) is None
+        if self._installed:
+            bridge._runtime = self.runtime  # type: ignore[attr-defined]
         self.pumps = Pumps(self.reactor)
         self.services = MultiService()
         self._factories: Dict[str, Any] = {}
@@ -163,6 +172,9 @@ class BridgeTestClient:
         Stop the services as a graceful shutdown does (Igor sockets closed
         with 1001, bgpy's C{exit_task} run), then drop what is still open.
         """
+        if self._installed and getattr(self.bridge, "_runtime", None) is self.runtime:
+            self.bridge._runtime = None  # type: ignore[attr-defined]
+        self._installed = False
         if not self.started:
             return
         self.started = False
