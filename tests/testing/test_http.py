@@ -70,3 +70,36 @@ def test_header_timeout_on_the_test_clock(bridge_client):
     assert conn.received == b""
     bridge_client.advance(0.2)
     assert conn.received.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+
+def test_answers_match_a_real_server_byte_for_byte(bridge_client, apps_env):
+    # The same requests, as bytes, to twistd over a socket and in memory:
+    # the same status line, headers (but Date) and body.
+    import socket
+
+    from twistbridge.testing import BridgeProcess
+
+    body = b'{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 7}'
+    requests_ = [
+        b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body,
+        b"PUT / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 7\r\nConnection: close\r\n\r\nname=ab",
+    ]
+
+    def without_date(answer):
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"date:")]
+        return lines, rest
+
+    args = ["--app", "testkit_app:bridge", "--igor-port", "none", "--bgpy-port", "none"]
+    with BridgeProcess(args, env=apps_env) as server:
+        for raw in requests_:
+            host, port = server.addresses["http"].rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(raw)
+                real = b""
+                while chunk := sock.recv(65536):
+                    real += chunk
+            assert without_date(bridge_client.raw("http", raw)) == without_date(real)
