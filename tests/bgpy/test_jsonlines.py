@@ -1,6 +1,13 @@
-"""The JSON-lines wire format on `twistd bridge`: the whole flow over a raw socket."""
+"""
+The JSON-lines wire format on `twistd bridge`: the whole flow over a raw
+socket; the limits and timeouts in memory, on the test clock.
+"""
 
 import pytest
+
+from twistbridge import Bridge
+from twistbridge.bgpy._core import RECEIVE_PAUSE
+from twistbridge.testing import BridgeTestClient
 
 
 def ok(message):
@@ -106,28 +113,43 @@ def test_many_clients_each_in_order(server, raw):
     }
 
 
-def test_line_limit(bridge_process, raw):
-    server = bridge_process(["--app", "bgpy_app:bridge", "--max-message-size", "1K"])
-    r = raw(server.port("bgpy"))
-    r.send(b'{"type": "EXEC", "args": {"x": "' + b"a" * 2000)
-    assert r.line() == error("Line exceeds the limit of 1024 bytes.")
-    assert r.closed()
-    # A bgpy frame over the limit is refused from its header.
-    r = raw(server.port("bgpy"))
-    r.send(b"1025            ")
-    assert r.frame().args == {
-        "message": "Message of 1025 bytes exceeds the limit of 1024 bytes."
-    }
-    assert r.closed()
+def memory(**settings):
+    import bgpy_tasks
+
+    app = Bridge(**settings)
+    app.bgpy_tasks(bgpy_tasks.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task)
+    return BridgeTestClient(app)
 
 
-def test_slow_message_times_out(bridge_process, raw):
-    server = bridge_process(["--app", "bgpy_app:bridge", "--message-timeout", "0.5"])
-    r = raw(server.port("bgpy"))
-    r.send(b'{"type": "EXEC"')
-    assert r.line() == error("Message incomplete after 0.5 s.")
-    assert r.closed()
-    r = raw(server.port("bgpy"))
-    r.send(b"100             QUJD")
-    assert r.frame().args == {"message": "Message incomplete after 0.5 s."}
-    assert r.closed()
+def test_line_limit():
+    with memory(max_message_size=1024) as client:
+        line = client.bgpy("json")
+        line.send_raw(b'{"type": "EXEC", "args": {"x": "' + b"a" * 2000)
+        assert line.answers == [error("Line exceeds the limit of 1024 bytes.")]
+        assert line.closed
+        # A bgpy frame over the limit is refused from its header.
+        frame = client.bgpy("bgpy")
+        frame.send_raw(b"1025            ")
+        client.advance(RECEIVE_PAUSE)  # the pause bgpy's format keeps after a frame
+        assert frame.answers == [
+            error("Message of 1025 bytes exceeds the limit of 1024 bytes.")
+        ]
+        assert frame.closed
+
+
+@pytest.mark.parametrize(
+    "wire, start", [("json", b'{"type": "EXEC"'), ("bgpy", b"100             QUJD")]
+)
+def test_slow_message_times_out(wire, start):
+    with memory(message_timeout=0.5) as client:
+        conn = client.bgpy(wire)
+        conn.send_raw(start)
+        client.advance(0.499)
+        assert conn.answers == [] and not conn.closed
+        client.advance(0.001)
+        if wire == "bgpy":
+            assert conn.answers == []
+            client.advance(RECEIVE_PAUSE)  # the pause bgpy's format keeps after a frame
+        assert conn.answers == [error("Message incomplete after 0.5 s.")]
+        client.advance(1)
+        assert conn.closed

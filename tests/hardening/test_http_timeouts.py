@@ -1,17 +1,30 @@
-"""Header and idle timeouts of the HTTP port, over real sockets."""
+"""
+Header and idle timeouts of the HTTP port: their exact timing in memory, on
+the test clock; then other clients going on beside a slow one, over real
+sockets.
+"""
 
 import socket
-import time
 import urllib.request
 
 import pytest
 
-from twistbridge.testing import BridgeProcess, wait_for
+from twistbridge import Bridge
+from twistbridge.testing import BridgeProcess, BridgeTestClient
 
 
 @pytest.fixture(scope="module")
 def server():
-    args = ["--header-timeout", "1.5", "--idle-timeout", "4", "--igor-port", "none", "--bgpy-port", "none"]
+    args = [
+        "--header-timeout",
+        "1.5",
+        "--idle-timeout",
+        "4",
+        "--igor-port",
+        "none",
+        "--bgpy-port",
+        "none",
+    ]
     with BridgeProcess(args) as s:
         yield s
 
@@ -34,32 +47,25 @@ def read_all(sock):
     return data
 
 
-def test_slowloris_is_cut_off_after_the_header_timeout(server):
-    sock = connect(server)
-    started = time.monotonic()
-    sock.sendall(b"GET /health HTTP/1.1\r\n")
-    answer = b""
+@pytest.fixture
+def memory():
+    with BridgeTestClient(Bridge(header_timeout=1.5, idle_timeout=4)) as client:
+        yield client
+
+
+def test_slowloris_is_cut_off_after_the_header_timeout(memory):
+    conn = memory.connect("http")
+    conn.write(b"GET /health HTTP/1.1\r\n")
     # One header byte every 0.5 s: each resets an idle timeout, not this one.
-    for byte in b"Host: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":
-        try:
-            sock.sendall(bytes([byte]))
-        except OSError:
+    for byte in b"Host: 127.0.0.1\r\n":
+        memory.advance(0.5)
+        if conn.received:
             break
-        time.sleep(0.5)  # sleep-ok: the slow client is the behaviour under test
-        sock.setblocking(False)
-        try:
-            answer += sock.recv(4096)
-        except BlockingIOError:
-            pass
-        finally:
-            sock.setblocking(True)
-        if answer:
-            break
-    answer += read_all(sock)
-    elapsed = time.monotonic() - started
+        conn.write(bytes([byte]))
+    assert memory.reactor.seconds() == 1.5
+    answer = conn.received
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert answer.endswith(b'{"error": "request headers took too long"}')
-    assert 1.4 < elapsed < 4.0
 
 
 def test_other_clients_go_on_and_complete_headers_are_fine(server):
@@ -71,13 +77,13 @@ def test_other_clients_go_on_and_complete_headers_are_fine(server):
     assert read_all(slow).startswith(b"HTTP/1.1 408 ")
 
 
-def test_keep_alive_connection_gets_the_idle_timeout_not_the_header_one(server):
-    sock = connect(server)
-    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    first = wait_for(lambda: sock.recv(65536), timeout=5, what="first response")
-    assert first.startswith(b"HTTP/1.1 200 OK")
-    started = time.monotonic()
-    # Idle between keep-alive requests: closed by the idle timeout (4 s).
-    assert read_all(sock) == b""
-    elapsed = time.monotonic() - started
-    assert 3.5 < elapsed < 8
+def test_keep_alive_connection_gets_the_idle_timeout_not_the_header_one(memory):
+    conn = memory.connect("http")
+    conn.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert conn.received.startswith(b"HTTP/1.1 200 OK")
+    # Idle between keep-alive requests: closed by the idle timeout (4 s),
+    # not by the header timeout (1.5 s).
+    memory.advance(3.9)
+    assert not conn.closed
+    memory.advance(0.1)
+    assert conn.closed
