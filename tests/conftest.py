@@ -101,3 +101,15 @@ def browser():
 def browser_without_javascript():
     """The same, with JavaScript switched off."""
     yield from _chromium(False)
+
+
+@pytest.fixture
+def ipv6_loopback():
+    """Skip, saying why, on a machine without an IPv6 loopback (::1)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as e:
+        pytest.skip(f"this machine has no IPv6 loopback (::1): {e}")

@@ -77,26 +77,13 @@ def exchange(family, address, data=b"ping"):
         return received
 
 
-def ipv6_loopback():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 async def listen(description):
     return await serverFromString(reactor, description).listen(
         Factory.forProtocol(Echo)
     )
 
 
-@pytest.mark.skipif(
-    not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)"
-)
+@pytest.mark.usefixtures("ipv6_loopback")
 @pytest_twisted.ensureDeferred
 async def test_an_ipv6_host_binds_that_address():
     port = await listen(endpoint_description(("::1", "0")))

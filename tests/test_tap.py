@@ -87,20 +87,7 @@ def test_port_in_use_names_the_port():
     )
 
 
-def _ipv6_loopback():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(
-    not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)"
-)
+@pytest.mark.usefixtures("ipv6_loopback")
 def test_ipv6_port_in_use_names_the_port():
     taken = socket.socket(socket.AF_INET6)
     taken.bind(("::1", 0))

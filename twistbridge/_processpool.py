@@ -19,6 +19,11 @@ separate process transport, it can act on one of them alone:
     - a call still queued when its L{Deferred} is cancelled is dropped;
     - C{stop()} lets running and queued calls finish for a grace period, then
       SIGKILLs whatever remains: no worker outlives the pool.
+
+This module is longer than most because a call's whole life (queued,
+sent, running, answered, crashed, timed out, cancelled, stopped) is one
+state machine across the pool and its worker protocol; split, each half
+would need the other's states to be read.
 """
 
 from __future__ import annotations

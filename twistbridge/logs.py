@@ -17,6 +17,9 @@ The access log: one event per HTTP request (L{access_http}), per Igor
 WebSocket connection (L{access_igor}) and per bgpy message type received
 (L{access_bgpy}), in the C{twistbridge.access} namespace, with an C{access}
 key naming the protocol.  No bodies, no query strings, no tokens.
+
+This module is longer than most: the text and JSON observers, the secret
+scrubbing and the access log share the event format they all read.
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ The process pool is L{twistbridge._processpool.ProcessPool}; its errors
 (L{WorkerCrashed}, L{CallTimeout}, L{NotPicklable}, L{PoolStopped},
 L{ServerBusy}, L{RemoteError}, all L{OffloadError}) are importable from
 here.
+
+This module is longer than most: the thread pool, the offloader service
+that starts and stops both pools, and the one rule for what a handler
+returns belong together (every protocol reaches them through
+L{Offloader.call}); the process pool lives in L{twistbridge._processpool}.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ and EXIT here; other parts of a program (the browser playground) use
 L{runtime} to reach the tasks without a socket.  C{execute} goes through the
 same queue as the clients' EXEC messages; it fails with L{TaskError} when the
 tasks are not initialized or C{exec_task} raised.
+
+This module is longer than most because the task queue, its batching of
+EXECs and the task client handed to tasks are one piece: the order of
+tasks, which the queue guarantees, is what the batching must keep.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ stacks without building a single object.  It refuses:
       L{MEMORY_FACTOR} times the pickle's size plus L{MEMORY_BASE}.
 
 It is pure: no I/O, no Twisted, no imports of what a pickle names.
+
+This module is longer than most because it is one walk over a pickle's
+opcodes with the table of what each may do; split, the table and the walk
+would have to be read side by side.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ callbacks into hub calls and the hub's payloads into text frames::
     onClose    -> hub.detach      (cancel pending calls, keep the session 10 s)
 
 One hub per bridge is shared by the C{/ws} resource and the standalone port.
+
+This module is longer than most because autobahn's callbacks (handshake
+checks, frames, flow control, close) are one protocol class; the Igor
+rules themselves are in the hub and the pure core.
 """
 
 from __future__ import annotations

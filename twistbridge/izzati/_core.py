@@ -15,6 +15,11 @@ Nothing here touches a socket or the file system by itself:
 
 Errors are values: L{IzzatiError} carries the HTTP code and the message sent
 to the client as C{{"error": message}}.
+
+This module is longer than most because it is the whole of izzati's pure
+rules: body kinds, the streaming multipart parser's decisions, field and
+file limits, and the answer encodings, which share their limit values and
+error texts.
 """
 
 from __future__ import annotations
