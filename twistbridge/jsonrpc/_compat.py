@@ -34,12 +34,12 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from twistbridge.app import Bridge
+from twistbridge.jsonrpc._compathttp import MainError as MainError
 from twistbridge.jsonrpc._controller import RpcController
 from twistbridge.jsonrpc._resource import RpcResource
 
 __all__ = [
     "JSONRPCServer",
-    "MainError",
     "flaskJSONRPCServer",
 ]
 
@@ -61,10 +61,6 @@ _IGNORED = {
     "controlGC": True,
     "servBackend": "auto",
 }
-
-
-class MainError(Exception):
-    """flaskJSONRPCServer's error for a misuse of the server's API."""
 
 
 class _Settings(dict):

@@ -24,7 +24,13 @@ from twistbridge.errors import Busy
 from twistbridge.jsonrpc._registry import normalize_path
 from twistbridge.offload import OffloadError
 
+
+class MainError(Exception):
+    """flaskJSONRPCServer's error for a misuse of the server's API."""
+
+
 __all__ = [
+    "MainError",
     "OriginalRequest",
     "auth_form",
     "call_auth",

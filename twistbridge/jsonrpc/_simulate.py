@@ -61,7 +61,7 @@ def simulate(
     L{Deferred} of C{(entries, headers)} as flaskJSONRPCServer's
     C{simulateRequest} returns them.
     """
-    from twistbridge.jsonrpc import MainError
+    from twistbridge.jsonrpc._compathttp import MainError
 
     ctl = server.rpc
     disp = ctl.dispatcher(normalize_path(path))
