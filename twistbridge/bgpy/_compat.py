@@ -1,26 +1,8 @@
 """
-Drop-in replacement for bgpy: change C{from bgpy import ...} to
-C{from twistbridge.bgpy import ...}::
-
-    from twistbridge.bgpy import Server, Client, respond, token_create
-
-    Server("127.0.0.1", 54321, init_file="tasks.py").run()        # blocking
-    Server("127.0.0.1", 54321, init_file="tasks.py").run_background()
-    Client("127.0.0.1", 54321).execute({"command": "increase", "value_change": 10})
-
-and on the command line, as C{bgpy server} / C{terminate} / C{version}::
-
-    python -m twistbridge.bgpy server HOST PORT [--init-file F]
-        [--allow-module M]... [--token] [--log-level L] [--log-file F]
-    python -m twistbridge.bgpy terminate HOST PORT [--token]
-    python -m twistbridge.bgpy version
-
-bgpy's other modules have their twins: C{twistbridge.bgpy.server},
-C{.client}, C{.core.token}, C{.core.environment}, C{.core.message},
-C{.core.sockets}.
-
-The README's C{initialize} / C{execute} / C{terminate} helpers (start a
-background server, initialize it with tasks, talk to it) are here too.
+bgpy's own API on twistbridge, offered by L{twistbridge.bgpy} (see there
+for the names and the command line): C{Server}, C{Client} and the README's
+C{initialize} / C{execute} / C{terminate} helpers (start a background
+server, initialize it with tasks, talk to it).
 
 The server is twistbridge's bgpy protocol on its own reactor: many clients
 are served at once, both wire formats (bgpy's and JSON lines) are spoken,

@@ -783,22 +783,9 @@ class JSONRPCServer:
 
     def _bind_or_exit(self, bind: Callable[[], Any]) -> None:
         """Bind with C{bind}; when a port is taken, one line and exit status 1."""
-        from twistbridge._compatrun import cannot_listen
-        from twistbridge.service import ListenError
+        from twistbridge._compatrun import bind_or_exit
 
-        failures: List[Any] = []
-        try:
-            result = bind()
-            if isinstance(result, Deferred):
-                result.addErrback(failures.append)
-        except ListenError as error:
-            failures.append(error)
-        if failures:
-            error = failures[0]
-            error = getattr(error, "value", error)
-            if isinstance(error, ListenError):
-                cannot_listen(PROGRAM, self._address_of(error.listener), error.reason)
-            raise error
+        bind_or_exit(bind, PROGRAM, self._address_of)
         if self._ignored:
             log.info(
                 "flaskJSONRPCServer: {args} ignored: Twisted serves, no gevent, "

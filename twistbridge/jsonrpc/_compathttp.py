@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistbridge.errors import Busy
+from twistbridge.jsonrpc._dispatch import AttrDict
 from twistbridge.jsonrpc._registry import normalize_path
 from twistbridge.offload import OffloadError
 
@@ -42,21 +43,12 @@ __all__ = [
 log = Logger()
 
 
-class OriginalRequest(dict):
+class OriginalRequest(AttrDict):
     """
     flaskJSONRPCServer's C{request} dict (C{path}, C{headers}, C{cookies},
     C{environ}, C{ip}, C{data}...), readable as keys or as attributes
     (older programs write C{request.headers}).
     """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
 
 
 def format_path(path: str) -> str:

@@ -210,13 +210,8 @@ BUILTIN_METHODS = (LIST_METHODS, DISCOVER)
 # The magic variable ------------------------------------------------------
 
 
-class Connection(Dict[str, Any]):
-    """
-    What the magic keyword (C{_connection}) gives a method: the client's
-    C{ip}, C{headers}, C{cookies}, the C{cookiesOut} list and C{headersOut}
-    dict to fill, C{allowCompress} to set, and the C{server}.  Readable as
-    attributes or as keys, like flaskJSONRPCServer's.
-    """
+class AttrDict(Dict[str, Any]):
+    """A dict whose keys are also attributes (C{d.name} is C{d["name"]})."""
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -226,6 +221,15 @@ class Connection(Dict[str, Any]):
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
+
+
+class Connection(AttrDict):
+    """
+    What the magic keyword (C{_connection}) gives a method: the client's
+    C{ip}, C{headers}, C{cookies}, the C{cookiesOut} list and C{headersOut}
+    dict to fill, C{allowCompress} to set, and the C{server}.  Readable as
+    attributes or as keys, like flaskJSONRPCServer's.
+    """
 
     def __setitem__(self, name: str, value: Any) -> None:
         dict.__setitem__(self, name, value)

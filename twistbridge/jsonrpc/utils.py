@@ -11,6 +11,7 @@ import types
 from typing import Any, Callable, Dict, Optional
 
 from twistbridge.jsonrpc._compathttp import format_path as formatPath
+from twistbridge.jsonrpc._dispatch import AttrDict
 from twistbridge.jsonrpc._magic import getms
 from twistbridge.jsonrpc._magic import script_path as getScriptPath
 
@@ -26,17 +27,8 @@ __all__ = [
 ]
 
 
-class MagicDict(dict):
+class MagicDict(AttrDict):
     """A dict whose keys are also attributes (C{d.name} is C{d["name"]})."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
 
     def __delattr__(self, name: str) -> None:
         try:
