@@ -518,6 +518,7 @@ def _on_clock(obj: Any, clock: Any) -> Any:
             and result.clock is not clock
         ):
             interval = result.interval
+            assert interval is not None  # a running LoopingCall has one
             result.stop()
             result.clock = clock
             result.start(interval, now=False)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 
-from twistbridge.testing._memory import TimerOnClock
+from twistbridge.testing._memory import TimerOnClock, transport_of
 
 if TYPE_CHECKING:
     from twistbridge.testing._client import BridgeTestClient
@@ -88,8 +88,10 @@ class IgorTestConnection:
         )
         factory._batched_timer = TimerOnClock(client.reactor)
         factory.protocol = _Protocol
-        self.protocol: _Protocol = factory.buildProtocol(None)
-        self.protocol.connection = self
+        protocol = factory.buildProtocol(None)
+        assert isinstance(protocol, _Protocol)
+        protocol.connection = self
+        self.protocol = protocol
 
     # sending -------------------------------------------------------------
 
@@ -169,5 +171,5 @@ class IgorTestConnection:
 
     def drop(self) -> None:
         """Drop the connection without a closing handshake (a client gone)."""
-        self.protocol.transport.abortConnection()
+        transport_of(self.protocol).abortConnection()
         self._client.flush()

@@ -10,9 +10,10 @@ import itertools
 from typing import Any, List
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.test.iosim import FakeTransport, IOPump
 
-__all__ = ["Pumps", "TimerOnClock"]
+__all__ = ["Pumps", "TimerOnClock", "transport_of"]
 
 _ports = itertools.count(40000)
 
@@ -67,12 +68,24 @@ class Pumps:
         return len(self._pumps)
 
 
+def transport_of(protocol: Protocol) -> FakeTransport:
+    """
+    The in-memory transport L{Pumps.connect} gave C{protocol}.
+
+    @raise AssertionError: C{protocol} was never connected.
+    """
+    transport = protocol.transport
+    assert isinstance(transport, FakeTransport), f"{protocol!r} is not connected"
+    return transport
+
+
 def _quiet(io: FakeTransport) -> bool:
     """Nothing for L{IOPump.pump} to do on this side (a cheap check first)."""
+    # FakeTransport's flags start as 0, then become True.
     return (
         not io.stream
-        and (io.disconnected or not io.disconnecting)
-        and (io.producer is None or io.streamingProducer)
+        and (bool(io.disconnected) or not io.disconnecting)
+        and (io.producer is None or bool(io.streamingProducer))
     )
 
 
