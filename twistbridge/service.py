@@ -156,18 +156,19 @@ class BridgeService(MultiService):
 
         rt = self.runtime
         s = rt.settings
+        reactor = self._reactor
         return [
             # name, description, factory builder, what a refused client gets
             (
                 "http",
                 listen_description(s.port),
-                lambda: BridgeSite(rt.root, s),
+                lambda: BridgeSite(rt.root, s, reactor),
                 HTTP_REFUSAL,
             ),
             (
                 "igor",
                 listen_description(s.igor_port),
-                lambda: _hosts(igor_factory(rt.igor_hub, s), s),
+                lambda: _hosts(igor_factory(rt.igor_hub, s, reactor), s),
                 HTTP_REFUSAL,
             ),
             (

@@ -158,5 +158,5 @@ async def test_system_exit_in_a_mounted_resource_stops_nothing():
         await port.stopListening()
         await bridge.offloader.stopService()
         for call in reactor.getDelayedCalls():
-            if call.func == bridge.runtime().igor_hub._expire:
+            if call.func == bridge.runtime().igor_hub.ids.expire:
                 call.cancel()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 
-from twistbridge.testing._memory import TimerOnClock, transport_of
+from twistbridge.testing._memory import transport_of
 
 if TYPE_CHECKING:
     from twistbridge.testing._client import BridgeTestClient
@@ -79,6 +79,8 @@ class IgorTestConnection:
         factory = WebSocketClientFactory(
             url, origin=origin, headers=headers, reactor=client.reactor
         )
+        # Every timer of the client is off (its factory's would run on the
+        # global reactor): the server's are the ones tests time.
         factory.setProtocolOptions(
             openHandshakeTimeout=0,
             closeHandshakeTimeout=0,
@@ -86,7 +88,6 @@ class IgorTestConnection:
             autoPingInterval=0,
             perMessageCompressionOffers=[],
         )
-        factory._batched_timer = TimerOnClock(client.reactor)
         factory.protocol = _Protocol
         protocol = factory.buildProtocol(None)
         assert isinstance(protocol, _Protocol)

@@ -13,7 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
 from twisted.test.iosim import FakeTransport, IOPump
 
-__all__ = ["Pumps", "TimerOnClock", "transport_of"]
+__all__ = ["Pumps", "transport_of"]
 
 _ports = itertools.count(40000)
 
@@ -87,17 +87,3 @@ def _quiet(io: FakeTransport) -> bool:
         and (bool(io.disconnected) or not io.disconnecting)
         and (io.producer is None or bool(io.streamingProducer))
     )
-
-
-class TimerOnClock:
-    """
-    What autobahn's factories use for their timers (an C{IBatchedTimer}),
-    on the test clock rather than on txaio's global reactor.
-    """
-
-    def __init__(self, clock: Any) -> None:
-        self._clock = clock
-
-    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """C{callLater} on the test clock."""
-        return self._clock.callLater(delay, func, *args, **kwargs)
