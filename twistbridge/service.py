@@ -128,7 +128,7 @@ class BridgeService(MultiService):
         self._signals = 0
         self._exit_timer: Optional[threading.Thread] = None
         runtime.offloader.setServiceParent(self)
-        from twistbridge.bgpy._protocol import build_services as bgpy_services
+        from twistbridge.bgpy._service import build_services as bgpy_services
         from twistbridge.igor._protocol import build_services as igor_services
 
         igor = igor_services(runtime.igor_hub, runtime.registry.igor_process_objects)
@@ -150,7 +150,7 @@ class BridgeService(MultiService):
             self.listeners[name] = listener
 
     def _listener_plan(self) -> list:
-        from twistbridge.bgpy._protocol import build_factory as bgpy_factory
+        from twistbridge.bgpy._service import build_factory as bgpy_factory
         from twistbridge.igor._protocol import build_factory as igor_factory
         from twistbridge.web import BridgeSite
 

@@ -2,7 +2,7 @@
 bgpy in memory: a client of the bgpy port in either wire format -- JSON
 lines, or bgpy's own (a 16-byte length header, then base64 of a pickled
 C{bgpy.core.message.Message}) -- over an in-memory connection to the
-bridge's L{twistbridge.bgpy._protocol.BgpyFactory}.
+bridge's L{twistbridge.bgpy._service.BgpyFactory}.
 """
 
 from __future__ import annotations

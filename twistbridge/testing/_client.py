@@ -8,7 +8,7 @@ the protocol services (Igor processes, bgpy's C{init_task}) and connects
 clients to the listeners' own factories -- L{twistbridge.web.BridgeSite}
 with its L{twistbridge.request.BridgeRequest}s, the standalone
 L{twistbridge.igor._protocol.IgorFactory}, the
-L{twistbridge.bgpy._protocol.BgpyFactory} -- each wrapped in the
+L{twistbridge.bgpy._service.BgpyFactory} -- each wrapped in the
 connection tracker a listener uses, over L{twisted.test.iosim} transports.
 The bytes on those connections are the bytes a socket would carry.
 
@@ -35,8 +35,8 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from twistbridge.app import Bridge
-from twistbridge.bgpy._protocol import BgpyFactory
-from twistbridge.bgpy._protocol import build_services as bgpy_services
+from twistbridge.bgpy._service import BgpyFactory
+from twistbridge.bgpy._service import build_services as bgpy_services
 from twistbridge.igor._protocol import IgorFactory
 from twistbridge.igor._protocol import build_services as igor_services
 from twistbridge.limits import HTTP_REFUSAL
