@@ -1,13 +1,20 @@
 """`twistd -n bridge --reload`: edit a handler, see it served on the same port."""
 
 import os
+import socket
 import subprocess
 import threading
 
 import pytest
 import requests
 
-from twistbridge.reload import child_arguments, refuse_reason, watched_files
+from twistbridge.reload import (
+    ReloadError,
+    child_arguments,
+    parse_tcp,
+    refuse_reason,
+    watched_files,
+)
 from twistbridge.testing import BridgeProcess, twistd_path, wait_for
 
 APP = '''\
@@ -149,6 +156,68 @@ def test_refused_outside_a_terminal(tmp_path, twistd_args, env, message):
 def test_refusal_rule():
     assert refuse_reason(True, {}) is None
     assert "INVOCATION_ID is set" in refuse_reason(True, {"INVOCATION_ID": "x"})
+
+
+@pytest.mark.parametrize(
+    "value, address",
+    [
+        ("5020", ("127.0.0.1", 5020)),
+        ("tcp:5020", ("", 5020)),
+        ("tcp:port=5021:interface=127.0.0.1", ("127.0.0.1", 5021)),
+        ("tcp6:5022", ("::", 5022)),
+        (r"tcp:5020:interface=\:\:1", ("::1", 5020)),
+        (r"tcp6:0:interface=fe80\:\:1%lo", ("fe80::1%lo", 0)),
+        ("none", None),
+    ],
+)
+def test_listener_descriptions_are_read_as_twisted_reads_them(value, address):
+    assert parse_tcp("--port", value) == address
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("tcp:70000", "--port tcp:70000: a port number is 0-65535"),
+        (
+            "unix:/tmp/s",
+            "--port unix:/tmp/s: --reload serves TCP listeners only "
+            "(a port number or tcp:PORT:interface=ADDRESS)",
+        ),
+        (
+            "tcp:abc",
+            "--port tcp:abc: not a TCP listener description (invalid literal for "
+            "int() with base 10: 'abc'); write tcp:PORT:interface=ADDRESS",
+        ),
+    ],
+)
+def test_listener_descriptions_refused_by_reload(value, message):
+    with pytest.raises(ReloadError) as caught:
+        parse_tcp("--port", value)
+    assert str(caught.value) == message
+
+
+def _ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this host has no IPv6 loopback (::1)")
+def test_an_escaped_ipv6_interface_is_served(tmp_path):
+    write_app(tmp_path, "on ::1")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    server = BridgeProcess(
+        ["--app", "devapp:bridge", "--reload", "--port", r"tcp:0:interface=\:\:1"],
+        env=env,
+        cwd=str(tmp_path),
+        closed=("igor", "bgpy"),
+    )
+    with server:
+        assert server.addresses["http"] == f"[::1]:{server.port()}"
+        assert call_version(server) == "on ::1"
 
 
 def test_child_arguments_replace_listeners_and_drop_reload():
