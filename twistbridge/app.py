@@ -80,7 +80,7 @@ class Bridge(Registry):
         """
         Serve through C{runtime}, a L{Runtime} of this bridge built elsewhere
         (on a test's reactor, say), while the block runs: L{Bridge.runtime}
-        (and so L{offloader}, L{rpc}, L{resource}, L{service}) returns it.
+        (and so L{offloader}, L{rpc}, L{resource}, L{service}) returns it::
 
             with bridge.use_runtime(Runtime(bridge, reactor=clock)):
                 ...
