@@ -17,7 +17,7 @@ from twistbridge.reload import (
 )
 from twistbridge.testing import BridgeProcess, twistd_path, wait_for
 
-APP = '''\
+APP = """\
 from twistbridge import Bridge
 
 bridge = Bridge()
@@ -26,7 +26,7 @@ bridge = Bridge()
 @bridge.rpc_function(run_in="reactor")
 def version():
     return {version!r}
-'''
+"""
 
 
 def write_app(folder, version, text=None):
@@ -82,15 +82,19 @@ def test_a_syntax_error_is_shown_and_the_next_save_is_served(dev_server, tmp_pat
     write_app(tmp_path, None, text="def broken(:\n")
     wait_for(lambda: "SyntaxError" in dev_server.output, 10, what="the SyntaxError")
     wait_for(
-        lambda: "reload: the server exited with status 1; waiting for a change"
-        in dev_server.output,
+        lambda: (
+            "reload: the server exited with status 1; waiting for a change"
+            in dev_server.output
+        ),
         10,
         what="the supervisor waiting",
     )
     # A client that connects now waits in the listening socket's backlog and
     # is answered once the fixed app is up: the port never closed.
     answers = []
-    early = threading.Thread(target=lambda: answers.append(call_version(dev_server, 20)))
+    early = threading.Thread(
+        target=lambda: answers.append(call_version(dev_server, 20))
+    )
     early.start()
     write_app(tmp_path, "three, fixed")
     early.join(25)
@@ -102,7 +106,9 @@ def test_stopping_the_supervisor_stops_the_server(tmp_path):
     write_app(tmp_path, "one")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     server = BridgeProcess(
-        ["--app", "devapp:bridge", "--reload"], env=env, cwd=str(tmp_path),
+        ["--app", "devapp:bridge", "--reload"],
+        env=env,
+        cwd=str(tmp_path),
         closed=("igor", "bgpy"),
     )
     with server:
@@ -221,17 +227,39 @@ def test_an_escaped_ipv6_interface_is_served(tmp_path):
 
 
 def test_child_arguments_replace_listeners_and_drop_reload():
-    argv = ["twistd", "-n", "bridge", "--app", "a:b", "--reload", "--port", "0",
-            "--igor-port=5", "--threads", "3"]
+    argv = [
+        "twistd",
+        "-n",
+        "bridge",
+        "--app",
+        "a:b",
+        "--reload",
+        "--port",
+        "0",
+        "--igor-port=5",
+        "--threads",
+        "3",
+    ]
     domains = {"http": "INET", "igor": "INET6"}
     assert child_arguments(argv, domains, {"http", "igor", "bgpy"}) == [
-        "--app", "a:b", "--threads", "3",
-        "--port", "systemd:domain=INET:name=http",
-        "--igor-port", "systemd:domain=INET6:name=igor",
-        "--bgpy-port", "none",
+        "--app",
+        "a:b",
+        "--threads",
+        "3",
+        "--port",
+        "systemd:domain=INET:name=http",
+        "--igor-port",
+        "systemd:domain=INET6:name=igor",
+        "--bgpy-port",
+        "none",
     ]
     assert child_arguments(argv, domains, {"http"}) == [
-        "--app", "a:b", "--threads", "3", "--port", "systemd:domain=INET:name=http",
+        "--app",
+        "a:b",
+        "--threads",
+        "3",
+        "--port",
+        "systemd:domain=INET:name=http",
     ]
 
 
@@ -248,15 +276,22 @@ def test_watched_files_of_a_package(tmp_path, monkeypatch):
     )
 
 
-
 def test_reload_as_a_bridge_keyword(tmp_path):
     """Bridge(reload=True) starts the supervisor too (and the child serves)."""
-    write_app(tmp_path, None, text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw"))
+    write_app(
+        tmp_path,
+        None,
+        text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw"),
+    )
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     with BridgeProcess(
         ["--app", "devapp:bridge"], env=env, cwd=str(tmp_path), closed=("igor", "bgpy")
     ) as server:
         assert call_version(server) == "kw"
         assert "reload: watching" in server.output
-        write_app(tmp_path, None, text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw2"))
+        write_app(
+            tmp_path,
+            None,
+            text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw2"),
+        )
         served_version_becomes(server, "kw2")
