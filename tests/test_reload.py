@@ -1,16 +1,23 @@
 """`twistd -n bridge --reload`: edit a handler, see it served on the same port."""
 
 import os
+import socket
 import subprocess
 import threading
 
 import pytest
 import requests
 
-from twistbridge.reload import child_arguments, refuse_reason, watched_files
+from twistbridge.reload import (
+    ReloadError,
+    child_arguments,
+    parse_tcp,
+    refuse_reason,
+    watched_files,
+)
 from twistbridge.testing import BridgeProcess, twistd_path, wait_for
 
-APP = '''\
+APP = """\
 from twistbridge import Bridge
 
 bridge = Bridge()
@@ -19,7 +26,7 @@ bridge = Bridge()
 @bridge.rpc_function(run_in="reactor")
 def version():
     return {version!r}
-'''
+"""
 
 
 def write_app(folder, version, text=None):
@@ -75,15 +82,19 @@ def test_a_syntax_error_is_shown_and_the_next_save_is_served(dev_server, tmp_pat
     write_app(tmp_path, None, text="def broken(:\n")
     wait_for(lambda: "SyntaxError" in dev_server.output, 10, what="the SyntaxError")
     wait_for(
-        lambda: "reload: the server exited with status 1; waiting for a change"
-        in dev_server.output,
+        lambda: (
+            "reload: the server exited with status 1; waiting for a change"
+            in dev_server.output
+        ),
         10,
         what="the supervisor waiting",
     )
     # A client that connects now waits in the listening socket's backlog and
     # is answered once the fixed app is up: the port never closed.
     answers = []
-    early = threading.Thread(target=lambda: answers.append(call_version(dev_server, 20)))
+    early = threading.Thread(
+        target=lambda: answers.append(call_version(dev_server, 20))
+    )
     early.start()
     write_app(tmp_path, "three, fixed")
     early.join(25)
@@ -95,7 +106,9 @@ def test_stopping_the_supervisor_stops_the_server(tmp_path):
     write_app(tmp_path, "one")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     server = BridgeProcess(
-        ["--app", "devapp:bridge", "--reload"], env=env, cwd=str(tmp_path),
+        ["--app", "devapp:bridge", "--reload"],
+        env=env,
+        cwd=str(tmp_path),
         closed=("igor", "bgpy"),
     )
     with server:
@@ -151,18 +164,102 @@ def test_refusal_rule():
     assert "INVOCATION_ID is set" in refuse_reason(True, {"INVOCATION_ID": "x"})
 
 
+@pytest.mark.parametrize(
+    "value, address",
+    [
+        ("5020", ("127.0.0.1", 5020)),
+        ("tcp:5020", ("", 5020)),
+        ("tcp:port=5021:interface=127.0.0.1", ("127.0.0.1", 5021)),
+        ("tcp6:5022", ("::", 5022)),
+        (r"tcp:5020:interface=\:\:1", ("::1", 5020)),
+        (r"tcp6:0:interface=fe80\:\:1%lo", ("fe80::1%lo", 0)),
+        ("none", None),
+    ],
+)
+def test_listener_descriptions_are_read_as_twisted_reads_them(value, address):
+    assert parse_tcp("--port", value) == address
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("tcp:70000", "--port tcp:70000: a port number is 0-65535"),
+        (
+            "unix:/tmp/s",
+            "--port unix:/tmp/s: --reload serves TCP listeners only "
+            "(a port number or tcp:PORT:interface=ADDRESS)",
+        ),
+        (
+            "tcp:abc",
+            "--port tcp:abc: not a TCP listener description (invalid literal for "
+            "int() with base 10: 'abc'); write tcp:PORT:interface=ADDRESS",
+        ),
+    ],
+)
+def test_listener_descriptions_refused_by_reload(value, message):
+    with pytest.raises(ReloadError) as caught:
+        parse_tcp("--port", value)
+    assert str(caught.value) == message
+
+
+def _ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this host has no IPv6 loopback (::1)")
+def test_an_escaped_ipv6_interface_is_served(tmp_path):
+    write_app(tmp_path, "on ::1")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    server = BridgeProcess(
+        ["--app", "devapp:bridge", "--reload", "--port", r"tcp:0:interface=\:\:1"],
+        env=env,
+        cwd=str(tmp_path),
+        closed=("igor", "bgpy"),
+    )
+    with server:
+        assert server.addresses["http"] == f"[::1]:{server.port()}"
+        assert call_version(server) == "on ::1"
+
+
 def test_child_arguments_replace_listeners_and_drop_reload():
-    argv = ["twistd", "-n", "bridge", "--app", "a:b", "--reload", "--port", "0",
-            "--igor-port=5", "--threads", "3"]
+    argv = [
+        "twistd",
+        "-n",
+        "bridge",
+        "--app",
+        "a:b",
+        "--reload",
+        "--port",
+        "0",
+        "--igor-port=5",
+        "--threads",
+        "3",
+    ]
     domains = {"http": "INET", "igor": "INET6"}
     assert child_arguments(argv, domains, {"http", "igor", "bgpy"}) == [
-        "--app", "a:b", "--threads", "3",
-        "--port", "systemd:domain=INET:name=http",
-        "--igor-port", "systemd:domain=INET6:name=igor",
-        "--bgpy-port", "none",
+        "--app",
+        "a:b",
+        "--threads",
+        "3",
+        "--port",
+        "systemd:domain=INET:name=http",
+        "--igor-port",
+        "systemd:domain=INET6:name=igor",
+        "--bgpy-port",
+        "none",
     ]
     assert child_arguments(argv, domains, {"http"}) == [
-        "--app", "a:b", "--threads", "3", "--port", "systemd:domain=INET:name=http",
+        "--app",
+        "a:b",
+        "--threads",
+        "3",
+        "--port",
+        "systemd:domain=INET:name=http",
     ]
 
 
@@ -179,15 +276,22 @@ def test_watched_files_of_a_package(tmp_path, monkeypatch):
     )
 
 
-
 def test_reload_as_a_bridge_keyword(tmp_path):
     """Bridge(reload=True) starts the supervisor too (and the child serves)."""
-    write_app(tmp_path, None, text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw"))
+    write_app(
+        tmp_path,
+        None,
+        text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw"),
+    )
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     with BridgeProcess(
         ["--app", "devapp:bridge"], env=env, cwd=str(tmp_path), closed=("igor", "bgpy")
     ) as server:
         assert call_version(server) == "kw"
         assert "reload: watching" in server.output
-        write_app(tmp_path, None, text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw2"))
+        write_app(
+            tmp_path,
+            None,
+            text=APP.replace("Bridge()", "Bridge(reload=True)").format(version="kw2"),
+        )
         served_version_becomes(server, "kw2")

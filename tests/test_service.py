@@ -20,7 +20,9 @@ async def get_json(url):
 
 @pytest_twisted.ensureDeferred
 async def test_service_runs_in_an_existing_multiservice():
-    bridge = Bridge(port="tcp:0:interface=127.0.0.1", igor_port="none", bgpy_port="none")
+    bridge = Bridge(
+        port="tcp:0:interface=127.0.0.1", igor_port="none", bgpy_port="none"
+    )
     parent = MultiService()
     bridge.service().setServiceParent(parent)
     parent.startService()
@@ -45,7 +47,9 @@ async def test_resource_mounts_in_an_existing_site():
         code, body = await get_json(f"http://{address}/health")
         # No bridge service runs: the resource answers for the site it is in.
         assert code == 200
-        assert body["services"] == {"http": {"up": True, "address": address, "mounted": "/"}}
+        assert body["services"] == {
+            "http": {"up": True, "address": address, "mounted": "/"}
+        }
     finally:
         await port.stopListening()
         await bridge.offloader.stopService()
@@ -67,3 +71,64 @@ def test_run_in_validation():
         bridge.igor_action("x", coro, run_in="thread")
     with pytest.raises(ValueError, match="run_in must be one of"):
         bridge.rpc_function(lambda: 1, run_in="gpu")
+
+
+def test_listeners_time_out_on_the_runtimes_reactor():
+    # The HTTP site's timeouts and the Igor factories' autobahn timers run on
+    # the reactor the runtime was given.
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from twistbridge.runtime import Runtime
+
+    clock = MemoryReactorClock()
+    bridge = Bridge(
+        port="tcp:0",
+        igor_port="tcp:0",
+        bgpy_port="none",
+        header_timeout=3,
+        message_timeout=3,
+    )
+    bridge.igor_action("echo", lambda out, data, **kw: None, run_in="reactor")
+    runtime = Runtime(bridge, reactor=clock)
+    listeners = runtime.service.listeners
+    site = listeners["http"].connections.wrappedFactory
+    igor = listeners["igor"].connections.wrappedFactory
+    assert site.reactor is igor.reactor is clock
+    assert runtime.root.children[b"ws"]._factory.reactor is clock
+    peer = IPv4Address("TCP", "127.0.0.1", 1)
+    for factory, answer in ((site, b"HTTP/1.1 408 "), (igor, b"")):
+        proto = factory.buildProtocol(peer)
+        transport = StringTransport(peerAddress=peer)
+        proto.makeConnection(transport)
+        if factory is igor:
+            # autobahn unregisters a producer it never registered (a TCP
+            # transport lets it; StringTransport insists on one).
+            transport.registerProducer(proto, True)
+        proto.dataReceived(b"GET / HTTP/1.1\r\n")
+        clock.advance(2.9)
+        assert not transport.disconnecting
+        clock.advance(0.1)
+        assert transport.value().startswith(answer)
+        assert transport.disconnecting
+
+
+def test_use_runtime_serves_through_a_prebuilt_runtime_for_a_while():
+    from twistbridge.runtime import Runtime
+
+    bridge = Bridge()
+    mine = Runtime(bridge)
+    with bridge.use_runtime(mine) as used:
+        assert used is True
+        assert bridge.runtime() is mine
+        assert bridge.offloader is mine.offloader
+        with bridge.use_runtime(Runtime(bridge)) as again:
+            assert again is False
+            assert bridge.runtime() is mine
+        assert bridge.runtime() is mine
+    served = bridge.runtime()
+    assert served is not mine
+    with bridge.use_runtime(mine) as used:
+        assert used is False
+        assert bridge.runtime() is served
+    assert bridge.runtime() is served

@@ -1,12 +1,13 @@
 """
-The few Twisted internals the bridge reads or sets, each in one function
-that says why no public API does the job.  Nothing else in the package
-touches a private attribute of a Twisted object: when Twisted changes one
-of these, this module is the one place to follow it.
+The few Twisted (and autobahn) internals the bridge reads or sets, each in
+one function that says why no public API does the job.  Nothing else in the
+package touches a private attribute of a Twisted or autobahn object: when
+one of these changes, this module is the one place to follow it.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional, Tuple
 
 
@@ -89,3 +90,56 @@ def tcp_endpoint_address(endpoint: Any) -> Optional[Tuple[str, int]]:
     if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         return None
     return endpoint._interface, endpoint._port
+
+
+class _Call:
+    """One timer of L{_ReactorTimer}: cancelling it twice, or once it ran, is
+    a no-op (as autobahn expects of its batched calls)."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+class _ReactorTimer:
+    """What autobahn's factories use for their timers (an C{IBatchedTimer}):
+    one C{callLater} on C{reactor} per timer, at its exact time."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _Call:
+        return _Call(self._reactor.callLater(delay, func, *args, **kwargs))
+
+
+def websocket_timers_on(factory: Any, reactor: Any) -> None:
+    """
+    Run the timers of C{factory} (an autobahn WebSocket factory: opening and
+    closing handshake timeouts, automatic pings) on C{reactor}.
+
+    On txaio's reactor (the global one; or C{reactor} L{None}) autobahn's
+    own timer stays: it batches the timers into buckets of whole seconds.
+    On another reactor (a test's clock) each timer is one C{callLater} of
+    C{reactor}, at its exact time.
+
+    Why private: autobahn's Twisted factories take a C{reactor} argument
+    but use it only to listen and connect; their protocols' timers go
+    through the factory's C{_batched_timer}, which
+    C{txaio.make_batched_timer} builds on txaio's one loop
+    (C{txaio.config.loop}, which C{txaio.with_config} refuses to change),
+    and neither library offers a timer on another reactor.
+    """
+    import txaio
+
+    if reactor is None:
+        return
+    # txaio.config is bound once a framework is chosen (autobahn.twisted
+    # chooses Twisted): its type information does not show it.
+    loop = getattr(getattr(txaio, "config", None), "loop", None)
+    if loop is None:
+        loop = sys.modules.get("twisted.internet.reactor")
+    if reactor is not loop:
+        factory._batched_timer = _ReactorTimer(reactor)

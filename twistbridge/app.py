@@ -18,7 +18,8 @@ L{twistbridge.runtime.Runtime}, created when the bridge is first served.
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from twisted.application.service import MultiService
 from twisted.web.resource import Resource
@@ -73,6 +74,33 @@ class Bridge(Registry):
         if self._runtime is None:
             self._runtime = Runtime(self)
         return self._runtime
+
+    @contextmanager
+    def use_runtime(self, runtime: Runtime) -> Iterator[bool]:
+        """
+        Serve through C{runtime}, a L{Runtime} of this bridge built elsewhere
+        (on a test's reactor, say), while the block runs: L{Bridge.runtime}
+        (and so L{offloader}, L{rpc}, L{resource}, L{service}) returns it::
+
+            with bridge.use_runtime(Runtime(bridge, reactor=clock)):
+                ...
+
+        A bridge that already has its runtime (it is being served) keeps
+        it.  Afterwards the bridge has no runtime again (the next use builds
+        one), unless another took its place meanwhile.
+
+        @return: a context manager; its value is whether C{runtime} became
+            the bridge's (L{False}: the bridge already had one).
+        """
+        if self._runtime is not None:
+            yield False
+            return
+        self._runtime = runtime
+        try:
+            yield True
+        finally:
+            if self._runtime is runtime:
+                self._runtime = None
 
     @property
     def offloader(self) -> Offloader:

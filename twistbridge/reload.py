@@ -73,35 +73,48 @@ def refuse_reason(nodaemon: bool, environ: Dict[str, str]) -> Optional[str]:
     return None
 
 
-def parse_tcp(option: str, value: Any) -> Optional[Tuple[str, int]]:
+def parse_tcp(
+    option: str, value: Any, reactor: Any = None
+) -> Optional[Tuple[str, int]]:
     """
     The (interface, port) a listener setting binds, or L{None} for C{none}.
 
+    The description is read by Twisted's own parser (C{serverFromString}),
+    so that its escapes hold: C{tcp6:5020:interface=\\:\\:1} binds C{::1}.
+
+    @param reactor: the reactor of the endpoint built to read it (nothing
+        listens; L{None}: the global one).
     @raise ReloadError: for anything but a port number or a C{tcp:} /
         C{tcp6:} description, which are what a development server needs.
     """
+    from twisted.internet.endpoints import serverFromString
+
+    from twistbridge._internals import tcp_endpoint_address
+
     try:
         description = listen_description(value)
     except ValueError:
         raise ReloadError(f"{option} {value}: a port number is 0-65535") from None
     if description is None:
         return None
-    kind, _, rest = description.partition(":")
+    kind = description.partition(":")[0]
     if kind not in ("tcp", "tcp6"):
         raise ReloadError(
             f"{option} {value}: --reload serves TCP listeners only "
             f"(a port number or tcp:PORT:interface=ADDRESS)"
         )
-    fields = rest.split(":")
-    interface = "::" if kind == "tcp6" else ""
-    for item in fields[1:]:
-        key, _, val = item.partition("=")
-        if key == "interface":
-            interface = val
-    port_text = fields[0].replace("port=", "")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if reactor is None:
+        from twisted.internet import reactor
+    try:
+        address = tcp_endpoint_address(serverFromString(reactor, description))
+    except Exception as e:
+        raise ReloadError(
+            f"{option} {value}: not a TCP listener description ({e}); "
+            f"write tcp:PORT:interface=ADDRESS"
+        ) from None
+    if address is None or not 0 <= address[1] <= 65535:
         raise ReloadError(f"{option} {value}: a port number is 0-65535")
-    return interface, int(port_text)
+    return address
 
 
 def bind(option: str, interface: str, port: int) -> socket.socket:
@@ -270,7 +283,7 @@ class ReloadService(Service):
         self.sockets: Dict[str, socket.socket] = {}
         for name, option in LISTENERS:
             setting = "port" if name == "http" else f"{name}_port"
-            address = parse_tcp(option, getattr(settings, setting))
+            address = parse_tcp(option, getattr(settings, setting), reactor)
             if address is None:
                 continue
             try:

@@ -128,7 +128,7 @@ class BridgeService(MultiService):
         self._signals = 0
         self._exit_timer: Optional[threading.Thread] = None
         runtime.offloader.setServiceParent(self)
-        from twistbridge.bgpy._protocol import build_services as bgpy_services
+        from twistbridge.bgpy._service import build_services as bgpy_services
         from twistbridge.igor._protocol import build_services as igor_services
 
         igor = igor_services(runtime.igor_hub, runtime.registry.igor_process_objects)
@@ -150,24 +150,25 @@ class BridgeService(MultiService):
             self.listeners[name] = listener
 
     def _listener_plan(self) -> list:
-        from twistbridge.bgpy._protocol import build_factory as bgpy_factory
+        from twistbridge.bgpy._service import build_factory as bgpy_factory
         from twistbridge.igor._protocol import build_factory as igor_factory
         from twistbridge.web import BridgeSite
 
         rt = self.runtime
         s = rt.settings
+        reactor = self._reactor
         return [
             # name, description, factory builder, what a refused client gets
             (
                 "http",
                 listen_description(s.port),
-                lambda: BridgeSite(rt.root, s),
+                lambda: BridgeSite(rt.root, s, reactor),
                 HTTP_REFUSAL,
             ),
             (
                 "igor",
                 listen_description(s.igor_port),
-                lambda: _hosts(igor_factory(rt.igor_hub, s), s),
+                lambda: _hosts(igor_factory(rt.igor_hub, s, reactor), s),
                 HTTP_REFUSAL,
             ),
             (

@@ -177,7 +177,7 @@ def build_root(runtime: Runtime) -> Resource:
     root = BridgeRoot(index)
     root.putChild(b"", index)
     root.putChild(b"health", HealthResource(runtime))
-    root.putChild(b"ws", igor_resource(runtime.igor_hub, settings))
+    root.putChild(b"ws", igor_resource(runtime.igor_hub, settings, runtime.reactor))
     runtime.rpc.add_root(root)
     mount_playground(root, settings, lambda: runtime.bgpy)
     return root
@@ -189,6 +189,8 @@ class BridgeSite(Site):
     idle timeouts, minimum body rate from the settings) carrying
     L{BridgeRequest}s, answering only the allowed C{Host} names.
 
+    @param reactor: the reactor of its connections' timeouts (L{None}: the
+        global one), as C{Site}'s own C{reactor} argument.
     @ivar local_names: this machine's host names and addresses, always
         allowed as C{Host} (filled in from a thread when the site starts).
     """
@@ -196,8 +198,10 @@ class BridgeSite(Site):
     protocol = BridgeChannel
     requestFactory = BridgeRequest
 
-    def __init__(self, resource: Resource, settings: Settings) -> None:
-        Site.__init__(self, resource)
+    def __init__(
+        self, resource: Resource, settings: Settings, reactor: Any = None
+    ) -> None:
+        Site.__init__(self, resource, reactor=reactor)
         self.settings = settings
         self.timeOut = settings.idle_timeout
         import socket

@@ -216,8 +216,8 @@ def test_one_decode_at_a_time_per_connection():
 
     from twistbridge import Bridge
     from twistbridge.bgpy._core import frame
-    from twistbridge.bgpy._protocol import BgpyFactory
     from twistbridge.bgpy._runtime import TaskRuntime
+    from twistbridge.bgpy._service import BgpyFactory
 
     bridge = Bridge(port="none", igor_port="none", bgpy_port="none")
     calls = []

@@ -13,8 +13,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from twistbridge import Bridge
-from twistbridge.bgpy._protocol import build_factory, build_services
 from twistbridge.bgpy._runtime import TaskError
+from twistbridge.bgpy._service import build_factory, build_services
 
 
 def make_bridge(**settings):

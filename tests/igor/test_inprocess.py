@@ -158,3 +158,35 @@ def test_frames_per_turn_with_a_clock():
     lose(proto)
     for call in clock.getDelayedCalls():
         call.cancel()
+
+
+def test_autobahn_timers_run_on_the_given_reactor():
+    # The opening handshake timeout (message_timeout) of a client that sends
+    # nothing fires on the factory's reactor, at its exact time.
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    bridge = Bridge(message_timeout=5)
+    hub = bridge.runtime().igor_hub
+    for factory in (
+        build_factory(hub, bridge.settings, reactor=clock),
+        build_resource(hub, bridge.settings, reactor=clock)._factory,
+    ):
+        assert factory.reactor is clock
+        proto, transport = in_memory(factory)
+        clock.advance(4.99)
+        assert not transport.disconnecting
+        clock.advance(0.01)
+        assert transport.disconnecting
+        assert proto.wasOpenHandshakeTimeout is True
+        assert clock.getDelayedCalls() == []
+
+
+def test_global_reactor_keeps_autobahns_batched_timers():
+    bridge = Bridge()
+    for factory in (
+        build_factory(bridge.runtime().igor_hub, bridge.settings),
+        build_factory(bridge.runtime().igor_hub, bridge.settings, reactor=reactor),
+    ):
+        assert factory.reactor is reactor
+        assert type(factory._batched_timer).__module__ == "txaio._common"

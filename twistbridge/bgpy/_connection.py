@@ -4,7 +4,7 @@ bytes into messages, carries out the decisions of L{twistbridge.bgpy._core}
 over the task runtime (L{twistbridge.bgpy._runtime}), waits for bgpy's
 client's acknowledgements and enforces the timeouts.  Frames of the bgpy
 format are paced by L{twistbridge.bgpy._pacing}; the factory and the
-services are in L{twistbridge.bgpy._protocol}.
+services are in L{twistbridge.bgpy._service}.
 
 This module is over 400 lines: L{BgpyProtocol} is one state machine (the
 queue of messages, the reading that pauses and resumes with it, the
@@ -51,7 +51,7 @@ from twistbridge.bgpy._tasks import (
 from twistbridge.logs import access_bgpy
 
 if TYPE_CHECKING:
-    from twistbridge.bgpy._protocol import BgpyFactory
+    from twistbridge.bgpy._service import BgpyFactory
 
 __all__ = [
     "ITEM_OVERHEAD",

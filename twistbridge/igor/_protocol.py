@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twistbridge._internals import websocket_timers_on
 from twistbridge.hosts import host_allowed, refusal_message
 from twistbridge.igor._hub import Hub
 from twistbridge.igor._processes import IgorService
@@ -434,6 +435,8 @@ class IgorFactory(WebSocketServerFactory):
     """
     The WebSocket factory of one Igor listener.
 
+    @param reactor: the reactor it listens on and runs its timers on
+        (handshake timeouts, automatic pings; L{None}: the global one).
     @ivar hub: the bridge's L{Hub}.
     @ivar allowed_origins: extra allowed origins (C{igor_allowed_origin}).
     @ivar unsent_cap: bytes a non-reading client may have queued.
@@ -445,6 +448,7 @@ class IgorFactory(WebSocketServerFactory):
     def __init__(self, hub: Hub, settings: Any, reactor: Any = None) -> None:
         plain_autobahn_markup()
         WebSocketServerFactory.__init__(self, reactor=reactor)
+        websocket_timers_on(self, reactor)
         self.hub = hub
         self.allowed_origins = tuple(settings.igor_allowed_origin)
         self.unsent_cap = unsent_cap(settings.max_message_size)
@@ -494,14 +498,22 @@ def configure(factory: WebSocketServerFactory, settings: Any) -> None:
 # what the rest of twistbridge builds ------------------------------------------
 
 
-def build_factory(hub: Hub, settings: Any) -> IgorFactory:
-    """The factory of the standalone Igor port (any path; Igor clients use C{/})."""
-    return IgorFactory(hub, settings)
+def build_factory(hub: Hub, settings: Any, reactor: Any = None) -> IgorFactory:
+    """
+    The factory of the standalone Igor port (any path; Igor clients use C{/}).
+
+    @param reactor: the reactor of its timers (L{None}: the global one).
+    """
+    return IgorFactory(hub, settings, reactor=reactor)
 
 
-def build_resource(hub: Hub, settings: Any) -> WebSocketResource:
-    """The C{/ws} resource of the HTTP port."""
-    return WebSocketResource(IgorFactory(hub, settings))
+def build_resource(hub: Hub, settings: Any, reactor: Any = None) -> WebSocketResource:
+    """
+    The C{/ws} resource of the HTTP port.
+
+    @param reactor: the reactor of its timers (L{None}: the global one).
+    """
+    return WebSocketResource(IgorFactory(hub, settings, reactor=reactor))
 
 
 def build_services(hub: Hub, processes: Dict[str, Any]) -> List[Any]:

@@ -23,6 +23,7 @@ L{BridgeProcess} stay cheap to import.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from twistbridge._lazy import lazy_attributes
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-def _load():  # type: ignore[no-untyped-def]
+def _load() -> ModuleType:
     from twistbridge.testing import _api
 
     return _api

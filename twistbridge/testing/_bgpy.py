@@ -2,17 +2,18 @@
 bgpy in memory: a client of the bgpy port in either wire format -- JSON
 lines, or bgpy's own (a 16-byte length header, then base64 of a pickled
 C{bgpy.core.message.Message}) -- over an in-memory connection to the
-bridge's L{twistbridge.bgpy._protocol.BgpyFactory}.
+bridge's L{twistbridge.bgpy._service.BgpyFactory}.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict, List, Union
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from twisted.internet.protocol import Protocol
 
 from twistbridge.bgpy._core import (
+    BgpyError,
     FrameDecoder,
     Message,
     MessageType,
@@ -20,6 +21,7 @@ from twistbridge.bgpy._core import (
     encode_bgpy,
 )
 from twistbridge.bgpy._pickle import decode_frame
+from twistbridge.testing._memory import transport_of
 
 if TYPE_CHECKING:
     from twistbridge.testing._client import BridgeTestClient
@@ -91,7 +93,7 @@ class BgpyTestConnection:
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as they are (to test what the server refuses), and flush."""
-        self.protocol.transport.write(data)
+        transport_of(self.protocol).write(data)
         self._client.flush()
 
     def call(self, type_: str, **args: Any) -> List[Dict[str, Any]]:
@@ -124,7 +126,7 @@ class BgpyTestConnection:
 
     def close(self) -> None:
         """Close the connection, and flush."""
-        self.protocol.transport.loseConnection()
+        transport_of(self.protocol).loseConnection()
         self._client.flush()
 
     def _received(self, data: bytes) -> None:
@@ -135,9 +137,11 @@ class BgpyTestConnection:
                 self.answers.append(json.loads(line))
             return
         for body in self.protocol.frames.feed(data):
-            message: Union[Message, Any] = decode_frame(body, (), True)
+            if isinstance(body, BgpyError):
+                raise AssertionError(f"malformed bgpy frame from the server: {body}")
+            message = decode_frame(body, (), True)
             if not isinstance(message, Message):
                 raise AssertionError(f"undecodable bgpy answer: {message}")
             self.answers.append({"type": message.type.name, "args": message.args})
             if isinstance(message.args, dict) and "await_response" in message.args:
-                self.protocol.transport.write(encode_bgpy(ack(message.type)))
+                transport_of(self.protocol).write(encode_bgpy(ack(message.type)))

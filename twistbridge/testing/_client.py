@@ -8,7 +8,7 @@ the protocol services (Igor processes, bgpy's C{init_task}) and connects
 clients to the listeners' own factories -- L{twistbridge.web.BridgeSite}
 with its L{twistbridge.request.BridgeRequest}s, the standalone
 L{twistbridge.igor._protocol.IgorFactory}, the
-L{twistbridge.bgpy._protocol.BgpyFactory} -- each wrapped in the
+L{twistbridge.bgpy._service.BgpyFactory} -- each wrapped in the
 connection tracker a listener uses, over L{twisted.test.iosim} transports.
 The bytes on those connections are the bytes a socket would carry.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import urlencode
 
@@ -33,8 +34,9 @@ from twisted.internet.task import LoopingCall
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from twistbridge.bgpy._protocol import BgpyFactory
-from twistbridge.bgpy._protocol import build_services as bgpy_services
+from twistbridge.app import Bridge
+from twistbridge.bgpy._service import BgpyFactory
+from twistbridge.bgpy._service import build_services as bgpy_services
 from twistbridge.igor._protocol import IgorFactory
 from twistbridge.igor._protocol import build_services as igor_services
 from twistbridge.limits import HTTP_REFUSAL
@@ -45,7 +47,7 @@ from twistbridge.testing._bgpy import BgpyTestConnection
 from twistbridge.testing._http import FileSpec, Response, make_agent, multipart_body
 from twistbridge.testing._http import request as http_request
 from twistbridge.testing._igor import IgorTestConnection
-from twistbridge.testing._memory import Pumps, TimerOnClock
+from twistbridge.testing._memory import Pumps
 from twistbridge.testing._offload import InlineOffloader
 from twistbridge.testing._raw import RawConnection
 from twistbridge.testing._reactor import TestReactor
@@ -136,9 +138,9 @@ class BridgeTestClient:
         # Handlers may reach the serving runtime through the bridge
         # (bridge.offloader, bridge.rpc): while this client is open, that is
         # this one, unless the bridge is already served for real.
-        self._installed = getattr(bridge, "_runtime", False) is None
-        if self._installed:
-            bridge._runtime = self.runtime  # type: ignore[attr-defined]
+        self._uses = ExitStack()
+        if isinstance(bridge, Bridge):
+            self._uses.enter_context(bridge.use_runtime(self.runtime))
         self.pumps = Pumps(self.reactor)
         self.services = MultiService()
         self._factories: Dict[str, Any] = {}
@@ -172,9 +174,7 @@ class BridgeTestClient:
         Stop the services as a graceful shutdown does (Igor sockets closed
         with 1001, bgpy's C{exit_task} run), then drop what is still open.
         """
-        if self._installed and getattr(self.bridge, "_runtime", None) is self.runtime:
-            self.bridge._runtime = None  # type: ignore[attr-defined]
-        self._installed = False
+        self._uses.close()
         if not self.started:
             return
         self.started = False
@@ -300,15 +300,10 @@ class BridgeTestClient:
         rt = self.runtime
         refusal = HTTP_REFUSAL
         if name == "http":
-            inner: Any = BridgeSite(rt.root, s)
-            inner.reactor = self.reactor
-            ws = rt.root.children.get(b"ws")
-            if ws is not None:
-                ws._factory._batched_timer = TimerOnClock(self.reactor)
+            inner: Any = BridgeSite(rt.root, s, reactor=self.reactor)
         elif name == "igor":
             inner = IgorFactory(rt.igor_hub, s, reactor=self.reactor)
             inner.allowed_host = tuple(s.allowed_host)
-            inner._batched_timer = TimerOnClock(self.reactor)
         else:
             inner = BgpyFactory(rt.bgpy, reactor=self.reactor)
             refusal = b""
@@ -518,6 +513,7 @@ def _on_clock(obj: Any, clock: Any) -> Any:
             and result.clock is not clock
         ):
             interval = result.interval
+            assert interval is not None  # a running LoopingCall has one
             result.stop()
             result.clock = clock
             result.start(interval, now=False)

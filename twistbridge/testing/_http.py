@@ -177,10 +177,10 @@ def multipart_body(
         if isinstance(spec, bytes):
             filename, content, ctype = name, spec, "application/octet-stream"
         elif len(spec) == 2:
-            filename, content = spec  # type: ignore[misc]
+            filename, content = spec
             ctype = "application/octet-stream"
         else:
-            filename, content, ctype = spec  # type: ignore[misc]
+            filename, content, ctype = spec
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
             f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 
-from twistbridge.testing._memory import TimerOnClock
+from twistbridge.testing._memory import transport_of
 
 if TYPE_CHECKING:
     from twistbridge.testing._client import BridgeTestClient
@@ -79,6 +79,8 @@ class IgorTestConnection:
         factory = WebSocketClientFactory(
             url, origin=origin, headers=headers, reactor=client.reactor
         )
+        # Every timer of the client is off (its factory's would run on the
+        # global reactor): the server's are the ones tests time.
         factory.setProtocolOptions(
             openHandshakeTimeout=0,
             closeHandshakeTimeout=0,
@@ -86,10 +88,11 @@ class IgorTestConnection:
             autoPingInterval=0,
             perMessageCompressionOffers=[],
         )
-        factory._batched_timer = TimerOnClock(client.reactor)
         factory.protocol = _Protocol
-        self.protocol: _Protocol = factory.buildProtocol(None)
-        self.protocol.connection = self
+        protocol = factory.buildProtocol(None)
+        assert isinstance(protocol, _Protocol)
+        protocol.connection = self
+        self.protocol = protocol
 
     # sending -------------------------------------------------------------
 
@@ -169,5 +172,5 @@ class IgorTestConnection:
 
     def drop(self) -> None:
         """Drop the connection without a closing handshake (a client gone)."""
-        self.protocol.transport.abortConnection()
+        transport_of(self.protocol).abortConnection()
         self._client.flush()

@@ -10,9 +10,10 @@ import itertools
 from typing import Any, List
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.test.iosim import FakeTransport, IOPump
 
-__all__ = ["Pumps", "TimerOnClock"]
+__all__ = ["Pumps", "transport_of"]
 
 _ports = itertools.count(40000)
 
@@ -67,24 +68,22 @@ class Pumps:
         return len(self._pumps)
 
 
+def transport_of(protocol: Protocol) -> FakeTransport:
+    """
+    The in-memory transport L{Pumps.connect} gave C{protocol}.
+
+    @raise AssertionError: C{protocol} was never connected.
+    """
+    transport = protocol.transport
+    assert isinstance(transport, FakeTransport), f"{protocol!r} is not connected"
+    return transport
+
+
 def _quiet(io: FakeTransport) -> bool:
     """Nothing for L{IOPump.pump} to do on this side (a cheap check first)."""
+    # FakeTransport's flags start as 0, then become True.
     return (
         not io.stream
-        and (io.disconnected or not io.disconnecting)
-        and (io.producer is None or io.streamingProducer)
+        and (bool(io.disconnected) or not io.disconnecting)
+        and (io.producer is None or bool(io.streamingProducer))
     )
-
-
-class TimerOnClock:
-    """
-    What autobahn's factories use for their timers (an C{IBatchedTimer}),
-    on the test clock rather than on txaio's global reactor.
-    """
-
-    def __init__(self, clock: Any) -> None:
-        self._clock = clock
-
-    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """C{callLater} on the test clock."""
-        return self._clock.callLater(delay, func, *args, **kwargs)

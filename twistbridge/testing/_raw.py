@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, List
 
 from twisted.internet.protocol import Protocol
 
+from twistbridge.testing._memory import transport_of
+
 if TYPE_CHECKING:
     from twistbridge.testing._client import BridgeTestClient
 
@@ -43,7 +45,7 @@ class RawConnection:
 
     def write(self, data: bytes) -> None:
         """Send C{data}, and flush."""
-        self.protocol.transport.write(data)
+        transport_of(self.protocol).write(data)
         self._client.flush()
 
     @property
@@ -60,5 +62,5 @@ class RawConnection:
 
     def close(self) -> None:
         """Close the connection, and flush."""
-        self.protocol.transport.loseConnection()
+        transport_of(self.protocol).loseConnection()
         self._client.flush()

@@ -3,8 +3,7 @@ bgpy's service assembly: the factory of C{--bgpy-port} and the service
 that runs C{init_task} at start and C{exit_task} at stop, over the task
 runtime (L{twistbridge.bgpy._runtime}) that runs the tasks one at a time.
 Each connection is a L{twistbridge.bgpy._connection.BgpyProtocol}; its
-frames are paced by L{twistbridge.bgpy._pacing}.  (The module keeps the
-name the bridge's service imports it by.)
+frames are paced by L{twistbridge.bgpy._pacing}.
 
     build_factory(rt)        the L{BgpyFactory} of the bgpy listener
     build_services(rt)       [L{BgpyTaskService}] when tasks are configured
