@@ -15,7 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from twistbridge.metrics import http_endpoint
-from twistbridge.testing import BridgeProcess, wait_for
+from twistbridge.testing import BridgeProcess, free_port, wait_for
 
 
 def scrape(server):
@@ -259,3 +259,66 @@ def test_promtool_parses_every_query_of_the_page(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout + result.stderr
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="prometheus is missing (Debian's prometheus; make test installs it when root)",
+)
+def test_prometheus_scrapes_the_bridge_with_the_page_job(server, tmp_path):
+    """A real Prometheus, with the page's job (its target the test server's
+    metrics port, its interval 1 s), scrapes the bridge; every query of the
+    page evaluates, and the request rate shows the JSON-RPC calls."""
+    for a in range(3):
+        requests.post(
+            server.url("/rpc"),
+            json={"jsonrpc": "2.0", "method": "add", "params": [a, 1], "id": a},
+            timeout=10,
+        )
+    job = page_blocks("yaml")[0]
+    job = job.replace("127.0.0.1:9102", server.addresses["metrics"])
+    job = job.replace("scrape_interval: 15s", "scrape_interval: 1s")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(job + "\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def query(expr):
+        try:
+            response = requests.get(
+                f"http://127.0.0.1:{port}/api/v1/query",
+                params={"query": expr},
+                timeout=5,
+            )
+        except requests.ConnectionError:
+            return None  # not listening yet
+        if response.status_code == 503:
+            return None  # listening, still starting
+        answer = response.json()
+        assert answer["status"] == "success", (expr, answer)
+        return answer["data"]["result"]
+
+    try:
+        up = wait_for(lambda: query('up{job="twistbridge"}'), 30, what="a first scrape")
+        assert up[0]["value"][1] == "1"
+        # rate() needs two scrapes of the series
+        rate_query = page_blocks("promql")[0]
+        rates = wait_for(lambda: query(rate_query), 30, what="a request rate")
+        assert {r["metric"]["endpoint"] for r in rates} == {"jsonrpc"}
+        for expr in page_blocks("promql"):
+            assert query(expr) is not None, expr
+    finally:
+        process.terminate()
+        process.wait(30)
