@@ -6,7 +6,7 @@ PORT ?= 5020
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema docs-deps
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,17 @@ nginx-deps:
 	  || echo "nginx could not be installed: the nginx test will be skipped"; \
 	else echo "no /usr/sbin/nginx and not root: the nginx test will be skipped"; fi
 
+# Debian's prometheus, for its promtool (tests/test_metrics.py checks the
+# scrape job and the queries of docs/operations.rst with it): installed when
+# missing and we are root, else those tests are skipped.
+prometheus-deps:
+	@if command -v promtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+	  || echo "prometheus could not be installed: the promtool tests will be skipped"; \
+	else echo "no promtool and not root: the promtool tests will be skipped"; fi
+
 # The inventories of Python's and Twisted's documentation (Debian's
 # python3-doc and twisted-doc), which the API reference links to: installed
 # when missing and we are root, else the documentation tests are skipped.
@@ -84,7 +95,7 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps
+test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/mypy

@@ -10,7 +10,14 @@ For each server, in one run:
 - server RSS per idle client with N idle connections (default 5,000);
 - descriptors the server still holds 5 s after all of them disconnect.
 
+"twistbridge igor port, metrics on" is the same server started with
+--metrics-port: its rates are printed beside the metrics-off row with their
+ratio, and its /metrics is read after the run to check that it counted the
+round trips.
+
     .venv/bin/python bench/igor_bench.py
+    .venv/bin/python bench/igor_bench.py --only bare twistbridge twistbridge-metrics \\
+        --rounds 1 --seconds 5 --idle 0     # the metrics' cost, in under a minute
     .venv/bin/python bench/igor_bench.py --original /path/to/igor \\
         --original-python /path/to/venv-with-websocket-server/bin/python
 
@@ -40,8 +47,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 # servers ----------------------------------------------------------------------
-
-
 
 
 class Server:
@@ -110,6 +115,50 @@ class Server:
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def listener_port(self, name: str) -> int:
+        """The port the C{name} listener logged (twistbridge only)."""
+        pattern = re.compile(name + r" listening on 127\.0\.0\.1:(\d+)")
+        deadline = time.monotonic() + 10
+        while not pattern.search(self.output):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no {name} listener:\n{self.output}")
+            time.sleep(0.05)  # the reader thread is still reading the log
+        return int(pattern.search(self.output).group(1))
+
+
+def scrape(port: int) -> Dict[Any, float]:
+    """Every sample of a bridge's GET /metrics: {(name, labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode("utf-8")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def check_counted(server: Server, sent: int) -> str:
+    """Wait until /metrics counted the C{sent} echo requests (each is counted
+    when its connection closes), then say what it counted."""
+    port = server.listener_port("metrics")
+    key = ("twistbridge_igor_messages_total", (("direction", "in"),))
+    deadline = time.monotonic() + 10
+    while True:
+        counted = scrape(port).get(key, 0.0)
+        if counted >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # the last connections are still closing
+    if counted != sent:
+        return (
+            f"MISMATCH: /metrics counted {counted:,.0f} Igor messages in, sent {sent:,}"
+        )
+    return f"/metrics counted {counted:,.0f} Igor messages in (sent {sent:,})"
 
 
 # client -------------------------------------------------------------------------
@@ -192,10 +241,11 @@ async def throughput(
     port = server.port
     latencies: List[float] = []
     errors = 0
+    sent = 0
     stop_at = 0.0
 
     async def worker(k: int) -> None:
-        nonlocal errors
+        nonlocal errors, sent
         try:
             conn = await Conn.open(port, path)
         except Exception:
@@ -205,6 +255,7 @@ async def throughput(
         try:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
+                sent += 1
                 await asyncio.wait_for(conn.echo(k * 1_000_000 + i), 10)
                 latencies.append(time.perf_counter() - t0)
                 i += 1
@@ -232,6 +283,7 @@ async def throughput(
         "p99": pct(0.99),
         "errors": errors,
         "cpu_us": 1e6 * cpu / max(1, len(latencies)),
+        "sent": sent,
     }
 
 
@@ -274,6 +326,7 @@ def best(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     top["errors"] = sum(r["errors"] for r in runs)
     # Server CPU per round trip hardly depends on other load: the median.
     top["cpu_us"] = sorted(r["cpu_us"] for r in runs)[len(runs) // 2]
+    top["sent"] = sum(r["sent"] for r in runs)
     return top
 
 
@@ -331,6 +384,13 @@ def main() -> None:
         default=None,
         help="idle clients for the original (a thread each) [default: --idle]",
     )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        metavar="SERVER",
+        help="these servers only: bare, bare-plain, twistbridge, "
+        "twistbridge-metrics (and those the options above add)",
+    )
     args = parser.parse_args()
 
     python = sys.executable
@@ -383,6 +443,18 @@ def main() -> None:
             ),
         ),
     ]
+    plan.append(
+        (
+            "twistbridge igor, metrics on",
+            "/",
+            Server(
+                "twistbridge-metrics",
+                [*plan[2][2].argv, "--metrics-port", "0"],
+                plan[2][2].pattern.pattern,
+                env,
+            ),
+        )
+    )
     if args.ws_path:
         plan.append(
             (
@@ -441,6 +513,8 @@ def main() -> None:
             )
         )
 
+    if args.only:
+        plan = [entry for entry in plan if entry[2].name in args.only]
     print(
         f"igor_bench: {args.seconds:g} s per phase, {args.idle} idle clients, "
         f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
@@ -457,12 +531,14 @@ def main() -> None:
         runs: Dict[str, Dict[str, List[Dict[str, Any]]]] = {
             name: {"one": [], "fifty": []} for name, _, _ in plan
         }
+        warm_sent = {name: 0 for name, _, _ in plan}
         for _ in range(args.rounds):
             # Interleaved, so that a burst of load elsewhere hits every server.
             for name, path, server in plan:
                 print(f"... round {_ + 1}: {name}", file=sys.stderr, flush=True)
                 Conn.action = b"echo_thread" if "thread" in name else b"echo"
-                asyncio.run(throughput(server, 1, 0.3, path))  # warm-up
+                warm = asyncio.run(throughput(server, 1, 0.3, path))  # warm-up
+                warm_sent[name] += warm["sent"]
                 runs[name]["one"].append(
                     asyncio.run(throughput(server, 1, args.seconds, path))
                 )
@@ -470,6 +546,15 @@ def main() -> None:
                     asyncio.run(throughput(server, 50, args.seconds, path))
                 )
         results = {name: {k: best(v) for k, v in r.items()} for name, r in runs.items()}
+        counted = {
+            name: check_counted(
+                server,
+                warm_sent[name]
+                + sum(results[name][k]["sent"] for k in ("one", "fifty")),
+            )
+            for name, _, server in plan
+            if server.name == "twistbridge-metrics"
+        }
         if args.idle:
             for name, path, server in plan:
                 n = args.idle
@@ -491,10 +576,24 @@ def main() -> None:
         for _, _, server in plan:
             server.stop()
     print(header)
-    ceiling = results[plan[0][0]]
+    ceiling = results[plan[0][0]] if plan[0][2].name == "bare" else None
     for name, _, _ in plan:
         r = results[name]
         print(row(name, r, None if r is ceiling else ceiling))
+    names = {server.name: name for name, _, server in plan}
+    if "twistbridge" in names and "twistbridge-metrics" in names:
+        off, on = results[names["twistbridge"]], results[names["twistbridge-metrics"]]
+        print(
+            "metrics on / off: "
+            + ", ".join(
+                f"{label} {on[k]['rate'] / off[k]['rate']:.1%} of the rate, "
+                f"{on[k]['cpu_us'] / off[k]['cpu_us']:.2f}x the CPU per round trip"
+                for k, label in (("one", "1 conn"), ("fifty", "50 conn"))
+            )
+            + " (goal: rate >= 95%)"
+        )
+        for text in counted.values():
+            print(f"metrics on: {text}")
     print(
         "rt/s: JSON echo round trips per second (request -> data -> close); "
         "%: share of the bare autobahn ceiling; cpuus: server CPU microseconds per round trip "

@@ -5,6 +5,8 @@ JSON-RPC throughput, side by side, in one run.
     apt-get install -y wrk
     .venv/bin/python bench/jsonrpc_bench.py [--duration 5] [--connections 50]
     .venv/bin/python bench/jsonrpc_bench.py --profile   # cProfile of the reactor path
+    .venv/bin/python bench/jsonrpc_bench.py --profile reactor+metrics
+    .venv/bin/python bench/jsonrpc_bench.py --only reactor reactor+metrics --duration 5
 
 Each server runs in its own process pinned to CPU 0 (taskset), wrk runs on
 CPU 1 with one thread and keep-alive connections.  Servers:
@@ -13,6 +15,11 @@ CPU 1 with one thread and keep-alive connections.  Servers:
     bare-noform the same on Site(parsePOSTFormSubmission=False): no Content-Type
                 parsing, as twistbridge's BridgeSite for non-form bodies
     reactor     twistbridge, echo with run_in="reactor"
+    reactor+metrics
+                the same with the Prometheus metrics on (metrics_port, as
+                --metrics-port): printed beside reactor with their ratio, and
+                its /metrics is read after the run to check every request
+                was counted
     thread      twistbridge, echo as a plain def (thread pool)
     batch100    twistbridge, one request = a batch of 100 reactor echo calls
     txjsonrpc   txjsonrpc-ng's own JSONRPC resource, jsonrpc_echo
@@ -67,12 +74,14 @@ def serve_bare(port: int, parse_forms: bool = True) -> None:
     reactor.run()
 
 
-def serve_bridge(port: int, run_in: str) -> None:
+def serve_bridge(port: int, run_in: str, metrics_port: int | None = None) -> None:
     from twisted.internet import reactor
 
     from twistbridge import Bridge
 
-    bridge = Bridge(port=port, igor_port="none", bgpy_port="none")
+    bridge = Bridge(
+        port=port, igor_port="none", bgpy_port="none", metrics_port=metrics_port
+    )
 
     def echo(data):
         return data
@@ -132,7 +141,9 @@ def serve_aiohttp(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def serve(kind: str, port: int, profile: str | None) -> None:
+def serve(
+    kind: str, port: int, profile: str | None, metrics_port: int | None = None
+) -> None:
     if profile:
         import cProfile
 
@@ -150,6 +161,7 @@ def serve(kind: str, port: int, profile: str | None) -> None:
         "bare": serve_bare,
         "bare-noform": lambda p: serve_bare(p, parse_forms=False),
         "reactor": lambda p: serve_bridge(p, "reactor"),
+        "reactor+metrics": lambda p: serve_bridge(p, "reactor", metrics_port),
         "batch100": lambda p: serve_bridge(p, "reactor"),
         "thread": lambda p: serve_bridge(p, "thread"),
         "txjsonrpc": serve_txjsonrpc,
@@ -211,6 +223,19 @@ def cpu_sites():
         bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
         return BridgeSite(bridge.resource(), bridge.settings)
 
+    def bridge_metrics_site():
+        # the same with the metrics counting (what --metrics-port turns on);
+        # cpu_per_request stops the counting after the measurement
+        from twistbridge.web import BridgeSite
+
+        bridge = Bridge(metrics_port=0)
+        bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
+        site = BridgeSite(bridge.resource(), bridge.settings)
+        metrics = bridge.runtime().metrics
+        metrics.start()
+        site.bench_stop = metrics.stop
+        return site
+
     def tx_site():
         root = Resource()
         root.putChild(b"rpc", Api())
@@ -221,6 +246,7 @@ def cpu_sites():
         "bare-noform": (bare_noform_site, ONE),
         "reactor": (bridge_site, ONE),
         "reactor-site": (bridge_full_site, ONE),
+        "reactor-site+metrics": (bridge_metrics_site, ONE),
         "batch100": (bridge_site, BATCH),
         "txjsonrpc": (tx_site, ONE),
     }
@@ -235,7 +261,8 @@ def cpu_per_request(make_site, payload, n: int) -> float:
         b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n" % len(data)
     ) + data
-    protocol = make_site().buildProtocol(None)
+    site = make_site()
+    protocol = site.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(raw)
@@ -247,6 +274,7 @@ def cpu_per_request(make_site, payload, n: int) -> float:
         transport.clear()
     used = time.process_time() - start
     protocol.connectionLost(None)
+    getattr(site, "bench_stop", lambda: None)()
     return used / n * 1e6
 
 
@@ -261,18 +289,59 @@ def cpu_mode(rounds: int) -> None:
     print(f"server CPU per request, in process, best of {rounds} rounds:")
     for name, us in best.items():
         calls = f"  = {100e6 / us:,.0f} calls/s of CPU" if name == "batch100" else ""
-        print(f"  {name:10s} {us:8.1f} us  (= {1e6 / us:8,.0f} req/s of CPU){calls}")
+        print(f"  {name:20s} {us:8.1f} us  (= {1e6 / us:8,.0f} req/s of CPU){calls}")
     for path in ("reactor", "reactor-site"):
         print(
             f"  {path} / bare {best['bare'] / best[path]:13.1%}  (goal >= 85%)"
             f"   / bare-noform {best['bare-noform'] / best[path]:6.1%}"
             f"   / txjsonrpc {best['txjsonrpc'] / best[path]:5.2f}x (goal >= 1.1x)"
         )
+    on, off = best["reactor-site+metrics"], best["reactor-site"]
+    hook = metrics_hook_us(sites["reactor-site+metrics"][0])
+    print(
+        f"  metrics on / off     {on / off:7.3f}x CPU per request"
+        f"  ({on - off:+.1f} us; goal <= 1.05x)\n"
+        f"  the metrics' hook    {hook:8.2f} us per request, timed alone"
+        f" = {hook / off:.1%} of reactor-site"
+    )
+
+
+def metrics_hook_us(make_site) -> float:
+    """Microseconds the metrics take per request: their access hook, timed
+    alone on a real answered request (steadier than the difference of two
+    whole-request figures on a busy machine)."""
+    import timeit
+
+    from twistbridge import logs
+
+    answered: list = []
+
+    def keep(kind, request, fields):
+        if kind == "http" and not answered:
+            answered.append(request)
+
+    logs.add_access_hook(keep)
+    try:
+        cpu_per_request(make_site, ONE, 1)
+    finally:
+        logs.remove_access_hook(keep)
+    from twistbridge import Bridge
+
+    bridge = Bridge(metrics_port=0)
+    bridge.rpc_function(lambda data: data, name="echo", run_in="reactor")
+    metrics = bridge.runtime().metrics
+    metrics.start()
+    try:
+        n = 20000
+        runs = timeit.repeat(
+            lambda: metrics.observe("http", answered[0], {}), number=n, repeat=5
+        )
+    finally:
+        metrics.stop()
+    return min(runs) / n * 1e6
 
 
 # --- the driver -------------------------------------------------------------
-
-
 
 
 def post(url: str, payload) -> object:
@@ -302,7 +371,8 @@ def pinned(cpu: int, argv: list) -> list:
     return argv
 
 
-def run_wrk(url: str, payload, duration: int, connections: int) -> float:
+def run_wrk(url: str, payload, duration: int, connections: int) -> tuple:
+    """(requests per second, requests completed) of one wrk run."""
     lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     body = json.dumps(payload).replace("\\", "\\\\").replace('"', '\\"')
     lua.write(
@@ -332,10 +402,31 @@ def run_wrk(url: str, payload, duration: int, connections: int) -> float:
     finally:
         os.unlink(lua.name)
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    done = re.search(r"(\d+) requests in ", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{out}")
-    return float(match.group(1)) if match else 0.0
+    return (
+        float(match.group(1)) if match else 0.0,
+        int(done.group(1)) if done else 0,
+    )
+
+
+def counted_requests(metrics_url: str) -> int:
+    """The JSON-RPC requests answered 200, as the bridge's /metrics counts them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode("utf-8")
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "twistbridge_http_requests_total" and sample.labels == {
+                "endpoint": "jsonrpc",
+                "code": "200",
+            }:
+                total += sample.value
+    return int(total)
 
 
 class Server:
@@ -347,6 +438,12 @@ class Server:
         argv = [sys.executable, __file__, "--serve", kind, str(self.port)]
         if profile:
             argv += ["--profile-out", profile]
+        self.metrics_url = None
+        self.completed = 1  # the check below
+        if kind.endswith("+metrics"):
+            metrics_port = free_port()
+            argv += ["--serve-metrics-port", str(metrics_port)]
+            self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.proc = subprocess.Popen(
             pinned(0, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -359,7 +456,22 @@ class Server:
             assert answer["result"] == "hello", answer
 
     def measure(self, duration: int, connections: int) -> float:
-        return run_wrk(self.url, self.payload, duration, connections)
+        rate, completed = run_wrk(self.url, self.payload, duration, connections)
+        self.completed += completed
+        return rate
+
+    def check_counted(self, connections: int) -> str:
+        """Check that /metrics counted every request wrk completed (and at
+        most one in flight per connection when wrk stopped)."""
+        counted = counted_requests(self.metrics_url)
+        if not self.completed <= counted <= self.completed + connections:
+            raise RuntimeError(
+                f"{self.kind}: /metrics counted {counted} requests, "
+                f"wrk completed {self.completed}"
+            )
+        return (
+            f"/metrics counted {counted:,} requests (wrk completed {self.completed:,})"
+        )
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -372,7 +484,10 @@ class Server:
 def measure(kind: str, duration: int, connections: int, profile: str | None = None):
     server = Server(kind, profile)
     try:
-        return server.measure(duration, connections)
+        rate = server.measure(duration, connections)
+        if server.metrics_url:
+            print(server.check_counted(connections))
+        return rate
     finally:
         server.stop()
 
@@ -389,7 +504,11 @@ def main() -> None:
         help="measure each server N times, keep the best",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="cProfile the reactor path"
+        "--profile",
+        nargs="?",
+        const="reactor",
+        metavar="KIND",
+        help="cProfile one server's path (default: reactor)",
     )
     parser.add_argument(
         "--cpu", action="store_true", help="server CPU per request, in process (no wrk)"
@@ -398,9 +517,12 @@ def main() -> None:
         "--serve", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS
     )
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-metrics-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]), args.profile_out)
+        serve(
+            args.serve[0], int(args.serve[1]), args.profile_out, args.serve_metrics_port
+        )
         return
     if args.cpu:
         cpu_mode(max(args.rounds, 5))
@@ -411,18 +533,20 @@ def main() -> None:
         import pstats
 
         out = tempfile.mktemp(suffix=".prof")
-        rate = measure("reactor", args.duration, args.connections, profile=out)
+        kind = args.profile
+        rate = measure(kind, args.duration, args.connections, profile=out)
         for _ in range(100):
             if os.path.exists(out):
                 break
             time.sleep(0.1)  # the server writes its profile as it exits
-        print(f"reactor echo under cProfile: {rate:,.0f} req/s (profiling slows it)")
+        print(f"{kind} echo under cProfile: {rate:,.0f} req/s (profiling slows it)")
         pstats.Stats(out).sort_stats("tottime").print_stats(20)
         return
     kinds = args.only or [
         "bare",
         "bare-noform",
         "reactor",
+        "reactor+metrics",
         "thread",
         "batch100",
         "txjsonrpc",
@@ -446,12 +570,17 @@ def main() -> None:
             for server in servers:
                 rate = server.measure(args.duration, args.connections)
                 rates[server.kind] = max(rate, rates.get(server.kind, 0.0))
+        checks = [s.check_counted(args.connections) for s in servers if s.metrics_url]
     finally:
         for server in servers:
             server.stop()
     for kind in kinds:
         extra = f"  = {rates[kind] * 100:,.0f} calls/s" if kind == "batch100" else ""
-        print(f"  {kind:12s} {rates[kind]:9,.0f} req/s{extra}")
+        if kind == "reactor+metrics" and rates.get("reactor"):
+            extra = f"  = {rates[kind] / rates['reactor']:.1%} of reactor (goal >= 95%)"
+        print(f"  {kind:15s} {rates[kind]:9,.0f} req/s{extra}")
+    for check in checks:
+        print(f"  reactor+metrics: {check}")
     bare, tx = rates.get("bare"), rates.get("txjsonrpc")
     print("goals:")
     if bare and "reactor" in rates:

@@ -64,7 +64,12 @@ PAGE_SERVERS = {
     "docs/quickstart.rst": ("quickstart_app:bridge", EXAMPLES),
     "docs/index.rst": ("twistbridge.demo:bridge", ROOT),
     "docs/playground.rst": ("twistbridge.demo:bridge", ROOT),
+    "docs/operations.rst": ("twistbridge.demo:bridge", ROOT),
 }
+
+#: The options a page's server gets besides its app (``127.0.0.1:9102``
+#: stands for the metrics listener's address).
+PAGE_SERVER_ARGS = {"docs/operations.rst": ["--metrics-port", "0"]}
 
 #: Pages whose server is the page's own module (its Python blocks).
 PAGE_SERVERS.update(dict.fromkeys([
@@ -177,7 +182,12 @@ def expected_matches(expected: str, actual: str) -> bool:
 def substitute(text: str, server: BridgeProcess | None) -> str:
     if server is None:
         return text
-    for name, default in (("http", "127.0.0.1:5020"), ("igor", "127.0.0.1:5678"), ("bgpy", "127.0.0.1:54321")):
+    for name, default in (
+        ("http", "127.0.0.1:5020"),
+        ("igor", "127.0.0.1:5678"),
+        ("bgpy", "127.0.0.1:54321"),
+        ("metrics", "127.0.0.1:9102"),
+    ):
         if name in server.addresses:
             text = text.replace(default, server.addresses[name])
     return text
@@ -234,7 +244,11 @@ def page_servers(tmp_path_factory):
             # The quickstart saves uploads in ./uploads, as its page says
             # (docs/examples/uploads/, which git ignores).
             env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
-            started[path] = BridgeProcess(["--app", app], env=env, cwd=str(cwd)).start()
+            args = PAGE_SERVER_ARGS.get(path, [])
+            server = started[path] = BridgeProcess(["--app", app, *args], env=env, cwd=str(cwd)).start()
+            if "--metrics-port" in args:
+                # BridgeProcess waits for the protocols' listeners only.
+                wait_for(lambda: "metrics" in server.addresses, 10, what="the metrics listener")
         return started[path]
 
     yield get

@@ -4,13 +4,18 @@ read back with prometheus_client's own parser: exact counts.
 """
 
 import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from twistbridge.metrics import http_endpoint
-from twistbridge.testing import BridgeProcess, wait_for
+from twistbridge.testing import BridgeProcess, free_port, wait_for
 
 
 def scrape(server):
@@ -46,14 +51,18 @@ def test_counts_after_known_traffic(server):
     assert before[("twistbridge_igor_clients", ())] == 0.0
 
     for a in range(3):
-        body = requests.post(server.url("/rpc"), json=request("add", params=[a, 1]), timeout=10)
+        body = requests.post(
+            server.url("/rpc"), json=request("add", params=[a, 1]), timeout=10
+        )
         assert isinstance(parse(body.json()), Ok)
     front = Frontend(server.url("/"))
     assert front.send({"a": "1"}) == {"fields": 1, "files": 0}
     assert front.send({"b": "2"}) == {"fields": 1, "files": 0}
     too_big = requests.post(server.url("/"), data={"x": "y" * 4096}, timeout=10)
     assert too_big.status_code == 413
-    foreign = requests.get(server.url("/health"), headers={"Host": "evil.example"}, timeout=10)
+    foreign = requests.get(
+        server.url("/health"), headers={"Host": "evil.example"}, timeout=10
+    )
     assert foreign.status_code == 421
 
     ws = websocket.create_connection(server.url("/ws", scheme="ws"), timeout=10)
@@ -86,7 +95,10 @@ def test_counts_after_known_traffic(server):
     assert delta("twistbridge_http_requests_total", endpoint="health", code="421") == 1
     assert delta("twistbridge_refusals_total", protocol="izzati", reason="size") == 1
     assert delta("twistbridge_refusals_total", protocol="http", reason="host") == 1
-    assert delta("twistbridge_http_request_duration_seconds_count", endpoint="jsonrpc") == 3
+    assert (
+        delta("twistbridge_http_request_duration_seconds_count", endpoint="jsonrpc")
+        == 3
+    )
     assert delta("twistbridge_igor_connections_total", close_code="1000") == 1
     assert delta("twistbridge_igor_messages_total", direction="in") == 1
     # the echo's data and its stream's close
@@ -124,3 +136,189 @@ def test_metrics_are_off_by_default(demo_server):
     assert requests.get(demo_server.url("/health"), timeout=10).status_code == 200
     assert "metrics" not in demo_server.addresses
     assert "metrics listening" not in demo_server.output
+
+
+# ---------------------------------------------------------------------------
+# docs/operations.rst: its list of metrics, its scrape job and its queries
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "operations.rst"
+
+
+def documented_metrics():
+    """The page's table: {metric name: (type, sorted label names)}."""
+    rows = re.findall(
+        r"^   \* - ``(twistbridge_\w+)``\n     - (\w+)\n     - (.*?)\n     - ",
+        PAGE.read_text("utf-8"),
+        re.M | re.S,
+    )
+    assert len(rows) > 20, "the page's table was not found"
+    return {
+        name: (kind, sorted(set(re.findall(r"``(\w+)``", labels))))
+        for name, kind, labels in rows
+    }
+
+
+def page_blocks(language):
+    """The sources of the page's C{code-block:: language} blocks."""
+    text = PAGE.read_text("utf-8")
+    pattern = rf"^\.\. code-block:: {language}\n\n((?:    .*\n|\n)+)"
+    return [
+        "\n".join(line[4:] for line in block.splitlines()).strip()
+        for block in re.findall(pattern, text, re.M)
+    ]
+
+
+def test_the_documented_metrics_are_exactly_the_scraped_ones(server):
+    """After traffic of every kind (so that every labelled family has a
+    sample), the families of a scrape are the page's table: same names,
+    types and label names."""
+    import websocket
+    from bgpy import Client
+
+    assert requests.post(
+        server.url("/rpc"),
+        json={"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1},
+        timeout=10,
+    ).json() == {"jsonrpc": "2.0", "result": 3, "id": 1}
+    foreign = requests.get(
+        server.url("/health"), headers={"Host": "evil.example"}, timeout=10
+    )
+    assert foreign.status_code == 421
+    ws = websocket.create_connection(server.url("/ws", scheme="ws"), timeout=10)
+    ws.send(json.dumps({"streamId": "s1", "action": "echo", "data": "hi"}))
+    assert json.loads(ws.recv()) == {"streamId": "s1", "data": "hi"}
+    ws.close()
+    Client("127.0.0.1", server.port("bgpy")).execute(
+        {"command": "increase", "value_change": 1}
+    )
+
+    def families():
+        text = requests.get(server.url("/metrics", name="metrics"), timeout=10).text
+        found = {}
+        for family in text_string_to_metric_families(text):
+            name = family.name + ("_total" if family.type == "counter" else "")
+            labels = {k for sample in family.samples for k in sample.labels}
+            found[name] = (family.type, sorted(labels))
+        closed = found.get("twistbridge_igor_connections_total", (None, []))[1]
+        return found if closed else None  # the Igor close is counted
+
+    scraped = wait_for(families, 10, what="the Igor connection's close to be counted")
+    assert scraped == documented_metrics()
+
+
+def test_the_scrape_job_targets_the_documented_metrics_port():
+    (job,) = yaml.safe_load(page_blocks("yaml")[0])["scrape_configs"]
+    assert job["job_name"] == "twistbridge"
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:9102"]}]
+    assert "twistd -n bridge --metrics-port 9102" in page_blocks("shell")
+    assert "Bridge(metrics_port=9102)" in page_blocks("python")[0]
+
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is missing (Debian's prometheus; make test installs it when root)",
+)
+
+
+@needs_promtool
+def test_promtool_accepts_the_scrape_job(tmp_path):
+    config = tmp_path / "prometheus.yml"
+    config.write_text(page_blocks("yaml")[0] + "\n")
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_parses_every_query_of_the_page(tmp_path):
+    queries = page_blocks("promql")
+    assert len(queries) == 6
+    rules = {
+        "groups": [
+            {
+                "name": "operations-page",
+                "rules": [
+                    {"record": f"page:query_{i}", "expr": query}
+                    for i, query in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout + result.stderr
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="prometheus is missing (Debian's prometheus; make test installs it when root)",
+)
+def test_prometheus_scrapes_the_bridge_with_the_page_job(server, tmp_path):
+    """A real Prometheus, with the page's job (its target the test server's
+    metrics port, its interval 1 s), scrapes the bridge; every query of the
+    page evaluates, and the request rate shows the JSON-RPC calls."""
+    for a in range(3):
+        requests.post(
+            server.url("/rpc"),
+            json={"jsonrpc": "2.0", "method": "add", "params": [a, 1], "id": a},
+            timeout=10,
+        )
+    job = page_blocks("yaml")[0]
+    job = job.replace("127.0.0.1:9102", server.addresses["metrics"])
+    job = job.replace("scrape_interval: 15s", "scrape_interval: 1s")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(job + "\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def query(expr):
+        try:
+            response = requests.get(
+                f"http://127.0.0.1:{port}/api/v1/query",
+                params={"query": expr},
+                timeout=5,
+            )
+        except requests.ConnectionError:
+            return None  # not listening yet
+        if response.status_code == 503:
+            return None  # listening, still starting
+        answer = response.json()
+        assert answer["status"] == "success", (expr, answer)
+        return answer["data"]["result"]
+
+    try:
+        up = wait_for(lambda: query('up{job="twistbridge"}'), 30, what="a first scrape")
+        assert up[0]["value"][1] == "1"
+        # rate() needs two scrapes of the series
+        rate_query = page_blocks("promql")[0]
+        rates = wait_for(lambda: query(rate_query), 30, what="a request rate")
+        assert {r["metric"]["endpoint"] for r in rates} == {"jsonrpc"}
+        for expr in page_blocks("promql"):
+            assert query(expr) is not None, expr
+    finally:
+        process.terminate()
+        process.wait(30)

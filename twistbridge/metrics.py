@@ -11,20 +11,33 @@ level (pools, connections, Igor clients and sessions, bgpy state, upload
 disk) is read from the runtime when Prometheus scrapes.  Every label has a
 bounded set of values: no client ids, addresses or paths from clients.
 
-The text format and the metric types are C{prometheus_client}'s, the
+The text format and the metric families are C{prometheus_client}'s, the
 maintained Python client of Prometheus; each bridge has a registry of its
 own (not the library's global one), so two bridges in one process do not
-mix their figures.
+mix their figures.  The counters themselves are plain numbers (L{_Counts}):
+counting is on every request's path, and the reactor thread is the only
+one that counts and scrapes.
+
+The module is over 400 lines because it holds every family the page lists
+(docs/operations.rst) in one place: the counters, the levels and the
+listener's resource.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
+from bisect import bisect_left
+from time import monotonic as _monotonic
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.utils import floatToGoString
 from twisted.application.service import Service
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -92,6 +105,58 @@ def http_endpoint(path: Optional[bytes], method: bytes, rpc_paths: Any) -> str:
     return "other"
 
 
+class _Counts:
+    """
+    One counter family as plain numbers: C{values} maps a tuple of label
+    values to a count.  Every access event comes from the reactor thread,
+    and so does every scrape, so there is no lock; that makes counting a
+    dict update, where C{prometheus_client}'s C{Counter} takes a lock and
+    looks its child up per call (see C{bench/jsonrpc_bench.py --cpu}).
+    """
+
+    def __init__(self, name: str, documentation: str, labels: List[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.values: Dict[Tuple[Any, ...], float] = {}
+
+    def add(self, key: Tuple[Any, ...], amount: float = 1) -> None:
+        """Count C{amount} under the label values C{key}."""
+        values = self.values
+        values[key] = values.get(key, 0) + amount
+
+    def family(self) -> Metric:
+        """The counter family now."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in sorted(self.values.items()):
+            family.add_metric([str(v) for v in key], value)
+        return family
+
+
+class _Latency:
+    """A histogram per endpoint, as plain numbers (see L{_Counts})."""
+
+    name = "twistbridge_http_request_duration_seconds"
+    documentation = "Seconds from a request's headers to its answer."
+
+    def __init__(self) -> None:
+        #: endpoint -> [count per bucket (the last one +Inf), sum of seconds]
+        self.values: Dict[str, Tuple[List[int], List[float]]] = {}
+
+    def family(self) -> Metric:
+        """The histogram family now (cumulative buckets, as Prometheus wants)."""
+        family = HistogramMetricFamily(
+            self.name, self.documentation, labels=["endpoint"]
+        )
+        for endpoint, (counts, total) in sorted(self.values.items()):
+            buckets, running = [], 0
+            for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), counts):
+                running += count
+                buckets.append((floatToGoString(bound), running))
+            family.add_metric([endpoint], buckets, sum_value=total[0])
+        return family
+
+
 class BridgeMetrics:
     """
     The metrics of one runtime: counters fed by access events, levels read
@@ -103,62 +168,63 @@ class BridgeMetrics:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.http_requests = Counter(
-            "twistbridge_http_requests",
-            "HTTP requests answered.",
-            ["endpoint", "code"],
-            registry=r,
+        self.http_requests = _Counts(
+            "twistbridge_http_requests", "HTTP requests answered.", ["endpoint", "code"]
         )
-        self.http_sent = Counter(
-            "twistbridge_http_sent_bytes",
-            "HTTP response bytes sent.",
-            ["endpoint"],
-            registry=r,
+        self.http_sent = _Counts(
+            "twistbridge_http_sent_bytes", "HTTP response bytes sent.", ["endpoint"]
         )
-        self.http_received = Counter(
+        self.http_received = _Counts(
             "twistbridge_http_received_bytes",
-            "HTTP request body bytes received (by Content-Length).",
+            "HTTP request body bytes received.",
             ["endpoint"],
-            registry=r,
         )
-        self.http_latency = Histogram(
-            "twistbridge_http_request_duration_seconds",
-            "Seconds from a request's headers to its answer.",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.refusals = Counter(
+        self.http_latency = _Latency()
+        self.refusals = _Counts(
             "twistbridge_refusals",
             "Requests and connections refused, by reason.",
             ["protocol", "reason"],
-            registry=r,
         )
-        self.igor_connections = Counter(
+        self.igor_connections = _Counts(
             "twistbridge_igor_connections",
             "Igor WebSocket connections closed.",
             ["close_code"],
-            registry=r,
         )
-        self.igor_messages = Counter(
+        self.igor_messages = _Counts(
             "twistbridge_igor_messages",
             "Igor messages, counted when their connection closes.",
             ["direction"],
-            registry=r,
         )
-        self.bgpy_messages = Counter(
-            "twistbridge_bgpy_messages",
-            "bgpy messages received.",
-            ["type", "outcome"],
-            registry=r,
+        self.bgpy_messages = _Counts(
+            "twistbridge_bgpy_messages", "bgpy messages received.", ["type", "outcome"]
         )
-        r.register(_Levels(runtime))
+        self.registry.register(_Collector(self))
         self._rpc_paths: frozenset = frozenset()
+        self._known: Dict[bytes, str] = {}
+
+    def families(self) -> Iterator[Metric]:
+        """The counted families now."""
+        yield self.http_requests.family()
+        yield self.http_sent.family()
+        yield self.http_received.family()
+        yield self.http_latency.family()
+        yield self.refusals.family()
+        yield self.igor_connections.family()
+        yield self.igor_messages.family()
+        yield self.bgpy_messages.family()
 
     def start(self) -> None:
         """Start counting the access events."""
         self._rpc_paths = frozenset(self.runtime.rpc.paths())
+        # The endpoint of the paths known in advance, whatever the method.
+        known = [b"/health", b"/metrics", b"/ws", b"/bgpy"]
+        for path in self._rpc_paths:
+            known += [path.encode("utf-8"), path.encode("utf-8") + b"/"]
+        self._known = {
+            path: http_endpoint(path, b"POST", self._rpc_paths)
+            for path in known
+            if path != b"/"  # izzati or the playground, by the method
+        }
         logs.add_access_hook(self.observe)
 
     def stop(self) -> None:
@@ -169,38 +235,49 @@ class BridgeMetrics:
         """Count one access event (see L{twistbridge.logs.add_access_hook})."""
         if kind == "http":
             self._http(subject)
+        elif kind == "bgpy":
+            type_ = fields.get("message_type")
+            self.bgpy_messages.add(
+                (
+                    type_ if type_ in BGPY_TYPES else "other",
+                    "ok" if fields.get("outcome") == "OK" else "error",
+                )
+            )
         elif kind == "http_refused":
             path, code = fields["path"], int(fields["code"])
             endpoint = http_endpoint(path, fields["method"], self._rpc_paths)
-            self.http_requests.labels(endpoint, str(code)).inc()
+            self.http_requests.add((endpoint, code))
             self._refusal(endpoint, code)
         elif kind == "igor":
             close = str(fields.get("code"))
-            self.igor_connections.labels(
-                close if close in CLOSE_CODES else "other"
-            ).inc()
-            self.igor_messages.labels("in").inc(fields.get("received") or 0)
-            self.igor_messages.labels("out").inc(fields.get("sent") or 0)
-        elif kind == "bgpy":
-            kind_ = fields.get("message_type")
-            outcome = "ok" if fields.get("outcome") == "OK" else "error"
-            self.bgpy_messages.labels(
-                kind_ if kind_ in BGPY_TYPES else "other", outcome
-            ).inc()
+            self.igor_connections.add((close if close in CLOSE_CODES else "other",))
+            self.igor_messages.add(("in",), fields.get("received") or 0)
+            self.igor_messages.add(("out",), fields.get("sent") or 0)
 
     def _http(self, request: Any) -> None:
-        method = request.method or b""
-        endpoint = http_endpoint(request.path, method, self._rpc_paths)
-        code = int(request.code or 0)
-        self.http_requests.labels(endpoint, str(code)).inc()
-        self.http_sent.labels(endpoint).inc(request.sentLength or 0)
-        length = request.getHeader(b"content-length")
-        if length is not None and length.isdigit():
-            self.http_received.labels(endpoint).inc(int(length))
+        # On every HTTP request's path: see bench/jsonrpc_bench.py --cpu.
+        path = request.path
+        endpoint = self._known.get(path)
+        if endpoint is None:
+            endpoint = http_endpoint(path, request.method or b"", self._rpc_paths)
+        code = request.code or 0
+        self.http_requests.add((endpoint, code))
+        key = (endpoint,)
+        self.http_sent.add(key, request.sentLength or 0)
+        received = getattr(request, "_body_received", 0)
+        if received:
+            self.http_received.add(key, received)
         started = getattr(request, "started", None)
         if started is not None:
-            self.http_latency.labels(endpoint).observe(time.monotonic() - started)
-        self._refusal(endpoint, code)
+            seconds = _monotonic() - started
+            latency = self.http_latency.values.get(endpoint)
+            if latency is None:
+                latency = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+                self.http_latency.values[endpoint] = latency
+            latency[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            latency[1][0] += seconds
+        if code >= 400:
+            self._refusal(endpoint, code)
 
     def _refusal(self, endpoint: str, code: int) -> None:
         reason = REFUSAL_CODES.get(code)
@@ -208,7 +285,24 @@ class BridgeMetrics:
             reason = None
         if reason is not None:
             protocol = endpoint if endpoint in ("izzati", "jsonrpc", "igor") else "http"
-            self.refusals.labels(protocol, reason).inc()
+            self.refusals.add((protocol, reason))
+
+
+class _Collector:
+    """What is counted, and what is read from the runtime, when Prometheus scrapes."""
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self.metrics = metrics
+        self.levels = _Levels(metrics.runtime)
+
+    def describe(self) -> list:
+        """Nothing to describe up front (the families vary with the runtime)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The families now."""
+        yield from self.metrics.families()
+        yield from self.levels.collect()
 
 
 class _Levels:
