@@ -209,6 +209,10 @@ def test_every_module_whose_docstrings_are_pending_exists():
         assert importlib.util.find_spec(name) is not None, name
 
 
+#: Modules whose import is a deliberate ImportError saying what to use instead.
+REFUSED_MODULES = {"twistbridge.jsonrpc.execBackend"}
+
+
 def test_every_public_name_is_in_the_api_reference(built_docs):
     import pkgutil
 
@@ -216,8 +220,8 @@ def test_every_public_name_is_in_the_api_reference(built_docs):
 
     documented = reference_names(built_docs)
     for info in pkgutil.walk_packages(twistbridge.__path__, "twistbridge."):
-        if "._" not in info.name:  # every public module, for its re-exports
-            importlib.import_module(info.name)
+        if "._" not in info.name and info.name not in REFUSED_MODULES:
+            importlib.import_module(info.name)  # every public module, for its re-exports
     missing = [
         name
         for m in API_MODULES

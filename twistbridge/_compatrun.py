@@ -36,7 +36,7 @@ def bind_or_exit(
     """
     Bind now: C{bind} is a service (its C{privilegedStartService} binds
     every listener) or a callable that binds (it may raise L{ListenError}
-    or return a L{Deferred} that failed with one).
+    or return a C{Deferred} that failed with one).
 
     @param address_of: maps a listener's name to the address its user
         configured (C{"localhost:5678"}).
@@ -104,9 +104,9 @@ def run_standalone(
         C{SystemExit} stops the reactor, see
         L{BridgeService.request_stop<twistbridge.service.BridgeService.request_stop>}).
     @param start: instead of C{service}, what binds and starts serving (it
-        may raise L{ListenError} or return a L{Deferred}).
+        may raise L{ListenError} or return a C{Deferred}).
     @param stop: with C{start}, what stops serving (may return a
-        L{Deferred}).
+        C{Deferred}).
     """
     if reactor is None:
         from twisted.internet import reactor

@@ -1,6 +1,6 @@
 """
 Endpoint descriptions: the one way an address becomes the string that
-C{twisted.internet.endpoints.serverFromString} reads.
+C{twisted.internet.endpoints.serverFromString} reads::
 
     endpoint_description(5020)                  tcp:5020:interface=127.0.0.1
     endpoint_description(("::1", "5020"))       tcp:5020:interface=\\:\\:1

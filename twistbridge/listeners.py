@@ -1,6 +1,6 @@
 """
 Listeners: one listening port each, with its connection limits and the
-record of its open connections.
+record of its open connections::
 
     listener = build_listener("http", "tcp:5020", site, settings, HTTP_REFUSAL)
     listener.setServiceParent(bridge_service)
@@ -321,7 +321,7 @@ class _Endpoint:
     The endpoint of a listener's description, parsed when it is listened on
     (so that a C{systemd:} description reads C{LISTEN_FDS} when the listener
     binds, not when it is built), telling the listener the port it bound
-    (the L{IListeningPort} that C{listen}'s L{Deferred} fires with) or why
+    (the C{IListeningPort} that C{listen}'s L{Deferred} fires with) or why
     it could not.
     """
 
@@ -352,8 +352,8 @@ class ListenerService(StreamServerEndpointService):
     @ivar description: the endpoint description.
     @ivar factory: what the port listens with: L{connections}.
     @ivar connections: the L{ConnectionTracker} wrapping the protocol
-        factory given (e.g. the L{Site}).
-    @ivar port: the L{IListeningPort} once bound, else L{None}.
+        factory given (e.g. the C{Site}).
+    @ivar port: the C{IListeningPort} once bound, else L{None}.
     """
 
     def __init__(

@@ -80,7 +80,7 @@ class IgorService(Service):
     Thread processes get C{process_id}, C{output}, C{scope} and C{sessions}
     before they start and run as daemon threads.  Callables are called with
     their output in the reactor; what they return is stopped with the
-    service (C{.stop()}, e.g. a L{LoopingCall}, or a L{Deferred}, cancelled).
+    service (C{.stop()}, e.g. a C{LoopingCall}, or a L{Deferred}, cancelled).
     """
 
     name = "igor-processes"  # type: ignore[assignment]  # (Service declares None)

@@ -313,7 +313,10 @@ class JSONRPCServer:
         """How many calls are running now."""
         return self.rpc.stats_data.processing
 
-    processingRequestCount = processingDispatcherCount
+    @property
+    def processingRequestCount(self) -> int:
+        """The same as L{processingDispatcherCount} (the original's other name)."""
+        return self.rpc.stats_data.processing
 
     # registration ------------------------------------------------------
 

@@ -40,7 +40,7 @@ class _Calls(dict):
 def sleep(seconds: float) -> Any:
     """
     Sleep: in a worker thread, C{time.sleep}; in the reactor thread
-    (C{async def} methods, C{run_in="reactor"}) a L{Deferred} to await,
+    (C{async def} methods, C{run_in="reactor"}) a C{Deferred} to await,
     so that the reactor never blocks.
     """
     if threadable.isInIOThread():

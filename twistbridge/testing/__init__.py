@@ -3,13 +3,15 @@ Testing a bridge app.
 
 Two ways, one import:
 
-    - L{BridgeTestClient}: the app served in memory, in the test's own
-      thread, on a L{MemoryReactorClock}: HTTP (uploads, JSON-RPC, any
-      request), Igor WebSockets and bgpy connections go through Twisted's
-      in-memory transports to the same protocol objects a socket reaches,
-      and time moves only when the test says so;
-    - L{BridgeProcess}: a real C{twistd -n bridge} process on ephemeral
-      ports, for what only real sockets show.
+  - L{BridgeTestClient}: the app served in memory, in the test's own
+    thread, on a C{MemoryReactorClock}: HTTP (uploads, JSON-RPC, any
+    request), Igor WebSockets and bgpy connections go through Twisted's
+    in-memory transports to the same protocol objects a socket reaches,
+    and time moves only when the test says so;
+  - L{BridgeProcess}: a real C{twistd -n bridge} process on ephemeral
+    ports, for what only real sockets show.
+
+For instance::
 
     from twistbridge.testing import BridgeTestClient
 

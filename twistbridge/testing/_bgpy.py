@@ -51,7 +51,7 @@ class _Protocol(Protocol):
 class BgpyTestConnection:
     """
     One bgpy client, in memory.  Answers are dicts C{{"type": "OK", "args":
-    {...}}} in both formats.
+    {...}}} in both formats::
 
         bg = client.bgpy()                       # JSON lines
         bg.call("INIT")                          # the answers, in order

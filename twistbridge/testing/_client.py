@@ -3,13 +3,13 @@ L{BridgeTestClient}: a user's L{twistbridge.Bridge} served in memory, for
 tests -- no sockets, no threads (unless asked for), no real time.
 
 The client builds the bridge's L{twistbridge.runtime.Runtime} on a
-L{TestReactor} (a L{MemoryReactorClock}) with an L{InlineOffloader}, starts
+L{TestReactor} (a C{MemoryReactorClock}) with an L{InlineOffloader}, starts
 the protocol services (Igor processes, bgpy's C{init_task}) and connects
 clients to the listeners' own factories -- L{twistbridge.web.BridgeSite}
 with its L{twistbridge.request.BridgeRequest}s, the standalone
 L{twistbridge.igor._protocol.IgorFactory}, the
 L{twistbridge.bgpy._service.BgpyFactory} -- each wrapped in the
-connection tracker a listener uses, over L{twisted.test.iosim} transports.
+connection tracker a listener uses, over C{twisted.test.iosim} transports.
 The bytes on those connections are the bytes a socket would carry.
 
 Over 400 lines: L{BridgeTestClient} is the one object a test holds, so it
@@ -82,7 +82,7 @@ class RpcError(Exception):
 
 class BridgeTestClient:
     """
-    A bridge served in memory.
+    A bridge served in memory::
 
         client = BridgeTestClient(bridge)
         client.upload(text={"name": "a"}, files={"file": ("a.txt", b"hi")})

@@ -46,7 +46,7 @@ class _Protocol(WebSocketClientProtocol):
 
 class IgorTestConnection:
     """
-    One Igor client, in memory.
+    One Igor client, in memory::
 
         ws = client.igor()
         sid = ws.send("echo", "hi")

@@ -1,6 +1,6 @@
 """
 In-memory connections: a client protocol and a server protocol joined by
-two L{twisted.test.iosim.FakeTransport}s, and the pumps that move their
+two C{twisted.test.iosim.FakeTransport}s, and the pumps that move their
 bytes when the test client flushes.
 """
 
@@ -80,7 +80,7 @@ def transport_of(protocol: Protocol) -> FakeTransport:
 
 
 def _quiet(io: FakeTransport) -> bool:
-    """Nothing for L{IOPump.pump} to do on this side (a cheap check first)."""
+    """Nothing for C{IOPump.pump} to do on this side (a cheap check first)."""
     # FakeTransport's flags start as 0, then become True.
     return (
         not io.stream

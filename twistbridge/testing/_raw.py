@@ -31,10 +31,10 @@ class _Collect(Protocol):
 
 class RawConnection:
     """
-    Bytes to and from one listener, in memory (L{BridgeTestClient.connect}).
+    Bytes to and from one listener, in memory (L{BridgeTestClient.connect})::
 
         conn = client.connect("http")
-        conn.write(b"GET /health HTTP/1.1\r\n")
+        conn.write(b"GET /health HTTP/1.1\\r\\n")
         client.advance(10)
         assert conn.received.startswith(b"HTTP/1.1 408 ")
     """

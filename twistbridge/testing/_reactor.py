@@ -20,10 +20,10 @@ class TestReactor(MemoryReactorClock):
     """
     A L{MemoryReactorClock} with C{callFromThread}: calls from any thread are
     queued and run, in order, by L{run_thread_calls} (which
-    L{twistbridge.testing.BridgeTestClient.flush} calls).
+    L{twistbridge.testing._client.BridgeTestClient.flush} calls).
 
     Like L{MemoryReactorClock}, nothing runs by itself: time moves with
-    L{advance} and pending calls run when the test asks.
+    C{advance} and pending calls run when the test asks.
     """
 
     # Not a test case, whatever pytest's collector thinks of the name.
@@ -60,6 +60,6 @@ class TestReactor(MemoryReactorClock):
             ran += 1
 
     def stop(self) -> None:
-        """What a handler's C{SystemExit} asks: recorded, as L{MemoryReactor} does."""
+        """What a handler's C{SystemExit} asks: recorded, as C{MemoryReactor} does."""
         MemoryReactorClock.stop(self)
         self.running = False

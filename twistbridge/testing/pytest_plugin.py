@@ -1,6 +1,6 @@
 """
 The pytest plugin of twistbridge (registered through the C{pytest11} entry
-point, so installing twistbridge is enough): the C{bridge_client} fixture.
+point, so installing twistbridge is enough): the C{bridge_client} fixture::
 
     @pytest.fixture
     def bridge():
@@ -9,14 +9,14 @@ point, so installing twistbridge is enough): the C{bridge_client} fixture.
     def test_add(bridge_client):
         assert bridge_client.rpc("add", 1, 2) == 3
 
-or, naming the app with a marker:
+or, naming the app with a marker::
 
     @pytest.mark.bridge("myapp:bridge")
     def test_add(bridge_client): ...
 
 C{bridge_client_factory} makes more clients (each closed at the end of the
 test): C{bridge_client_factory(other_bridge, real_pools=True)}.  The
-L{twistbridge.testing.BridgeTestClient} is imported only when a fixture is
+L{twistbridge.testing._client.BridgeTestClient} is imported only when a fixture is
 used, so the plugin costs nothing to projects that do not use it.
 """
 
