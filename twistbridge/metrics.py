@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -199,7 +199,7 @@ class BridgeMetrics:
             "twistbridge_bgpy_messages", "bgpy messages received.", ["type", "outcome"]
         )
         self.registry.register(_Collector(self))
-        self._rpc_paths: frozenset = frozenset()
+        self._rpc_paths: FrozenSet[str] = frozenset()
         self._known: Dict[bytes, str] = {}
 
     def families(self) -> Iterator[Metric]:
@@ -295,7 +295,7 @@ class _Collector:
         self.metrics = metrics
         self.levels = _Levels(metrics.runtime)
 
-    def describe(self) -> list:
+    def describe(self) -> List[Metric]:
         """Nothing to describe up front (the families vary with the runtime)."""
         return []
 
@@ -311,7 +311,7 @@ class _Levels:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def describe(self) -> list:
+    def describe(self) -> List[Metric]:
         """Nothing to describe up front (the families vary with the runtime)."""
         return []
 
