@@ -1,0 +1,138 @@
+"""
+Two `twistd bridge` instances sharing one real redis-server (--broker):
+broadcasts, sends to a client of the other instance, client ids, Redis
+going away and coming back, and the process lease.
+"""
+
+import os
+import time
+
+import requests
+
+from twistbridge.testing import wait_for
+
+
+def ws(instance):
+    return instance.url("/ws", scheme="ws")
+
+
+def holder_of(instances):
+    """The instance running the relay process (as /health says), and the other."""
+
+    def find():
+        held = [i for i in instances if i.health()["broker"]["processes"] == ["relay"]]
+        return held[0] if len(held) == 1 else None
+
+    holder = wait_for(find, 15, what="one instance to hold the relay lease")
+    (other,) = [i for i in instances if i is not holder]
+    return holder, other
+
+
+def datas(listener, action):
+    return [m["data"] for m in listener.of("relay", action)]
+
+
+def test_broadcast_send_and_ids_across_instances(instances, listen):
+    holder, other = holder_of(instances(2))
+    assert other.health()["broker"]["processes"] == []
+    here, there = listen(ws(holder)), listen(ws(other))
+    me, them = here.call("whoami", stream="w")[0], there.call("whoami", stream="w")[0]
+    assert me["pid"] == holder.process.pid and them["pid"] == other.process.pid
+    assert isinstance(me["client_id"], int) and isinstance(them["client_id"], int)
+    assert me["client_id"] != them["client_id"]
+
+    assert here.call("announce", "one", stream="a1") == ["sent"]
+    assert here.call("announce", "two", stream="a2") == ["sent"]
+    for listener in (here, there):
+        wait_for(
+            lambda x=listener: len(datas(x, "announce")) >= 2, 10, what="announces"
+        )
+    # A last round trip on each connection: a duplicate would be in by then.
+    here.call("whoami", stream="w2")
+    there.call("whoami", stream="w2")
+    assert datas(here, "announce") == ["one", "two"]
+    assert datas(there, "announce") == ["one", "two"]
+
+    # The holder learns of the other instance's client through Redis.
+    stream = iter(range(1000))
+    wait_for(
+        lambda: (
+            here.call(
+                "direct",
+                {"to": them["client_id"], "text": "psst"},
+                stream=f"d{next(stream)}",
+            )
+            == ["sent"]
+        ),
+        10,
+        what="a send to the other instance's client",
+    )
+    wait_for(lambda: datas(there, "direct") == ["psst"], 10, what="the direct message")
+    there.call("whoami", stream="w3")
+    assert datas(there, "direct") == ["psst"]
+    assert datas(here, "direct") == []
+    assert here.call("direct", {"to": 987654, "text": "x"}, stream="u") == [
+        'unknown: No client with given id exists. Id="987654"'
+    ]
+    # Only the holder ticks.
+    assert {m["pid"] for m in datas(there, "tick")} == {holder.process.pid}
+
+
+def test_redis_away_and_back(instances, listen, redis_server):
+    a, b = instances(2)
+    la, lb = listen(ws(a)), listen(ws(b))
+    redis_server.kill()
+    for instance in (a, b):
+        body = wait_for(
+            lambda i=instance: (lambda h: h if h["status"] == "degraded" else None)(
+                i.health()
+            ),
+            10,
+            what="/health to say degraded",
+        )
+        assert body["broker"]["up"] is False
+        assert body["reason"].startswith(
+            f"Redis at redis://127.0.0.1:{redis_server.port}/0 unreachable: "
+        )
+        assert requests.get(instance.url("/health"), timeout=5).status_code == 200
+    assert la.call("whoami", stream="x")[0]["pid"] == a.process.pid
+    assert lb.call("whoami", stream="x")[0]["pid"] == b.process.pid
+    # Without Redis no instance may be sure it holds the lease: none ticks.
+    wait_for(
+        lambda: all(i.health()["broker"]["processes"] == [] for i in (a, b)),
+        10,
+        what="the lease to lapse",
+    )
+
+    redis_server.start()
+    for instance in (a, b):
+        wait_for(lambda i=instance: i.health()["status"] == "ok", 15, what="ok again")
+    holder, other = holder_of([a, b])
+    # Ids handed out after Redis lost its data still differ from those in use.
+    fresh = listen(ws(other)).call("whoami", stream="y")[0]["client_id"]
+    old = {
+        la.call("whoami", stream="z")[0]["client_id"],
+        lb.call("whoami", stream="z")[0]["client_id"],
+    }
+    assert fresh not in old
+
+
+def test_the_lease_moves_when_its_holder_dies(instances, listen):
+    holder, other = holder_of(instances(2))
+    watcher = listen(ws(other))
+    wait_for(lambda: datas(watcher, "tick"), 10, what="a tick")
+    holder.process.kill()
+    killed = time.monotonic()
+    wait_for(
+        lambda: {"pid": other.process.pid} in datas(watcher, "tick"),
+        10,
+        what="the other instance to run the process",
+    )
+    took = time.monotonic() - killed
+    assert took < 6.0
+    pids = [m["pid"] for m in datas(watcher, "tick")]
+    first = pids.index(other.process.pid)
+    assert set(pids[:first]) == {holder.process.pid}
+    assert set(pids[first:]) == {other.process.pid}
+    assert other.health()["broker"]["processes"] == ["relay"]
+    assert os.path.exists(f"/proc/{other.process.pid}")
