@@ -26,6 +26,7 @@ class RedisServer:
     def __init__(self, directory):
         self.directory = str(directory)
         self.port = free_port()
+        self.socket = os.path.join(self.directory, "redis.sock")
         self.process = None
 
     @property
@@ -38,6 +39,10 @@ class RedisServer:
                 REDIS_SERVER,
                 "--port",
                 str(self.port),
+                "--unixsocket",
+                self.socket,
+                "--unixsocketperm",
+                "700",
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -67,15 +72,22 @@ class RedisServer:
         except OSError:
             return False
 
-    def command(self, *args):
-        """Send one command; return the raw reply's first line."""
+    def command(self, *args, db=0):
+        """Run one command in database C{db}; its reply (a bulk string's value)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            parts = [f"*{len(args)}\r\n".encode()]
-            for arg in args:
-                arg = str(arg).encode()
-                parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+            parts = []
+            for command in (("SELECT", db), args):
+                parts.append(f"*{len(command)}\r\n".encode())
+                for arg in command:
+                    arg = str(arg).encode()
+                    parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
             s.sendall(b"".join(parts))
-            return s.makefile("rb").readline().rstrip(b"\r\n")
+            replies = s.makefile("rb")
+            assert replies.readline() == b"+OK\r\n"
+            reply = replies.readline().rstrip(b"\r\n")
+            if reply.startswith(b"$") and reply != b"$-1":
+                reply = replies.readline().rstrip(b"\r\n")
+            return reply
 
     def kill(self):
         if self.process is not None and self.process.poll() is None:
@@ -179,6 +191,12 @@ def listen():
     yield make
     for listener in made:
         listener.close()
+
+
+@pytest.fixture
+def instance_class():
+    """The C{Instance} class, for a test that starts its own."""
+    return Instance
 
 
 @pytest.fixture

@@ -136,3 +136,23 @@ def test_the_lease_moves_when_its_holder_dies(instances, listen):
     assert set(pids[first:]) == {other.process.pid}
     assert other.health()["broker"]["processes"] == ["relay"]
     assert os.path.exists(f"/proc/{other.process.pid}")
+
+
+def test_a_unix_socket_broker(redis_server, listen, instance_class):
+    url = f"unix://{redis_server.socket}?db=1"
+    with instance_class(url) as instance:
+        wait_for(lambda: instance.health()["status"] == "ok", 15, what="connected")
+        watcher = listen(ws(instance))
+        wait_for(lambda: datas(watcher, "tick"), 10, what="a tick")
+        broker = instance.health()["broker"]
+        assert (broker["up"], broker["address"], broker["processes"]) == (
+            True,
+            url,
+            ["relay"],
+        )
+    # Its keys are in database 1, named for it; a clean stop gave the lease up.
+    assert redis_server.command("GET", "twistbridge:1:igor:next_id", db=1) == b"100"
+    assert (
+        redis_server.command("EXISTS", "twistbridge:1:igor:lease:relay", db=1) == b":0"
+    )
+    assert redis_server.command("DBSIZE", db=0) == b":0"

@@ -268,6 +268,8 @@ class RedisBroker:
             high = max(i for i in known if isinstance(i, int))
             await self._cmd("eval", _RAISE, [self.prefix + "next_id"], [str(high)])
             self._refill_ids()
+            for client_id in list(self.local):  # (back after an outage)
+                self._publish("presence", f"+{self.instance} {_id_text(client_id)}")
             self._presence_tick()
             self._lease_tick()
 
@@ -338,8 +340,12 @@ class RedisBroker:
                         )
                     for client_id in list(self.local):
                         await self._cmd("delete", self._client_key(client_id))
-                except Exception:
-                    log.failure("igor broker: could not clean up in Redis")
+                except Exception as e:
+                    log.warn(
+                        "igor broker: could not give up leases and clients in "
+                        "Redis ({error}): they expire by themselves",
+                        error=e,
+                    )
             self._leases.clear()
             services, self._services = self._services, []
             await defer.gatherResults([s.stopService() for s in services])
