@@ -13,7 +13,7 @@ database number included because Redis channels span databases):
     instance renews them): which instance has which client.  Each instance
     keeps a copy of that map, so a send from any thread (or from the
     reactor) knows at once whether a client id exists anywhere.
-  - C{next_id}: L{INCRBY} blocks of automatic client ids.
+  - C{next_id}: C{INCRBY} blocks of automatic client ids.
   - C{lease:<process_id>}: the instance running that Igor process, with an
     expiry its holder renews.
 
@@ -158,6 +158,7 @@ class RedisBroker:
         reactor: Any = None,
         lease_ttl: float = LEASE_TTL,
         presence_ttl: float = PRESENCE_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -167,6 +168,7 @@ class RedisBroker:
         self.address = address
         self.lease_ttl = lease_ttl
         self.presence_ttl = presence_ttl
+        self._monotonic = monotonic
         self.instance = uuid.uuid4().hex
         self.prefix = f"twistbridge:{address.db}:igor:"
         self.remote: Dict[Any, str] = {}
@@ -568,7 +570,7 @@ class RedisBroker:
     def holds(self, process_id: Any) -> bool:
         """Whether this instance holds C{process_id}'s lease now (any thread)."""
         until = self._leases.get(process_id)
-        return until is not None and time.monotonic() < until
+        return until is not None and self._monotonic() < until
 
     def _lose(self, process_id: Any, why: str) -> None:
         if self._leases.pop(process_id, None) is not None:
@@ -583,7 +585,7 @@ class RedisBroker:
         # Stop before the lease may have expired in Redis: its expiry there
         # runs from when Redis got the request, after `sent` here.
         margin = self.lease_ttl / 6
-        now = time.monotonic()
+        now = self._monotonic()
         for process_id, until in list(self._leases.items()):
             if now >= until - margin:
                 self._lose(process_id, "its lease could not be renewed in time")
@@ -592,7 +594,7 @@ class RedisBroker:
             return
         ttl_ms = str(int(self.lease_ttl * 1000))
         for process_id in self._processes:
-            sent = time.monotonic()
+            sent = self._monotonic()
             key = self._lease_key(process_id)
             if process_id in self._leases:
                 d = self._cmd("eval", _RENEW, [key], [self.instance, ttl_ms])
