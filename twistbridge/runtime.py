@@ -96,8 +96,8 @@ class Runtime:
     def broker(self) -> Any:
         """
         What the Igor hub shares with other instances (the C{broker}
-        setting): L{LocalBroker} (none given: this process alone), or a
-        L{RedisBroker}.
+        setting): L{twistbridge.igor._broker.LocalBroker} (none given: this
+        process alone), or a L{twistbridge.igor._redis.RedisBroker}.
         """
         s = self.settings
         if s.broker is None:

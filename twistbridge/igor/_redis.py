@@ -20,7 +20,7 @@ database number included because Redis channels span databases):
 The client is txredisapi's protocol over Twisted endpoints, reconnected by
 L{ClientService} with backoff.  While Redis is unreachable the local
 clients keep working (broadcasts and sends reach this instance's clients),
-L{status} says why for C{/health}, and the processes stop here once their
+L{RedisBroker.status} says why for C{/health}, and the processes stop here once their
 lease may have expired.
 
 (Over 400 lines: the connections, the presence map, the ids and the leases
