@@ -156,3 +156,24 @@ def test_a_unix_socket_broker(redis_server, listen, instance_class):
         redis_server.command("EXISTS", "twistbridge:1:igor:lease:relay", db=1) == b":0"
     )
     assert redis_server.command("DBSIZE", db=0) == b":0"
+
+
+def test_a_clean_stop_hands_the_lease_over_at_once(instances, listen):
+    holder, other = holder_of(instances(2))
+    watcher = listen(ws(other))
+    wait_for(lambda: datas(watcher, "tick"), 10, what="a tick")
+    assert holder.stop() == 0
+    stopped = time.monotonic()
+    wait_for(
+        lambda: other.health()["broker"]["processes"] == ["relay"],
+        10,
+        what="the other instance to take the lease",
+    )
+    # Given up, not left to expire (which takes at least 2.5 s after the
+    # holder's last renewal, and it renewed until its broker stopped).
+    assert time.monotonic() - stopped < 2.0
+    wait_for(
+        lambda: {"pid": other.process.pid} in datas(watcher, "tick"),
+        10,
+        what="a tick from the other instance",
+    )
