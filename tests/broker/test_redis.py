@@ -177,3 +177,79 @@ def test_a_clean_stop_hands_the_lease_over_at_once(instances, listen):
         10,
         what="a tick from the other instance",
     )
+
+
+def test_a_tls_broker(tmp_path, redis_server, listen, instance_class):
+    """rediss://: TLS to Redis, its certificate checked for the host name."""
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+
+    from twistbridge.testing import free_port
+
+    if shutil.which("openssl") is None:
+        import pytest
+
+        pytest.skip("no openssl command to make the test certificate with")
+    key, cert = tmp_path / "redis.key", tmp_path / "redis.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        [redis_server_binary(), "--port", "0", "--tls-port", str(port),
+         "--bind", "127.0.0.1", "--tls-cert-file", str(cert),
+         "--tls-key-file", str(key), "--tls-auth-clients", "no",
+         "--dir", str(tmp_path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def ping():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                    with context.wrap_socket(raw, server_hostname="localhost") as s:
+                        s.sendall(b"PING\r\n")
+                        return s.recv(16) == b"+PONG\r\n"
+            except OSError:
+                return False
+
+        wait_for(ping, 10, what="redis-server over TLS")
+        url = f"rediss://localhost:{port}/0"
+        instance = instance_class(url)
+        instance.env["SSL_CERT_FILE"] = str(cert)  # trust the test's certificate
+        with instance:
+            wait_for(lambda: instance.health()["status"] == "ok", 15, what="connected")
+            watcher = listen(ws(instance))
+            wait_for(lambda: datas(watcher, "tick"), 10, what="a tick")
+            assert instance.health()["broker"]["address"] == url
+        # Without that trust, the same server's certificate is refused.
+        untrusting = instance_class(url)
+        untrusting.env.pop("SSL_CERT_FILE", None)
+        with untrusting:
+            body = wait_for(
+                lambda: (
+                    lambda h: (
+                        h
+                        if "certificate verify failed" in h.get("reason", "")
+                        else None
+                    )
+                )(untrusting.health()),
+                15,
+                what="the certificate to be refused",
+            )
+            assert body["status"] == "degraded"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def redis_server_binary():
+    import shutil
+
+    return shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -109,6 +109,15 @@ class _Factory(Factory):
             username=username,
         )
         p.factory = self
+        lost = p.connectionLost
+
+        def connection_lost(why: Failure) -> None:
+            # Kept to say why a connection that never got ready failed (a
+            # TLS certificate refused, say): txredisapi only sees it lost.
+            self.error = why.getErrorMessage()
+            lost(why)
+
+        p.connectionLost = connection_lost
         if hasattr(p, "messageReceived"):
             p.messageReceived = lambda pattern, channel, message: self.on_message(
                 channel, message
@@ -258,8 +267,16 @@ class RedisBroker:
         )
 
     async def _prepared(self, protocol: Any) -> None:
-        await protocol.whenConnected()
-        protocol.whenDisconnected().addCallback(self._lost)
+        # Ready, or lost before it was: then ClientService tries again.
+        lost = protocol.whenDisconnected()
+        await defer.DeferredList(
+            [protocol.whenConnected(), lost], fireOnOneCallback=True, consumeErrors=True
+        )
+        if not getattr(protocol, "_ready", False):
+            why = protocol.factory.error or "connection lost before it was ready"
+            self._unreachable(why)
+            raise ConnectionError(why)
+        lost.addCallback(self._lost)
 
     def _commands_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
