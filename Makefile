@@ -6,7 +6,7 @@ PORT ?= 5020
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps
+.PHONY: run test lint docs bench fuzz clean install browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps redis-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,16 @@ prometheus-deps:
 	  || echo "prometheus could not be installed: the promtool tests will be skipped"; \
 	else echo "no promtool and not root: the promtool tests will be skipped"; fi
 
+# Debian's redis-server (the --broker tests start one of their own on a free
+# port): installed when missing and we are root, else those tests are skipped.
+redis-deps:
+	@if [ -x /usr/bin/redis-server ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends redis-server >/dev/null; } \
+	  || echo "redis-server could not be installed: the broker tests will be skipped"; \
+	else echo "no /usr/bin/redis-server and not root: the broker tests will be skipped"; fi
+
 # The inventories of Python's and Twisted's documentation (Debian's
 # python3-doc and twisted-doc), which the API reference links to: installed
 # when missing and we are root, else the documentation tests are skipped.
@@ -95,7 +105,7 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps
+test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps redis-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/mypy

@@ -88,6 +88,10 @@ class Settings:
         resume token the server handed out).
     @ivar reload: development only: restart the server when the app's files
         change (C{twistd -n bridge --reload}).
+    @ivar broker: where the bridge instances sharing Igor clients meet: a
+        Redis URL (C{redis://host:port/db}, C{rediss://...}, or
+        C{unix:///path/to.sock?db=N}; see L{parse_broker}), or L{None} (the
+        default: this process only, the in-process broker).
     """
 
     port: Listen = 5020
@@ -118,6 +122,7 @@ class Settings:
     max_queued: int = 1000
     igor_takeover: str = "name"
     reload: bool = False
+    broker: Optional[str] = None
 
     def __post_init__(self) -> None:
         for name in SIZE_SETTINGS:
@@ -142,6 +147,10 @@ class Settings:
             raise ValueError(
                 f"igor_takeover must be 'name' or 'token': {self.igor_takeover}"
             )
+        if self.broker is not None and str(self.broker).lower() == "none":
+            object.__setattr__(self, "broker", None)
+        if self.broker is not None:
+            parse_broker(self.broker)
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json': {self.log_format}")
 
@@ -166,6 +175,88 @@ class Settings:
         if self.bgpy_token:
             return self.bgpy_token
         return os.environ.get("BGPY_TOKEN") or None
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """
+    Where the Redis broker is (L{parse_broker}).
+
+    @ivar tls: C{rediss://}: TLS to the server.
+    @ivar host: the server's host name (TCP), else L{None}.
+    @ivar port: its TCP port (6379 unless given).
+    @ivar path: the UNIX socket path (C{unix://}), else L{None}.
+    @ivar db: the database number.
+    @ivar password: from the URL's C{user:password@}, else L{None}.
+    @ivar username: from the URL's C{user:password@} (ACL users), else L{None}.
+    """
+
+    tls: bool
+    host: Optional[str]
+    port: int
+    path: Optional[str]
+    db: int
+    password: Optional[str] = None
+    username: Optional[str] = None
+
+    def describe(self) -> str:
+        """The address without its password, for logs and C{/health}."""
+        if self.path is not None:
+            return f"unix://{self.path}?db={self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/{self.db}"
+
+
+_BROKER_FORMS = (
+    "redis://host:port/db, rediss://host:port/db or unix:///path/to.sock?db=N"
+)
+
+
+def parse_broker(url: str) -> BrokerAddress:
+    """
+    Parse the C{broker} setting.
+
+    @raise ValueError: saying which forms are accepted.
+    """
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    text = str(url).strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"broker: {e} in {text!r} (use {_BROKER_FORMS})") from None
+    scheme = parts.scheme.lower()
+    password = unquote(parts.password) if parts.password else None
+    username = unquote(parts.username) if parts.username else None
+    if scheme == "unix":
+        query = parse_qs(parts.query)
+        db_text = query.get("db", ["0"])[0]
+        if not parts.path or not db_text.isdigit():
+            raise ValueError(
+                f"broker: {text!r} needs a socket path and a numeric db "
+                f"(use {_BROKER_FORMS})"
+            )
+        return BrokerAddress(
+            False, None, 0, parts.path, int(db_text), password, username
+        )
+    if scheme in ("redis", "rediss"):
+        db_text = parts.path.strip("/") or "0"
+        if not parts.hostname or not db_text.isdigit():
+            raise ValueError(
+                f"broker: {text!r} needs a host and a numeric db (use {_BROKER_FORMS})"
+            )
+        return BrokerAddress(
+            scheme == "rediss",
+            parts.hostname,
+            port or 6379,
+            None,
+            int(db_text),
+            password,
+            username,
+        )
+    raise ValueError(f"broker: not a Redis URL: {text!r} (use {_BROKER_FORMS})")
 
 
 class TokenFileError(OSError):

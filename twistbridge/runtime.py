@@ -89,7 +89,30 @@ class Runtime:
             shutdown_timeout=s.shutdown_timeout,
             takeover=s.igor_takeover,
             on_exit=self.handler_exit,
+            broker=self.broker,
         )
+
+    @cached_property
+    def broker(self) -> Any:
+        """
+        What the Igor hub shares with other instances (the C{broker}
+        setting): L{twistbridge.igor._broker.LocalBroker} (none given: this
+        process alone), or a L{twistbridge.igor._redis.RedisBroker}.
+        """
+        s = self.settings
+        if s.broker is None:
+            from twistbridge.igor._broker import LocalBroker
+
+            return LocalBroker()
+        from twistbridge.config import parse_broker
+        from twistbridge.igor._redis import RedisBroker, redis_client_available
+
+        if not redis_client_available():
+            raise RuntimeError(
+                "--broker needs the Redis client txredisapi: "
+                "pip install 'twistbridge[redis]'"
+            )
+        return RedisBroker(parse_broker(s.broker), reactor=self.reactor)
 
     def handler_exit(self, why: str) -> None:
         """

@@ -144,6 +144,13 @@ class Options(usage.Options):
             None,
             "'name' (Igor's takeover by client id) or 'token' (resume token only) [default: name]",
         ],
+        [
+            "broker",
+            None,
+            None,
+            "share Igor clients with other instances: redis://host:port/db, "
+            "rediss://... or unix:///path?db=N [default: none, this process only]",
+        ],
     ]
 
     optFlags: List[List[Any]] = [
@@ -190,6 +197,14 @@ class Options(usage.Options):
                     parse_size(given[name])
                 except ValueError as e:
                     raise _fail(f"--{name.replace('_', '-')}: {e}") from None
+        if given.get("broker") not in (None, "none"):
+            from twistbridge.igor._redis import redis_client_available
+
+            if not redis_client_available():
+                raise _fail(
+                    "--broker needs the Redis client txredisapi: "
+                    "pip install 'twistbridge[redis]'"
+                )
         if self["reload"]:
             # The supervisor never imports the app: its child does.
             try:

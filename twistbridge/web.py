@@ -86,6 +86,15 @@ def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
         "services": services,
         "pools": runtime.offloader.stats(),
     }
+    # A shared broker out of reach: this instance still serves its own
+    # clients (200), but says what it cannot do.
+    hub = runtime.built("igor_hub")
+    broker = hub.broker.status() if hub is not None else None
+    if broker is not None:
+        body["broker"] = broker
+        if ok and not broker["up"]:
+            body["status"] = "degraded"
+            body["reason"] = broker["reason"]
     return (http.OK if ok else http.SERVICE_UNAVAILABLE), body
 
 

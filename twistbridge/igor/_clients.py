@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from twisted.logger import Logger
 
@@ -58,9 +58,18 @@ class Clients:
         C{DelayedCall}), for clients gone less than C{session_timeout} ago.
     @ivar session_timeout: seconds a session outlives its client.
     @ivar takeover: C{"name"} or C{"token"}.
+    @ivar id_source: gives the next automatic id candidate, or L{None} for
+        this hub's own counter (a shared broker hands out ids unique across
+        instances).
     """
 
-    def __init__(self, reactor: Any, session_timeout: float, takeover: str) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        session_timeout: float,
+        takeover: str,
+        id_source: Optional[Callable[[], Optional[int]]] = None,
+    ) -> None:
         if takeover not in TAKEOVER_MODES:
             raise ValueError(f"takeover must be 'name' or 'token': {takeover!r}")
         self.reactor = reactor
@@ -71,6 +80,7 @@ class Clients:
         self.tokens: Dict[Any, str] = {}
         self.expiry: Dict[Any, Any] = {}
         self._next_id = 1
+        self.id_source = id_source
 
     def add(self, conn: Any) -> None:
         """A connection opened: give it a fresh numeric id and session."""
@@ -85,6 +95,13 @@ class Clients:
         # Never an id in use, nor one whose session awaits its takeover: a
         # client that named itself "3" must not make the next client share
         # its session.
+        if self.id_source is not None:
+            for _ in range(1000):
+                candidate = self.id_source()
+                if candidate is None:
+                    break
+                if not self._taken(candidate):
+                    return candidate
         client_id = self._next_id
         while (
             client_id in self.clients
@@ -94,6 +111,13 @@ class Clients:
             client_id += 1
         self._next_id = client_id + 1
         return client_id
+
+    def _taken(self, client_id: Any) -> bool:
+        return (
+            client_id in self.clients
+            or client_id in self.sessions
+            or client_id in self.expiry
+        )
 
     def _issue_token(self, conn: Any) -> None:
         token = secrets.token_urlsafe(24)

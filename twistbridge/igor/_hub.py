@@ -11,6 +11,10 @@ connections when the server stops.
 A connection, for the hub, is any object with a C{client_id}, a C{streams}
 dict, C{write(payload)} (reactor thread), C{go_away()} and C{abort()}; the
 autobahn protocol in L{twistbridge.igor._protocol} is the real one.
+
+(Over 400 lines: dispatch, delivery and the drain all read the same
+connection state; the parts that stand alone -- clients, streams,
+processes, the broker -- are modules of their own.)
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
+from twistbridge.igor._broker import LocalBroker
 from twistbridge.igor._clients import Clients
 from twistbridge.igor._core import (
     INTRODUCE_SELF,
     SESSION_TIMEOUT,
     ProtocolError,
+    UnknownClientError,
     encode_protocol_error,
     parse_message,
     unknown_action,
@@ -72,6 +78,10 @@ class Hub:
         saying which: whoever serves the hub stops what it serves (the
         bridge's service, or the reactor when the bridge is the process);
         L{None}: the exit is only logged.
+    @ivar broker: what the hub shares with other bridge instances
+        (L{twistbridge.igor._broker}): broadcasts, sends to clients
+        connected elsewhere, automatic ids, where processes run.  The
+        default, L{LocalBroker}, is this process alone.
     """
 
     def __init__(
@@ -84,13 +94,15 @@ class Hub:
         takeover: str = "name",
         inline_limit: int = INLINE_LIMIT,
         on_exit: Optional[Callable[[str], Any]] = None,
+        broker: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.reactor = reactor
-        self.ids = Clients(reactor, session_timeout, takeover)
+        self.broker = LocalBroker() if broker is None else broker
+        self.ids = Clients(reactor, session_timeout, takeover, self.broker.next_id)
         self.streams = Streams(self)
         self.handlers = handlers
         self.offloader = offloader
@@ -152,6 +164,7 @@ class Hub:
         conn.parsing = None
         conn.refused = 0
         self.ids.add(conn)
+        self.broker.joined(conn.client_id)
         self.connections.add(conn)
         if self.draining:
             conn.go_away()
@@ -173,6 +186,8 @@ class Hub:
                 n=conn.refused - 1,
             )
         self.streams.close(conn)
+        if self.ids.clients.get(conn.client_id) is conn:
+            self.broker.left(conn.client_id)
         self.ids.remove(conn)
         if self._drained is not None and not self.connections:
             self._finish_drain()
@@ -266,9 +281,13 @@ class Hub:
 
     def introduce(self, conn: Any, data: Any) -> None:
         """C{introduce_self}: see L{Clients.introduce}; a refusal is answered."""
+        old_id = conn.client_id
         refusal = self.ids.introduce(conn, data)
         if refusal is not None:
             self.refuse(conn, refusal)
+        elif conn.client_id != old_id:
+            self.broker.left(old_id)
+            self.broker.joined(conn.client_id)
 
     def stream_ended(self, conn: Any, exit_action: Optional[str]) -> None:
         """
@@ -302,16 +321,46 @@ class Hub:
             self.reactor.callFromThread(conn.write, payload)
 
     def emit(self, payload: bytes, client_id: Any = None) -> None:
-        """A process message: to every client, or to C{client_id}; any thread."""
+        """
+        A process message: to every client, or to C{client_id}; any thread.
+        Both go through the L{broker}: every client of every instance, and
+        C{client_id} wherever it is connected.
+
+        @raise UnknownClientError: no instance has C{client_id}.
+        """
         if self.stopped:
             return
         if client_id is None:
             if _isInIOThread():
-                self._broadcast(payload)
+                self._broadcast_all(payload)
             else:
-                self.reactor.callFromThread(self._broadcast, payload)
+                self.reactor.callFromThread(self._broadcast_all, payload)
             return
-        self.deliver(self.client(client_id), payload)
+        try:
+            conn = self.client(client_id)
+        except UnknownClientError:
+            self.broker.send(client_id, payload)
+        else:
+            self.deliver(conn, payload)
+
+    def start_broker(self) -> None:
+        """Start the L{broker} (when the processes' service starts)."""
+        self.broker.start(self._broadcast, self._deliver_local)
+
+    def _deliver_local(self, client_id: Any, payload: bytes) -> bool:
+        # A message from another instance to a client of ours (reactor).
+        if self.stopped:
+            return False
+        try:
+            conn = self.client(client_id)
+        except UnknownClientError:
+            return False
+        conn.write(payload)
+        return True
+
+    def _broadcast_all(self, payload: bytes) -> None:
+        self._broadcast(payload)
+        self.broker.publish(payload)
 
     def _broadcast(self, payload: bytes) -> None:
         self.broadcasts += 1

@@ -1,0 +1,646 @@
+"""
+The Redis broker: bridge instances sharing one Redis share their Igor
+clients (the C{broker} setting, C{--broker redis://host:port/db}).
+
+What lives in Redis (every name starts with C{twistbridge:<db>:igor:}, the
+database number included because Redis channels span databases):
+
+  - C{all} (channel): broadcasts, each prefixed with its sender's instance
+    id; a sender delivers to its own clients directly and skips its own
+    message, so each client gets a broadcast once.
+  - C{to:<instance>} (channel): messages to one client of that instance.
+  - C{presence} (channel) and C{client:<id>} (keys, expiring unless their
+    instance renews them): which instance has which client.  Each instance
+    keeps a copy of that map, so a send from any thread (or from the
+    reactor) knows at once whether a client id exists anywhere.
+  - C{next_id}: C{INCRBY} blocks of automatic client ids.
+  - C{lease:<process_id>}: the instance running that Igor process, with an
+    expiry its holder renews.
+
+The client is txredisapi's protocol over Twisted endpoints, reconnected by
+L{ClientService} with backoff.  While Redis is unreachable the local
+clients keep working (broadcasts and sends reach this instance's clients),
+L{RedisBroker.status} says why for C{/health}, and the processes stop here once their
+lease may have expired.
+
+(Over 400 lines: the connections, the presence map, the ids and the leases
+share one state and one reconnection, which splitting would scatter.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twistbridge.config import BrokerAddress
+from twistbridge.igor._core import UnknownClientError, normalize_client_id
+
+__all__ = ["RedisBroker", "redis_client_available"]
+
+log = Logger(namespace="twistbridge.igor.broker")
+
+#: Seconds a lease lasts unless its holder renews it.
+LEASE_TTL = 3.0
+#: Seconds a client's presence key lasts unless its instance renews it.
+PRESENCE_TTL = 15.0
+#: Automatic client ids taken from Redis at a time.
+ID_BLOCK = 100
+
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+# Raise the id counter to at least ARGV[1] (a Redis that lost its data must
+# not hand out ids that are still in use).
+_RAISE = (
+    "if tonumber(redis.call('get', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+    "redis.call('set', KEYS[1], ARGV[1]) end return 1"
+)
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('del', KEYS[1]) else return 0 end"
+)
+
+
+def redis_client_available() -> bool:
+    """Whether txredisapi (the C{redis} extra) is installed."""
+    try:
+        import txredisapi  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _id_text(client_id: Any) -> str:
+    return json.dumps(client_id)
+
+
+class _Factory(Factory):
+    # What txredisapi's protocol expects of its factory.
+    isLazy = False
+
+    def __init__(self, protocol_class: Any, address: BrokerAddress, charset: Any):
+        self.protocol_class = protocol_class
+        self.address = address
+        self.charset = charset
+        self.error: Optional[str] = None
+        self.on_message: Callable[[bytes, bytes], None] = lambda c, m: None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        password: Any = self.address.password
+        username: Any = self.address.username
+        if self.charset is None:  # (a protocol of bytes only)
+            password = None if password is None else password.encode("utf-8")
+            username = None if username is None else username.encode("utf-8")
+        p = self.protocol_class(
+            self.charset,
+            replyTimeout=5,
+            password=password,
+            dbid=self.address.db,
+            username=username,
+        )
+        p.factory = self
+        lost = p.connectionLost
+
+        def connection_lost(why: Failure) -> None:
+            # Kept to say why a connection that never got ready failed (a
+            # TLS certificate refused, say): txredisapi only sees it lost.
+            self.error = why.getErrorMessage()
+            lost(why)
+
+        p.connectionLost = connection_lost
+        if hasattr(p, "messageReceived"):
+            p.messageReceived = lambda pattern, channel, message: self.on_message(
+                channel, message
+            )
+        return p
+
+    def stopTrying(self) -> None:
+        pass
+
+    def connectionError(self, why: str) -> None:
+        self.error = why
+
+
+class _Recording:
+    """An endpoint that keeps why its last connection attempt failed."""
+
+    def __init__(self, endpoint: Any, broker: RedisBroker) -> None:
+        self._endpoint = endpoint
+        self._broker = broker
+
+    def connect(self, factory: Any) -> Deferred:
+        d = self._endpoint.connect(factory)
+
+        def failed(f: Failure) -> Failure:
+            self._broker._unreachable(f.getErrorMessage() or f.type.__name__)
+            return f
+
+        return d.addErrback(failed)
+
+
+class RedisBroker:
+    """
+    A broker shared through Redis (see the module's docstring).
+
+    @ivar instance: this instance's id (random, new each start).
+    @ivar remote: client id to the instance it is connected to, for the
+        clients of the other instances.
+    @ivar up: both connections to Redis are ready.
+    @ivar reason: why it is not up (C{/health}).
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        reactor: Any = None,
+        lease_ttl: float = LEASE_TTL,
+        presence_ttl: float = PRESENCE_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.reactor = reactor
+        self.address = address
+        self.lease_ttl = lease_ttl
+        self.presence_ttl = presence_ttl
+        self._monotonic = monotonic
+        self.instance = uuid.uuid4().hex
+        self.prefix = f"twistbridge:{address.db}:igor:"
+        self.remote: Dict[Any, str] = {}
+        self.local: Set[Any] = set()
+        self.up = False
+        self.reason = "connecting to Redis"
+        self._ids: List[int] = []
+        self._fetching_ids = False
+        self._high_water = 0
+        self._commands: Any = None
+        self._subscriber: Any = None
+        self._services: List[ClientService] = []
+        self._ticks: List[Any] = []
+        self._deliver_all: Callable[[bytes], None] = lambda payload: None
+        self._deliver: Callable[[Any, bytes], bool] = lambda cid, payload: False
+        # process id -> monotonic time until which this instance may run it.
+        self._leases: Dict[Any, float] = {}
+        self._processes: List[Any] = []
+        self._start: Callable[[Any], None] = lambda pid: None
+        self._stop: Callable[[Any], None] = lambda pid: None
+        self._stopped = False
+
+    # connections -----------------------------------------------------------
+
+    def _endpoint(self) -> Any:
+        from twisted.internet.endpoints import (
+            HostnameEndpoint,
+            UNIXClientEndpoint,
+            wrapClientTLS,
+        )
+
+        a = self.address
+        if a.path is not None:
+            return UNIXClientEndpoint(self.reactor, a.path, timeout=5)
+        host = str(a.host)
+        endpoint: Any = HostnameEndpoint(self.reactor, host, a.port, timeout=5)
+        if a.tls:
+            from twisted.internet.ssl import optionsForClientTLS
+
+            endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+        return endpoint
+
+    def start(
+        self,
+        deliver_all: Callable[[bytes], None],
+        deliver: Callable[[Any, bytes], bool],
+    ) -> None:
+        """Connect (and keep reconnecting, with backoff) to Redis."""
+        import txredisapi
+
+        self._deliver_all = deliver_all
+        self._deliver = deliver
+        self._stopped = False
+        policy = backoffPolicy(initialDelay=0.2, maxDelay=5.0)
+        commands = _Factory(txredisapi.RedisProtocol, self.address, "utf-8")
+        subscriber = _Factory(txredisapi.SubscriberProtocol, self.address, None)
+        subscriber.on_message = self._message
+        for factory, ready in (
+            (commands, self._commands_ready),
+            (subscriber, self._subscriber_ready),
+        ):
+            endpoint: Any = _Recording(self._endpoint(), self)
+            service = ClientService(
+                endpoint,
+                factory,
+                retryPolicy=policy,
+                prepareConnection=ready,
+            )
+            service.startService()
+            self._services.append(service)
+        from twisted.internet.task import LoopingCall
+
+        for interval, call in (
+            (self.lease_ttl / 6, self._lease_tick),
+            (self.presence_ttl / 3, self._presence_tick),
+        ):
+            loop = LoopingCall(call)
+            loop.clock = self.reactor
+            loop.start(interval, now=False).addErrback(
+                lambda f: log.failure("igor broker: a periodic task failed", f)
+            )
+            self._ticks.append(loop)
+        log.info(
+            "igor broker: Redis at {where} (instance {instance})",
+            where=self.address.describe(),
+            instance=self.instance,
+        )
+
+    async def _prepared(self, protocol: Any) -> None:
+        # Ready, or lost before it was: then ClientService tries again.
+        lost = protocol.whenDisconnected()
+        await defer.DeferredList(
+            [protocol.whenConnected(), lost], fireOnOneCallback=True, consumeErrors=True
+        )
+        if not getattr(protocol, "_ready", False):
+            why = protocol.factory.error or "connection lost before it was ready"
+            self._unreachable(why)
+            raise ConnectionError(why)
+        lost.addCallback(self._lost)
+
+    def _commands_ready(self, protocol: Any) -> Deferred:
+        async def ready() -> None:
+            await self._prepared(protocol)
+            self._commands = protocol
+            self._check_up()
+            known = [self._high_water, *self.local, *self.remote]
+            high = max(i for i in known if isinstance(i, int))
+            await self._cmd("eval", _RAISE, [self.prefix + "next_id"], [str(high)])
+            self._refill_ids()
+            for client_id in list(self.local):  # (back after an outage)
+                self._publish("presence", f"+{self.instance} {_id_text(client_id)}")
+            self._presence_tick()
+            self._lease_tick()
+
+        return defer.ensureDeferred(ready())
+
+    def _subscriber_ready(self, protocol: Any) -> Deferred:
+        async def ready() -> None:
+            await self._prepared(protocol)
+            channels = [
+                self.prefix + "all",
+                self.prefix + "presence",
+                self._to(self.instance),
+            ]
+            await protocol.subscribe([c.encode("utf-8") for c in channels])
+            self._subscriber = protocol
+            self._check_up()
+            self._presence_tick()
+
+        return defer.ensureDeferred(ready())
+
+    def _to(self, instance: str) -> str:
+        return f"{self.prefix}to:{instance}"
+
+    def _check_up(self) -> None:
+        up = self._commands is not None and self._subscriber is not None
+        if up and not self.up:
+            log.info(
+                "igor broker: connected to Redis at {where}",
+                where=self.address.describe(),
+            )
+            self.reason = ""
+        self.up = up
+
+    def _lost(self, protocol: Any) -> None:
+        if protocol is self._commands:
+            self._commands = None
+        if protocol is self._subscriber:
+            self._subscriber = None
+        if self.up and not self._stopped:
+            self._unreachable("connection lost")
+        self.up = False
+
+    def _unreachable(self, why: str) -> None:
+        reason = f"Redis at {self.address.describe()} unreachable: {why}"
+        if reason != self.reason and not self._stopped:
+            log.warn("igor broker: {reason}; retrying", reason=reason)
+        self.reason = reason
+        self.up = False
+
+    def stop(self) -> Deferred:
+        """Give up the leases held, forget this instance's clients, disconnect."""
+        self._stopped = True
+        for loop in self._ticks:
+            if loop.running:
+                loop.stop()
+        self._ticks = []
+
+        async def stop() -> None:
+            commands = self._commands
+            if commands is not None:
+                try:
+                    for process_id in list(self._leases):
+                        await self._cmd(
+                            "eval",
+                            _RELEASE,
+                            [self._lease_key(process_id)],
+                            [self.instance],
+                        )
+                    for client_id in list(self.local):
+                        await self._cmd("delete", self._client_key(client_id))
+                except Exception as e:
+                    log.warn(
+                        "igor broker: could not give up leases and clients in "
+                        "Redis ({error}): they expire by themselves",
+                        error=e,
+                    )
+            self._leases.clear()
+            services, self._services = self._services, []
+            await defer.gatherResults([s.stopService() for s in services])
+
+        return defer.ensureDeferred(stop())
+
+    def status(self) -> Optional[Dict[str, Any]]:
+        """C{{"up": ..., "address": ..., "reason"?: ...}} for C{/health}."""
+        body: Dict[str, Any] = {
+            "up": self.up,
+            "address": self.address.describe(),
+            "instance": self.instance,
+            "processes": sorted(str(p) for p in self._leases if self.holds(p)),
+        }
+        if not self.up:
+            body["reason"] = self.reason
+        return body
+
+    def _cmd(self, name: str, *args: Any, **kwargs: Any) -> Deferred:
+        # A command, failing (never raising) while Redis is out of reach.
+        commands = self._commands
+        if commands is None or not getattr(commands, "_ready", False):
+            return defer.fail(ConnectionError("not connected to Redis"))
+        try:
+            d: Deferred = getattr(commands, name)(*args, **kwargs)
+        except Exception:
+            return defer.fail()
+        return d
+
+    def _run(self, what: str, d: Deferred) -> None:
+        d.addErrback(
+            lambda f: log.debug(
+                "igor broker: {what} failed: {f}", what=what, f=f.getErrorMessage()
+            )
+        )
+
+    # ids -------------------------------------------------------------------
+
+    def next_id(self) -> Optional[int]:
+        """The next id of the block taken from Redis; L{None} while none is left."""
+        client_id = self._ids.pop(0) if self._ids else None
+        if len(self._ids) < ID_BLOCK // 2:
+            self._refill_ids()
+        if client_id is None:
+            log.warn(
+                "igor broker: no client id from Redis yet: using a local id, "
+                "which another instance may also use"
+            )
+        return client_id
+
+    def _refill_ids(self) -> None:
+        if (
+            self._fetching_ids
+            or self._commands is None
+            or len(self._ids) >= ID_BLOCK // 2
+        ):
+            return
+        self._fetching_ids = True
+
+        def got(last: int) -> None:
+            self._high_water = max(self._high_water, int(last))
+            self._ids.extend(range(int(last) - ID_BLOCK + 1, int(last) + 1))
+
+        def done(result: Any) -> Any:
+            self._fetching_ids = False
+            return result
+
+        d = self._cmd("incrby", self.prefix + "next_id", ID_BLOCK)
+        d.addCallback(got)
+        d.addBoth(done)
+        self._run("taking client ids", d)
+
+    # presence --------------------------------------------------------------
+
+    def _client_key(self, client_id: Any) -> str:
+        return f"{self.prefix}client:{_id_text(client_id)}"
+
+    def joined(self, client_id: Any) -> None:
+        """A local client took C{client_id}: claim it in Redis, tell the others."""
+        self.local.add(client_id)
+        self.remote.pop(client_id, None)
+        if self._commands is not None:
+            self._run(
+                "presence",
+                self._cmd(
+                    "set",
+                    self._client_key(client_id),
+                    self.instance,
+                    expire=int(self.presence_ttl),
+                ),
+            )
+            self._publish("presence", f"+{self.instance} {_id_text(client_id)}")
+
+    def left(self, client_id: Any) -> None:
+        """A local client gave up C{client_id}."""
+        self.local.discard(client_id)
+        if self._commands is not None:
+            self._run(
+                "presence",
+                self._cmd(
+                    "eval", _RELEASE, [self._client_key(client_id)], [self.instance]
+                ),
+            )
+            self._publish("presence", f"-{self.instance} {_id_text(client_id)}")
+
+    def _presence_tick(self) -> Optional[Deferred]:
+        commands = self._commands
+        if commands is None:
+            return None
+
+        async def tick() -> None:
+            for client_id in list(self.local):
+                await self._cmd(
+                    "set",
+                    self._client_key(client_id),
+                    self.instance,
+                    expire=int(self.presence_ttl),
+                )
+            remote: Dict[Any, str] = {}
+            cursor = 0
+            while True:
+                cursor, keys = await self._cmd(
+                    "scan", cursor, pattern=self.prefix + "client:*", count=500
+                )
+                if keys:
+                    owners = await self._cmd("mget", keys)
+                    for key, owner in zip(keys, owners):
+                        if owner is None or owner == self.instance:
+                            continue
+                        remote[json.loads(key[len(self.prefix) + 7 :])] = owner
+                if int(cursor) == 0:
+                    break
+            self.remote = remote
+
+        d = defer.ensureDeferred(tick())
+        self._run("refreshing presence", d)
+        return None
+
+    # messages ----------------------------------------------------------------
+
+    def _publish(self, channel: str, message: Any) -> None:
+        if self._commands is not None:
+            self._run(
+                "publishing", self._cmd("publish", self.prefix + channel, message)
+            )
+
+    def publish(self, payload: bytes) -> None:
+        """To the other instances' clients, through Redis (encoded once here)."""
+        if self._commands is None:
+            return
+        self._run(
+            "broadcast",
+            self._cmd(
+                "publish", self.prefix + "all", self.instance.encode("ascii") + payload
+            ),
+        )
+
+    def send(self, client_id: Any, payload: bytes) -> None:
+        """
+        To a client of another instance (any thread).
+
+        @raise UnknownClientError: no instance has it, as far as the last
+            presence news tell.
+        """
+        key = (
+            normalize_client_id(client_id)
+            if isinstance(client_id, (str, int)) and not isinstance(client_id, bool)
+            else None
+        )
+        instance = self.remote.get(key) if key is not None else None
+        if instance is None:
+            raise UnknownClientError(client_id)
+        message = _id_text(key).encode("utf-8") + b"\n" + payload
+        self.reactor.callFromThread(self._send, instance, message)
+
+    def _send(self, instance: str, message: bytes) -> None:
+        if self._commands is not None:
+            self._run("send", self._cmd("publish", self._to(instance), message))
+
+    def _message(self, channel: bytes, message: bytes) -> None:
+        name = channel.decode("utf-8", "replace")[len(self.prefix) :]
+        try:
+            if name == "all":
+                if message[:32] != self.instance.encode("ascii"):
+                    self._deliver_all(message[32:])
+            elif name == "presence":
+                text = message.decode("utf-8")
+                owner, id_text = text[1:].split(" ", 1)
+                if owner == self.instance:
+                    return
+                client_id = json.loads(id_text)
+                if text[0] == "+":
+                    self.remote[client_id] = owner
+                elif self.remote.get(client_id) == owner:
+                    del self.remote[client_id]
+            elif name.startswith("to:"):
+                id_bytes, payload = message.split(b"\n", 1)
+                if not self._deliver(json.loads(id_bytes), payload):
+                    log.debug("igor broker: a message for a client gone meanwhile")
+        except Exception:
+            log.failure("igor broker: a message from Redis could not be handled")
+
+    # processes -------------------------------------------------------------
+
+    def _lease_key(self, process_id: Any) -> str:
+        return f"{self.prefix}lease:{process_id}"
+
+    def run_processes(
+        self,
+        process_ids: Iterable[Any],
+        start: Callable[[Any], None],
+        stop: Callable[[Any], None],
+    ) -> None:
+        """Run each process while this instance holds its lease."""
+        self._processes = list(process_ids)
+        self._start = start
+        self._stop = stop
+        self._lease_tick()
+
+    def holds(self, process_id: Any) -> bool:
+        """Whether this instance holds C{process_id}'s lease now (any thread)."""
+        until = self._leases.get(process_id)
+        return until is not None and self._monotonic() < until
+
+    def _lose(self, process_id: Any, why: str) -> None:
+        if self._leases.pop(process_id, None) is not None:
+            log.warn(
+                "igor broker: process {process_id} stops here: {why}",
+                process_id=process_id,
+                why=why,
+            )
+            self._stop(process_id)
+
+    def _lease_tick(self) -> None:
+        # Stop before the lease may have expired in Redis: its expiry there
+        # runs from when Redis got the request, after `sent` here.
+        margin = self.lease_ttl / 6
+        now = self._monotonic()
+        for process_id, until in list(self._leases.items()):
+            if now >= until - margin:
+                self._lose(process_id, "its lease could not be renewed in time")
+        commands = self._commands
+        if commands is None or self._stopped:
+            return
+        ttl_ms = str(int(self.lease_ttl * 1000))
+        for process_id in self._processes:
+            sent = self._monotonic()
+            key = self._lease_key(process_id)
+            if process_id in self._leases:
+                d = self._cmd("eval", _RENEW, [key], [self.instance, ttl_ms])
+                d.addCallback(self._renewed, process_id, sent)
+            else:
+                d = self._cmd(
+                    "set",
+                    key,
+                    self.instance,
+                    pexpire=int(ttl_ms),
+                    only_if_not_exists=True,
+                )
+                d.addCallback(self._acquired, process_id, sent)
+            self._run("lease", d)
+
+    def _renewed(self, result: Any, process_id: Any, sent: float) -> None:
+        if process_id not in self._leases:
+            return
+        if result == 1:
+            self._leases[process_id] = sent + self.lease_ttl
+        else:
+            self._lose(process_id, "its lease was lost (taken, or Redis lost it)")
+
+    def _acquired(self, result: Any, process_id: Any, sent: float) -> None:
+        if result in (None, 0, False) or self._stopped:
+            return
+        self._leases[process_id] = sent + self.lease_ttl
+        log.info(
+            "igor broker: process {process_id} runs on this instance",
+            process_id=process_id,
+        )
+        self._start(process_id)
