@@ -30,7 +30,6 @@ refuses, encode as their value and canonical text.
 from __future__ import annotations
 
 import json
-import re
 from json import JSONDecoder
 
 # json's stubs leave out its pure-Python scanner and the hooks it calls.
@@ -116,7 +115,7 @@ def loads_bounded(
             # orjson refuses the constants, so parse_constant decides them
             # in the standard library's second pass.
             try:
-                if _LONG_DIGITS.search(raw) is None:
+                if not _long_digits(raw):
                     return _oloads(raw)  # type: ignore[no-any-return]
             except _ODecodeError:
                 pass
@@ -139,10 +138,21 @@ if _orjson is not None:
         | _orjson.OPT_PASSTHROUGH_DATETIME
     )
 
-#: A run of digits that may be an integer past 64 bits (orjson reads those
-#: as floats); a false alarm only costs a parse by the standard library.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+#: Every digit as C{0}, anything else as a space: a run of 19 digits (an
+#: integer that may be past 64 bits, which orjson reads as a float) is then
+#: found by a plain substring search, far faster than a regular expression.
+#: A false alarm (digits in a string) only costs a parse by the standard
+#: library.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _long_digits(payload: Union[bytes, str]) -> bool:
+    """Whether C{payload} holds a run of 19 or more digits."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", "surrogatepass")
+    return _LONG_RUN in payload.translate(_DIGITS_ONLY)
+
 
 _ENCODERS: Dict[Tuple[bool, bool], Callable[[Any], str]] = {
     (ascii, nan): json.JSONEncoder(
@@ -214,12 +224,7 @@ def loads(
     @raise RecursionError: for nesting too deep.
     """
     if FAST:
-        long = (
-            _LONG_DIGITS_TEXT.search(payload)
-            if isinstance(payload, str)
-            else _LONG_DIGITS.search(payload)
-        )
-        if long is None:
+        if not _long_digits(payload):
             try:
                 value: JSONValue = _oloads(payload)
                 return value
