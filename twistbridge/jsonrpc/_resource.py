@@ -55,7 +55,7 @@ from twistbridge.jsonrpc._httprules import (
 from twistbridge.jsonrpc._jsonp import JsonpResource
 from twistbridge.jsonrpc._parse import INLINE_PARSE, parse, parse_large
 from twistbridge.jsonrpc._registry import normalize_path
-from twistbridge.offload import OffloadError, awaited
+from twistbridge.offload import OffloadError, call_now
 
 if TYPE_CHECKING:
     from twistbridge.jsonrpc._controller import RpcController
@@ -271,22 +271,16 @@ class RpcResource(Resource):
         if opts.blocking or ctl.locks.active():
             d = ctl.run(method, call, None, opts.blocking)
         elif handler.run_in == "reactor":
-            # L{call_in_reactor} without its Deferred when the handler answers
-            # at once (the usual case): one Deferred and its callback less
-            # per call.
-            try:
-                if type(params) is list:
-                    value = handler.func(*params)
-                elif params:
-                    value = handler.func(**params)
-                else:
-                    value = handler.func()
-            except BaseException:
-                box.append(Failure())
+            # No Deferred when the handler is done at once (the usual case):
+            # one Deferred and its callback less a call.
+            if type(params) is list:
+                result, d = call_now(handler.func, *params)
+            elif params:
+                result, d = call_now(handler.func, **params)
             else:
-                d = awaited(value)
-                if d is None:
-                    box.append(value)
+                result, d = call_now(handler.func)
+            if d is None:
+                box.append(result)
         elif type(params) is list:
             d = ctl.offloader.call(handler, *params)
         elif params:
