@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from functools import lru_cache
 from typing import Iterable, Optional, Tuple
 
 __all__ = [
@@ -51,7 +52,10 @@ def split_host(host: str) -> Tuple[str, Optional[str]]:
     return name.rstrip(".").lower(), port
 
 
+@lru_cache(maxsize=256)
 def _loopback(name: str) -> bool:
+    # Cached: ipaddress parses the name of every request's Host header
+    # otherwise (a few microseconds each); bounded, as clients choose it.
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -95,12 +95,31 @@ def call_in_reactor(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Defe
     Call C{func} now, in the reactor thread, and return a L{Deferred} of its
     result, awaiting a coroutine or a L{Deferred} it returns.
     """
+    result, pending = call_now(func, *args, **kwargs)
+    if pending is not None:
+        return pending
+    if isinstance(result, Failure):
+        return defer.fail(result)
+    return defer.succeed(result)
+
+
+def call_now(
+    func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Tuple[Any, Optional[Deferred]]:
+    """
+    L{call_in_reactor} without a L{Deferred} when C{func} is done at once
+    (the usual case, which the protocols' fast paths take):
+    C{(result, None)}, the result a L{Failure} when C{func} raised, or
+    C{(None, pending)} when it returned a L{Deferred} or an awaitable.
+    """
     try:
         result = func(*args, **kwargs)
     except BaseException:
-        return defer.fail(Failure())
+        return Failure(), None
     pending = awaited(result)
-    return defer.succeed(result) if pending is None else pending
+    if pending is not None:
+        return None, pending
+    return result, None
 
 
 def awaited(result: Any) -> Optional[Deferred]:

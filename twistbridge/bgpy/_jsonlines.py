@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, List, Optional, Union
 
+from twistbridge._json import dumps_bytes, loads
 from twistbridge.bgpy._core import BgpyError, Message, MessageType
 from twistbridge.errors import not_json_text
 
@@ -97,7 +98,7 @@ def parse_json_line(line: bytes) -> Union[Message, BgpyError]:
     object, unknown type, args not an object) keeps the connection usable.
     """
     try:
-        data = json.loads(line.decode("utf-8"))
+        data = loads(line, allow_nan=True)
     except (ValueError, RecursionError) as e:  # (UnicodeDecodeError is one)
         return BgpyError(f"Invalid JSON: {e}.")
     if type(data) is not dict:
@@ -128,10 +129,13 @@ def encode_json(message: Message) -> bytes:
     C{ERROR} line saying so instead.
     """
     try:
-        text = json.dumps(
-            {"type": message.type.name, "args": message.args},
-            default=_json_default,
-            separators=(",", ":"),
+        return (
+            dumps_bytes(
+                {"type": message.type.name, "args": message.args},
+                allow_nan=True,
+                default=_json_default,
+            )
+            + b"\n"
         )
     except (TypeError, ValueError):
         reason = not_json_text(message.args, "answer", (set, frozenset))

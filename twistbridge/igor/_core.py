@@ -19,7 +19,6 @@ Wire format::
 
 from __future__ import annotations
 
-import json
 import re
 from typing import (
     Any,
@@ -33,7 +32,8 @@ from typing import (
     cast,
 )
 
-from twistbridge._json import JSONValue
+from twistbridge._json import JSONValue, dumps_bytes
+from twistbridge._json import loads as _json_loads
 from twistbridge.errors import error_text as _error_text
 from twistbridge.errors import not_json_text
 
@@ -52,8 +52,10 @@ INTRODUCE_SELF = "introduce_self"
 #: Seconds a session outlives its client's disconnect (Igor's value).
 SESSION_TIMEOUT = 10.0
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.loads
+
+def _dumps(value: object) -> bytes:
+    # Igor's encoding: ASCII, NaN and Infinity written as Python writes them.
+    return dumps_bytes(value, ascii=True, allow_nan=True)
 
 
 def flatten(api: ActionTree, separator: str = ".") -> Dict[str, Handler]:
@@ -135,10 +137,8 @@ def parse_message(payload: Union[bytes, str]) -> Union[Request, ProtocolError]:
     @return: a L{Request}, or a L{ProtocolError} saying what is wrong.
     """
     try:
-        if isinstance(payload, bytes):
-            # UTF-8 only (WebSocket text is UTF-8): skips json's encoding sniffing.
-            payload = payload.decode("utf-8")
-        message = _loads(payload)
+        # UTF-8 only (WebSocket text is UTF-8): no encoding sniffing.
+        message = _json_loads(payload, allow_nan=True)
     except (ValueError, TypeError, RecursionError):
         return NOT_JSON
     return request_from(message)
@@ -241,7 +241,7 @@ def stream_prefix(stream_id: StreamId) -> bytes:
     The encoded start of every message of one stream, C{{"streamId":id,}};
     a stream computes it once and the C{*_frame} functions complete it.
     """
-    return b'{"streamId":' + _dumps(stream_id).encode("utf-8") + b","
+    return b'{"streamId":' + _dumps(stream_id) + b","
 
 
 def data_frame(prefix: bytes, data: object) -> bytes:
@@ -250,10 +250,10 @@ def data_frame(prefix: bytes, data: object) -> bytes:
 
     @raise TypeError: naming the offending type when C{data} is not JSON.
     """
-    return prefix + b'"data":' + _data_json(data).encode("utf-8") + b"}"
+    return prefix + b'"data":' + _data_json(data) + b"}"
 
 
-def _data_json(data: object) -> str:
+def _data_json(data: object) -> bytes:
     try:
         return _dumps(data)
     except (TypeError, ValueError):
@@ -262,7 +262,7 @@ def _data_json(data: object) -> str:
 
 def error_frame(prefix: bytes, error: object) -> bytes:
     """C{{"streamId": id, "error": str(error)}} from the stream's prefix."""
-    return prefix + b'"error":' + _dumps(str(error)).encode("utf-8") + b"}"
+    return prefix + b'"error":' + _dumps(str(error)) + b"}"
 
 
 def close_frame(prefix: bytes) -> bytes:
@@ -287,14 +287,12 @@ def encode_close(stream_id: StreamId) -> bytes:
 
 def encode_action(process_id: Union[str, int], action: str, data: object) -> bytes:
     """A process message: C{{"streamId": process_id, "action": a, "data": d}}."""
-    return _dumps({"streamId": process_id, "action": action, "data": data}).encode(
-        "utf-8"
-    )
+    return _dumps({"streamId": process_id, "action": action, "data": data})
 
 
 def encode_protocol_error(error: ProtocolError) -> bytes:
     """C{{"error": message, "code": code}}."""
-    return _dumps({"error": error.message, "code": error.code}).encode("utf-8")
+    return _dumps({"error": error.message, "code": error.code})
 
 
 def error_text(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ from twistbridge.igor._core import (
     error_text,
     stream_prefix,
 )
-from twistbridge.offload import Handler
+from twistbridge.offload import Handler, call_now
 
 if TYPE_CHECKING:
     from twistbridge.igor._hub import Hub
@@ -148,16 +148,36 @@ class Streams:
             if handler.run_in == "process":
                 call_handler, out = self._in_process(handler), RecordingOutput()
             stream._sync = True
-            d = hub.offloader.call(
-                call_handler,
-                out,
-                data,
-                session=hub.sessions.get(conn.client_id),
-                scope=hub.scope,
-                client_id=conn.client_id,
-            )
-            stream.deferred = d
-            d.addBoth(self._finished, stream, handler)
+            session = hub.sessions.get(conn.client_id)
+            d: Optional[Deferred] = None
+            if call_handler.run_in == "reactor":
+                # No Deferred when the handler is done at once (the usual
+                # echo): one Deferred and its callback less a message.
+                result, d = call_now(
+                    call_handler.func,
+                    out,
+                    data,
+                    session=session,
+                    scope=hub.scope,
+                    client_id=conn.client_id,
+                )
+                if d is None:
+                    try:
+                        self._finished(result, stream, handler)
+                    except Exception:
+                        log.failure("igor: ending stream {s!r} failed", s=stream)
+            else:
+                d = hub.offloader.call(
+                    call_handler,
+                    out,
+                    data,
+                    session=session,
+                    scope=hub.scope,
+                    client_id=conn.client_id,
+                )
+            if d is not None:
+                stream.deferred = d
+                d.addBoth(self._finished, stream, handler)
             stream._sync = False
             if not stream.closed:
                 return  # still running: _finished continues the backlog

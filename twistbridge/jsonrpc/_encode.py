@@ -10,12 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
+from twistbridge._json import dumps_bytes
 from twistbridge.jsonrpc._core import PRE1, V1, V2, Call, Error, internal_error
-
-_encode = json.JSONEncoder(
-    ensure_ascii=True, allow_nan=False, separators=(",", ":")
-).encode
-
 
 _encode_str = json.encoder.encode_basestring_ascii
 
@@ -27,22 +23,31 @@ def dumps(obj: Any) -> str:
     @raise ValueError: for something that is not JSON (including NaN).
     @raise TypeError: for an object JSON cannot hold.
     """
+    return dumps_strict(obj).decode("ascii")
+
+
+def dumps_strict(obj: Any) -> bytes:
+    """L{dumps}, as bytes.
+
+    @raise ValueError: for something that is not JSON (including NaN).
+    @raise TypeError: for an object JSON cannot hold.
+    """
     try:
-        return _encode(obj)
+        return dumps_bytes(obj)
     except RecursionError:
         raise ValueError("result nested too deeply") from None
 
 
-def _fast(value: Any) -> str:
+def _fast(value: Any) -> bytes:
     """JSON for a value, with the common scalars done without the encoder."""
     t = type(value)
     if t is str:
-        return _encode_str(value)
+        return _encode_str(value).encode("ascii")
     if t is int:
-        return int.__repr__(value)
+        return int.__repr__(value).encode("ascii")
     if value is None:
-        return "null"
-    return dumps(value)
+        return b"null"
+    return dumps_strict(value)
 
 
 def encode_result(call: Call, result: Any) -> bytes:
@@ -52,18 +57,20 @@ def encode_result(call: Call, result: Any) -> bytes:
     @raise ValueError: (or L{TypeError}) when C{result} is not JSON.
     """
     if call.version == V2:
-        return (
-            '{"jsonrpc":"2.0","result":'
-            + _fast(result)
-            + ',"id":'
-            + _fast(call.id)
-            + "}"
-        ).encode()
+        return b"".join(
+            (
+                b'{"jsonrpc":"2.0","result":',
+                _fast(result),
+                b',"id":',
+                _fast(call.id),
+                b"}",
+            )
+        )
     if call.version == V1:
-        return (
-            '{"result":' + _fast(result) + ',"error":null,"id":' + _fast(call.id) + "}"
-        ).encode()
-    return ("[" + _fast(result) + "]").encode()
+        return b"".join(
+            (b'{"result":', _fast(result), b',"error":null,"id":', _fast(call.id), b"}")
+        )
+    return b"[" + _fast(result) + b"]"
 
 
 def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:
@@ -78,10 +85,10 @@ def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:
         }
         body = fault if version == PRE1 else {"result": None, "error": fault, "id": id}
     try:
-        return dumps(body).encode()
+        return dumps_strict(body)
     except (TypeError, ValueError):
         body = {"jsonrpc": "2.0", "error": internal_error().to_dict(), "id": None}
-        return dumps(body).encode()
+        return dumps_strict(body)
 
 
 def join(parts: Iterable[Optional[bytes]], batch: bool) -> Optional[bytes]:

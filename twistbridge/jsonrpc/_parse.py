@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any, List, Union
 
+from twistbridge import _json
 from twistbridge._json import TooManyContainers, loads_bounded
 from twistbridge.jsonrpc._core import (
     PRE1,
@@ -43,15 +44,11 @@ def loads(body: Union[bytes, str]) -> Any:
         are not UTF-8 and input nested too deeply to parse.
     """
     try:
-        if not isinstance(body, str):
-            # RFC 8259: JSON exchanged between systems is UTF-8.
-            body = body.decode("utf-8")
-        return _decode(body)
+        # RFC 8259: JSON exchanged between systems is UTF-8 (bytes that are
+        # not are refused).
+        return _json.loads(body)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-
-
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def _valid_id(value: Any) -> bool:

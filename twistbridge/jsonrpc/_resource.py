@@ -21,7 +21,7 @@ import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, List, Optional
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -55,7 +55,7 @@ from twistbridge.jsonrpc._httprules import (
 from twistbridge.jsonrpc._jsonp import JsonpResource
 from twistbridge.jsonrpc._parse import INLINE_PARSE, parse, parse_large
 from twistbridge.jsonrpc._registry import normalize_path
-from twistbridge.offload import OffloadError
+from twistbridge.offload import OffloadError, call_now
 
 if TYPE_CHECKING:
     from twistbridge.jsonrpc._controller import RpcController
@@ -264,17 +264,29 @@ class RpcResource(Resource):
         stats.processing += 1
         opts = disp.options
         t0 = _perf()
+        box: List[Any] = []
+        d: Optional[Deferred] = None
+        handler = method.handler
+        params = call.params
         if opts.blocking or ctl.locks.active():
             d = ctl.run(method, call, None, opts.blocking)
-        else:
-            params = call.params
+        elif handler.run_in == "reactor":
+            # No Deferred when the handler is done at once (the usual case):
+            # one Deferred and its callback less a call.
             if type(params) is list:
-                d = ctl.offloader.call(method.handler, *params)
+                result, d = call_now(handler.func, *params)
             elif params:
-                d = ctl.offloader.call(method.handler, **params)
+                result, d = call_now(handler.func, **params)
             else:
-                d = ctl.offloader.call(method.handler)
-        box: List[Any] = []
+                result, d = call_now(handler.func)
+            if d is None:
+                box.append(result)
+        elif type(params) is list:
+            d = ctl.offloader.call(handler, *params)
+        elif params:
+            d = ctl.offloader.call(handler, **params)
+        else:
+            d = ctl.offloader.call(handler)
         later: List[Exchange] = []
 
         def deliver(result: Any) -> None:
@@ -283,8 +295,10 @@ class RpcResource(Resource):
             else:
                 box.append(result)
 
-        d.addBoth(deliver)
+        if d is not None:
+            d.addBoth(deliver)
         if not box:
+            assert d is not None
             exchange = Exchange(ctl, request, disp, Parsed(False, [call]))
             exchange.pending = 1
             exchange.deferreds[0] = d
