@@ -99,8 +99,8 @@ class PlainUnittest(unittest.TestCase):
         self.assertEqual(self.client.rpc("mul", 6, 7), 42)
 
 
-class TrialCase(trial.TestCase):
-    """The client in a trial test case (trial runs its reactor around it)."""
+class TrialCase(trial.SynchronousTestCase):
+    """The client in a trial test case: trial's reactor-free kind is enough."""
 
     def setUp(self):
         app = Bridge()
