@@ -244,14 +244,7 @@ class BridgeTestClient:
             raise ValueError("time only moves forward")
         reactor = self.reactor
         target = reactor.seconds() + seconds
-        self.flush()
-        while True:
-            calls = reactor.getDelayedCalls()
-            step = calls[0].getTime() if calls else None
-            if step is None or step > target:
-                break
-            reactor.advance(max(0.0, step - reactor.seconds()))
-            self.flush()
+        self.settle(seconds)
         reactor.advance(max(0.0, target - reactor.seconds()))
         self.flush()
 

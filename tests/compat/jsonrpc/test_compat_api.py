@@ -35,7 +35,7 @@ PROGRAM = textwrap.dedent(
         call.unlockThis()
         unlocked = call.waitThis(returnStatus=True)
         call.log(3, "from", "locker")
-        call.sleep(0)
+        call.sleep(0)  # sleep-ok: the API under test
         return [locked, unlocked, _connection.dispatcherName, _connection.request,
                 _connection.serverName, _connection.dispatcher.__name__,
                 _connection.execBackendId, _connection.nativeThread]
