@@ -96,6 +96,10 @@ class BridgeService(MultiService):
     shutdown (see the module's docstring for the order and the C{drain()}
     contract of protocol services).
 
+    The service, its timers and its listeners run on C{reactor} (the
+    global reactor when L{None}): on a C{MemoryReactorClock} the listeners'
+    C{listenTCP} is recorded and no socket opens.
+
     @ivar owns_process: set by C{twistd bridge}: this service is the process
         (it handles SIGTERM/SIGINT and talks to systemd).  An application that
         adopts the service keeps its own signal handling.
@@ -111,6 +115,9 @@ class BridgeService(MultiService):
 
     def __init__(self, runtime: Runtime, reactor: Any = None) -> None:
         MultiService.__init__(self)
+        # The listeners get the reactor as given: None lets each endpoint
+        # take the global reactor when it binds, as it always did.
+        listen_reactor = reactor
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -145,7 +152,9 @@ class BridgeService(MultiService):
             if unused:
                 log.info("{name} listener left closed: {why}", name=name, why=unused)
                 continue
-            listener = build_listener(name, description, build(), s, refusal)
+            listener = build_listener(
+                name, description, build(), s, refusal, reactor=listen_reactor
+            )
             listener.setServiceParent(self)
             self.listeners[name] = listener
 
