@@ -39,6 +39,11 @@ busy handler threads after a forced stop exits anyway (status 0) after
 L{EXIT_GRACE} seconds.  A handler's request to stop (an Igor handler raising
 C{SystemExit}: L{BridgeService.request_stop}) stops the reactor when the
 bridge is the process, else only this service: the host's reactor runs on.
+
+This module is longer than most because the shutdown is one sequence
+(stop accepting, drain, bound, abort, stop the pools) whose steps share
+its deadline and its force; the listeners themselves are in
+L{twistbridge.listeners}.
 """
 
 from __future__ import annotations
