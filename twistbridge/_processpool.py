@@ -180,6 +180,7 @@ class _Worker(ProcessProtocol):
 
     def connectionMade(self) -> None:
         """Remember the pid; the child's stdin is not ours to use."""
+        assert self.transport is not None  # set before connectionMade
         self.pid = self.transport.pid
         self.transport.closeChildFD(0)
 
@@ -216,12 +217,14 @@ class _Worker(ProcessProtocol):
     def send(self, payload: bytes) -> None:
         """Write one call frame to the worker."""
         header = HEADER.pack(len(payload))
+        transport = self.transport
+        assert transport is not None  # calls go only to started workers
         try:
             if len(payload) < 65536:  # one write (copying a small payload is cheap)
-                self.transport.writeToChild(_poolworker.REQUEST_FD, header + payload)
+                transport.writeToChild(_poolworker.REQUEST_FD, header + payload)
             else:
-                self.transport.writeToChild(_poolworker.REQUEST_FD, header)
-                self.transport.writeToChild(_poolworker.REQUEST_FD, payload)
+                transport.writeToChild(_poolworker.REQUEST_FD, header)
+                transport.writeToChild(_poolworker.REQUEST_FD, payload)
         except (KeyError, OSError):
             # Its pipe is already gone: the worker is dying, and processEnded
             # will fail this call as a crash.
@@ -229,6 +232,8 @@ class _Worker(ProcessProtocol):
 
     def close(self) -> None:
         """End the worker's input: it exits once its current call is done."""
+        if self.transport is None:
+            return  # not started: nothing to close
         try:
             self.transport.closeChildFD(_poolworker.REQUEST_FD)
         except Exception:
@@ -236,6 +241,8 @@ class _Worker(ProcessProtocol):
 
     def kill(self) -> None:
         """SIGKILL the worker now."""
+        if self.transport is None:
+            return  # not started: nothing to kill
         try:
             self.transport.signalProcess("KILL")
         except (error.ProcessExitedAlready, OSError, AttributeError):

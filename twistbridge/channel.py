@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional, Tuple
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -162,7 +163,7 @@ class BridgeChannel(HTTPChannel):
         self._awaiting_headers = True
         HTTPChannel.requestDone(self, request)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop the clocks."""
         self._header_since = None
         self._body_request = None
@@ -196,7 +197,9 @@ class BridgeChannel(HTTPChannel):
         since = self._header_since
         if since is None:
             return  # no request waiting for its headers: the next one re-arms
-        left = since + self.header_timeout - self._now()
+        timeout = self.header_timeout
+        assert timeout is not None  # armed only with a header timeout
+        left = since + timeout - self._now()
         if left > 0:
             self._header_call = self.callLater(left, self._check_headers)
             return
@@ -204,6 +207,7 @@ class BridgeChannel(HTTPChannel):
 
     def _headers_too_slow(self) -> None:
         self._header_since = None
+        assert self.transport is not None  # timers stop when the connection is lost
         log.info(
             "408 for {peer}: request headers not complete within {timeout} s",
             peer=getattr(self.transport.getPeer(), "host", "?"),
@@ -231,6 +235,7 @@ class BridgeChannel(HTTPChannel):
 
     def _body_too_slow(self, request: Any, received: int) -> None:
         self._body_request = None
+        assert self.transport is not None  # timers stop when the connection is lost
         got = received - self._body_mark
         log.info(
             "408 for {peer}: request body too slow ({got} bytes in {window} s, "

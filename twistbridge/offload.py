@@ -135,7 +135,8 @@ def awaited(result: Any) -> Optional[Deferred]:
     if isinstance(result, Deferred):
         return result
     if inspect.isawaitable(result):
-        return defer.ensureDeferred(result)
+        # Twisted types only coroutines (and Deferreds) here.
+        return defer.ensureDeferred(result)  # type: ignore[arg-type]
     return None
 
 
@@ -367,7 +368,7 @@ class Offloader(Service):
         with L{ServerBusy} (0: no limit).
     """
 
-    name = "offload"
+    name = "offload"  # type: ignore[assignment]  # Twisted types it as None
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Optional, Union
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, pages
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from twistbridge.origins import origin_allowed
@@ -161,11 +161,11 @@ def build_page() -> Resource:
 class _Folder(Resource):
     """A fixed set of children; the folder itself and anything else: 404."""
 
-    def __init__(self, missing: Callable[[], Resource] = pages.notFound) -> None:
+    def __init__(self, missing: Callable[[], IResource] = pages.notFound) -> None:
         Resource.__init__(self)
         self._missing = missing
 
-    def getChild(self, path: bytes, request: Any) -> Resource:
+    def getChild(self, path: bytes, request: Any) -> IResource:
         """Not one of the children: 404."""
         return self._missing()
 

@@ -56,7 +56,7 @@ import json
 import re
 from io import BytesIO
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -160,6 +160,8 @@ class BridgeRequest(Request):
         metrics' request latency starts there).
     """
 
+    # Twisted documents it as a BinaryIO but types it as None.
+    content: IO[bytes]  # type: ignore[assignment]
     body_consumer: Any = None
     started: Optional[float] = None
     #: The body limit of a resource that names none (0: it takes no body).
@@ -377,6 +379,7 @@ class BridgeRequest(Request):
 
     def _log_refusal(self, code: int, message: str) -> None:
         channel = self.channel
+        assert channel.transport is not None  # refused while connected
         peer = getattr(channel.transport.getPeer(), "host", "?")
         line_method, line_uri = request_line(channel)
         method = line_method or self.method or b"?"

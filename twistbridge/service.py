@@ -297,7 +297,12 @@ class BridgeService(MultiService):
             d.addErrback(lambda f: log.failure("shutdown failed", f))
             d.addBoth(lambda _: self._stopped())
         result: Deferred = Deferred()
-        self._stopping.addBoth(lambda r: (result.callback(None), r)[1])
+
+        def relay(outcome: Any) -> Any:
+            result.callback(None)
+            return outcome
+
+        self._stopping.addBoth(relay)
         return result
 
     def _stopped(self) -> None:
@@ -364,9 +369,17 @@ class BridgeService(MultiService):
         timer = self._reactor.callLater(
             max(0.0, deadline - self._reactor.seconds()), done, False
         )
-        d.addBoth(lambda r: (done(True), None)[1])
+
+        def drained(_: Any) -> None:
+            done(True)
+
+        def stopping(outcome: Any) -> Any:
+            done(False)
+            return outcome
+
+        d.addBoth(drained)
         assert self._stopping is not None
-        self._stopping.addBoth(lambda r: (done(False), r)[1])
+        self._stopping.addBoth(stopping)
         return result
 
     async def _shutdown(self) -> None:

@@ -267,10 +267,10 @@ def load_app(spec: str) -> Any:
 
     module_name, sep, attribute = spec.partition(":")
     if module_name.endswith(".py"):
-        module = module_name[:-3].replace("/", ".").replace("\\", ".")
+        dotted = module_name[:-3].replace("/", ".").replace("\\", ".")
         raise _fail(
             f"--app {spec}: name the module, not its file: "
-            f"--app {module}:{attribute or 'bridge'}"
+            f"--app {dotted}:{attribute or 'bridge'}"
         )
     if not sep or not module_name or not attribute:
         raise _fail(

@@ -13,7 +13,7 @@ Early body handling is L{twistbridge.request}'s: see there for the hooks
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 from twisted.logger import Logger
 from twisted.web import http
@@ -64,7 +64,7 @@ def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
     """
     service = runtime.built_service()
     services: Dict[str, Any] = {}
-    ok = True
+    ok: Union[bool, int] = True  # Service.running is an int
     if service is not None:
         services = service.listener_status()
         ok = service.running and all(s["up"] for s in services.values())
@@ -204,7 +204,8 @@ class BridgeSite(Site):
         allowed as C{Host} (filled in from a thread when the site starts).
     """
 
-    protocol = BridgeChannel
+    # Twisted types this as its HTTP/2-capable wrapper factory only.
+    protocol = BridgeChannel  # type: ignore[assignment]
     requestFactory = BridgeRequest
 
     def __init__(
@@ -228,7 +229,7 @@ class BridgeSite(Site):
 
         from twistbridge.hosts import machine_names
 
-        reactor = self.reactor
+        reactor: Any = self.reactor
         if not hasattr(reactor, "getThreadPool"):
             return  # a test reactor
         d = deferToThreadPool(reactor, reactor.getThreadPool(), machine_names)

@@ -119,6 +119,9 @@ class BgpyProtocol(Protocol):
     """
 
     format: Optional[str] = None
+    # A TCP (or TLS) transport, set from connectionMade on: also a producer
+    # (pauseProducing) and abortable, more than the ITransport it is typed as.
+    transport: Any
 
     def __init__(self, factory: BgpyFactory) -> None:
         self.factory = factory
@@ -187,6 +190,7 @@ class BgpyProtocol(Protocol):
         assert decoder is not None
         fast = self._parked and self.format == "json"
         most = None if self.authenticated else 1
+        item: Union[bytes, Message, BgpyError]
         for item in decoder.feed(data, most):
             if fast and not self.inbox.pending and type(item) is bytes:
                 # Nothing queued before it: handle a JSON line now if it
@@ -268,7 +272,7 @@ class BgpyProtocol(Protocol):
             self.decoder.max_size = self.read_limit()
             self.decoder.note = ""
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         """Stop timers; wake L{_serve} so it ends."""
         self.lost = True
         self._cancel(self._message_timer)

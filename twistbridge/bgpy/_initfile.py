@@ -40,7 +40,9 @@ def _package_name(path: str) -> Tuple[str, str]:
 
 def _same_file(module: Any, path: str) -> bool:
     origin = getattr(module, "__file__", None)
-    return bool(origin) and os.path.realpath(origin) == os.path.realpath(path)
+    if not origin:
+        return False
+    return os.path.realpath(origin) == os.path.realpath(path)
 
 
 CUSTOM_PACKAGE = "twistbridge.bgpy.custom"
@@ -62,9 +64,11 @@ def _bare_is_free(stem: str, path: str) -> bool:
         spec = importlib.util.find_spec(stem)
     except (ImportError, ValueError):
         return False
-    return spec is None or (
-        bool(spec.origin) and os.path.realpath(spec.origin) == os.path.realpath(path)
-    )
+    if spec is None:
+        return True
+    if not spec.origin:
+        return False
+    return os.path.realpath(spec.origin) == os.path.realpath(path)
 
 
 def _load_module(path: str) -> Tuple[Any, List[str]]:

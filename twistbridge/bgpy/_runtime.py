@@ -230,6 +230,9 @@ class TaskRuntime:
             real, names, configured = load_init_file(settings.bgpy_init_file)
             init_modules = dict.fromkeys(names, real)
         elif registered.init_task is not None:
+            # bgpy_tasks() sets the three together, each checked callable.
+            assert registered.exec_task is not None
+            assert registered.exit_task is not None
             configured = TaskSet(
                 registered.init_task, registered.exec_task, registered.exit_task
             )

@@ -70,7 +70,7 @@ class BgpyTaskService(Service):
     @ivar runtime: the L{TaskRuntime}.
     """
 
-    name = "bgpy-tasks"
+    name = "bgpy-tasks"  # type: ignore[assignment]  # Twisted types it as None
 
     def __init__(self, runtime: TaskRuntime) -> None:
         self.runtime = runtime

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, cast
 
 from twistbridge.igor._core import (
     SESSION_TIMEOUT,
@@ -34,6 +34,9 @@ from twistbridge.igor._objects import (
 from twistbridge.igor._objects import (
     handler_wrapper as handler_wrapper,
 )
+
+if TYPE_CHECKING:
+    from twistbridge.service import BridgeService
 
 __all__ = [
     "CONFIG",
@@ -134,7 +137,8 @@ class WebSocketServer:
         """Stop the server gracefully (from any thread)."""
         from twisted.internet import reactor
 
-        reactor.callFromThread(reactor.stop)
+        # The stubs type the global reactor without IReactorFromThreads.
+        reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
 
 
 class IgorServer:
@@ -263,7 +267,7 @@ class IgorServer:
         if self._service is not None:
             return self._service
         self._hub.session_timeout = self.session_delete_timeout
-        service = self.bridge.service()
+        service = cast("BridgeService", self.bridge.service())
         plan = self._file_server
         if plan is not None:
             from twistbridge.igor._fileserver import build_file_site
@@ -285,7 +289,8 @@ class IgorServer:
                 s,
                 HTTP_REFUSAL,
             )
-            listener.kill = listener.stopService  # Igor's name
+            # Igor's name, on this listener only.
+            listener.kill = listener.stopService  # type: ignore[attr-defined]
             listener.setServiceParent(service)
             service.listeners["igor-files"] = listener
             self.file_server_threat = listener

@@ -186,8 +186,9 @@ class Hub:
                 n=conn.refused - 1,
             )
         self.streams.close(conn)
-        if self.ids.clients.get(conn.client_id) is conn:
-            self.broker.left(conn.client_id)
+        client_id = conn.client_id
+        if self.ids.clients.get(client_id) is conn:
+            self.broker.left(client_id)
         self.ids.remove(conn)
         if self._drained is not None and not self.connections:
             self._finish_drain()
@@ -411,7 +412,12 @@ class Hub:
                 self.shutdown_timeout, self._force
             )
         d: Deferred = Deferred()
-        self._drained.addBoth(lambda r: (d.callback(None), r)[1])
+
+        def relay(result: Any) -> Any:
+            d.callback(None)
+            return result
+
+        self._drained.addBoth(relay)
         return d
 
     def _force(self) -> None:

@@ -184,8 +184,10 @@ class IgorProtocol(WebSocketServerProtocol):
         Without it every small reply waits for the client's delayed ACK.
         """
         WebSocketServerProtocol.connectionMade(self)
+        # TCP or TLS (or a UNIX socket): more than the ITransport it is typed as.
+        transport: Any = self.transport
         try:
-            self.transport.setTcpNoDelay(self.factory.tcpNoDelay)
+            transport.setTcpNoDelay(self.factory.tcpNoDelay)
         except Exception:  # not TCP (a UNIX socket)
             pass
 
@@ -277,7 +279,8 @@ class IgorProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         """Watch the write buffer and join the hub."""
-        transport = self.transport
+        # A producer and consumer too, not only the ITransport it is typed as.
+        transport: Any = self.transport
         self._access = [transport.getPeer(), time.monotonic(), 0, 0]
         self._watch = _WriteWatch()
         try:
@@ -410,9 +413,10 @@ class IgorProtocol(WebSocketServerProtocol):
         # Not dropConnection(): that logs a second time.  onClose still
         # follows, from connectionLost.
         self.state = WebSocketProtocol.STATE_CLOSED
-        if self.transport is not None:
-            self.transport.unregisterProducer()
-            self.transport.abortConnection()
+        transport: Any = self.transport  # a TCP/TLS one (abortConnection)
+        if transport is not None:
+            transport.unregisterProducer()
+            transport.abortConnection()
 
     def pause_reading(self) -> None:
         """
@@ -422,13 +426,15 @@ class IgorProtocol(WebSocketServerProtocol):
         """
         self._pauses += 1
         if self._pauses == 1:
-            self.transport.pauseProducing()
+            transport: Any = self.transport  # a producer too
+            transport.pauseProducing()
 
     def resume_reading(self) -> None:
         """Undo one L{pause_reading}: read again once none is left."""
         self._pauses -= 1
         if self._pauses == 0:
-            self.transport.resumeProducing()
+            transport: Any = self.transport  # a producer too
+            transport.resumeProducing()
 
 
 class IgorFactory(WebSocketServerFactory):

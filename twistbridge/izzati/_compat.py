@@ -118,6 +118,7 @@ class Backend:
             args = (self.q, *args)
         bridge.izzati(self.callback, args=args, kwargs=self.kwargs)
         if self.background:
+            assert bridge.izzati_registration is not None  # set just above
             bridge.izzati_registration.queue_first = True
         return bridge
 

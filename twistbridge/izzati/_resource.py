@@ -296,6 +296,8 @@ class _Exchange:
             return
         text, files = outcome
         registration = self.registry.izzati_registration
+        # Without one, the body was discarded into a 404 (handled above).
+        assert registration is not None
         args: List[Any] = list(registration.args)
         if registration.queue_first and args:
             args = [args[0], text, files, *args[1:]]

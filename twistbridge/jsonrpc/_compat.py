@@ -560,13 +560,23 @@ class JSONRPCServer:
         """
         from twistbridge.jsonrpc._simulate import simulate
 
-        run = (simulate, self, dispatcherName, args, path, headers, cookies, notify)
+        run = (self, dispatcherName, args, path, headers, cookies, notify)
         if threadable.isInIOThread() and self._reactor.running:
-            return run[0](*run[1:])
+            return simulate(*run)
         self._ensure_reactor()
         from twisted.internet.threads import blockingCallFromThread
 
-        return blockingCallFromThread(self._reactor, *run)
+        return blockingCallFromThread(
+            self._reactor,
+            simulate,
+            self,
+            dispatcherName,
+            args,
+            path,
+            headers,
+            cookies,
+            notify,
+        )
 
     def getWSGI(self) -> Callable[..., Any]:
         """

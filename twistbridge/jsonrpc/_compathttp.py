@@ -14,7 +14,7 @@ import functools
 import inspect
 import io
 import sys
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Type
 from urllib.parse import unquote
 
 from twisted.logger import Logger
@@ -24,6 +24,9 @@ from twistbridge.errors import Busy
 from twistbridge.jsonrpc._dispatch import AttrDict
 from twistbridge.jsonrpc._registry import normalize_path
 from twistbridge.offload import OffloadError
+
+if TYPE_CHECKING:
+    from twistbridge.request import BridgeRequest
 
 
 class MainError(Exception):
@@ -241,7 +244,7 @@ def _route(server: Any, resource: Any, request: Any) -> Any:
     return rpc_path
 
 
-def compat_request(server: Any, base: type) -> type:
+def compat_request(server: Any, base: Type[BridgeRequest]) -> Type[BridgeRequest]:
     """
     The request class of a compatibility server: unknown paths answer as
     flaskJSONRPCServer's do (C{404 Not found}), and the server's C{auth}

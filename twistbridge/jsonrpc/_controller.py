@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredLock
@@ -140,6 +140,8 @@ class RpcController:
     def run(self, method: Method, call: Call, conn: Any, blocking: bool) -> Deferred:
         """Run one call where its handler belongs; a L{Deferred} of the result."""
         params = call.params
+        args: Sequence[Any]
+        kwargs: Dict[str, Any]
         if type(params) is list:
             args, kwargs = params, {}
         else:

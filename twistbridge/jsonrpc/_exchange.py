@@ -184,8 +184,10 @@ class Exchange:
 
     def allowed(self, call: Call) -> bool:
         """Whether the path's C{auth} function lets C{call} run (C{True} only)."""
+        auth = self.disp.options.auth
+        assert auth is not None  # only called when the path has one
         try:
-            ok = self.disp.options.auth(self.connection(), call.method) is True
+            ok = auth(self.connection(), call.method) is True
         except Exception:
             log.failure("JSON-RPC auth function raised; the call is refused")
             return False

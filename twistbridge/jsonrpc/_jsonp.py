@@ -7,7 +7,7 @@ on.  The query string's rules are L{twistbridge.jsonrpc._httprules}'s.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Dict
 
 from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
@@ -104,11 +104,11 @@ class JsonpResource(Resource):
             conn["method"] = name
             conn["_call"] = call
             try:
-                ok = opts.auth(conn, name) is True
+                allowed = opts.auth(conn, name) is True
             except Exception:
                 log.failure("JSON-RPC auth function raised; the call is refused")
-                ok = False
-            if not ok:
+                allowed = False
+            if not allowed:
                 request.setResponseCode(http.FORBIDDEN)
                 return error(forbidden())
         if method is None and name not in BUILTIN_METHODS:
@@ -132,7 +132,7 @@ class JsonpResource(Resource):
         t0 = _perf()
         ctl.stats_data.processing += 1
         d = ctl.run(method, call, conn, opts.blocking)
-        state = {"sync": True, "body": None}
+        state: Dict[str, Any] = {"sync": True, "body": None}
 
         def ok(result: Any) -> None:
             ctl.stats_data.record(disp.path, name, _perf() - t0, True)

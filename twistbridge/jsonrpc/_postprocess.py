@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from twisted.logger import Logger
 
@@ -163,7 +163,9 @@ def _as_bytes(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
 
 
-def postprocess_request(server: Any, base: type = BridgeRequest) -> type:
+def postprocess_request(
+    server: Any, base: Type[BridgeRequest] = BridgeRequest
+) -> Type[BridgeRequest]:
     """A request class that holds its answer back for C{server}'s postprocessers."""
 
     class PostprocessRequest(base):  # type: ignore[valid-type, misc]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from http.cookies import SimpleCookie
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 from urllib.parse import parse_qs
 
 from twisted.internet import defer
@@ -183,6 +183,7 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
         if type(parsed) is core.Error:
             start_response("200 OK", [("Content-Type", "application/json")])
             return [encode.encode_error(parsed)]
+        parsed = cast(core.Parsed, parsed)  # the Error was answered above
         if server.settings["auth"] is not None:
             info = _wsgi_info(environ, path, body)
             if not call_auth(server, info):
@@ -194,7 +195,9 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
             if type(item) is core.Invalid:
                 parts.append(encode.encode_error(item.error, item.id, item.version))
                 continue
-            entries, headers = blockingCallFromThread(
+            item = cast(core.Call, item)
+            # Typed as a Deferred's result or the Deferred; it is the result.
+            answer: Any = blockingCallFromThread(
                 server._reactor,
                 simulate,
                 server,
@@ -206,6 +209,7 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
                 item.notification,
                 False,
             )
+            entries, headers = answer
             if item.notification:
                 parts.append(None)
             elif "code" not in entries[0]:
@@ -260,7 +264,8 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
             if not call_auth(server, info):
                 start_response("403 Forbidden", [("Content-Type", "text/plain")])
                 return [b"Forbidden"]
-        entries, headers = blockingCallFromThread(
+        # Typed as a Deferred's result or the Deferred; it is the result.
+        answer: Any = blockingCallFromThread(
             server._reactor,
             simulate,
             server,
@@ -272,6 +277,7 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
             False,
             False,
         )
+        entries, headers = answer
         entry = entries[0]
         if "code" in entry:
             error = {k: v for k, v in entry.items() if k != "id"}
