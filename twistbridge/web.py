@@ -81,7 +81,7 @@ def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
             },
             **services,
         }
-    body = {
+    body: Dict[str, Any] = {
         "status": "ok" if ok else "starting",
         "services": services,
         "pools": runtime.offloader.stats(),

@@ -56,6 +56,7 @@ from twistbridge.bgpy._tasks import (
     INIT_OK,
     NO_TASKS,
     NOT_INITIALIZED,
+    TASK_KEYS,
     TaskSet,
     call_init,
     describe_failure,
@@ -207,6 +208,7 @@ class BgpyCluster:
         # The holder's copy of what Redis holds (None: to be loaded).
         self._record: Optional[Dict[str, Any]] = None
         self._tasks: Optional[TaskSet] = None
+        self._pending_tasks: Optional[TaskSet] = None  # (an INIT's, until stored)
 
     # connections -----------------------------------------------------------
 
@@ -223,7 +225,7 @@ class BgpyCluster:
             (commands, self._commands_ready),
             (subscriber, self._subscriber_ready),
         ):
-            endpoint = RecordingEndpoint(
+            endpoint: Any = RecordingEndpoint(
                 broker_endpoint(self.reactor, self.address), self._unreachable
             )
             service = ClientService(
@@ -425,15 +427,16 @@ class BgpyCluster:
         tasks: Optional[TaskSet],
         refused: Optional[str],
     ) -> Reply:
-        args = {k: v for k, v in args.items() if k not in TASK_ARGS}
+        args = {k: v for k, v in args.items() if k not in TASK_KEYS}
         try:
             stored_text(args)
         except ValueError as e:
             return _reply(
                 False, f"{kind.upper()} arguments cannot go through the broker: {e}."
             )
-        request = {
-            "id": uuid.uuid4().hex,
+        request_id = uuid.uuid4().hex
+        request: Dict[str, Any] = {
+            "id": request_id,
             "from": self.instance,
             "kind": kind,
             "args": args,
@@ -445,7 +448,7 @@ class BgpyCluster:
         if not self.up:
             return _reply(False, BROKER_UNAVAILABLE)
         d: Deferred = Deferred()
-        self._waiting[request["id"]] = d
+        self._waiting[request_id] = d
         try:
             if self.holds():
                 self._queue.put((request, d))
@@ -456,12 +459,12 @@ class BgpyCluster:
             d.addTimeout(self.request_timeout, self.reactor)
             return await d
         except defer.TimeoutError:
-            return await self._give_up(request["id"])
+            return await self._give_up(request_id)
         except Exception as e:
             log.debug("bgpy broker: request failed: {e}", e=e)
             return _reply(False, BROKER_UNAVAILABLE)
         finally:
-            self._waiting.pop(request["id"], None)
+            self._waiting.pop(request_id, None)
 
     async def _give_up(self, request_id: str) -> Reply:
         # Never run from now on, unless it already ran: then its answer.
@@ -658,9 +661,3 @@ class BgpyCluster:
                     {"message": f"The response cannot go through the broker: {e}."},
                 )
         return _reply(ok, message, list(response) if response is not None else None)
-
-    _pending_tasks: Optional[TaskSet] = None
-
-
-TASK_KEYS_SET = ("init_task", "exec_task", "exit_task")
-TASK_ARGS = frozenset(TASK_KEYS_SET)
