@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -73,6 +74,9 @@ LEASE_TTL = 3.0
 
 REQUEST_TIMEOUT = 2.0
 """Seconds a forwarded request waits for its answer before it is given up."""
+
+RETRY_DELAY = 0.05
+"""Seconds between two tries of a request that no holder listened to."""
 
 ANSWER_TTL = 60
 """Seconds an answer stays in Redis (for a requester that missed it)."""
@@ -209,6 +213,7 @@ class BgpyCluster:
         self._record: Optional[Dict[str, Any]] = None
         self._tasks: Optional[TaskSet] = None
         self._pending_tasks: Optional[TaskSet] = None  # (an INIT's, until stored)
+        self._listening = False  # subscribed to the requests (holder only)
 
     # connections -----------------------------------------------------------
 
@@ -267,12 +272,34 @@ class BgpyCluster:
     def _subscriber_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
             await self._prepared(protocol)
-            channels = [self.prefix + "requests", self._reply_channel(self.instance)]
+            channels = [self._reply_channel(self.instance)]
             await protocol.subscribe([c.encode("utf-8") for c in channels])
             self._subscriber = protocol
+            self._listening = False
             self._check_up()
+            self._listen()
 
         return defer.ensureDeferred(ready())
+
+    def _listen(self) -> None:
+        # Only the holder listens to the requests: a requester whose PUBLISH
+        # reached nobody knows at once that no instance holds the lease.
+        subscriber = self._subscriber
+        wanted = self._until is not None
+        if subscriber is None or wanted == self._listening:
+            return
+        self._listening = wanted
+        channel = (self.prefix + "requests").encode("utf-8")
+        call = subscriber.subscribe if wanted else subscriber.unsubscribe
+        try:
+            d: Deferred = call([channel])
+        except Exception:
+            d = defer.fail()
+        d.addErrback(
+            lambda f: log.debug(
+                "bgpy broker: (un)subscribing: {e}", e=f.getErrorMessage()
+            )
+        )
 
     def _reply_channel(self, instance: str) -> str:
         return f"{self.prefix}reply:{instance}"
@@ -358,6 +385,7 @@ class BgpyCluster:
             log.warn("bgpy broker: the tasks stop running here: {why}", why=why)
         self._until = None
         self._record = None
+        self._listen()
 
     def _lease_tick(self) -> None:
         if self._until is not None and not self.holds():
@@ -392,6 +420,7 @@ class BgpyCluster:
             return
         self._until = sent + self.lease_ttl
         self._record = None
+        self._listen()
         log.info("bgpy broker: the tasks run on this instance")
         if self.configured is not None:  # the first holder ever runs init_task
             self._queue.put(
@@ -449,14 +478,22 @@ class BgpyCluster:
             return _reply(False, BROKER_UNAVAILABLE)
         d: Deferred = Deferred()
         self._waiting[request_id] = d
+        deadline = self._monotonic() + self.request_timeout
         try:
             if self.holds():
                 self._queue.put((request, d))
             else:
-                await self._cmd(
-                    "publish", self.prefix + "requests", json.dumps(request)
-                )
-            d.addTimeout(self.request_timeout, self.reactor)
+                text = json.dumps(request)
+                # No holder listening (between two holders): ask again
+                # until one takes the lease, or the time is up.
+                while not await self._cmd("publish", self.prefix + "requests", text):
+                    if self._monotonic() + RETRY_DELAY >= deadline:
+                        raise defer.TimeoutError()
+                    await deferLater(self.reactor, RETRY_DELAY, lambda: None)
+                    if self.holds():
+                        self._queue.put((request, d))
+                        break
+            d.addTimeout(max(0.0, deadline - self._monotonic()), self.reactor)
             return await d
         except defer.TimeoutError:
             return await self._give_up(request_id)
