@@ -21,7 +21,6 @@ from twisted.python.failure import Failure
 from twistbridge.config import BrokerAddress
 
 __all__ = [
-    "RAISE",
     "RELEASE",
     "RENEW",
     "RecordingEndpoint",
@@ -35,15 +34,6 @@ RENEW = (
     "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
 )
 """Renew lease C{KEYS[1]} for C{ARGV[2]} ms if C{ARGV[1]} holds it (1), else 0."""
-
-RAISE = (
-    "if tonumber(redis.call('get', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
-    "redis.call('set', KEYS[1], ARGV[1]) end return 1"
-)
-"""
-Raise the counter C{KEYS[1]} to at least C{ARGV[1]} (a Redis that lost its
-data must not hand out ids that are still in use).
-"""
 
 RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then "

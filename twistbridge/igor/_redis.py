@@ -39,7 +39,6 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from twistbridge._redisconn import RAISE as _RAISE
 from twistbridge._redisconn import RELEASE as _RELEASE
 from twistbridge._redisconn import RENEW as _RENEW
 from twistbridge._redisconn import RecordingEndpoint as _Recording
@@ -58,6 +57,13 @@ LEASE_TTL = 3.0
 PRESENCE_TTL = 15.0
 #: Automatic client ids taken from Redis at a time.
 ID_BLOCK = 100
+
+# Raise the id counter to at least ARGV[1] (a Redis that lost its data must
+# not hand out ids that are still in use).
+_RAISE = (
+    "if tonumber(redis.call('get', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+    "redis.call('set', KEYS[1], ARGV[1]) end return 1"
+)
 
 
 def _id_text(client_id: Any) -> str:
