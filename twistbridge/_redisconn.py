@@ -6,7 +6,7 @@ leases (a key holding its holder's id, with an expiry the holder renews).
 
 The Igor broker (L{twistbridge.igor._redis}) and the bgpy broker
 (L{twistbridge.bgpy._cluster}) both connect through L{RedisFactory} and
-L{RecordingEndpoint} under Twisted's L{ClientService}, which reconnects with
+L{RecordingEndpoint} under Twisted's C{ClientService}, which reconnects with
 backoff.
 """
 
@@ -119,7 +119,7 @@ class RedisFactory(Factory):
         return p
 
     def stopTrying(self) -> None:
-        """(txredisapi calls it; L{ClientService} does the retrying.)"""
+        """(txredisapi calls it; C{ClientService} does the retrying.)"""
 
     def connectionError(self, why: str) -> None:
         """txredisapi's report of a failed login or database selection."""

@@ -120,6 +120,10 @@ def test_a_client_on_either_instance_sees_one_state(redis_server):
     try:
         a, b = holder_first(redis_server, started)
         assert (a.holder(), b.holder()) == (True, False)
+        for instance, holder in ((a, True), (b, False)):
+            broker = instance.health()["broker"]
+            assert broker["bgpy"] == {"up": True, "holder": holder}
+            assert broker["processes"] == []
         on_a = real(a)
         for _ in range(3):
             assert on_a.execute({"command": "increase", "value_change": 10}) == {
