@@ -160,6 +160,7 @@ class Runtime:
                 self.offloader,
                 rt.machine.configured,
                 reactor=self.reactor,
+                policy=rt.allow_modules,
             )
         return rt
 

@@ -124,3 +124,25 @@ def test_a_state_is_stored_only_by_the_holder_for_a_live_request(redis_server):
     assert store(redis_server, "B", "r4", "=") == b":1"
     assert redis_server.command("GET", "twistbridge:0:bgpy:state") == b'{"state": 2}'
     assert redis_server.command("GET", "twistbridge:0:bgpy:req:r4") == b'{"ok": true}'
+
+
+def test_tasks_named_in_redis_are_checked_against_this_instances_modules():
+    import pytest
+
+    from twistbridge import _demo_tasks
+    from twistbridge.bgpy._cluster import resolve_tasks
+    from twistbridge.bgpy._pickle import RefusedGlobal, TaskPolicy
+
+    refs = [
+        f"twistbridge._demo_tasks:{n}" for n in ("init_task", "exec_task", "exit_task")
+    ]
+    tasks = resolve_tasks(refs, None, TaskPolicy(["twistbridge._demo_tasks"]))
+    assert tasks.exec_task is _demo_tasks.exec_task
+    with pytest.raises(RefusedGlobal) as refused:
+        resolve_tasks(
+            ["posix:system"] * 3, None, TaskPolicy(["twistbridge._demo_tasks"])
+        )
+    assert str(refused.value) == (
+        "'posix.system' is not allowed: only plain Python functions may be named "
+        "(no builtins, C functions, classes)"
+    )

@@ -51,7 +51,7 @@ from twistbridge._redisconn import (
     RedisFactory,
     broker_endpoint,
 )
-from twistbridge.bgpy._pickle import load_task
+from twistbridge.bgpy._pickle import RefusedGlobal, load_task
 from twistbridge.bgpy._tasks import (
     ALREADY_INITIALIZED,
     INIT_OK,
@@ -133,12 +133,36 @@ def task_refs(tasks: Optional[TaskSet]) -> Optional[List[str]]:
     ]
 
 
-def resolve_tasks(refs: Optional[List[str]], configured: Optional[TaskSet]) -> Any:
-    """The L{TaskSet} of C{refs} (L{None}: C{configured})."""
+def resolve_tasks(
+    refs: Optional[List[str]], configured: Optional[TaskSet], policy: Any = None
+) -> Any:
+    """
+    The L{TaskSet} of C{refs} (L{None}: C{configured}), each a plain
+    function of a module this instance allows (C{policy}, a
+    L{twistbridge.bgpy._pickle.TaskPolicy}; L{None}: any).
+
+    @raise RefusedGlobal: a function that is not allowed here.
+    """
     if refs is None:
         return configured
-    funcs = [load_task(*ref.split(":", 1)) for ref in refs]
+    funcs = []
+    for ref in refs:
+        module, name = ref.split(":", 1)
+        if policy is not None and not _allowed(policy, module):
+            raise RefusedGlobal(policy.refusal(module, name))
+        funcs.append(load_task(module, name))
     return TaskSet(*funcs)
+
+
+def _allowed(policy: Any, module: str) -> bool:
+    # The module names a pickle may use, as loaded (the init file's too).
+    if module in policy.allow_modules or module in policy.init_modules.values():
+        return True
+    return (
+        policy.token_configured
+        and not policy.allow_modules
+        and not any(part.startswith("_") for part in module.split("."))
+    )
 
 
 class _Capture:
@@ -172,6 +196,9 @@ class BgpyCluster:
     The bgpy tasks shared through Redis (see the module's docstring).
 
     @ivar instance: this instance's id (random, new each start).
+    @ivar policy: the modules whose functions may be named as tasks (the
+        L{twistbridge.bgpy._pickle.TaskPolicy} of this instance's clients),
+        checked again for the names read from Redis.
     @ivar up: connected to Redis (both connections ready).
     @ivar reason: why not, for C{/health}.
     """
@@ -182,6 +209,7 @@ class BgpyCluster:
         offloader: Any,
         configured: Optional[TaskSet],
         reactor: Any = None,
+        policy: Any = None,
         lease_ttl: float = LEASE_TTL,
         request_timeout: float = REQUEST_TIMEOUT,
         monotonic: Callable[[], float] = time.monotonic,
@@ -194,6 +222,7 @@ class BgpyCluster:
         self.address = address
         self.offloader = offloader
         self.configured = configured
+        self.policy = policy
         self.lease_ttl = lease_ttl
         self.request_timeout = request_timeout
         self._monotonic = monotonic
@@ -565,7 +594,7 @@ class BgpyCluster:
         text = await self._cmd("get", self.prefix + "state")
         record = json.loads(text) if text is not None else None
         self._tasks = (
-            resolve_tasks(record["tasks"], self.configured)
+            resolve_tasks(record["tasks"], self.configured, self.policy)
             if record is not None and record["initialized"]
             else None
         )
@@ -630,9 +659,11 @@ class BgpyCluster:
             if request.get("refused"):
                 return None, _reply(False, request["refused"], close=True)
             try:
-                tasks = resolve_tasks(request.get("tasks"), self.configured)
-            except Exception as e:
-                return None, _reply(False, f"Refused: {error_text(e)}", close=True)
+                tasks = resolve_tasks(
+                    request.get("tasks"), self.configured, self.policy
+                )
+            except RefusedGlobal as e:
+                return None, _reply(False, f"Refused: {e}.", close=True)
             if tasks is None:
                 return None, _reply(False, NO_TASKS)
             try:
