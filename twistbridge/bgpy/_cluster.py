@@ -556,7 +556,7 @@ class BgpyCluster:
         try:
             body = json.loads(message)
             if name == "requests":
-                if self.holds():
+                if self.holds() and body.get("kind") in ("init", "exec", "exit"):
                     self._queue.put((body, None))
             elif name.startswith("reply:"):
                 d = self._waiting.get(body["id"])
