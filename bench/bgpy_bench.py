@@ -61,6 +61,8 @@ ORIGINAL = (
 )
 
 
+
+
 def wait_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
     """Wait until the port is bound, without connecting (the original
     server would take a probe connection for a client)."""

@@ -116,6 +116,8 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 """
 
 
+
+
 def wait_up(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

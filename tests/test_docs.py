@@ -221,9 +221,7 @@ def test_every_public_name_is_in_the_api_reference(built_docs):
     documented = reference_names(built_docs)
     for info in pkgutil.walk_packages(twistbridge.__path__, "twistbridge."):
         if "._" not in info.name and info.name not in REFUSED_MODULES:
-            importlib.import_module(
-                info.name
-            )  # every public module, for its re-exports
+            importlib.import_module(info.name)  # every public module, for its re-exports
     missing = [
         name
         for m in API_MODULES
@@ -641,14 +639,7 @@ def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
 
     env = examples_env(EMBED_SITE_PORT="0", EMBED_IGOR_PORT="0", EMBED_BGPY_PORT="0")
     program = Program(
-        [
-            twistd(),
-            "-n",
-            "--pidfile",
-            str(tmp_path / "pid"),
-            "-y",
-            str(EXAMPLES / "embed_site_service.py"),
-        ],
+        [twistd(), "-n", "--pidfile", str(tmp_path / "pid"), "-y", str(EXAMPLES / "embed_site_service.py")],
         env=env,
         cwd=str(tmp_path),
     )
@@ -668,9 +659,7 @@ def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
             "igor": {"up": True, "address": igor},
             "bgpy": {"up": True, "address": bgpy},
         }
-        assert (
-            b"An existing site" in requests.get(f"http://{site}/", timeout=10).content
-        )
+        assert b"An existing site" in requests.get(f"http://{site}/", timeout=10).content
         body = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
         answer = requests.post(f"http://{site}/bridge/rpc", json=body, timeout=10)
         assert answer.json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
@@ -685,10 +674,7 @@ def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
         # The service ran init_task: a client goes straight to EXEC.
         with JsonLinesClient(bgpy) as client:
             client.send("EXEC", await_response=True)
-            assert client.line() == {
-                "type": "OK",
-                "args": {"message": "Received 'EXEC'"},
-            }
+            assert client.line() == {"type": "OK", "args": {"message": "Received 'EXEC'"}}
             assert client.line() == {"type": "OK", "args": {"count": 1}}
     finally:
         status = program.stop()

@@ -52,7 +52,9 @@ def apps_env():
 
     def make(**extra):
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [APPS, env.get("PYTHONPATH")])
+        )
         env.pop("BGPY_TOKEN", None)
         env.update(extra)
         return env
@@ -82,15 +84,8 @@ class Server:
     def __init__(self, port, args, env, cwd):
         self.port = port
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "twistbridge.bgpy",
-                "server",
-                "127.0.0.1",
-                str(port),
-                *args,
-            ],
+            [sys.executable, "-m", "twistbridge.bgpy", "server", "127.0.0.1",
+             str(port), *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
