@@ -20,6 +20,8 @@ C{simulateRequest} and C{getWSGI} is in L{twistbridge.jsonrpc._compat}.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import inspect
 import json
 import os
@@ -246,6 +248,14 @@ class JSONRPCServer:
             raise MainError("auth must be a function: auth(server, request) -> True")
         self.root = RpcResource(self.rpc, "/")
         self.rpc.add_root(self.root)
+        #: flaskJSONRPCServer's hook for what JSON cannot hold (see L{_fixJSON}).
+        self.fixJSON: Any = self._fixJSON
+        self._parentModule = parentModule
+        # The link of the process-pool methods' call.eval, copyGlobal...
+        from twistbridge.jsonrpc._parent import WorkerLink
+
+        self._link = WorkerLink(self, f"flaskJSONRPCServer-{id(self):x}")
+        self.rpc.offloader.upcalls[self._link.name] = self._link
         self.ports: List[Any] = []
         self._service: Optional[MultiService] = None
         self._owns_reactor = False
@@ -603,6 +613,42 @@ class JSONRPCServer:
         from twistbridge.jsonrpc._magic import connection_extra
 
         return connection_extra(self, conn, name)
+
+    def worker_connection(self, conn: Any, items: Dict[str, Any]) -> Any:
+        """
+        The C{_connection} a process-pool method gets: these entries, the
+        parallel backend's own (C{parallelType}, ...), and a C{call} and a
+        C{server} that reach this process (L{twistbridge.jsonrpc._worker}).
+        """
+        from twistbridge.jsonrpc._worker import worker_connection
+
+        size = self.rpc.offloader.processes
+        items.update(
+            dispatcherName=conn["method"],
+            serverName=self.name,
+            execBackendId="parallelWithSocket",
+            parallelType="withSocket",
+            parallelPoolSize=size,
+            parallelId="parallelWithSocket",
+        )
+        return worker_connection(items, self._link.name)
+
+    def _fixJSON(self, o: Any) -> Any:
+        """
+        flaskJSONRPCServer's default C{fixJSON}: what JSON cannot hold in a
+        result, as JSON: C{Decimal} as its text, dates and times in ISO
+        8601, anything else C{null}.
+        """
+        if isinstance(o, decimal.Decimal):
+            return str(o)
+        if isinstance(o, (datetime.datetime, datetime.date, datetime.time)):
+            return o.isoformat()
+        return None
+
+    def _json_default(self, o: Any) -> Any:
+        """The encoder's C{default}: C{fixJSON(o)} when it is callable, else C{null}."""
+        fix = self.fixJSON
+        return fix(o) if callable(fix) else None
 
     # flaskJSONRPCServer's private helpers that its examples call -------------
 

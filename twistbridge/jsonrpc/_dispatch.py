@@ -269,11 +269,14 @@ class Connection(AttrDict):
         """
         from twistbridge._poolworker import Snapshot
 
-        return Snapshot(
-            (k, v)
+        items = {
+            k: v
             for k, v in self.items()
             if k not in ("server", "call", "_call", "_parent", "_compressChoice")
-        )
+        }
+        # The compatibility server gives its own (with call and server).
+        make = getattr(dict.get(self, "server"), "worker_connection", None)
+        return Snapshot(items) if make is None else make(self, items)
 
 
 def new_connection(

@@ -500,32 +500,81 @@ def test_hot_reload_and_parallel_executing(example):
 
 def test_parallel_executing(example):
     running = example("parallelExecuting.py", [7001], extra=["sexyPrime.py"])
-    assert call(API, "echo", "hi")[0] == Ok("hi", 1)
-    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)
-    answer = call(API, "sexyNum2", 100)[0].result  # 'simple': in the main process
-    assert re.fullmatch(
-        r"For 100 numbers finded 15 pairs in \d+\.\d seconds\. Too low stats for find nearest",
-        answer,
-    )
-    assert call(API, "testCopyGlobal_async")[0] == Ok(
-        "!! this metod for testind parallel exec-backend, but you dont use it !!", 1
-    )
-    # Methods in the process pool get a copy of _connection: no call.*
-    # (flaskJSONRPCServer's parallelWithSocket reached back to the main
-    # program with call.eval/execute/copyGlobal/lock) and no server.
-    keys = "allowCompress, cookies, cookiesOut, headers, headersOut, ip, jsonp, method, notify, path"
-    for method, missing in [
-        ("testSleep", "call"),
-        ("testScope", "call"),
-        ("sexyNum", "server"),
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in the process pool
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # dispatcherBackend='simple'
+    # call.eval runs in the main process, against its globals or the scope given
+    assert call(API, "testScope")[0] == Ok(None, 1)
+    for line in [
+        '"globals" imported: __variable_from_parent__',
+        '"testVar" passed to scope: overloaded_variable',
+        '"testVar" passed to merged scope, "globals" imported: __overloaded_variable__',
+        '"testVar" passed to scope (but overloaded with globals), "globals" imported: '
+        "__variable_from_parent__",
+        '"testVar" passed to scope, "testFunc" imported: __overloaded_variable__',
+        '"testVar" passed to scope, "testFunc" not imported: '
+        "\"Cant execute code: name 'testFunc' is not defined\"",
     ]:
-        error = call(API, method)[0]
-        assert (error.code, error.message, error.data) == (
-            -32000,
-            f"_connection has no {missing!r} in a worker process: it is a copy ({keys}); "
-            "the server, call.* and the main program's state stay in the main process",
-            {"type": "AttributeError"},
-        )
+        running.wait_line(r"\] " + re.escape(line) + "$")
+    # with a callback: in the background (async), or waited for
+    assert call(API, "testEvalCB")[0] == Ok("ok", 1)
+    assert call_named(API, "testEvalCB", async_=False) == Ok("ok", 1)
+    running.wait_line(r"\] > From eval-callback __variable_from_parent__ null$", count=2)
+    assert running.output.count("> After eval") == 2
+    # the server's methods that a worker process has not
+    error = call(API, "testNotImplemented")[0]
+    assert (error.code, error.message, error.data) == (
+        -32000,
+        'Method "reload" not implemented in parallel backend',
+        {"type": "MainError"},
+    )
+    # call.copyGlobal: the main program's global as it is now
+    error = call(API, "testCopyGlobal_proc")[0]
+    assert (error.code, error.message) == (-32000, "max() arg is an empty sequence")
+    assert call(API, "testCopyGlobal_gen")[0] == Ok(None, 1)  # a million numbers
+    first = call(API, "testCopyGlobal_proc")[0].result
+    found = re.fullmatch(
+        r"max: (\d+\.\d+), min: (\d+\.\d+), average: (\d+\.\d+), geomean: inf", first
+    )
+    assert found, first
+    high, low, average = map(float, found.groups())
+    assert 0.99 <= low < average < high <= 99.99
+    assert call(API, "testCopyGlobal_proc")[0] == Ok(first, 1)  # unchanged: cached
+    assert call(API, "testCopyGlobal_gen")[0] == Ok(None, 1)
+    assert call(API, "testCopyGlobal_proc")[0].result != first  # new numbers
+    assert call(API, "testCopyGlobal_async")[0] == Ok("ok", 1)
+    running.wait_line(r"\] > After copyGlobal$")
+    running.wait_line(r"\] > From copyGlobal-callback false 1000000$")
+    # call.execute changes the main program's globals: sexyNum (process pool)
+    # and sexyNum2 (main process) share their statistics
+    pattern = r"For 100 numbers finded 15 pairs in \d+\.\d seconds\. "
+    answer = call(API, "sexyNum", 100)[0].result
+    assert re.fullmatch(pattern + "Too low stats for find nearest", answer), answer
+    for method in ("sexyNum2", "sexyNum"):
+        answer = call(API, method, 100)[0].result
+        assert re.fullmatch(
+            pattern + r"For same settings average speed \d+\.\d seconds", answer
+        ), answer
+    # locking from a worker process: testLock locks the whole server for 5 s;
+    # testWait (in the other worker... or after it) waits until it is unlocked
+    answers = {}
+
+    def run(method):
+        answers[method] = call(API, method)[0]
+
+    locker = threading.Thread(target=run, args=("testLock",))
+    locker.start()
+    running.wait_line(r"\] >>check locking from dispatcher true$")
+    assert call(API, "echo2", "while locked")[0] == Ok("while locked", 1)
+    locker.join(30)
+    assert answers == {"testLock": Ok("test1", 1)}
+    lines = running.lines
+    locked = [i for i, line in enumerate(lines) if "check locking" in line][0]
+    unlocked = [i for i, line in enumerate(lines) if line.endswith("] >>after locking")]
+    assert unlocked and unlocked[0] > locked
+    assert call(API, "testWait")[0] == Ok("test2", 1)
+    running.wait_line(r"\] >>after wait\(\)$")
+    assert call(API, "testSleep")[0] == Ok("ok", 1)
+    running.wait_line(r"\] >>after sleep\(\)$")
     # restart(): the main loop stops the server, waits, starts it again
     assert call(API, "restart")[0] == Ok(None, 1)
     running.wait_line(r"^Restarting\.\.$")
