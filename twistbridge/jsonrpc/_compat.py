@@ -243,6 +243,7 @@ class JSONRPCServer:
             "compress_min_size": compressMinSize if allowCompress else None,
             "magic_var": magicVarForDispatcher,
             "allow_form_content": True,
+            "json_default": self._json_default,
         }
         if auth is not None and not callable(auth):
             raise MainError("auth must be a function: auth(server, request) -> True")
