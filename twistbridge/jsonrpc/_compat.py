@@ -39,6 +39,8 @@ from twistbridge.app import Bridge
 from twistbridge.jsonrpc._compathttp import MainError as MainError
 from twistbridge.jsonrpc._controller import RpcController
 from twistbridge.jsonrpc._resource import RpcResource
+from twistbridge.jsonrpc.execBackend import IPCFlags
+from twistbridge.jsonrpc.execBackend import _Backend as ExecBackend
 
 __all__ = [
     "JSONRPCServer",
@@ -96,7 +98,9 @@ _reactor_thread: Optional[threading.Thread] = None
 
 
 def _run_in(backend: Any) -> Optional[str]:
-    """Map a flaskJSONRPCServer C{dispatcherBackend} name to a C{run_in}."""
+    """Map a flaskJSONRPCServer C{dispatcherBackend} (a name or an exec backend) to a C{run_in}."""
+    if isinstance(backend, ExecBackend):
+        return backend.run_in
     if isinstance(backend, str) or backend is None:
         if backend in _BACKENDS:
             return _BACKENDS[backend]
@@ -221,6 +225,9 @@ class JSONRPCServer:
             for k, default in _IGNORED.items()
             if given[k] != default
         ]
+        if isinstance(dispatcherBackend, ExecBackend) and dispatcherBackend.run_in == "process":
+            settings.setdefault("processes", dispatcherBackend.poolSize)
+        self._sized = "processes" in settings
         settings.setdefault("igor_port", "none")
         settings.setdefault("bgpy_port", "none")
         self.bridge = Bridge(**settings)
@@ -233,6 +240,11 @@ class JSONRPCServer:
         self._given = addresses
         self.addresses: List[str] = [_description(a, ssl) for a in addresses]
         self.default_run_in = _run_in(dispatcherBackend)
+        self.default_backend = (
+            dispatcherBackend if isinstance(dispatcherBackend, ExecBackend) else None
+        )
+        self._backend_of: Dict[Any, Any] = {}
+        self._ipc_flags = IPCFlags()
         self.rpc: RpcController = self.bridge.rpc
         self.rpc.server = self
         self.rpc.default_path = "/"
@@ -353,6 +365,8 @@ class JSONRPCServer:
                 if dispatcherBackend is None
                 else _run_in(dispatcherBackend)
             )
+        backend = self.default_backend if dispatcherBackend is None else dispatcherBackend
+        self._note_backend(dispatcher, path, name, backend)
         self.bridge.rpc_function(
             dispatcher,
             path=path,
@@ -613,7 +627,52 @@ class JSONRPCServer:
         """
         from twistbridge.jsonrpc._magic import connection_extra
 
-        return connection_extra(self, conn, name)
+        try:
+            return connection_extra(self, conn, name)
+        except KeyError:
+            return self._backend_entry(name)
+
+    def _note_backend(
+        self, dispatcher: Any, path: str, name: Optional[str], backend: Any
+    ) -> None:
+        """Remember which exec backend serves each name (for its C{_connection})."""
+        from twistbridge.jsonrpc._registry import normalize_path
+
+        aliases = getattr(dispatcher, "_alias", None) or []
+        names = [name or getattr(dispatcher, "__name__", "")]
+        names += [aliases] if isinstance(aliases, str) else list(aliases)
+        for one in names:
+            key = (normalize_path(path), one)
+            if isinstance(backend, ExecBackend):
+                self._backend_of[key] = backend
+            else:
+                self._backend_of.pop(key, None)
+        if isinstance(backend, ExecBackend) and backend.run_in == "process":
+            offloader = self.rpc.offloader
+            if offloader._processpool is None and not self._sized:
+                offloader.processes = backend.poolSize
+                self._sized = True
+
+    def _backend_entry(self, name: str) -> Any:
+        """C{_connection.<id>} of a C{parallelWithSocketNew} backend, in this process."""
+        for backend in self._backend_of.values():
+            if backend.id == name and backend.ipc and backend.overloadMagicVarInParent:
+                from twistbridge.jsonrpc.execBackend import flag_calls
+                from twistbridge.jsonrpc.utils import MagicDict
+
+                flags = self._ipc_flags
+
+                def background(thunk: Callable[[], Any]) -> None:
+                    threading.Thread(target=thunk, daemon=True).start()
+
+                return MagicDict(
+                    execBackend=backend,
+                    execBackendId=backend.id,
+                    **flag_calls(
+                        lambda op, **args: getattr(flags, op)(**args), background
+                    ),
+                )
+        raise KeyError(name)
 
     def worker_connection(self, conn: Any, items: Dict[str, Any]) -> Any:
         """
@@ -623,14 +682,19 @@ class JSONRPCServer:
         """
         from twistbridge.jsonrpc._worker import worker_connection
 
+        from twistbridge.jsonrpc._registry import normalize_path
+
         size = self.rpc.offloader.processes
+        backend = self._backend_of.get((normalize_path(conn["path"]), conn["method"]))
+        ident = "parallelWithSocket" if backend is None else backend.id
         items.update(
             dispatcherName=conn["method"],
             serverName=self.name,
-            execBackendId="parallelWithSocket",
+            execBackendId=ident,
+            execBackend=backend,
             parallelType="withSocket",
             parallelPoolSize=size,
-            parallelId="parallelWithSocket",
+            parallelId=f"{ident}#child",
         )
         return worker_connection(items, self._link.name)
 

@@ -217,7 +217,17 @@ class WorkerLink:
         return d
 
 
+    def ipc(self, kind: str, **args: Any) -> Any:
+        """An IPC flag operation of C{execBackend_parallelWithSocketNew} (never blocking here)."""
+        if kind not in ("capture", "release", "get", "check", "clear"):
+            raise MainError(f"unknown IPC flag operation {kind!r}")
+        if kind in ("capture", "check"):
+            args["block"] = False
+        return getattr(self.server._ipc_flags, kind)(**args)
+
+
 _OPS: Dict[str, Callable[..., Any]] = {
+    "ipc": WorkerLink.ipc,
     "eval": WorkerLink.eval,
     "varCheck": WorkerLink.varCheck,
     "log": WorkerLink.log,

@@ -198,6 +198,11 @@ class _Calls(dict):  # type: ignore[type-arg]
             ),
             waitThis=this_wait,
         )
+        backend = conn.get("execBackend")
+        if getattr(backend, "ipc", False):
+            from twistbridge.jsonrpc.execBackend import flag_calls
+
+            self.update(flag_calls(lambda op, **args: _ipc(link, op, args), in_background))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -206,6 +211,29 @@ class _Calls(dict):  # type: ignore[type-arg]
             raise AttributeError(
                 f"_connection.call has no {name!r}: it offers {', '.join(sorted(self))}"
             ) from None
+
+
+#: Seconds between two tries of a worker's blocking IPC flag call (as
+#: flaskJSONRPCServer's C{sleepTime_IPCFlag}).
+IPC_RETRY = 0.05
+
+
+def _ipc(link: _Link, op: str, args: Dict[str, Any]) -> Any:
+    """One IPC flag operation, kept in the main process; blocking ones retried here."""
+    block = args.pop("block", True) and op in ("capture", "check")
+    timeout = args.pop("timeout", None)
+    if op in ("capture", "check"):
+        args["block"] = False
+    status = link.ask("ipc", kind=op, **args)
+    if not block:
+        return status
+    deadline = None if not timeout else time.monotonic() + timeout
+    while not status:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(IPC_RETRY)
+        status = link.ask("ipc", kind=op, **args)
+    return status
 
 
 def _log(link: _Link, level: Any, args: Tuple[Any, ...]) -> None:

@@ -583,16 +583,48 @@ def test_parallel_executing(example):
     assert call(API, "echo", "again")[0] == Ok("again", 1)
 
 
-def test_parallel_executing_manual_config(tmp_path):
-    """Its exec backends have no counterpart: importing them says what to use."""
-    (tmp_path / "p.py").write_text(converted("parallelExecuting_manualConfig.py"))
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "p.py")], capture_output=True, timeout=60
+def test_parallel_executing_manual_config(example):
+    """Its exec backends, configured by hand, on the process pool."""
+    running = example("parallelExecuting_manualConfig.py", [7001])
+    ipc, ipc2 = "http://127.0.0.1:7001/ipc", "http://127.0.0.1:7001/ipc2"
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in myExecBackend's pool
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # 'simple'
+    assert call(API, "slowTest")[0] == Ok("ok", 1)
+    running.wait_line(r"\] >> slowTest complited!$")
+    assert call(API, "testLong")[0] == Ok(2**64, 1)
+    # its 400 MB eval is over the link's bound: a clear error
+    error = call(API, "bigData")[0]
+    assert (error.code, error.message, error.data) == (
+        -32000,
+        "the request to the main process (419430477 bytes) is over the "
+        "67108864-byte bound of the worker link",
+        {"type": "MainError"},
     )
-    assert done.returncode == 1
-    assert done.stderr.decode().splitlines()[-1] == (
-        "ImportError: flaskJSONRPCServer's exec backends (execBackend_parallelWithSocket...) "
-        "do not exist on twistbridge: register the functions with "
-        "dispatcherBackend='parallelWithSocket' or run_in='process' (its process pool, "
-        "sized by processes=N) instead"
+    running.wait_line(r"\] >> before sending to parent$")
+    # IPC flags: one counter, shared by the process pool (/ipc) and the main
+    # process (/ipc2, under _connection.myExecBackend)
+    assert call(ipc, "capture")[0] == Ok("Captured (myExecBackend#child): 1", 1)
+    assert call(ipc2, "capture")[0] == Ok("Captured (simple): 2", 1)
+    assert call(ipc, "get")[0] == Ok("Value (myExecBackend#child): 2", 1)
+    assert call(ipc, "check")[0] == Ok("Waiting ended (myExecBackend#child): 2", 1)
+    assert call(ipc2, "release")[0] == Ok("Released (simple): 1", 1)
+    # capture waits while the flag is at its limit (2): until a release
+    assert call(ipc, "capture")[0] == Ok("Captured (myExecBackend#child): 2", 1)
+    waiting = {}
+    waiter = threading.Thread(
+        target=lambda: waiting.update(answer=call(ipc, "capture")[0])
     )
+    waiter.start()
+    assert call(ipc2, "get")[0] == Ok("Value (simple): 2", 1)
+    assert waiting == {}
+    assert call(ipc2, "release")[0] == Ok("Released (simple): 1", 1)
+    waiter.join(30)
+    assert waiting == {"answer": Ok("Captured (myExecBackend#child): 2", 1)}
+    assert call(ipc2, "clear")[0] == Ok("Cleared (simple): None", 1)
+    assert call(ipc, "get")[0] == Ok("Value (myExecBackend#child): None", 1)
+    assert call(ipc, "captureAsync")[0] == Ok(None, 1)
+    running.wait_line(r"stdout: CaptureAsync ended \(myExecBackend#child\): 1$")
+    assert call(ipc2, "getAsync")[0] == Ok(None, 1)
+    running.wait_line(r"^GetAsync ended \(simple\): 1$")
+    # stats2 runs in the pool and reads the main server's stats
+    assert call(API, "stats2")[0].result["methods"]["/api echo"]["count"] == 1
