@@ -102,7 +102,10 @@ async def test_a_main_side_that_does_not_answer_times_out(pool):
 
 @pytest_twisted.ensureDeferred
 async def test_requests_and_answers_are_bounded(pool):
-    p = pool(upcalls={"echo": lambda b: b, "big": lambda b: b"x" * 2000}, upcall_max_bytes=1000)
+    p = pool(
+        upcalls={"echo": lambda b: b, "big": lambda b: b"x" * 2000},
+        upcall_max_bytes=1000,
+    )
     # "echo" NUL and 995 bytes: 1000 bytes, at the bound
     assert await p.call(app.ask, "echo", b"y" * 995) == ("ok", b"y" * 995)
     assert await p.call(app.ask, "echo", b"y" * 996) == (
@@ -133,7 +136,9 @@ async def test_background_requests_of_a_call_are_answered_before_its_result(pool
 @pytest_twisted.ensureDeferred
 async def test_a_worker_announcing_an_oversized_request_is_killed(pool):
     p = pool(upcalls={"echo": lambda b: b}, upcall_max_bytes=1000)
-    with pytest.raises(WorkerCrashed, match=r"died \(killed by signal 9 \(SIGKILL\)\)$"):
+    with pytest.raises(
+        WorkerCrashed, match=r"died \(killed by signal 9 \(SIGKILL\)\)$"
+    ):
         await p.call(app.announce_oversized)
     assert await p.call(app.ask, "echo", b"fresh worker") == ("ok", b"fresh worker")
 
@@ -155,7 +160,10 @@ async def test_the_offloaders_upcalls_reach_its_pool():
     o.startService()
     try:
         o.upcalls["late-added"] = lambda b: b"hello " + b
-        assert await o.in_process(app.ask, "late-added", b"pool") == ("ok", b"hello pool")
+        assert await o.in_process(app.ask, "late-added", b"pool") == (
+            "ok",
+            b"hello pool",
+        )
     finally:
         await o.stopService()
     assert defer  # imported for the Deferred type

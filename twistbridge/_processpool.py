@@ -571,7 +571,9 @@ class ProcessPool:
 
         def ok(result: Any) -> None:
             if not isinstance(result, bytes):
-                refuse(f"the main process's {name!r} answered {type(result).__name__}, not bytes")
+                refuse(
+                    f"the main process's {name!r} answered {type(result).__name__}, not bytes"
+                )
             elif len(result) + 1 > self.upcall_max_bytes:
                 refuse(
                     f"the answer of the main process's {name!r} ({len(result)} "

@@ -225,7 +225,10 @@ class JSONRPCServer:
             for k, default in _IGNORED.items()
             if given[k] != default
         ]
-        if isinstance(dispatcherBackend, ExecBackend) and dispatcherBackend.run_in == "process":
+        if (
+            isinstance(dispatcherBackend, ExecBackend)
+            and dispatcherBackend.run_in == "process"
+        ):
             settings.setdefault("processes", dispatcherBackend.poolSize)
         self._sized = "processes" in settings
         settings.setdefault("igor_port", "none")
@@ -365,7 +368,9 @@ class JSONRPCServer:
                 if dispatcherBackend is None
                 else _run_in(dispatcherBackend)
             )
-        backend = self.default_backend if dispatcherBackend is None else dispatcherBackend
+        backend = (
+            self.default_backend if dispatcherBackend is None else dispatcherBackend
+        )
         self._note_backend(dispatcher, path, name, backend)
         self.bridge.rpc_function(
             dispatcher,
@@ -655,12 +660,11 @@ class JSONRPCServer:
 
     def _backend_entry(self, name: str) -> Any:
         """C{_connection.<id>} of a C{parallelWithSocketNew} backend, in this process."""
+        flags = self._ipc_flags
         for backend in self._backend_of.values():
             if backend.id == name and backend.ipc and backend.overloadMagicVarInParent:
                 from twistbridge.jsonrpc.execBackend import flag_calls
                 from twistbridge.jsonrpc.utils import MagicDict
-
-                flags = self._ipc_flags
 
                 def background(thunk: Callable[[], Any]) -> None:
                     threading.Thread(target=thunk, daemon=True).start()
@@ -680,9 +684,8 @@ class JSONRPCServer:
         parallel backend's own (C{parallelType}, ...), and a C{call} and a
         C{server} that reach this process (L{twistbridge.jsonrpc._worker}).
         """
-        from twistbridge.jsonrpc._worker import worker_connection
-
         from twistbridge.jsonrpc._registry import normalize_path
+        from twistbridge.jsonrpc._worker import worker_connection
 
         size = self.rpc.offloader.processes
         backend = self._backend_of.get((normalize_path(conn["path"]), conn["method"]))

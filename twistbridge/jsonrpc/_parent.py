@@ -166,7 +166,9 @@ class WorkerLink:
                 answer[name] = [True, None, None]
                 continue
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            answer[name] = [False, digest, None] if digest == known else [True, digest, text]
+            answer[name] = (
+                [False, digest, None] if digest == known else [True, digest, text]
+            )
         return answer
 
     def log(self, level: Any, text: str) -> None:
@@ -215,7 +217,6 @@ class WorkerLink:
             onTimeoutCancel=lambda result, timeout: True,
         )
         return d
-
 
     def ipc(self, kind: str, **args: Any) -> Any:
         """An IPC flag operation of C{execBackend_parallelWithSocketNew} (never blocking here)."""

@@ -118,9 +118,7 @@ class _Link:
             module = _main_module()
             found = {k: getattr(module, k, None) for k in names}
         else:
-            checked = self.ask(
-                "varCheck", names={k: self.hashes.get(k) for k in names}
-            )
+            checked = self.ask("varCheck", names={k: self.hashes.get(k) for k in names})
             found = {}
             for k in names:
                 changed, digest, text = checked[k]
@@ -152,7 +150,7 @@ def _main_module() -> Any:
     return sys.modules.get("__mp_main__") or sys.modules["__main__"]
 
 
-class _Calls(dict):  # type: ignore[type-arg]
+class _Calls(dict):
     """C{_connection.call} in a worker process."""
 
     def __init__(self, link: _Link) -> None:
@@ -163,7 +161,9 @@ class _Calls(dict):  # type: ignore[type-arg]
             link.ask("lock", dispatcher=_dispatcher_id(dispatcher))
 
         def unlock(dispatcher: Any = None, exclusive: bool = False) -> None:
-            link.ask("unlock", dispatcher=_dispatcher_id(dispatcher), exclusive=exclusive)
+            link.ask(
+                "unlock", dispatcher=_dispatcher_id(dispatcher), exclusive=exclusive
+            )
 
         def wait(dispatcher: Any = None, returnStatus: bool = False) -> Any:
             return _wait(link, {"dispatcher": _dispatcher_id(dispatcher)}, returnStatus)
@@ -178,7 +178,11 @@ class _Calls(dict):  # type: ignore[type-arg]
             execute=lambda code, scope=None, mergeGlobals=True, wait=True, cb=None: (
                 link.later(
                     lambda: link.ask(
-                        "eval", code=code, scope=scope, isExec=True, mergeGlobals=mergeGlobals
+                        "eval",
+                        code=code,
+                        scope=scope,
+                        isExec=True,
+                        mergeGlobals=mergeGlobals,
                     ),
                     wait,
                     cb,
@@ -202,7 +206,9 @@ class _Calls(dict):  # type: ignore[type-arg]
         if getattr(backend, "ipc", False):
             from twistbridge.jsonrpc.execBackend import flag_calls
 
-            self.update(flag_calls(lambda op, **args: _ipc(link, op, args), in_background))
+            self.update(
+                flag_calls(lambda op, **args: _ipc(link, op, args), in_background)
+            )
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -27,8 +27,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from twistbridge.jsonrpc._worker import MainError
 from twistbridge.jsonrpc._dispatch import AttrDict as MagicDict
+from twistbridge.jsonrpc._worker import MainError
 
 __all__ = [
     "IPCFlags",
@@ -66,7 +66,9 @@ class _Backend:
 class execBackend_parallelWithSocket(_Backend):
     """flaskJSONRPCServer's process backend: methods run in the process pool."""
 
-    def __init__(self, id: str = "execBackend_parallelWithSocket", **options: Any) -> None:
+    def __init__(
+        self, id: str = "execBackend_parallelWithSocket", **options: Any
+    ) -> None:
         super().__init__(id, **options)
 
 
@@ -240,27 +242,31 @@ def flag_calls(
         background(go)
 
     return {
-        "IPCFlagCapture": lambda lockId=None, limit=1, block=True, onlyExisted=False, sleepMethod=None, timeout=None: run(
-            "capture",
-            lockId=lockId,
-            limit=limit,
-            block=block,
-            onlyExisted=onlyExisted,
-            timeout=timeout,
+        "IPCFlagCapture": lambda lockId=None, limit=1, block=True, onlyExisted=False, sleepMethod=None, timeout=None: (
+            run(
+                "capture",
+                lockId=lockId,
+                limit=limit,
+                block=block,
+                onlyExisted=onlyExisted,
+                timeout=timeout,
+            )
         ),
         "IPCFlagRelease": lambda lockId: run("release", lockId=lockId),
         "IPCFlagGet": lambda lockId: run("get", lockId=lockId),
-        "IPCFlagCheck": lambda lockId, value=0, block=True, onlyExisted=True, sleepMethod=None, timeout=None: run(
-            "check",
-            lockId=lockId,
-            value=value,
-            block=block,
-            onlyExisted=onlyExisted,
-            timeout=timeout,
+        "IPCFlagCheck": lambda lockId, value=0, block=True, onlyExisted=True, sleepMethod=None, timeout=None: (
+            run(
+                "check",
+                lockId=lockId,
+                value=value,
+                block=block,
+                onlyExisted=onlyExisted,
+                timeout=timeout,
+            )
         ),
         "IPCFlagClear": lambda lockId: run("clear", lockId=lockId),
-        "IPCFlagCaptureAsync": lambda lockId, cb=None, limit=1, onlyExisted=False, forceNative=False: later(
-            "capture", lockId, cb, limit=limit, onlyExisted=onlyExisted
+        "IPCFlagCaptureAsync": lambda lockId, cb=None, limit=1, onlyExisted=False, forceNative=False: (
+            later("capture", lockId, cb, limit=limit, onlyExisted=onlyExisted)
         ),
         "IPCFlagReleaseAsync": lambda lockId, cb=None, forceNative=False: later(
             "release", lockId, cb
@@ -268,8 +274,8 @@ def flag_calls(
         "IPCFlagGetAsync": lambda lockId, cb=None, forceNative=False: later(
             "get", lockId, cb
         ),
-        "IPCFlagCheckAsync": lambda lockId, cb=None, value=0, onlyExisted=True, forceNative=False: later(
-            "check", lockId, cb, value=value, onlyExisted=onlyExisted
+        "IPCFlagCheckAsync": lambda lockId, cb=None, value=0, onlyExisted=True, forceNative=False: (
+            later("check", lockId, cb, value=value, onlyExisted=onlyExisted)
         ),
         "IPCFlagClearAsync": lambda lockId, cb=None, forceNative=False: later(
             "clear", lockId, cb

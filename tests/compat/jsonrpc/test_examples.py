@@ -479,13 +479,21 @@ def test_hot_reload_and_parallel_executing(example):
     }
     assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in the process pool
     assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # dispatcherBackend='simple'
-    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    # the process-pool method copies the main program's globals
+    # (call.copyGlobal); the simple one reads them
+    assert call(API, "testCopyGlobal")[0] == Ok(dict(start, parallelExec=True), 1)
     assert call(API, "testCopyGlobal2")[0] == Ok(start, 1)
-    assert call(API, "testChangeGlobal2")[0] == Ok(None, 1)
+    assert call(API, "testChangeGlobal2")[0] == Ok(None, 1)  # in the main process
     assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
-    # a worker process has globals of its own: without flaskJSONRPCServer's
-    # _connection.call.copyGlobal, the process-pool method still sees 1234
-    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    assert call(API, "testCopyGlobal")[0] == Ok(
+        dict(start, parallelExec=True, testVar1=2468), 1
+    )
+    # call.execute in the pool changes the main program's global too
+    assert call(API, "testChangeGlobal")[0] == Ok(None, 1)
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=4936), 1)
+    assert call(API, "testCopyGlobal")[0] == Ok(
+        dict(start, parallelExec=True, testVar1=4936), 1
+    )
     # reloading a process-pool method is refused (workers keep their code),
     # in safe mode: logged, and nothing changes
     assert call(API, "reloadApi")[0] == Ok(None, 1)
@@ -494,8 +502,8 @@ def test_hot_reload_and_parallel_executing(example):
         r"workers keep the code they started with; reload it with "
         r"dispatcherBackend='simple', or restart the server; nothing reloaded$"
     )
-    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
-    assert call(API, "stats")[0].result["methods"]["/api testCopyGlobal"]["count"] == 2
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=4936), 1)
+    assert call(API, "stats")[0].result["methods"]["/api testCopyGlobal"]["count"] == 3
 
 
 def test_parallel_executing(example):
@@ -518,7 +526,9 @@ def test_parallel_executing(example):
     # with a callback: in the background (async), or waited for
     assert call(API, "testEvalCB")[0] == Ok("ok", 1)
     assert call_named(API, "testEvalCB", async_=False) == Ok("ok", 1)
-    running.wait_line(r"\] > From eval-callback __variable_from_parent__ null$", count=2)
+    running.wait_line(
+        r"\] > From eval-callback __variable_from_parent__ null$", count=2
+    )
     assert running.output.count("> After eval") == 2
     # the server's methods that a worker process has not
     error = call(API, "testNotImplemented")[0]

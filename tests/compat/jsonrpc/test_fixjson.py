@@ -54,7 +54,9 @@ def program(tmp_path):
         path = tmp_path / f"fix{len(started)}.py"
         path.write_text(PROGRAM.format(port=port, custom=custom))
         process = subprocess.Popen(
-            [sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [sys.executable, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         started.append(process)
         output = []
@@ -99,7 +101,12 @@ def test_fixjson_as_the_original(program):
     assert post(url + "/api", "values") == ORIGINAL
     assert post(url + "/api", "in_worker") == ORIGINAL  # from the process pool
     jsonp = requests.get(url + "/api/values?jsonp=cb", timeout=30).content
-    assert jsonp == b"cb(" + ORIGINAL[len(b'{"jsonrpc":"2.0","result":') : -len(b',"id":1}')] + b");"
+    assert (
+        jsonp
+        == b"cb("
+        + ORIGINAL[len(b'{"jsonrpc":"2.0","result":') : -len(b',"id":1}')]
+        + b");"
+    )
 
 
 def test_fixjson_replaced_by_the_program(program):
@@ -114,14 +121,23 @@ def test_the_bridge_api_applies_a_hook_only_where_asked():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
     with BridgeProcess(
-        ["--app", "jsonrpc_fixjson_app:bridge", "--igor-port", "none", "--bgpy-port", "none"],
+        [
+            "--app",
+            "jsonrpc_fixjson_app:bridge",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+        ],
         env=env,
     ) as bridge:
         assert post(bridge.url("/opted"), "values") == (
             b'{"jsonrpc":"2.0","result":{"price":"10.50","day":"2024-02-29",'
             b'"at":"2024-02-29T13:05:07.000250","plain":[1,"two"]},"id":1}'
         )
-        assert requests.get(bridge.url("/opted/values?jsonp=cb"), timeout=30).content == (
+        assert requests.get(
+            bridge.url("/opted/values?jsonp=cb"), timeout=30
+        ).content == (
             b'cb({"price":"10.50","day":"2024-02-29",'
             b'"at":"2024-02-29T13:05:07.000250","plain":[1,"two"]});'
         )
