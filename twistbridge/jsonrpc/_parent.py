@@ -29,6 +29,9 @@ __all__ = ["WorkerLink"]
 #: The types C{execute} copies back into the main program's globals
 #: (flaskJSONRPCServer's C{mergeGlobalsToParent_typeForEval}).
 MERGED_TYPES = (int, float, complex, type(None), str, bytes, bool, tuple)
+#: Requests up to this size are parsed in the reactor thread; larger ones
+#: in a pool thread.
+INLINE_MAX = 64 * 1024
 #: The types C{copyGlobal} copies (its C{importGlobalsFromParent_typeForVarCheck}).
 COPIED_TYPES = (int, float, complex, type(None), str, bytes, bool, dict, list, tuple)
 
@@ -46,8 +49,19 @@ class WorkerLink:
 
     def __call__(self, body: bytes) -> Any:
         """One request: bytes of JSON in, a L{Deferred} of bytes of JSON out."""
+        if len(body) > INLINE_MAX:
+            # A large request is parsed in a pool thread, not the reactor's.
+            d = self._in_thread(json.loads, body)
+            d.addCallback(self._dispatch)
+            return d
         try:
             request = json.loads(body)
+        except Exception as e:
+            return defer.fail(MainError(f"bad request from a worker process: {e}"))
+        return self._dispatch(request)
+
+    def _dispatch(self, request: Any) -> Deferred:
+        try:
             op = request.pop("op")
             handler: Optional[Callable[..., Any]] = _OPS.get(op)
             if handler is None:
@@ -57,9 +71,12 @@ class WorkerLink:
             return defer.fail()
         except Exception as e:
             return defer.fail(MainError(f"bad request from a worker process: {e}"))
-        d = answer if isinstance(answer, Deferred) else defer.succeed(answer)
-        d.addCallback(self._encode)
-        return d
+        if isinstance(answer, Deferred):
+            return answer  # the pool thread encoded it
+        try:
+            return defer.succeed(self._encode(answer))
+        except MainError:
+            return defer.fail()
 
     def _encode(self, value: Any) -> bytes:
         try:
@@ -71,6 +88,10 @@ class WorkerLink:
 
     def _in_thread(self, func: Callable[..., Any], *args: Any) -> Deferred:
         return self.server.rpc.offloader.in_thread(func, *args)
+
+    def _encoded(self, func: Callable[..., Any], *args: Any) -> Deferred:
+        """C{func(*args)} in a pool thread, its result encoded there too."""
+        return self._in_thread(lambda: self._encode(func(*args)))
 
     def _module(self) -> Any:
         module = getattr(self.server, "_parentModule", None)
@@ -108,7 +129,7 @@ class WorkerLink:
         mergeGlobals: Any = False,
     ) -> Deferred:
         """C{call.eval} / C{call.execute}: run C{code} here, in a pool thread."""
-        return self._in_thread(self._eval, code, scope, isExec, mergeGlobals)
+        return self._encoded(self._eval, code, scope, isExec, mergeGlobals)
 
     def _eval(self, code: str, scope: Any, is_exec: bool, merge: Any) -> Any:
         if not is_exec and merge:
@@ -145,7 +166,7 @@ class WorkerLink:
 
     def varCheck(self, names: Dict[str, Optional[str]]) -> Deferred:
         """C{call.copyGlobal}: the main program's globals that changed, as JSON."""
-        return self._in_thread(self._var_check, names)
+        return self._encoded(self._var_check, names)
 
     def _var_check(self, names: Dict[str, Optional[str]]) -> Dict[str, Any]:
         module = self._module()
@@ -216,6 +237,7 @@ class WorkerLink:
             self.server.rpc.reactor,
             onTimeoutCancel=lambda result, timeout: True,
         )
+        d.addCallback(self._encode)
         return d
 
     def ipc(self, kind: str, **args: Any) -> Any:
