@@ -194,6 +194,7 @@ class _Worker(ProcessProtocol):
         self.state = "starting"  # starting, idle, busy, closing, dead
         self.call: Optional[_Call] = None
         self.upcall: Optional[_Upcall] = None
+        self.broken = False  # killed for breaking the protocol: ignore it
         self.pid: Optional[int] = None
         self._buffer = bytearray()
         self._lines: Dict[int, bytes] = {}
@@ -208,6 +209,8 @@ class _Worker(ProcessProtocol):
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         """Answers on descriptor 4; stdout and stderr lines go to the log."""
         if childFD == _poolworker.ANSWER_FD:
+            if self.broken:
+                return  # its death fails its call; nothing it sends counts
             self._buffer += data
             self._frames()
             return
@@ -241,6 +244,7 @@ class _Worker(ProcessProtocol):
                     limit=self.pool.upcall_max_bytes,
                 )
                 del buffer[:]
+                self.broken = True
                 self.kill()
                 return
             end = HEADER.size + length
@@ -544,6 +548,7 @@ class ProcessPool:
                 "of a call: killing it",
                 pid=worker.pid,
             )
+            worker.broken = True
             worker.kill()
             return
         raw, sep, body = payload.partition(b"\0")

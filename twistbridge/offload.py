@@ -368,7 +368,7 @@ class Offloader(Service):
         with L{ServerBusy} (0: no limit).
     @ivar upcalls: name -> handler of the requests that calls running in
         the process pool send to the main process (see
-        L{twistbridge._processpool.ProcessPool.upcalls}).
+        C{twistbridge._processpool.ProcessPool.upcalls}).
     """
 
     name = "offload"  # type: ignore[assignment]  # Twisted types it as None

@@ -663,7 +663,7 @@ class JSONRPCServer:
         flags = self._ipc_flags
         for backend in self._backend_of.values():
             if backend.id == name and backend.ipc and backend.overloadMagicVarInParent:
-                from twistbridge.jsonrpc.execBackend import flag_calls
+                from twistbridge.jsonrpc._worker import flag_calls
                 from twistbridge.jsonrpc.utils import MagicDict
 
                 def background(thunk: Callable[[], Any]) -> None:

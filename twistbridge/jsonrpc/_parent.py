@@ -38,7 +38,7 @@ COPIED_TYPES = (int, float, complex, type(None), str, bytes, bool, dict, list, t
 
 class WorkerLink:
     """
-    Answers the requests of one L{JSONRPCServer}'s process-pool methods.
+    Answers the requests of one C{JSONRPCServer}'s process-pool methods.
 
     @ivar name: the name the pool knows this handler by.
     """

@@ -20,7 +20,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twistbridge._poolworker import Snapshot, UpcallError, in_background, upcall
 
-__all__ = ["MainError", "WorkerConnection", "log_text"]
+__all__ = [
+    "MainError",
+    "WorkerConnection",
+    "flag_calls",
+    "log_text",
+    "worker_connection",
+]
 
 #: Seconds the main process keeps a C{wait} request before the worker asks again.
 WAIT_POLL = 10.0
@@ -204,8 +210,6 @@ class _Calls(dict):
         )
         backend = conn.get("execBackend")
         if getattr(backend, "ipc", False):
-            from twistbridge.jsonrpc.execBackend import flag_calls
-
             self.update(
                 flag_calls(lambda op, **args: _ipc(link, op, args), in_background)
             )
@@ -326,3 +330,67 @@ def _rebuild(items: Dict[str, Any], link: str) -> WorkerConnection:
 def worker_connection(items: Dict[str, Any], link: str) -> WorkerConnection:
     """A L{WorkerConnection} of these entries, reaching the main process's C{link}."""
     return _rebuild(items, link)
+
+
+def flag_calls(
+    run: Callable[..., Any], background: Callable[[Callable[[], Any]], Any]
+) -> Dict[str, Callable[..., Any]]:
+    """
+    The C{IPCFlag*} entries of C{_connection.call}: C{run(op, **args)}
+    does one operation; C{background(thunk)} runs one later (the
+    C{...Async} forms, whose C{cb(result, error, lockId)} is called then).
+    """
+
+    def later(op: str, lockId: Any, cb: Any, **args: Any) -> None:
+        def go() -> None:
+            try:
+                result = run(op, lockId=lockId, **args)
+            except Exception as e:
+                if callable(cb):
+                    cb(None, e, lockId)
+                return
+            if callable(cb):
+                cb(result, None, lockId)
+
+        background(go)
+
+    return {
+        "IPCFlagCapture": lambda lockId=None, limit=1, block=True, onlyExisted=False, sleepMethod=None, timeout=None: (
+            run(
+                "capture",
+                lockId=lockId,
+                limit=limit,
+                block=block,
+                onlyExisted=onlyExisted,
+                timeout=timeout,
+            )
+        ),
+        "IPCFlagRelease": lambda lockId: run("release", lockId=lockId),
+        "IPCFlagGet": lambda lockId: run("get", lockId=lockId),
+        "IPCFlagCheck": lambda lockId, value=0, block=True, onlyExisted=True, sleepMethod=None, timeout=None: (
+            run(
+                "check",
+                lockId=lockId,
+                value=value,
+                block=block,
+                onlyExisted=onlyExisted,
+                timeout=timeout,
+            )
+        ),
+        "IPCFlagClear": lambda lockId: run("clear", lockId=lockId),
+        "IPCFlagCaptureAsync": lambda lockId, cb=None, limit=1, onlyExisted=False, forceNative=False: (
+            later("capture", lockId, cb, limit=limit, onlyExisted=onlyExisted)
+        ),
+        "IPCFlagReleaseAsync": lambda lockId, cb=None, forceNative=False: later(
+            "release", lockId, cb
+        ),
+        "IPCFlagGetAsync": lambda lockId, cb=None, forceNative=False: later(
+            "get", lockId, cb
+        ),
+        "IPCFlagCheckAsync": lambda lockId, cb=None, value=0, onlyExisted=True, forceNative=False: (
+            later("check", lockId, cb, value=value, onlyExisted=onlyExisted)
+        ),
+        "IPCFlagClearAsync": lambda lockId, cb=None, forceNative=False: later(
+            "clear", lockId, cb
+        ),
+    }
