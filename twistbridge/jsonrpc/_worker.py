@@ -315,6 +315,15 @@ class WorkerConnection(Snapshot):
         dict.__setitem__(self, "server", server)
         return server
 
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"_connection has no {name!r} in a worker process: it has "
+                f"{', '.join(sorted(set(self) | {'call', 'server'}))}"
+            ) from None
+
     def __reduce__(self) -> Any:
         # The link, call and server stay in the worker.
         items = {k: v for k, v in self.items() if k not in ("call", "server")}
