@@ -599,7 +599,18 @@ def test_parallel_executing_manual_config(example):
     ipc, ipc2 = "http://127.0.0.1:7001/ipc", "http://127.0.0.1:7001/ipc2"
     assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in myExecBackend's pool
     assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # 'simple'
-    assert call(API, "slowTest")[0] == Ok("ok", 1)
+    # slowTest computes for long in one worker; the other (poolSize=2) answers
+    slow = {}
+
+    def run_slow():
+        body = request("slowTest", id=1)
+        slow["answer"] = parse(requests.post(API, json=body, timeout=300).json())
+
+    slower = threading.Thread(target=run_slow)
+    slower.start()
+    assert call(API, "echo", "meanwhile")[0] == Ok("meanwhile", 1)
+    slower.join(300)
+    assert slow == {"answer": Ok("ok", 1)}
     running.wait_line(r"\] >> slowTest complited!$")
     assert call(API, "testLong")[0] == Ok(2**64, 1)
     # its 400 MB eval is over the link's bound: a clear error
@@ -637,4 +648,4 @@ def test_parallel_executing_manual_config(example):
     assert call(ipc2, "getAsync")[0] == Ok(None, 1)
     running.wait_line(r"^GetAsync ended \(simple\): 1$")
     # stats2 runs in the pool and reads the main server's stats
-    assert call(API, "stats2")[0].result["methods"]["/api echo"]["count"] == 1
+    assert call(API, "stats2")[0].result["methods"]["/api echo"]["count"] == 2
