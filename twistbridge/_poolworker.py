@@ -20,6 +20,16 @@ as one frame::
 Before the first call it writes one empty frame: "ready".  End of input on
 descriptor 3 means "stop": the worker exits with status 0.
 
+While a call runs, the call may ask the main process for something
+(L{upcall}): it writes a frame whose length has the top bit
+(L{UPCALL_BIT}) set, holding C{name NUL body}, and reads the answer from
+descriptor 3, a frame with the same bit set holding C{b"+" result} or
+C{b"-" error message}.  The parent sends a worker no other frame while its
+call runs, so the answer is the next frame there.  The channel is these two
+inherited pipes: only the workers the pool started hold them.  One upcall
+is at most C{TWISTBRIDGE_WORKER_UPCALL_MAX} bytes (the parent kills a
+worker that announces more).
+
 The parent decides the worker's life: SIGINT and SIGTERM are ignored (the
 parent kills a worker with SIGKILL when it must), and on Linux the worker
 asks the kernel for SIGKILL if the parent dies, so no worker outlives it.
@@ -33,8 +43,9 @@ import pickle
 import signal
 import struct
 import sys
+import threading
 import traceback
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Callable, List, Optional
 
 HEADER = struct.Struct(">Q")
 REQUEST_FD = 3
@@ -42,6 +53,19 @@ ANSWER_FD = 4
 SYS_PATH_ENV = "TWISTBRIDGE_WORKER_SYS_PATH"
 MAIN_ENV = "TWISTBRIDGE_WORKER_MAIN"
 PARENT_ENV = "TWISTBRIDGE_WORKER_PARENT"
+UPCALL_MAX_ENV = "TWISTBRIDGE_WORKER_UPCALL_MAX"
+#: The top bit of a frame's length: the frame is an upcall or its answer.
+UPCALL_BIT = 1 << 63
+#: The default bound of one upcall and of its answer.
+UPCALL_MAX = 64 * 1024 * 1024
+
+
+class UpcallError(Exception):
+    """
+    An upcall failed: the main process answered an error (its message is
+    this one's), did not answer in time, or there is no call running in a
+    worker process to make it from.
+    """
 
 
 def _die_with_parent() -> None:
@@ -238,8 +262,101 @@ def answer_for(func: Any, args: Any, kwargs: Any) -> bytes:
         )
 
 
+class _Channel:
+    """The worker's pipes while it serves, and who may use them."""
+
+    def __init__(self) -> None:
+        self.requests: Optional[BinaryIO] = None
+        self.answers: Optional[BinaryIO] = None
+        self.lock = threading.Lock()
+        self.in_call = False
+        self.background: List[threading.Thread] = []
+        self.limit = UPCALL_MAX
+
+
+_channel = _Channel()
+
+
+def upcall(name: str, body: bytes) -> bytes:
+    """
+    Ask the main process's handler C{name} (see
+    C{ProcessPool.upcalls}) to answer C{body}, and wait for its answer.
+    Only a call running in a worker process of the pool can: from any
+    other thread or process this raises L{UpcallError}.  Thread-safe: the
+    threads of one call take turns.
+
+    @raise UpcallError: with the main process's error message, or when the
+        request or its answer is over the bound.
+    """
+    channel = _channel
+    payload = name.encode("utf-8") + b"\0" + body
+    if len(payload) > channel.limit:
+        raise UpcallError(
+            f"the request to the main process ({len(payload)} bytes) is over the "
+            f"{channel.limit}-byte bound of the worker link"
+        )
+    with channel.lock:
+        requests, answers = channel.requests, channel.answers
+        if not channel.in_call or requests is None or answers is None:
+            raise UpcallError(
+                "no link to the main process here: only a call running in one of "
+                "the bridge's process workers has one"
+            )
+        answers.write(HEADER.pack(len(payload) | UPCALL_BIT) + payload)
+        answers.flush()
+        header = _read_exact(requests, HEADER.size)
+        if header is None:
+            raise UpcallError("the main process closed the worker link")
+        (length,) = HEADER.unpack(header)
+        if not length & UPCALL_BIT:
+            # Nothing else may come while a call runs: the link is broken.
+            os._exit(70)
+        reply = _read_exact(requests, length & ~UPCALL_BIT)
+        if reply is None:
+            raise UpcallError("the main process closed the worker link")
+    if reply[:1] == b"+":
+        return reply[1:]
+    raise UpcallError(reply[1:].decode("utf-8", "replace"))
+
+
+def in_background(target: Callable[[], Any]) -> threading.Thread:
+    """
+    Run C{target} in a thread of the current call: the call's answer is
+    sent once it is done, so that its upcalls still have the link.
+    """
+    thread = threading.Thread(target=target, daemon=True)
+    with _channel.lock:
+        _channel.background.append(thread)
+    thread.start()
+    return thread
+
+
+def _answer_in_call(func: Any, args: Any, kwargs: Any) -> bytes:
+    """L{answer_for}, with the link open for the call and its background threads."""
+    channel = _channel
+    with channel.lock:
+        channel.in_call = True
+    try:
+        data = answer_for(func, args, kwargs)
+        while True:
+            with channel.lock:
+                if not channel.background:
+                    break
+                thread = channel.background.pop()
+            thread.join()
+    finally:
+        with channel.lock:
+            channel.in_call = False
+    return data
+
+
 def serve(requests: BinaryIO, answers: BinaryIO) -> int:
     """Answer calls until end of input; return the exit status."""
+    _channel.requests, _channel.answers = requests, answers
+    try:
+        _channel.limit = int(os.environ.get(UPCALL_MAX_ENV) or UPCALL_MAX)
+    except ValueError:
+        _channel.limit = UPCALL_MAX
     answers.write(_frame(b""))
     answers.flush()
     while True:
@@ -258,7 +375,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> int:
                 pickle.HIGHEST_PROTOCOL,
             )
         else:
-            data = answer_for(func, args, kwargs)
+            data = _answer_in_call(func, args, kwargs)
         del payload
         answers.write(_frame(data))
         answers.flush()

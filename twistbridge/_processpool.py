@@ -20,6 +20,15 @@ separate process transport, it can act on one of them alone:
     - C{stop()} lets running and queued calls finish for a grace period, then
       SIGKILLs whatever remains: no worker outlives the pool.
 
+A running call may ask the main process for something
+(C{twistbridge._poolworker.upcall(name, body)}): the pool hands C{body} to
+C{upcalls[name]} (bytes in, bytes or a L{Deferred} of bytes out) and
+writes its answer back, or its error's message.  The link is the worker's
+own pipes, so only workers this pool started can use it; a request or an
+answer over C{upcall_max_bytes} is refused, and a handler that has not
+answered within C{upcall_timeout} seconds gets the worker an error saying
+so.
+
 This module is longer than most because a call's whole life (queued,
 sent, running, answered, crashed, timed out, cancelled, stopped) is one
 state machine across the pool and its worker protocol; split, each half
@@ -60,6 +69,7 @@ _BOOTSTRAP = (
     "import importlib.util, sys\n"
     "spec = importlib.util.spec_from_file_location('twistbridge_poolworker', sys.argv[1])\n"
     "worker = importlib.util.module_from_spec(spec)\n"
+    "sys.modules['twistbridge._poolworker'] = worker\n"
     "spec.loader.exec_module(worker)\n"
     "sys.exit(worker.main())\n"
 )
@@ -166,6 +176,16 @@ class _Call:
         self.timed_out = False
 
 
+class _Upcall:
+    """One request of a running call to the main process."""
+
+    __slots__ = ("name", "timer")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.timer: Any = None
+
+
 class _Worker(ProcessProtocol):
     """The parent's side of one worker process."""
 
@@ -173,6 +193,8 @@ class _Worker(ProcessProtocol):
         self.pool = pool
         self.state = "starting"  # starting, idle, busy, closing, dead
         self.call: Optional[_Call] = None
+        self.upcall: Optional[_Upcall] = None
+        self.broken = False  # killed for breaking the protocol: ignore it
         self.pid: Optional[int] = None
         self._buffer = bytearray()
         self._lines: Dict[int, bytes] = {}
@@ -187,6 +209,8 @@ class _Worker(ProcessProtocol):
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         """Answers on descriptor 4; stdout and stderr lines go to the log."""
         if childFD == _poolworker.ANSWER_FD:
+            if self.broken:
+                return  # its death fails its call; nothing it sends counts
             self._buffer += data
             self._frames()
             return
@@ -207,12 +231,44 @@ class _Worker(ProcessProtocol):
         buffer = self._buffer
         while len(buffer) >= HEADER.size:
             (length,) = HEADER.unpack_from(buffer)
+            upcall = bool(length & _poolworker.UPCALL_BIT)
+            length &= ~_poolworker.UPCALL_BIT
+            if upcall and length > self.pool.upcall_max_bytes:
+                # The worker checks the bound before it sends: only a broken
+                # worker announces more, and nothing of it is buffered.
+                log.error(
+                    "process worker {pid} sent a request of {n} bytes to the main "
+                    "process, over the {limit}-byte bound: killing it",
+                    pid=self.pid,
+                    n=length,
+                    limit=self.pool.upcall_max_bytes,
+                )
+                del buffer[:]
+                self.broken = True
+                self.kill()
+                return
             end = HEADER.size + length
             if len(buffer) < end:
                 return
             payload = bytes(buffer[HEADER.size : end])
             del buffer[:end]
-            self.pool._answered(self, payload)
+            if upcall:
+                self.pool._upcalled(self, payload)
+            else:
+                self.pool._answered(self, payload)
+
+    def send_upcall_answer(self, answer: bytes) -> None:
+        """Write the answer of the worker's upcall."""
+        transport = self.transport
+        if transport is None or self.state == "dead":
+            return
+        try:
+            transport.writeToChild(
+                _poolworker.REQUEST_FD,
+                HEADER.pack(len(answer) | _poolworker.UPCALL_BIT) + answer,
+            )
+        except (KeyError, OSError):
+            self.kill()
 
     def send(self, payload: bytes) -> None:
         """Write one call frame to the worker."""
@@ -270,6 +326,13 @@ class ProcessPool:
         or starting worker takes) before new ones fail at once with
         L{ServerBusy}; 0 for no limit.
     @ivar rejected: calls refused with L{ServerBusy} so far.
+    @ivar upcalls: name -> handler of the requests running calls send to
+        the main process (C{twistbridge._poolworker.upcall}): C{handler(body)}
+        returns bytes or a L{Deferred} of bytes; what it raises goes back as
+        its message.  Shared, not copied: handlers added later are used.
+    @ivar upcall_timeout: seconds a handler has to answer before the worker
+        gets an error saying so.
+    @ivar upcall_max_bytes: the bound of one request and of one answer.
     """
 
     def __init__(
@@ -279,6 +342,9 @@ class ProcessPool:
         reactor: Any = None,
         executable: Optional[str] = None,
         max_queued: int = 0,
+        upcalls: Optional[Dict[str, Callable[[bytes], Any]]] = None,
+        upcall_timeout: float = 30.0,
+        upcall_max_bytes: int = _poolworker.UPCALL_MAX,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -290,6 +356,11 @@ class ProcessPool:
         self.call_timeout = call_timeout or None
         self.max_queued = max_queued
         self.rejected = 0
+        self.upcalls: Dict[str, Callable[[bytes], Any]] = (
+            {} if upcalls is None else upcalls
+        )
+        self.upcall_timeout = upcall_timeout
+        self.upcall_max_bytes = upcall_max_bytes
         self._reactor = reactor
         self._executable = executable or sys.executable
         self._workers: List[_Worker] = []
@@ -411,11 +482,13 @@ class ProcessPool:
                 )
 
     def _spawn_process(self, worker: _Worker) -> None:
+        env = worker_environment()
+        env[_poolworker.UPCALL_MAX_ENV] = str(self.upcall_max_bytes)
         self._reactor.spawnProcess(
             worker,
             self._executable,
             [self._executable, "-c", _BOOTSTRAP, _poolworker.__file__],
-            env=worker_environment(),
+            env=env,
             childFDs={
                 0: "w",
                 1: "r",
@@ -467,6 +540,72 @@ class ProcessPool:
         if worker.state == "busy":
             self._free(worker)
 
+    def _upcalled(self, worker: _Worker, payload: bytes) -> None:
+        if worker.call is None or worker.upcall is not None:
+            # Only a running call asks, one request at a time.
+            log.error(
+                "process worker {pid} sent a request to the main process outside "
+                "of a call: killing it",
+                pid=worker.pid,
+            )
+            worker.broken = True
+            worker.kill()
+            return
+        raw, sep, body = payload.partition(b"\0")
+        name = raw.decode("utf-8", "replace")
+        pending = _Upcall(name)
+        worker.upcall = pending
+
+        def answer(data: bytes) -> None:
+            if worker.upcall is not pending:
+                return  # answered already (timed out), or the worker died
+            worker.upcall = None
+            if pending.timer is not None and pending.timer.active():
+                pending.timer.cancel()
+            pending.timer = None
+            worker.send_upcall_answer(data)
+
+        def refuse(message: str) -> None:
+            answer(b"-" + message.encode("utf-8", "replace"))
+
+        handler = self.upcalls.get(name) if sep else None
+        if handler is None:
+            known = ", ".join(sorted(self.upcalls)) or "none"
+            refuse(f"the main process has no handler {name!r} (it has: {known})")
+            return
+
+        def ok(result: Any) -> None:
+            if not isinstance(result, bytes):
+                refuse(
+                    f"the main process's {name!r} answered {type(result).__name__}, not bytes"
+                )
+            elif len(result) + 1 > self.upcall_max_bytes:
+                refuse(
+                    f"the answer of the main process's {name!r} ({len(result)} "
+                    f"bytes) is over the {self.upcall_max_bytes}-byte bound of the "
+                    "worker link"
+                )
+            else:
+                answer(b"+" + result)
+
+        def failed(failure: Failure) -> None:
+            if worker.upcall is pending:
+                refuse(str(failure.value) or type(failure.value).__name__)
+
+        def late() -> None:
+            pending.timer = None
+            refuse(
+                f"the main process's {name!r} did not answer within "
+                f"{self.upcall_timeout:g} s"
+            )
+            d.cancel()
+
+        d = defer.maybeDeferred(handler, body)
+        if not d.called:
+            pending.timer = self._reactor.callLater(self.upcall_timeout, late)
+        d.addCallbacks(ok, failed)
+        d.addErrback(lambda f: log.failure("answering an upcall failed", f))
+
     def _deliver(self, call: _Call, payload: bytes) -> None:
         d = call.deferred
         if d.called:
@@ -512,6 +651,9 @@ class ProcessPool:
     def _ended(self, worker: _Worker, reason: Failure) -> None:
         was = worker.state
         worker.state = "dead"
+        pending, worker.upcall = worker.upcall, None
+        if pending is not None and pending.timer is not None and pending.timer.active():
+            pending.timer.cancel()
         if worker in self._workers:
             self._workers.remove(worker)
         try:

@@ -366,6 +366,9 @@ class Offloader(Service):
     @ivar prestart: start every process worker with the service.
     @ivar max_queued: calls that may wait per pool before new ones fail
         with L{ServerBusy} (0: no limit).
+    @ivar upcalls: name -> handler of the requests that calls running in
+        the process pool send to the main process (see
+        C{twistbridge._processpool.ProcessPool.upcalls}).
     """
 
     name = "offload"  # type: ignore[assignment]  # Twisted types it as None
@@ -400,6 +403,7 @@ class Offloader(Service):
         self._lock = threading.Lock()
         self._trigger: Any = None
         self._stopped = False
+        self.upcalls: Dict[str, Callable[[bytes], Any]] = {}
 
     # lifecycle ---------------------------------------------------------
 
@@ -510,6 +514,7 @@ class Offloader(Service):
                 call_timeout=self.call_timeout,
                 reactor=self._reactor,
                 max_queued=self.max_queued,
+                upcalls=self.upcalls,
             )
             self._not_running_trigger()
         return self._processpool

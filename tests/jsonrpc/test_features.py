@@ -81,7 +81,11 @@ def test_keyword_only_signature(client):
 
 def test_result_that_is_not_json_is_internal_error(client):
     response, body = client.post("/rpc", call("not_json"))
-    assert body["error"]["code"] == -32603
+    if type(client.server).__name__ == "CompatProcess":
+        # flaskJSONRPCServer's fixJSON writes what it cannot convert as null
+        assert body == {"jsonrpc": "2.0", "result": None, "id": 1}
+    else:
+        assert body["error"]["code"] == -32603
 
 
 def test_magic_variable_cannot_be_sent_by_clients(client):

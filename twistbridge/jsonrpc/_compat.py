@@ -20,6 +20,8 @@ C{simulateRequest} and C{getWSGI} is in L{twistbridge.jsonrpc._compat}.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import inspect
 import json
 import os
@@ -37,6 +39,8 @@ from twistbridge.app import Bridge
 from twistbridge.jsonrpc._compathttp import MainError as MainError
 from twistbridge.jsonrpc._controller import RpcController
 from twistbridge.jsonrpc._resource import RpcResource
+from twistbridge.jsonrpc.execBackend import IPCFlags
+from twistbridge.jsonrpc.execBackend import _Backend as ExecBackend
 
 __all__ = [
     "JSONRPCServer",
@@ -94,7 +98,9 @@ _reactor_thread: Optional[threading.Thread] = None
 
 
 def _run_in(backend: Any) -> Optional[str]:
-    """Map a flaskJSONRPCServer C{dispatcherBackend} name to a C{run_in}."""
+    """Map a flaskJSONRPCServer C{dispatcherBackend} (a name or an exec backend) to a C{run_in}."""
+    if isinstance(backend, ExecBackend):
+        return backend.run_in
     if isinstance(backend, str) or backend is None:
         if backend in _BACKENDS:
             return _BACKENDS[backend]
@@ -219,6 +225,12 @@ class JSONRPCServer:
             for k, default in _IGNORED.items()
             if given[k] != default
         ]
+        if (
+            isinstance(dispatcherBackend, ExecBackend)
+            and dispatcherBackend.run_in == "process"
+        ):
+            settings.setdefault("processes", dispatcherBackend.poolSize)
+        self._sized = "processes" in settings
         settings.setdefault("igor_port", "none")
         settings.setdefault("bgpy_port", "none")
         self.bridge = Bridge(**settings)
@@ -231,6 +243,11 @@ class JSONRPCServer:
         self._given = addresses
         self.addresses: List[str] = [_description(a, ssl) for a in addresses]
         self.default_run_in = _run_in(dispatcherBackend)
+        self.default_backend = (
+            dispatcherBackend if isinstance(dispatcherBackend, ExecBackend) else None
+        )
+        self._backend_of: Dict[Any, Any] = {}
+        self._ipc_flags = IPCFlags()
         self.rpc: RpcController = self.bridge.rpc
         self.rpc.server = self
         self.rpc.default_path = "/"
@@ -241,11 +258,20 @@ class JSONRPCServer:
             "compress_min_size": compressMinSize if allowCompress else None,
             "magic_var": magicVarForDispatcher,
             "allow_form_content": True,
+            "json_default": self._json_default,
         }
         if auth is not None and not callable(auth):
             raise MainError("auth must be a function: auth(server, request) -> True")
         self.root = RpcResource(self.rpc, "/")
         self.rpc.add_root(self.root)
+        #: flaskJSONRPCServer's hook for what JSON cannot hold (see L{_fixJSON}).
+        self.fixJSON: Any = self._fixJSON
+        self._parentModule = parentModule
+        # The link of the process-pool methods' call.eval, copyGlobal...
+        from twistbridge.jsonrpc._parent import WorkerLink
+
+        self._link = WorkerLink(self, f"flaskJSONRPCServer-{id(self):x}")
+        self.rpc.offloader.upcalls[self._link.name] = self._link
         self.ports: List[Any] = []
         self._service: Optional[MultiService] = None
         self._owns_reactor = False
@@ -342,6 +368,10 @@ class JSONRPCServer:
                 if dispatcherBackend is None
                 else _run_in(dispatcherBackend)
             )
+        backend = (
+            self.default_backend if dispatcherBackend is None else dispatcherBackend
+        )
+        self._note_backend(dispatcher, path, name, backend)
         self.bridge.rpc_function(
             dispatcher,
             path=path,
@@ -602,7 +632,91 @@ class JSONRPCServer:
         """
         from twistbridge.jsonrpc._magic import connection_extra
 
-        return connection_extra(self, conn, name)
+        try:
+            return connection_extra(self, conn, name)
+        except KeyError:
+            return self._backend_entry(name)
+
+    def _note_backend(
+        self, dispatcher: Any, path: str, name: Optional[str], backend: Any
+    ) -> None:
+        """Remember which exec backend serves each name (for its C{_connection})."""
+        from twistbridge.jsonrpc._registry import normalize_path
+
+        aliases = getattr(dispatcher, "_alias", None) or []
+        names = [name or getattr(dispatcher, "__name__", "")]
+        names += [aliases] if isinstance(aliases, str) else list(aliases)
+        for one in names:
+            key = (normalize_path(path), one)
+            if isinstance(backend, ExecBackend):
+                self._backend_of[key] = backend
+            else:
+                self._backend_of.pop(key, None)
+        if isinstance(backend, ExecBackend) and backend.run_in == "process":
+            offloader = self.rpc.offloader
+            if offloader._processpool is None and not self._sized:
+                offloader.processes = backend.poolSize
+                self._sized = True
+
+    def _backend_entry(self, name: str) -> Any:
+        """C{_connection.<id>} of a C{parallelWithSocketNew} backend, in this process."""
+        flags = self._ipc_flags
+        for backend in self._backend_of.values():
+            if backend.id == name and backend.ipc and backend.overloadMagicVarInParent:
+                from twistbridge.jsonrpc._worker import flag_calls
+                from twistbridge.jsonrpc.utils import MagicDict
+
+                def background(thunk: Callable[[], Any]) -> None:
+                    threading.Thread(target=thunk, daemon=True).start()
+
+                return MagicDict(
+                    execBackend=backend,
+                    execBackendId=backend.id,
+                    **flag_calls(
+                        lambda op, **args: getattr(flags, op)(**args), background
+                    ),
+                )
+        raise KeyError(name)
+
+    def worker_connection(self, conn: Any, items: Dict[str, Any]) -> Any:
+        """
+        The C{_connection} a process-pool method gets: these entries, the
+        parallel backend's own (C{parallelType}, ...), and a C{call} and a
+        C{server} that reach this process (L{twistbridge.jsonrpc._worker}).
+        """
+        from twistbridge.jsonrpc._registry import normalize_path
+        from twistbridge.jsonrpc._worker import worker_connection
+
+        size = self.rpc.offloader.processes
+        backend = self._backend_of.get((normalize_path(conn["path"]), conn["method"]))
+        ident = "parallelWithSocket" if backend is None else backend.id
+        items.update(
+            dispatcherName=conn["method"],
+            serverName=self.name,
+            execBackendId=ident,
+            execBackend=backend,
+            parallelType="withSocket",
+            parallelPoolSize=size,
+            parallelId=f"{ident}#child",
+        )
+        return worker_connection(items, self._link.name)
+
+    def _fixJSON(self, o: Any) -> Any:
+        """
+        flaskJSONRPCServer's default C{fixJSON}: what JSON cannot hold in a
+        result, as JSON: C{Decimal} as its text, dates and times in ISO
+        8601, anything else C{null}.
+        """
+        if isinstance(o, decimal.Decimal):
+            return str(o)
+        if isinstance(o, (datetime.datetime, datetime.date, datetime.time)):
+            return o.isoformat()
+        return None
+
+    def _json_default(self, o: Any) -> Any:
+        """The encoder's C{default}: C{fixJSON(o)} when it is callable, else C{null}."""
+        fix = self.fixJSON
+        return fix(o) if callable(fix) else None
 
     # flaskJSONRPCServer's private helpers that its examples call -------------
 

@@ -23,14 +23,11 @@ from twisted.python.failure import Failure
 from twistbridge.errors import Busy
 from twistbridge.jsonrpc._dispatch import AttrDict
 from twistbridge.jsonrpc._registry import normalize_path
+from twistbridge.jsonrpc._worker import MainError as MainError
 from twistbridge.offload import OffloadError
 
 if TYPE_CHECKING:
     from twistbridge.request import BridgeRequest
-
-
-class MainError(Exception):
-    """flaskJSONRPCServer's error for a misuse of the server's API."""
 
 
 __all__ = [

@@ -139,6 +139,10 @@ class PathOptions:
     @ivar allow_form_content: also accept bodies sent as
         C{application/x-www-form-urlencoded} (browser code written for
         flaskJSONRPCServer often does that).
+    @ivar json_default: C{json_default(obj)} gives what to write for an
+        object of a result that JSON cannot hold (a C{Decimal}, a date...),
+        as C{json.dumps}'s C{default}; L{None}: such a result is an error
+        (-32603).
     """
 
     cors: Any = False
@@ -149,6 +153,7 @@ class PathOptions:
     magic_var: str = "_connection"
     max_batch_size: int = 1000
     allow_form_content: bool = False
+    json_default: Optional[Callable[[Any], Any]] = None
 
     @classmethod
     def from_dict(cls, options: Dict[str, Any]) -> PathOptions:
@@ -167,6 +172,8 @@ class PathOptions:
         opts = cls(**options)
         if opts.cors not in (True, False) and not isinstance(opts.cors, dict):
             raise ValueError("cors must be True, False or a dict (origin, methods)")
+        if opts.json_default is not None and not callable(opts.json_default):
+            raise ValueError("json_default must be callable: json_default(obj)")
         if opts.auth is not None and not callable(opts.auth):
             raise ValueError("auth must be callable: auth(connection, method_name)")
         if opts.compress_min_size is not None and int(opts.compress_min_size) < 0:
@@ -269,11 +276,14 @@ class Connection(AttrDict):
         """
         from twistbridge._poolworker import Snapshot
 
-        return Snapshot(
-            (k, v)
+        items = {
+            k: v
             for k, v in self.items()
             if k not in ("server", "call", "_call", "_parent", "_compressChoice")
-        )
+        }
+        # The compatibility server gives its own (with call and server).
+        make = getattr(dict.get(self, "server"), "worker_connection", None)
+        return Snapshot(items) if make is None else make(self, items)
 
 
 def new_connection(

@@ -8,7 +8,7 @@ no C{NaN}).  Pure: no I/O, no Twisted.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from twistbridge._json import dumps_bytes
 from twistbridge.jsonrpc._core import PRE1, V1, V2, Call, Error, internal_error
@@ -16,17 +16,20 @@ from twistbridge.jsonrpc._core import PRE1, V1, V2, Call, Error, internal_error
 _encode_str = json.encoder.encode_basestring_ascii
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: Any, default: Optional[Callable[[Any], Any]] = None) -> str:
     """
     Encode strict JSON (compact, ASCII, no NaN).
 
+    @param default: called with each object JSON cannot hold, for what to
+        write instead (as C{json.dumps}'s C{default}), or L{None}.
     @raise ValueError: for something that is not JSON (including NaN).
-    @raise TypeError: for an object JSON cannot hold.
+    @raise TypeError: for an object JSON cannot hold (and C{default} did not
+        convert).
     """
-    return dumps_strict(obj).decode("ascii")
+    return dumps_strict(obj, default).decode("ascii")
 
 
-def dumps_strict(obj: Any) -> bytes:
+def dumps_strict(obj: Any, default: Optional[Callable[[Any], Any]] = None) -> bytes:
     """L{dumps}, as bytes.
 
     @raise ValueError: for something that is not JSON (including NaN).
@@ -36,9 +39,18 @@ def dumps_strict(obj: Any) -> bytes:
         return dumps_bytes(obj)
     except RecursionError:
         raise ValueError("result nested too deeply") from None
+    except TypeError:
+        if default is None:
+            raise
+    try:
+        return json.dumps(
+            obj, default=default, separators=(",", ":"), allow_nan=False
+        ).encode("ascii")
+    except RecursionError:
+        raise ValueError("result nested too deeply") from None
 
 
-def _fast(value: Any) -> bytes:
+def _fast(value: Any, default: Optional[Callable[[Any], Any]] = None) -> bytes:
     """JSON for a value, with the common scalars done without the encoder."""
     t = type(value)
     if t is str:
@@ -47,20 +59,25 @@ def _fast(value: Any) -> bytes:
         return int.__repr__(value).encode("ascii")
     if value is None:
         return b"null"
-    return dumps_strict(value)
+    return dumps_strict(value, default)
 
 
-def encode_result(call: Call, result: Any) -> bytes:
+def encode_result(
+    call: Call, result: Any, default: Optional[Callable[[Any], Any]] = None
+) -> bytes:
     """
     The response to C{call} whose method returned C{result}.
 
+    @param default: what to write for an object JSON cannot hold (see
+        L{dumps}), or L{None}.
     @raise ValueError: (or L{TypeError}) when C{result} is not JSON.
     """
+    encoded = _fast(result, default)
     if call.version == V2:
         return b"".join(
             (
                 b'{"jsonrpc":"2.0","result":',
-                _fast(result),
+                encoded,
                 b',"id":',
                 _fast(call.id),
                 b"}",
@@ -68,9 +85,9 @@ def encode_result(call: Call, result: Any) -> bytes:
         )
     if call.version == V1:
         return b"".join(
-            (b'{"result":', _fast(result), b',"error":null,"id":', _fast(call.id), b"}")
+            (b'{"result":', encoded, b',"error":null,"id":', _fast(call.id), b"}")
         )
-    return b"[" + _fast(result) + b"]"
+    return b"[" + encoded + b"]"
 
 
 def encode_error(error: Error, id: Any = None, version: int = V2) -> bytes:

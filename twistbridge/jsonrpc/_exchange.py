@@ -9,7 +9,7 @@ single plain call it answers on its fast path.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
@@ -210,7 +210,7 @@ class Exchange:
         """Entry C{i}'s method returned C{result}."""
         self.ctl.stats_data.record(self.disp.path, call.method, _perf() - t0, True)
         if not call.notification:
-            self.parts[i] = encode_answer(call, result)
+            self.parts[i] = encode_answer(call, result, self.disp.options.json_default)
         self.done(i)
 
     def failed(
@@ -266,12 +266,15 @@ class Exchange:
         return respond(self.request, self.disp.options, payload, self.conn, self.status)
 
 
-def encode_answer(call: Call, result: Any) -> bytes:
+def encode_answer(
+    call: Call, result: Any, default: Optional[Callable[[Any], Any]] = None
+) -> bytes:
     """
-    The response to C{call} returning C{result}: -32603 when the result is not JSON.
+    The response to C{call} returning C{result}: -32603 when the result is
+    not JSON (C{default}: the path's C{json_default}).
     """
     try:
-        return encode_result(call, result)
+        return encode_result(call, result, default)
     except (TypeError, ValueError) as e:
         log.error(
             "JSON-RPC method {method!r} returned something that is not JSON: {error}",

@@ -137,7 +137,7 @@ class JsonpResource(Resource):
         def ok(result: Any) -> None:
             ctl.stats_data.record(disp.path, name, _perf() - t0, True)
             try:
-                payload = dumps(result).encode()
+                payload = dumps(result, opts.json_default).encode()
             except (TypeError, ValueError):
                 payload = dumps({"error": internal_error().to_dict()}).encode()
             finish(answer(payload, conn if method.magic else None))

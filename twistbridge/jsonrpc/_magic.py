@@ -6,7 +6,6 @@ methods its example programs call (C{_sleep}, C{_logger}, C{_getms}...).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -15,6 +14,8 @@ from typing import Any, Optional
 from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import threadable
+
+from twistbridge.jsonrpc._worker import log_text
 
 __all__ = ["connection_extra", "getms", "logger", "script_path", "sleep"]
 
@@ -138,16 +139,7 @@ def logger(server: Any, level: Any, *args: Any) -> None:
             return
         if wanted is not True and level > wanted:
             return
-    parts = []
-    for arg in args:
-        if isinstance(arg, str):
-            parts.append(arg)
-        else:
-            try:
-                parts.append(json.dumps(arg, default=str))
-            except (TypeError, ValueError):
-                parts.append(repr(arg))
-    text = " ".join(parts)
+    text = log_text(args)
     prefix = _PREFIXES[level] if level and level < len(_PREFIXES) else ""
     if prefix and not text.startswith(prefix):
         text = f"{prefix} {text}"

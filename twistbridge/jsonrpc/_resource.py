@@ -314,7 +314,7 @@ class RpcResource(Resource):
             payload = encode_error(method_error(result.value), call.id, call.version)
         else:
             stats.record(disp.path, call.method, _perf() - t0, True)
-            payload = encode_answer(call, result)
+            payload = encode_answer(call, result, opts.json_default)
         if not opts.cors and opts.compress_min_size is None:
             request.setHeader(b"Content-Type", JSON)
             return payload

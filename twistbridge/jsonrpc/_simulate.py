@@ -213,7 +213,11 @@ def wsgi_app(server: Any) -> Callable[..., Any]:
             if item.notification:
                 parts.append(None)
             elif "code" not in entries[0]:
-                parts.append(encode.encode_result(item, entries[0]["data"]))
+                parts.append(
+                    encode.encode_result(
+                        item, entries[0]["data"], disp.options.json_default
+                    )
+                )
             else:
                 error = core.Error(
                     entries[0]["code"], entries[0]["message"], entries[0].get("data")

@@ -479,13 +479,21 @@ def test_hot_reload_and_parallel_executing(example):
     }
     assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in the process pool
     assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # dispatcherBackend='simple'
-    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    # the process-pool method copies the main program's globals
+    # (call.copyGlobal); the simple one reads them
+    assert call(API, "testCopyGlobal")[0] == Ok(dict(start, parallelExec=True), 1)
     assert call(API, "testCopyGlobal2")[0] == Ok(start, 1)
-    assert call(API, "testChangeGlobal2")[0] == Ok(None, 1)
+    assert call(API, "testChangeGlobal2")[0] == Ok(None, 1)  # in the main process
     assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
-    # a worker process has globals of its own: without flaskJSONRPCServer's
-    # _connection.call.copyGlobal, the process-pool method still sees 1234
-    assert call(API, "testCopyGlobal")[0] == Ok(start, 1)
+    assert call(API, "testCopyGlobal")[0] == Ok(
+        dict(start, parallelExec=True, testVar1=2468), 1
+    )
+    # call.execute in the pool changes the main program's global too
+    assert call(API, "testChangeGlobal")[0] == Ok(None, 1)
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=4936), 1)
+    assert call(API, "testCopyGlobal")[0] == Ok(
+        dict(start, parallelExec=True, testVar1=4936), 1
+    )
     # reloading a process-pool method is refused (workers keep their code),
     # in safe mode: logged, and nothing changes
     assert call(API, "reloadApi")[0] == Ok(None, 1)
@@ -494,38 +502,89 @@ def test_hot_reload_and_parallel_executing(example):
         r"workers keep the code they started with; reload it with "
         r"dispatcherBackend='simple', or restart the server; nothing reloaded$"
     )
-    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=2468), 1)
-    assert call(API, "stats")[0].result["methods"]["/api testCopyGlobal"]["count"] == 2
+    assert call(API, "testCopyGlobal2")[0] == Ok(dict(start, testVar1=4936), 1)
+    assert call(API, "stats")[0].result["methods"]["/api testCopyGlobal"]["count"] == 3
 
 
 def test_parallel_executing(example):
     running = example("parallelExecuting.py", [7001], extra=["sexyPrime.py"])
-    assert call(API, "echo", "hi")[0] == Ok("hi", 1)
-    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)
-    answer = call(API, "sexyNum2", 100)[0].result  # 'simple': in the main process
-    assert re.fullmatch(
-        r"For 100 numbers finded 15 pairs in \d+\.\d seconds\. Too low stats for find nearest",
-        answer,
-    )
-    assert call(API, "testCopyGlobal_async")[0] == Ok(
-        "!! this metod for testind parallel exec-backend, but you dont use it !!", 1
-    )
-    # Methods in the process pool get a copy of _connection: no call.*
-    # (flaskJSONRPCServer's parallelWithSocket reached back to the main
-    # program with call.eval/execute/copyGlobal/lock) and no server.
-    keys = "allowCompress, cookies, cookiesOut, headers, headersOut, ip, jsonp, method, notify, path"
-    for method, missing in [
-        ("testSleep", "call"),
-        ("testScope", "call"),
-        ("sexyNum", "server"),
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in the process pool
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # dispatcherBackend='simple'
+    # call.eval runs in the main process, against its globals or the scope given
+    assert call(API, "testScope")[0] == Ok(None, 1)
+    for line in [
+        '"globals" imported: __variable_from_parent__',
+        '"testVar" passed to scope: overloaded_variable',
+        '"testVar" passed to merged scope, "globals" imported: __overloaded_variable__',
+        '"testVar" passed to scope (but overloaded with globals), "globals" imported: '
+        "__variable_from_parent__",
+        '"testVar" passed to scope, "testFunc" imported: __overloaded_variable__',
+        '"testVar" passed to scope, "testFunc" not imported: '
+        "\"Cant execute code: name 'testFunc' is not defined\"",
     ]:
-        error = call(API, method)[0]
-        assert (error.code, error.message, error.data) == (
-            -32000,
-            f"_connection has no {missing!r} in a worker process: it is a copy ({keys}); "
-            "the server, call.* and the main program's state stay in the main process",
-            {"type": "AttributeError"},
-        )
+        running.wait_line(r"\] " + re.escape(line) + "$")
+    # with a callback: in the background (async), or waited for
+    assert call(API, "testEvalCB")[0] == Ok("ok", 1)
+    assert call_named(API, "testEvalCB", async_=False) == Ok("ok", 1)
+    running.wait_line(
+        r"\] > From eval-callback __variable_from_parent__ null$", count=2
+    )
+    assert running.output.count("> After eval") == 2
+    # the server's methods that a worker process has not
+    error = call(API, "testNotImplemented")[0]
+    assert (error.code, error.message, error.data) == (
+        -32000,
+        'Method "reload" not implemented in parallel backend',
+        {"type": "MainError"},
+    )
+    # call.copyGlobal: the main program's global as it is now
+    error = call(API, "testCopyGlobal_proc")[0]
+    assert (error.code, error.message) == (-32000, "max() arg is an empty sequence")
+    assert call(API, "testCopyGlobal_gen")[0] == Ok(None, 1)  # a million numbers
+    first = call(API, "testCopyGlobal_proc")[0].result
+    found = re.fullmatch(
+        r"max: (\d+\.\d+), min: (\d+\.\d+), average: (\d+\.\d+), geomean: inf", first
+    )
+    assert found, first
+    high, low, average = map(float, found.groups())
+    assert 0.99 <= low < average < high <= 99.99
+    assert call(API, "testCopyGlobal_proc")[0] == Ok(first, 1)  # unchanged: cached
+    assert call(API, "testCopyGlobal_gen")[0] == Ok(None, 1)
+    assert call(API, "testCopyGlobal_proc")[0].result != first  # new numbers
+    assert call(API, "testCopyGlobal_async")[0] == Ok("ok", 1)
+    running.wait_line(r"\] > After copyGlobal$")
+    running.wait_line(r"\] > From copyGlobal-callback false 1000000$")
+    # call.execute changes the main program's globals: sexyNum (process pool)
+    # and sexyNum2 (main process) share their statistics
+    pattern = r"For 100 numbers finded 15 pairs in \d+\.\d seconds\. "
+    answer = call(API, "sexyNum", 100)[0].result
+    assert re.fullmatch(pattern + "Too low stats for find nearest", answer), answer
+    for method in ("sexyNum2", "sexyNum"):
+        answer = call(API, method, 100)[0].result
+        assert re.fullmatch(
+            pattern + r"For same settings average speed \d+\.\d seconds", answer
+        ), answer
+    # locking from a worker process: testLock locks the whole server for 5 s;
+    # testWait (in the other worker... or after it) waits until it is unlocked
+    answers = {}
+
+    def run(method):
+        answers[method] = call(API, method)[0]
+
+    locker = threading.Thread(target=run, args=("testLock",))
+    locker.start()
+    running.wait_line(r"\] >>check locking from dispatcher true$")
+    assert call(API, "echo2", "while locked")[0] == Ok("while locked", 1)
+    locker.join(30)
+    assert answers == {"testLock": Ok("test1", 1)}
+    lines = running.lines
+    locked = [i for i, line in enumerate(lines) if "check locking" in line][0]
+    unlocked = [i for i, line in enumerate(lines) if line.endswith("] >>after locking")]
+    assert unlocked and unlocked[0] > locked
+    assert call(API, "testWait")[0] == Ok("test2", 1)
+    running.wait_line(r"\] >>after wait\(\)$")
+    assert call(API, "testSleep")[0] == Ok("ok", 1)
+    running.wait_line(r"\] >>after sleep\(\)$")
     # restart(): the main loop stops the server, waits, starts it again
     assert call(API, "restart")[0] == Ok(None, 1)
     running.wait_line(r"^Restarting\.\.$")
@@ -534,16 +593,59 @@ def test_parallel_executing(example):
     assert call(API, "echo", "again")[0] == Ok("again", 1)
 
 
-def test_parallel_executing_manual_config(tmp_path):
-    """Its exec backends have no counterpart: importing them says what to use."""
-    (tmp_path / "p.py").write_text(converted("parallelExecuting_manualConfig.py"))
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "p.py")], capture_output=True, timeout=60
+def test_parallel_executing_manual_config(example):
+    """Its exec backends, configured by hand, on the process pool."""
+    running = example("parallelExecuting_manualConfig.py", [7001])
+    ipc, ipc2 = "http://127.0.0.1:7001/ipc", "http://127.0.0.1:7001/ipc2"
+    assert call(API, "echo", "hi")[0] == Ok("hi", 1)  # in myExecBackend's pool
+    assert call(API, "echo2", "hi")[0] == Ok("hi", 1)  # 'simple'
+    # slowTest computes for long in one worker; the other (poolSize=2) answers
+    slow = {}
+
+    def run_slow():
+        body = request("slowTest", id=1)
+        slow["answer"] = parse(requests.post(API, json=body, timeout=300).json())
+
+    slower = threading.Thread(target=run_slow)
+    slower.start()
+    assert call(API, "echo", "meanwhile")[0] == Ok("meanwhile", 1)
+    slower.join(300)
+    assert slow == {"answer": Ok("ok", 1)}
+    running.wait_line(r"\] >> slowTest complited!$")
+    assert call(API, "testLong")[0] == Ok(2**64, 1)
+    # its 400 MB eval is over the link's bound: a clear error
+    error = call(API, "bigData")[0]
+    assert (error.code, error.message, error.data) == (
+        -32000,
+        "the request to the main process (419430477 bytes) is over the "
+        "67108864-byte bound of the worker link",
+        {"type": "MainError"},
     )
-    assert done.returncode == 1
-    assert done.stderr.decode().splitlines()[-1] == (
-        "ImportError: flaskJSONRPCServer's exec backends (execBackend_parallelWithSocket...) "
-        "do not exist on twistbridge: register the functions with "
-        "dispatcherBackend='parallelWithSocket' or run_in='process' (its process pool, "
-        "sized by processes=N) instead"
+    running.wait_line(r"\] >> before sending to parent$")
+    # IPC flags: one counter, shared by the process pool (/ipc) and the main
+    # process (/ipc2, under _connection.myExecBackend)
+    assert call(ipc, "capture")[0] == Ok("Captured (myExecBackend#child): 1", 1)
+    assert call(ipc2, "capture")[0] == Ok("Captured (simple): 2", 1)
+    assert call(ipc, "get")[0] == Ok("Value (myExecBackend#child): 2", 1)
+    assert call(ipc, "check")[0] == Ok("Waiting ended (myExecBackend#child): 2", 1)
+    assert call(ipc2, "release")[0] == Ok("Released (simple): 1", 1)
+    # capture waits while the flag is at its limit (2): until a release
+    assert call(ipc, "capture")[0] == Ok("Captured (myExecBackend#child): 2", 1)
+    waiting = {}
+    waiter = threading.Thread(
+        target=lambda: waiting.update(answer=call(ipc, "capture")[0])
     )
+    waiter.start()
+    assert call(ipc2, "get")[0] == Ok("Value (simple): 2", 1)
+    assert waiting == {}
+    assert call(ipc2, "release")[0] == Ok("Released (simple): 1", 1)
+    waiter.join(30)
+    assert waiting == {"answer": Ok("Captured (myExecBackend#child): 2", 1)}
+    assert call(ipc2, "clear")[0] == Ok("Cleared (simple): None", 1)
+    assert call(ipc, "get")[0] == Ok("Value (myExecBackend#child): None", 1)
+    assert call(ipc, "captureAsync")[0] == Ok(None, 1)
+    running.wait_line(r"stdout: CaptureAsync ended \(myExecBackend#child\): 1$")
+    assert call(ipc2, "getAsync")[0] == Ok(None, 1)
+    running.wait_line(r"^GetAsync ended \(simple\): 1$")
+    # stats2 runs in the pool and reads the main server's stats
+    assert call(API, "stats2")[0].result["methods"]["/api echo"]["count"] == 2
