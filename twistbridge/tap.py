@@ -151,6 +151,14 @@ class Options(usage.Options):
             "share Igor clients with other instances: redis://host:port/db, "
             "rediss://... or unix:///path?db=N [default: none, this process only]",
         ],
+        [
+            "workers",
+            None,
+            None,
+            "reactor processes sharing the listeners; more than 1 needs "
+            "--broker [default: 1]",
+            int,
+        ],
     ]
 
     optFlags: List[List[Any]] = [
@@ -211,6 +219,7 @@ class Options(usage.Options):
                 self.reload_settings = Settings(**given)
             except (TypeError, ValueError) as e:
                 raise _fail(str(e)) from None
+            _refuse_workers(self.reload_settings, reload=True)
             return
         self.bridge = load_app(self["app"] or DEMO_APP)
         try:
@@ -228,7 +237,9 @@ class Options(usage.Options):
             # Bridge(reload=True): this process becomes the supervisor.
             self["reload"] = True
             self.reload_settings = self.bridge.settings
+            _refuse_workers(self.reload_settings, reload=True)
             return
+        _refuse_workers(self.bridge.settings)
         from twistbridge.listeners import unused_listener
 
         s = self.bridge.settings
@@ -255,6 +266,25 @@ class Options(usage.Options):
             usage.Options.parseOptions(self, options)
         except usage.UsageError as e:
             raise _fail(f"{e} (see: twistd bridge --help)") from None
+
+
+def _refuse_workers(settings: Any, reload: bool = False) -> None:
+    """Fail, in one line, on C{--workers} that cannot run (L{twistbridge.workers})."""
+    from twistbridge.config import WORKER_ENV
+
+    if os.environ.get(WORKER_ENV):
+        return  # a worker of --workers: it serves
+    from twistbridge.workers import refuse_reason
+
+    reason = refuse_reason(settings, reload)
+    if reason:
+        raise _fail(reason)
+
+
+def _supervises_workers(options: Options) -> bool:
+    from twistbridge.config import WORKER_ENV
+
+    return options.bridge.settings.workers > 1 and not os.environ.get(WORKER_ENV)
 
 
 def load_app(spec: str) -> Any:
@@ -374,9 +404,11 @@ def makeService(options: Options) -> Any:
 
     if options["reload"]:
         return _reload_service(options)
-    service = options.bridge.service()
     # twistd's own options are the parent of ours (absent when embedded).
     twistd_options = getattr(options, "parent", None)
+    if _supervises_workers(options):
+        return _workers_service(options, twistd_options)
+    service = options.bridge.service()
     if twistd_options is not None:
         service.owns_process = True
     configure_logging(options.bridge.settings, service, twistd_options)
@@ -407,3 +439,25 @@ def _reload_service(options: Options) -> Any:
         )
     except ReloadError as e:
         raise _fail(str(e)) from None
+
+
+def _workers_service(options: Options, twistd_options: Any) -> Any:
+    """The supervisor of C{--workers} (see L{twistbridge.workers})."""
+    from twistbridge.listeners import unused_listener
+    from twistbridge.logs import configure_logging
+    from twistbridge.workers import WorkersError, WorkersService
+
+    nodaemon = bool(twistd_options["nodaemon"]) if twistd_options is not None else True
+    closed = [
+        name
+        for name in ("http", "igor", "bgpy", "metrics")
+        if unused_listener(options.bridge, name)
+    ]
+    try:
+        service = WorkersService(
+            options.bridge.settings, sys.argv, closed, daemon=not nodaemon
+        )
+    except WorkersError as e:
+        raise _fail(str(e)) from None
+    configure_logging(options.bridge.settings, service, twistd_options)
+    return service

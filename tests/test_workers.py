@@ -1,0 +1,250 @@
+"""
+`twistd -n bridge --workers 2 --broker redis://...`: real worker processes
+sharing the listening sockets, a real redis-server, real clients.
+"""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import threading
+
+import pytest
+import requests
+from jsonrpcclient import Ok, parse, request
+
+from twistbridge.testing import BridgeProcess, twistd_path, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APPS = os.path.join(HERE, "apps")
+
+# The broker tests' redis-server and Igor listener, loaded from their conftest.
+_spec = importlib.util.spec_from_file_location(
+    "_broker_conftest", os.path.join(HERE, "broker", "conftest.py")
+)
+assert _spec is not None and _spec.loader is not None
+_broker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_broker)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own (never the system's)."""
+    if not os.path.exists(_broker.REDIS_SERVER):
+        pytest.skip("redis-server is not installed (`make redis-deps` installs it)")
+    server = _broker.RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+def environ():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
+    return env
+
+
+def workers(redis, app="workers_app:bridge", n=2):
+    return BridgeProcess(
+        ["--app", app, "--workers", str(n), "--broker", redis.url],
+        env=environ(),
+        closed=("igor", "bgpy"),
+    )
+
+
+def call(server, method, *params, timeout=10):
+    response = requests.post(
+        server.url("/rpc"), json=request(method, params=list(params)), timeout=timeout
+    )
+    assert response.status_code == 200
+    result = parse(response.json())
+    assert isinstance(result, Ok), result
+    return result.result
+
+
+def children(pid):
+    """The process ids whose parent is C{pid}."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def workers_of(server):
+    """The worker processes of the supervisor (its twistd children)."""
+    return [
+        pid
+        for pid in children(server.process.pid)
+        if b"twistbridge._reloadchild" in open(f"/proc/{pid}/cmdline", "rb").read()
+    ]
+
+
+def seen_pids(server, wanted, timeout=30):
+    """Call C{pid} on fresh connections until every pid of C{wanted} answered."""
+    seen = set()
+
+    def all_seen():
+        seen.add(call(server, "pid"))
+        return set(wanted) <= seen
+
+    wait_for(all_seen, timeout, interval=0, what=f"answers from {sorted(wanted)}")
+    return seen
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
+    with workers(redis_server) as server:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        assert server.process.pid not in pids
+        assert seen_pids(server, pids) == set(pids)
+        health = requests.get(server.url("/health"), timeout=5).json()
+        assert health["status"] == "ok"
+        assert health["worker"]["pid"] in pids
+        assert health["worker"]["index"] in (1, 2)
+
+        victim, survivor = pids
+        os.kill(victim, signal.SIGKILL)
+        replaced = wait_for(
+            lambda: (
+                len(workers_of(server)) == 2
+                and victim not in workers_of(server)
+                and workers_of(server)
+            ),
+            30,
+            what="a new worker",
+        )
+        (new,) = set(replaced) - {survivor}
+        assert seen_pids(server, [survivor, new]) == {survivor, new}
+        assert victim not in seen_pids(server, [new])
+        wait_for(
+            lambda: f"(pid {victim}) exited with status -9" in server.output,
+            10,
+            what="the death logged",
+        )
+        assert server.output.count(f"(pid {victim}) exited") == 1
+        assert server.process.poll() is None
+
+
+def test_sigterm_drains_every_worker_and_exits_0(redis_server):
+    server = workers(redis_server).start()
+    try:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        seen_pids(server, pids)
+        answers = {}
+
+        def slow(key):
+            answers[key] = call(server, "slow", 2, timeout=30)
+
+        threads = [threading.Thread(target=slow, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        # Each slow call is on a worker once the worker logged its start.
+        wait_for(
+            lambda: server.output.count("slow call started") == 6,
+            15,
+            what="the slow calls in flight",
+        )
+        server.signal(signal.SIGTERM)
+        for t in threads:
+            t.join(30)
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
+    assert sorted(answers) == list(range(6))
+    assert {a[1] for a in answers.values()} == {"done"}
+    assert {a[0] for a in answers.values()} <= set(pids)
+    assert not any(alive(pid) for pid in pids)
+    assert "workers: every worker exited" in server.output
+
+
+def test_more_than_one_worker_needs_a_broker():
+    result = subprocess.run(
+        [twistd_path(), "-n", "bridge", "--app", "workers_app:bridge"]
+        + ["--port", "0", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=environ(),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "twistd bridge: error: --workers 2 needs a shared broker: add --broker "
+        "redis://host:port/db (the workers share Igor clients, sessions, "
+        "processes and the bgpy state through it; see docs/scaling.rst)\n"
+    )
+    assert result.stdout == ""
+
+
+def test_workers_1_is_the_single_process_of_today():
+    with BridgeProcess(
+        ["--app", "workers_app:bridge", "--workers", "1"],
+        env=environ(),
+        closed=("igor", "bgpy"),
+    ) as server:
+        assert call(server, "pid") == server.process.pid
+        assert children(server.process.pid) == []
+        health = requests.get(server.url("/health"), timeout=5).json()
+        assert "worker" not in health
+
+
+def test_igor_broadcast_reaches_the_clients_of_both_workers_once(redis_server):
+    server = BridgeProcess(
+        ["--app", "broker_app:bridge", "--workers", "2", "--broker", redis_server.url],
+        env=environ(),
+        closed=("bgpy",),
+    ).start()
+    listeners = []
+    try:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        url = server.url("/ws", scheme="ws")
+        by_pid = {}
+
+        def one_on_each():
+            listener = _broker.Listener(url)
+            listeners.append(listener)
+            by_pid.setdefault(listener.call("whoami", stream="w")[0]["pid"], listener)
+            return set(by_pid) == set(pids)
+
+        wait_for(one_on_each, 30, interval=0, what="a client on each worker")
+        # The relay process runs on one worker: its ticks name it.
+        holder = wait_for(
+            lambda: [m["data"]["pid"] for m in by_pid[pids[0]].of("relay", "tick")][
+                -1:
+            ],
+            15,
+            what="a tick",
+        )[0]
+        assert holder in pids
+        assert by_pid[holder].call("announce", "one", stream="a1") == ["sent"]
+        assert by_pid[holder].call("announce", "two", stream="a2") == ["sent"]
+        for listener in by_pid.values():
+            wait_for(
+                lambda x=listener: len(_announces(x)) >= 2, 10, what="the announces"
+            )
+        for listener in by_pid.values():  # a duplicate would be in by now
+            listener.call("whoami", stream="w2")
+        for listener in by_pid.values():
+            assert _announces(listener) == ["one", "two"]
+    finally:
+        for listener in listeners:
+            listener.close()
+        assert server.stop() == 0
+
+
+def _announces(listener):
+    return [m["data"] for m in listener.of("relay", "announce")]
