@@ -5,6 +5,7 @@ sharing the listening sockets, a real redis-server, real clients.
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -248,3 +249,155 @@ def test_igor_broadcast_reaches_the_clients_of_both_workers_once(redis_server):
 
 def _announces(listener):
     return [m["data"] for m in listener.of("relay", "announce")]
+
+
+def test_daemon_mode_the_pidfile_is_the_supervisors(redis_server, tmp_path):
+    pidfile, logfile = tmp_path / "bridge.pid", tmp_path / "bridge.log"
+    result = subprocess.run(
+        [twistd_path(), "--pidfile", str(pidfile), "--logfile", str(logfile)]
+        + ["bridge", "--app", "workers_app:bridge", "--port", "0"]
+        + ["--workers", "2", "--broker", redis_server.url],
+        capture_output=True,
+        text=True,
+        env=environ(),
+        cwd=str(tmp_path),
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10))
+    try:
+        log = wait_for(
+            lambda: (t := logfile.read_text()).count("http listening on") == 2 and t,
+            20,
+            what="both workers listening, in the supervisor's log",
+        )
+        address = re.search(r"http listening on (\S+)", log).group(1)
+        pids = wait_for(lambda: len(children(pid)) == 2 and children(pid), 10)
+        server = BridgeProcess()
+        server.addresses["http"] = address
+        assert seen_pids(server, pids) == set(pids)
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), 20, what="the supervisor to exit")
+        wait_for(lambda: not pidfile.exists(), 5, what="the pidfile removed")
+        assert not any(alive(p) for p in pids)
+        log = logfile.read_text()
+        assert log.count("shutdown complete") == 2  # each worker drained
+        assert "workers: every worker exited" in log
+        assert "Traceback" not in log
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# the supervisor on a clock: replacing workers, backing off, stopping -------
+
+
+class FakeProcess:
+    def __init__(self, proto, pid):
+        self.proto, self.pid, self.signals = proto, pid, []
+        proto.transport = self
+        proto.makeConnection(self)
+
+    def signalProcess(self, signum):
+        self.signals.append(signum)
+
+    def end(self, code):
+        from twisted.internet.error import ProcessTerminated
+        from twisted.python.failure import Failure
+
+        self.proto.processEnded(Failure(ProcessTerminated(exitCode=code)))
+
+
+class WorkerReactor:
+    """A clock whose spawnProcess records the workers instead of starting them."""
+
+    def __init__(self):
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.spawned = []
+        self.running = True
+
+    def __getattr__(self, name):
+        return getattr(self.clock, name)
+
+    def callWhenRunning(self, f, *a):
+        pass
+
+    def spawnProcess(self, proto, executable, args, env, childFDs):
+        process = FakeProcess(proto, 1000 + len(self.spawned))
+        self.spawned.append((process, args, env, childFDs))
+        return process
+
+
+def supervisor(reactor, n=2):
+    from twistbridge.config import Settings
+    from twistbridge.workers import WorkersService
+
+    settings = Settings(
+        port="none",
+        igor_port="none",
+        bgpy_port="none",
+        workers=n,
+        broker="redis://127.0.0.1:1/0",
+        shutdown_timeout=3,
+    )
+    argv = ["twistd", "-n", "bridge", "--workers", str(n), "--port", "5020"]
+    return WorkersService(settings, argv, reactor=reactor, environ={})
+
+
+def test_a_worker_that_dies_young_is_replaced_after_a_doubling_delay():
+    from twisted.logger import capturedLogs
+
+    reactor = WorkerReactor()
+    service = supervisor(reactor)
+    service.startService()
+    assert [env["TWISTBRIDGE_WORKER"] for _, _, env, _ in reactor.spawned] == ["1", "2"]
+    process, args, env, fds = reactor.spawned[0]
+    assert env["LISTEN_FDS"] == "0" and fds == {0: 0, 1: 1, 2: 2}
+    assert args[args.index("bridge") + 1 :] == [
+        "--port",
+        "none",
+        "--igor-port",
+        "none",
+        "--bgpy-port",
+        "none",
+        "--metrics-port",
+        "none",
+    ]
+    delays = []
+    for _ in range(8):
+        with capturedLogs() as events:
+            reactor.spawned[-1 if delays else 0][0].end(3)
+        (event,) = [e for e in events if "exited with status" in e["log_format"]]
+        assert event["status"] == 3
+        before = len(reactor.spawned)
+        waited = 0.0
+        while len(reactor.spawned) == before:
+            reactor.advance(0.25)
+            waited += 0.25
+        delays.append(waited)
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    # One that ran long enough is replaced at once, and its delay starts over.
+    reactor.advance(10)
+    reactor.spawned[-1][0].end(0)
+    reactor.advance(0)
+    assert len(reactor.spawned) == 11
+    assert [e["TWISTBRIDGE_WORKER"] for _, _, e, _ in reactor.spawned[2:]] == ["1"] * 9
+
+
+def test_stopping_passes_sigterm_on_and_kills_past_the_bound():
+    reactor = WorkerReactor()
+    service = supervisor(reactor)
+    service.startService()
+    (one, *_), (two, *_) = reactor.spawned
+    stopped = service.stopService()
+    assert one.signals == two.signals == [signal.SIGTERM]
+    one.end(0)
+    assert not stopped.called
+    reactor.advance(3 + 5)
+    assert two.signals == [signal.SIGTERM, signal.SIGKILL]
+    two.end(-9)
+    assert stopped.called
+    reactor.advance(60)
+    assert len(reactor.spawned) == 2  # none replaced while stopping

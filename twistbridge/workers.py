@@ -33,7 +33,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
@@ -219,11 +218,10 @@ def _domain(sock: socket.socket) -> str:
 class _Worker(protocol.ProcessProtocol):
     """One worker process; C{ended} fires with its exit status."""
 
-    def __init__(self, index: int, relay: bool) -> None:
+    def __init__(self, index: int, started: float) -> None:
         self.index = index
-        self.relay = relay
         self.pid: Optional[int] = None
-        self.started = time.monotonic()
+        self.started = started
         self.ended: Deferred = Deferred()
         self._partial = {1: b"", 2: b""}
 
@@ -388,7 +386,7 @@ class WorkersService(Service):
             "bridge",
             *worker_arguments(self._argv, passed),
         ]
-        worker = _Worker(index, self._daemon)
+        worker = _Worker(index, self._reactor.seconds())
         self.workers[index] = worker
         self._transports[index] = self._reactor.spawnProcess(
             worker, sys.executable, args, env=env, childFDs=child_fds
@@ -405,7 +403,7 @@ class WorkersService(Service):
             self._transports.pop(index, None)
         if self._stopping:
             return status
-        lived = time.monotonic() - worker.started
+        lived = self._reactor.seconds() - worker.started
         if lived >= STABLE_AFTER:
             delay = 0.0
             self._backoff.pop(index, None)
