@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
-import socket
 import tempfile
 
 from jsonrpc_bench import ONE, post, run_wrk

@@ -6,6 +6,7 @@ sharing the listening sockets, a real redis-server, real clients.
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -14,7 +15,7 @@ import pytest
 import requests
 from jsonrpcclient import Ok, parse, request
 
-from twistbridge.testing import BridgeProcess, twistd_path, wait_for
+from twistbridge.testing import BridgeProcess, free_port, twistd_path, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
@@ -401,3 +402,55 @@ def test_stopping_passes_sigterm_on_and_kills_past_the_bound():
     assert stopped.called
     reactor.advance(60)
     assert len(reactor.spawned) == 2  # none replaced while stopping
+
+
+ACTIVATE = shutil.which("systemd-socket-activate")
+
+
+@pytest.mark.skipif(
+    ACTIVATE is None,
+    reason="systemd-socket-activate is not installed (make test installs it)",
+)
+def test_the_workers_share_the_sockets_systemd_passed(redis_server, tmp_path):
+    port = free_port()
+    env = environ()
+    command = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=http"]
+    for name in ("PYTHONPATH", "PATH", "HOME"):
+        if name in env:
+            command += ["-E", f"{name}={env[name]}"]
+    command += [twistd_path(), "-n", "--pidfile", "", "bridge"]
+    command += [
+        "--app",
+        "workers_app:bridge",
+        "--port",
+        "systemd:domain=INET:name=http",
+    ]
+    command += ["--workers", "2", "--broker", redis_server.url]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        server = BridgeProcess()
+        server.addresses["http"] = f"127.0.0.1:{port}"
+
+        def first_answer():  # the first connection starts twistd
+            try:
+                return call(server, "pid", timeout=30)
+            except requests.ConnectionError as e:
+                if "Connection refused" in str(e):
+                    return None
+                raise
+
+        wait_for(first_answer, 15, what="the activated bridge to answer")
+        pids = wait_for(
+            lambda: len(children(process.pid)) == 2 and children(process.pid), 15
+        )
+        assert seen_pids(server, pids) == set(pids)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        output = process.stdout.read().decode()
+        assert output.count(f"http listening on 127.0.0.1:{port}") == 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -33,7 +33,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
@@ -125,37 +125,25 @@ def worker_arguments(argv: Sequence[str], passed: Mapping[str, str]) -> List[str
     return kept
 
 
-def _systemd_fds(environ: Mapping[str, str]) -> Tuple[List[int], List[str]]:
-    """The fds systemd passed this process, and their names."""
-    count = environ.get("LISTEN_FDS", "")
-    pid = environ.get("LISTEN_PID", "")
-    if not count.isdigit() or (pid and pid != str(os.getpid())):
-        return [], []
-    fds = list(range(3, 3 + int(count)))
-    names = environ.get("LISTEN_FDNAMES", "").split(":")
-    return fds, names
+def _passed_socket(option: str, description: str, reactor: Any) -> socket.socket:
+    """
+    The socket systemd passed for a C{systemd:} description, found by
+    Twisted's own parser of those descriptions (which reads C{LISTEN_FDS}
+    once, and then removes it from the environment).
+    """
+    from twisted.internet.endpoints import serverFromString
 
-
-def _passed_socket(
-    option: str, description: str, environ: Mapping[str, str]
-) -> socket.socket:
-    """The socket systemd passed for a C{systemd:} description."""
-    params = dict(
-        part.partition("=")[::2] for part in description.split(":")[1:] if "=" in part
-    )
-    fds, names = _systemd_fds(environ)
-    if "name" in params and params["name"] in names:
-        index = names.index(params["name"])
-    elif params.get("index", "").isdigit():
-        index = int(params["index"])
-    else:
-        index = -1
-    if not 0 <= index < len(fds):
+    if reactor is None:
+        from twisted.internet import reactor
+    try:
+        endpoint = serverFromString(reactor, description)
+        fileno = endpoint.fileno  # an AdoptedStreamServerEndpoint
+    except Exception:
         raise WorkersError(
             f"{option} {description}: systemd passed no such socket; start "
             "the service through its .socket unit"
-        )
-    sock = socket.socket(fileno=os.dup(fds[index]))
+        ) from None
+    sock = socket.socket(fileno=os.dup(fileno))
     sock.set_inheritable(True)
     return sock
 
@@ -176,10 +164,7 @@ def _unix_socket(option: str, description: str) -> socket.socket:
 
 
 def listening_socket(
-    option: str,
-    value: Any,
-    environ: Optional[Mapping[str, str]] = None,
-    reactor: Any = None,
+    option: str, value: Any, reactor: Any = None
 ) -> Optional[socket.socket]:
     """
     The listening socket of one listener setting, bound here (C{tcp:},
@@ -189,13 +174,12 @@ def listening_socket(
     @raise WorkersError: for another kind of endpoint, or one that cannot
         be bound, in one line.
     """
-    environ = os.environ if environ is None else environ
     description = listen_description(value)
     if description is None:
         return None
     kind = description.partition(":")[0]
     if kind == "systemd":
-        return _passed_socket(option, description, environ)
+        return _passed_socket(option, description, reactor)
     if kind == "unix":
         return _unix_socket(option, description)
     if kind not in ("tcp", "tcp6"):
@@ -285,9 +269,7 @@ class WorkersService(Service):
             for name, setting, option in LISTENERS:
                 if name in closed:
                     continue
-                sock = listening_socket(
-                    option, getattr(settings, setting), self._environ, reactor
-                )
+                sock = listening_socket(option, getattr(settings, setting), reactor)
                 if sock is not None:
                     self.sockets[name] = sock
         except WorkersError:
