@@ -4,6 +4,10 @@ C{twistd bridge}: the command-line options (L{Options}) and L{makeService}.
 Every option is a setting of L{twistbridge.config.Settings}; an option given on
 the command line overrides the value the app's L{Bridge} was built with.
 Wrong input ends with one line on stderr and a non-zero exit, not a traceback.
+
+(Over 400 lines: every option of C{twistd bridge}, each with its one-line
+check, and the choice of the service to run: the bridge, the C{--reload}
+supervisor or the C{--workers} supervisor.)
 """
 
 from __future__ import annotations
@@ -269,22 +273,11 @@ class Options(usage.Options):
 
 
 def _refuse_workers(settings: Any, reload: bool = False) -> None:
-    """Fail, in one line, on C{--workers} that cannot run (L{twistbridge.workers})."""
-    from twistbridge.config import WORKER_ENV
+    from twistbridge.workers import startup_refusal
 
-    if os.environ.get(WORKER_ENV):
-        return  # a worker of --workers: it serves
-    from twistbridge.workers import refuse_reason
-
-    reason = refuse_reason(settings, reload)
+    reason = startup_refusal(settings, reload)
     if reason:
         raise _fail(reason)
-
-
-def _supervises_workers(options: Options) -> bool:
-    from twistbridge.config import WORKER_ENV
-
-    return options.bridge.settings.workers > 1 and not os.environ.get(WORKER_ENV)
 
 
 def load_app(spec: str) -> Any:
@@ -406,8 +399,13 @@ def makeService(options: Options) -> Any:
         return _reload_service(options)
     # twistd's own options are the parent of ours (absent when embedded).
     twistd_options = getattr(options, "parent", None)
-    if _supervises_workers(options):
-        return _workers_service(options, twistd_options)
+    from twistbridge.workers import WorkersError, supervises, workers_service
+
+    if supervises(options.bridge.settings):
+        try:
+            return workers_service(options.bridge, sys.argv, twistd_options)
+        except WorkersError as e:
+            raise _fail(str(e)) from None
     service = options.bridge.service()
     if twistd_options is not None:
         service.owns_process = True
@@ -439,25 +437,3 @@ def _reload_service(options: Options) -> Any:
         )
     except ReloadError as e:
         raise _fail(str(e)) from None
-
-
-def _workers_service(options: Options, twistd_options: Any) -> Any:
-    """The supervisor of C{--workers} (see L{twistbridge.workers})."""
-    from twistbridge.listeners import unused_listener
-    from twistbridge.logs import configure_logging
-    from twistbridge.workers import WorkersError, WorkersService
-
-    nodaemon = bool(twistd_options["nodaemon"]) if twistd_options is not None else True
-    closed = [
-        name
-        for name in ("http", "igor", "bgpy", "metrics")
-        if unused_listener(options.bridge, name)
-    ]
-    try:
-        service = WorkersService(
-            options.bridge.settings, sys.argv, closed, daemon=not nodaemon
-        )
-    except WorkersError as e:
-        raise _fail(str(e)) from None
-    configure_logging(options.bridge.settings, service, twistd_options)
-    return service

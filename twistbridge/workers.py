@@ -25,6 +25,9 @@ workers.  The supervisor serves nothing itself.
 
 Each worker runs with C{TWISTBRIDGE_WORKER} set to its number (from 1), so
 that it serves instead of supervising again, and C{/health} names it.
+
+(Over 400 lines: the shared sockets, the workers' lives and their shutdown
+are one supervisor, and C{twistd bridge} only hooks it in.)
 """
 
 from __future__ import annotations
@@ -45,7 +48,16 @@ from twistbridge.config import WORKER_ENV
 from twistbridge.endpoints import listen_description
 from twistbridge.reload import RELOAD_LISTENERS_ENV, ReloadError, bind, parse_tcp
 
-__all__ = ["WorkersError", "WorkersService", "refuse_reason", "worker_arguments"]
+__all__ = [
+    "WorkersError",
+    "WorkersService",
+    "listening_socket",
+    "refuse_reason",
+    "startup_refusal",
+    "supervises",
+    "worker_arguments",
+    "workers_service",
+]
 
 log = Logger()
 
@@ -97,6 +109,35 @@ def refuse_reason(settings: Any, reload: bool = False) -> Optional[str]:
             "processes and the bgpy state through it; see docs/scaling.rst)"
         )
     return None
+
+
+def startup_refusal(settings: Any, reload: bool = False) -> Optional[str]:
+    """L{refuse_reason}, except in a worker (which serves as it is told)."""
+    if os.environ.get(WORKER_ENV):
+        return None
+    return refuse_reason(settings, reload)
+
+
+def supervises(settings: Any) -> bool:
+    """Whether this process is to be the supervisor of C{settings.workers}."""
+    return settings.workers > 1 and not os.environ.get(WORKER_ENV)
+
+
+def workers_service(bridge: Any, argv: Sequence[str], twistd_options: Any) -> Any:
+    """
+    The supervisor of C{bridge} (a L{twistbridge.Bridge}) under C{twistd}
+    started with C{argv}, logging as the bridge would.
+
+    @raise WorkersError: when a listener cannot be shared.
+    """
+    from twistbridge.listeners import unused_listener
+    from twistbridge.logs import configure_logging
+
+    nodaemon = bool(twistd_options["nodaemon"]) if twistd_options is not None else True
+    closed = [name for name, _, _ in LISTENERS if unused_listener(bridge, name)]
+    service = WorkersService(bridge.settings, argv, closed, daemon=not nodaemon)
+    configure_logging(bridge.settings, service, twistd_options)
+    return service
 
 
 def worker_arguments(argv: Sequence[str], passed: Mapping[str, str]) -> List[str]:
