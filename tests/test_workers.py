@@ -192,6 +192,32 @@ def test_more_than_one_worker_needs_a_broker():
     assert result.stdout == ""
 
 
+def test_reload_runs_one_server():
+    result = subprocess.run(
+        [twistd_path(), "-n", "bridge", "--app", "workers_app:bridge", "--reload"]
+        + ["--port", "0", "--workers", "2", "--broker", "redis://127.0.0.1:1/0"],
+        capture_output=True,
+        text=True,
+        env=environ(),
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "twistd bridge: error: --workers 2: --reload runs one server; "
+        "leave out --workers (or --reload)\n"
+    )
+
+
+def test_the_workers_die_with_a_killed_supervisor(redis_server):
+    server = workers(redis_server).start()
+    try:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        os.kill(server.process.pid, signal.SIGKILL)
+        wait_for(lambda: not any(alive(p) for p in pids), 15, what="the workers to die")
+    finally:
+        server.stop()
+
+
 def test_workers_1_is_the_single_process_of_today():
     with BridgeProcess(
         ["--app", "workers_app:bridge", "--workers", "1"],
