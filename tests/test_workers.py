@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 
@@ -480,3 +481,31 @@ def test_the_workers_share_the_sockets_systemd_passed(redis_server, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_systemd_hears_from_the_supervisor_alone(redis_server, tmp_path):
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    server = workers(redis_server)
+    server.env["NOTIFY_SOCKET"] = path
+    try:
+        server.start()
+        ready = dict(
+            line.split("=", 1) for line in sock.recv(4096).decode().splitlines()
+        )
+        assert ready == {
+            "READY": "1",
+            "MAINPID": str(server.process.pid),
+            "STATUS": "2 workers",
+        }
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        assert seen_pids(server, pids) == set(pids)  # both workers serve by now
+        server.signal(signal.SIGTERM)
+        # What comes next is the supervisor's STOPPING=1: no worker spoke.
+        assert sock.recv(4096) == b"STOPPING=1"
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
+        sock.close()
