@@ -509,3 +509,33 @@ def test_systemd_hears_from_the_supervisor_alone(redis_server, tmp_path):
     finally:
         server.stop()
         sock.close()
+
+
+def test_with_a_logfile_the_workers_log_there_too(redis_server, tmp_path):
+    logfile = tmp_path / "bridge.log"
+    server = workers(redis_server)
+    server.twistd_args = ["-n", "--logfile", str(logfile)]
+    process = subprocess.Popen(
+        server.command(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=server.env,
+    )
+    try:
+        log = wait_for(
+            lambda: (
+                logfile.exists()
+                and (t := logfile.read_text()).count("http listening on") == 2
+                and t
+            ),
+            20,
+            what="both workers' listeners in the log file",
+        )
+        assert "worker 1: " in log and "worker 2: " in log
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert process.stdout.read() == b""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -133,9 +133,14 @@ def workers_service(bridge: Any, argv: Sequence[str], twistd_options: Any) -> An
     from twistbridge.listeners import unused_listener
     from twistbridge.logs import configure_logging
 
-    nodaemon = bool(twistd_options["nodaemon"]) if twistd_options is not None else True
+    relay = False
+    if twistd_options is not None:
+        # The supervisor logs elsewhere than to its stdout: so do the workers.
+        logfile = twistd_options.get("logfile")
+        relay = not twistd_options["nodaemon"] or bool(logfile and logfile != "-")
+        relay = relay or bool(twistd_options.get("syslog"))
     closed = [name for name, _, _ in LISTENERS if unused_listener(bridge, name)]
-    service = WorkersService(bridge.settings, argv, closed, daemon=not nodaemon)
+    service = WorkersService(bridge.settings, argv, closed, relay=relay)
     configure_logging(bridge.settings, service, twistd_options)
     return service
 
@@ -254,7 +259,7 @@ class _Worker(protocol.ProcessProtocol):
         self.pid = getattr(self.transport, "pid", None)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        # Daemon mode only: the worker's output, into the supervisor's log.
+        # With relay: the worker's output, into the supervisor's log.
         lines = (self._partial.get(childFD, b"") + data).split(b"\n")
         self._partial[childFD] = lines.pop()
         for line in lines:
@@ -282,6 +287,12 @@ class WorkersService(Service):
     @ivar workers: worker number (from 1) to the running L{_Worker}.
     @ivar log_observer: an observer twistd should log to (set by
         L{twistbridge.logs.configure_logging}).
+
+    @param closed: the listeners the app leaves closed (not bound).
+    @param relay: pass the workers' output on through the supervisor's log
+        (when it logs elsewhere than to its stdout: daemon mode,
+        C{--logfile}, C{--syslog}); else they write to the same stdout.
+    @param environ: the environment the workers' is made from.
     """
 
     def __init__(
@@ -289,7 +300,7 @@ class WorkersService(Service):
         settings: Any,
         argv: Sequence[str],
         closed: Sequence[str] = (),
-        daemon: bool = False,
+        relay: bool = False,
         reactor: Any = None,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
@@ -303,7 +314,7 @@ class WorkersService(Service):
         self.count = settings.workers
         self._shutdown_timeout = float(settings.shutdown_timeout)
         self._argv = list(argv)
-        self._daemon = daemon
+        self._relay = relay
         self._environ = dict(os.environ if environ is None else environ)
         self.sockets: Dict[str, socket.socket] = {}
         try:
@@ -392,7 +403,7 @@ class WorkersService(Service):
             name: f"systemd:domain={_domain(sock)}:name={name}"
             for name, sock in self.sockets.items()
         }
-        output: Any = "r" if self._daemon else None
+        output: Any = "r" if self._relay else None
         child_fds: Dict[int, Any] = {
             0: 0,
             1: output if output else 1,
