@@ -48,8 +48,10 @@ def environ():
 
 
 def workers(redis, app="workers_app:bridge", n=2):
+    """The app under --workers N (N None: as many as the app asks for)."""
+    count = [] if n is None else ["--workers", str(n)]
     return BridgeProcess(
-        ["--app", app, "--workers", str(n), "--broker", redis.url],
+        ["--app", app, *count, "--broker", redis.url],
         env=environ(),
         closed=("igor", "bgpy"),
     )
@@ -191,6 +193,32 @@ def test_more_than_one_worker_needs_a_broker():
         "processes and the bgpy state through it; see docs/scaling.rst)\n"
     )
     assert result.stdout == ""
+
+
+def test_bridge_workers_2_in_the_app_is_the_same_setting(redis_server):
+    with workers(redis_server, app="workers_app:two", n=None) as server:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        assert seen_pids(server, pids) == set(pids)
+
+
+def test_a_wrong_number_of_workers_is_one_line():
+    result = subprocess.run(
+        [
+            twistd_path(),
+            "-n",
+            "bridge",
+            "--app",
+            "workers_app:bridge",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=environ(),
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "twistd bridge: error: workers must be at least 1\n"
 
 
 def test_reload_runs_one_server():

@@ -29,3 +29,8 @@ def slow(seconds):
 @bridge.rpc_function(run_in="reactor")
 def echo(value):
     return value
+
+
+#: The same, with the workers asked for by the app: Bridge(workers=2).
+two = Bridge(workers=2)
+two.rpc_function(run_in="reactor")(pid)
