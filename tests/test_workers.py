@@ -4,6 +4,7 @@ sharing the listening sockets, a real redis-server, real clients.
 """
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -567,3 +568,44 @@ def test_with_a_logfile_the_workers_log_there_too(redis_server, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def unix_call(path, method):
+    """A JSON-RPC call over the UNIX socket C{path}, on a new connection."""
+    import http.client
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(path)
+
+    connection = UnixConnection("localhost")
+    try:
+        body = json.dumps(request(method))
+        connection.request("POST", "/rpc", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())["result"]
+    finally:
+        connection.close()
+
+
+def test_the_workers_share_a_unix_socket(redis_server, tmp_path):
+    path = str(tmp_path / "bridge.sock")
+    server = BridgeProcess(
+        ["--app", "workers_app:bridge", "--port", f"unix:{path}"]
+        + ["--workers", "2", "--broker", redis_server.url],
+        env=environ(),
+        closed=("igor", "bgpy"),
+    )
+    with server:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        seen = set()
+        wait_for(
+            lambda: seen.add(unix_call(path, "pid")) or seen == set(pids),
+            30,
+            interval=0,
+            what="answers from both workers on the UNIX socket",
+        )
+        assert server.output.count(f"http listening on {path}") == 2
