@@ -104,8 +104,9 @@ class Runtime:
             from twistbridge.igor._broker import LocalBroker
 
             return LocalBroker()
+        from twistbridge._redisconn import redis_client_available
         from twistbridge.config import parse_broker
-        from twistbridge.igor._redis import RedisBroker, redis_client_available
+        from twistbridge.igor._redis import RedisBroker
 
         if not redis_client_available():
             raise RuntimeError(
@@ -137,8 +138,31 @@ class Runtime:
 
     @cached_property
     def bgpy(self) -> TaskRuntime:
-        """The bgpy tasks and their state."""
-        return TaskRuntime(self.registry, self.offloader, self.reactor)
+        """
+        The bgpy tasks and their state; with a C{broker}, its C{cluster}
+        (L{twistbridge.bgpy._cluster.BgpyCluster}) runs them on the instance
+        holding the bgpy lease.
+        """
+        rt = TaskRuntime(self.registry, self.offloader, self.reactor)
+        s = self.settings
+        if s.broker is not None:
+            from twistbridge._redisconn import redis_client_available
+            from twistbridge.bgpy._cluster import BgpyCluster
+            from twistbridge.config import parse_broker
+
+            if not redis_client_available():
+                raise RuntimeError(
+                    "--broker needs the Redis client txredisapi: "
+                    "pip install 'twistbridge[redis]'"
+                )
+            rt.cluster = BgpyCluster(
+                parse_broker(s.broker),
+                self.offloader,
+                rt.machine.configured,
+                reactor=self.reactor,
+                policy=rt.allow_modules,
+            )
+        return rt
 
     @cached_property
     def izzati(self) -> IzzatiResource:

@@ -81,7 +81,7 @@ def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
             },
             **services,
         }
-    body = {
+    body: Dict[str, Any] = {
         "status": "ok" if ok else "starting",
         "services": services,
         "pools": runtime.offloader.stats(),
@@ -98,6 +98,15 @@ def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
         if ok and not broker["up"]:
             body["status"] = "degraded"
             body["reason"] = broker["reason"]
+    # With a broker, the bgpy lease (and its own connection to Redis).
+    tasks = runtime.built("bgpy")
+    cluster = getattr(tasks, "cluster", None)
+    if cluster is not None:
+        shared = cluster.status()
+        body.setdefault("broker", {})["bgpy"] = shared
+        if ok and not shared["up"] and body["status"] == "ok":
+            body["status"] = "degraded"
+            body["reason"] = shared["reason"]
     return (http.OK if ok else http.SERVICE_UNAVAILABLE), body
 
 

@@ -106,6 +106,16 @@ _CLOSED = object()
 _JSON_EXEC_ACK = encode_json(ack(MessageType.EXEC))
 
 
+def _answer(kind: str, reply: Any) -> Message:
+    """The second response of a task run through the broker."""
+    response = reply["response"]
+    if response is not None:
+        return Message(MessageType[response[0]], response[1])
+    if reply["ok"]:
+        return ok_message(f"{kind}_task sent no response.")
+    return error_message(reply["message"])
+
+
 class BgpyProtocol(Protocol):
     """
     One client connection, in either wire format.
@@ -415,7 +425,8 @@ class BgpyProtocol(Protocol):
         """
         runtime = self.runtime
         if (
-            message.type is not MessageType.EXEC
+            runtime.cluster is not None
+            or message.type is not MessageType.EXEC
             or not self.authenticated
             or awaits_response(message)
             or self.lost
@@ -452,6 +463,8 @@ class BgpyProtocol(Protocol):
             self.format or "",
         )
         awaited = awaits_response(message)
+        if isinstance(decision, RunTask) and runtime.cluster is not None:
+            return await self._handle_shared(message, decision, awaited)
         if (
             isinstance(decision, RunTask)
             and decision.kind == "exec"
@@ -522,6 +535,61 @@ class BgpyProtocol(Protocol):
         if kind == "exit":
             return await self._after_exit(awaited)
         return not self.lost
+
+    async def _handle_shared(
+        self, message: Message, decision: RunTask, awaited: bool
+    ) -> bool:
+        """
+        With a broker: the task runs on the instance holding the bgpy lease
+        (perhaps this one).  An EXEC is acknowledged only once the state it
+        left is stored in Redis; a failure is answered in place of the
+        acknowledgement (or after it, when a second response is awaited).
+        """
+        kind = decision.kind
+        cluster = self.runtime.cluster
+        request = cluster.request(
+            kind,
+            decision.args,
+            self.peer,
+            awaited,
+            decision.tasks,
+            decision.refused.message if decision.refused is not None else None,
+        )
+        if kind == "exec":
+            reply = await request
+            if not reply["ok"]:
+                self._complain(BgpyError(reply["message"]))
+                if awaited:
+                    await self._send(self.encode(ack(message.type)))
+                await self._send(
+                    self.encode(error_message(reply["message"]), second=awaited),
+                    expect_ack=awaited,
+                )
+                return not self.lost
+            await self._send(self.encode(ack(message.type)))
+            if awaited:
+                await self._send(
+                    self.encode(_answer(kind, reply), True), expect_ack=True
+                )
+            return not self.lost
+        await_ack = self._start_send(self.encode(ack(message.type)))
+        if await_ack is not None:
+            await await_ack
+        reply = await request
+        if kind == "init":
+            answer = (
+                ok_message(INIT_OK) if reply["ok"] else error_message(reply["message"])
+            )
+            if reply["close"]:
+                self._complain(BgpyError(reply["message"], True))
+            await self._send(self.encode(answer, second=True), expect_ack=True)
+            if reply["close"]:
+                self._close()
+                return False
+            return not self.lost
+        if awaited:
+            await self._send(self.encode(_answer(kind, reply), True), expect_ack=True)
+        return await self._after_exit(awaited)
 
     def _task_done(self, result: Any, d: Deferred, size: int) -> Any:
         self.in_flight.remove(d)

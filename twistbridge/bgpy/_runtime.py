@@ -206,6 +206,10 @@ class TaskRuntime:
     @ivar token: the token clients must send, or L{None}.
     @ivar on_exit: called after a connection that sent EXIT is done (the
         standalone server stops there), or L{None}.
+    @ivar cluster: with a broker, the
+        L{twistbridge.bgpy._cluster.BgpyCluster} the connections' tasks go
+        to instead (run on the instance holding the bgpy lease), else
+        L{None}.
     """
 
     def __init__(
@@ -246,6 +250,7 @@ class TaskRuntime:
         self._running = False
         self._gather: Any = None
         self.on_exit: Optional[Callable[[], Any]] = None
+        self.cluster: Any = None
         self._snapshot: Any = None
 
     # public API -------------------------------------------------------------

@@ -34,6 +34,7 @@ from twistbridge.bgpy._connection import BgpyProtocol
 from twistbridge.bgpy._runtime import TaskRuntime
 
 __all__ = [
+    "BgpyClusterService",
     "BgpyFactory",
     "BgpyTaskService",
     "build_factory",
@@ -91,8 +92,39 @@ def build_factory(runtime: TaskRuntime) -> Factory:
     return BgpyFactory(runtime)
 
 
+class BgpyClusterService(Service):
+    """
+    With a broker: connects to Redis and runs the tasks while this instance
+    holds the bgpy lease (L{twistbridge.bgpy._cluster.BgpyCluster}).  Its
+    stop gives the lease up; the state stays in Redis (no C{exit_task}).
+
+    @ivar cluster: the C{BgpyCluster}.
+    """
+
+    name = "bgpy-broker"  # type: ignore[assignment]  # Twisted types it as None
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+    def startService(self) -> None:
+        """Connect to Redis."""
+        Service.startService(self)
+        self.cluster.start()
+
+    def stopService(self) -> Deferred:
+        """Give up the lease, disconnect."""
+        Service.stopService(self)
+        d: Deferred = self.cluster.stop()
+        return d
+
+
 def build_services(runtime: TaskRuntime) -> List[Any]:
-    """Services for bgpy: init_task at start, exit_task at stop."""
+    """
+    Services for bgpy: init_task at start, exit_task at stop; with a
+    broker, the L{BgpyClusterService} instead.
+    """
+    if runtime.cluster is not None:
+        return [BgpyClusterService(runtime.cluster)]
     if runtime.machine.configured is None:
         return []
     return [BgpyTaskService(runtime)]

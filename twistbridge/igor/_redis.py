@@ -37,10 +37,13 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
+from twistbridge._redisconn import RELEASE as _RELEASE
+from twistbridge._redisconn import RENEW as _RENEW
+from twistbridge._redisconn import RecordingEndpoint as _Recording
+from twistbridge._redisconn import RedisFactory as _Factory
+from twistbridge._redisconn import broker_endpoint, redis_client_available
 from twistbridge.config import BrokerAddress
 from twistbridge.igor._core import UnknownClientError, normalize_client_id
 
@@ -55,97 +58,16 @@ PRESENCE_TTL = 15.0
 #: Automatic client ids taken from Redis at a time.
 ID_BLOCK = 100
 
-_RENEW = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-)
 # Raise the id counter to at least ARGV[1] (a Redis that lost its data must
 # not hand out ids that are still in use).
 _RAISE = (
     "if tonumber(redis.call('get', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
     "redis.call('set', KEYS[1], ARGV[1]) end return 1"
 )
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('del', KEYS[1]) else return 0 end"
-)
-
-
-def redis_client_available() -> bool:
-    """Whether txredisapi (the C{redis} extra) is installed."""
-    try:
-        import txredisapi  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _id_text(client_id: Any) -> str:
     return json.dumps(client_id)
-
-
-class _Factory(Factory):
-    # What txredisapi's protocol expects of its factory.
-    isLazy = False
-
-    def __init__(self, protocol_class: Any, address: BrokerAddress, charset: Any):
-        self.protocol_class = protocol_class
-        self.address = address
-        self.charset = charset
-        self.error: Optional[str] = None
-        self.on_message: Callable[[bytes, bytes], None] = lambda c, m: None
-
-    def buildProtocol(self, addr: Any) -> Any:
-        password: Any = self.address.password
-        username: Any = self.address.username
-        if self.charset is None:  # (a protocol of bytes only)
-            password = None if password is None else password.encode("utf-8")
-            username = None if username is None else username.encode("utf-8")
-        p = self.protocol_class(
-            self.charset,
-            replyTimeout=5,
-            password=password,
-            dbid=self.address.db,
-            username=username,
-        )
-        p.factory = self
-        lost = p.connectionLost
-
-        def connection_lost(why: Failure) -> None:
-            # Kept to say why a connection that never got ready failed (a
-            # TLS certificate refused, say): txredisapi only sees it lost.
-            self.error = why.getErrorMessage()
-            lost(why)
-
-        p.connectionLost = connection_lost
-        if hasattr(p, "messageReceived"):
-            p.messageReceived = lambda pattern, channel, message: self.on_message(
-                channel, message
-            )
-        return p
-
-    def stopTrying(self) -> None:
-        pass
-
-    def connectionError(self, why: str) -> None:
-        self.error = why
-
-
-class _Recording:
-    """An endpoint that keeps why its last connection attempt failed."""
-
-    def __init__(self, endpoint: Any, broker: RedisBroker) -> None:
-        self._endpoint = endpoint
-        self._broker = broker
-
-    def connect(self, factory: Any) -> Deferred:
-        d = self._endpoint.connect(factory)
-
-        def failed(f: Failure) -> Failure:
-            self._broker._unreachable(f.getErrorMessage() or f.type.__name__)
-            return f
-
-        return d.addErrback(failed)
 
 
 class RedisBroker:
@@ -203,22 +125,7 @@ class RedisBroker:
     # connections -----------------------------------------------------------
 
     def _endpoint(self) -> Any:
-        from twisted.internet.endpoints import (
-            HostnameEndpoint,
-            UNIXClientEndpoint,
-            wrapClientTLS,
-        )
-
-        a = self.address
-        if a.path is not None:
-            return UNIXClientEndpoint(self.reactor, a.path, timeout=5)
-        host = str(a.host)
-        endpoint: Any = HostnameEndpoint(self.reactor, host, a.port, timeout=5)
-        if a.tls:
-            from twisted.internet.ssl import optionsForClientTLS
-
-            endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
-        return endpoint
+        return broker_endpoint(self.reactor, self.address)
 
     def start(
         self,
@@ -239,7 +146,7 @@ class RedisBroker:
             (commands, self._commands_ready),
             (subscriber, self._subscriber_ready),
         ):
-            endpoint: Any = _Recording(self._endpoint(), self)
+            endpoint: Any = _Recording(self._endpoint(), self._unreachable)
             service = ClientService(
                 endpoint,
                 factory,
