@@ -609,3 +609,86 @@ def test_the_workers_share_a_unix_socket(redis_server, tmp_path):
             what="answers from both workers on the UNIX socket",
         )
         assert server.output.count(f"http listening on {path}") == 2
+
+
+def accepted_by(pid, port):
+    """The established connections to C{port} held by process C{pid}."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if parts[3] == "01" and int(parts[1].split(":")[1], 16) == port:
+                inodes.add(parts[9])
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            held += 1
+    return held
+
+
+def test_bgpy_clients_on_both_workers_share_one_state(redis_server):
+    server = BridgeProcess(
+        ["--app", "bgpy_app:bridge", "--workers", "2", "--broker", redis_server.url],
+        env=environ(),
+        closed=("igor",),
+    ).start()
+    connections = []
+    try:
+        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        port = server.port("bgpy")
+        # One worker holds the bgpy lease (its /health says so) before any EXEC.
+        wait_for(
+            lambda: (
+                requests.get(server.url("/health"), timeout=5).json()["broker"]["bgpy"]
+                == {"up": True, "holder": True}
+            ),
+            20,
+            interval=0,
+            what="a worker to hold the bgpy lease",
+        )
+
+        def one_on_each():
+            connections.append(_Lines(port))
+            return all(accepted_by(pid, port) for pid in pids)
+
+        wait_for(one_on_each, 30, interval=0, what="a bgpy connection on each worker")
+        for lines in connections:
+            lines.send("EXEC", command="increase", value_change=10)
+            assert lines.read() == {
+                "type": "OK",
+                "args": {"message": "Received 'EXEC'"},
+            }
+        for lines in connections:
+            lines.send("EXEC", command="get", await_response=True)
+            assert lines.read()["type"] == "OK"
+            state = lines.read()["args"]
+        # One state: every connection's EXECs counted in it, on either worker.
+        n = len(connections)
+        assert state == {"request_count": 2 * n, "value": 1000 + 10 * n}
+    finally:
+        for lines in connections:
+            lines.close()
+        assert server.stop() == 0
+
+
+class _Lines:
+    """A JSON-lines bgpy connection."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, kind, **args):
+        self.sock.sendall(json.dumps({"type": kind, "args": args}).encode() + b"\n")
+
+    def read(self):
+        line = self.file.readline()
+        assert line, "connection closed"
+        return json.loads(line)
+
+    def close(self):
+        self.sock.close()
