@@ -381,6 +381,12 @@ class WorkerReactor:
     def callWhenRunning(self, f, *a):
         pass
 
+    def callFromThread(self, f, *a):
+        f(*a)
+
+    def stop(self):
+        self.running = False
+
     def spawnProcess(self, proto, executable, args, env, childFDs):
         process = FakeProcess(proto, 1000 + len(self.spawned))
         self.spawned.append((process, args, env, childFDs))
@@ -441,6 +447,19 @@ def test_a_worker_that_dies_young_is_replaced_after_a_doubling_delay():
     reactor.advance(0)
     assert len(reactor.spawned) == 11
     assert [e["TWISTBRIDGE_WORKER"] for _, _, e, _ in reactor.spawned[2:]] == ["1"] * 9
+
+
+def test_a_second_signal_is_passed_on_to_force_the_workers_exit():
+    reactor = WorkerReactor()
+    service = supervisor(reactor)
+    service.startService()
+    (one, *_), (two, *_) = reactor.spawned
+    service._on_signal(signal.SIGTERM)
+    assert reactor.running is False  # twistd then stops the service:
+    service.stopService()
+    assert one.signals == two.signals == [signal.SIGTERM]
+    service._on_signal(signal.SIGINT)
+    assert one.signals == two.signals == [signal.SIGTERM, signal.SIGTERM]
 
 
 def test_stopping_passes_sigterm_on_and_kills_past_the_bound():
