@@ -1,6 +1,7 @@
 """
-The server process of C{twistd -n bridge --reload}: C{twistd} itself, run
-in a child of the supervisor (L{twistbridge.reload}).
+The server process of C{twistd -n bridge --reload} (L{twistbridge.reload})
+and each worker of C{twistd bridge --workers N} (L{twistbridge.workers}):
+C{twistd} itself, run in a child of the supervisor.
 
 It claims the sockets the supervisor passed (systemd's protocol wants
 C{LISTEN_PID} to be the receiving process, which only the child knows),

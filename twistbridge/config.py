@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
@@ -92,6 +92,9 @@ class Settings:
         Redis URL (C{redis://host:port/db}, C{rediss://...}, or
         C{unix:///path/to.sock?db=N}; see L{parse_broker}), or L{None} (the
         default: this process only, the in-process broker).
+    @ivar workers: C{twistd bridge} only: the reactor processes sharing the
+        listening sockets (1, the default: this process serves alone; more
+        needs a shared C{broker}, see L{twistbridge.workers}).
     """
 
     port: Listen = 5020
@@ -123,6 +126,7 @@ class Settings:
     igor_takeover: str = "name"
     reload: bool = False
     broker: Optional[str] = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in SIZE_SETTINGS:
@@ -136,7 +140,7 @@ class Settings:
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or more")
             object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("threads", "processes"):
+        for name in ("threads", "processes", "workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -257,6 +261,23 @@ def parse_broker(url: str) -> BrokerAddress:
             username,
         )
     raise ValueError(f"broker: not a Redis URL: {text!r} (use {_BROKER_FORMS})")
+
+
+#: Set in the environment of a worker process of C{--workers} (its number,
+#: from 1): it serves, it does not supervise again.
+WORKER_ENV = "TWISTBRIDGE_WORKER"
+
+
+def worker_identity(environ: Any = None) -> Optional[Dict[str, int]]:
+    """
+    C{{"index": n, "pid": pid}} in a worker process of C{--workers} (for
+    C{/health}), else L{None}.
+    """
+    environ = os.environ if environ is None else environ
+    index = str(environ.get(WORKER_ENV) or "")
+    if not index.isdigit():
+        return None
+    return {"index": int(index), "pid": os.getpid()}
 
 
 class TokenFileError(OSError):

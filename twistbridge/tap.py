@@ -4,6 +4,10 @@ C{twistd bridge}: the command-line options (L{Options}) and L{makeService}.
 Every option is a setting of L{twistbridge.config.Settings}; an option given on
 the command line overrides the value the app's L{Bridge} was built with.
 Wrong input ends with one line on stderr and a non-zero exit, not a traceback.
+
+(Over 400 lines: every option of C{twistd bridge}, each with its one-line
+check, and the choice of the service to run: the bridge, the C{--reload}
+supervisor or the C{--workers} supervisor.)
 """
 
 from __future__ import annotations
@@ -151,6 +155,14 @@ class Options(usage.Options):
             "share Igor clients with other instances: redis://host:port/db, "
             "rediss://... or unix:///path?db=N [default: none, this process only]",
         ],
+        [
+            "workers",
+            None,
+            None,
+            "reactor processes sharing the listeners; more than 1 needs "
+            "--broker [default: 1]",
+            int,
+        ],
     ]
 
     optFlags: List[List[Any]] = [
@@ -211,6 +223,7 @@ class Options(usage.Options):
                 self.reload_settings = Settings(**given)
             except (TypeError, ValueError) as e:
                 raise _fail(str(e)) from None
+            _refuse_workers(self.reload_settings, reload=True)
             return
         self.bridge = load_app(self["app"] or DEMO_APP)
         try:
@@ -228,7 +241,9 @@ class Options(usage.Options):
             # Bridge(reload=True): this process becomes the supervisor.
             self["reload"] = True
             self.reload_settings = self.bridge.settings
+            _refuse_workers(self.reload_settings, reload=True)
             return
+        _refuse_workers(self.bridge.settings)
         from twistbridge.listeners import unused_listener
 
         s = self.bridge.settings
@@ -255,6 +270,14 @@ class Options(usage.Options):
             usage.Options.parseOptions(self, options)
         except usage.UsageError as e:
             raise _fail(f"{e} (see: twistd bridge --help)") from None
+
+
+def _refuse_workers(settings: Any, reload: bool = False) -> None:
+    from twistbridge.workers import startup_refusal
+
+    reason = startup_refusal(settings, reload)
+    if reason:
+        raise _fail(reason)
 
 
 def load_app(spec: str) -> Any:
@@ -374,9 +397,16 @@ def makeService(options: Options) -> Any:
 
     if options["reload"]:
         return _reload_service(options)
-    service = options.bridge.service()
     # twistd's own options are the parent of ours (absent when embedded).
     twistd_options = getattr(options, "parent", None)
+    from twistbridge.workers import WorkersError, supervises, workers_service
+
+    if supervises(options.bridge.settings):
+        try:
+            return workers_service(options.bridge, sys.argv, twistd_options)
+        except WorkersError as e:
+            raise _fail(str(e)) from None
+    service = options.bridge.service()
     if twistd_options is not None:
         service.owns_process = True
     configure_logging(options.bridge.settings, service, twistd_options)

@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twistbridge.channel import BridgeChannel
-from twistbridge.config import Settings
+from twistbridge.config import Settings, worker_identity
 from twistbridge.hosts import host_allowed
 from twistbridge.request import BridgeRequest
 
@@ -86,6 +86,9 @@ def health(runtime: Runtime, request: Any = None) -> tuple[int, Dict[str, Any]]:
         "services": services,
         "pools": runtime.offloader.stats(),
     }
+    worker = worker_identity()
+    if worker is not None:
+        body["worker"] = worker  # one of the processes of --workers
     # A shared broker out of reach: this instance still serves its own
     # clients (200), but says what it cannot do.
     hub = runtime.built("igor_hub")
