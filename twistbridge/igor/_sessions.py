@@ -85,10 +85,11 @@ class SharedSessions:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.broker: Any = hub.broker
+        broker: Any = hub.broker
+        self.broker = broker
         self.pending: Set[Any] = set()
         self._unshareable: Set[Any] = set()
-        self.broker.on_arrival = self.arrived
+        broker.on_arrival = self.arrived
 
     def left(self, client_id: Any) -> None:
         """A client left: copy its session to the broker for the window."""
