@@ -306,7 +306,6 @@ class RedisBroker:
                 self._publish("presence", f"+{self.instance} {_id_text(client_id)}")
             self._presence_tick()
             self._lease_tick()
-            self._flush_soon()
 
         return defer.ensureDeferred(ready())
 
@@ -337,11 +336,13 @@ class RedisBroker:
             )
             self.reason = ""
         self.up = up
+        if up:
+            self._flush_soon()
 
     def _lost(self, protocol: Any) -> None:
+        self._peers.update(self.remote.values())
         if protocol is self._commands:
             self._commands = None
-            self._peers = set(self.remote.values())
         if protocol is self._subscriber:
             self._subscriber = None
         if self.up and not self._stopped:
@@ -664,13 +665,13 @@ class RedisBroker:
 
     def _out(self, channel: str, message: bytes) -> None:
         # Published now, or queued behind what waits already (in order).
-        if self._commands is None or self._flushing or len(self.outbox):
+        if not self.up or self._flushing or len(self.outbox):
             self.outbox.put(channel, message)
             return
         self._run("publishing", self._cmd("publish", channel, message))
 
     def _flush_soon(self) -> None:
-        if self._flushing or not len(self.outbox):
+        if self._flushing or not self.up or not len(self.outbox):
             return
         self._flushing = True
         defer.ensureDeferred(self._flush()).addErrback(
@@ -699,6 +700,7 @@ class RedisBroker:
             if commands is None or commands is not self._commands:
                 return  # lost again: the next connection publishes it
             items = self.outbox.take_all()
+            self._peers = set()
             for channel, message in items:
                 self._run("publishing", self._cmd("publish", channel, message))
             log.info(
@@ -709,6 +711,8 @@ class RedisBroker:
             )
         finally:
             self._flushing = False
+            if commands is not self._commands:
+                self._flush_soon()  # (connected anew meanwhile)
 
     # sessions ------------------------------------------------------------
 
