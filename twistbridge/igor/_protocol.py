@@ -411,7 +411,12 @@ class IgorProtocol(WebSocketServerProtocol):
         """L{write} a frame made by L{prepare} (C{size}: its payload's length)."""
         if self.state != _OPEN:
             return
-        self.sendPreparedMessage(prepared)
+        if self._perMessageCompress is None and not self.send_queue:
+            # What sendPreparedMessage ends in, without sendData's debug
+            # line built for every frame (a third of a broadcast's cost).
+            self.transport.write(prepared.payloadHybi)
+        else:
+            self.sendPreparedMessage(prepared)
         self._sent(size)
 
     def go_away(self) -> None:
