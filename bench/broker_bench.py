@@ -124,8 +124,12 @@ async def open_many(port: int, n: int) -> List[Conn]:
 
 
 async def fan_out(
-    control: Conn, servers: List[Instance], counters: List[Counter], bursts: int,
-    n: int, size: int,
+    control: Conn,
+    servers: List[Instance],
+    counters: List[Counter],
+    bursts: int,
+    n: int,
+    size: int,
 ) -> Dict[str, float]:
     """C{bursts} times C{n} broadcasts; the best burst's rates."""
     best: Dict[str, float] = {}
@@ -154,7 +158,9 @@ async def fan_out(
 async def latency(sender: Conn, receiver: Conn, to: Any, samples: int) -> List[float]:
     times = []
     for _ in range(samples):
-        sender.send(json.dumps({"streamId": "p", "action": "ping", "data": to}).encode())
+        sender.send(
+            json.dumps({"streamId": "p", "action": "ping", "data": to}).encode()
+        )
         t0 = time.perf_counter()
         while True:
             m = json.loads(await receiver.recv())

@@ -47,7 +47,13 @@ def holds(out, data, **kwargs):
 
 bridge = Bridge(max_connections=0, max_connections_per_client=0)
 bridge.igor_actions(
-    {"burst": burst, "framing": framing, "whoami": whoami, "ping": ping, "holds": holds},
+    {
+        "burst": burst,
+        "framing": framing,
+        "whoami": whoami,
+        "ping": ping,
+        "holds": holds,
+    },
     run_in="reactor",
 )
 bridge.igor_process("fan", fan)

@@ -108,7 +108,9 @@ class Cluster:
     def holder(self):
         def find():
             held = [
-                i for i in self.alive() if i.health()["broker"]["processes"] == ["relay"]
+                i
+                for i in self.alive()
+                if i.health()["broker"]["processes"] == ["relay"]
             ]
             return held[0] if len(held) == 1 else None
 
@@ -191,10 +193,14 @@ def test_a_send_to_a_client_on_another_instance(cluster):
         to = receiver.call("whoami", stream=f"id{n}")[0]["client_id"]
         counter = iter(range(1000))
         wait_for(
-            lambda: sender.call(
-                "direct", {"to": to, "text": f"for {to}"}, stream=f"d{next(counter)}"
-            )
-            == ["sent"],
+            lambda to=to, counter=counter: (
+                sender.call(
+                    "direct",
+                    {"to": to, "text": f"for {to}"},
+                    stream=f"d{next(counter)}",
+                )
+                == ["sent"]
+            ),
             10,
             what="the holder to learn of the client",
         )
@@ -211,9 +217,7 @@ def test_a_send_to_a_client_on_another_instance(cluster):
 def test_a_reconnect_on_another_instance_takes_the_session_over(cluster):
     first, where = cluster.connect()
     first.request("introduce_self", {"client_id": "zoe"}, stream="intro")
-    assert first.call("remember", "from the first", stream="r") == [
-        ["from the first"]
-    ]
+    assert first.call("remember", "from the first", stream="r") == [["from the first"]]
     first.close()
     # Reconnect through nginx until it lands on another instance.
     while True:
@@ -271,9 +275,7 @@ def test_redis_stopped_and_started_again(cluster, redis_server):
     for n, (client, instance) in enumerate(clients):
         me = client.call("whoami", stream=f"down{n}")[0]
         assert me["pid"] == instance.process.pid
-        assert client.call("remember", "while down", stream=f"m{n}") == [
-            ["while down"]
-        ]
+        assert client.call("remember", "while down", stream=f"m{n}") == [["while down"]]
     redis_server.start()
     for instance in cluster.instances:
         wait_for(lambda i=instance: i.health()["status"] == "ok", 20, what="ok")
@@ -288,10 +290,12 @@ def test_redis_stopped_and_started_again(cluster, redis_server):
     to = other.call("whoami", stream="id")[0]["client_id"]
     counter = iter(range(1000))
     wait_for(
-        lambda: sender.call(
-            "direct", {"to": to, "text": "again"}, stream=f"d{next(counter)}"
-        )
-        == ["sent"],
+        lambda: (
+            sender.call(
+                "direct", {"to": to, "text": "again"}, stream=f"d{next(counter)}"
+            )
+            == ["sent"]
+        ),
         15,
         what="a send across instances again",
     )

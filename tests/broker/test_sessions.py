@@ -35,7 +35,7 @@ def introduce(listener, client_id, token=None):
 
 def left_record(redis_server, client_id):
     """Wait for the leaving instance to write the session's record."""
-    key = f'twistbridge:0:igor:session:{json.dumps(client_id)}'
+    key = f"twistbridge:0:igor:session:{json.dumps(client_id)}"
     wait_for(
         lambda: redis_server.command("EXISTS", key) == b":1",
         10,

@@ -414,7 +414,8 @@ class IgorProtocol(WebSocketServerProtocol):
         if self._perMessageCompress is None and not self.send_queue:
             # What sendPreparedMessage ends in, without sendData's debug
             # line built for every frame (a third of a broadcast's cost).
-            self.transport.write(prepared.payloadHybi)
+            transport: Any = self.transport
+            transport.write(prepared.payloadHybi)
         else:
             self.sendPreparedMessage(prepared)
         self._sent(size)
