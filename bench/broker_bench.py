@@ -130,8 +130,12 @@ async def fan_out(
     bursts: int,
     n: int,
     size: int,
+    idle: float = 0.0,
 ) -> Dict[str, float]:
-    """C{bursts} times C{n} broadcasts; the best burst's rates."""
+    """
+    C{bursts} times C{n} broadcasts; the best burst's rates (C{idle}: the
+    servers' CPU seconds per second without traffic, taken off for C{net_us}).
+    """
     best: Dict[str, float] = {}
     for _ in range(bursts):
         for c in counters:
@@ -147,12 +151,20 @@ async def fan_out(
         figures = {
             "per_s": deliveries / elapsed,
             "cpu_us": cpu / deliveries * 1e6,
+            "net_us": (cpu - idle * elapsed) / deliveries * 1e6,
             "deliveries": deliveries,
         }
         if not best or figures["cpu_us"] < best["cpu_us"]:
             best = figures
         await asyncio.sleep(0.5)
     return best
+
+
+async def idle_cpu(servers: List[Instance], seconds: float) -> float:
+    """The servers' CPU seconds per second while no message is sent."""
+    cpu0 = sum(cpu_seconds(s.process.pid) for s in servers)
+    await asyncio.sleep(seconds)
+    return (sum(cpu_seconds(s.process.pid) for s in servers) - cpu0) / seconds
 
 
 async def latency(sender: Conn, receiver: Conn, to: Any, samples: int) -> List[float]:
@@ -248,8 +260,15 @@ async def run(args: argparse.Namespace) -> None:
             conns += await open_many(other.port(), args.clients - half)
             counters = [Counter(c) for c in conns]
             await asyncio.sleep(1.0)
+            results["idle"] = await idle_cpu([a, b], args.idle_seconds)
             results["2 instances, Redis"] = await fan_out(
-                control, [a, b], counters, args.bursts, args.messages, args.size
+                control,
+                [a, b],
+                counters,
+                args.bursts,
+                args.messages,
+                args.size,
+                results["idle"],
             )
             for c in conns:
                 c.close()
@@ -270,10 +289,19 @@ async def run(args: argparse.Namespace) -> None:
         f"\nIgor broadcast fan-out: {args.clients:,} clients, bursts of "
         f"{args.messages} messages of ~{args.size + 30} bytes (best of {args.bursts})"
     )
-    print(f"{'':28} {'deliveries/s':>14} {'server CPU/delivery':>20}")
+    print(
+        f"{'':28} {'deliveries/s':>14} {'server CPU/delivery':>20} {'net of idle':>12}"
+    )
     for label in ("per-client frame", "prepared", "2 instances, Redis"):
         r = results[label]
-        print(f"{label:28} {r['per_s']:>14,.0f} {r['cpu_us']:>17.2f} us")
+        print(
+            f"{label:28} {r['per_s']:>14,.0f} {r['cpu_us']:>17.2f} us "
+            f"{r['net_us']:>9.2f} us"
+        )
+    print(
+        f"2 instances idle with {args.clients:,} clients (presence upkeep): "
+        f"{results['idle'] * 100:.1f}% of a core"
+    )
     base, prep = results["per-client frame"], results["prepared"]
     print(
         f"prepared / per-client frame: {prep['per_s'] / base['per_s']:.2f}x "
@@ -293,6 +321,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="filler bytes")
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="idle CPU measured over"
+    )
     args = parser.parse_args()
     raise_fd_limit(args.clients * 2 + 200)
     asyncio.run(run(args))
