@@ -255,7 +255,7 @@ class Hub:
         """
         Dispatch the messages that waited (for a large message's parse, or
         an C{introduce_self} the broker settles), and read again: undoes
-        the one L{pause_reading} of whoever made them wait.  A message that
+        the one C{pause_reading()} of whoever made them wait.  A message that
         makes the rest wait again leaves them waiting.
         """
         while waiting and conn in self.connections and conn.parsing is None:
