@@ -1,4 +1,7 @@
-"""An Igor app for tests/broker: one leased process that ticks and relays."""
+"""
+An Igor app for tests/broker: one leased process that ticks and relays,
+and handlers that read and write the session.
+"""
 
 import os
 
@@ -38,6 +41,32 @@ def direct(out, data, **kwargs):
         out.send("sent")
 
 
+def remember(out, data, session, **kwargs):
+    """Add C{data} to the session's notes; send them."""
+    session.setdefault("notes", []).append(data)
+    out.send(session["notes"])
+
+
+def recall(out, data, session, **kwargs):
+    """Send the whole session."""
+    out.send(session)
+
+
+def keep_object(out, data, session, **kwargs):
+    """Put something JSON cannot carry into the session."""
+    session["lock"] = object()
+    out.send("kept")
+
+
 bridge = Bridge()
-bridge.igor_actions({"whoami": whoami, "announce": announce, "direct": direct})
+bridge.igor_actions(
+    {
+        "whoami": whoami,
+        "announce": announce,
+        "direct": direct,
+        "remember": remember,
+        "recall": recall,
+        "keep_object": keep_object,
+    }
+)
 bridge.igor_process("relay", relay)

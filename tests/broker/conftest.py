@@ -118,10 +118,10 @@ def apps_environ():
 class Instance(BridgeProcess):
     """tests/apps/broker_app.py under `twistd -n bridge --broker ...`."""
 
-    def __init__(self, broker):
+    def __init__(self, broker, extra=()):
         BridgeProcess.__init__(
             self,
-            ["--app", "broker_app:bridge", "--broker", broker],
+            ["--app", "broker_app:bridge", "--broker", broker, *extra],
             env=apps_environ(),
         )
 
@@ -154,6 +154,22 @@ class Listener:
 
     def request(self, action, data=None, stream="s1"):
         self.ws.send(json.dumps({"streamId": stream, "action": action, "data": data}))
+
+    def errors(self):
+        """The messages that answer no stream (refusals)."""
+        with self.lock:
+            return [m for m in self.messages if "streamId" not in m]
+
+    def token(self, count=1):
+        """The resume token of the C{count}th resume_token message (waited for)."""
+        tokens = wait_for(
+            lambda: (lambda t: t if len(t) >= count else None)(
+                [m["data"] for m in self.of("introduce_self", "resume_token")]
+            ),
+            10,
+            what="a resume token",
+        )
+        return tokens[count - 1]
 
     def of(self, stream, action=None):
         with self.lock:
@@ -204,9 +220,9 @@ def instances(redis_server):
     """Start instances sharing C{redis_server}: start(n) -> [Instance, ...]."""
     started = []
 
-    def start(n=2):
+    def start(n=2, extra=()):
         for _ in range(n):
-            started.append(Instance(redis_server.url).start())
+            started.append(Instance(redis_server.url, extra).start())
         for instance in started:
             wait_for(
                 lambda i=instance: i.health()["status"] == "ok",

@@ -197,6 +197,32 @@ class Clients:
             self._issue_token(conn)
         return None
 
+    def adopt(self, conn: Any, new_id: Any, session: Dict[str, Any]) -> None:
+        """
+        Rename C{conn} to C{new_id} with C{session}, a session taken over
+        from another instance (its name and resume token already checked
+        there): a session of that name still waiting here is replaced.
+        """
+        old_id = conn.client_id
+        call = self.expiry.pop(new_id, None)
+        if call is not None:
+            call.cancel()
+        self.sessions.pop(old_id, None)
+        self.sessions[new_id] = session
+        self.tokens.pop(old_id, None)
+        self.tokens.pop(new_id, None)
+        del self.clients[old_id]
+        self.clients[new_id] = conn
+        conn.client_id = new_id
+        log.info(
+            "igor client {old_id} is now {new_id} (session taken over from "
+            "another instance)",
+            old_id=old_id,
+            new_id=new_id,
+        )
+        if self.takeover == "token":
+            self._issue_token(conn)
+
     def client(self, client_id: Any) -> Any:
         """
         The connection of a client id (C{1} and C{"1"} are the same).

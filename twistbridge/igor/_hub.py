@@ -20,7 +20,7 @@ processes, the broker -- are modules of their own.)
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Deque, Dict, List, Optional, Set
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -43,6 +43,7 @@ from twistbridge.igor._parse import INLINE_LIMIT, parse_large
 
 # prepare_thread is imported from here by twistbridge.igor._compat.
 from twistbridge.igor._processes import ProcessOutput, prepare_thread
+from twistbridge.igor._sessions import SharedSessions
 from twistbridge.igor._streams import Streams
 from twistbridge.offload import Handler
 
@@ -82,6 +83,8 @@ class Hub:
         (L{twistbridge.igor._broker}): broadcasts, sends to clients
         connected elsewhere, automatic ids, where processes run.  The
         default, L{LocalBroker}, is this process alone.
+    @ivar shared_sessions: the sessions as the other instances see them
+        (L{SharedSessions}), with a shared broker; L{None} without.
     """
 
     def __init__(
@@ -103,6 +106,9 @@ class Hub:
         self.reactor = reactor
         self.broker = LocalBroker() if broker is None else broker
         self.ids = Clients(reactor, session_timeout, takeover, self.broker.next_id)
+        self.shared_sessions: Optional[SharedSessions] = (
+            SharedSessions(self) if self.broker.shared else None
+        )
         self.streams = Streams(self)
         self.handlers = handlers
         self.offloader = offloader
@@ -187,9 +193,12 @@ class Hub:
             )
         self.streams.close(conn)
         client_id = conn.client_id
-        if self.ids.clients.get(client_id) is conn:
+        leaving = self.ids.clients.get(client_id) is conn
+        if leaving:
             self.broker.left(client_id)
         self.ids.remove(conn)
+        if leaving and self.shared_sessions is not None:
+            self.shared_sessions.left(client_id)
         if self._drained is not None and not self.connections:
             self._finish_drain()
         self._check_idle()
@@ -239,16 +248,28 @@ class Hub:
             request = BUSY
         waiting, conn.parsing = conn.parsing, None
         self.dispatch(conn, request)
-        while waiting and conn in self.connections:
+        self.resume(conn, waiting)
+        return None
+
+    def resume(self, conn: Any, waiting: Deque[bytes]) -> None:
+        """
+        Dispatch the messages that waited (for a large message's parse, or
+        an C{introduce_self} the broker settles), and read again: undoes
+        the one C{pause_reading()} of whoever made them wait.  A message that
+        makes the rest wait again leaves them waiting.
+        """
+        while waiting and conn in self.connections and conn.parsing is None:
             payload = waiting.popleft()
             if len(payload) > self.inline_limit:
                 conn.resume_reading()
                 self._parse_off(conn, payload)
-                conn.parsing.extend(waiting)
-                return None
+                parsing: Any = conn.parsing
+                parsing.extend(waiting)
+                return
             self.dispatch(conn, parse_message(payload))
+        if conn.parsing is not None:
+            conn.parsing.extend(waiting)
         conn.resume_reading()
-        return None
 
     def dispatch(self, conn: Any, request: Any) -> None:
         """Act on a parsed message: a L{Request} or a L{ProtocolError}."""
@@ -281,14 +302,24 @@ class Hub:
         conn.write(encode_protocol_error(error))
 
     def introduce(self, conn: Any, data: Any) -> None:
-        """C{introduce_self}: see L{Clients.introduce}; a refusal is answered."""
+        """
+        C{introduce_self}: see L{Clients.introduce} (and L{SharedSessions}
+        with a shared broker); a refusal is answered.
+        """
+        if self.shared_sessions is not None:
+            return self.shared_sessions.introduce(conn, data)
         old_id = conn.client_id
         refusal = self.ids.introduce(conn, data)
         if refusal is not None:
             self.refuse(conn, refusal)
         elif conn.client_id != old_id:
-            self.broker.left(old_id)
-            self.broker.joined(conn.client_id)
+            self.renamed(old_id, conn.client_id)
+        return None
+
+    def renamed(self, old_id: Any, new_id: Any) -> None:
+        """A client of this instance is C{new_id} now: tell the broker."""
+        self.broker.left(old_id)
+        self.broker.joined(new_id)
 
     def stream_ended(self, conn: Any, exit_action: Optional[str]) -> None:
         """
@@ -364,9 +395,18 @@ class Hub:
         self.broker.publish(payload)
 
     def _broadcast(self, payload: bytes) -> None:
+        # Framed once for all (a connection that can prepare a message
+        # writes the same frame to each), not once per client.
         self.broadcasts += 1
+        prepared = None
         for conn in list(self.connections):
-            conn.write(payload)
+            write_prepared = getattr(conn, "write_prepared", None)
+            if write_prepared is None:
+                conn.write(payload)
+                continue
+            if prepared is None:
+                prepared = conn.prepare(payload)
+            write_prepared(prepared, len(payload))
 
     # processes and shutdown ------------------------------------------------------
 

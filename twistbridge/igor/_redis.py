@@ -16,12 +16,17 @@ database number included because Redis channels span databases):
   - C{next_id}: C{INCRBY} blocks of automatic client ids.
   - C{lease:<process_id>}: the instance running that Igor process, with an
     expiry its holder renews.
+  - C{session:<id>}: the session of a client that left, for the takeover
+    window (L{twistbridge.igor._sessions}), claimed atomically by the
+    instance it reconnects to.
 
 The client is txredisapi's protocol over Twisted endpoints, reconnected by
 L{ClientService} with backoff.  While Redis is unreachable the local
 clients keep working (broadcasts and sends reach this instance's clients),
 L{RedisBroker.status} says why for C{/health}, and the processes stop here once their
-lease may have expired.
+lease may have expired.  Broadcasts and sends for the other instances wait
+meanwhile in a bounded queue (L{twistbridge.igor._outbox}), published in
+order once Redis is back.
 
 (Over 400 lines: the connections, the presence map, the ids and the leases
 share one state and one reconnection, which splitting would scatter.)
@@ -46,6 +51,7 @@ from twistbridge._redisconn import RedisFactory as _Factory
 from twistbridge._redisconn import broker_endpoint, redis_client_available
 from twistbridge.config import BrokerAddress
 from twistbridge.igor._core import UnknownClientError, normalize_client_id
+from twistbridge.igor._outbox import Outbox
 
 __all__ = ["RedisBroker", "redis_client_available"]
 
@@ -57,6 +63,9 @@ LEASE_TTL = 3.0
 PRESENCE_TTL = 15.0
 #: Automatic client ids taken from Redis at a time.
 ID_BLOCK = 100
+#: Seconds a reconnected instance waits at most for the instances it knew
+#: to subscribe again before it publishes what it queued meanwhile.
+FLUSH_WAIT = 5.0
 
 # Raise the id counter to at least ARGV[1] (a Redis that lost its data must
 # not hand out ids that are still in use).
@@ -121,6 +130,12 @@ class RedisBroker:
         self._start: Callable[[Any], None] = lambda pid: None
         self._stop: Callable[[Any], None] = lambda pid: None
         self._stopped = False
+        # What waits for Redis (see _outbox), and the instances to wait for.
+        self.outbox = Outbox()
+        self._peers: Set[str] = set()
+        self._flushing = False
+        #: Called with a client id that another instance announces.
+        self.on_arrival: Callable[[Any], None] = lambda client_id: None
 
     # connections -----------------------------------------------------------
 
@@ -228,8 +243,11 @@ class RedisBroker:
             )
             self.reason = ""
         self.up = up
+        if up:
+            self._flush_soon()
 
     def _lost(self, protocol: Any) -> None:
+        self._peers.update(self.remote.values())
         if protocol is self._commands:
             self._commands = None
         if protocol is self._subscriber:
@@ -285,6 +303,8 @@ class RedisBroker:
             "address": self.address.describe(),
             "instance": self.instance,
             "processes": sorted(str(p) for p in self._leases if self.holds(p)),
+            "queued": len(self.outbox),
+            "dropped": self.outbox.dropped,
         }
         if not self.up:
             body["reason"] = self.reason
@@ -419,15 +439,11 @@ class RedisBroker:
             )
 
     def publish(self, payload: bytes) -> None:
-        """To the other instances' clients, through Redis (encoded once here)."""
-        if self._commands is None:
-            return
-        self._run(
-            "broadcast",
-            self._cmd(
-                "publish", self.prefix + "all", self.instance.encode("ascii") + payload
-            ),
-        )
+        """
+        To the other instances' clients, through Redis (encoded once here);
+        queued while Redis is away.
+        """
+        self._out(self.prefix + "all", self.instance.encode("ascii") + payload)
 
     def send(self, client_id: Any, payload: bytes) -> None:
         """
@@ -448,8 +464,7 @@ class RedisBroker:
         self.reactor.callFromThread(self._send, instance, message)
 
     def _send(self, instance: str, message: bytes) -> None:
-        if self._commands is not None:
-            self._run("send", self._cmd("publish", self._to(instance), message))
+        self._out(self._to(instance), message)
 
     def _message(self, channel: bytes, message: bytes) -> None:
         name = channel.decode("utf-8", "replace")[len(self.prefix) :]
@@ -465,6 +480,7 @@ class RedisBroker:
                 client_id = json.loads(id_text)
                 if text[0] == "+":
                     self.remote[client_id] = owner
+                    self.on_arrival(client_id)
                 elif self.remote.get(client_id) == owner:
                     del self.remote[client_id]
             elif name.startswith("to:"):
@@ -551,3 +567,122 @@ class RedisBroker:
             process_id=process_id,
         )
         self._start(process_id)
+
+    # what waits for Redis ------------------------------------------------
+
+    def _out(self, channel: str, message: bytes) -> None:
+        # Published now, or queued behind what waits already (in order).
+        if not self.up or self._flushing or len(self.outbox):
+            self.outbox.put(channel, message)
+            return
+        self._run("publishing", self._cmd("publish", channel, message))
+
+    def _flush_soon(self) -> None:
+        if self._flushing or not self.up or not len(self.outbox):
+            return
+        self._flushing = True
+        defer.ensureDeferred(self._flush()).addErrback(
+            lambda f: log.failure("igor broker: publishing the queue failed", f)
+        )
+
+    async def _flush(self) -> None:
+        # The instances known before the outage have to subscribe again to
+        # hear what was queued: wait for them (a while at most), then publish.
+        from twisted.internet.task import deferLater
+
+        commands = self._commands
+        deadline = self._monotonic() + FLUSH_WAIT
+        wanted = len(self._peers) + 1
+        try:
+            while self._monotonic() < deadline and commands is self._commands:
+                try:
+                    reply = await self._cmd(
+                        "execute_command", "PUBSUB", "NUMSUB", self.prefix + "all"
+                    )
+                    if self.up and int(reply[1]) >= wanted:
+                        break
+                except Exception:
+                    pass
+                await deferLater(self.reactor, 0.05, lambda: None)
+            if commands is None or commands is not self._commands:
+                return  # lost again: the next connection publishes it
+            items = self.outbox.take_all()
+            self._peers = set()
+            for channel, message in items:
+                self._run("publishing", self._cmd("publish", channel, message))
+            log.info(
+                "igor broker: published {n} message(s) queued while Redis was "
+                "away ({dropped} dropped so far)",
+                n=len(items),
+                dropped=self.outbox.dropped,
+            )
+        finally:
+            self._flushing = False
+            if commands is not self._commands:
+                self._flush_soon()  # (connected anew meanwhile)
+
+    # sessions ------------------------------------------------------------
+
+    def _session_key(self, client_id: Any) -> str:
+        return f"{self.prefix}session:{_id_text(client_id)}"
+
+    def store_session(self, client_id: Any, record: str, ttl: float) -> None:
+        """
+        Keep a session's record (L{twistbridge.igor._sessions}) for C{ttl}
+        seconds; not while Redis is away (its client then resumes here only).
+        """
+        if self._commands is None:
+            return
+        self._run(
+            "storing a session",
+            self._cmd(
+                "set",
+                self._session_key(client_id),
+                record,
+                pexpire=max(1, int(ttl * 1000)),
+            ),
+        )
+
+    def claim_session(self, client_id: Any, token: Any, check_token: bool) -> Deferred:
+        """
+        Settle an C{introduce_self} to C{client_id} in one step: fires with
+        C{["session", record]} (claimed: no other instance can claim it),
+        C{["none"]} (no record: the name is this instance's now),
+        C{["connected"]} (another instance has that client) or
+        C{["refused"]} (C{check_token} and C{token} is not the record's).
+        Fails while Redis is away.
+        """
+        d = self._cmd(
+            "eval",
+            _CLAIM,
+            [self._session_key(client_id), self._client_key(client_id)],
+            [
+                self.instance,
+                str(int(self.presence_ttl)),
+                token if isinstance(token, str) else "",
+                "1" if check_token else "0",
+            ],
+        )
+        return d.addCallback(lambda reply: [str(part) for part in reply])
+
+
+# KEYS: the session record, the client's presence key.  ARGV: this instance,
+# the presence expiry, the resume token given, whether to check it.  A
+# record is claimed (deleted) only when its token digest matches; the name
+# is then this instance's (its presence key set) unless another instance
+# has it connected.
+_CLAIM = """
+local record = redis.call('get', KEYS[1])
+if record then
+  if ARGV[4] == '1' and string.sub(record, 1, 40) ~= redis.sha1hex(ARGV[3]) then
+    return {'refused'}
+  end
+else
+  local owner = redis.call('get', KEYS[2])
+  if owner and owner ~= ARGV[1] then return {'connected'} end
+end
+redis.call('set', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[2]))
+if not record then return {'none'} end
+redis.call('del', KEYS[1])
+return {'session', record}
+"""
