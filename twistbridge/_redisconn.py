@@ -7,13 +7,16 @@ leases (a key holding its holder's id, with an expiry the holder renews).
 The Igor broker (L{twistbridge.igor._redis}) and the bgpy broker
 (L{twistbridge.bgpy._cluster}) both connect through L{RedisFactory} and
 L{RecordingEndpoint} under Twisted's C{ClientService}, which reconnects with
-backoff.
+backoff: L{RedisConnections} keeps a broker's two connections (commands and
+subscriptions).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional, Set
 
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
@@ -24,6 +27,7 @@ __all__ = [
     "RELEASE",
     "RENEW",
     "RecordingEndpoint",
+    "RedisConnections",
     "RedisFactory",
     "broker_endpoint",
     "redis_client_available",
@@ -142,3 +146,117 @@ class RecordingEndpoint:
             return f
 
         return d.addErrback(failed)
+
+
+class RedisConnections:
+    """
+    A broker's two connections to Redis, one for commands and one subscribed
+    to its channels, each under Twisted's C{ClientService} (reconnecting
+    with backoff).  C{unreachable(why)} is told why an attempt failed or a
+    connection was lost before it was ready; C{lost(protocol)} of each loss
+    of a ready one.
+    """
+
+    #: Seconds L{stop} waits for a connection being made ready.
+    STOP_WAIT = 2.0
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: BrokerAddress,
+        unreachable: Callable[[str], None],
+        lost: Callable[[Any], Any],
+    ) -> None:
+        self.reactor = reactor
+        self.address = address
+        self._unreachable = unreachable
+        self._lost = lost
+        self._services: List[ClientService] = []
+        self._preparing: Set[Deferred] = set()
+
+    def start(
+        self,
+        on_message: Callable[[bytes, bytes], None],
+        commands_ready: Callable[[Any], Deferred],
+        subscriber_ready: Callable[[Any], Deferred],
+    ) -> None:
+        """
+        Connect both: C{commands_ready(protocol)} and
+        C{subscriber_ready(protocol)} run on each (re)connection once it is
+        ready (see L{prepared}); C{on_message(channel, message)} gets what
+        the subscriptions receive.
+        """
+        import txredisapi
+
+        policy = backoffPolicy(initialDelay=0.2, maxDelay=5.0)
+        commands = RedisFactory(txredisapi.RedisProtocol, self.address, "utf-8")
+        subscriber = RedisFactory(txredisapi.SubscriberProtocol, self.address, None)
+        subscriber.on_message = on_message
+        for factory, ready in (
+            (commands, commands_ready),
+            (subscriber, subscriber_ready),
+        ):
+            endpoint: Any = RecordingEndpoint(
+                broker_endpoint(self.reactor, self.address), self._unreachable
+            )
+            service = ClientService(
+                endpoint,
+                factory,
+                retryPolicy=policy,
+                prepareConnection=self._tracked(ready),
+            )
+            service.startService()
+            self._services.append(service)
+
+    def _tracked(self, ready: Callable[[Any], Deferred]) -> Callable[[Any], Deferred]:
+        # A stop while a connection is being made ready would cancel its
+        # preparation and leave the connection open, and its later loss
+        # then reaches a stopped ClientService (which raises): stop() waits
+        # for these first.
+        def prepare(protocol: Any) -> Deferred:
+            d = ready(protocol)
+            self._preparing.add(d)
+
+            def done(result: Any) -> Any:
+                self._preparing.discard(d)
+                return result
+
+            return d.addBoth(done)
+
+        return prepare
+
+    async def prepared(self, protocol: Any) -> None:
+        """
+        Wait until C{protocol} is ready (logged in, database selected), then
+        have its loss reported to C{lost(protocol)}.
+
+        @raise ConnectionError: it was lost before it was ready (so that
+            C{ClientService} tries again); C{unreachable} has been told why.
+        """
+        lost = protocol.whenDisconnected()
+        await defer.DeferredList(
+            [protocol.whenConnected(), lost], fireOnOneCallback=True, consumeErrors=True
+        )
+        if not getattr(protocol, "_ready", False):
+            why = protocol.factory.error or "connection lost before it was ready"
+            self._unreachable(why)
+            raise ConnectionError(why)
+        lost.addCallback(self._lost)
+
+    def stop(self) -> Deferred:
+        """Disconnect both, once the preparations in flight have ended."""
+
+        async def stop() -> None:
+            if self._preparing:
+                waiting = defer.DeferredList(list(self._preparing), consumeErrors=True)
+                bound = self.reactor.callLater(self.STOP_WAIT, waiting.cancel)
+                try:
+                    await waiting
+                except defer.CancelledError:
+                    pass
+                if bound.active():
+                    bound.cancel()
+            services, self._services = self._services, []
+            await defer.gatherResults([s.stopService() for s in services])
+
+        return defer.ensureDeferred(stop())

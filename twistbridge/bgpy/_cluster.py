@@ -37,7 +37,6 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.task import deferLater
@@ -47,9 +46,7 @@ from twisted.python.failure import Failure
 from twistbridge._redisconn import (
     RELEASE,
     RENEW,
-    RecordingEndpoint,
-    RedisFactory,
-    broker_endpoint,
+    RedisConnections,
 )
 from twistbridge.bgpy._pickle import RefusedGlobal, load_task
 from twistbridge.bgpy._tasks import (
@@ -232,7 +229,7 @@ class BgpyCluster:
         self.reason = "connecting to Redis"
         self._commands: Any = None
         self._subscriber: Any = None
-        self._services: List[ClientService] = []
+        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
         self._loop: Any = None
         self._until: Optional[float] = None  # lease held until (monotonic)
         self._waiting: Dict[str, Deferred] = {}
@@ -248,25 +245,8 @@ class BgpyCluster:
 
     def start(self) -> None:
         """Connect (and keep reconnecting, with backoff); take the lease when free."""
-        import txredisapi
-
         self._stopped = False
-        policy = backoffPolicy(initialDelay=0.2, maxDelay=5.0)
-        commands = RedisFactory(txredisapi.RedisProtocol, self.address, "utf-8")
-        subscriber = RedisFactory(txredisapi.SubscriberProtocol, self.address, None)
-        subscriber.on_message = self._message
-        for factory, ready in (
-            (commands, self._commands_ready),
-            (subscriber, self._subscriber_ready),
-        ):
-            endpoint: Any = RecordingEndpoint(
-                broker_endpoint(self.reactor, self.address), self._unreachable
-            )
-            service = ClientService(
-                endpoint, factory, retryPolicy=policy, prepareConnection=ready
-            )
-            service.startService()
-            self._services.append(service)
+        self._redis.start(self._message, self._commands_ready, self._subscriber_ready)
         from twisted.internet.task import LoopingCall
 
         self._loop = LoopingCall(self._lease_tick)
@@ -278,20 +258,9 @@ class BgpyCluster:
             lambda f: log.failure("bgpy broker: the task loop failed", f)
         )
 
-    async def _prepared(self, protocol: Any) -> None:
-        lost = protocol.whenDisconnected()
-        await defer.DeferredList(
-            [protocol.whenConnected(), lost], fireOnOneCallback=True, consumeErrors=True
-        )
-        if not getattr(protocol, "_ready", False):
-            why = protocol.factory.error or "connection lost before it was ready"
-            self._unreachable(why)
-            raise ConnectionError(why)
-        lost.addCallback(self._lost)
-
     def _commands_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
-            await self._prepared(protocol)
+            await self._redis.prepared(protocol)
             self._commands = protocol
             self._check_up()
             self._lease_tick()
@@ -300,7 +269,7 @@ class BgpyCluster:
 
     def _subscriber_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
-            await self._prepared(protocol)
+            await self._redis.prepared(protocol)
             channels = [self._reply_channel(self.instance)]
             await protocol.subscribe([c.encode("utf-8") for c in channels])
             self._subscriber = protocol
@@ -389,8 +358,7 @@ class BgpyCluster:
                     )
             self._until = None
             self._queue.put(None)
-            services, self._services = self._services, []
-            await defer.gatherResults([s.stopService() for s in services])
+            await self._redis.stop()
 
         return defer.ensureDeferred(stop())
 

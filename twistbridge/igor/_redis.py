@@ -39,16 +39,13 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twistbridge._redisconn import RELEASE as _RELEASE
 from twistbridge._redisconn import RENEW as _RENEW
-from twistbridge._redisconn import RecordingEndpoint as _Recording
-from twistbridge._redisconn import RedisFactory as _Factory
-from twistbridge._redisconn import broker_endpoint, redis_client_available
+from twistbridge._redisconn import RedisConnections, redis_client_available
 from twistbridge.config import BrokerAddress
 from twistbridge.igor._core import UnknownClientError, normalize_client_id
 from twistbridge.igor._outbox import Outbox
@@ -120,7 +117,7 @@ class RedisBroker:
         self._high_water = 0
         self._commands: Any = None
         self._subscriber: Any = None
-        self._services: List[ClientService] = []
+        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
         self._ticks: List[Any] = []
         self._deliver_all: Callable[[bytes], None] = lambda payload: None
         self._deliver: Callable[[Any, bytes], bool] = lambda cid, payload: False
@@ -139,37 +136,16 @@ class RedisBroker:
 
     # connections -----------------------------------------------------------
 
-    def _endpoint(self) -> Any:
-        return broker_endpoint(self.reactor, self.address)
-
     def start(
         self,
         deliver_all: Callable[[bytes], None],
         deliver: Callable[[Any, bytes], bool],
     ) -> None:
         """Connect (and keep reconnecting, with backoff) to Redis."""
-        import txredisapi
-
         self._deliver_all = deliver_all
         self._deliver = deliver
         self._stopped = False
-        policy = backoffPolicy(initialDelay=0.2, maxDelay=5.0)
-        commands = _Factory(txredisapi.RedisProtocol, self.address, "utf-8")
-        subscriber = _Factory(txredisapi.SubscriberProtocol, self.address, None)
-        subscriber.on_message = self._message
-        for factory, ready in (
-            (commands, self._commands_ready),
-            (subscriber, self._subscriber_ready),
-        ):
-            endpoint: Any = _Recording(self._endpoint(), self._unreachable)
-            service = ClientService(
-                endpoint,
-                factory,
-                retryPolicy=policy,
-                prepareConnection=ready,
-            )
-            service.startService()
-            self._services.append(service)
+        self._redis.start(self._message, self._commands_ready, self._subscriber_ready)
         from twisted.internet.task import LoopingCall
 
         for interval, call in (
@@ -188,21 +164,9 @@ class RedisBroker:
             instance=self.instance,
         )
 
-    async def _prepared(self, protocol: Any) -> None:
-        # Ready, or lost before it was: then ClientService tries again.
-        lost = protocol.whenDisconnected()
-        await defer.DeferredList(
-            [protocol.whenConnected(), lost], fireOnOneCallback=True, consumeErrors=True
-        )
-        if not getattr(protocol, "_ready", False):
-            why = protocol.factory.error or "connection lost before it was ready"
-            self._unreachable(why)
-            raise ConnectionError(why)
-        lost.addCallback(self._lost)
-
     def _commands_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
-            await self._prepared(protocol)
+            await self._redis.prepared(protocol)
             self._commands = protocol
             self._check_up()
             known = [self._high_water, *self.local, *self.remote]
@@ -218,7 +182,7 @@ class RedisBroker:
 
     def _subscriber_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
-            await self._prepared(protocol)
+            await self._redis.prepared(protocol)
             channels = [
                 self.prefix + "all",
                 self.prefix + "presence",
@@ -291,8 +255,7 @@ class RedisBroker:
                         error=e,
                     )
             self._leases.clear()
-            services, self._services = self._services, []
-            await defer.gatherResults([s.stopService() for s in services])
+            await self._redis.stop()
 
         return defer.ensureDeferred(stop())
 
