@@ -240,6 +240,41 @@ def snapshot(paths: Iterable[str]) -> Dict[str, Optional[Tuple[int, int]]]:
     return seen
 
 
+def spawn_child(
+    reactor: Any,
+    process: Any,
+    sockets: Dict[str, socket.socket],
+    arguments: List[str],
+    env: Dict[str, str],
+    output: Any = None,
+) -> Any:
+    """
+    Start C{twistd -n bridge} with C{arguments} in a child process that
+    holds C{sockets} as systemd passes them (file descriptors 3 and up,
+    named in C{LISTEN_FDNAMES}), with C{process} as its process protocol;
+    C{output="r"} reads its stdout and stderr instead of sharing ours.
+    """
+    names = list(sockets)
+    env["LISTEN_FDS"] = str(len(names))
+    env["LISTEN_FDNAMES"] = ":".join(names)
+    env.pop("LISTEN_PID", None)
+    child_fds: Dict[int, Any] = {0: 0, 1: output or 1, 2: output or 2}
+    for position, name in enumerate(names):
+        child_fds[3 + position] = sockets[name].fileno()
+    args = [
+        sys.executable,
+        "-m",
+        "twistbridge._reloadchild",
+        "-n",
+        "--pidfile=",
+        "bridge",
+        *arguments,
+    ]
+    return reactor.spawnProcess(
+        process, sys.executable, args, env=env, childFDs=child_fds
+    )
+
+
 class _Child(protocol.ProcessProtocol):
     """The running server; C{ended} fires with its exit status."""
 
@@ -315,32 +350,20 @@ class ReloadService(Service):
         self._poll.start(self.interval, now=False)
 
     def _spawn(self) -> None:
-        names = list(self.sockets)
         domains = {
             name: "INET6" if sock.family == socket.AF_INET6 else "INET"
             for name, sock in self.sockets.items()
         }
         env = dict(os.environ)
-        env["LISTEN_FDS"] = str(len(names))
-        env["LISTEN_FDNAMES"] = ":".join(names)
-        env.pop("LISTEN_PID", None)
         env[RELOAD_LISTENERS_ENV] = implicit_listeners(self._explicit, domains)
         env[RELOAD_CHILD_ENV] = "1"
-        child_fds: Dict[int, Any] = {0: 0, 1: 1, 2: 2}
-        for index, name in enumerate(names):
-            child_fds[3 + index] = self.sockets[name].fileno()
-        args = [
-            sys.executable,
-            "-m",
-            "twistbridge._reloadchild",
-            "-n",
-            "--pidfile=",
-            "bridge",
-            *child_arguments(self._argv, domains, self._explicit),
-        ]
         self._child = _Child()
-        self._transport = self._reactor.spawnProcess(
-            self._child, sys.executable, args, env=env, childFDs=child_fds
+        self._transport = spawn_child(
+            self._reactor,
+            self._child,
+            self.sockets,
+            child_arguments(self._argv, domains, self._explicit),
+            env,
         )
         self._child.ended.addCallback(self._ended, self._child)
 

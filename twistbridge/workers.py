@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from twisted.application.service import Service
@@ -46,7 +45,13 @@ from twisted.logger import Logger
 from twistbridge._systemd import SystemdNotifier
 from twistbridge.config import WORKER_ENV
 from twistbridge.endpoints import listen_description
-from twistbridge.reload import RELOAD_LISTENERS_ENV, ReloadError, bind, parse_tcp
+from twistbridge.reload import (
+    RELOAD_LISTENERS_ENV,
+    ReloadError,
+    bind,
+    parse_tcp,
+    spawn_child,
+)
 
 __all__ = [
     "WorkersError",
@@ -390,40 +395,25 @@ class WorkersService(Service):
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
-        names = list(self.sockets)
         env = dict(self._environ)
         for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
             env.pop(key, None)
         for key in ("WATCHDOG_USEC", "WATCHDOG_PID", RELOAD_LISTENERS_ENV):
             env.pop(key, None)
-        env["LISTEN_FDS"] = str(len(names))
-        env["LISTEN_FDNAMES"] = ":".join(names)
         env[WORKER_ENV] = str(index)
         passed = {
             name: f"systemd:domain={_domain(sock)}:name={name}"
             for name, sock in self.sockets.items()
         }
-        output: Any = "r" if self._relay else None
-        child_fds: Dict[int, Any] = {
-            0: 0,
-            1: output if output else 1,
-            2: output if output else 2,
-        }
-        for position, name in enumerate(names):
-            child_fds[3 + position] = self.sockets[name].fileno()
-        args = [
-            sys.executable,
-            "-m",
-            "twistbridge._reloadchild",
-            "-n",
-            "--pidfile=",
-            "bridge",
-            *worker_arguments(self._argv, passed),
-        ]
         worker = _Worker(index, self._reactor.seconds())
         self.workers[index] = worker
-        self._transports[index] = self._reactor.spawnProcess(
-            worker, sys.executable, args, env=env, childFDs=child_fds
+        self._transports[index] = spawn_child(
+            self._reactor,
+            worker,
+            self.sockets,
+            worker_arguments(self._argv, passed),
+            env,
+            output="r" if self._relay else None,
         )
         log.info(
             "workers: worker {index} started (pid {pid})", index=index, pid=worker.pid
