@@ -28,6 +28,58 @@ def demo_server():
         yield server
 
 
+class Echo:
+    """
+    An echo server's protocol factory, to listen with, and a blocking client
+    of it: C{exchange} sends C{data} and returns what came back (run it in a
+    thread, C{threads.deferToThread}, while the reactor serves).
+    """
+
+    @staticmethod
+    def factory():
+        """A factory of protocols that write back what they receive."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        class EchoProtocol(Protocol):
+            def dataReceived(self, data):
+                self.transport.write(data)
+
+        return Factory.forProtocol(EchoProtocol)
+
+    @staticmethod
+    def exchange(address, data=b"ping"):
+        """
+        Send C{data} to C{address} and read as many bytes back: a port on
+        127.0.0.1, a C{(host, port)} pair (IPv6 when the host has a colon) or
+        a Unix socket path.
+        """
+        import socket
+
+        if isinstance(address, int):
+            family, address = socket.AF_INET, ("127.0.0.1", address)
+        elif isinstance(address, str):
+            family = socket.AF_UNIX
+        else:
+            family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(address)
+            s.sendall(data)
+            received = b""
+            while len(received) < len(data):
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                received += chunk
+            return received
+
+
+@pytest.fixture
+def echo():
+    """An echo server's factory and a client of it (L{Echo})."""
+    return Echo()
+
+
 def pytest_report_header(config):
     return f"python: {sys.executable}"
 
