@@ -24,6 +24,9 @@ import requests
 from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.testing import BridgeProcess, wait_for
 
+# Under pytest-xdist, the manual is built once (built_docs), in one worker.
+pytestmark = pytest.mark.xdist_group("docs")
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
