@@ -1,13 +1,18 @@
 """Fixtures shared by every test module."""
 
 import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import threading
 
 import pytest
 
-from twistbridge.testing import BridgeProcess
+from twistbridge.testing import BridgeProcess, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
@@ -26,6 +31,147 @@ def demo_server():
     """The demo app in a real `twistd -n bridge` on ephemeral ports."""
     with BridgeProcess() as server:
         yield server
+
+
+# -- a program of the manual (an example, a page's program), as a process ----
+
+
+class Program:
+    """
+    A child process (stdout and stderr together) whose output a thread
+    reads into C{output}: a program of the manual, run as its page says.
+    """
+
+    def __init__(self, args, cwd=None, env=None):
+        self.process = subprocess.Popen(
+            [str(a) for a in args],
+            cwd=None if cwd is None else str(cwd),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.process.stdout:
+            self.output += raw.decode("utf-8", "replace")
+
+    def _running(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(f"exited with {self.process.returncode}:\n{self.output}")
+
+    def address(self, pattern, timeout=30.0):
+        """Wait until the output matches C{pattern}; return its first group."""
+
+        def found():
+            self._running()
+            match = re.search(pattern, self.output)
+            return match.group(1) if match else None
+
+        return wait_for(found, timeout, what=pattern)
+
+    def listening(self, port, timeout=30.0):
+        """Wait until something accepts connections on 127.0.0.1:C{port}."""
+
+        def accepts():
+            self._running()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(accepts, timeout, what=f"a listener on port {port}")
+
+    def stop(self):
+        """SIGTERM, wait (killing it past 20 s); return the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(5)
+        return self.process.returncode
+
+
+def _programs():
+    started = []
+
+    def start(args, cwd=None, env=None):
+        running = Program(args, cwd, env)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+#: Start a program (L{Program}: C{program(args, cwd=None, env=None)}); every
+#: one still running is stopped when the test ends.
+program = pytest.fixture(_programs, name="program")
+
+#: The same, stopped when the test module ends (for a server tests only read).
+module_program = pytest.fixture(_programs, scope="module", name="module_program")
+
+
+# -- an echo server and its client -------------------------------------------
+
+
+class Echo:
+    """
+    An echo server's protocol factory, to listen with, and a blocking client
+    of it: C{exchange} sends C{data} and returns what came back (run it in a
+    thread, C{threads.deferToThread}, while the reactor serves).
+    """
+
+    @staticmethod
+    def factory():
+        """A factory of protocols that write back what they receive."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        class EchoProtocol(Protocol):
+            def dataReceived(self, data):
+                self.transport.write(data)
+
+        return Factory.forProtocol(EchoProtocol)
+
+    @staticmethod
+    def exchange(address, data=b"ping"):
+        """
+        Send C{data} to C{address} and read as many bytes back: a port on
+        127.0.0.1, a C{(host, port)} pair (IPv6 when the host has a colon) or
+        a Unix socket path.
+        """
+        import socket
+
+        if isinstance(address, int):
+            family, address = socket.AF_INET, ("127.0.0.1", address)
+        elif isinstance(address, str):
+            family = socket.AF_UNIX
+        else:
+            family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(address)
+            s.sendall(data)
+            received = b""
+            while len(received) < len(data):
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                received += chunk
+            return received
+
+
+@pytest.fixture
+def echo():
+    """An echo server's factory and a client of it (L{Echo})."""
+    return Echo()
 
 
 def pytest_report_header(config):

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,9 @@ import requests
 
 from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.testing import BridgeProcess, wait_for
+
+# Under pytest-xdist, the manual is built once (built_docs), in one worker.
+pytestmark = pytest.mark.xdist_group("docs")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -221,7 +223,9 @@ def test_every_public_name_is_in_the_api_reference(built_docs):
     documented = reference_names(built_docs)
     for info in pkgutil.walk_packages(twistbridge.__path__, "twistbridge."):
         if "._" not in info.name and info.name not in REFUSED_MODULES:
-            importlib.import_module(info.name)  # every public module, for its re-exports
+            importlib.import_module(
+                info.name
+            )  # every public module, for its re-exports
     missing = [
         name
         for m in API_MODULES
@@ -450,57 +454,12 @@ def test_quickstart_logs_where_uploads_go(quickstart):
 # The embedding examples, as their own processes
 
 
-class Program:
-    """A subprocess whose output is read in the background."""
-
-    def __init__(self, args, env=None, cwd=None):
-        self.process = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-        )
-        self.output = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for raw in self.process.stdout:
-            self.output += raw.decode("utf-8", "replace")
-
-    def address(self, pattern: str, timeout: float = 30.0) -> str:
-        def found():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"exited with {self.process.returncode}:\n{self.output}"
-                )
-            match = re.search(pattern, self.output)
-            return match.group(1) if match else None
-
-        return wait_for(found, timeout, what=pattern)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
-        return self.process.returncode
-
-
 @pytest.fixture(scope="module")
-def embedded_site():
-    program = Program(
-        [sys.executable, str(EXAMPLES / "embed_resource.py"), "0"], env=examples_env()
+def embedded_site(module_program):
+    site = module_program(
+        [sys.executable, EXAMPLES / "embed_resource.py", "0"], env=examples_env()
     )
-    try:
-        yield "http://" + program.address(r"site listening on (\S+)")
-    finally:
-        program.stop()
+    return "http://" + site.address(r"site listening on (\S+)")
 
 
 def test_embedded_site_keeps_its_own_pages(embedded_site):
@@ -567,9 +526,9 @@ def twistd() -> str:
     return str(candidate) if candidate.exists() else "twistd"
 
 
-def embedded_service(tmp_path, env):
+def embedded_service(program, tmp_path, env):
     """The embed_service.py example run by `twistd -n -y`."""
-    return Program(
+    return program(
         [
             twistd(),
             "-n",
@@ -583,34 +542,31 @@ def embedded_service(tmp_path, env):
     )
 
 
-def test_embedded_service_runs_beside_the_application_services(tmp_path):
+def test_embedded_service_runs_beside_the_application_services(program, tmp_path):
     env = examples_env(
         EMBED_HTTP_PORT="0", EMBED_IGOR_PORT="none", EMBED_BGPY_PORT="none"
     )
-    program = embedded_service(tmp_path, env)
+    service = embedded_service(program, tmp_path, env)
     try:
-        address = program.address(r"http listening on (\S+)")
+        address = service.address(r"http listening on (\S+)")
         health = requests.get(f"http://{address}/health", timeout=10)
         assert health.status_code == 200
         assert set(health.json()["services"]) == {"http"}
         # the application's own service runs too: its heartbeat is logged
-        program.address(r"(heartbeat 1)\b", timeout=10)
+        service.address(r"(heartbeat 1)\b", timeout=10)
     finally:
-        status = program.stop()
-    assert status in (0, -signal.SIGTERM), program.output
+        status = service.stop()
+    assert status in (0, -signal.SIGTERM), service.output
 
 
-def test_embedded_service_answers_json_rpc(tmp_path):
+def test_embedded_service_answers_json_rpc(program, tmp_path):
     env = examples_env(EMBED_HTTP_PORT="0")
-    program = embedded_service(tmp_path, env)
-    try:
-        address = program.address(r"http listening on (\S+)")
-        program.address(r"(heartbeat 1)\b", timeout=10)
-        body = {"jsonrpc": "2.0", "method": "heartbeats", "id": 7}
-        answer = requests.post(f"http://{address}/rpc", json=body, timeout=10).json()
-        assert answer["id"] == 7 and answer["result"] >= 1
-    finally:
-        program.stop()
+    service = embedded_service(program, tmp_path, env)
+    address = service.address(r"http listening on (\S+)")
+    service.address(r"(heartbeat 1)\b", timeout=10)
+    body = {"jsonrpc": "2.0", "method": "heartbeats", "id": 7}
+    answer = requests.post(f"http://{address}/rpc", json=body, timeout=10).json()
+    assert answer["id"] == 7 and answer["result"] >= 1
 
 
 def test_embedded_site_name_without_slash(embedded_site):
@@ -631,22 +587,29 @@ def test_embedded_site_name_without_slash(embedded_site):
     assert (response.status_code, response.headers["Location"]) == (301, "/bridge/")
 
 
-def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
+def test_embedded_site_with_the_service_serves_every_protocol(program, tmp_path):
     """docs/examples/embed_site_service.py: its own Site, the bridge's service."""
     from websocket import create_connection
 
     from twistbridge.testing import JsonLinesClient
 
     env = examples_env(EMBED_SITE_PORT="0", EMBED_IGOR_PORT="0", EMBED_BGPY_PORT="0")
-    program = Program(
-        [twistd(), "-n", "--pidfile", str(tmp_path / "pid"), "-y", str(EXAMPLES / "embed_site_service.py")],
+    service = program(
+        [
+            twistd(),
+            "-n",
+            "--pidfile",
+            tmp_path / "pid",
+            "-y",
+            EXAMPLES / "embed_site_service.py",
+        ],
         env=env,
-        cwd=str(tmp_path),
+        cwd=tmp_path,
     )
     try:
-        site = "127.0.0.1:" + program.address(r"Site starting on (\d+)")
-        igor = program.address(r"igor listening on (\S+)")
-        bgpy = program.address(r"bgpy listening on (\S+)")
+        site = "127.0.0.1:" + service.address(r"Site starting on (\d+)")
+        igor = service.address(r"igor listening on (\S+)")
+        bgpy = service.address(r"bgpy listening on (\S+)")
 
         def healthy():
             answer = requests.get(f"http://{site}/bridge/health", timeout=10)
@@ -659,7 +622,9 @@ def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
             "igor": {"up": True, "address": igor},
             "bgpy": {"up": True, "address": bgpy},
         }
-        assert b"An existing site" in requests.get(f"http://{site}/", timeout=10).content
+        assert (
+            b"An existing site" in requests.get(f"http://{site}/", timeout=10).content
+        )
         body = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
         answer = requests.post(f"http://{site}/bridge/rpc", json=body, timeout=10)
         assert answer.json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
@@ -674,8 +639,11 @@ def test_embedded_site_with_the_service_serves_every_protocol(tmp_path):
         # The service ran init_task: a client goes straight to EXEC.
         with JsonLinesClient(bgpy) as client:
             client.send("EXEC", await_response=True)
-            assert client.line() == {"type": "OK", "args": {"message": "Received 'EXEC'"}}
+            assert client.line() == {
+                "type": "OK",
+                "args": {"message": "Received 'EXEC'"},
+            }
             assert client.line() == {"type": "OK", "args": {"count": 1}}
     finally:
-        status = program.stop()
-    assert status in (0, -signal.SIGTERM), program.output
+        status = service.stop()
+    assert status in (0, -signal.SIGTERM), service.output

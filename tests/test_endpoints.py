@@ -1,13 +1,11 @@
 """The one endpoint-description builder: exact strings, and real sockets bound from them."""
 
 import os
-import socket
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory, Protocol
 
 from twistbridge.endpoints import endpoint_description, listen_description, quote
 
@@ -58,68 +56,43 @@ def test_listen_description_out_of_range():
         listen_description("65536")
 
 
-class Echo(Protocol):
-    def dataReceived(self, data):
-        self.transport.write(data)
-
-
-def exchange(family, address, data=b"ping"):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(address)
-        s.sendall(data)
-        received = b""
-        while len(received) < len(data):
-            chunk = s.recv(64)
-            if not chunk:
-                break
-            received += chunk
-        return received
-
-
-async def listen(description):
-    return await serverFromString(reactor, description).listen(
-        Factory.forProtocol(Echo)
-    )
+async def listen(description, echo):
+    return await serverFromString(reactor, description).listen(echo.factory())
 
 
 @pytest.mark.usefixtures("ipv6_loopback")
 @pytest_twisted.ensureDeferred
-async def test_an_ipv6_host_binds_that_address():
-    port = await listen(endpoint_description(("::1", "0")))
+async def test_an_ipv6_host_binds_that_address(echo):
+    port = await listen(endpoint_description(("::1", "0")), echo)
     try:
         host = port.getHost()
         assert host.host == "::1"
-        answer = await threads.deferToThread(
-            exchange, socket.AF_INET6, ("::1", host.port)
-        )
+        answer = await threads.deferToThread(echo.exchange, ("::1", host.port))
         assert answer == b"ping"
     finally:
         await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_unix_path_with_colon_equals_and_backslash(tmp_path):
+async def test_a_unix_path_with_colon_equals_and_backslash(tmp_path, echo):
     path = str(tmp_path / "a:b=c\\d.sock")
-    port = await listen(endpoint_description(path))
+    port = await listen(endpoint_description(path), echo)
     try:
         # The socket, and the lock file of Twisted's unix: endpoint beside it.
         assert sorted(os.listdir(tmp_path)) == ["a:b=c\\d.sock", "a:b=c\\d.sock.lock"]
-        answer = await threads.deferToThread(exchange, socket.AF_UNIX, path)
+        answer = await threads.deferToThread(echo.exchange, path)
         assert answer == b"ping"
     finally:
         await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_port_given_as_text_binds_loopback():
-    port = await listen(endpoint_description("0"))
+async def test_a_port_given_as_text_binds_loopback(echo):
+    port = await listen(endpoint_description("0"), echo)
     try:
         host = port.getHost()
         assert host.host == "127.0.0.1"
-        answer = await threads.deferToThread(
-            exchange, socket.AF_INET, ("127.0.0.1", host.port)
-        )
+        answer = await threads.deferToThread(echo.exchange, ("127.0.0.1", host.port))
         assert answer == b"ping"
     finally:
         await port.stopListening()

@@ -6,33 +6,11 @@ import pytest
 import pytest_twisted
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import threads
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher
 
 from twistbridge.config import Settings
 from twistbridge.limits import HTTP_REFUSAL, ListenerLimits
 from twistbridge.listeners import ListenError, ListenerService, build_listener
-
-
-class Echo(Protocol):
-    def dataReceived(self, data):
-        self.transport.write(data)
-
-
-def echo_factory():
-    return Factory.forProtocol(Echo)
-
-
-def exchange(port, data=b"hello"):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        received = b""
-        while len(received) < len(data):
-            chunk = s.recv(64)
-            if not chunk:
-                break
-            received += chunk
-        return received
 
 
 def bound_port(listener):
@@ -48,9 +26,9 @@ def logged():
 
 
 @pytest_twisted.ensureDeferred
-async def test_binds_in_privileged_start_and_serves_through_the_tracker():
+async def test_binds_in_privileged_start_and_serves_through_the_tracker(echo):
     listener = build_listener(
-        "echo", "tcp:0:interface=127.0.0.1", echo_factory(), Settings()
+        "echo", "tcp:0:interface=127.0.0.1", echo.factory(), Settings()
     )
     assert isinstance(listener, StreamServerEndpointService)
     assert listener.factory is listener.connections
@@ -61,24 +39,24 @@ async def test_binds_in_privileged_start_and_serves_through_the_tracker():
     assert listener.status()["address"] == f"127.0.0.1:{port}"
     listener.startService()  # bound already: the same port
     assert bound_port(listener) == port
-    assert await threads.deferToThread(exchange, port) == b"hello"
+    assert await threads.deferToThread(echo.exchange, port, b"hello") == b"hello"
     await listener.stopService()
     assert listener.status() == {"up": False, "address": None}
     assert not listener.running
     with pytest.raises(ConnectionRefusedError):
-        await threads.deferToThread(exchange, port)
+        await threads.deferToThread(echo.exchange, port, b"hello")
 
 
 @pytest_twisted.ensureDeferred
-async def test_starts_again_after_a_stop():
-    listener = ListenerService("echo", "tcp:0:interface=127.0.0.1", echo_factory())
+async def test_starts_again_after_a_stop(echo):
+    listener = ListenerService("echo", "tcp:0:interface=127.0.0.1", echo.factory())
     listener.startService()  # adopted by an app: startService alone binds
     first = bound_port(listener)
     await listener.stopService()
     listener.startService()
     try:
         second = bound_port(listener)
-        assert await threads.deferToThread(exchange, second, b"again") == b"again"
+        assert await threads.deferToThread(echo.exchange, second, b"again") == b"again"
     finally:
         await listener.stopService()
     assert listener.status() == {"up": False, "address": None}
@@ -86,13 +64,13 @@ async def test_starts_again_after_a_stop():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_port_in_use_is_one_line_and_no_traceback(logged):
+async def test_a_port_in_use_is_one_line_and_no_traceback(logged, echo):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
     port = taken.getsockname()[1]
     listener = ListenerService(
-        "http", f"tcp:{port}:interface=127.0.0.1", echo_factory()
+        "http", f"tcp:{port}:interface=127.0.0.1", echo.factory()
     )
     try:
         with pytest.raises(ListenError) as raised:
@@ -116,9 +94,9 @@ async def test_a_port_in_use_is_one_line_and_no_traceback(logged):
         await listener.stopService()
 
 
-def test_build_listener_takes_the_limits_of_the_settings():
+def test_build_listener_takes_the_limits_of_the_settings(echo):
     settings = Settings(max_connections=7, max_connections_per_client=3)
-    listener = build_listener("http", "tcp:0", echo_factory(), settings, HTTP_REFUSAL)
+    listener = build_listener("http", "tcp:0", echo.factory(), settings, HTTP_REFUSAL)
     tracker = listener.connections
     assert tracker.limits == ListenerLimits(7, 3, HTTP_REFUSAL)
     assert (tracker.max_connections, tracker.max_connections_per_client) == (7, 3)
@@ -134,8 +112,10 @@ def test_limit_values_say_why_a_connection_is_refused():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_description_that_does_not_parse_raises_and_leaves_nothing_to_stop():
-    listener = ListenerService("http", "nosuchtype:1234", echo_factory())
+async def test_a_description_that_does_not_parse_raises_and_leaves_nothing_to_stop(
+    echo,
+):
+    listener = ListenerService("http", "nosuchtype:1234", echo.factory())
     with pytest.raises(ValueError, match="nosuchtype"):
         listener.privilegedStartService()
     assert await listener.stopService() is None

@@ -11,11 +11,9 @@ import io
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -65,75 +63,24 @@ def env_with(*paths: Path) -> dict:
     return env
 
 
-class Program:
-    """A child process whose output is read by a thread."""
-
-    def __init__(self, args, cwd, env):
-        self.process = subprocess.Popen(
-            args,
-            cwd=str(cwd),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.output = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for raw in self.process.stdout:
-            self.output += raw.decode("utf-8", "replace")
-
-    def listening(self, port: int, timeout: float = 30.0) -> None:
-        """Wait until something accepts connections on 127.0.0.1:C{port}."""
-
-        def accepts():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"exited with {self.process.returncode}:\n{self.output}"
-                )
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(accepts, timeout, what=f"a listener on port {port}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
-        return self.process.returncode
-
-
 @pytest.fixture
-def program(tmp_path):
+def page_program(program, tmp_path):
     """Start a Python program of a page (its source) in C{tmp_path}."""
-    started = []
 
-    def start(source: str, port: int, *paths: Path) -> Program:
+    def start(source: str, port: int, *paths: Path):
         script = tmp_path / "program.py"
         script.write_text(source)
-        running = Program([sys.executable, str(script)], tmp_path, env_with(*paths))
-        started.append(running)
+        running = program([sys.executable, script], tmp_path, env_with(*paths))
         running.listening(port)
         return running
 
-    yield start
-    for running in started:
-        running.stop()
+    return start
 
 
 # izzati --------------------------------------------------------------------
 
 
-def test_the_izzati_program_serves_izzatis_frontend(program):
+def test_the_izzati_program_serves_izzatis_frontend(page_program):
     from izzati import Frontend
 
     port = free_port()
@@ -141,7 +88,7 @@ def test_the_izzati_program_serves_izzatis_frontend(program):
     source = replaced(
         source, 'b.run(host="127.0.0.1")', f'b.run(host="127.0.0.1", port={port})'
     )
-    server = program(source, port)
+    server = page_program(source, port)
     answer = Frontend(f"http://127.0.0.1:{port}/").send(
         {"name": "ann"}, ("a.txt", io.BytesIO(b"hello"))
     )
@@ -156,7 +103,7 @@ def test_the_izzati_program_serves_izzatis_frontend(program):
 # flaskJSONRPCServer --------------------------------------------------------
 
 
-def test_the_flaskjsonrpcserver_program_answers_as_before(program):
+def test_the_flaskjsonrpcserver_program_answers_as_before(page_program):
     from jsonrpcclient import Ok, parse, request
 
     port = free_port()
@@ -164,7 +111,7 @@ def test_the_flaskjsonrpcserver_program_answers_as_before(program):
         "jsonrpc.rst", "Change the import; the rest of the program stays:"
     )
     source = replaced(source, '("127.0.0.1", 7001)', f'("127.0.0.1", {port})')
-    program(source, port)
+    page_program(source, port)
     base = f"http://127.0.0.1:{port}"
 
     def call(path, method, params=None):
@@ -197,13 +144,13 @@ def test_the_flaskjsonrpcserver_program_answers_as_before(program):
 # Igor ------------------------------------------------------------------------
 
 
-def test_the_igor_program_serves_igor_clients(program):
+def test_the_igor_program_serves_igor_clients(page_program):
     import websocket
 
     port = free_port()
     source = block_after("igor.rst", "With twistbridge, the same program:")
     source = replaced(source, '{"port": 5678}', f'{{"port": {port}}}')
-    server = program(source, port)
+    server = page_program(source, port)
     assert "default port: 5678" in server.output
     ws = websocket.create_connection(f"ws://127.0.0.1:{port}", timeout=10)
     try:
@@ -254,42 +201,39 @@ def bgpy_tasks():
     return tasks
 
 
-def test_the_bgpy_command_lines_serve_and_terminate():
+def test_the_bgpy_command_lines_serve_and_terminate(program):
     import bgpy
 
     port = free_port()
     serve, terminate = commands("bgpy.rst", "becomes (and either", port)
     assert serve[:3] == ["python", "-m", "twistbridge.bgpy"]
-    server = Program(serve, EXAMPLES, env_with())
-    try:
-        server.listening(port)
-        client = bgpy.Client("127.0.0.1", port, log_level="CRITICAL")
-        # The init file's init_task already ran: straight to EXEC.
-        answer = client.execute(
-            {"command": "increase", "value_change": 5}, await_response=True
-        )
-        assert answer == {"value": 1005, "await_response": False}
-        done = subprocess.run(
-            terminate,
-            cwd=str(EXAMPLES),
-            env=env_with(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        assert server.process.wait(20) == 0
-    finally:
-        server.stop()
+    server = program(serve, EXAMPLES, env_with())
+    server.listening(port)
+    client = bgpy.Client("127.0.0.1", port, log_level="CRITICAL")
+    # The init file's init_task already ran: straight to EXEC.
+    answer = client.execute(
+        {"command": "increase", "value_change": 5}, await_response=True
+    )
+    assert answer == {"value": 1005, "await_response": False}
+    done = subprocess.run(
+        terminate,
+        cwd=str(EXAMPLES),
+        env=env_with(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert server.process.wait(20) == 0
 
 
-def test_the_allowed_module_is_what_bgpys_client_may_name():
+def test_the_allowed_module_is_what_bgpys_client_may_name(program):
     import bgpy
 
     tasks = bgpy_tasks()
     port = free_port()
     standalone, bridge = commands("bgpy.rst", "importable from the current", port)
-    server = Program(standalone, EXAMPLES, env_with())
+    server = program(standalone, EXAMPLES, env_with())
     try:
         server.listening(port)
         client = bgpy.Client("127.0.0.1", port, log_level="CRITICAL")

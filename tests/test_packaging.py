@@ -8,6 +8,9 @@ import venv
 
 import pytest
 
+# Under pytest-xdist, the wheel is built and installed once, in one worker.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -21,7 +24,9 @@ def fresh_venv(tmp_path_factory):
     shutil.copytree(
         ROOT,
         source,
-        ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__"),
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "*.egg-info", "__pycache__"
+        ),
     )
     subprocess.run(
         [python, "-m", "pip", "install", "--quiet", str(source)],
@@ -33,7 +38,11 @@ def fresh_venv(tmp_path_factory):
 
 def site_packages(target):
     out = subprocess.run(
-        [str(target / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [
+            str(target / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -51,7 +60,11 @@ def test_plugin_file_lands_in_site_packages(fresh_venv):
 
 def test_installed_not_editable(fresh_venv):
     out = subprocess.run(
-        [str(fresh_venv / "bin" / "python"), "-c", "import twistbridge; print(twistbridge.__file__)"],
+        [
+            str(fresh_venv / "bin" / "python"),
+            "-c",
+            "import twistbridge; print(twistbridge.__file__)",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -68,7 +81,9 @@ def test_twistd_lists_bridge(fresh_venv):
         cwd="/",
     )
     assert out.returncode == 0, out.stderr
-    assert any(line.split()[:1] == ["bridge"] for line in out.stdout.splitlines()), out.stdout
+    assert any(line.split()[:1] == ["bridge"] for line in out.stdout.splitlines()), (
+        out.stdout
+    )
     sub = subprocess.run(
         [str(fresh_venv / "bin" / "twistd"), "bridge", "--help"],
         capture_output=True,
@@ -76,7 +91,13 @@ def test_twistd_lists_bridge(fresh_venv):
         cwd="/",
     )
     assert sub.returncode == 0, sub.stderr
-    for option in ("--port", "--igor-port", "--bgpy-port", "--app", "--max-upload-size"):
+    for option in (
+        "--port",
+        "--igor-port",
+        "--bgpy-port",
+        "--app",
+        "--max-upload-size",
+    ):
         assert option in sub.stdout
 
 
@@ -102,4 +123,8 @@ def test_version_has_one_source_and_types_ship(fresh_venv):
     )
     import twistbridge
 
-    assert out.stdout.split() == [twistbridge.__version__, twistbridge.__version__, "True"]
+    assert out.stdout.split() == [
+        twistbridge.__version__,
+        twistbridge.__version__,
+        "True",
+    ]

@@ -1,7 +1,9 @@
 """The test app (tests/apps/testkit_app.py), importable by name so that its
-process handlers pickle."""
+process handlers pickle; and pytest run as a user runs it, in a process of
+its own."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -17,3 +19,39 @@ def bridge():
     import testkit_app
 
     return testkit_app.bridge
+
+
+@pytest.fixture
+def run_pytest():
+    """
+    Run C{python -m pytest -q} on C{target} (a file or folder) in a process of
+    its own, in C{cwd}, with C{pythonpath} as its C{PYTHONPATH}; extra
+    arguments go before the target.  Returns the completed process (text).
+    """
+
+    def run(target, cwd, pythonpath, *args):
+        env = dict(os.environ, PYTHONPATH=str(pythonpath))
+        # Not one of this run's xdist workers: the child is a run of its own.
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
+            env.pop(name, None)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:randomly",
+                "-p",
+                "no:cacheprovider",
+                *args,
+                str(target),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=str(cwd),
+            env=env,
+            timeout=120,
+        )
+
+    return run

@@ -1,38 +1,19 @@
 """The pytest plugin, as a user's project gets it: through the entry point."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 APPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps")
 
 
-def run_pytest(tmp_path, source):
+def user_tests(tmp_path, source):
+    """A user's test file of C{source} in C{tmp_path}."""
     (tmp_path / "test_user.py").write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=APPS)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env=env,
-        timeout=120,
-    )
+    return tmp_path
 
 
-def test_marker_fixture_and_factory(tmp_path):
-    result = run_pytest(
+def test_marker_fixture_and_factory(tmp_path, run_pytest):
+    folder = user_tests(
         tmp_path,
         """
         import pytest
@@ -51,5 +32,6 @@ def test_marker_fixture_and_factory(tmp_path):
             pass
         """,
     )
+    result = run_pytest(folder, tmp_path, APPS)
     assert "2 passed, 1 error" in result.stdout, result.stdout + result.stderr
     assert "bridge_client needs an app: define a `bridge` fixture" in result.stdout

@@ -5,6 +5,11 @@ bgpy's own tests (test_cli.py, test_client_server.py, test_file_init.py)
 start background servers at import time and leave them to stop on EXIT;
 any that is still running when the session ends is stopped here (only the
 children of this process running our bgpy server).
+
+Those servers bind bgpy's default port plus one to three, at import, and
+every pytest-xdist worker imports every test file: each worker but the
+first has bgpy's default port moved by ten times its number (set here,
+before the test files import it), so that their servers do not meet.
 """
 
 import os
@@ -15,6 +20,11 @@ import sys
 import time
 
 import pytest
+
+from twistbridge.bgpy.core import environment
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+environment.PORT = 54321 + 10 * int(_WORKER[2:] or 0)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
@@ -52,9 +62,7 @@ def apps_env():
 
     def make(**extra):
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [APPS, env.get("PYTHONPATH")])
-        )
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
         env.pop("BGPY_TOKEN", None)
         env.update(extra)
         return env
@@ -84,8 +92,15 @@ class Server:
     def __init__(self, port, args, env, cwd):
         self.port = port
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "twistbridge.bgpy", "server", "127.0.0.1",
-             str(port), *args],
+            [
+                sys.executable,
+                "-m",
+                "twistbridge.bgpy",
+                "server",
+                "127.0.0.1",
+                str(port),
+                *args,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
