@@ -15,6 +15,10 @@ it and waits for the next save.
 Files are watched by polling their modification time and size twice a
 second: no extra dependency, and it works on every file system, editors
 that replace files on save included.
+
+(Over 400 lines: the sockets it binds, the child it starts with them and the
+watch of the app's files are one supervisor; C{--workers} starts its
+children with the same L{spawn_child}.)
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ database number included because Redis channels span databases):
     instance it reconnects to.
 
 The client is txredisapi's protocol over Twisted endpoints, reconnected by
-L{ClientService} with backoff.  While Redis is unreachable the local
+C{ClientService} with backoff.  While Redis is unreachable the local
 clients keep working (broadcasts and sends reach this instance's clients),
 L{RedisBroker.status} says why for C{/health}, and the processes stop here once their
 lease may have expired.  Broadcasts and sends for the other instances wait

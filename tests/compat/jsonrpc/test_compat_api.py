@@ -324,7 +324,18 @@ def test_more_of_the_api(tmp_path):
             "WARNING: division by zero"
         )
         program.printed("flaskJSONRPCServer: restarting (restartOn)")
-        wait_for(lambda: listening(port), 30, what="listening again")
+        # (The old listener may still accept until the restart closes it:
+        # the second "listening on" line is the new one.)
+        wait_for(
+            lambda: [
+                line
+                for line in list(program.lines)
+                if f"listening on 0.0.0.0:{port}" in line
+                or f"listening on 127.0.0.1:{port}" in line
+            ][1:],
+            30,
+            what="listening again",
+        )
         assert rpc(port, "echo", ["back"]) == {
             "jsonrpc": "2.0",
             "result": "back",
