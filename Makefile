@@ -112,6 +112,7 @@ browser-deps:
 test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps redis-deps
 	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
 	$(BIN)/ruff check twistbridge tests bench twisted docs
+	$(BIN)/ruff format --check twistbridge tests bench twisted docs
 	$(BIN)/mypy
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 

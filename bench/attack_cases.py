@@ -125,8 +125,12 @@ def body_row(answer, sent, total):
 
 def form_body(addrs, total):
     """A urlencoded form of C{a&a&...}, C{total} bytes, to POST /."""
-    head = http_head(addrs["http"], "POST", "/", {
-        "Content-Type": "application/x-www-form-urlencoded", "Content-Length": total})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        "/",
+        {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": total},
+    )
     answer, sent = send_body(addrs["http"], head, repeat(b"a&" * 32768, total), total)
     return {"got": short(answer), "refused": http_status(answer) >= 400}
 
@@ -134,32 +138,49 @@ def form_body(addrs, total):
 def rpc_batch_of_empties(addrs, total):
     """A text/plain JSON-RPC body C{[[],[],...]} of about C{total} bytes."""
     body = empties(total)
-    head = http_head(addrs["http"], "POST", "/rpc", {
-        "Content-Type": "text/plain", "Content-Length": len(body)})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        "/rpc",
+        {"Content-Type": "text/plain", "Content-Length": len(body)},
+    )
     answer, _ = send_body(addrs["http"], head, repeat(body, len(body)), len(body))
     status = http_status(answer)
     tail = answer.split(b"\r\n\r\n", 1)[-1]
-    return {"got": short(answer, 16) + " " + short(tail, 28),
-            "refused": status >= 400 or b'"error"' in tail[:400]}
+    return {
+        "got": short(answer, 16) + " " + short(tail, 28),
+        "refused": status >= 400 or b'"error"' in tail[:400],
+    }
 
 
 def deep_json_rpc(addrs, depth):
     """A JSON-RPC body nested C{depth} deep."""
     body = b"[" * depth + b"]" * depth
-    head = http_head(addrs["http"], "POST", "/rpc", {
-        "Content-Type": "application/json", "Content-Length": len(body)})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        "/rpc",
+        {"Content-Type": "application/json", "Content-Length": len(body)},
+    )
     answer, _ = send_body(addrs["http"], head, [body], len(body))
     tail = answer.split(b"\r\n\r\n", 1)[-1]
-    return {"got": short(answer, 16) + " " + short(tail, 28),
-            "refused": http_status(answer) >= 400 or b'"error"' in tail}
+    return {
+        "got": short(answer, 16) + " " + short(tail, 28),
+        "refused": http_status(answer) >= 400 or b'"error"' in tail,
+    }
 
 
 def chunked_post(addrs, path, total):
     """A chunked POST of C{total} bytes to C{path}, with no credentials."""
-    head = http_head(addrs["http"], "POST", path, {
-        "Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        path,
+        {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
     answer, sent = send_body(
-        addrs["http"], head, chunked(b"x" * (256 * 1024), total), total + 5)
+        addrs["http"], head, chunked(b"x" * (256 * 1024), total), total + 5
+    )
     return body_row(answer, sent, total)
 
 
@@ -175,8 +196,12 @@ def chunked_unknown_path(addrs, total):
 
 def huge_content_length(addrs, length):
     """POST /rpc announcing C{length} bytes, then 64 KiB of them."""
-    head = http_head(addrs["http"], "POST", "/rpc", {
-        "Content-Type": "application/json", "Content-Length": length})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        "/rpc",
+        {"Content-Type": "application/json", "Content-Length": length},
+    )
     answer, sent = send_body(addrs["http"], head, repeat(b"x" * 65536, 65536), length)
     return {"got": short(answer), "refused": http_status(answer) in (400, 413)}
 
@@ -184,20 +209,36 @@ def huge_content_length(addrs, length):
 def foreign_host(addrs, _size):
     """Host: attacker.example on POST /rpc, GET /health, GET /bgpy/state."""
     statuses = []
-    rpc = json.dumps({"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}).encode()
-    for method, path, body in (("POST", "/rpc", rpc), ("GET", "/health", b""), ("GET", "/bgpy/state", b"")):
-        headers = {"Content-Type": "application/json", "Content-Length": len(body)} if body else {}
+    rpc = json.dumps(
+        {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}
+    ).encode()
+    for method, path, body in (
+        ("POST", "/rpc", rpc),
+        ("GET", "/health", b""),
+        ("GET", "/bgpy/state", b""),
+    ):
+        headers = (
+            {"Content-Type": "application/json", "Content-Length": len(body)}
+            if body
+            else {}
+        )
         head = http_head(addrs["http"], method, path, headers, host="attacker.example")
         answer, _ = send_body(addrs["http"], head, [body] if body else [], len(body))
         statuses.append(http_status(answer))
-    return {"got": "rpc/health/state: " + "/".join(map(str, statuses)),
-            "refused": all(400 <= s < 500 for s in statuses)}
+    return {
+        "got": "rpc/health/state: " + "/".join(map(str, statuses)),
+        "refused": all(400 <= s < 500 for s in statuses),
+    }
 
 
 def slow_body(addrs, seconds):
     """Complete headers of a 1000-byte body, then one byte every 2 s, for C{seconds}."""
-    head = http_head(addrs["http"], "POST", "/rpc", {
-        "Content-Type": "application/json", "Content-Length": 1000})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        "/rpc",
+        {"Content-Type": "application/json", "Content-Length": 1000},
+    )
     return trickled(addrs, head, b"[" * 1000, 2.0, seconds)
 
 
@@ -209,7 +250,7 @@ def trickle(sock, data, interval, seconds):
         if readable:
             return True
         try:
-            sock.sendall(data[i:i + 1])
+            sock.sendall(data[i : i + 1])
         except OSError:
             return True
         if time.monotonic() > deadline:
@@ -223,7 +264,9 @@ def trickle(sock, data, interval, seconds):
 
 def slowloris(addrs, seconds):
     """A request head sent one byte a second, for at most C{seconds}."""
-    return trickled(addrs, b"", b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 1000, 1.0, seconds)
+    return trickled(
+        addrs, b"", b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 1000, 1.0, seconds
+    )
 
 
 def trickled(addrs, head, data, interval, seconds):
@@ -273,7 +316,11 @@ def empties(total, prefix=b"", suffix=b""):
 def izzati_json_body(addrs, total):
     """An izzati JSON body C{{"a": [[],[],...]}} of about C{total} bytes."""
     body = empties(total, b'{"a": ', b"}")
-    head = http_head(addrs["http"], "POST", "/", {
-        "Content-Type": "application/json", "Content-Length": len(body)})
+    head = http_head(
+        addrs["http"],
+        "POST",
+        "/",
+        {"Content-Type": "application/json", "Content-Length": len(body)},
+    )
     answer, _ = send_body(addrs["http"], head, repeat(body, len(body)), len(body))
     return {"got": short(answer), "refused": http_status(answer) >= 400}

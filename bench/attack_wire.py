@@ -114,7 +114,9 @@ def deep_json_bgpy(addrs, depth):
     """A JSON line nested C{depth} deep on the bgpy port."""
     sock = connect(addrs["bgpy"])
     try:
-        sock.sendall(b'{"type": "AUTH", "args": ' + b"[" * depth + b"]" * depth + b"}\n")
+        sock.sendall(
+            b'{"type": "AUTH", "args": ' + b"[" * depth + b"]" * depth + b"}\n"
+        )
         answer = read_answer(sock, timeout=30)
     finally:
         sock.close()
@@ -128,9 +130,19 @@ def ws_handshake(address, path="/"):
     """A raw WebSocket connection after a valid handshake, and the 101 line."""
     sock = connect(address)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(http_head(address, "GET", path, {
-        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key,
-        "Sec-WebSocket-Version": "13"}))
+    sock.sendall(
+        http_head(
+            address,
+            "GET",
+            path,
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Key": key,
+                "Sec-WebSocket-Version": "13",
+            },
+        )
+    )
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
@@ -203,7 +215,7 @@ def ws_fragments(addrs, count):
         data = b"".join(frames)
         try:
             for i in range(0, len(data), 65536):
-                sock.sendall(data[i:i + 65536])
+                sock.sendall(data[i : i + 65536])
         except OSError:
             pass
         got, refused = ws_answer(sock)
@@ -215,9 +227,13 @@ def ws_fragments(addrs, count):
 def igor_huge_handshake(addrs, total):
     """C{total} bytes of handshake headers without the blank line."""
     head = b"GET / HTTP/1.1\r\nHost: " + addrs["igor"].encode() + b"\r\n"
-    answer, sent = send_body(addrs["igor"], head, repeat(b"X-Pad: " + b"p" * 1000 + b"\r\n", total), total)
-    return {"got": f"{short(answer, 26)} after {sent / MiB:.1f} MiB",
-            "refused": sent < total and http_status(answer) >= 400}
+    answer, sent = send_body(
+        addrs["igor"], head, repeat(b"X-Pad: " + b"p" * 1000 + b"\r\n", total), total
+    )
+    return {
+        "got": f"{short(answer, 26)} after {sent / MiB:.1f} MiB",
+        "refused": sent < total and http_status(answer) >= 400,
+    }
 
 
 def deep_json_igor(addrs, depth):
@@ -226,7 +242,12 @@ def deep_json_igor(addrs, depth):
 
     ws = websocket.create_connection(f"ws://{addrs['igor']}/", timeout=30)
     try:
-        ws.send('{"streamId": 1, "action": "echo", "data": ' + "[" * depth + "]" * depth + "}")
+        ws.send(
+            '{"streamId": 1, "action": "echo", "data": '
+            + "[" * depth
+            + "]" * depth
+            + "}"
+        )
         while True:
             msg = ws.recv()
             if '"clock"' not in msg:
@@ -258,8 +279,15 @@ def igor_session_sharing(addrs, _size):
         n = call(attacker, "whoami")
         intro = None
         if isinstance(n, int):
-            attacker.send(json.dumps({"streamId": "i", "action": "introduce_self",
-                                      "data": {"client_id": n + 1}}))
+            attacker.send(
+                json.dumps(
+                    {
+                        "streamId": "i",
+                        "action": "introduce_self",
+                        "data": {"client_id": n + 1},
+                    }
+                )
+            )
         after = call(attacker, "whoami")
         if after == n:
             intro = "refused"
@@ -269,7 +297,8 @@ def igor_session_sharing(addrs, _size):
         seen = call(victim, "session_get")
         shared = seen == "attacker-marker"
         got = f"A={n}->{after}{'(' + intro + ')' if intro else ''} V={v} " + (
-            "SHARED" if shared else "separate")
+            "SHARED" if shared else "separate"
+        )
         return {"got": short(got), "refused": not shared and v != after}
     finally:
         attacker.close()
@@ -283,13 +312,18 @@ def igor_big_message(addrs, total):
 
     ws = websocket.create_connection(f"ws://{addrs['igor']}/", timeout=60)
     try:
-        ws.send(empties(total, b'{"streamId": 1, "action": "echo", "data": ', b"}").decode())
+        ws.send(
+            empties(total, b'{"streamId": 1, "action": "echo", "data": ', b"}").decode()
+        )
         while True:
             msg = ws.recv()
             if '"clock"' not in msg[:40]:
                 break
     except Exception as e:
-        return {"got": short(f"<{type(e).__name__}: {e}>"), "refused": "close" in repr(e).lower()}
+        return {
+            "got": short(f"<{type(e).__name__}: {e}>"),
+            "refused": "close" in repr(e).lower(),
+        }
     finally:
         ws.close()
     return {"got": short(msg), "refused": '"error"' in msg[:200]}

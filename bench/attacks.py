@@ -83,12 +83,29 @@ class Server:
 
     def __init__(self, quick):
         self.token = secrets.token_hex(16)
-        self.args = ["--app", "attacks_app:bridge", "--shutdown-timeout", "2",
-                     "--port", str(free_port()), "--igor-port", str(free_port()),
-                     "--bgpy-port", str(free_port())]
+        self.args = [
+            "--app",
+            "attacks_app:bridge",
+            "--shutdown-timeout",
+            "2",
+            "--port",
+            str(free_port()),
+            "--igor-port",
+            str(free_port()),
+            "--bgpy-port",
+            str(free_port()),
+        ]
         if quick:
-            self.args += ["--idle-timeout", "4", "--header-timeout", "3",
-                          "--max-connections-per-client", "64", "--message-timeout", "5"]
+            self.args += [
+                "--idle-timeout",
+                "4",
+                "--header-timeout",
+                "3",
+                "--max-connections-per-client",
+                "64",
+                "--message-timeout",
+                "5",
+            ]
         self.env = dict(os.environ, BGPY_TOKEN=self.token, PYTHONPATH=HERE)
         self.process = None
         self.restarts = 0
@@ -102,7 +119,12 @@ class Server:
         if self.process.process.poll() is not None:
             return False
         try:
-            return requests.get(f"http://{self.addresses['http']}/health", timeout=10).status_code == 200
+            return (
+                requests.get(
+                    f"http://{self.addresses['http']}/health", timeout=10
+                ).status_code
+                == 200
+            )
         except requests.RequestException:
             return False
 
@@ -212,8 +234,11 @@ class Probes:
         n = 0
         while not self.stop.is_set():
             n += 1
-            r = session.post(f"http://{addr['http']}/rpc", timeout=60,
-                             json={"jsonrpc": "2.0", "method": "add", "params": [n, 1], "id": n})
+            r = session.post(
+                f"http://{addr['http']}/rpc",
+                timeout=60,
+                json={"jsonrpc": "2.0", "method": "add", "params": [n, 1], "id": n},
+            )
             if r.status_code != 200 or r.json().get("result") != n + 1:
                 self.error(f"jsonrpc: {r.status_code} {r.text[:80]}")
             self.stop.wait(0.1)
@@ -254,9 +279,15 @@ class Probes:
     def izzati_loop(self, addr):
         session = requests.Session()
         while not self.stop.is_set():
-            r = session.post(f"http://{addr['http']}/", data={"k": "v"},
-                             files={"file": ("a.txt", b"hello")}, timeout=60)
-            if r.status_code != 200 or r.json().get("files") != [{"filename": "a.txt", "size": 5}]:
+            r = session.post(
+                f"http://{addr['http']}/",
+                data={"k": "v"},
+                files={"file": ("a.txt", b"hello")},
+                timeout=60,
+            )
+            if r.status_code != 200 or r.json().get("files") != [
+                {"filename": "a.txt", "size": 5}
+            ]:
                 self.error(f"izzati: {r.status_code} {r.text[:80]}")
             self.stop.wait(0.1)
 
@@ -276,7 +307,9 @@ def run_attack(server, probes, name, func, size, timeout):
     cpu_before = server.cpu_seconds()
     peak_reset = server.reset_peak()
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=attack_child, args=(func, server.addresses, size, sender), daemon=True)
+    child = ctx.Process(
+        target=attack_child, args=(func, server.addresses, size, sender), daemon=True
+    )
     started = time.monotonic()
     child.start()
     result = None
@@ -289,7 +322,10 @@ def run_attack(server, probes, name, func, size, timeout):
     if child.is_alive():
         child.kill()
         child.join()
-    result = result or {"got": f"<attacker gave nothing in {timeout}s>", "refused": False}
+    result = result or {
+        "got": f"<attacker gave nothing in {timeout}s>",
+        "refused": False,
+    }
     ended = time.monotonic()
     # The window ends when /health has answered a request sent after the attack.
     deadline = ended + 60
@@ -309,10 +345,18 @@ def run_attack(server, probes, name, func, size, timeout):
         rss = [k for t, k in probes.rss if started <= t <= end]
     peak = max([hwm, *rss]) if rss or hwm else before
     row = {
-        "attack": name, "alive": alive,
-        "p50": pct(lat, 50), "p99": pct(lat, 99), "max": lat[-1] if lat else None,
-        "rss": (peak - before) / 1024, "errors": len(errors), "error_samples": errors[:3],
-        "got": result["got"], "refused": bool(result["refused"]), "seconds": ended - started, "cpu": cpu,
+        "attack": name,
+        "alive": alive,
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "max": lat[-1] if lat else None,
+        "rss": (peak - before) / 1024,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "got": result["got"],
+        "refused": bool(result["refused"]),
+        "seconds": ended - started,
+        "cpu": cpu,
     }
     if not alive:
         code = server.process.process.poll()
@@ -371,9 +415,11 @@ def print_table(rows):
             f" {row['cpu']:>6.1f}  {mark('got', row['got'])}"
         )
     failed = [r for r in rows if misses(r)]
-    print(f"\n{len(rows) - len(failed)}/{len(rows)} rows within their goals "
-          f"(alive, /health max < {HEALTH_MAX_MS} ms, RSS growth < {RSS_MAX_MIB} MiB, "
-          f"no errors, attacker refused); '!' marks a miss.")
+    print(
+        f"\n{len(rows) - len(failed)}/{len(rows)} rows within their goals "
+        f"(alive, /health max < {HEALTH_MAX_MS} ms, RSS growth < {RSS_MAX_MIB} MiB, "
+        f"no errors, attacker refused); '!' marks a miss."
+    )
     for row in rows:
         for sample in row["error_samples"]:
             print(f"  {row['attack']}: {sample}")
@@ -382,9 +428,13 @@ def print_table(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller attack sizes (under a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller attack sizes (under a minute)"
+    )
     parser.add_argument("--only", default="", help="comma-separated attack names")
-    parser.add_argument("--report-only", action="store_true", help="exit 0 even when goals are missed")
+    parser.add_argument(
+        "--report-only", action="store_true", help="exit 0 even when goals are missed"
+    )
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     chosen = [a for a in ATTACKS if not args.only or a[0] in args.only.split(",")]
@@ -400,7 +450,11 @@ def main(argv=None):
         for name, func, full, quick in chosen:
             size = quick if args.quick else full
             row = run_attack(server, probes, name, func, size, timeout=120)
-            print(f"# {name}: {row['seconds']:.1f}s, got {row['got']}", file=sys.stderr, flush=True)
+            print(
+                f"# {name}: {row['seconds']:.1f}s, got {row['got']}",
+                file=sys.stderr,
+                flush=True,
+            )
             rows.append(row)
     finally:
         probes.stop.set()

@@ -61,8 +61,6 @@ ORIGINAL = (
 )
 
 
-
-
 def wait_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
     """Wait until the port is bound, without connecting (the original
     server would take a probe connection for a client)."""

@@ -116,8 +116,6 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 """
 
 
-
-
 def wait_up(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

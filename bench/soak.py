@@ -88,9 +88,12 @@ def izzati_worker(stats, base, stop):
                 timeout=30,
             )
             body = r.json()
-            if r.status_code != 200 or body["files"] != [
-                {"filename": f"f{seq}.bin", "size": len(payload), "sha256": digest}
-            ] or body["seq"] != str(seq):
+            if (
+                r.status_code != 200
+                or body["files"]
+                != [{"filename": f"f{seq}.bin", "size": len(payload), "sha256": digest}]
+                or body["seq"] != str(seq)
+            ):
                 stats.error("izzati", f"{r.status_code} {r.text[:200]}")
             else:
                 stats.ok("izzati")
@@ -149,7 +152,9 @@ def rpc_worker(stats, url, stop):
         for k in range(20):
             a, b = random.randint(-1000, 1000), random.randint(-1000, 1000)
             method = random.choice(["add", "mul"])
-            calls.append({"jsonrpc": "2.0", "method": method, "params": [a, b], "id": k})
+            calls.append(
+                {"jsonrpc": "2.0", "method": method, "params": [a, b], "id": k}
+            )
             expected[k] = a + b if method == "add" else a * b
         try:
             r = session.post(url, json=calls, timeout=30)
@@ -188,18 +193,30 @@ def hostile_worker(stats, addresses, stop):
     """Malformed input and cut connections on every port; only counted."""
     http_host, http_port = addresses["http"].rsplit(":", 1)
     while not stop.is_set():
-        target = random.choice(["http-garbage", "http-cut-upload", "igor-garbage", "bgpy-garbage", "rpc-bad-json"])
+        target = random.choice(
+            [
+                "http-garbage",
+                "http-cut-upload",
+                "igor-garbage",
+                "bgpy-garbage",
+                "rpc-bad-json",
+            ]
+        )
         try:
             if target == "http-garbage":
-                with socket.create_connection((http_host, int(http_port)), timeout=10) as s:
+                with socket.create_connection(
+                    (http_host, int(http_port)), timeout=10
+                ) as s:
                     s.sendall(os.urandom(200) + b"\r\n\r\n")
                     s.recv(1024)
             elif target == "http-cut-upload":
-                with socket.create_connection((http_host, int(http_port)), timeout=10) as s:
+                with socket.create_connection(
+                    (http_host, int(http_port)), timeout=10
+                ) as s:
                     s.sendall(
                         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                        b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
-                        b"filename=\"x\"\r\n\r\n" + os.urandom(5000)
+                        b'Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"; '
+                        b'filename="x"\r\n\r\n' + os.urandom(5000)
                     )
             elif target == "igor-garbage":
                 host, port = addresses["igor"].rsplit(":", 1)
@@ -210,7 +227,9 @@ def hostile_worker(stats, addresses, stop):
                 with socket.create_connection((host, int(port)), timeout=10) as s:
                     s.sendall(os.urandom(64))
             else:
-                requests.post(f"http://{addresses['http']}/rpc", data=b"{not json", timeout=10)
+                requests.post(
+                    f"http://{addresses['http']}/rpc", data=b"{not json", timeout=10
+                )
             with stats.lock:
                 stats.requests["hostile"] += 1
         except OSError:
@@ -222,7 +241,9 @@ def hostile_worker(stats, addresses, stop):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the first RSS sample")
+    parser.add_argument(
+        "--warmup", type=float, default=30.0, help="seconds before the first RSS sample"
+    )
     parser.add_argument("--uploaders", type=int, default=4)
     parser.add_argument("--igor-clients", type=int, default=20)
     parser.add_argument("--rpc-clients", type=int, default=4)
@@ -232,7 +253,9 @@ def main():
 
     tmpdir = tempfile.mkdtemp(prefix="twistbridge-soak-")
     env = dict(os.environ, TMPDIR=tmpdir, PYTHONPATH=HERE)
-    server = BridgeProcess(["--app", "soak_app:bridge", "--shutdown-timeout", "5"], env=env).start()
+    server = BridgeProcess(
+        ["--app", "soak_app:bridge", "--shutdown-timeout", "5"], env=env
+    ).start()
     pid = server.process.pid
     addresses = server.addresses
     stats = Stats()
@@ -244,13 +267,23 @@ def main():
         threads.append(threading.Thread(target=izzati_worker, args=(stats, base, stop)))
     for n in range(args.igor_clients):
         url = f"ws://{addresses['http']}/ws" if n % 2 else f"ws://{addresses['igor']}/"
-        threads.append(threading.Thread(target=igor_echo_worker, args=(stats, url, stop, n)))
+        threads.append(
+            threading.Thread(target=igor_echo_worker, args=(stats, url, stop, n))
+        )
     for _ in range(args.rpc_clients):
-        threads.append(threading.Thread(target=rpc_worker, args=(stats, base + "/rpc", stop)))
+        threads.append(
+            threading.Thread(target=rpc_worker, args=(stats, base + "/rpc", stop))
+        )
     for _ in range(args.bgpy_clients):
-        threads.append(threading.Thread(target=bgpy_worker, args=(stats, addresses["bgpy"], stop, acked)))
+        threads.append(
+            threading.Thread(
+                target=bgpy_worker, args=(stats, addresses["bgpy"], stop, acked)
+            )
+        )
     for _ in range(args.hostile):
-        threads.append(threading.Thread(target=hostile_worker, args=(stats, addresses, stop)))
+        threads.append(
+            threading.Thread(target=hostile_worker, args=(stats, addresses, stop))
+        )
     started = time.monotonic()
     for t in threads:
         t.daemon = True
@@ -264,7 +297,10 @@ def main():
         if time.monotonic() - last_report > 60:
             last_report = time.monotonic()
             rss, fds = proc_status(pid)
-            print(f"[{int(time.monotonic() - started)}s] {dict(stats.requests)} errors={dict(stats.errors)} rss={rss} KiB fds={fds}", flush=True)
+            print(
+                f"[{int(time.monotonic() - started)}s] {dict(stats.requests)} errors={dict(stats.errors)} rss={rss} KiB fds={fds}",
+                flush=True,
+            )
     stop.set()
     for t in threads:
         t.join(60)
@@ -287,7 +323,11 @@ def main():
         "checks": dict(stats.checks),
         "bgpy_counter": count,
         "bgpy_acked_sum": acked[0],
-        "rss_kib": {"after_warmup": rss_start, "end": rss_end, "growth_percent": round(growth, 1)},
+        "rss_kib": {
+            "after_warmup": rss_start,
+            "end": rss_end,
+            "growth_percent": round(growth, 1),
+        },
         "fds": {"after_warmup": fds_start, "end": fds_end},
         "temp_files_left": len(leftover),
         "server_exit": status,

@@ -15,7 +15,11 @@ def upload(text, data):
     return {
         "seq": text.get("seq"),
         "files": [
-            {"filename": f.filename, "size": f.size, "sha256": hashlib.sha256(f.read()).hexdigest()}
+            {
+                "filename": f.filename,
+                "size": f.size,
+                "sha256": hashlib.sha256(f.read()).hexdigest(),
+            }
             for f in data
         ],
     }

@@ -36,12 +36,22 @@ def test_quick_run_prints_every_row_and_exits_0():
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("attack "))
-    assert lines[header].split()[:8] == ["attack", "alive", "p50", "p99", "max", "rss+MiB", "errs", "cpu"]
+    assert lines[header].split()[:8] == [
+        "attack",
+        "alive",
+        "p50",
+        "p99",
+        "max",
+        "rss+MiB",
+        "errs",
+        "cpu",
+    ]
     names = _names()
     rows = [line.split()[0] for line in lines[header + 2 : header + 2 + len(names)]]
     assert rows == names
     assert any(
-        line.endswith("'!' marks a miss.") and f"/{len(names)} rows within their goals" in line
+        line.endswith("'!' marks a miss.")
+        and f"/{len(names)} rows within their goals" in line
         for line in lines
     )
 

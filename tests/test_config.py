@@ -11,7 +11,14 @@ from twistbridge.endpoints import listen_description
 
 @pytest.mark.parametrize(
     "text, value",
-    [("1G", 1024**3), ("16M", 16 * 1024**2), ("10K", 10240), ("123", 123), (5, 5), ("2MiB", 2 * 1024**2)],
+    [
+        ("1G", 1024**3),
+        ("16M", 16 * 1024**2),
+        ("10K", 10240),
+        ("123", 123),
+        (5, 5),
+        ("2MiB", 2 * 1024**2),
+    ],
 )
 def test_parse_size(text, value):
     assert parse_size(text) == value
@@ -29,7 +36,10 @@ def test_listen_description():
     assert listen_description("none") is None
     assert listen_description("NONE") is None
     assert listen_description("tcp:80:interface=0.0.0.0") == "tcp:80:interface=0.0.0.0"
-    assert listen_description("systemd:domain=INET:name=http") == "systemd:domain=INET:name=http"
+    assert (
+        listen_description("systemd:domain=INET:name=http")
+        == "systemd:domain=INET:name=http"
+    )
 
 
 def test_defaults():
@@ -44,7 +54,9 @@ def test_defaults():
 
 
 def test_bridge_keywords_are_setting_names():
-    bridge = Bridge(max_upload_size="2M", threads=3, igor_allowed_origin="http://app.example")
+    bridge = Bridge(
+        max_upload_size="2M", threads=3, igor_allowed_origin="http://app.example"
+    )
     assert bridge.settings.max_upload_size == 2 * 1024**2
     assert bridge.settings.threads == 3
     assert bridge.settings.igor_allowed_origin == ("http://app.example",)
@@ -58,7 +70,10 @@ def test_token_sources(tmp_path, monkeypatch):
     assert Settings(bgpy_token="configured").token() == "configured"
     path = tmp_path / "token"
     path.write_text("from-file\n")
-    assert Settings(bgpy_token="configured", bgpy_token_file=str(path)).token() == "from-file"
+    assert (
+        Settings(bgpy_token="configured", bgpy_token_file=str(path)).token()
+        == "from-file"
+    )
     monkeypatch.delenv("BGPY_TOKEN")
     assert Settings().token() is None
 
@@ -70,7 +85,9 @@ def test_isolation_defaults():
     assert s.min_body_rate == 1024
     assert s.max_queued == 1000
     assert s.igor_takeover == "name"
-    assert Settings(allowed_host="app.example", min_body_rate="2K").allowed_host == ("app.example",)
+    assert Settings(allowed_host="app.example", min_body_rate="2K").allowed_host == (
+        "app.example",
+    )
     assert Settings(min_body_rate="2K").min_body_rate == 2048
     with pytest.raises(ValueError, match="igor_takeover must be 'name' or 'token'"):
         Settings(igor_takeover="maybe")

@@ -72,16 +72,21 @@ PAGE_SERVERS = {
 PAGE_SERVER_ARGS = {"docs/operations.rst": ["--metrics-port", "0"]}
 
 #: Pages whose server is the page's own module (its Python blocks).
-PAGE_SERVERS.update(dict.fromkeys([
-    "docs/handlers.rst",
-    "docs/migrating/bgpy.rst",
-    "docs/migrating/izzati.rst",
-    "docs/migrating/jsonrpc.rst",
-    "docs/protocols/bgpy.rst",
-    "docs/protocols/igor.rst",
-    "docs/protocols/izzati.rst",
-    "docs/protocols/jsonrpc.rst",
-], (None, None)))
+PAGE_SERVERS.update(
+    dict.fromkeys(
+        [
+            "docs/handlers.rst",
+            "docs/migrating/bgpy.rst",
+            "docs/migrating/izzati.rst",
+            "docs/migrating/jsonrpc.rst",
+            "docs/protocols/bgpy.rst",
+            "docs/protocols/igor.rst",
+            "docs/protocols/izzati.rst",
+            "docs/protocols/jsonrpc.rst",
+        ],
+        (None, None),
+    )
+)
 
 #: Pages whose Python blocks make a module of a name they show.
 PAGE_MODULES = {"README.md": "myapp", "docs/protocols/bgpy.rst": "mytasks"}
@@ -120,7 +125,13 @@ def blocks(path: str):
         language = (region.lexemes.get(key) or "").strip()
         source = str(region.lexemes["source"])
         line = document.text.count("\n", 0, region.start) + 1
-        yield language, preceding_check(document.text, region.start), source, line, region
+        yield (
+            language,
+            preceding_check(document.text, region.start),
+            source,
+            line,
+            region,
+        )
 
 
 def read(path: str) -> str:
@@ -160,10 +171,14 @@ def test_every_block_says_how_it_is_checked(path):
         elif check.startswith("not run:"):
             assert len(check) > len("not run:") + 10, f"{path}:{line}: say why"
         elif check.startswith("browser "):
-            assert language == "javascript", f"{path}:{line}: browser checks are JavaScript"
+            assert language == "javascript", (
+                f"{path}:{line}: browser checks are JavaScript"
+            )
             json.loads(check[len("browser ") :])
         elif check in ("client", "exchange"):
-            assert language == ("python" if check == "client" else "text"), f"{path}:{line}: {check}"
+            assert language == ("python" if check == "client" else "text"), (
+                f"{path}:{line}: {check}"
+            )
             assert path in PAGE_SERVERS, f"{path}:{line}: the page has no server"
         else:
             assert check == "server-log", f"{path}:{line}: unknown doc-check {check!r}"
@@ -240,15 +255,23 @@ def page_servers(tmp_path_factory):
             served[path] = source
         if path not in started:
             env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [*paths, env.get("PYTHONPATH")])
+            )
             # The quickstart saves uploads in ./uploads, as its page says
             # (docs/examples/uploads/, which git ignores).
             env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
             args = PAGE_SERVER_ARGS.get(path, [])
-            server = started[path] = BridgeProcess(["--app", app, *args], env=env, cwd=str(cwd)).start()
+            server = started[path] = BridgeProcess(
+                ["--app", app, *args], env=env, cwd=str(cwd)
+            ).start()
             if "--metrics-port" in args:
                 # BridgeProcess waits for the protocols' listeners only.
-                wait_for(lambda: "metrics" in server.addresses, 10, what="the metrics listener")
+                wait_for(
+                    lambda: "metrics" in server.addresses,
+                    10,
+                    what="the metrics listener",
+                )
         return started[path]
 
     yield get
@@ -269,26 +292,47 @@ def test_blocks_run_as_written(path, page_servers, tmp_path, request):
             for expected in source.strip().splitlines():
                 shown = substitute(expected, server).replace("/path/to/", "...")
                 pattern = ".*".join(re.escape(p) for p in shown.split("..."))
-                assert re.search(pattern, server.output), f"{where}: {expected!r} not logged"
+                assert re.search(pattern, server.output), (
+                    f"{where}: {expected!r} not logged"
+                )
         elif language == "console" and check is None:
             server = page_servers(path, module_file)
             for command, expected in console_commands(source):
-                env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+                env = dict(
+                    os.environ,
+                    PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+                )
                 result = subprocess.run(
                     ["bash", "-c", substitute(command, server)],
-                    capture_output=True, text=True, timeout=60, cwd=str(tmp_path), env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    cwd=str(tmp_path),
+                    env=env,
                 )
                 assert result.returncode == 0, f"{where}: {command}\n{result.stderr}"
                 if expected.strip():
-                    assert expected_matches(substitute(expected, server), result.stdout), (
+                    assert expected_matches(
+                        substitute(expected, server), result.stdout
+                    ), (
                         f"{where}: {command}\nexpected:\n{expected}\ngot:\n{result.stdout}"
                     )
         elif check is not None and check.startswith("browser "):
-            run_in_browser(request, page_servers(path, module_file), source, json.loads(check[8:]), where)
+            run_in_browser(
+                request,
+                page_servers(path, module_file),
+                source,
+                json.loads(check[8:]),
+                where,
+            )
         elif check == "exchange":
-            run_exchange(page_servers(path, module_file).addresses["bgpy"], source, where)
+            run_exchange(
+                page_servers(path, module_file).addresses["bgpy"], source, where
+            )
         elif language == "python" and check == "client":
-            run_client(substitute(source, page_servers(path, module_file)), tmp_path, where)
+            run_client(
+                substitute(source, page_servers(path, module_file)), tmp_path, where
+            )
         elif language == "python" and check is None:
             python_source.append(f"# {where}\n{source}")
             module_file.write_text("\n\n".join(python_source))
@@ -304,7 +348,8 @@ def run_client(source: str, cwd: Path, where: str):
     for i, line in enumerate(lines):
         if line.startswith("# prints:"):
             shown = [line[len("# prints:") :].strip()] + [
-                rest[2:] if rest.startswith("# ") else rest.lstrip("#") for rest in lines[i + 1 :]
+                rest[2:] if rest.startswith("# ") else rest.lstrip("#")
+                for rest in lines[i + 1 :]
             ]
             expected = "\n".join(filter(None, shown))
             break
@@ -312,8 +357,12 @@ def run_client(source: str, cwd: Path, where: str):
     program.write_text(source)
     env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
     result = subprocess.run(
-        [sys.executable, str(program)], capture_output=True, text=True, timeout=60,
-        cwd=str(cwd), env=env,
+        [sys.executable, str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(cwd),
+        env=env,
     )
     assert result.returncode == 0, f"{where}: the client failed:\n{result.stderr}"
     if expected is not None:
@@ -334,7 +383,9 @@ def run_exchange(address: str, source: str, where: str):
             else:
                 assert direction == "←", f"{where}: {line!r}"
                 got = answers.readline().decode("utf-8")
-                assert expected_matches(text, got), f"{where}: expected {text}, got {got!r}"
+                assert expected_matches(text, got), (
+                    f"{where}: expected {text}, got {got!r}"
+                )
 
 
 def run_module(module_file: Path, where: str):
@@ -363,16 +414,27 @@ def serve_page_module(module_file: Path, where: str):
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(module_file.parent), str(EXAMPLES), env.get("PYTHONPATH")])
     )
-    with BridgeProcess(["--app", f"{module_file.stem}:bridge"], env=env, cwd=str(module_file.parent)) as server:
+    with BridgeProcess(
+        ["--app", f"{module_file.stem}:bridge"], env=env, cwd=str(module_file.parent)
+    ) as server:
         health = requests.get(server.url("/health"), timeout=10)
         assert health.json()["status"] == "ok", where
 
 
 def test_make_run_is_the_command_the_readme_shows():
     result = subprocess.run(
-        ["make", "--no-print-directory", "-n", "run", "PORT=5030",
-         "ARGS=--igor-port 5679 --bgpy-port 54322"],
-        capture_output=True, text=True, cwd=str(ROOT), timeout=60,
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "run",
+            "PORT=5030",
+            "ARGS=--igor-port 5679 --bgpy-port 54322",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")},
     )
     assert result.returncode == 0, result.stderr

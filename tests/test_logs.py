@@ -346,7 +346,9 @@ def test_text_lines_of_access_events_are_twisteds_own():
     finally:
         logs.access_log.observer = saved
     events.append({"log_format": "other {x}", "x": 1, "log_time": 1.5e9})
-    events.append({"log_format": "sys", "log_system": "s", "log_namespace": "twistbridge.access"})
+    events.append(
+        {"log_format": "sys", "log_system": "s", "log_namespace": "twistbridge.access"}
+    )
     formatter = logs.ClassicTextFormatter()
 
     def classic(event):
@@ -354,7 +356,9 @@ def test_text_lines_of_access_events_are_twisteds_own():
 
     lines = [formatter(e) for e in events]
     assert lines == [classic(e) for e in events]
-    assert lines[0].endswith(" [twistbridge.access#info] 127.0.0.1 igor /ws\n\tx closed 1000 after 0.250s (1 in, 2 out)\n")
+    assert lines[0].endswith(
+        " [twistbridge.access#info] 127.0.0.1 igor /ws\n\tx closed 1000 after 0.250s (1 in, 2 out)\n"
+    )
     assert lines[2].endswith("] caf\u00e9 bgpy AUTH ERROR\n")
     assert "Unable to format event" in lines[3]
     out = io.StringIO()

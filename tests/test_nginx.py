@@ -45,10 +45,24 @@ def documented_site() -> str:
 def local_site(site: str, tmp: Path, tls_port: int, http_port: int) -> str:
     """The same site with this test's ports and a self-signed certificate."""
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=bridge.example.org", "-keyout", str(tmp / "bridge.key"),
-         "-out", str(tmp / "bridge.pem")],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=bridge.example.org",
+            "-keyout",
+            str(tmp / "bridge.key"),
+            "-out",
+            str(tmp / "bridge.pem"),
+        ],
+        check=True,
+        capture_output=True,
     )
     replaced = (
         site.replace("127.0.0.1:5020", f"127.0.0.1:{http_port}")
@@ -82,14 +96,20 @@ def site_indent(text: str) -> str:
 def proxied(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nginx")
     with BridgeProcess(
-        ["--allowed-host", "bridge.example.org",
-         "--igor-allowed-origin", "https://bridge.example.org"]
+        [
+            "--allowed-host",
+            "bridge.example.org",
+            "--igor-allowed-origin",
+            "https://bridge.example.org",
+        ]
     ) as server:
         tls_port = free_port()
         conf = tmp / "nginx.conf"
         conf.write_text(local_site(documented_site(), tmp, tls_port, server.port()))
         check = subprocess.run(
-            [NGINX, "-t", "-p", str(tmp), "-c", str(conf)], capture_output=True, text=True
+            [NGINX, "-t", "-p", str(tmp), "-c", str(conf)],
+            capture_output=True,
+            text=True,
         )
         assert check.returncode == 0, check.stderr
         nginx = subprocess.Popen(
@@ -101,8 +121,12 @@ def proxied(tmp_path_factory):
 
             def up():
                 try:
-                    return requests.get(base + "/health", verify=False, timeout=2,
-                                        headers={"Host": "bridge.example.org"}).ok
+                    return requests.get(
+                        base + "/health",
+                        verify=False,
+                        timeout=2,
+                        headers={"Host": "bridge.example.org"},
+                    ).ok
                 except requests.ConnectionError:
                     return False
 
@@ -129,7 +153,9 @@ def test_health_through_nginx(proxied):
 def test_json_rpc_through_nginx(proxied):
     base, _, _ = proxied
     body = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
-    response = requests.post(base + "/rpc", json=body, headers=HOST, verify=False, timeout=10)
+    response = requests.post(
+        base + "/rpc", json=body, headers=HOST, verify=False, timeout=10
+    )
     assert response.json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
 
 
@@ -137,8 +163,12 @@ def test_upload_streams_through_nginx(proxied):
     base, _, _ = proxied
     payload = os.urandom(5 * 1024 * 1024)
     response = requests.post(
-        base + "/", files={"file": ("big.bin", payload)}, data={"name": "Ada"},
-        headers=HOST, verify=False, timeout=60,
+        base + "/",
+        files={"file": ("big.bin", payload)},
+        data={"name": "Ada"},
+        headers=HOST,
+        verify=False,
+        timeout=60,
     )
     assert response.status_code == 200
     assert response.json() == {

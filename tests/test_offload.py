@@ -472,7 +472,10 @@ async def test_thread_pool_refuses_calls_past_max_queued(tmp_path):
         gate = threading.Event()
         running = o.in_thread(gate.wait, 10)
         # No wait for the first call to start: it is not counted as waiting.
-        queued = [o.in_thread(app.add, 1, 1), o.in_thread(app.touch, str(tmp_path / "x"))]
+        queued = [
+            o.in_thread(app.add, 1, 1),
+            o.in_thread(app.touch, str(tmp_path / "x")),
+        ]
         err = await _failure_of(o.in_thread(app.add, 2, 2))
         assert type(err) is ServerBusy
         assert str(err) == (
@@ -535,7 +538,9 @@ async def test_no_bound_with_max_queued_0():
     o.startService()
     try:
         gate = threading.Event()
-        calls = [o.in_thread(gate.wait, 10)] + [o.in_thread(app.add, i, 0) for i in range(50)]
+        calls = [o.in_thread(gate.wait, 10)] + [
+            o.in_thread(app.add, i, 0) for i in range(50)
+        ]
         assert o.stats()["threads"]["queued"] >= 50
         gate.set()
         assert await defer.gatherResults(calls) == [True, *range(50)]
@@ -912,7 +917,9 @@ BUSY = "server busy: 2 calls are waiting for the thread pool; try again later"
 def handlers_page_json(after: str) -> dict:
     """The JSON block of docs/handlers.rst that follows the text C{after}."""
     page = Path(__file__).resolve().parent.parent / "docs" / "handlers.rst"
-    block = page.read_text("utf-8").split(after, 1)[1].split(".. code-block:: json", 1)[1]
+    block = (
+        page.read_text("utf-8").split(after, 1)[1].split(".. code-block:: json", 1)[1]
+    )
     lines = []
     for line in block.splitlines()[1:]:
         if line.strip() and not line.startswith(" "):
@@ -947,7 +954,12 @@ def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
     with BridgeProcess(args, env=env) as server:
 
         def rpc(method, *params, id=1):
-            body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": id}
+            body = {
+                "jsonrpc": "2.0",
+                "method": method,
+                "params": list(params),
+                "id": id,
+            }
             return requests.post(server.url("/rpc"), json=body, timeout=40).json()
 
         bgpy = JsonLinesClient(server.addresses["bgpy"])
@@ -959,8 +971,10 @@ def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
                 # One call runs, two wait: the queue is full.
                 blockers = [clients.submit(rpc, "block") for _ in range(3)]
                 wait_for(
-                    lambda: pools(server)["threads"]
-                    == {"size": 1, "busy": 1, "queued": 2, "rejected": 0},
+                    lambda: (
+                        pools(server)["threads"]
+                        == {"size": 1, "busy": 1, "queued": 2, "rejected": 0}
+                    ),
                     20,
                     what="a full thread pool",
                 )
@@ -972,7 +986,9 @@ def test_twistd_full_queue_answers_server_busy_on_every_protocol(apps_env):
                     "id": 4,
                 }
                 # docs/handlers.rst shows this answer.
-                assert refused == handlers_page_json("a fourth JSON-RPC call is answered:")
+                assert refused == handlers_page_json(
+                    "a fourth JSON-RPC call is answered:"
+                )
                 answer = requests.post(server.url("/"), data={"a": "b"}, timeout=10)
                 assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
                 assert answer.headers["Content-Type"] == "application/json"

@@ -101,9 +101,9 @@ def test_bgpy_tasks_must_accept_what_bgpy_passes():
         "bad_init(a, b) cannot be the bgpy init_task: it must accept (client), "
         "e.g. def bad_init(client)"
     )
-    assert refusal(lambda: bridge.bgpy_tasks(init_task, exec_task, exec_task.__name__)) == (
-        "the bgpy exit_task 'exec_task' is not callable"
-    )
+    assert refusal(
+        lambda: bridge.bgpy_tasks(init_task, exec_task, exec_task.__name__)
+    ) == ("the bgpy exit_task 'exec_task' is not callable")
     # bgpy's own server calls init_task() with no argument: both forms go.
     bridge.bgpy_tasks(lambda: {}, exec_task, exit_task)
     bridge.bgpy_tasks(init_task, exec_task, exit_task, replace=True)
@@ -232,8 +232,19 @@ def test_process_handlers_registered_with_decorators_answer(apps_env):
 
 def test_unpicklable_process_handler_is_a_one_line_startup_error(apps_env):
     result = subprocess.run(
-        [twistd_path(), "-n", "bridge", "--app", "unpicklable_app:bridge",
-         "--port", "0", "--igor-port", "none", "--bgpy-port", "none"],
+        [
+            twistd_path(),
+            "-n",
+            "bridge",
+            "--app",
+            "unpicklable_app:bridge",
+            "--port",
+            "0",
+            "--igor-port",
+            "none",
+            "--bgpy-port",
+            "none",
+        ],
         capture_output=True,
         text=True,
         env=apps_env,

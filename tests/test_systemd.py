@@ -147,8 +147,6 @@ needs_activate = pytest.mark.skipif(
 )
 
 
-
-
 def first_get(url: str):
     """GET once the activator listens (refused until then): that starts twistd."""
 
@@ -218,7 +216,9 @@ def test_socket_activation_by_index(tmp_path, apps_env):
 
 
 DEPLOYMENT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "deployment.rst"
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "docs",
+    "deployment.rst",
 )
 
 
@@ -235,7 +235,11 @@ def test_socket_activation_as_the_page_shows(tmp_path, apps_env):
     env = dict(apps_env)
     env["PATH"] = os.pathsep.join([os.path.dirname(twistd_path()), env.get("PATH", "")])
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path)
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(tmp_path),
     )
     try:
         response = first_get(f"http://127.0.0.1:{port}/health")

@@ -62,12 +62,18 @@ def test_app_option_serves_the_app(apps_env):
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:
-            assert json.load(response) == {"jsonrpc": "2.0", "result": "hello you", "id": 1}
+            assert json.load(response) == {
+                "jsonrpc": "2.0",
+                "result": "hello you",
+                "id": 1,
+            }
 
 
 def test_bad_endpoint_description():
     result = run_twistd("--port", "nosuchtype:1234")
-    assert_one_line_error(result, "--port", "nosuchtype:1234", "not an endpoint description")
+    assert_one_line_error(
+        result, "--port", "nosuchtype:1234", "not an endpoint description"
+    )
 
 
 def test_port_in_use_names_the_port():
@@ -125,16 +131,26 @@ def test_port_out_of_range(port):
         ),
         (
             "quickstart_app.py",
-            ["--app quickstart_app.py: name the module, not its file: --app quickstart_app:bridge"],
+            [
+                "--app quickstart_app.py: name the module, not its file: --app quickstart_app:bridge"
+            ],
         ),
         (
             "quickstart_app.py:bridge",
             ["name the module, not its file: --app quickstart_app:bridge"],
         ),
         ("hello_app:missing", ["has no attribute 'missing'"]),
-        ("hello_app:not_a_bridge", ["'not_a_bridge' is a object, not a twistbridge.Bridge"]),
+        (
+            "hello_app:not_a_bridge",
+            ["'not_a_bridge' is a object, not a twistbridge.Bridge"],
+        ),
         ("broken_app:bridge", ["raised RuntimeError", "broken on purpose"]),
-        ("hello_app", ["must be module:attribute (the module, then the name of its Bridge), e.g. --app hello_app:bridge; got 'hello_app'"]),
+        (
+            "hello_app",
+            [
+                "must be module:attribute (the module, then the name of its Bridge), e.g. --app hello_app:bridge; got 'hello_app'"
+            ],
+        ),
     ],
 )
 def test_bad_app(apps_env, spec, fragments):
@@ -174,7 +190,9 @@ def test_listeners_of_unregistered_protocols_stay_closed(apps_env):
 
 
 def test_explicit_port_opens_the_listener(apps_env):
-    with BridgeProcess(["--app", "hello_app:bridge"], env=apps_env, closed=("bgpy",)) as server:
+    with BridgeProcess(
+        ["--app", "hello_app:bridge"], env=apps_env, closed=("bgpy",)
+    ) as server:
         assert set(server.addresses) == {"http", "igor"}
 
 
@@ -208,7 +226,9 @@ def test_unusable_bgpy_token_file_in_code_is_one_line_too(tmp_path):
 
     path = tmp_path / "token"
     path.write_text("")
-    bridge = Bridge(port="none", igor_port="none", bgpy_port="0", bgpy_token_file=str(path))
+    bridge = Bridge(
+        port="none", igor_port="none", bgpy_port="0", bgpy_token_file=str(path)
+    )
     with pytest.raises(SystemExit) as raised:
         bridge.service()
     assert str(raised.value) == (

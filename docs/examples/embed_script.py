@@ -10,7 +10,9 @@ from twisted.internet import reactor
 
 from twistbridge import Bridge
 
-bridge = Bridge(port=sys.argv[1] if len(sys.argv) > 1 else 5020, igor_port="none", bgpy_port="none")
+bridge = Bridge(
+    port=sys.argv[1] if len(sys.argv) > 1 else 5020, igor_port="none", bgpy_port="none"
+)
 
 
 @bridge.rpc_function

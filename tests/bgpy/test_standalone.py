@@ -56,9 +56,7 @@ def test_initialize_refused_from_module_not_allowed(standalone):
     answer = client.initialize(
         bgpy_tasks_other.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task
     )
-    assert answer == second(
-        message=REFUSED_OTHER
-    )
+    assert answer == second(message=REFUSED_OTHER)
     # Nothing was initialized: EXEC is an error, the server still serves.
     assert client.execute({"command": "get"}) == {"message": "Not initialized."}
     assert client.initialize(*TASKS) == second(message="Initialization successful.")

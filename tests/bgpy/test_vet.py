@@ -224,15 +224,39 @@ def test_nesting_up_to_the_bound_is_accepted():
         (MEMO_30M, "BINPUT at byte 3: memo index 30000000 is not the next one (0)"),
         (MEMO_MAX, "BINPUT at byte 3: memo index 4294967295 is not the next one (0)"),
         (b"\x80\x04h\x00.", "BINGET at byte 2: memo index 0 is not assigned"),
-        (b"\x80\x04N\x94j\x01\x00\x00\x00.", "BINGET at byte 4: memo index 1 is not assigned"),
+        (
+            b"\x80\x04N\x94j\x01\x00\x00\x00.",
+            "BINGET at byte 4: memo index 1 is not assigned",
+        ),
         (b"Np5\n.", "PUT at byte 1: memo index 5 is not the next one (0)"),
-        (b"\x80\x04\x8e" + u8(2**40) + b".", "BINBYTES8 at byte 2: length 1099511627776 exceeds the 1 bytes left"),
-        (b"\x80\x04X" + u4(2**31) + b"ab.", "BINUNICODE at byte 2: length 2147483648 exceeds the 3 bytes left"),
-        (b"\x80\x04T" + struct.pack("<i", -1) + b".", "BINSTRING at byte 2: negative length -1"),
-        (b"\x80\x04\x8b" + struct.pack("<i", 2**30) + b".", "LONG4 at byte 2: length 1073741824 exceeds the 1 bytes left"),
-        (b"\x80\x04\x95" + u8(2**62) + b"N.", "FRAME at byte 2: length 4611686018427387904 exceeds the 2 bytes left"),
-        (b"\x80\x04\x96" + u8(9) + b"ab.", "BYTEARRAY8 at byte 2: length 9 exceeds the 3 bytes left"),
-        (b"\x80\x04U\xffab.", "SHORT_BINSTRING at byte 2: length 255 exceeds the 3 bytes left"),
+        (
+            b"\x80\x04\x8e" + u8(2**40) + b".",
+            "BINBYTES8 at byte 2: length 1099511627776 exceeds the 1 bytes left",
+        ),
+        (
+            b"\x80\x04X" + u4(2**31) + b"ab.",
+            "BINUNICODE at byte 2: length 2147483648 exceeds the 3 bytes left",
+        ),
+        (
+            b"\x80\x04T" + struct.pack("<i", -1) + b".",
+            "BINSTRING at byte 2: negative length -1",
+        ),
+        (
+            b"\x80\x04\x8b" + struct.pack("<i", 2**30) + b".",
+            "LONG4 at byte 2: length 1073741824 exceeds the 1 bytes left",
+        ),
+        (
+            b"\x80\x04\x95" + u8(2**62) + b"N.",
+            "FRAME at byte 2: length 4611686018427387904 exceeds the 2 bytes left",
+        ),
+        (
+            b"\x80\x04\x96" + u8(9) + b"ab.",
+            "BYTEARRAY8 at byte 2: length 9 exceeds the 3 bytes left",
+        ),
+        (
+            b"\x80\x04U\xffab.",
+            "SHORT_BINSTRING at byte 2: length 255 exceeds the 3 bytes left",
+        ),
         (b"\x80\x04\x8a\xff.", "LONG1 at byte 2: length 255 exceeds the 1 bytes left"),
         (b"\x80\x04N.junk", "STOP at byte 3: 4 bytes after it"),
         (b"\x80\x04NN.", "STOP at byte 4: not exactly one object left"),
@@ -242,7 +266,10 @@ def test_nesting_up_to_the_bound_is_accepted():
         (b"\x80\x04}Na.", "APPEND at byte 4: not to a list"),
         (b"\x80\x04NK\x01\x85R.", "REDUCE at byte 6: not a global and a tuple"),
         (b"I" + b"1" * 5000 + b"\n.", "INT at byte 0: no line end within 4300 bytes"),
-        (b"\x80\x04]\x94h\x00a.", "APPEND at byte 6: a container grows after being put into another one (recursive structures are not allowed)"),
+        (
+            b"\x80\x04]\x94h\x00a.",
+            "APPEND at byte 6: a container grows after being put into another one (recursive structures are not allowed)",
+        ),
         (b"\x80\x04", "truncated: no STOP"),
         (b"\x80\x04\xff.", "unknown opcode b'\\xff' at byte 2"),
     ],
@@ -307,11 +334,21 @@ def argument(draw, op):
     if kind in ("uint1", "uint2", "int4", "uint4", "uint8"):
         width = {"uint1": 1, "uint2": 2, "int4": 4, "uint4": 4, "uint8": 8}[kind]
         n = draw(lengths(width))
-        if kind in ("uint4", "uint8", "int4") and op.name in ("LONG_BINGET", "LONG_BINPUT", "FRAME"):
+        if kind in ("uint4", "uint8", "int4") and op.name in (
+            "LONG_BINGET",
+            "LONG_BINPUT",
+            "FRAME",
+        ):
             n = draw(st.one_of(st.integers(0, 8), st.just(n)))
         return n.to_bytes(width, "little")
     if kind in ("decimalnl_short", "decimalnl_long"):
-        return str(draw(st.integers(-(10**30), 10**30) if op.name not in ("GET", "PUT") else st.integers(0, 10))).encode() + draw(st.sampled_from([b"\n", b"L\n", b""]))
+        return str(
+            draw(
+                st.integers(-(10**30), 10**30)
+                if op.name not in ("GET", "PUT")
+                else st.integers(0, 10)
+            )
+        ).encode() + draw(st.sampled_from([b"\n", b"L\n", b""]))
     if kind == "floatnl":
         return repr(draw(st.floats())).encode() + b"\n"
     if kind == "stringnl":
@@ -363,11 +400,18 @@ def test_any_opcode_sequence_is_refused_or_decodes_cleanly(payload):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | st.binary(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.tuples(children, children)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    | st.frozensets(st.integers(), max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        | st.frozensets(st.integers(), max_size=3)
+    ),
     max_leaves=20,
 )
 
@@ -376,7 +420,10 @@ json_values = st.recursive(
 @given(
     st.dictionaries(st.text(max_size=8), json_values, max_size=5),
     st.integers(2, 5),
-    st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(OPS), st.booleans()), max_size=4),
+    st.lists(
+        st.tuples(st.integers(0, 10_000), st.sampled_from(OPS), st.booleans()),
+        max_size=4,
+    ),
 )
 def test_messages_with_opcodes_spliced_in(args, protocol, splices):
     from bgpy.core.message import Message as BgpyMessage

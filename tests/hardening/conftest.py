@@ -52,7 +52,9 @@ def health_ok(server):
     """/health answers 200 over a fresh connection."""
     sock = connect(server)
     try:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
         status, _, _ = read_response(sock)
         return status == "HTTP/1.1 200 OK"
     finally:

@@ -77,7 +77,9 @@ def test_a_body_on_a_bodiless_resource_is_refused_from_the_headers(
     assert health_ok(server)
 
 
-@pytest.mark.parametrize("method, length", [(b"POST", 120 * MiB), (b"GET", 1), (b"PUT", None)])
+@pytest.mark.parametrize(
+    "method, length", [(b"POST", 120 * MiB), (b"GET", 1), (b"PUT", None)]
+)
 def test_a_body_to_an_unknown_path_gets_404_from_the_headers(server, method, length):
     sock = send_head(server, method, b"/nowhere", length=length, chunked=length is None)
     if length is None:
@@ -89,7 +91,10 @@ def test_a_chunked_body_on_a_bodiless_resource_is_cut_at_its_first_chunk(server)
     sock = send_head(server, b"POST", b"/health", chunked=True)
     assert read_response_nowait(sock) is None
     sock.sendall(b"5\r\nhello\r\n")
-    assert json_answer(sock)[:2] == (413, {"error": "POST /health takes no request body"})
+    assert json_answer(sock)[:2] == (
+        413,
+        {"error": "POST /health takes no request body"},
+    )
 
 
 def test_a_body_to_a_jsonp_method_gets_404_from_the_headers(server):
@@ -117,7 +122,10 @@ def test_bgpy_exec_without_the_token_is_refused_before_the_body(server, length):
         chunked=length is None,
     )
     code, body, headers = json_answer(sock)
-    assert (code, body) == (401, {"error": "bgpy token required (Authorization: Bearer <token>)"})
+    assert (code, body) == (
+        401,
+        {"error": "bgpy token required (Authorization: Bearer <token>)"},
+    )
     assert headers["www-authenticate"] == 'Bearer realm="bgpy"'
 
 
@@ -126,14 +134,18 @@ def test_bgpy_exec_from_a_foreign_origin_is_refused_before_the_body(server):
         server,
         b"POST",
         b"/bgpy/exec",
-        b"Authorization: Bearer %s\r\nOrigin: https://evil.example\r\n" % TOKEN.encode(),
+        b"Authorization: Bearer %s\r\nOrigin: https://evil.example\r\n"
+        % TOKEN.encode(),
         length=100 * MiB,
     )
     assert json_answer(sock)[:2] == (403, {"error": "origin not allowed"})
 
 
 def test_bgpy_exec_with_the_token_is_held_to_the_message_limit(server):
-    auth = b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n" % TOKEN.encode()
+    auth = (
+        b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+        % TOKEN.encode()
+    )
     sock = send_head(server, b"POST", b"/bgpy/exec", auth, length=MiB + 1)
     assert json_answer(sock)[:2] == (
         413,
@@ -162,7 +174,10 @@ def test_bgpy_exec_with_the_token_still_runs(server):
     answer = requests.post(
         server.url("/bgpy/exec"),
         data=json.dumps({"a": 1}),
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/json",
+        },
         timeout=10,
     )
     assert answer.status_code == 200
@@ -188,4 +203,7 @@ def test_one_log_line_per_refusal(server):
     assert json_answer(sock)[0] == 404
     sock.close()
     assert health_ok(server)
-    assert len([line for line in server.output.splitlines() if "/logged-once" in line]) == 1
+    assert (
+        len([line for line in server.output.splitlines() if "/logged-once" in line])
+        == 1
+    )

@@ -47,7 +47,11 @@ def connect(rate=1024, window=10.0):
 
 def head(length=None):
     h = b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-    h += b"Content-Length: %d\r\n" % length if length is not None else b"Transfer-Encoding: chunked\r\n"
+    h += (
+        b"Content-Length: %d\r\n" % length
+        if length is not None
+        else b"Transfer-Encoding: chunked\r\n"
+    )
     return h + b"\r\n"
 
 
@@ -140,7 +144,16 @@ def test_no_minimum_when_the_rate_is_zero():
 
 @pytest.fixture(scope="module")
 def server():
-    args = ["--idle-timeout", "1", "--min-body-rate", "1K", "--igor-port", "none", "--bgpy-port", "none"]
+    args = [
+        "--idle-timeout",
+        "1",
+        "--min-body-rate",
+        "1K",
+        "--igor-port",
+        "none",
+        "--bgpy-port",
+        "none",
+    ]
     with BridgeProcess(args) as s:
         yield s
 
@@ -180,5 +193,7 @@ def test_a_trickling_client_is_cut_while_a_normal_one_works(raw, server):
     call = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
     answer = requests.post(server.url("/rpc"), json=call, timeout=10)
     assert answer.json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
-    big = requests.post(server.url("/"), files={"file": ("a", b"x" * 4_000_000)}, timeout=30)
+    big = requests.post(
+        server.url("/"), files={"file": ("a", b"x" * 4_000_000)}, timeout=30
+    )
     assert big.json()["files"] == [{"filename": "a", "size": 4_000_000}]

@@ -19,10 +19,14 @@ def test_listener_full_gets_503_and_open_connections_go_on():
     args = ["--max-connections", "2", "--igor-port", "none"]
     with BridgeProcess(args) as server:
         host, port = server.addresses["http"].rsplit(":", 1)
-        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+        held = [
+            socket.create_connection((host, int(port)), timeout=10) for _ in range(2)
+        ]
         for sock in held:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert wait_for(lambda s=sock: s.recv(65536), 5).startswith(b"HTTP/1.1 200 OK")
+            assert wait_for(lambda s=sock: s.recv(65536), 5).startswith(
+                b"HTTP/1.1 200 OK"
+            )
         refused = socket.create_connection((host, int(port)), timeout=10)
         answer = read_all(refused)
         assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
@@ -30,7 +34,9 @@ def test_listener_full_gets_503_and_open_connections_go_on():
         # The two open keep-alive connections still work.
         for sock in held:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert wait_for(lambda s=sock: s.recv(65536), 5).startswith(b"HTTP/1.1 200 OK")
+            assert wait_for(lambda s=sock: s.recv(65536), 5).startswith(
+                b"HTTP/1.1 200 OK"
+            )
         held[0].close()
 
         def accepted_again():
@@ -44,7 +50,9 @@ def test_listener_full_gets_503_and_open_connections_go_on():
         held[1].close()
         # The log line reaches this process through a pipe, read by a thread.
         assert wait_for(
-            lambda: "refused a connection from 127.0.0.1 (listener full" in server.output,
+            lambda: (
+                "refused a connection from 127.0.0.1 (listener full" in server.output
+            ),
             10,
             what="the refusal's log line",
         )

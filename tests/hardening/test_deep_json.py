@@ -20,7 +20,9 @@ def server():
 
 
 def post(url, body, content_type="application/json"):
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, r.read()
@@ -57,13 +59,18 @@ def test_igor(server):
 def test_bgpy_json_lines(server):
     host, port = server.addresses["bgpy"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b'{"type": "EXEC", "args": ' + DEEP[:20000] + DEEP[-20000:] + b"}\n")
+        sock.sendall(
+            b'{"type": "EXEC", "args": ' + DEEP[:20000] + DEEP[-20000:] + b"}\n"
+        )
         line = sock.makefile("rb").readline()
         assert json.loads(line)["type"] == "ERROR"
 
 
 def test_everything_still_answers(server):
     code, body = post(
-        server.url("/rpc"), json.dumps({"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}).encode()
+        server.url("/rpc"),
+        json.dumps(
+            {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
+        ).encode(),
     )
     assert (code, json.loads(body)) == (200, {"jsonrpc": "2.0", "result": 5, "id": 1})

@@ -72,11 +72,15 @@ def test_the_setting_and_the_machines_names():
 
 @pytest.fixture(scope="module")
 def server():
-    with BridgeProcess(["--allowed-host", "app.example.com", "--bgpy-port", "none"]) as s:
+    with BridgeProcess(
+        ["--allowed-host", "app.example.com", "--bgpy-port", "none"]
+    ) as s:
         yield s
 
 
-def request(raw, server, host, method=b"GET", path=b"/health", body=b"", ctype=b"", name="http"):
+def request(
+    raw, server, host, method=b"GET", path=b"/health", body=b"", ctype=b"", name="http"
+):
     sock = raw.connect(server, name)
     head = b"%s %s HTTP/1.1\r\n" % (method, path)
     if host is not None:
@@ -99,14 +103,23 @@ def refusal(host):
     [
         (b"GET", b"/health", b"", b""),
         (b"GET", b"/", b"", b""),
-        (b"POST", b"/rpc", b'{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}', b"text/plain"),
+        (
+            b"POST",
+            b"/rpc",
+            b'{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}',
+            b"text/plain",
+        ),
         (b"POST", b"/", b"a=1", b"application/x-www-form-urlencoded"),
         (b"GET", b"/bgpy/state", b"", b""),
         (b"GET", b"/nowhere", b"", b""),
     ],
 )
-def test_a_foreign_host_gets_421_before_the_resource_runs(raw, server, method, path, body, ctype):
-    status, headers, answer = request(raw, server, EVIL + ":80", method, path, body, ctype)
+def test_a_foreign_host_gets_421_before_the_resource_runs(
+    raw, server, method, path, body, ctype
+):
+    status, headers, answer = request(
+        raw, server, EVIL + ":80", method, path, body, ctype
+    )
     assert status == "HTTP/1.1 421 Misdirected Request"
     assert headers["content-type"] == "application/json"
     assert json.loads(answer) == refusal(EVIL + ":80")
@@ -136,7 +149,9 @@ def test_http_1_0_without_a_host_is_answered(raw, server):
 
 def test_two_host_headers_are_a_bad_request(raw, server):
     sock = raw.connect(server)
-    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n")
+    sock.sendall(
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n"
+    )
     status, _, body = raw.read_response(sock)
     assert status == "HTTP/1.1 400 Bad Request"
     assert body == b'{"error": "more than one Host header"}'
@@ -145,7 +160,9 @@ def test_two_host_headers_are_a_bad_request(raw, server):
 def test_one_log_line_per_refused_request(raw, server):
     request(raw, server, "logged-once.example")
     assert raw.health_ok(server)
-    lines = [line for line in server.output.splitlines() if "logged-once.example" in line]
+    lines = [
+        line for line in server.output.splitlines() if "logged-once.example" in line
+    ]
     assert len(lines) == 1 and "421" in lines[0]
 
 

@@ -43,7 +43,7 @@ def temp_files(server):
 
 def part_head(name="big.bin"):
     return (
-        b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+        b'--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
         b"Content-Type: application/octet-stream\r\n\r\n" % (BOUNDARY, name.encode())
     )
 
@@ -58,7 +58,11 @@ def start_upload(raw, server, length=None):
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Type: multipart/form-data; boundary=%s\r\n" % BOUNDARY
     )
-    head += b"Content-Length: %d\r\n" % length if length is not None else b"Transfer-Encoding: chunked\r\n"
+    head += (
+        b"Content-Length: %d\r\n" % length
+        if length is not None
+        else b"Transfer-Encoding: chunked\r\n"
+    )
     sock.sendall(head + b"\r\n")
     return sock
 
@@ -88,7 +92,7 @@ def test_the_cap_is_shared_and_others_go_on(raw, server):
     data = part_head() + b"x" * (2 * MiB)
     length = len(data) + len(part_tail())
     held = start_upload(raw, server, length)
-    held.sendall(data[: MiB])  # in flight, 2 MiB and a bit reserved
+    held.sendall(data[:MiB])  # in flight, 2 MiB and a bit reserved
     wait_for(lambda: temp_files(server) == 1, 10, what="the held upload's temp file")
 
     second = start_upload(raw, server, length)
@@ -114,7 +118,9 @@ def test_the_cap_is_shared_and_others_go_on(raw, server):
     used = int(body["error"].split(" hold ")[1].split()[0])
     assert length < used <= CAP
     assert body == full_message(used)
-    wait_for(lambda: temp_files(server) == 1, 10, what="the cut upload's temp file gone")
+    wait_for(
+        lambda: temp_files(server) == 1, 10, what="the cut upload's temp file gone"
+    )
 
     # The held upload completes as if nothing happened.
     held.sendall(data[MiB:] + part_tail())

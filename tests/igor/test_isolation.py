@@ -101,7 +101,10 @@ def test_handshake_over_64k_is_answered_431(twistd_server, connect):
         b"HTTP/1.1 431 Request headers over 65536 bytes"
     )
     c.close()
-    assert connect(twistd_server.url()).call("echo", 1)[0] == {"streamId": "s1", "data": 1}
+    assert connect(twistd_server.url()).call("echo", 1)[0] == {
+        "streamId": "s1",
+        "data": 1,
+    }
 
 
 def test_a_megabyte_of_headers_is_cut_off_and_health_stays_fast(twistd_server):
@@ -137,9 +140,7 @@ def test_a_megabyte_of_headers_is_cut_off_and_health_stays_fast(twistd_server):
     assert first.startswith(b"HTTP/1.1 431 ") or first in (b"", b"reset")
     assert outcome.get("error") in (None, "BrokenPipeError", "ConnectionResetError")
     assert max(prober.times) < 1.0, prober.times
-    wait_for(
-        lambda: "431 Request headers over 65536 bytes" in twistd_server.output, 10
-    )
+    wait_for(lambda: "431 Request headers over 65536 bytes" in twistd_server.output, 10)
 
 
 # fragments ---------------------------------------------------------------------
@@ -180,9 +181,7 @@ def test_message_in_too_many_frames_is_closed_with_1009(twistd_server, listener)
     # One line says why; the access line has the code; nothing else.
     access = wait_for(
         lambda: [
-            line
-            for line in twistd_server.output.splitlines()
-            if "closed 1009 " in line
+            line for line in twistd_server.output.splitlines() if "closed 1009 " in line
         ],
         10,
     )
@@ -226,7 +225,9 @@ def test_large_message_keeps_its_place_in_line(twistd_server, connect):
     ]
 
 
-def test_sixteen_megabytes_of_arrays_is_refused_and_health_stays_fast(twistd_server, connect):
+def test_sixteen_megabytes_of_arrays_is_refused_and_health_stays_fast(
+    twistd_server, connect
+):
     c = connect(twistd_server.url(), timeout=60)
     wide = "[" + "[]," * (5_500_000 - 1) + "[]]"
     with Prober(twistd_server.url("/health", scheme="http", name="http")) as prober:
@@ -246,12 +247,16 @@ def test_sixteen_megabytes_of_arrays_is_refused_and_health_stays_fast(twistd_ser
 
 @pytest.mark.parametrize("as_text", [False, True])
 @pytest.mark.parametrize("listener", ["igor", "http"])
-def test_attacker_taking_the_next_id_gets_no_victim(twistd_server, connect, listener, as_text):
+def test_attacker_taking_the_next_id_gets_no_victim(
+    twistd_server, connect, listener, as_text
+):
     url = twistd_server.url("/ws" if listener == "http" else "/", name=listener)
     attacker = connect(url)
     mine = attacker.call("whoami")[0]["data"]
     target = mine + 1
-    attacker.request("introduce_self", {"client_id": str(target) if as_text else target})
+    attacker.request(
+        "introduce_self", {"client_id": str(target) if as_text else target}
+    )
     attacker.call("session.set", {"planted": "by the attacker"})
     assert attacker.call("whoami")[0]["data"] == target
     victim = connect(url)
@@ -272,7 +277,12 @@ def documented_client(url):
     import importlib.util
 
     path = os.path.join(
-        os.path.dirname(__file__), "..", "..", "docs", "examples", "igor_resume_client.py"
+        os.path.dirname(__file__),
+        "..",
+        "..",
+        "docs",
+        "examples",
+        "igor_resume_client.py",
     )
     spec = importlib.util.spec_from_file_location("igor_resume_client", path)
     example = importlib.util.module_from_spec(spec)
@@ -305,13 +315,19 @@ def token_mode_conversation(url):
     welcome = json.loads(a.recv())
     # What docs/protocols/igor.rst shows, with this connection's token.
     shown = json.loads(
-        DOCS_IGOR.read_text("utf-8").split("after every successful", 1)[1]
-        .split(".. code-block:: json", 1)[1].split("\n\n")[1]
+        DOCS_IGOR.read_text("utf-8")
+        .split("after every successful", 1)[1]
+        .split(".. code-block:: json", 1)[1]
+        .split("\n\n")[1]
     )
     token = welcome["data"]["resume_token"]
     assert welcome == {**shown, "data": {**shown["data"], "resume_token": token}}
     assert re.fullmatch(r"[A-Za-z0-9_-]{20,}", token), token
-    a.send(json.dumps({"streamId": 1, "action": "introduce_self", "data": {"client_id": "carol"}}))
+    a.send(
+        json.dumps(
+            {"streamId": 1, "action": "introduce_self", "data": {"client_id": "carol"}}
+        )
+    )
     token = json.loads(a.recv())["data"]
     assert token["client_id"] == "carol"
     a.send(json.dumps({"streamId": 1, "action": "session.set", "data": {"k": "v"}}))
@@ -337,7 +353,9 @@ def token_mode_conversation(url):
     )
     b = resume({"client_id": "carol", "resume_token": token["resume_token"]})
     fresh = json.loads(b.recv())["data"]
-    assert fresh["client_id"] == "carol" and fresh["resume_token"] != token["resume_token"]
+    assert (
+        fresh["client_id"] == "carol" and fresh["resume_token"] != token["resume_token"]
+    )
     b.send(json.dumps({"streamId": 2, "action": "session.get", "data": "k"}))
     assert json.loads(b.recv()) == {"streamId": 2, "data": "v"}
     b.close()

@@ -246,9 +246,11 @@ def test_thread_handler_waits_for_a_reader_that_stopped(servers):
         assert sent < 200, sent
         assert vm_rss_kib(server.process.pid) - before < 48 * 1024
         wait_for(
-            lambda: "ping timeout" in server.output
-            or "did not respond" in server.output
-            or "stopped reading: disconnected" in server.output,
+            lambda: (
+                "ping timeout" in server.output
+                or "did not respond" in server.output
+                or "stopped reading: disconnected" in server.output
+            ),
             10,
             what="the log line of the dropped client",
         )

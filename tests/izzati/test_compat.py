@@ -113,8 +113,6 @@ def test_backend_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in child.output
 
 
-
-
 def callback_with_queue(q, text, data, suffix):
     q.put(text["name"] + suffix)
     return {"queued": True, "files": [f.filename for f in data]}

@@ -324,7 +324,9 @@ def test_content_length_over_limit_is_413_before_the_body(limited_server):
     ).json()["calls"]
     # Headers only: the 413 must come without the body ever being sent.
     head = (
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+        + MP_TYPE.encode()
+        + b"\r\n"
         b"Content-Length: 2097152\r\n\r\n"
     )
     answer = raw_request(port, head)
@@ -459,7 +461,9 @@ def test_disconnect_mid_upload_removes_temp_files(app_server, upload_tmp):
     pid = app_server.process.pid
     port = app_server.port()
     head = (
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + MP_TYPE.encode() + b"\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+        + MP_TYPE.encode()
+        + b"\r\n"
         b"Content-Length: 104857600\r\n\r\n"
     )
     s = socket.create_connection(("127.0.0.1", port))

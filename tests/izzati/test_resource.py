@@ -122,7 +122,11 @@ async def test_async_callback_and_queue_first():
     bridge.izzati(upload, args=("Q", "E"))
     bridge.izzati_registration.queue_first = True
     head, body = await answer(
-        post(BridgeSite(bridge.resource(), bridge.settings), b"x=1", b"application/x-www-form-urlencoded")
+        post(
+            BridgeSite(bridge.resource(), bridge.settings),
+            b"x=1",
+            b"application/x-www-form-urlencoded",
+        )
     )
     assert json.loads(body) == ["ok"]
     assert calls == [("Q", {"x": "1"}, "E")]

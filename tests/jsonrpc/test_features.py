@@ -323,7 +323,11 @@ def test_auth_runs_before_method_lookup_and_binding(server):
     for probe in probes:
         denied = requests.post(url, json=probe)
         assert denied.status_code == 403
-        assert denied.json() == {"jsonrpc": "2.0", "error": FORBIDDEN, "id": probe["id"]}
+        assert denied.json() == {
+            "jsonrpc": "2.0",
+            "error": FORBIDDEN,
+            "id": probe["id"],
+        }
     batch = requests.post(url, json=probes)
     assert batch.status_code == 200
     assert batch.json() == [
@@ -333,7 +337,12 @@ def test_auth_runs_before_method_lookup_and_binding(server):
     good = {"Authorization": "Bearer good"}
     answers = requests.post(url, json=probes, headers=good).json()
     assert [a.get("error", {}).get("code") for a in answers] == [-32601, -32602, None]
-    assert answers[2]["result"] == ["public", "rpc.discover", "secret", "system.listMethods"]
+    assert answers[2]["result"] == [
+        "public",
+        "rpc.discover",
+        "secret",
+        "system.listMethods",
+    ]
 
 
 # --- lock / unlock / wait ------------------------------------------------------

@@ -20,13 +20,25 @@ def meta_schema():
     jsonschema = pytest.importorskip("jsonschema")
     referencing = pytest.importorskip("referencing")
     if not (SCHEMAS / "openrpc.json").is_file():
-        pytest.skip("the OpenRPC meta-schema is not fetched (make test fetches it with npm)")
+        pytest.skip(
+            "the OpenRPC meta-schema is not fetched (make test fetches it with npm)"
+        )
     openrpc = json.loads((SCHEMAS / "openrpc.json").read_text())
     json_schema = json.loads((SCHEMAS / "json-schema.json").read_text())
     registry = referencing.Registry().with_resources(
         [
-            ("https://meta.json-schema.tools", referencing.Resource.from_contents(json_schema, default_specification=referencing.jsonschema.DRAFT7)),
-            ("https://meta.json-schema.tools/", referencing.Resource.from_contents(json_schema, default_specification=referencing.jsonschema.DRAFT7)),
+            (
+                "https://meta.json-schema.tools",
+                referencing.Resource.from_contents(
+                    json_schema, default_specification=referencing.jsonschema.DRAFT7
+                ),
+            ),
+            (
+                "https://meta.json-schema.tools/",
+                referencing.Resource.from_contents(
+                    json_schema, default_specification=referencing.jsonschema.DRAFT7
+                ),
+            ),
         ]
     )
     return jsonschema.Draft7Validator(openrpc, registry=registry)
@@ -51,9 +63,16 @@ def anything(x, *rest, **more):
 def test_schema_of_annotations():
     assert schema_of(int) == {"type": "integer"}
     assert schema_of(List[str]) == {"type": "array", "items": {"type": "string"}}
-    assert schema_of(Dict[str, float]) == {"type": "object", "additionalProperties": {"type": "number"}}
-    assert schema_of(Optional[int]) == {"oneOf": [{"type": "integer"}, {"type": "null"}]}
-    assert schema_of(Union[int, str]) == {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+    assert schema_of(Dict[str, float]) == {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+    }
+    assert schema_of(Optional[int]) == {
+        "oneOf": [{"type": "integer"}, {"type": "null"}]
+    }
+    assert schema_of(Union[int, str]) == {
+        "oneOf": [{"type": "integer"}, {"type": "string"}]
+    }
     assert schema_of(Literal["a", "b"]) == {"enum": ["a", "b"]}
     assert schema_of(object) == {}
 
@@ -86,7 +105,11 @@ def test_magic_parameter_and_keyword_only():
 def test_document_validates(meta_schema):
     document = describe(
         "/rpc",
-        [("add", add, "_connection"), ("greet", greet, "_connection"), ("anything", anything, None)],
+        [
+            ("add", add, "_connection"),
+            ("greet", greet, "_connection"),
+            ("anything", anything, None),
+        ],
         "1.0",
     )
     assert [m["name"] for m in document["methods"]] == ["add", "anything", "greet"]
@@ -97,7 +120,9 @@ def test_document_validates(meta_schema):
 def test_meta_schema_catches_a_broken_document(meta_schema):
     document = describe("/rpc", [("add", add, None)], "1.0")
     del document["info"]
-    assert [e.message for e in meta_schema.iter_errors(document)] == ["'info' is a required property"]
+    assert [e.message for e in meta_schema.iter_errors(document)] == [
+        "'info' is a required property"
+    ]
 
 
 # -- rpc.discover on a real server ---------------------------------------------
@@ -110,7 +135,9 @@ def discover(url, headers=None):
     return requests.post(url, json=body, headers=headers or {}, timeout=10).json()
 
 
-def test_rpc_discover_on_the_demo_validates_and_lists_callable_methods(demo_server, meta_schema):
+def test_rpc_discover_on_the_demo_validates_and_lists_callable_methods(
+    demo_server, meta_schema
+):
     import requests
 
     document = discover(demo_server.url("/rpc"))["result"]
@@ -119,10 +146,17 @@ def test_rpc_discover_on_the_demo_validates_and_lists_callable_methods(demo_serv
     assert names == ["add", "echo"]
     samples = {"integer": 2, "number": 2.5, "string": "x", "boolean": True}
     for method in document["methods"]:
-        params = {p["name"]: samples.get(p["schema"].get("type"), 3) for p in method["params"]}
+        params = {
+            p["name"]: samples.get(p["schema"].get("type"), 3) for p in method["params"]
+        }
         answer = requests.post(
             demo_server.url("/rpc"),
-            json={"jsonrpc": "2.0", "method": method["name"], "params": params, "id": 7},
+            json={
+                "jsonrpc": "2.0",
+                "method": method["name"],
+                "params": params,
+                "id": 7,
+            },
             timeout=10,
         ).json()
         assert "result" in answer, (method["name"], answer)

@@ -53,9 +53,7 @@ def test_cli_terminate():
 
 
 # Version
-version = (
-    check_output([*BGPY, "version"]).decode("utf-8").strip().split(" ")[1]
-)
+version = check_output([*BGPY, "version"]).decode("utf-8").strip().split(" ")[1]
 
 
 def test_cli_version():

@@ -31,14 +31,25 @@ def test_every_command_and_option_of_bgpy():
     assert (args.host, args.port, args.token, args.log_level) == ("h", 1, True, "DEBUG")
     assert (args.log_file, args.init_file) == ("x.log", "tasks.py")
     args = p.parse_args(
-        ["server", "h", "1", "--token", "--log-level=INFO", "--log-file=None",
-         "--init-file=None"]
+        [
+            "server",
+            "h",
+            "1",
+            "--token",
+            "--log-level=INFO",
+            "--log-file=None",
+            "--init-file=None",
+        ]
     )
     assert (args.log_file, args.init_file) == ("None", "None")
-    args = p.parse_args(["terminate", "h", "2", "--token", "--log-level", "INFO",
-                         "--log-file", "y.log"])
+    args = p.parse_args(
+        ["terminate", "h", "2", "--token", "--log-level", "INFO", "--log-file", "y.log"]
+    )
     assert (args.command, args.port, args.token, args.log_file) == (
-        "terminate", 2, True, "y.log"
+        "terminate",
+        2,
+        True,
+        "y.log",
     )
     assert p.parse_args(["version"]).command == "version"
 
@@ -78,9 +89,7 @@ def test_terminate_from_the_command_line(bgpy_server, run_cli, apps_env):
     assert server.wait() == 0
 
 
-DOCS = os.path.join(
-    os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "docs"
-)
+DOCS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "docs")
 
 
 def read_doc(*parts):
@@ -90,7 +99,9 @@ def read_doc(*parts):
 
 def test_the_migration_guide_shows_what_version_prints(run_cli):
     printed = run_cli("version").stdout.strip()
-    assert f"$ python -m twistbridge.bgpy version {printed}" in read_doc("migrating", "bgpy.rst")
+    assert f"$ python -m twistbridge.bgpy version {printed}" in read_doc(
+        "migrating", "bgpy.rst"
+    )
 
 
 def test_the_docs_quote_the_refusals_as_they_are():

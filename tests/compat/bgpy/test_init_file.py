@@ -49,9 +49,10 @@ def test_package_init_file_with_a_relative_import(package, bgpy_server, tmp_path
 
     server = bgpy_server("--init-file", str(package / "tasks.py"), path=tmp_path)
     module = shop.tasks
-    assert real(server).initialize(
-        module.init_task, module.exec_task, module.exit_task
-    ) == ALREADY
+    assert (
+        real(server).initialize(module.init_task, module.exec_task, module.exit_task)
+        == ALREADY
+    )
     assert real(server).execute({"add": 5}) == OK_EXEC
     assert real(server).terminate(await_response=True) == {
         "value": 1005,
@@ -68,9 +69,12 @@ def test_package_init_file_under_its_bare_name_too(package, bgpy_server, tmp_pat
 
     server = bgpy_server("--init-file", str(package / "plain.py"), path=tmp_path)
     for module in (shop.plain, plain):
-        assert real(server).initialize(
-            module.init_task, module.exec_task, module.exit_task
-        ) == ALREADY
+        assert (
+            real(server).initialize(
+                module.init_task, module.exec_task, module.exit_task
+            )
+            == ALREADY
+        )
     assert real(server).execute({"add": 2}) == OK_EXEC
     assert real(server).terminate(await_response=True) == {
         "value": 1002,
@@ -83,9 +87,10 @@ def test_init_file_wins_before_any_module_check(package, bgpy_server, tmp_path):
     from bgpy.example import tasks
 
     server = bgpy_server("--init-file", str(package / "tasks.py"), path=tmp_path)
-    assert real(server).initialize(
-        tasks.init_task, tasks.exec_task, tasks.exit_task
-    ) == ALREADY
+    assert (
+        real(server).initialize(tasks.init_task, tasks.exec_task, tasks.exit_task)
+        == ALREADY
+    )
     assert real(server).execute({"add": 1}) == OK_EXEC
 
 

@@ -27,9 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def readme_blocks():
     with open(os.path.join(HERE, "bgpy_README.rst"), encoding="utf-8") as f:
         text = f.read()
-    blocks = re.findall(
-        r"\.\. code-block:: python\n\s*\n((?:(?: {4}.*)?\n)+)", text
-    )
+    blocks = re.findall(r"\.\. code-block:: python\n\s*\n((?:(?: {4}.*)?\n)+)", text)
     return [textwrap.dedent(b) for b in blocks]
 
 
@@ -86,7 +84,10 @@ EXIT_STATE = {"request_count": 3, "value": 910, "status": "Exited."}
                 "from bgpy import Client, Server",
                 "from twistbridge.bgpy import Client, Server",
             ),
-            ("from bgpy import token_create", "from twistbridge.bgpy import token_create"),
+            (
+                "from bgpy import token_create",
+                "from twistbridge.bgpy import token_create",
+            ),
         ],
         # twistbridge's Server, bgpy's real Client
         [
@@ -94,7 +95,10 @@ EXIT_STATE = {"request_count": 3, "value": 910, "status": "Exited."}
                 "from bgpy import Client, Server",
                 "from bgpy import Client\nfrom twistbridge.bgpy import Server",
             ),
-            ("from bgpy import token_create", "from twistbridge.bgpy import token_create"),
+            (
+                "from bgpy import token_create",
+                "from twistbridge.bgpy import token_create",
+            ),
         ],
     ],
     ids=["twistbridge-client", "bgpy-client"],
@@ -200,9 +204,7 @@ def test_user_tasks_from_init_file(tmp_path, bgpy_server):
     port = server.port
     out = run_user(tmp_path, user_script(port))
     # Known under its package path: INIT is only "Already initialized."
-    assert out == {
-        "INIT": {"message": "Already initialized.", "await_response": False}
-    }
+    assert out == {"INIT": {"message": "Already initialized.", "await_response": False}}
     client = bgpy.Client("127.0.0.1", port, log_level="CRITICAL")
     client.execute({"command": "increase", "value_change": 10})
     assert client.terminate(await_response=True) == {

@@ -163,7 +163,9 @@ def test_no_import_for_a_wrong_token_or_before_auth(bgpy_server, marker):
 
 def test_an_explicit_allow_list_wins_over_the_token(bgpy_server, marker):
     server = bgpy_server(
-        "--allow-module", "bgpy.example.tasks", token=TOKEN,
+        "--allow-module",
+        "bgpy.example.tasks",
+        token=TOKEN,
         BGPY_IMPORT_MARKER=str(marker),
     )
     assert client(server).initialize(*TASKS) == second(
@@ -198,7 +200,9 @@ class Call:
         return (trust_marker.touch, (self.path,))
 
 
-NOT_PLAIN = "only plain Python functions may be named (no builtins, C functions, classes)"
+NOT_PLAIN = (
+    "only plain Python functions may be named (no builtins, C functions, classes)"
+)
 
 
 @pytest.mark.parametrize(
@@ -240,9 +244,7 @@ def test_token_holder_gets_only_plain_functions(bgpy_server, task, message):
     assert client(server).initialize(*TASKS) == second(message=OK)
 
 
-def test_a_pickle_never_calls_a_function_even_for_a_token_holder(
-    bgpy_server, tmp_path
-):
+def test_a_pickle_never_calls_a_function_even_for_a_token_holder(bgpy_server, tmp_path):
     server = bgpy_server(token=TOKEN)
     touched = tmp_path / "touched"
     raw = Raw(server.port)

@@ -38,7 +38,9 @@ def start_server_instance():
         30,
         f"ports {PORTS} to be free (Igor's test uses them)",
     )
-    log = tempfile.NamedTemporaryFile(prefix="igor-instance-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(
+        prefix="igor-instance-", suffix=".log", delete=False
+    )
     process = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "server_instance.py")],
         cwd=HERE,

@@ -164,7 +164,9 @@ def test_read_only(server, tree):
 def test_origins_as_for_the_websocket(server):
     port, _ = server
     status, _, body = raw_get(
-        port, b"/hello.txt", headers=b"Host: localhost\r\nOrigin: https://evil.example\r\n"
+        port,
+        b"/hello.txt",
+        headers=b"Host: localhost\r\nOrigin: https://evil.example\r\n",
     )
     assert (status, body) == (403, b"Origin not allowed\n")
     status, fields, body = raw_get(
@@ -196,7 +198,9 @@ def test_port_taken_exits_with_one_line(tmp_path, which):
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     taken = holder.getsockname()[1]
-    ws_port, port = (taken, free_port()) if which == "websocket" else (free_port(), taken)
+    ws_port, port = (
+        (taken, free_port()) if which == "websocket" else (free_port(), taken)
+    )
     program = PROGRAM.format(port=port, ws_port=ws_port, root=str(tmp_path))
     try:
         done = subprocess.run(

@@ -45,7 +45,9 @@ def test_server_object_and_attributes():
             if process.poll() is not None:
                 raise RuntimeError(process.stderr.read().decode())
             try:
-                return websocket.create_connection(f"ws://127.0.0.1:{port}/", timeout=10)
+                return websocket.create_connection(
+                    f"ws://127.0.0.1:{port}/", timeout=10
+                )
             except OSError:
                 return None
 

@@ -50,7 +50,9 @@ BACKGROUND = textwrap.dedent(
 
 def serve(program):
     process = subprocess.Popen(
-        [sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        [sys.executable, "-c", program],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     wait_until_served()
     return process
@@ -78,7 +80,9 @@ def test_quickstart(tmp_path):
 def test_background_process():
     process = serve(BACKGROUND)
     try:
-        assert Frontend("http://localhost:5020/").send({"name": "izzati"}) == {"status": "OK"}
+        assert Frontend("http://localhost:5020/").send({"name": "izzati"}) == {
+            "status": "OK"
+        }
     finally:
         process.terminate()
         out = process.communicate(timeout=10)[0].decode()
@@ -95,7 +99,9 @@ def test_port_taken_exits_with_one_line():
         f"Backend().run(host='127.0.0.1', port={port})\n"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, timeout=60
+        )
     finally:
         holder.close()
     assert done.returncode == 1
