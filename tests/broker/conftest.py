@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import websocket
+from twisted.internet import defer
 
 from twistbridge.testing import BridgeProcess, free_port, wait_for
 
@@ -234,3 +235,26 @@ def instances(redis_server):
     yield start
     for instance in started:
         instance.stop()
+
+
+class StalledRedis:
+    """Commands that answer only when the test says (a Redis that stalls)."""
+
+    _ready = True
+
+    def __init__(self):
+        self.calls = []
+
+    def _command(self, name, *args, **kwargs):
+        d = defer.Deferred()
+        self.calls.append((name, args, kwargs, d))
+        return d
+
+    def set(self, *args, **kwargs):
+        return self._command("set", *args, **kwargs)
+
+    def eval(self, *args, **kwargs):
+        return self._command("eval", *args, **kwargs)
+
+    def get(self, *args, **kwargs):
+        return self._command("get", *args, **kwargs)

@@ -12,28 +12,7 @@ from twisted.internet import defer, task
 from twistbridge.bgpy._cluster import _STORE, BROKER_UNAVAILABLE, BgpyCluster
 from twistbridge.config import parse_broker
 
-
-class StalledRedis:
-    """Commands that answer only when the test says."""
-
-    _ready = True
-
-    def __init__(self):
-        self.calls = []
-
-    def _command(self, name, *args, **kwargs):
-        d = defer.Deferred()
-        self.calls.append((name, args, kwargs, d))
-        return d
-
-    def set(self, *args, **kwargs):
-        return self._command("set", *args, **kwargs)
-
-    def eval(self, *args, **kwargs):
-        return self._command("eval", *args, **kwargs)
-
-    def get(self, *args, **kwargs):
-        return self._command("get", *args, **kwargs)
+from .conftest import StalledRedis
 
 
 class NoThreads:

@@ -4,30 +4,12 @@ holder whose renewals go unanswered stops the process before Redis can have
 let the lease expire.  (The same over real sockets: test_redis.py.)
 """
 
-from twisted.internet import defer, task
+from twisted.internet import task
 
 from twistbridge.config import parse_broker
 from twistbridge.igor._redis import RedisBroker
 
-
-class StalledRedis:
-    """Commands that answer only when the test says (a Redis that stalls)."""
-
-    _ready = True
-
-    def __init__(self):
-        self.calls = []
-
-    def _command(self, name, *args, **kwargs):
-        d = defer.Deferred()
-        self.calls.append((name, args, kwargs, d))
-        return d
-
-    def set(self, *args, **kwargs):
-        return self._command("set", *args, **kwargs)
-
-    def eval(self, *args, **kwargs):
-        return self._command("eval", *args, **kwargs)
+from .conftest import StalledRedis
 
 
 def broker_on(clock):
