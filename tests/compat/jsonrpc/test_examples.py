@@ -529,6 +529,8 @@ def test_parallel_executing(example):
     running.wait_line(
         r"\] > From eval-callback __variable_from_parent__ null$", count=2
     )
+    # (the workers' lines reach the output through the main process: wait)
+    running.wait_line(r"> After eval", count=2)
     assert running.output.count("> After eval") == 2
     # the server's methods that a worker process has not
     error = call(API, "testNotImplemented")[0]
