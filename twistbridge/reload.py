@@ -142,6 +142,34 @@ def bind(option: str, interface: str, port: int) -> socket.socket:
     return sock
 
 
+def bridge_options(
+    argv: Sequence[str], flags: Iterable[str], with_value: Iterable[str]
+) -> List[str]:
+    """
+    The options of C{argv} after its C{bridge} subcommand, without the
+    C{flags} and without the options in C{with_value} and their values
+    (C{--opt value} or C{--opt=value}).
+    """
+    flags, with_value = set(flags), set(with_value)
+    args = list(argv)
+    rest = args[args.index("bridge") + 1 :] if "bridge" in args else []
+    kept: List[str] = []
+    skip = False
+    for arg in rest:
+        if skip:
+            skip = False
+            continue
+        if arg in flags:
+            continue
+        if arg in with_value:
+            skip = True
+            continue
+        if any(arg.startswith(o + "=") for o in with_value if o.startswith("--")):
+            continue
+        kept.append(arg)
+    return kept
+
+
 def child_arguments(
     argv: Sequence[str], domains: Dict[str, str], explicit: Iterable[str]
 ) -> List[str]:
@@ -151,22 +179,7 @@ def child_arguments(
     then each listener in C{explicit} as the passed socket of that name,
     C{domains} giving its address family (C{INET}, C{INET6}), or C{none}.
     """
-    args = list(argv)
-    rest = args[args.index("bridge") + 1 :] if "bridge" in args else []
-    kept: List[str] = []
-    skip = False
-    for arg in rest:
-        if skip:
-            skip = False
-            continue
-        if arg in _STRIPPED:
-            continue
-        if arg in _WITH_VALUE:
-            skip = True
-            continue
-        if any(arg.startswith(o + "=") for o in _WITH_VALUE if o.startswith("--")):
-            continue
-        kept.append(arg)
+    kept = bridge_options(argv, _STRIPPED, _WITH_VALUE)
     for name, option in LISTENERS:
         if name in explicit:
             kept += [option, passed_socket(name, domains)]

@@ -49,6 +49,7 @@ from twistbridge.reload import (
     RELOAD_LISTENERS_ENV,
     ReloadError,
     bind,
+    bridge_options,
     parse_tcp,
     spawn_child,
 )
@@ -157,20 +158,7 @@ def worker_arguments(argv: Sequence[str], passed: Mapping[str, str]) -> List[str
     then every listener as C{passed} gives it (the passed socket's
     description), or C{none}.
     """
-    args = list(argv)
-    rest = args[args.index("bridge") + 1 :] if "bridge" in args else []
-    kept: List[str] = []
-    skip = False
-    for arg in rest:
-        if skip:
-            skip = False
-            continue
-        if arg in _WITH_VALUE:
-            skip = True
-            continue
-        if any(arg.startswith(o + "=") for o in _WITH_VALUE if o.startswith("--")):
-            continue
-        kept.append(arg)
+    kept = bridge_options(argv, (), _WITH_VALUE)
     for name, _, option in LISTENERS:
         kept += [option, passed.get(name, "none")]
     return kept
