@@ -14,7 +14,7 @@ import select
 import pytest
 import requests
 
-from twistbridge.testing import BridgeProcess
+from twistbridge.testing import BridgeProcess, wait_for
 
 TOKEN = "s3cret-token"
 MiB = 1024 * 1024
@@ -203,6 +203,11 @@ def test_one_log_line_per_refusal(server):
     assert json_answer(sock)[0] == 404
     sock.close()
     assert health_ok(server)
+    # The server logs in order and the test reads its output in a thread:
+    # once a later request's access line is in, the refusal's would be too.
+    marker = requests.get(server.url("/health/after-the-refusal"), timeout=10)
+    assert marker.status_code == 200
+    wait_for(lambda: "GET /health/after-the-refusal" in server.output, what="marker")
     assert (
         len([line for line in server.output.splitlines() if "/logged-once" in line])
         == 1
