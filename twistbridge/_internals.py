@@ -115,6 +115,20 @@ class _ReactorTimer:
         return _Call(self._reactor.callLater(delay, func, *args, **kwargs))
 
 
+def websocket_data_received(protocol: Any, data: bytes) -> None:
+    """
+    Hand C{data}, just read from the socket, to the frame parser of
+    C{protocol} (an autobahn WebSocket protocol on Twisted).
+
+    Why private: autobahn's Twisted C{dataReceived} builds a debug log line
+    on every read (type names and values marked up for a terminal, even
+    with debug logging off: a twentieth of an Igor echo's CPU) and then
+    calls C{_dataReceived}, its framework-independent parser, which has no
+    public name.
+    """
+    protocol._dataReceived(data)
+
+
 def websocket_timers_on(factory: Any, reactor: Any) -> None:
     """
     Run the timers of C{factory} (an autobahn WebSocket factory: opening and
