@@ -37,7 +37,7 @@ from twistbridge.izzati._core import (
     json_response,
 )
 from twistbridge.izzati._files import DiskBudget, UploadStore
-from twistbridge.izzati._sender import FileProducer
+from twistbridge.izzati._sender import SHORT, FileProducer
 from twistbridge.offload import Offloader, OffloadError
 from twistbridge.registry import Registry
 from twistbridge.request import Refusal
@@ -402,9 +402,9 @@ class _Exchange:
         request.setHeader(b"Content-Type", result.content_type.encode("latin-1"))
         request.setHeader(b"Content-Length", b"%d" % size)
 
-        def sent(completed: bool) -> None:
+        def sent(outcome: str) -> None:
             f.close()
-            if not completed and not connection_lost(request):
+            if outcome == SHORT:
                 log.error(
                     "izzati: file_return({path!r}) ended after {sent} of {size} "
                     "bytes (the file shrank): closing the connection",
@@ -412,7 +412,8 @@ class _Exchange:
                     sent=producer.sent,
                     size=size,
                 )
-                request.loseConnection()
+                if not connection_lost(request):
+                    request.loseConnection()
                 return
             if not self.lost and not request.finished:
                 request.finish()

@@ -35,12 +35,16 @@ FALLBACK_CHUNK = 128 * 1024
 SENDFILE_MAX = 4 * 1024 * 1024
 
 
+#: The outcomes L{FileProducer} reports.
+SENT, STOPPED, SHORT = "sent", "stopped", "short"
+
+
 @implementer(IPullProducer)
 class FileProducer:
     """
     Send C{size} bytes of C{file} as the body of C{request}, then call
-    C{done(completed)}: L{True} once every byte went, L{False} when the
-    client went away or the file ended early.
+    C{done(outcome)}: L{SENT} once every byte went, L{STOPPED} when the
+    client went away, L{SHORT} when the file ended early.
 
     The caller sets the status and headers (a C{Content-Length} of C{size})
     and calls L{start}.
@@ -51,7 +55,7 @@ class FileProducer:
         request: Any,
         file: IO[bytes],
         size: int,
-        done: Callable[[bool], None],
+        done: Callable[[str], None],
     ) -> None:
         self.request = request
         self.file = file
@@ -76,11 +80,11 @@ class FileProducer:
         if self.finished:
             return
         if connection_lost(self.request):
-            self._end(False)
+            self._end(STOPPED)
             return
         left = self.size - self.sent
         if left <= 0:
-            self._end(True)
+            self._end(SENT)
             return
         connection = self._connection
         if connection is not None and write_buffer_empty(connection):
@@ -96,14 +100,14 @@ class FileProducer:
                 self._connection = None
                 n = -1
             if n == 0:  # the file is shorter than it was
-                self._end(False)
+                self._end(SHORT)
                 return
             if n > 0:
                 self.sent += n
                 # What Request.write counts (the access log, the metrics).
                 self.request.sentLength += n
                 if self.sent >= self.size:
-                    self._end(True)
+                    self._end(SENT)
                 return
             # The socket is full: the transport writes this piece when the
             # client reads, and pauses this producer until then.
@@ -114,18 +118,18 @@ class FileProducer:
     def _write(self, count: int) -> None:
         data = os.pread(self._fd, count, self.sent)
         if not data:  # the file is shorter than it was
-            self._end(False)
+            self._end(SHORT)
             return
         self.sent += len(data)
         self.request.write(data)
         if self.sent >= self.size:
-            self._end(True)
+            self._end(SENT)
 
     def stopProducing(self) -> None:
         """The client went away."""
-        self._end(False)
+        self._end(STOPPED)
 
-    def _end(self, completed: bool) -> None:
+    def _end(self, outcome: str) -> None:
         if self.finished:
             return
         self.finished = True
@@ -133,4 +137,4 @@ class FileProducer:
         # Once the request lost its channel, there is nothing to unregister from.
         if request.producer is self and not connection_lost(request):
             request.unregisterProducer()
-        self.done(completed)
+        self.done(outcome)
