@@ -115,3 +115,20 @@ def test_text_frame_headers_for_every_length(raw_url, size):
         assert json.loads(client.frame()[1]) == {"streamId": "s", "close": True}
     finally:
         client.close()
+
+
+# autobahn says where: the index of the first invalid byte (\xff).
+REASON = (
+    b"encountered invalid UTF-8 while processing text message at payload octet index 45"
+)
+
+
+def test_invalid_utf8_in_a_text_frame_closes_with_1007(raw_url):
+    client = RawClient(raw_url)
+    try:
+        client.send_text(b'{"streamId": "s", "action": "echo", "data": "\xff\xfe"}')
+        header, payload = client.frame()
+        assert header[0] == 0x88  # a close frame
+        assert (int.from_bytes(payload[:2], "big"), payload[2:]) == (1007, REASON)
+    finally:
+        client.close()
