@@ -178,6 +178,8 @@ class _WriteWatch:
 class IgorProtocol(WebSocketServerProtocol):
     """One Igor WebSocket connection (a connection of the hub)."""
 
+    #: Copied from the factory's options when the connection opens.
+    maxMessagePayloadSize: int
     client_id: Any = None
     streams: Any = None
     inflight = 0
