@@ -147,6 +147,7 @@ class FakeRequest:
     _disconnected = False
 
     def __init__(self):
+        self.closed = False
         self.sentLength = 0
         self.written = []
         self.unregistered = 0
@@ -162,6 +163,9 @@ class FakeRequest:
     def write(self, data):
         self.sentLength += len(data)
         self.written.append(data)
+
+    def loseConnection(self):
+        self.closed = True
 
 
 def run(producer, request):
@@ -184,6 +188,7 @@ def test_producer_without_sendfile_sends_every_byte(tmp_path, size):
     assert b"".join(request.written) == data
     assert max(map(len, request.written)) <= CHUNK
     assert (request.sentLength, request.unregistered) == (size, 1)
+    assert request.closed is False
 
 
 def test_producer_of_a_file_that_shrank_reports_it(tmp_path):
@@ -200,6 +205,7 @@ def test_producer_of_a_file_that_shrank_reports_it(tmp_path):
         CHUNK + 10,
         1,
     )
+    assert request.closed is True
 
 
 def test_producer_stopped_by_the_consumer(tmp_path):

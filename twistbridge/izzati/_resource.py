@@ -22,7 +22,6 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from twistbridge._internals import connection_lost
 from twistbridge.errors import Busy
 from twistbridge.izzati._core import (
     MAX_FIELDS_SIZE,
@@ -37,7 +36,7 @@ from twistbridge.izzati._core import (
     json_response,
 )
 from twistbridge.izzati._files import DiskBudget, UploadStore
-from twistbridge.izzati._sender import SHORT, FileProducer
+from twistbridge.izzati._sender import SENT, FileProducer
 from twistbridge.offload import Offloader, OffloadError
 from twistbridge.registry import Registry
 from twistbridge.request import Refusal
@@ -403,20 +402,9 @@ class _Exchange:
         request.setHeader(b"Content-Length", b"%d" % size)
 
         def sent(outcome: str) -> None:
+            # A file that shrank: the producer logged it and closed.
             f.close()
-            if outcome == SHORT:
-                log.error(
-                    "izzati: file_return({path!r}) ended after {sent} of {size} "
-                    "bytes (the file shrank): closing the connection",
-                    path=result.path,
-                    sent=producer.sent,
-                    size=size,
-                )
-                if not connection_lost(request):
-                    request.loseConnection()
-                return
-            if not self.lost and not request.finished:
+            if outcome == SENT and not self.lost and not request.finished:
                 request.finish()
 
-        producer = FileProducer(request, f, size, sent)
-        producer.start()
+        FileProducer(request, f, size, sent).start()

@@ -17,6 +17,7 @@ import os
 from typing import IO, Any, Callable, Optional
 
 from twisted.internet.interfaces import IPullProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistbridge._internals import (
@@ -24,6 +25,8 @@ from twistbridge._internals import (
     plain_tcp_connection,
     write_buffer_empty,
 )
+
+log = Logger()
 
 #: Bytes read and written through the request at a time without sendfile.
 CHUNK = 256 * 1024
@@ -44,7 +47,8 @@ class FileProducer:
     """
     Send C{size} bytes of C{file} as the body of C{request}, then call
     C{done(outcome)}: L{SENT} once every byte went, L{STOPPED} when the
-    client went away, L{SHORT} when the file ended early.
+    client went away, L{SHORT} when the file ended early (logged, and the
+    connection closed: the client cannot tell the end of a short body).
 
     The caller sets the status and headers (a C{Content-Length} of C{size})
     and calls L{start}.
@@ -135,6 +139,17 @@ class FileProducer:
         self.finished = True
         request = self.request
         # Once the request lost its channel, there is nothing to unregister from.
-        if request.producer is self and not connection_lost(request):
+        lost = connection_lost(request)
+        if request.producer is self and not lost:
             request.unregisterProducer()
+        if outcome == SHORT:
+            log.error(
+                "izzati: file_return({path!r}) ended after {sent} of {size} "
+                "bytes (the file shrank): closing the connection",
+                path=getattr(self.file, "name", "?"),
+                sent=self.sent,
+                size=self.size,
+            )
+            if not lost:
+                request.loseConnection()
         self.done(outcome)
