@@ -1,30 +1,40 @@
 """
 izzati endpoint benchmark: twistbridge side by side with the original izzati
-1.2.3 Backend (Flask/Werkzeug) and a bare twisted.web resource (the ceiling).
+1.2.3 Backend (Flask/Werkzeug) and bare twisted.web resources (the ceiling).
 
     .venv/bin/python bench/izzati_bench.py [--seconds 5] [--upload-mib 200]
+    .venv/bin/python bench/izzati_bench.py --only upload file   # no wrk, ~1 min
 
 Servers: izzati 1.2.3; twistbridge with the callback in its thread pool (a
 plain def, the default) and in the reactor (run_in="reactor"); a bare
 twisted.web resource answering in the reactor (the ceiling) and from
-Twisted's thread pool (the ceiling of a threaded callback).
+Twisted's thread pool (the ceiling of a threaded callback).  The bare
+resources run under Site(parsePOSTFormSubmission=False) and read the body
+as twisted.web does (into request.content, a temporary file past 100 kB).
 
 Measures, for each server:
-  - small forms/s: wrk, 2 threads, 50 keep-alive connections, POST / with a
-    two-field urlencoded form (best of --rounds);
-  - a 200 MiB multipart upload (one file, Content-Length known, streamed by
-    the client): MB/s (best of --uploads) and the growth of the server's
-    peak RSS (VmHWM) over all of them.
+  - forms: small forms/s: wrk, 2 threads, 50 keep-alive connections, POST /
+    with a two-field urlencoded form (best of --rounds);
+  - upload: a 200 MiB multipart upload (one file, Content-Length known,
+    streamed by the client): MB/s (best of --uploads), the server's CPU
+    milliseconds per MiB (median), and the growth of its peak RSS (VmHWM)
+    over all of them;
+  - file: a 200 MiB file response (--file-mib): twistbridge's file_return
+    (callback in the reactor) beside a bare twisted.web static.File of the
+    same file, MB/s (best of --uploads) and CPU ms per MiB (median).
+
+The ratios the issue tracks are printed last: twistbridge's upload MB/s over
+the bare resource's, its file response MB/s over static.File's.
 
 Every server runs for the whole benchmark and the rounds take them in
 turn, so that changes in the machine's load hit all of them alike.  Each
 server logs every request as it does by default (Werkzeug's request log,
 twistbridge's access log; the bare resources log nothing).
 
-Needs: wrk (Debian: apt-get install wrk) and the test extra (izzati==1.2.3,
-Flask).  Every server binds 127.0.0.1 on a free port and is stopped at the
-end.  Figures depend on the machine and its load: compare the columns of one
-run, not runs on different days.
+Needs: wrk (Debian: apt-get install wrk) for the forms and the test extra
+(izzati==1.2.3, Flask).  Every server binds 127.0.0.1 on a free port and is
+stopped at the end.  Figures depend on the machine and its load: compare
+the columns of one run, not runs on different days.
 """
 
 from __future__ import annotations
@@ -109,6 +119,20 @@ BARE_THREAD = textwrap.dedent(
     """
 )
 
+# The ceiling of a file response: twisted.web's own static.File.
+BARE_FILE = textwrap.dedent(
+    """
+    import os, sys
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+    from twisted.web.static import File
+
+    root = File(os.path.dirname(sys.argv[2]))
+    reactor.listenTCP(int(sys.argv[1]), Site(root), interface="127.0.0.1")
+    reactor.run()
+    """
+)
+
 WRK_SCRIPT = f"""
 wrk.method = "POST"
 wrk.body = "{FORM}"
@@ -135,6 +159,12 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     def __init__(self, name: str, argv: list, port: int, env: dict | None = None):
         self.name = name
@@ -154,10 +184,10 @@ class Server:
             self.process.wait()
 
 
-def twistbridge_server(name: str, app: str) -> Server:
+def twistbridge_server(name: str, app: str, **extra: str) -> Server:
     port = free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    env = dict(os.environ)
+    env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [HERE, env.get("PYTHONPATH")]))
     argv = [
         twistd, "-n", "--pidfile=", "--logfile=/dev/null", "bridge", "--app", app,
@@ -166,9 +196,9 @@ def twistbridge_server(name: str, app: str) -> Server:
     return Server(name, argv, port, env)
 
 
-def script_server(name: str, source: str) -> Server:
+def script_server(name: str, source: str, *args: str) -> Server:
     port = free_port()
-    return Server(name, [sys.executable, "-c", source, str(port)], port)
+    return Server(name, [sys.executable, "-c", source, str(port), *args], port)
 
 
 def small_forms(port: int, seconds: int, script: str) -> float:
@@ -193,38 +223,80 @@ def small_forms(port: int, seconds: int, script: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def upload(port: int, size: int) -> float:
+def upload_body(size: int) -> tuple:
+    """A multipart body of one C{size}-byte file, in a temporary file:
+    C{(the open file, its length)}."""
     head = (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
         f'filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
     ).encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    body = tempfile.TemporaryFile()
+    body.write(head)
     block = os.urandom(MiB)
+    for _ in range(size // MiB):
+        body.write(block)
+    body.write(tail)
+    body.flush()
+    return body, body.tell()
 
-    def body():
-        yield head
-        for _ in range(size // MiB):
-            yield block
-        yield tail
 
+def upload(port: int, body: tuple) -> float:
+    """POST the multipart C{body} (from L{upload_body}) with sendfile; MB/s.
+
+    The client sends the body with the kernel's sendfile: its own CPU stays
+    small beside the server's, whichever server it measures."""
+    data, length = body
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     start = time.perf_counter()
-    conn.request(
-        "POST",
-        "/",
-        body=body(),
-        headers={
-            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-            "Content-Length": str(len(head) + size + len(tail)),
-        },
-    )
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    data.seek(0)
+    assert conn.sock is not None
+    conn.sock.sendfile(data)
     response = conn.getresponse()
     answer = response.read()
     elapsed = time.perf_counter() - start
     conn.close()
     if response.status != 200:
         raise SystemExit(f"upload answered {response.status}: {answer[:200]!r}")
+    return length / elapsed / 1e6
+
+
+def download(port: int, method: str, size: int) -> float:
+    """Fetch a file response of C{size} bytes (POST / or GET /<file>); MB/s."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    start = time.perf_counter()
+    if method == "POST":
+        conn.request(
+            "POST",
+            "/",
+            body=FORM,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    else:
+        conn.request("GET", method[len("GET ") :])
+    response = conn.getresponse()
+    buffer = bytearray(MiB)
+    view = memoryview(buffer)
+    got = 0
+    while True:
+        n = response.readinto(view)
+        if not n:
+            break
+        got += n
+    elapsed = time.perf_counter() - start
+    conn.close()
+    if response.status != 200 or got != size:
+        raise SystemExit(f"download answered {response.status} with {got} bytes")
     return size / elapsed / 1e6
+
+
+def median(values: list) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("nan")
 
 
 def main() -> None:
@@ -235,13 +307,30 @@ def main() -> None:
     parser.add_argument(
         "--upload-mib", type=int, default=200, help="upload size in MiB"
     )
+    parser.add_argument(
+        "--file-mib", type=int, default=200, help="file response size in MiB"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="wrk rounds")
-    parser.add_argument("--uploads", type=int, default=4, help="upload rounds")
+    parser.add_argument(
+        "--uploads", type=int, default=4, help="upload and file response rounds"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["forms", "upload", "file"],
+        help="these measures only (default: all three)",
+    )
     options = parser.parse_args()
+    parts = set(options.only or ["forms", "upload", "file"])
 
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script.write(WRK_SCRIPT)
     script.close()
+    served = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)
+    block = os.urandom(MiB)
+    for _ in range(options.file_mib if "file" in parts else 0):
+        served.write(block)
+    served.close()
     plan = [
         ("izzati 1.2.3 (Flask)", lambda: script_server("izzati", ORIGINAL)),
         (
@@ -258,47 +347,134 @@ def main() -> None:
             lambda: script_server("bare-thread", BARE_THREAD),
         ),
     ]
+    file_plan = [
+        (
+            "twistbridge file_return",
+            "POST",
+            lambda: twistbridge_server(
+                "tbf", "izzati_bench_app:file_bridge", IZZATI_BENCH_FILE=served.name
+            ),
+        ),
+        (
+            "bare static.File (ceiling)",
+            f"GET /{os.path.basename(served.name)}",
+            lambda: script_server("bare-file", BARE_FILE, served.name),
+        ),
+    ]
+    if not parts & {"forms", "upload"}:
+        plan = []
+    if "upload" in parts and "forms" not in parts:
+        # The upload ratio needs only these two.
+        plan = [plan[2], plan[3]]
+    if "file" not in parts:
+        file_plan = []
     servers = []
+    file_servers = []
     rates: dict = {}
     speeds: dict = {}
+    cpu: dict = {}
     growth: dict = {}
+    file_speeds: dict = {}
+    file_cpu: dict = {}
     try:
         for label, start in plan:
             servers.append((label, start()))
+        for label, method, start in file_plan:
+            file_servers.append((label, method, start()))
         # Rounds go over every server in turn, so that a change in the
         # machine's load hits them all alike; each figure is the best round.
-        for _, server in servers:
-            small_forms(server.port, 1, script.name)  # warm up
-        for _ in range(options.rounds):
-            for label, server in servers:
-                rate = small_forms(server.port, options.seconds, script.name)
-                rates[label] = max(rates.get(label, 0.0), rate)
-        before = {label: vm_hwm_kib(server.process.pid) for label, server in servers}
-        for _ in range(options.uploads):
-            for label, server in servers:
-                mbps = upload(server.port, options.upload_mib * MiB)
-                speeds[label] = max(speeds.get(label, 0.0), mbps)
-        for label, server in servers:
-            growth[label] = (vm_hwm_kib(server.process.pid) - before[label]) / 1024
+        if "forms" in parts:
+            for _, server in servers:
+                small_forms(server.port, 1, script.name)  # warm up
+            for _ in range(options.rounds):
+                for label, server in servers:
+                    rate = small_forms(server.port, options.seconds, script.name)
+                    rates[label] = max(rates.get(label, 0.0), rate)
+        if "upload" in parts:
+            body = upload_body(options.upload_mib * MiB)
+            pids = {label: server.process.pid for label, server in servers}
+            before = {label: vm_hwm_kib(pid) for label, pid in pids.items()}
+            for _ in range(options.uploads):
+                for label, server in servers:
+                    cpu0 = cpu_seconds(pids[label])
+                    mbps = upload(server.port, body)
+                    used = cpu_seconds(pids[label]) - cpu0
+                    speeds[label] = max(speeds.get(label, 0.0), mbps)
+                    cpu.setdefault(label, []).append(1000 * used / options.upload_mib)
+            for label, pid in pids.items():
+                growth[label] = (vm_hwm_kib(pid) - before[label]) / 1024
+            body[0].close()
+        if "file" in parts:
+            size = options.file_mib * MiB
+            for _, method, server in file_servers:
+                download(server.port, method, size)  # warm up (page cache)
+            for _ in range(options.uploads):
+                for label, method, server in file_servers:
+                    pid = server.process.pid
+                    cpu0 = cpu_seconds(pid)
+                    mbps = download(server.port, method, size)
+                    used = cpu_seconds(pid) - cpu0
+                    file_speeds[label] = max(file_speeds.get(label, 0.0), mbps)
+                    file_cpu.setdefault(label, []).append(
+                        1000 * used / options.file_mib
+                    )
     finally:
         for _, server in servers:
             server.stop()
+        for _, _, server in file_servers:
+            server.stop()
         os.unlink(script.name)
-    rows = [(label, rates[label], speeds[label], growth[label]) for label, _ in plan]
+        os.unlink(served.name)
 
-    load = os.getloadavg()[0]
-    print(f"\nizzati endpoint, {os.cpu_count()} cores, load average {load:.2f}")
+    load = os.getloadavg()
     print(
-        f"{'server':32} {'small forms/s':>14} {'upload MB/s':>12} {'RSS growth MiB':>15}"
+        f"\nizzati endpoint, {os.cpu_count()} cores, load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    for label, rate, mbps, growth in rows:
-        print(f"{label:32} {rate:14.0f} {mbps:12.0f} {growth:15.1f}")
-    original = rows[0]
-    for (label, rate, mbps, _), (ceiling, top, _, _) in zip(rows[1:3], rows[4:2:-1]):
+    if servers:
         print(
-            f"{label}: {rate / original[1]:.1f}x the original's forms/s, "
-            f"{mbps / original[2]:.2f}x its upload MB/s; "
-            f"{rate / top:.0%} of {ceiling}'s forms/s"
+            f"{'server':32} {'small forms/s':>14} {'upload MB/s':>12} "
+            f"{'CPU ms/MiB':>11} {'RSS growth MiB':>15}"
+        )
+        for label, _ in servers:
+            rate = f"{rates[label]:14.0f}" if label in rates else f"{'-':>14}"
+            if label in speeds:
+                up = f"{speeds[label]:12.0f} {median(cpu[label]):11.2f} "
+                up += f"{growth[label]:15.1f}"
+            else:
+                up = f"{'-':>12} {'-':>11} {'-':>15}"
+            print(f"{label:32} {rate} {up}")
+    if file_servers:
+        print(f"{'file response':32} {'MB/s':>14} {'CPU ms/MiB':>12}")
+        for label, _, _ in file_servers:
+            print(
+                f"{label:32} {file_speeds[label]:14.0f} {median(file_cpu[label]):12.2f}"
+            )
+    original = "izzati 1.2.3 (Flask)"
+    if original in rates and "forms" in parts:
+        for label, ceiling in (
+            ("twistbridge (thread pool)", "bare twisted.web + thread"),
+            ("twistbridge (run_in=reactor)", "bare twisted.web (ceiling)"),
+        ):
+            line = (
+                f"{label}: {rates[label] / rates[original]:.1f}x the original's forms/s"
+            )
+            if original in speeds:
+                line += f", {speeds[label] / speeds[original]:.2f}x its upload MB/s"
+            print(f"{line}; {rates[label] / rates[ceiling]:.0%} of {ceiling}'s forms/s")
+    tb, bare = "twistbridge (run_in=reactor)", "bare twisted.web (ceiling)"
+    if tb in speeds and bare in speeds:
+        print(
+            f"upload: twistbridge {speeds[tb] / speeds[bare]:.2f}x the bare resource's "
+            f"MB/s, {median(cpu[tb]) / median(cpu[bare]):.2f}x its CPU per MiB, "
+            f"RSS growth {growth[tb]:.1f} MiB"
+        )
+    tbf, static = "twistbridge file_return", "bare static.File (ceiling)"
+    if tbf in file_speeds:
+        print(
+            f"file response: twistbridge {file_speeds[tbf] / file_speeds[static]:.2f}x "
+            f"static.File's MB/s, "
+            f"{median(file_cpu[tbf]) / median(file_cpu[static]):.2f}x its CPU per MiB"
         )
 
 

@@ -1,6 +1,8 @@
-"""The app bench/izzati_bench.py serves with `twistd bridge` (two callbacks, one per port)."""
+"""The apps bench/izzati_bench.py serves with `twistd bridge` (one per port)."""
 
-from twistbridge import Bridge
+import os
+
+from twistbridge import Bridge, file_return
 
 
 def summary(text, data):
@@ -14,3 +16,12 @@ bridge.izzati(summary)
 # The same callback in the reactor thread (for a callback that never blocks).
 reactor_bridge = Bridge()
 reactor_bridge.izzati(summary, run_in="reactor")
+
+
+# A file response: the file bench/izzati_bench.py made, streamed back.
+def download(text, data):
+    return file_return(os.environ["IZZATI_BENCH_FILE"], "application/octet-stream")
+
+
+file_bridge = Bridge()
+file_bridge.izzati(download, run_in="reactor")

@@ -115,6 +115,61 @@ class _ReactorTimer:
         return _Call(self._reactor.callLater(delay, func, *args, **kwargs))
 
 
+def plain_tcp_connection(transport: Any) -> Any:
+    """
+    The TCP connection (a L{twisted.internet.tcp.Connection}) under
+    C{transport} and the wrappers around it (connection limits), or
+    L{None} when there is none or it speaks TLS: the connection whose
+    socket a response may write to directly (see L{write_buffer_empty}).
+
+    Why private: the wrappers (C{policies.ProtocolWrapper}) keep what they
+    wrap as C{transport}, a public attribute of a protocol, but offer no
+    way to ask what is underneath; the check for TLS started on a plain
+    connection reads its C{TLS} flag, which only C{startTLS} documents.
+    """
+    from twisted.internet import tcp
+    from twisted.internet.interfaces import ISSLTransport
+
+    for _ in range(8):
+        if transport is None or ISSLTransport.providedBy(transport):
+            return None
+        if isinstance(transport, tcp.Connection):
+            return None if getattr(transport, "TLS", False) else transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def write_buffer_empty(connection: Any) -> bool:
+    """
+    Whether C{connection} (from L{plain_tcp_connection}) has sent all that
+    was written to it, so that bytes sent on its socket now come after them.
+
+    Why private: L{twisted.internet.abstract.FileDescriptor} keeps what it
+    has not sent in C{dataBuffer} (from C{offset} on) and
+    C{_tempDataBuffer}, and says so publicly only by pausing its producer
+    once more than C{bufferSize} bytes wait.
+    """
+    return (
+        not connection._tempDataLen
+        and len(connection.dataBuffer) == connection.offset
+        and not connection.disconnecting
+    )
+
+
+def websocket_data_received(protocol: Any, data: bytes) -> None:
+    """
+    Hand C{data}, just read from the socket, to the frame parser of
+    C{protocol} (an autobahn WebSocket protocol on Twisted).
+
+    Why private: autobahn's Twisted C{dataReceived} builds a debug log line
+    on every read (type names and values marked up for a terminal, even
+    with debug logging off: a twentieth of an Igor echo's CPU) and then
+    calls C{_dataReceived}, its framework-independent parser, which has no
+    public name.
+    """
+    protocol._dataReceived(data)
+
+
 def websocket_timers_on(factory: Any, reactor: Any) -> None:
     """
     Run the timers of C{factory} (an autobahn WebSocket factory: opening and

@@ -23,6 +23,7 @@ rules themselves are in the hub and the pure core.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -36,7 +37,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twistbridge._internals import websocket_timers_on
+from twistbridge._internals import websocket_data_received, websocket_timers_on
 from twistbridge.hosts import host_allowed, refusal_message
 from twistbridge.igor._hub import Hub
 from twistbridge.igor._processes import IgorService
@@ -118,6 +119,23 @@ def unsent_cap(max_message_size: int) -> int:
     return max(MIN_UNSENT_CAP, 2 * max_message_size)
 
 
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def text_frame_header(size: int) -> bytes:
+    """
+    The header of a final, unmasked WebSocket text frame of C{size} payload
+    bytes (RFC 6455 section 5.2), as a server sends it.
+    """
+    if size < 126:
+        return _SHORT.pack(0x81, size)
+    if size < 65536:
+        return _MEDIUM.pack(0x81, 126, size)
+    return _LONG.pack(0x81, 127, size)
+
+
 #: Handler threads waiting for a full write buffer to drain wait on this.
 _flow = threading.Condition()
 _flow_waiters = 0
@@ -160,6 +178,8 @@ class _WriteWatch:
 class IgorProtocol(WebSocketServerProtocol):
     """One Igor WebSocket connection (a connection of the hub)."""
 
+    #: Copied from the factory's options when the connection opens.
+    maxMessagePayloadSize: int
     client_id: Any = None
     streams: Any = None
     inflight = 0
@@ -201,7 +221,7 @@ class IgorProtocol(WebSocketServerProtocol):
         if self._handshake_done or self.state != _CONNECTING:
             if not self._yielding:
                 self._turn_frames = 0
-            WebSocketServerProtocol.dataReceived(self, data)
+            websocket_data_received(self, data)
             return
         buffered = self._handshake
         if buffered is None:
@@ -383,8 +403,22 @@ class IgorProtocol(WebSocketServerProtocol):
         """Send one text frame (reactor thread); dropped once the socket closes."""
         if self.state != _OPEN:
             return
-        self.sendMessage(payload, False)
-        self._sent(len(payload))
+        size = len(payload)
+        if (
+            self._perMessageCompress is None
+            and not self.send_queue
+            and not 0 < self.maxMessagePayloadSize < size
+        ):
+            # What sendMessage ends in for one unmasked, unfragmented,
+            # uncompressed text frame (the server's frames: see configure),
+            # without its per-frame assertions and debug line (a sixth of
+            # an echo's CPU).  Too large a payload goes through sendMessage,
+            # which refuses it.
+            transport: Any = self.transport
+            transport.write(text_frame_header(size) + payload)
+        else:
+            self.sendMessage(payload, False)
+        self._sent(size)
 
     def _sent(self, size: int) -> None:
         # Counted for the access log, and against the cap of a client that

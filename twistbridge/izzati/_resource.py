@@ -18,7 +18,6 @@ from typing import Any, List, Optional
 from twisted.internet import defer
 from twisted.internet.task import cooperate
 from twisted.logger import Logger
-from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -37,6 +36,7 @@ from twistbridge.izzati._core import (
     json_response,
 )
 from twistbridge.izzati._files import DiskBudget, UploadStore
+from twistbridge.izzati._sender import SENT, FileProducer
 from twistbridge.offload import Offloader, OffloadError
 from twistbridge.registry import Registry
 from twistbridge.request import Refusal
@@ -379,7 +379,7 @@ class _Exchange:
         request.finish()
 
     def send_file(self, result: FileReturn) -> None:
-        """Stream a L{file_return} with a producer."""
+        """Stream a L{file_return} with a producer (L{FileProducer})."""
         try:
             f = open(result.path, "rb")
             size = os.fstat(f.fileno()).st_size
@@ -400,18 +400,11 @@ class _Exchange:
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", result.content_type.encode("latin-1"))
         request.setHeader(b"Content-Length", b"%d" % size)
-        sender = _FileSender()
-        done = sender.beginFileTransfer(f, request)
 
-        def sent(outcome: Any) -> None:
+        def sent(outcome: str) -> None:
+            # A file that shrank: the producer logged it and closed.
             f.close()
-            if not self.lost and not request.finished:
+            if outcome == SENT and not self.lost and not request.finished:
                 request.finish()
 
-        done.addBoth(sent)
-
-
-class _FileSender(FileSender):
-    """L{FileSender} with 64 KiB reads."""
-
-    CHUNK_SIZE = _CHUNK
+        FileProducer(request, f, size, sent).start()
