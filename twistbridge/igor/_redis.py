@@ -44,6 +44,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twistbridge._redisconn import RELEASE as _RELEASE
+from twistbridge._redisconn import RENEW as _RENEW
 from twistbridge._redisconn import RedisConnections, redis_client_available
 from twistbridge.config import BrokerAddress
 from twistbridge.igor._core import UnknownClientError, normalize_client_id
@@ -68,19 +69,6 @@ FLUSH_WAIT = 5.0
 _RAISE = (
     "if tonumber(redis.call('get', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
     "redis.call('set', KEYS[1], ARGV[1]) end return 1"
-)
-
-
-# Renew lease KEYS[1] for ARGV[2] ms if ARGV[1] holds it, or take it again if
-# nobody does (a Redis restarted without its data forgot it while its holder
-# ran on): 1; 0 if another instance holds it.  Safe because the others do
-# not take a lease for one lease time after they reconnect (_lease_tick):
-# a holder that comes back within its lease keeps its process.
-_RENEW_OR_RETAKE = (
-    "local owner = redis.call('get', KEYS[1]) "
-    "if owner == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
-    "if owner then return 0 end "
-    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
 )
 
 
@@ -139,10 +127,6 @@ class RedisBroker:
         self._start: Callable[[Any], None] = lambda pid: None
         self._stop: Callable[[Any], None] = lambda pid: None
         self._stopped = False
-        # After a reconnection, leases are renewed but not taken until then:
-        # a holder that ran on through the outage takes its own back first.
-        self._connected_before = False
-        self._take_after = 0.0
         # What waits for Redis (see _outbox), and the instances to wait for.
         self.outbox = Outbox()
         self._peers: Set[str] = set()
@@ -183,9 +167,6 @@ class RedisBroker:
     def _commands_ready(self, protocol: Any) -> Deferred:
         async def ready() -> None:
             await self._redis.prepared(protocol)
-            if self._connected_before:
-                self._take_after = self._monotonic() + self.lease_ttl
-            self._connected_before = True
             self._commands = protocol
             self._check_up()
             known = [self._high_water, *self.local, *self.remote]
@@ -519,10 +500,8 @@ class RedisBroker:
             sent = self._monotonic()
             key = self._lease_key(process_id)
             if process_id in self._leases:
-                d = self._cmd("eval", _RENEW_OR_RETAKE, [key], [self.instance, ttl_ms])
+                d = self._cmd("eval", _RENEW, [key], [self.instance, ttl_ms])
                 d.addCallback(self._renewed, process_id, sent)
-            elif sent < self._take_after:
-                continue
             else:
                 d = self._cmd(
                     "set",
