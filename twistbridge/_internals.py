@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional, Tuple
 
+from twisted.internet import tcp
+from twisted.protocols.policies import ProtocolWrapper
+
 
 def request_line(channel: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
     """
@@ -198,3 +201,48 @@ def websocket_timers_on(factory: Any, reactor: Any) -> None:
         loop = sys.modules.get("twisted.internet.reactor")
     if reactor is not loop:
         factory._batched_timer = _ReactorTimer(reactor)
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} to C{transport}, sending it on the socket at once when
+    nothing is waiting in the transport's buffer (what asyncio's transports
+    do), else as C{transport.write(data)}.
+
+    C{FileDescriptor.write} only buffers and asks the reactor to watch the
+    socket for writing: every answer then costs two C{epoll_ctl} calls (on,
+    off) and one more reactor iteration before its C{send}.  Sending here
+    keeps the order of the bytes (only an empty buffer is bypassed), and
+    what the socket does not take at once is left to C{transport.write}.
+
+    Only a plain TCP connection is sent on directly (also under
+    L{ProtocolWrapper<twisted.protocols.policies.ProtocolWrapper>}s that
+    forward C{write} unchanged, such as the connection limits'); TLS, UNIX
+    sockets and test transports get C{transport.write}.
+
+    Why private: Twisted has no public "write now" and no public view of a
+    transport's buffer; C{tcp.Connection} keeps it as C{dataBuffer},
+    C{offset} and C{_tempDataBuffer}, and its state as C{connected},
+    C{disconnecting} and C{_writeDisconnected}.
+    """
+    target = transport
+    while type(target).write is ProtocolWrapper.write:
+        target = target.transport
+    if (
+        type(target) is not tcp.Server
+        or not data
+        or target.TLS
+        or not target.connected
+        or target.disconnecting
+        or target._writeDisconnected
+        or target._tempDataBuffer
+        or len(target.dataBuffer) != target.offset
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = target.socket.send(data)
+    except OSError:
+        sent = 0  # would block, interrupted or broken: buffer it, as write does
+    if sent < len(data):
+        target.write(data[sent:])

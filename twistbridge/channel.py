@@ -14,6 +14,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
+
+from twistbridge._internals import write_now
 
 log = Logger()
 
@@ -122,6 +125,54 @@ class BridgeChannel(HTTPChannel):
     _body_mark = 0
     _body_call: Any = None
     _linger: Any = None
+    #: set by L{BridgeRequest.write<twistbridge.request.BridgeRequest.write>}
+    #: around a response's first write: the status line and headers wait
+    #: in C{_head} and go out with the first piece of the body
+    _coalesce = False
+    _head: Optional[bytes] = None
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        """
+        Write a response's status line and headers (as Twisted's channel
+        does), or keep them for the body to follow in the same write while
+        C{_coalesce} is set: one C{send} per plain answer instead of two.
+        """
+        if not isinstance(headers, Headers):
+            HTTPChannel.writeHeaders(self, version, code, reason, headers)
+            return
+        seq = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                seq.extend((name, b": ", value, b"\r\n"))
+        seq.append(b"\r\n")
+        head = b"".join(seq)
+        if self._coalesce:
+            self._head = head
+        else:
+            write_now(self.transport, head)
+
+    def write(self, data: bytes) -> None:
+        """Write response bytes (after the headers kept for them), at once
+        when the transport's buffer is empty (L{write_now})."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        write_now(self.transport, data)
+
+    def writeSequence(self, iovec: Any) -> None:
+        """Write response bytes given as a list, as one L{write}."""
+        self.write(b"".join(iovec))
+
+    def flush_head(self) -> None:
+        """Stop keeping headers back; write those kept, if any."""
+        self._coalesce = False
+        head = self._head
+        if head is not None:
+            self._head = None
+            write_now(self.transport, head)
 
     def dataReceived(self, data: bytes) -> None:
         """Start the header clock at a request's first byte, the body clock

@@ -65,7 +65,7 @@ from twisted.web import http
 from twisted.web.server import Request
 
 from twistbridge._internals import error_page_code, request_line, skip_form_parsing
-from twistbridge.channel import answer_and_close
+from twistbridge.channel import BridgeChannel, answer_and_close
 from twistbridge.hosts import refusal_message
 from twistbridge.logs import access_refused
 
@@ -323,6 +323,22 @@ class BridgeRequest(Request):
                 self.finish()
                 return
         Request.process(self)
+
+    def write(self, data: bytes) -> None:
+        """
+        Write part of the response.  The first write on a
+        L{BridgeChannel} sends the status line, the headers and C{data} in
+        one write to the transport (Twisted's would make it two).
+        """
+        channel = self.channel
+        if self.startedWriting or not isinstance(channel, BridgeChannel):
+            Request.write(self, data)
+            return
+        channel._coalesce = True
+        try:
+            Request.write(self, data)
+        finally:
+            channel.flush_head()
 
     def connectionLost(self, reason: Failure) -> None:
         """The connection went away: tell a consumer whose body never completed."""
