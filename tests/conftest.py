@@ -1,5 +1,6 @@
 """Fixtures shared by every test module."""
 
+import fcntl
 import os
 import re
 import shutil
@@ -16,6 +17,36 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
+
+
+def _built_once(tmp_path_factory, name, build):
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    folder = shared / f"built-{name}"
+    with open(shared / f"built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (folder / ".built").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                (folder / ".built").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory):
+    """
+    C{built_once(name, build)}: the folder C{build(folder)} filled, built
+    once a run however many pytest-xdist workers ask.  The first to take
+    the lock builds it in the run's shared temporary folder; the others wait
+    on the lock and reuse it.  A build that failed is not reused: the next
+    asker builds it again (and fails the same way, with its own message).
+    """
+    return lambda name, build: _built_once(tmp_path_factory, name, build)
 
 
 @pytest.fixture
@@ -259,3 +290,32 @@ def ipv6_loopback():
             s.bind(("::1", 0))
     except OSError as e:
         pytest.skip(f"this machine has no IPv6 loopback (::1): {e}")
+
+
+# -- pytest-xdist's groups ----------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """
+    Keep C{@pytest.mark.xdist_group} working with pytest 9.2: pytest-xdist
+    (3.8) puts a test in its group by suffixing C{item._nodeid} with
+    C{@group} in each worker, which pytest 9.2 no longer reads (a node's id
+    is C{item._id} now), so ``--dist loadgroup`` spread a group over the
+    workers.  Where xdist's own suffix did not take, it is set here; once
+    pytest-xdist sets it itself this does nothing.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # an older pytest: xdist's own suffix works
+        return
+    for item in items:
+        groups = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        suffix = "@" + "_".join(sorted(groups))
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = NodeId.parse(item.nodeid + suffix)
