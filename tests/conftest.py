@@ -37,7 +37,7 @@ def _built_once(tmp_path_factory, name, build):
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def built_once(tmp_path_factory):
     """
     C{built_once(name, build)}: the folder C{build(folder)} filled, built
