@@ -28,6 +28,14 @@ $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet '.[test,docs]'
 	touch $@
 
+# The twistd subprocesses of the tests run the installed copy: `make test`
+# reinstalls it (no deps) only when a file of the package changed since.
+PACKAGE_FILES := pyproject.toml $(shell find twistbridge twisted -type f \
+  -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
+$(VENV)/.installed: $(PACKAGE_FILES) $(VENV)/.test-deps
+	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
+	touch $@
+
 # The socket-activation tests run the real `systemd-socket-activate` (Debian
 # package `systemd`): install it when missing and we may (root with apt-get);
 # otherwise those tests are skipped, saying why.
@@ -109,8 +117,7 @@ browser-deps:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and not root: the browser test will be skipped"; fi
 
-test: $(VENV)/.test-deps browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps redis-deps
-	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
+test: $(VENV)/.installed browser-deps system-deps nginx-deps openrpc-schema docs-deps prometheus-deps redis-deps
 	$(BIN)/ruff check twistbridge tests bench twisted docs
 	$(BIN)/ruff format --check twistbridge tests bench twisted docs
 	$(BIN)/mypy
@@ -128,8 +135,7 @@ lint: $(VENV)/.test-deps
 
 # The property-based tests with many more examples (FUZZ_SCALE times).
 FUZZ_SCALE ?= 50
-fuzz: $(VENV)/.test-deps
-	$(BIN)/pip install --quiet --no-deps --force-reinstall '.'
+fuzz: $(VENV)/.installed
 	TWISTBRIDGE_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/pytest -m hypothesis -q $(PYTEST_ARGS)
 
 clean:

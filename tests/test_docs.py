@@ -24,7 +24,8 @@ import requests
 from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.testing import BridgeProcess, wait_for
 
-# Under pytest-xdist, the manual is built once (built_docs), in one worker.
+# Under pytest-xdist, these tests run in one worker (the other workers go on
+# with theirs meanwhile), and the manual is built once a run (built_docs).
 pytestmark = pytest.mark.xdist_group("docs")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +91,11 @@ def docs_conf() -> dict:
 
 
 @pytest.fixture(scope="module")
-def built_docs(tmp_path_factory):
-    """Build the HTML documentation once, as `make docs` does (-W -n)."""
+def built_docs(built_once):
+    """
+    The HTML documentation, built as `make docs` does (-W -n), once a run
+    whichever pytest-xdist workers run the tests that read it.
+    """
     pytest.importorskip(
         "sphinx", reason="the docs extra is not installed (pip install .[docs])"
     )
@@ -104,26 +108,28 @@ def built_docs(tmp_path_factory):
             f"no {', '.join(missing)}: run `make docs-deps` (Debian's python3-doc "
             "and twisted-doc) to link Python's and Twisted's names"
         )
-    out = tmp_path_factory.mktemp("html")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sphinx",
-            "-W",
-            "-n",
-            "-q",
-            "-b",
-            "html",
-            str(DOCS),
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"sphinx-build -W -n failed:\n{result.stderr}"
-    return out
+
+    def build(out):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sphinx",
+                "-W",
+                "-n",
+                "-q",
+                "-b",
+                "html",
+                str(DOCS),
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"sphinx-build -W -n failed:\n{result.stderr}"
+
+    return built_once("html", build)
 
 
 def test_sphinx_build_has_no_warnings(built_docs):

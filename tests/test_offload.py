@@ -31,22 +31,13 @@ from twistbridge.offload import (
     check_picklable,
     resolve,
 )
-from twistbridge.testing import wait_for
+from twistbridge.testing import process_alive, wait_for
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 if APPS not in sys.path:
     sys.path.insert(0, APPS)  # the workers get our sys.path, so they find it too
 
 import offload_app as app  # noqa: E402
-
-
-def alive(pid: int) -> bool:
-    """Whether C{pid} is a live (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def until(condition, timeout=10.0, what=""):
@@ -65,7 +56,7 @@ def offloader():
     yield o
     pids = o.process_pids()
     pytest_twisted.blockon(o.stopService())
-    assert [p for p in pids if alive(p)] == []
+    assert [p for p in pids if process_alive(p)] == []
 
 
 # resolve --------------------------------------------------------------------
@@ -264,7 +255,7 @@ async def test_sigkill_mid_call(offloader, tmp_path):
     )
     r = await offloader.in_process(app.where)
     assert r["pid"] != pid
-    assert not alive(pid)
+    assert not process_alive(pid)
 
 
 @pytest_twisted.ensureDeferred
@@ -284,7 +275,7 @@ async def test_timeout_kills_the_worker_and_the_pool_recovers():
             f"sleep did not finish within 5 s: its worker process {first['pid']} "
             "was killed and replaced"
         )
-        assert not alive(first["pid"])
+        assert not process_alive(first["pid"])
         second = await o.in_process(app.where)
         assert second["pid"] != first["pid"]
         assert o.stats()["processes"]["timed_out"] == 1
@@ -581,7 +572,7 @@ async def test_stop_lets_running_calls_finish_then_refuses_new_ones():
     assert await running == 0.3
     assert await queued == 3
     await stopped
-    assert [p for p in pids if alive(p)] == []
+    assert [p for p in pids if process_alive(p)] == []
 
 
 @pytest_twisted.ensureDeferred
@@ -601,7 +592,7 @@ async def test_stop_kills_a_busy_worker_after_the_grace_period(tmp_path):
         f"pid_then_sleep was still running when the process pool stopped: "
         f"its worker process {pid} was killed"
     )
-    assert not alive(pid)
+    assert not process_alive(pid)
 
 
 @pytest_twisted.ensureDeferred
@@ -728,7 +719,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
                 },
             )
             assert offload(server, "add", "process", 2, 3) == (200, {"result": 5})
-            assert not alive(stuck)
+            assert not process_alive(stuck)
             stats = pools(server)["processes"]
             # Calls came one at a time: one worker, replaced twice.
             assert (stats["crashed"], stats["timed_out"], stats["workers"]) == (1, 1, 1)
@@ -772,7 +763,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
             status = server.stop()
             assert time.monotonic() - started < 10
             assert status in (0, -signal.SIGTERM)
-            assert [p for p in workers if alive(p)] == []
+            assert [p for p in workers if process_alive(p)] == []
             assert "killing 1 worker(s) still busy" in server.output
     finally:
         server.stop()
@@ -837,7 +828,7 @@ def test_twistd_killed_outright_leaves_no_worker(apps_env, tmp_path):
             with pytest.raises(requests.ConnectionError):
                 pending.result()
         # The kernel kills a worker whose server died (PR_SET_PDEATHSIG).
-        wait_for(lambda: not alive(worker), 10, what=f"worker {worker} to die")
+        wait_for(lambda: not process_alive(worker), 10, what=f"worker {worker} to die")
     finally:
         server.stop()
 

@@ -8,32 +8,40 @@ import venv
 
 import pytest
 
-# Under pytest-xdist, the wheel is built and installed once, in one worker.
+# Under pytest-xdist, these tests run in one worker, and the venv is made
+# once a run (fresh_venv).
 pytestmark = pytest.mark.xdist_group("packaging")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory):
-    target = tmp_path_factory.mktemp("venv")
-    venv.create(target, with_pip=True)
-    python = str(target / "bin" / "python")
-    # Install from a copy of the sources, as `pip install .` of a clone would.
-    source = tmp_path_factory.mktemp("build") / "src"
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=shutil.ignore_patterns(
-            ".venv", ".git", "build", "*.egg-info", "__pycache__"
-        ),
-    )
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", str(source)],
-        check=True,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
-    return target
+def fresh_venv(built_once):
+    """
+    A fresh venv with the package `pip install`ed from a copy of the
+    sources, made once a run whichever pytest-xdist workers read it.
+    """
+
+    def build(folder):
+        target = folder / "venv"
+        venv.create(target, with_pip=True)
+        python = str(target / "bin" / "python")
+        # Install from a copy of the sources, as `pip install .` of a clone would.
+        source = folder / "src"
+        shutil.copytree(
+            ROOT,
+            source,
+            ignore=shutil.ignore_patterns(
+                ".venv", ".git", "build", "*.egg-info", "__pycache__"
+            ),
+        )
+        subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", str(source)],
+            check=True,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )
+
+    return built_once("packaging", build) / "venv"
 
 
 def site_packages(target):

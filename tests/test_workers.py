@@ -17,7 +17,13 @@ import pytest
 import requests
 from jsonrpcclient import Ok, parse, request
 
-from twistbridge.testing import BridgeProcess, free_port, twistd_path, wait_for
+from twistbridge.testing import (
+    BridgeProcess,
+    free_port,
+    process_alive,
+    twistd_path,
+    wait_for,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
@@ -105,14 +111,6 @@ def seen_pids(server, wanted, timeout=30):
     return seen
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
     with workers(redis_server) as server:
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
@@ -181,7 +179,7 @@ def test_sigterm_drains_every_worker_and_exits_0(redis_server):
     assert sorted(answers) == list(range(6))
     assert {a[1] for a in answers.values()} == {"done"}
     assert {a[0] for a in answers.values()} <= set(pids)
-    assert not any(alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
     assert "workers: every worker exited" in server.output
 
 
@@ -250,7 +248,11 @@ def test_the_workers_die_with_a_killed_supervisor(redis_server):
     try:
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
         os.kill(server.process.pid, signal.SIGKILL)
-        wait_for(lambda: not any(alive(p) for p in pids), 15, what="the workers to die")
+        wait_for(
+            lambda: not any(process_alive(p) for p in pids),
+            15,
+            what="the workers to die",
+        )
     finally:
         server.stop()
 
@@ -341,9 +343,9 @@ def test_daemon_mode_the_pidfile_is_the_supervisors(redis_server, tmp_path):
         server.addresses["http"] = address
         assert seen_pids(server, pids) == set(pids)
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not alive(pid), 20, what="the supervisor to exit")
+        wait_for(lambda: not process_alive(pid), 20, what="the supervisor to exit")
         wait_for(lambda: not pidfile.exists(), 5, what="the pidfile removed")
-        assert not any(alive(p) for p in pids)
+        assert not any(process_alive(p) for p in pids)
         log = logfile.read_text()
         assert log.count("shutdown complete") == 2  # each worker drained
         assert "workers: every worker exited" in log
@@ -351,7 +353,7 @@ def test_daemon_mode_the_pidfile_is_the_supervisors(redis_server, tmp_path):
         own = [line for line in log.splitlines() if "] worker " not in line]
         assert not [line for line in own if "Traceback" in line], log
     finally:
-        if alive(pid):
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: The checkout, where the runs start (node ids relative to it).
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 #: Test files, relative to this folder, that bind fixed ports.
 FIXED_PORT_FILES = (
@@ -13,6 +15,34 @@ FIXED_PORT_FILES = (
     "izzati/test_readme.py",
     "jsonrpc/test_examples.py",
 )
+
+#: The slow tests of those files (node ids relative to this folder), each run
+#: in a namespace of its own apart from the rest of its file, so that
+#: pytest-xdist's workers run them side by side: they wait on the originals'
+#: own pauses, not on the CPU.
+SLOW_FIXED_PORT_TESTS = (
+    "jsonrpc/test_examples.py::test_parallel_executing",
+    "jsonrpc/test_examples.py::test_parallel_executing_manual_config",
+    "jsonrpc/test_examples.py::test_restart",
+)
+
+
+def fixed_port_runs():
+    """
+    What test_fixed_ports.py runs, a namespace each: C{(name, pytest
+    arguments)}, every fixed-port test exactly once, from L{ROOT}.
+    """
+
+    def node(test):
+        return os.path.relpath(os.path.join(HERE, test), ROOT)
+
+    runs = [(slow, [node(slow)]) for slow in SLOW_FIXED_PORT_TESTS]
+    for path in FIXED_PORT_FILES:
+        split = [t for t in SLOW_FIXED_PORT_TESTS if t.startswith(path + "::")]
+        deselect = [arg for t in split for arg in ("--deselect", node(t))]
+        runs.append((path + (" (the rest)" if split else ""), [node(path), *deselect]))
+    return runs
+
 
 #: Set inside the namespace: run those files here.
 INSIDE = "TWISTBRIDGE_OWN_NETWORK"

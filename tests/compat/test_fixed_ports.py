@@ -1,27 +1,32 @@
-"""The fixed-port test files, each in a network namespace of its own (see conftest.py)."""
+"""
+The fixed-port test files, each in a network namespace of its own (see
+conftest.py), their slowest tests apart (compat_ports.fixed_port_runs).
+"""
 
 import os
+import shlex
 import subprocess
 import sys
 
 import pytest
-from compat_ports import FIXED_PORT_FILES, HERE, INSIDE, own_network_usable
+from compat_ports import INSIDE, ROOT, fixed_port_runs, own_network_usable
+
+RUNS = fixed_port_runs()
 
 
-@pytest.mark.parametrize("path", FIXED_PORT_FILES)
-def test_in_own_network(path):
+@pytest.mark.parametrize("args", [a for _, a in RUNS], ids=[n for n, _ in RUNS])
+def test_in_own_network(args):
     if os.environ.get(INSIDE) or not own_network_usable():
         pytest.skip("run directly: no private network namespace here")
-    command = (
-        "ip link set lo up && exec "
-        f"{sys.executable} -m pytest -q -p no:randomly {os.path.join(HERE, path)}"
+    command = "ip link set lo up && exec " + shlex.join(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
     )
     env = dict(os.environ, **{INSIDE: "1"})
     done = subprocess.run(
         ["unshare", "-rn", "sh", "-c", command],
         capture_output=True,
         env=env,
-        cwd=os.path.dirname(os.path.dirname(HERE)),
+        cwd=ROOT,
         timeout=300,
     )
     output = done.stdout.decode() + done.stderr.decode()

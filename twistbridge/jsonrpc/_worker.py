@@ -156,6 +156,15 @@ def _main_module() -> Any:
     return sys.modules.get("__mp_main__") or sys.modules["__main__"]
 
 
+def _locks(link: _Link, which: Dict[str, Any]) -> Tuple[Callable[..., Any], ...]:
+    """C{lock}, C{unlock} and C{wait} of the main process's target C{which} names."""
+    return (
+        lambda: link.ask("lock", **which),
+        lambda exclusive=False: link.ask("unlock", exclusive=exclusive, **which),
+        lambda returnStatus=False: _wait(link, which, returnStatus),
+    )
+
+
 class _Calls(dict):
     """C{_connection.call} in a worker process."""
 
@@ -163,20 +172,10 @@ class _Calls(dict):
         conn = link.conn
         this = {"path": conn.get("path"), "method": conn.get("method")}
 
-        def lock(dispatcher: Any = None) -> None:
-            link.ask("lock", dispatcher=_dispatcher_id(dispatcher))
+        def of(dispatcher: Any) -> Tuple[Callable[..., Any], ...]:
+            return _locks(link, {"dispatcher": _dispatcher_id(dispatcher)})
 
-        def unlock(dispatcher: Any = None, exclusive: bool = False) -> None:
-            link.ask(
-                "unlock", dispatcher=_dispatcher_id(dispatcher), exclusive=exclusive
-            )
-
-        def wait(dispatcher: Any = None, returnStatus: bool = False) -> Any:
-            return _wait(link, {"dispatcher": _dispatcher_id(dispatcher)}, returnStatus)
-
-        def this_wait(returnStatus: bool = False) -> Any:
-            return _wait(link, {"this": this}, returnStatus)
-
+        lock_this, unlock_this, wait_this = _locks(link, {"this": this})
         super().__init__(
             eval=lambda code, scope=None, wait=True, cb=None: link.later(
                 lambda: link.ask("eval", code=code, scope=scope), wait, cb
@@ -199,14 +198,16 @@ class _Calls(dict):
             ),
             log=lambda level, *args: _log(link, level, args),
             sleep=time.sleep,
-            lock=lock,
-            unlock=unlock,
-            wait=wait,
-            lockThis=lambda: link.ask("lock", this=this),
-            unlockThis=lambda exclusive=False: link.ask(
-                "unlock", this=this, exclusive=exclusive
+            lock=lambda dispatcher=None: of(dispatcher)[0](),
+            unlock=lambda dispatcher=None, exclusive=False: of(dispatcher)[1](
+                exclusive
             ),
-            waitThis=this_wait,
+            wait=lambda dispatcher=None, returnStatus=False: of(dispatcher)[2](
+                returnStatus
+            ),
+            lockThis=lock_this,
+            unlockThis=unlock_this,
+            waitThis=wait_this,
         )
         backend = conn.get("execBackend")
         if getattr(backend, "ipc", False):
@@ -363,7 +364,20 @@ def flag_calls(
 
         background(go)
 
+    def by_id(op: str) -> Dict[str, Callable[..., Any]]:
+        # the operations of a lockId alone, and their ...Async forms
+        name = f"IPCFlag{op.capitalize()}"
+        return {
+            name: lambda lockId: run(op, lockId=lockId),
+            f"{name}Async": lambda lockId, cb=None, forceNative=False: later(
+                op, lockId, cb
+            ),
+        }
+
     return {
+        **by_id("release"),
+        **by_id("get"),
+        **by_id("clear"),
         "IPCFlagCapture": lambda lockId=None, limit=1, block=True, onlyExisted=False, sleepMethod=None, timeout=None: (
             run(
                 "capture",
@@ -374,8 +388,6 @@ def flag_calls(
                 timeout=timeout,
             )
         ),
-        "IPCFlagRelease": lambda lockId: run("release", lockId=lockId),
-        "IPCFlagGet": lambda lockId: run("get", lockId=lockId),
         "IPCFlagCheck": lambda lockId, value=0, block=True, onlyExisted=True, sleepMethod=None, timeout=None: (
             run(
                 "check",
@@ -386,20 +398,10 @@ def flag_calls(
                 timeout=timeout,
             )
         ),
-        "IPCFlagClear": lambda lockId: run("clear", lockId=lockId),
         "IPCFlagCaptureAsync": lambda lockId, cb=None, limit=1, onlyExisted=False, forceNative=False: (
             later("capture", lockId, cb, limit=limit, onlyExisted=onlyExisted)
         ),
-        "IPCFlagReleaseAsync": lambda lockId, cb=None, forceNative=False: later(
-            "release", lockId, cb
-        ),
-        "IPCFlagGetAsync": lambda lockId, cb=None, forceNative=False: later(
-            "get", lockId, cb
-        ),
         "IPCFlagCheckAsync": lambda lockId, cb=None, value=0, onlyExisted=True, forceNative=False: (
             later("check", lockId, cb, value=value, onlyExisted=onlyExisted)
-        ),
-        "IPCFlagClearAsync": lambda lockId, cb=None, forceNative=False: later(
-            "clear", lockId, cb
         ),
     }

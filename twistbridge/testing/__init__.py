@@ -34,6 +34,7 @@ from twistbridge.testing._process import (
     JsonLinesClient,
     free_port,
     fuzz_examples,
+    process_alive,
     twistd_path,
     wait_for,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "TestReactor",
     "free_port",
     "fuzz_examples",
+    "process_alive",
     "twistd_path",
     "wait_for",
 ]

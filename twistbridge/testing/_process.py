@@ -248,3 +248,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def process_alive(pid: int) -> bool:
+    """
+    Whether process C{pid} is alive: it exists and is not a zombie (a
+    child that exited and was not reaped yet counts as gone), read from
+    C{/proc} (Linux).  C{wait_for(lambda: not process_alive(pid), 10)}
+    waits for a process to be gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -7,15 +7,13 @@ sockets.
 """
 
 import os
-import subprocess
-import sys
 import textwrap
-import threading
 
 import pytest
 import requests
+from flask_programs import start_program, stop_program
 
-from twistbridge.testing import BridgeProcess, free_port, wait_for
+from twistbridge.testing import BridgeProcess
 
 APPS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "apps")
 
@@ -50,36 +48,16 @@ def program(tmp_path):
     started = []
 
     def run(custom=False):
-        port = free_port()
-        path = tmp_path / f"fix{len(started)}.py"
-        path.write_text(PROGRAM.format(port=port, custom=custom))
-        process = subprocess.Popen(
-            [sys.executable, str(path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        process, url = start_program(
+            tmp_path / f"fix{len(started)}.py",
+            lambda port: PROGRAM.format(port=port, custom=custom),
         )
         started.append(process)
-        output = []
-        threading.Thread(
-            target=lambda: output.extend(process.stdout), daemon=True
-        ).start()
-
-        def up():
-            if process.poll() is not None:
-                raise RuntimeError(b"".join(output).decode())
-            try:
-                requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-            except requests.ConnectionError:
-                return False
-            return True
-
-        wait_for(up, 30, what="the program listening")
-        return f"http://127.0.0.1:{port}"
+        return url
 
     yield run
     for process in started:
-        process.terminate()
-        process.wait(15)
+        stop_program(process)
 
 
 def post(url, method):

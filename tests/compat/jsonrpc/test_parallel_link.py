@@ -6,15 +6,11 @@ asked, results through fixJSON, and the errors a worker method gets.
 Over real sockets, with real worker processes.
 """
 
-import subprocess
-import sys
 import textwrap
-import threading
 
 import pytest
 import requests
-
-from twistbridge.testing import free_port, wait_for
+from flask_programs import start_program, stop_program
 
 PROGRAM = textwrap.dedent(
     """
@@ -64,28 +60,12 @@ PROGRAM = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    port = free_port()
-    path = tmp_path_factory.mktemp("link") / "link.py"
-    path.write_text(PROGRAM.format(port=port))
-    process = subprocess.Popen(
-        [sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    process, url = start_program(
+        tmp_path_factory.mktemp("link") / "link.py",
+        lambda port: PROGRAM.format(port=port),
     )
-    output = []
-    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
-
-    def up():
-        if process.poll() is not None:
-            raise RuntimeError(b"".join(output).decode())
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-        except requests.ConnectionError:
-            return False
-        return True
-
-    wait_for(up, 30, what="the program listening")
-    yield f"http://127.0.0.1:{port}/api"
-    process.terminate()
-    process.wait(15)
+    yield f"{url}/api"
+    stop_program(process)
 
 
 def call(url, method):
