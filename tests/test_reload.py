@@ -55,7 +55,9 @@ def dev_server(tmp_path):
         yield server
 
 
-def served_version_becomes(server, expected, bound=2.0):
+def served_version_becomes(server, expected, bound=15.0):
+    # (A restart imports the app anew: seconds on a loaded machine.  How fast
+    # is for a benchmark; this checks that the edit is served.)
     seen = []
 
     def check():

@@ -648,7 +648,8 @@ def test_parallel_executing_manual_config(example):
     assert call(ipc, "captureAsync")[0] == Ok(None, 1)
     running.wait_line(r"stdout: CaptureAsync ended \(myExecBackend#child\): 1$")
     assert call(ipc2, "getAsync")[0] == Ok(None, 1)
-    # (printed from a thread: a log line may come between it and its newline)
-    running.wait_line(r"^GetAsync ended \(simple\): 1(?!\d)")
+    # (printed from a thread: a log line, which starts with its date, may
+    # come between it and its newline)
+    running.wait_line(r"^GetAsync ended \(simple\): 1(?:(?!\d)|(?=\d{4}-\d\d-\d\d))")
     # stats2 runs in the pool and reads the main server's stats
     assert call(API, "stats2")[0].result["methods"]["/api echo"]["count"] == 2
