@@ -100,20 +100,20 @@ CASES = {
 }
 
 
+def read_to_close(sock):
+    """What C{sock} receives until the other side closes."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def exchange(port, raw):
     """Send C{raw}, read until the server closes; C{Date} and the Twisted
     version blanked."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(raw)
-        out = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        sock.close()
+        out = read_to_close(sock)
     out = re.sub(rb"Date: [^\r]*", b"Date: -", out)
     return re.sub(rb"Server: TwistedWeb/[^\r]*", b"Server: TwistedWeb/-", out)
 
@@ -195,15 +195,7 @@ async def test_write_now_behind_buffered_bytes_keeps_their_order():
         write_now(server.transport, b"second")
         server.transport.loseConnection()
 
-        def read_all():
-            out = b""
-            while True:
-                chunk = client.recv(100)
-                if not chunk:
-                    return out
-                out += chunk
-
-        assert await threads.deferToThread(read_all) == b"first second"
+        assert await threads.deferToThread(read_to_close, client) == b"first second"
     finally:
         client.close()
         await port.stopListening()

@@ -71,22 +71,8 @@ def upload_tmp(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_server(upload_tmp):
-    env = dict(os.environ)
-    apps = os.path.join(os.path.dirname(os.path.dirname(__file__)), "apps")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [apps, env.get("PYTHONPATH")]))
-    env["TMPDIR"] = str(upload_tmp)
-    with BridgeProcess(
-        [
-            "--app",
-            "izzati_test_app:bridge",
-            "--igor-port",
-            "none",
-            "--bgpy-port",
-            "none",
-        ],
-        env=env,
-    ) as server:
+def app_server(upload_tmp, izzati_app):
+    with izzati_app(upload_tmp) as server:
         yield server
 
 

@@ -12,28 +12,14 @@ from urllib.parse import urlencode
 import pytest
 
 from twistbridge.izzati._sender import CHUNK, SENT, SHORT, STOPPED, FileProducer
-from twistbridge.testing import BridgeProcess, wait_for
+from twistbridge.testing import wait_for
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    env = dict(os.environ)
-    apps = os.path.join(os.path.dirname(os.path.dirname(__file__)), "apps")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [apps, env.get("PYTHONPATH")]))
-    env["TMPDIR"] = str(tmp_path_factory.mktemp("izzati-file-tmp"))
-    with BridgeProcess(
-        [
-            "--app",
-            "izzati_test_app:bridge",
-            "--igor-port",
-            "none",
-            "--bgpy-port",
-            "none",
-        ],
-        env=env,
-    ) as process:
+def server(tmp_path_factory, izzati_app):
+    with izzati_app(tmp_path_factory.mktemp("izzati-file-tmp")) as process:
         yield process
 
 
