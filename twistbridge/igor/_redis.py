@@ -57,6 +57,8 @@ log = Logger(namespace="twistbridge.igor.broker")
 LEASE_TTL = 3.0
 #: Seconds a client's presence key lasts unless its instance renews it.
 PRESENCE_TTL = 15.0
+#: Presence keys renewed by one script (one round trip) at most.
+PRESENCE_BATCH = 1000
 #: Automatic client ids taken from Redis at a time.
 ID_BLOCK = 100
 #: Seconds a reconnected instance waits at most for the instances it knew
@@ -74,6 +76,13 @@ _RENEW = (
     "if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
     "if holder then return 0 end "
     "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
+)
+
+# Set each of KEYS (presence keys) to ARGV[1] (this instance), expiring in
+# ARGV[2] seconds: a presence renewal in one round trip.
+_PRESENT = (
+    "for _, key in ipairs(KEYS) do "
+    "redis.call('set', key, ARGV[1], 'EX', ARGV[2]) end return #KEYS"
 )
 
 # Take lease KEYS[1] for ARGV[1] for ARGV[2] ms if it is free and ARGV[3] is
@@ -392,12 +401,15 @@ class RedisBroker:
             return None
 
         async def tick() -> None:
-            for client_id in list(self.local):
+            # One round trip per PRESENCE_BATCH clients (one script setting
+            # all their keys), not one per client.
+            keys = [self._client_key(client_id) for client_id in list(self.local)]
+            for start in range(0, len(keys), PRESENCE_BATCH):
                 await self._cmd(
-                    "set",
-                    self._client_key(client_id),
-                    self.instance,
-                    expire=int(self.presence_ttl),
+                    "eval",
+                    _PRESENT,
+                    keys[start : start + PRESENCE_BATCH],
+                    [self.instance, str(int(self.presence_ttl))],
                 )
             remote: Dict[Any, str] = {}
             cursor = 0
