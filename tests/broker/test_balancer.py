@@ -5,7 +5,6 @@ websocket-client clients through nginx only.
 """
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -61,28 +60,14 @@ def documented_commands(redis_url):
 
 
 def local_site(site, tmp, port, instances):
-    """The page's site with the test's ports, in what Debian's nginx.conf adds."""
+    """The page's site with the test's ports (nginx_conf wraps it as Debian does)."""
     for documented, instance in zip((5020, 5021, 5022), instances):
         site = site.replace(f"127.0.0.1:{documented};", f"127.0.0.1:{instance.port()};")
         site = site.replace(f"127.0.0.1:{documented} ", f"127.0.0.1:{instance.port()} ")
     site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     assert site.count("server 127.0.0.1:") == 3
     assert all(f":{i.port()} " in site for i in instances)
-    indented = re.sub(r"(?m)^", "    ", site)
-    return f"""
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{}}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{indented}
-}}
-"""
+    return site
 
 
 class Cluster:
@@ -124,7 +109,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_server, instance_class, listen):
+def cluster(tmp_path, redis_server, instance_class, listen, nginx_conf):
     instances = []
     nginx = None
     try:
@@ -136,7 +121,8 @@ def cluster(tmp_path, redis_server, instance_class, listen):
             wait_for(lambda i=instance: i.health()["status"] == "ok", 15, what="up")
         port = free_port()
         conf = tmp_path / "nginx.conf"
-        conf.write_text(local_site(page_block("nginx"), tmp_path, port, instances))
+        site = local_site(page_block("nginx"), tmp_path, port, instances)
+        conf.write_text(nginx_conf(site, tmp_path))
         check = subprocess.run(
             [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)],
             capture_output=True,
