@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 from twistbridge._redisconn import (
     RELEASE,
     RENEW,
-    RedisConnections,
+    RedisBrokerBase,
 )
 from twistbridge.bgpy._pickle import RefusedGlobal, load_task
 from twistbridge.bgpy._tasks import (
@@ -195,7 +195,7 @@ class _Capture:
         self.respond(args, error=kind == "ERROR")
 
 
-class BgpyCluster:
+class BgpyCluster(RedisBrokerBase):
     """
     The bgpy tasks shared through Redis (see the module's docstring).
 
@@ -219,12 +219,7 @@ class BgpyCluster:
         monotonic: Callable[[], float] = time.monotonic,
         max_wait: Optional[float] = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
-        self.address = address
+        RedisBrokerBase.__init__(self, address, reactor, "bgpy")
         self.offloader = offloader
         self.configured = configured
         self.policy = policy
@@ -238,13 +233,6 @@ class BgpyCluster:
         self._heard: Dict[str, float] = {}
         # (Holder) the requests it has, queued or running: id -> instance.
         self._have: Dict[str, str] = {}
-        self.instance = uuid.uuid4().hex
-        self.prefix = f"twistbridge:{address.db}:bgpy:"
-        self.up = False
-        self.reason = "connecting to Redis"
-        self._commands: Any = None
-        self._subscriber: Any = None
-        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
         self._loop: Any = None
         self._until: Optional[float] = None  # lease held until (monotonic)
         self._waiting: Dict[str, Deferred] = {}

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 from twisted.internet import defer
@@ -44,7 +43,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twistbridge._redisconn import RELEASE as _RELEASE
-from twistbridge._redisconn import RedisConnections, redis_client_available
+from twistbridge._redisconn import RedisBrokerBase, redis_client_available
 from twistbridge.config import BrokerAddress
 from twistbridge.igor._core import UnknownClientError, normalize_client_id
 from twistbridge.igor._outbox import Outbox
@@ -108,7 +107,7 @@ def _id_text(client_id: Any) -> str:
     return json.dumps(client_id)
 
 
-class RedisBroker:
+class RedisBroker(RedisBrokerBase):
     """
     A broker shared through Redis (see the module's docstring).
 
@@ -129,27 +128,15 @@ class RedisBroker:
         presence_ttl: float = PRESENCE_TTL,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
-        self.address = address
+        RedisBrokerBase.__init__(self, address, reactor, "igor")
         self.lease_ttl = lease_ttl
         self.presence_ttl = presence_ttl
         self._monotonic = monotonic
-        self.instance = uuid.uuid4().hex
-        self.prefix = f"twistbridge:{address.db}:igor:"
         self.remote: Dict[Any, str] = {}
         self.local: Set[Any] = set()
-        self.up = False
-        self.reason = "connecting to Redis"
         self._ids: List[int] = []
         self._fetching_ids = False
         self._high_water = 0
-        self._commands: Any = None
-        self._subscriber: Any = None
-        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
         self._ticks: List[Any] = []
         self._deliver_all: Callable[[bytes], None] = lambda payload: None
         self._deliver: Callable[[Any, bytes], bool] = lambda cid, payload: False
