@@ -14,6 +14,7 @@ instances sharing a Redis broker (--broker), in one run:
 
     .venv/bin/python bench/broker_bench.py
     .venv/bin/python bench/broker_bench.py --clients 1000 --bursts 3   # quick
+    .venv/bin/python bench/broker_bench.py --idle-only --rounds 3  # upkeep only
 
 The load generator is the raw asyncio WebSocket client of igor_bench.py in
 this process (it counts frames, it does not parse them); the servers and a
@@ -223,7 +224,42 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+async def idle_only(args: argparse.Namespace) -> None:
+    """The two instances' idle CPU with the clients spread over them, per round."""
+    redis = Redis()
+    try:
+        a, b = Instance(redis.url).start(), Instance(redis.url).start()
+        try:
+            for i in (a, b):
+                wait_for(lambda i=i: i.health()["status"] == "ok", 15, what="broker up")
+            half = args.clients // 2
+            conns = await open_many(a.port(), half)
+            conns += await open_many(b.port(), args.clients - half)
+            await asyncio.sleep(1.0)  # (the clients' presence settles)
+            rounds = [
+                await idle_cpu([a, b], args.idle_seconds) for _ in range(args.rounds)
+            ]
+            for c in conns:
+                c.close()
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        redis.stop()
+    figures = ", ".join(f"{r * 100:.1f}%" for r in rounds)
+    print(
+        f"2 instances idle with {args.clients:,} clients (presence upkeep), "
+        f"{args.idle_seconds:g} s rounds: {figures} of a core; "
+        f"best {min(rounds) * 100:.1f}%, median "
+        f"{sorted(rounds)[len(rounds) // 2] * 100:.1f}%; load average "
+        f"{open('/proc/loadavg').read().split()[0]}"
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
+    if args.idle_only:
+        await idle_only(args)
+        return
     results: Dict[str, Any] = {}
     # One instance, no broker: prepared against one frame per client.
     with Instance() as one:
@@ -324,6 +360,10 @@ def main() -> None:
     parser.add_argument(
         "--idle-seconds", type=float, default=10.0, help="idle CPU measured over"
     )
+    parser.add_argument(
+        "--idle-only", action="store_true", help="only the idle upkeep, per round"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --idle-only")
     args = parser.parse_args()
     raise_fd_limit(args.clients * 2 + 200)
     asyncio.run(run(args))

@@ -57,6 +57,35 @@ def apps_env():
     return env
 
 
+def debian_nginx_conf(site, tmp):
+    """
+    C{site} (an nginx site, as a page shows it) in what Debian's
+    /etc/nginx/nginx.conf wraps a site in, minus its root paths: every file
+    nginx writes is under C{tmp}.
+    """
+    indented = re.sub(r"(?m)^", "    ", site)
+    return f"""
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{}}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+{indented}
+}}
+"""
+
+
+@pytest.fixture(scope="session")
+def nginx_conf():
+    """debian_nginx_conf(site, tmp): an nginx.conf running C{site} as a user."""
+    return debian_nginx_conf
+
+
 @pytest.fixture(scope="module")
 def demo_server():
     """The demo app in a real `twistd -n bridge` on ephemeral ports."""

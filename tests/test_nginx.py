@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import ssl
 import subprocess
@@ -43,7 +42,10 @@ def documented_site() -> str:
 
 
 def local_site(site: str, tmp: Path, tls_port: int, http_port: int) -> str:
-    """The same site with this test's ports and a self-signed certificate."""
+    """
+    The same site with this test's ports and a self-signed certificate (the
+    C{nginx_conf} fixture wraps it as Debian's nginx.conf does).
+    """
     subprocess.run(
         [
             "openssl",
@@ -71,29 +73,11 @@ def local_site(site: str, tmp: Path, tls_port: int, http_port: int) -> str:
         .replace("/etc/ssl/bridge.key", str(tmp / "bridge.key"))
     )
     assert replaced.count(str(tmp)) == 2 and f":{tls_port} " in replaced
-    # What Debian's /etc/nginx/nginx.conf wraps a site in, minus root paths.
-    return f"""
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{}}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{site_indent(replaced)}
-}}
-"""
-
-
-def site_indent(text: str) -> str:
-    return re.sub(r"(?m)^", "    ", text)
+    return replaced
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory):
+def proxied(tmp_path_factory, nginx_conf):
     tmp = tmp_path_factory.mktemp("nginx")
     with BridgeProcess(
         [
@@ -105,7 +89,8 @@ def proxied(tmp_path_factory):
     ) as server:
         tls_port = free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(local_site(documented_site(), tmp, tls_port, server.port()))
+        site = local_site(documented_site(), tmp, tls_port, server.port())
+        conf.write_text(nginx_conf(site, tmp))
         check = subprocess.run(
             [NGINX, "-t", "-p", str(tmp), "-c", str(conf)],
             capture_output=True,

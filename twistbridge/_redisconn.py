@@ -8,11 +8,12 @@ The Igor broker (L{twistbridge.igor._redis}) and the bgpy broker
 (L{twistbridge.bgpy._cluster}) both connect through L{RedisFactory} and
 L{RecordingEndpoint} under Twisted's C{ClientService}, which reconnects with
 backoff: L{RedisConnections} keeps a broker's two connections (commands and
-subscriptions).
+subscriptions), built by L{RedisBrokerBase} with what both brokers set up.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Callable, List, Optional, Set
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -27,6 +28,7 @@ __all__ = [
     "RELEASE",
     "RENEW",
     "RecordingEndpoint",
+    "RedisBrokerBase",
     "RedisConnections",
     "RedisFactory",
     "broker_endpoint",
@@ -260,3 +262,38 @@ class RedisConnections:
             await defer.gatherResults([s.stopService() for s in services])
 
         return defer.ensureDeferred(stop())
+
+
+class RedisBrokerBase:
+    """
+    What the Igor and the bgpy brokers set up alike: the reactor (the
+    global one by default), a random instance id (new each start), the
+    prefix of their names in Redis (C{twistbridge:<db>:<kind>:}), the state
+    for C{/health}, and their L{RedisConnections}, which report to the
+    subclass's C{_unreachable(why)} and C{_lost(protocol)}.
+
+    @ivar instance: this instance's id.
+    @ivar up: both connections to Redis are ready.
+    @ivar reason: why it is not up (C{/health}).
+    """
+
+    def __init__(self, address: BrokerAddress, reactor: Any, kind: str) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.reactor = reactor
+        self.address = address
+        self.instance = uuid.uuid4().hex
+        self.prefix = f"twistbridge:{address.db}:{kind}:"
+        self.up = False
+        self.reason = "connecting to Redis"
+        self._commands: Any = None
+        self._subscriber: Any = None
+        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
+
+    def _unreachable(self, why: str) -> None:
+        raise NotImplementedError
+
+    def _lost(self, protocol: Any) -> None:
+        raise NotImplementedError

@@ -161,6 +161,7 @@ class Runtime:
                 rt.machine.configured,
                 reactor=self.reactor,
                 policy=rt.allow_modules,
+                max_wait=s.call_timeout,
             )
         return rt
 

@@ -237,6 +237,23 @@ def instances(redis_server):
         instance.stop()
 
 
+def ws(instance):
+    """The Igor WebSocket URL of C{instance}."""
+    return instance.url("/ws", scheme="ws")
+
+
+def holder_of(instances):
+    """The instance running the relay process (as /health says), and the other."""
+
+    def find():
+        held = [i for i in instances if i.health()["broker"]["processes"] == ["relay"]]
+        return held[0] if len(held) == 1 else None
+
+    holder = wait_for(find, 15, what="one instance to hold the relay lease")
+    (other,) = [i for i in instances if i is not holder]
+    return holder, other
+
+
 class StalledRedis:
     """Commands that answer only when the test says (a Redis that stalls)."""
 

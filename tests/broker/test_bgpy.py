@@ -302,3 +302,30 @@ def test_redis_stopped_then_restarted(redis_server):
         lines.close()
     finally:
         stop_all(started)
+
+
+def test_a_task_longer_than_the_request_timeout_through_a_forwarding_instance(
+    redis_server,
+):
+    """
+    A 3 s EXEC through B (not the holder): B hears twice a second that the
+    holder still has it, so it waits for its answer instead of giving it up
+    at 2 s; the state it left is stored, and the next EXEC sees it.
+    """
+    started = []
+    try:
+        a, b = holder_first(redis_server, started)
+        on_b = real(b)
+        began = time.monotonic()
+        assert on_b.execute(
+            {"command": "sleep", "seconds": 3}, await_response=True
+        ) == second(slept=3)
+        assert time.monotonic() - began >= 3.0
+        assert on_b.execute({"command": "get"}, await_response=True) == second(
+            request_count=2, value=1000
+        )
+        record = json.loads(redis_server.command("GET", "twistbridge:0:bgpy:state"))
+        assert record["state"] == {"request_count": 2, "value": 1000}
+        assert (a.holder(), b.holder()) == (True, False)
+    finally:
+        stop_all(started)

@@ -125,3 +125,74 @@ def test_tasks_named_in_redis_are_checked_against_this_instances_modules():
         "'posix.system' is not allowed: only plain Python functions may be named "
         "(no builtins, C functions, classes)"
     )
+
+
+class Answering:
+    """Commands answered at once: a publish reaching the holder, a give-up set."""
+
+    _ready = True
+
+    def __init__(self):
+        self.calls = []
+
+    def publish(self, channel, text):
+        self.calls.append(("publish", channel, text))
+        return defer.succeed(1)
+
+    def set(self, key, value, **kwargs):
+        self.calls.append(("set", key, value))
+        return defer.succeed(True)
+
+
+def waiting_request(max_wait=None):
+    clock = task.Clock()
+    cluster = BgpyCluster(
+        parse_broker("redis://127.0.0.1/0"),
+        NoThreads(),
+        None,
+        reactor=clock,
+        monotonic=clock.seconds,
+        max_wait=max_wait,
+    )
+    cluster._commands = Answering()
+    cluster.up = True
+    answers = []
+    cluster.request("exec", {}, "peer", True).addCallback(answers.append)
+    ((_, channel, text),) = cluster._commands.calls
+    assert channel == "twistbridge:0:bgpy:requests"
+    request_id = json.loads(text)["id"]
+    reply = f"twistbridge:0:bgpy:reply:{cluster.instance}".encode()
+
+    def still_there():
+        cluster._message(reply, json.dumps({"have": [request_id]}).encode())
+
+    return clock, cluster, answers, request_id, still_there
+
+
+def test_a_request_the_holder_still_has_is_waited_for():
+    clock, cluster, answers, request_id, still_there = waiting_request()
+    for _ in range(20):  # 10 s of the holder saying it still has it
+        clock.advance(0.5)
+        still_there()
+    assert answers == [] and round(clock.seconds(), 3) == 10.0
+    clock.advance(1.99)
+    assert answers == []
+    clock.advance(0.02)  # 2 s without a word: given up
+    assert answers == [
+        {"ok": False, "message": BROKER_UNAVAILABLE, "response": None, "close": False}
+    ]
+    assert cluster._commands.calls[-1] == (
+        "set",
+        f"twistbridge:0:bgpy:req:{request_id}",
+        json.dumps({"cancelled": True}),
+    )
+
+
+def test_a_request_is_given_up_after_max_wait_however_long_it_is_had():
+    clock, cluster, answers, request_id, still_there = waiting_request(max_wait=4.0)
+    for _ in range(7):
+        clock.advance(0.5)
+        still_there()
+    assert answers == []
+    clock.advance(0.51)
+    assert [a["message"] for a in answers] == [BROKER_UNAVAILABLE]

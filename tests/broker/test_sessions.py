@@ -9,21 +9,7 @@ import json
 
 from twistbridge.testing import wait_for
 
-
-def holder_of(instances):
-    """The instance running the relay process (as /health says), and the other."""
-
-    def find():
-        held = [i for i in instances if i.health()["broker"]["processes"] == ["relay"]]
-        return held[0] if len(held) == 1 else None
-
-    holder = wait_for(find, 15, what="one instance to hold the relay lease")
-    (other,) = [i for i in instances if i is not holder]
-    return holder, other
-
-
-def ws(instance):
-    return instance.url("/ws", scheme="ws")
+from .conftest import holder_of, ws
 
 
 def introduce(listener, client_id, token=None):

@@ -19,7 +19,10 @@ C{twistbridge:<db>:bgpy:}):
     that waited too long).  So an answered request's state is in Redis
     before its client gets the answer, and a request given up never runs.
   - C{requests} (channel): forwarded requests, which only the holder
-    takes; C{reply:<instance>} (channel): answers to that instance.
+    takes; C{reply:<instance>} (channel): answers to that instance, and
+    twice a second the ids of its requests the holder still has (queued or
+    running), so that a task longer than L{REQUEST_TIMEOUT} is waited for
+    as long as its holder lives and holds the lease (up to C{max_wait}).
 
 Requests and answers are JSON (a forwarded request carries the message's
 arguments; INIT's task functions as C{"module:name"}), as the state is:
@@ -46,7 +49,7 @@ from twisted.python.failure import Failure
 from twistbridge._redisconn import (
     RELEASE,
     RENEW,
-    RedisConnections,
+    RedisBrokerBase,
 )
 from twistbridge.bgpy._pickle import RefusedGlobal, load_task
 from twistbridge.bgpy._tasks import (
@@ -70,7 +73,11 @@ LEASE_TTL = 3.0
 """Seconds the bgpy lease lasts unless its holder renews it."""
 
 REQUEST_TIMEOUT = 2.0
-"""Seconds a forwarded request waits for its answer before it is given up."""
+"""
+Seconds a forwarded request waits for its answer, or for the holder's next
+word that it still has it (queued or running: every L{LEASE_TTL} / 6),
+before it is given up.
+"""
 
 RETRY_DELAY = 0.05
 """Seconds between two tries of a request that no holder listened to."""
@@ -188,7 +195,7 @@ class _Capture:
         self.respond(args, error=kind == "ERROR")
 
 
-class BgpyCluster:
+class BgpyCluster(RedisBrokerBase):
     """
     The bgpy tasks shared through Redis (see the module's docstring).
 
@@ -210,26 +217,22 @@ class BgpyCluster:
         lease_ttl: float = LEASE_TTL,
         request_timeout: float = REQUEST_TIMEOUT,
         monotonic: Callable[[], float] = time.monotonic,
+        max_wait: Optional[float] = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
-        self.address = address
+        RedisBrokerBase.__init__(self, address, reactor, "bgpy")
         self.offloader = offloader
         self.configured = configured
         self.policy = policy
         self.lease_ttl = lease_ttl
         self.request_timeout = request_timeout
+        #: Seconds a request waits at most, however long the holder says it
+        #: still has it (the C{call_timeout} setting; L{None}: no bound).
+        self.max_wait = max_wait
         self._monotonic = monotonic
-        self.instance = uuid.uuid4().hex
-        self.prefix = f"twistbridge:{address.db}:bgpy:"
-        self.up = False
-        self.reason = "connecting to Redis"
-        self._commands: Any = None
-        self._subscriber: Any = None
-        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
+        # Request id -> monotonic time of the holder's last word about it.
+        self._heard: Dict[str, float] = {}
+        # (Holder) the requests it has, queued or running: id -> instance.
+        self._have: Dict[str, str] = {}
         self._loop: Any = None
         self._until: Optional[float] = None  # lease held until (monotonic)
         self._waiting: Dict[str, Deferred] = {}
@@ -392,6 +395,8 @@ class BgpyCluster:
         sent = self._monotonic()
         key = self.prefix + "lease"
         ttl_ms = int(self.lease_ttl * 1000)
+        if self.holds():
+            self._still_have()
         if self._until is not None:
             d = self._cmd("eval", RENEW, [key], [self.instance, str(ttl_ms)])
             d.addCallback(self._renewed, sent)
@@ -403,6 +408,20 @@ class BgpyCluster:
         d.addErrback(
             lambda f: log.debug("bgpy broker: lease: {e}", e=f.getErrorMessage())
         )
+
+    def _still_have(self) -> None:
+        # Tell each requesting instance which of its requests are still here.
+        by_instance: Dict[str, List[str]] = {}
+        for request_id, instance in self._have.items():
+            by_instance.setdefault(instance, []).append(request_id)
+        now = self._monotonic()
+        for request_id in by_instance.pop(self.instance, []):
+            if request_id in self._waiting:
+                self._heard[request_id] = now
+        for instance, ids in by_instance.items():
+            self._cmd(
+                "publish", self._reply_channel(instance), json.dumps({"have": ids})
+            ).addErrback(lambda f: None)
 
     def _renewed(self, result: Any, sent: float) -> None:
         if self._until is None:
@@ -478,6 +497,7 @@ class BgpyCluster:
         deadline = self._monotonic() + self.request_timeout
         try:
             if self.holds():
+                self._have[request_id] = self.instance
                 self._queue.put((request, d))
             else:
                 text = json.dumps(request)
@@ -488,9 +508,11 @@ class BgpyCluster:
                         raise defer.TimeoutError()
                     await deferLater(self.reactor, RETRY_DELAY, lambda: None)
                     if self.holds():
+                        self._have[request_id] = self.instance
                         self._queue.put((request, d))
                         break
-            d.addTimeout(max(0.0, deadline - self._monotonic()), self.reactor)
+            self._heard[request_id] = self._monotonic()
+            self._wait(request_id, d, self._monotonic())
             return await d
         except defer.TimeoutError:
             return await self._give_up(request_id)
@@ -499,6 +521,26 @@ class BgpyCluster:
             return _reply(False, BROKER_UNAVAILABLE)
         finally:
             self._waiting.pop(request_id, None)
+            self._heard.pop(request_id, None)
+
+    def _wait(self, request_id: str, d: Deferred, started: float) -> None:
+        # Time C{d} out once the holder said nothing of it for
+        # request_timeout seconds, or after max_wait in all.
+        def check() -> None:
+            if d.called:
+                return
+            now = self._monotonic()
+            quiet = now - self._heard.get(request_id, started)
+            bound = self.max_wait is not None and now - started >= self.max_wait
+            if quiet >= self.request_timeout or bound:
+                d.errback(defer.TimeoutError())
+                return
+            left = self.request_timeout - quiet
+            if self.max_wait is not None:
+                left = min(left, self.max_wait - (now - started))
+            self.reactor.callLater(max(0.01, left), check)
+
+        self.reactor.callLater(self.request_timeout, check)
 
     async def _give_up(self, request_id: str) -> Reply:
         # Never run from now on, unless it already ran: then its answer.
@@ -525,7 +567,13 @@ class BgpyCluster:
             body = json.loads(message)
             if name == "requests":
                 if self.holds() and body.get("kind") in ("init", "exec", "exit"):
+                    self._have[str(body["id"])] = str(body["from"])
                     self._queue.put((body, None))
+            elif name.startswith("reply:") and "have" in body:
+                now = self._monotonic()
+                for request_id in body["have"]:
+                    if request_id in self._waiting:
+                        self._heard[request_id] = now
             elif name.startswith("reply:"):
                 d = self._waiting.get(body["id"])
                 if d is not None and not d.called:
@@ -546,6 +594,8 @@ class BgpyCluster:
             except Exception:
                 log.failure("bgpy broker: a request failed", Failure())
                 reply = _reply(False, "Internal error.")
+            finally:
+                self._have.pop(str(request.get("id")), None)
             if reply is None:
                 continue
             if d is not None:

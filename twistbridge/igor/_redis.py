@@ -15,7 +15,7 @@ database number included because Redis channels span databases):
     reactor) knows at once whether a client id exists anywhere.
   - C{next_id}: C{INCRBY} blocks of automatic client ids.
   - C{lease:<process_id>}: the instance running that Igor process, with an
-    expiry its holder renews.
+    expiry its holder renews (or takes again, should Redis have lost it).
   - C{session:<id>}: the session of a client that left, for the takeover
     window (L{twistbridge.igor._sessions}), claimed atomically by the
     instance it reconnects to.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 from twisted.internet import defer
@@ -44,8 +43,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twistbridge._redisconn import RELEASE as _RELEASE
-from twistbridge._redisconn import RENEW as _RENEW
-from twistbridge._redisconn import RedisConnections, redis_client_available
+from twistbridge._redisconn import RedisBrokerBase, redis_client_available
 from twistbridge.config import BrokerAddress
 from twistbridge.igor._core import UnknownClientError, normalize_client_id
 from twistbridge.igor._outbox import Outbox
@@ -58,11 +56,44 @@ log = Logger(namespace="twistbridge.igor.broker")
 LEASE_TTL = 3.0
 #: Seconds a client's presence key lasts unless its instance renews it.
 PRESENCE_TTL = 15.0
+#: Presence keys renewed by one script (one round trip) at most.
+PRESENCE_BATCH = 1000
 #: Automatic client ids taken from Redis at a time.
 ID_BLOCK = 100
 #: Seconds a reconnected instance waits at most for the instances it knew
 #: to subscribe again before it publishes what it queued meanwhile.
 FLUSH_WAIT = 5.0
+
+# Renew lease KEYS[1] for ARGV[2] ms if ARGV[1] holds it, or take it again
+# if Redis lost it (restarted without its data) while its holder's own
+# expiry had not come yet: 1, else 0 (another instance took it meanwhile).
+# No other instance can have held it since (it would still be there), so
+# the process stays where it ran instead of stopping and moving while its
+# holder's broadcasts are silenced.
+_RENEW = (
+    "local holder = redis.call('get', KEYS[1]) "
+    "if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+    "if holder then return 0 end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
+)
+
+# Set each of KEYS (presence keys) to ARGV[1] (this instance), expiring in
+# ARGV[2] seconds: a presence renewal in one round trip.
+_PRESENT = (
+    "for _, key in ipairs(KEYS) do "
+    "redis.call('set', key, ARGV[1], 'EX', ARGV[2]) end return #KEYS"
+)
+
+# Take lease KEYS[1] for ARGV[1] for ARGV[2] ms if it is free and ARGV[3] is
+# 1 (1); 2 if it is free, 0 if another instance holds it.  An instance takes
+# a free lease only once it found it free for a while (lease_ttl / 4, two
+# of the holder's renewals): a holder whose lease Redis lost renews it
+# first (see _RENEW) and keeps its process.
+_TAKE = (
+    "if redis.call('exists', KEYS[1]) == 1 then return 0 end "
+    "if ARGV[3] ~= '1' then return 2 end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
+)
 
 # Raise the id counter to at least ARGV[1] (a Redis that lost its data must
 # not hand out ids that are still in use).
@@ -76,7 +107,7 @@ def _id_text(client_id: Any) -> str:
     return json.dumps(client_id)
 
 
-class RedisBroker:
+class RedisBroker(RedisBrokerBase):
     """
     A broker shared through Redis (see the module's docstring).
 
@@ -97,32 +128,22 @@ class RedisBroker:
         presence_ttl: float = PRESENCE_TTL,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
-        self.address = address
+        RedisBrokerBase.__init__(self, address, reactor, "igor")
         self.lease_ttl = lease_ttl
         self.presence_ttl = presence_ttl
         self._monotonic = monotonic
-        self.instance = uuid.uuid4().hex
-        self.prefix = f"twistbridge:{address.db}:igor:"
         self.remote: Dict[Any, str] = {}
         self.local: Set[Any] = set()
-        self.up = False
-        self.reason = "connecting to Redis"
         self._ids: List[int] = []
         self._fetching_ids = False
         self._high_water = 0
-        self._commands: Any = None
-        self._subscriber: Any = None
-        self._redis = RedisConnections(reactor, address, self._unreachable, self._lost)
         self._ticks: List[Any] = []
         self._deliver_all: Callable[[bytes], None] = lambda payload: None
         self._deliver: Callable[[Any, bytes], bool] = lambda cid, payload: False
         # process id -> monotonic time until which this instance may run it.
         self._leases: Dict[Any, float] = {}
+        # process id -> monotonic time its free lease was first seen free.
+        self._free: Dict[Any, float] = {}
         self._processes: List[Any] = []
         self._start: Callable[[Any], None] = lambda pid: None
         self._stop: Callable[[Any], None] = lambda pid: None
@@ -212,6 +233,7 @@ class RedisBroker:
 
     def _lost(self, protocol: Any) -> None:
         self._peers.update(self.remote.values())
+        self._free.clear()  # (seen free before the outage: seen anew after)
         if protocol is self._commands:
             self._commands = None
         if protocol is self._subscriber:
@@ -366,12 +388,15 @@ class RedisBroker:
             return None
 
         async def tick() -> None:
-            for client_id in list(self.local):
+            # One round trip per PRESENCE_BATCH clients (one script setting
+            # all their keys), not one per client.
+            keys = [self._client_key(client_id) for client_id in list(self.local)]
+            for start in range(0, len(keys), PRESENCE_BATCH):
                 await self._cmd(
-                    "set",
-                    self._client_key(client_id),
-                    self.instance,
-                    expire=int(self.presence_ttl),
+                    "eval",
+                    _PRESENT,
+                    keys[start : start + PRESENCE_BATCH],
+                    [self.instance, str(int(self.presence_ttl))],
                 )
             remote: Dict[Any, str] = {}
             cursor = 0
@@ -503,12 +528,12 @@ class RedisBroker:
                 d = self._cmd("eval", _RENEW, [key], [self.instance, ttl_ms])
                 d.addCallback(self._renewed, process_id, sent)
             else:
+                free_since = self._free.get(process_id)
+                take = (
+                    free_since is not None and sent - free_since >= self.lease_ttl / 4
+                )
                 d = self._cmd(
-                    "set",
-                    key,
-                    self.instance,
-                    pexpire=int(ttl_ms),
-                    only_if_not_exists=True,
+                    "eval", _TAKE, [key], [self.instance, ttl_ms, "1" if take else "0"]
                 )
                 d.addCallback(self._acquired, process_id, sent)
             self._run("lease", d)
@@ -522,7 +547,11 @@ class RedisBroker:
             self._lose(process_id, "its lease was lost (taken, or Redis lost it)")
 
     def _acquired(self, result: Any, process_id: Any, sent: float) -> None:
-        if result in (None, 0, False) or self._stopped:
+        if result == 2:  # free: taken at a later tick if still free then
+            self._free.setdefault(process_id, sent)
+            return
+        self._free.pop(process_id, None)
+        if result != 1 or self._stopped:
             return
         self._leases[process_id] = sent + self.lease_ttl
         log.info(
