@@ -728,8 +728,9 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
 
             # A client that goes away drops its queued call.
             markers = [str(tmp_path / f"busy{i}") for i in range(2)]
+            release = str(tmp_path / "release")
             busy = [
-                clients.submit(offload, server, "pid_then_sleep", "process", m, 2)
+                clients.submit(offload, server, "pid_then_wait", "process", m, release)
                 for m in markers
             ]
             wait_for(
@@ -751,6 +752,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
                 10,
                 what="dropped call",
             )
+            open(release, "w").close()
             assert [f.result()[0] for f in busy] == [200, 200]
             assert offload(server, "add", "process", 3, 4) == (200, {"result": 7})
             assert not os.path.exists(never)

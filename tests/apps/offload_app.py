@@ -65,6 +65,16 @@ def pid_then_sleep(path, seconds):
     return seconds
 
 
+def pid_then_wait(path, release):
+    """Write this process's id to C{path}, then block until C{release} exists."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+    while not os.path.exists(release):
+        time.sleep(0.01)  # sleep-ok: a worker kept busy until the test lets go
+    return release
+
+
 def touch(path):
     """Create C{path}; return it."""
     with open(path, "w") as f:
@@ -142,6 +152,7 @@ FUNCTIONS = {
         cpu,
         sleep,
         pid_then_sleep,
+        pid_then_wait,
         touch,
         crash,
         unpicklable_result,
