@@ -10,6 +10,14 @@ from twistbridge.igor import _protocol
 
 OUTPUTS = {}
 PREPARED = _protocol.IgorProtocol.write_prepared
+WRITE = _protocol.IgorProtocol.write
+
+
+def send_message(self, payload):
+    """autobahn's own per-client send: what a loop over clients would call."""
+    if self.state == _protocol._OPEN:
+        self.sendMessage(payload, False)
+        self._sent(len(payload))
 
 
 def fan(output):
@@ -26,8 +34,15 @@ def burst(out, data, **kwargs):
 
 
 def framing(out, data, **kwargs):
-    """C{data}: frame broadcasts once (prepared) or once per client."""
-    _protocol.IgorProtocol.write_prepared = PREPARED if data else None
+    """
+    C{data}: how a broadcast is written to each client: C{"prepared"} (framed
+    once, what the hub does), C{"frame"} (framed once per client by the
+    hub's own writer) or C{"sendMessage"} (autobahn's C{sendMessage} per
+    client, the reference).
+    """
+    protocol = _protocol.IgorProtocol
+    protocol.write_prepared = PREPARED if data == "prepared" else None
+    protocol.write = send_message if data == "sendMessage" else WRITE
     out.send(data)
 
 
