@@ -233,14 +233,20 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def started_pair(redis: Redis) -> tuple:
+    """Two instances on C{redis}, once both say their broker is up."""
+    a, b = Instance(redis.url).start(), Instance(redis.url).start()
+    for i in (a, b):
+        wait_for(lambda i=i: i.health()["status"] == "ok", 15, what="broker up")
+    return a, b
+
+
 async def idle_only(args: argparse.Namespace) -> None:
     """The two instances' idle CPU with the clients spread over them, per round."""
     redis = Redis()
     try:
-        a, b = Instance(redis.url).start(), Instance(redis.url).start()
+        a, b = started_pair(redis)
         try:
-            for i in (a, b):
-                wait_for(lambda i=i: i.health()["status"] == "ok", 15, what="broker up")
             half = args.clients // 2
             conns = await open_many(a.port(), half)
             conns += await open_many(b.port(), args.clients - half)
@@ -286,10 +292,8 @@ async def run(args: argparse.Namespace) -> None:
 
     redis = Redis()
     try:
-        a, b = Instance(redis.url).start(), Instance(redis.url).start()
+        a, b = started_pair(redis)
         try:
-            for i in (a, b):
-                wait_for(lambda i=i: i.health()["status"] == "ok", 15, what="broker up")
             holder = wait_for(
                 lambda: next(
                     (i for i in (a, b) if i.health()["broker"]["processes"] == ["fan"]),
