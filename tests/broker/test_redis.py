@@ -60,7 +60,8 @@ def test_broadcast_send_and_ids_across_instances(instances, listen):
     assert here.call("direct", {"to": 987654, "text": "x"}, stream="u") == [
         'unknown: No client with given id exists. Id="987654"'
     ]
-    # Only the holder ticks.
+    # Only the holder ticks (every 0.2 s: the test may have been quicker).
+    wait_for(lambda: datas(there, "tick"), 10, what="a tick")
     assert {m["pid"] for m in datas(there, "tick")} == {holder.process.pid}
 
 
