@@ -1,6 +1,5 @@
 """Fixtures shared by every test module."""
 
-import fcntl
 import os
 import re
 import shutil
@@ -17,36 +16,6 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
-
-
-def _built_once(tmp_path_factory, name, build):
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's folder, above each worker's own
-    folder = shared / f"built-{name}"
-    with open(shared / f"built-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not (folder / ".built").is_file():
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.mkdir()
-                build(folder)
-                (folder / ".built").touch()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def built_once(tmp_path_factory):
-    """
-    C{built_once(name, build)}: the folder C{build(folder)} filled, built
-    once a run however many pytest-xdist workers ask.  The first to take
-    the lock builds it in the run's shared temporary folder; the others wait
-    on the lock and reuse it.  A build that failed is not reused: the next
-    asker builds it again (and fails the same way, with its own message).
-    """
-    return lambda name, build: _built_once(tmp_path_factory, name, build)
 
 
 @pytest.fixture

@@ -91,10 +91,11 @@ def docs_conf() -> dict:
 
 
 @pytest.fixture(scope="module")
-def built_docs(built_once):
+def built_docs(tmp_path_factory):
     """
-    The HTML documentation, built as `make docs` does (-W -n), once a run
-    whichever pytest-xdist workers run the tests that read it.
+    The HTML documentation, built as `make docs` does (-W -n), once a run:
+    under pytest-xdist the module's tests run in one worker (its
+    C{xdist_group}).
     """
     pytest.importorskip(
         "sphinx", reason="the docs extra is not installed (pip install .[docs])"
@@ -129,7 +130,9 @@ def built_docs(built_once):
         )
         assert result.returncode == 0, f"sphinx-build -W -n failed:\n{result.stderr}"
 
-    return built_once("html", build)
+    out = tmp_path_factory.mktemp("html")
+    build(out)
+    return out
 
 
 def test_sphinx_build_has_no_warnings(built_docs):

@@ -16,10 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(built_once):
+def fresh_venv(tmp_path_factory):
     """
     A fresh venv with the package `pip install`ed from a copy of the
-    sources, made once a run whichever pytest-xdist workers read it.
+    sources, made once a run (the module's tests run in one worker).
     """
 
     def build(folder):
@@ -41,7 +41,9 @@ def fresh_venv(built_once):
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         )
 
-    return built_once("packaging", build) / "venv"
+    folder = tmp_path_factory.mktemp("packaging")
+    build(folder)
+    return folder / "venv"
 
 
 def site_packages(target):

@@ -120,42 +120,46 @@ class _ReactorTimer:
 
 def plain_tcp_connection(transport: Any) -> Any:
     """
-    The TCP connection (a L{twisted.internet.tcp.Connection}) under
-    C{transport} and the wrappers around it (connection limits), or
-    L{None} when there is none or it speaks TLS: the connection whose
-    socket a response may write to directly (see L{write_buffer_empty}).
+    The plain TCP server connection (a L{twisted.internet.tcp.Server}) that
+    C{transport} writes to, or L{None} when there is none or it speaks TLS:
+    the connection whose socket a response may write to directly (see
+    L{write_buffer_empty}).
 
-    Why private: the wrappers (C{policies.ProtocolWrapper}) keep what they
-    wrap as C{transport}, a public attribute of a protocol, but offer no
-    way to ask what is underneath; the check for TLS started on a plain
-    connection reads its C{TLS} flag, which only C{startTLS} documents.
+    Only L{ProtocolWrapper<twisted.protocols.policies.ProtocolWrapper>}s that
+    forward C{write} unchanged (such as the connection limits') are looked
+    through: a wrapper that changes what is written is never bypassed.
+
+    Why private: the wrappers keep what they wrap as C{transport}, a public
+    attribute of a protocol, but offer no way to ask what is underneath;
+    the check for TLS started on a plain connection reads its C{TLS} flag,
+    which only C{startTLS} documents.
     """
-    from twisted.internet import tcp
-    from twisted.internet.interfaces import ISSLTransport
-
-    for _ in range(8):
-        if transport is None or ISSLTransport.providedBy(transport):
-            return None
-        if isinstance(transport, tcp.Connection):
-            return None if getattr(transport, "TLS", False) else transport
-        transport = getattr(transport, "transport", None)
-    return None
+    target = transport
+    while getattr(type(target), "write", None) is ProtocolWrapper.write:
+        target = target.transport
+    if type(target) is not tcp.Server or target.TLS:
+        return None
+    return target
 
 
 def write_buffer_empty(connection: Any) -> bool:
     """
-    Whether C{connection} (from L{plain_tcp_connection}) has sent all that
-    was written to it, so that bytes sent on its socket now come after them.
+    Whether C{connection} (from L{plain_tcp_connection}) is open for writing
+    and has sent all that was written to it, so that bytes sent on its
+    socket now come after them.
 
     Why private: L{twisted.internet.abstract.FileDescriptor} keeps what it
     has not sent in C{dataBuffer} (from C{offset} on) and
-    C{_tempDataBuffer}, and says so publicly only by pausing its producer
+    C{_tempDataBuffer}, its state in C{connected}, C{disconnecting} and
+    C{_writeDisconnected}, and says so publicly only by pausing its producer
     once more than C{bufferSize} bytes wait.
     """
     return (
-        not connection._tempDataLen
-        and len(connection.dataBuffer) == connection.offset
+        connection.connected
         and not connection.disconnecting
+        and not connection._writeDisconnected
+        and not connection._tempDataBuffer
+        and len(connection.dataBuffer) == connection.offset
     )
 
 
@@ -221,23 +225,11 @@ def write_now(transport: Any, data: bytes) -> None:
     sockets and test transports get C{transport.write}.
 
     Why private: Twisted has no public "write now" and no public view of a
-    transport's buffer; C{tcp.Connection} keeps it as C{dataBuffer},
-    C{offset} and C{_tempDataBuffer}, and its state as C{connected},
-    C{disconnecting} and C{_writeDisconnected}.
+    transport's buffer (see L{write_buffer_empty}); the socket is
+    C{tcp.Connection}'s C{socket}.
     """
-    target = transport
-    while type(target).write is ProtocolWrapper.write:
-        target = target.transport
-    if (
-        type(target) is not tcp.Server
-        or not data
-        or target.TLS
-        or not target.connected
-        or target.disconnecting
-        or target._writeDisconnected
-        or target._tempDataBuffer
-        or len(target.dataBuffer) != target.offset
-    ):
+    target = plain_tcp_connection(transport)
+    if target is None or not data or not write_buffer_empty(target):
         transport.write(data)
         return
     try:
