@@ -15,7 +15,7 @@ adapters never import the application module.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -25,11 +25,13 @@ from twistbridge.config import Settings
 from twistbridge.igor._hub import Hub
 from twistbridge.izzati._resource import IzzatiResource
 from twistbridge.jsonrpc._controller import RpcController
-from twistbridge.metrics import BridgeMetrics
 from twistbridge.offload import Offloader
 from twistbridge.registry import Registry
 from twistbridge.service import BridgeService
 from twistbridge.web import build_root
+
+if TYPE_CHECKING:
+    from twistbridge.metrics import BridgeMetrics
 
 __all__ = ["Runtime"]
 
@@ -173,6 +175,10 @@ class Runtime:
     @cached_property
     def metrics(self) -> BridgeMetrics:
         """The Prometheus metrics (served when C{metrics_port} is set)."""
+        # Imported when asked for: prometheus_client is a tenth of a bridge's
+        # start-up, and only a bridge with a metrics port uses it.
+        from twistbridge.metrics import BridgeMetrics
+
         return BridgeMetrics(self)
 
     @cached_property

@@ -69,7 +69,6 @@ from twistbridge.listeners import (  # noqa: F401 (re-exported: the names' old h
     build_listener,
     unused_listener,
 )
-from twistbridge.metrics import MetricsService, metrics_site
 
 if TYPE_CHECKING:
     from twistbridge.runtime import Runtime
@@ -147,6 +146,8 @@ class BridgeService(MultiService):
         for svc in [*igor, *bgpy_services(runtime.bgpy)]:
             svc.setServiceParent(self)
         if listen_description(runtime.settings.metrics_port) is not None:
+            from twistbridge.metrics import MetricsService
+
             MetricsService(runtime.metrics).setServiceParent(self)
         self.listeners: Dict[str, ListenerService] = {}
         s = runtime.settings
@@ -194,7 +195,7 @@ class BridgeService(MultiService):
             (
                 "metrics",
                 listen_description(s.metrics_port),
-                lambda: metrics_site(rt.metrics),
+                lambda: _metrics_site(rt),
                 b"",
             ),
         ]
@@ -438,3 +439,11 @@ class BridgeService(MultiService):
                 await defer.maybeDeferred(svc.stopService)
 
         return defer.ensureDeferred(drain_then_stop())
+
+
+def _metrics_site(runtime: Runtime) -> Any:
+    """The site of the metrics listener (prometheus_client is imported only
+    by a bridge that has one)."""
+    from twistbridge.metrics import metrics_site
+
+    return metrics_site(runtime.metrics)
