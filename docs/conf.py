@@ -54,6 +54,54 @@ missing_inventories = sorted(
     path for path, _ in EXTERNAL_INVENTORIES.values() if not os.path.isfile(path)
 )
 
+# Private modules the pages link into, beyond those that define public names.
+LINKED_PRIVATE_MODULES = [
+    "twistbridge.testing._*",
+    "twistbridge.jsonrpc._compat",
+    "twistbridge._signatures",
+]
+
+
+def _privacy_args() -> list:
+    """
+    pydoctor's C{--privacy} rules: the private modules are left out of the
+    reference (they are most of the package, and most of pydoctor's time),
+    except the modules that define a name a public module exports (pydoctor
+    documents an object once, where it is defined) and those the pages link to.
+    """
+    import importlib
+    import inspect
+    import pkgutil
+
+    import twistbridge
+
+    homes = set()
+    for info in pkgutil.walk_packages(twistbridge.__path__, "twistbridge."):
+        if "._" in info.name:
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # (a module whose import says what to use instead)
+        names = getattr(module, "__all__", None) or [
+            n for n in vars(module) if not n.startswith("_")
+        ]
+        for name in names:
+            obj = getattr(module, name, None)
+            defined = getattr(obj, "__module__", None) or ""
+            if (
+                (inspect.isclass(obj) or inspect.isfunction(obj))
+                and defined.startswith("twistbridge.")
+                and "._" in defined
+            ):
+                homes.add(defined)
+    hidden = ["twistbridge._*", "twistbridge.*._*", "twistbridge.*.*._*"]
+    shown = sorted(homes) + LINKED_PRIVATE_MODULES
+    return [f"--privacy=HIDDEN:{p}" for p in hidden] + [
+        f"--privacy=PUBLIC:{p}" for p in shown
+    ]
+
+
 # The API reference: pydoctor reads the epytext docstrings of the package
 # into reference/ of the HTML output.  Each line it prints is a Sphinx
 # warning, so `sphinx-build -W` fails on a docstring pydoctor cannot parse
@@ -69,6 +117,7 @@ pydoctor_args = [
         for path, url in EXTERNAL_INVENTORIES.values()
         if os.path.isfile(path)
     ),
+    *_privacy_args(),
     os.path.join(ROOT, "twistbridge"),
 ]
 pydoctor_url_path = "reference/"
