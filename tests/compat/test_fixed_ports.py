@@ -1,34 +1,63 @@
 """
 The fixed-port test files, each in a network namespace of its own (see
 conftest.py), their slowest tests apart (compat_ports.fixed_port_runs).
+
+The runs wait on the original programs' own pauses, not on the CPU: they are
+all started at once, by the first of these tests, and each test then checks
+its own run.  The tests share one xdist group, so one worker holds the runs.
 """
 
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from compat_ports import INSIDE, ROOT, fixed_port_runs, own_network_usable
 
 RUNS = fixed_port_runs()
 
+pytestmark = pytest.mark.xdist_group("fixed-ports")
 
-@pytest.mark.parametrize("args", [a for _, a in RUNS], ids=[n for n, _ in RUNS])
-def test_in_own_network(args):
+
+@pytest.fixture(scope="module")
+def started_runs():
+    """Each run's pytest in its own namespace, all started together:
+    name -> (its output file, its Popen)."""
     if os.environ.get(INSIDE) or not own_network_usable():
         pytest.skip("run directly: no private network namespace here")
-    command = "ip link set lo up && exec " + shlex.join(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
-    )
     env = dict(os.environ, **{INSIDE: "1"})
-    done = subprocess.run(
-        ["unshare", "-rn", "sh", "-c", command],
-        capture_output=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
-    output = done.stdout.decode() + done.stderr.decode()
-    assert done.returncode == 0, output
+    runs = {}
+    for name, args in RUNS:
+        # (to a file: a run is never held up by an output nobody reads yet)
+        output = tempfile.TemporaryFile()
+        command = "ip link set lo up && exec " + shlex.join(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
+        )
+        runs[name] = (
+            output,
+            subprocess.Popen(
+                ["unshare", "-rn", "sh", "-c", command],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            ),
+        )
+    yield runs
+    for output, process in runs.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        output.close()
+
+
+@pytest.mark.parametrize("name", [n for n, _ in RUNS])
+def test_in_own_network(started_runs, name):
+    file, process = started_runs[name]
+    process.wait(timeout=300)
+    file.seek(0)
+    output = file.read().decode()
+    assert process.returncode == 0, output
     assert " passed" in output and "failed" not in output, output
