@@ -166,6 +166,28 @@ class Raw:
         body = base64.encodebytes(payload)
         self.send(f"{len(body):<16}".encode() + body)
 
+    def ack(self):
+        """Acknowledge the last frame read, as bgpy's client does."""
+        import pickle
+
+        from bgpy.core.message import Message, MessageType
+
+        self.bgpy(pickle.dumps(Message(MessageType.OK, {"message": "Received"})))
+
+    def refusal(self):
+        """
+        The refusal of a frame that did not decode: the same error in both
+        frames bgpy's client may read, the second acknowledged (so that the
+        server closes now, not after waiting for the acknowledgement).
+        """
+        first, second = self.frame(), self.frame()
+        assert (first.args, second.args["message"]) == (
+            {"message": second.args["message"]},
+            first.args["message"],
+        )
+        self.ack()
+        return first
+
     def closed(self, timeout=10):
         """True once the server closed the connection (reading what is left)."""
         self.sock.settimeout(timeout)

@@ -164,12 +164,11 @@ def test_hostile_inputs_while_a_good_client_works(bridge_process, raw, tmp_path)
         marker = tmp_path / "pwned"
         r = raw(port)
         r.bgpy(pickle.dumps(Message(MessageType.EXEC, {"x": Evil(marker)})))
-        refusal = r.frame()
+        refusal = r.refusal()
         assert (refusal.type, refusal.args) == (
             MessageType.ERROR,
             {"message": REFUSED_SYSTEM},
         )
-        assert r.frame().args["message"] == REFUSED_SYSTEM
         assert r.closed()
         assert not marker.exists()
 

@@ -93,7 +93,7 @@ def test_hostile_pickles_before_and_after_auth(bridge_process, raw):
         r = raw(port)
         r.bgpy(payload)
         assert len(r.sock.getsockname()) == 2
-        assert r.frame().args == {
+        assert r.refusal().args == {
             "message": f"Invalid message: BINPUT at byte 3: memo index {index} is "
             "not the next one (0)."
         }
@@ -103,7 +103,7 @@ def test_hostile_pickles_before_and_after_auth(bridge_process, raw):
     r = raw(port)
     authenticate(r)
     r.bgpy(deep_tuple_key())
-    assert r.frame().args == {
+    assert r.refusal().args == {
         "message": "Invalid message: TUPLE1 at byte 103: nesting deeper than 100."
     }
     assert r.closed()
