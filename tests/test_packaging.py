@@ -24,7 +24,9 @@ def fresh_venv(tmp_path_factory):
 
     def build(folder):
         target = folder / "venv"
-        venv.create(target, with_pip=True)
+        # (no pip of its own: this pip installs into it, and without
+        # byte-compiling the dependencies, most of an install's time)
+        venv.create(target, with_pip=False)
         python = str(target / "bin" / "python")
         # Install from a copy of the sources, as `pip install .` of a clone would.
         source = folder / "src"
@@ -36,7 +38,10 @@ def fresh_venv(tmp_path_factory):
             ),
         )
         subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", str(source)],
+            [
+                *(sys.executable, "-m", "pip", "--python", python, "install"),
+                *("--quiet", "--no-compile", str(source)),
+            ],
             check=True,
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         )
