@@ -207,6 +207,19 @@ def pytest_report_header(config):
     return f"python: {sys.executable}"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "long: takes ten seconds or more (a build, a browser, the originals' "
+        "pauses): run first, so that no worker is left with it at the end",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked C{long} first, the rest in their order."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 # -- a real browser: Debian's Chromium under ChromeDriver ---------------------
 
 CHROMIUM = "/usr/bin/chromium"

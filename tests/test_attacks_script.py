@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "attacks.py")
 
@@ -24,6 +26,7 @@ def _names():
     return [a[0] for a in attacks.ATTACKS]
 
 
+@pytest.mark.long
 def test_quick_run_prints_every_row_and_exits_0():
     """Every attack gets its row, the header and the summary line are there."""
     done = subprocess.run(

@@ -26,7 +26,7 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 # Under pytest-xdist, these tests run in one worker (the other workers go on
 # with theirs meanwhile), and the manual is built once a run (built_docs).
-pytestmark = pytest.mark.xdist_group("docs")
+pytestmark = [pytest.mark.xdist_group("docs"), pytest.mark.long]
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

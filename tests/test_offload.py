@@ -650,6 +650,7 @@ def pools(server):
 APP_ARGS = ["--app", "offload_app:bridge", "--igor-port", "none", "--bgpy-port", "none"]
 
 
+@pytest.mark.long
 def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
     args = [*APP_ARGS, "--processes", "2", "--threads", "4"]
     # The timeout covers a fresh worker's first import of the app too, which
@@ -773,6 +774,7 @@ def test_twistd_modes_crash_kill_timeout_cancel_and_exit(apps_env, tmp_path):
         server.stop()
 
 
+@pytest.mark.long
 def test_twistd_reactor_stays_responsive_under_load(apps_env):
     args = [*APP_ARGS, "--processes", "4", "--threads", "20"]
     with BridgeProcess(args, env=apps_env) as server:

@@ -10,7 +10,7 @@ import pytest
 
 # Under pytest-xdist, these tests run in one worker, and the venv is made
 # once a run (fresh_venv).
-pytestmark = pytest.mark.xdist_group("packaging")
+pytestmark = [pytest.mark.xdist_group("packaging"), pytest.mark.long]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -618,6 +618,7 @@ def exercise_page(driver, url, folder):
     driver.set_window_size(1280, 900)
 
 
+@pytest.mark.long
 def test_playground_in_chromium(browser, tmp_path):
     driver = browser
     with BridgeProcess() as server:

@@ -278,6 +278,7 @@ def test_watched_files_of_a_package(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.long
 def test_reload_as_a_bridge_keyword(tmp_path):
     """Bridge(reload=True) starts the supervisor too (and the child serves)."""
     write_app(

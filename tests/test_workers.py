@@ -111,6 +111,7 @@ def seen_pids(server, wanted, timeout=30):
     return seen
 
 
+@pytest.mark.long
 def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
     with workers(redis_server) as server:
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)

@@ -12,6 +12,7 @@ import time
 import bgpy
 import bgpy_tasks
 import bgpy_tasks_other
+import pytest
 from bgpy.core.message import Message, MessageType
 
 from twistbridge import demo
@@ -34,6 +35,7 @@ def real(server, token=None):
     )
 
 
+@pytest.mark.long
 def test_demo_tasks(bridge_process):
     server = bridge_process()
     client = real(server)

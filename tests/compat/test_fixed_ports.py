@@ -18,7 +18,7 @@ from compat_ports import INSIDE, ROOT, fixed_port_runs, own_network_usable
 
 RUNS = fixed_port_runs()
 
-pytestmark = pytest.mark.xdist_group("fixed-ports")
+pytestmark = [pytest.mark.xdist_group("fixed-ports"), pytest.mark.long]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
@@ -66,6 +67,7 @@ requests_ = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.long
 @given(st.one_of(requests_, st.lists(requests_, max_size=5), json_values))
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_json_bodies_always_get_a_json_rpc_answer(value):
