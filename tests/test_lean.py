@@ -458,3 +458,18 @@ async def test_a_drain_waits_for_a_pending_lean_answer():
         assert got == ok(b'{"jsonrpc":"2.0","result":"z","id":1}')
     finally:
         await port.stopListening()
+
+
+def test_a_failing_lean_answer_is_a_500_and_a_closed_connection(monkeypatch):
+    def broken(self, request):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(RpcResource, "lean_answer", broken)
+    _, _, channel, transport = memory_site()
+    channel.dataReceived(post() + post())
+    body = b'{"error": "internal server error"}'
+    assert transport.value() == (
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+    assert transport.disconnecting

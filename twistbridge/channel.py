@@ -304,7 +304,15 @@ class BridgeChannel(HTTPChannel):
             if resource is None:
                 return data
             request.client = self.getPeer()
-            answer = resource.lean_answer(request)
+            try:
+                answer = resource.lean_answer(request)
+            except Exception:
+                # a call may have run: not one to hand to twisted.web again
+                log.failure("{resource!r} failed on the lean path", resource=resource)
+                self._linger = answer_and_close(
+                    self, http.INTERNAL_SERVER_ERROR, "internal server error"
+                )
+                return b""
             if answer is None:
                 return data
             if reset:
