@@ -41,9 +41,9 @@ _perf = time.perf_counter
 def lean_answer(resource: RpcResource, request: Any) -> Any:
     """
     The answer to C{request} (a L{twistbridge._lean.LeanRequest}) POSTed to
-    C{resource}: the JSON body, a L{Deferred} of it (a method still
-    running), or L{None} when the request is not one this path answers (see
-    the module docstring).
+    C{resource}: the JSON body, a L{Deferred<twisted.internet.defer.Deferred>}
+    of it (a method still running), or L{None} when the request is not one
+    this path answers (see the module docstring).
     """
     ctl = resource.controller
     disp = ctl.dispatcher(resource.path)
