@@ -473,3 +473,54 @@ def test_a_failing_lean_answer_is_a_500_and_a_closed_connection(monkeypatch):
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
     )
     assert transport.disconnecting
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_pipelined_lean_calls_is_answered_in_order():
+    raw = b"".join(
+        post(call(b"echo", b"[%d]" % i, i), CLOSE if i == 299 else b"")
+        for i in range(300)
+    )
+    (lean, plain), _ = await both([raw], [])
+    assert lean == plain
+    assert re.findall(rb'"result":(\d+)', lean) == [b"%d" % i for i in range(300)]
+
+
+ACCESS_FIELDS = ("client", "method", "path", "protocol", "code", "length")
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "twisted.web"])
+def test_the_access_event_and_the_metrics_are_the_same(lean, rendered):
+    from twistbridge import logs
+
+    events = []
+    saved, logs.access_log.observer = logs.access_log.observer, events.append
+    bridge, _ = make_bridge(metrics_port=0)
+    site = BridgeSite(bridge.resource(), bridge.settings, reactor=Clock())
+    site._lean_plain = lean
+    metrics = bridge.runtime().metrics
+    metrics.start()
+    try:
+        channel = site.buildProtocol(None)
+        transport = StringTransport(peerAddress=None)
+        channel.makeConnection(transport)
+        channel.dataReceived(post(extra=b"User-Agent: probe/1\r\n"))
+    finally:
+        metrics.stop()
+        logs.access_log.observer = saved
+    assert len(rendered) == (0 if lean else 1)
+    (event,) = events
+    assert {k: event[k] for k in ACCESS_FIELDS} == {
+        "client": "192.168.1.1",
+        "method": "POST",
+        "path": "/rpc",
+        "protocol": "HTTP/1.1",
+        "code": 200,
+        "length": len(HELLO),
+    }
+    assert event["user_agent"] == "probe/1"
+    assert metrics.http_requests.values == {("jsonrpc", 200): 1}
+    assert metrics.http_sent.values == {("jsonrpc",): len(HELLO)}
+    assert metrics.http_received.values == {("jsonrpc",): len(ONE)}
+    (buckets, total) = metrics.http_latency.values["jsonrpc"]
+    assert sum(buckets) == 1

@@ -173,22 +173,22 @@ class LeanRequest:
             d.errback(reason)
 
 
-def parse_request(data: bytes) -> Optional[Tuple[LeanRequest, int]]:
+def parse_request(data: bytes, at: int = 0) -> Optional[Tuple[LeanRequest, int]]:
     """
-    The plain C{POST} at the start of C{data}, and where it ends in
-    C{data}; L{None} when C{data} does not start with a whole one the lean
+    The plain C{POST} at offset C{at} of C{data}, and where it ends in
+    C{data}; L{None} when C{data} does not go on with a whole one the lean
     path reads (see the module docstring).
     """
-    if not data.startswith(b"POST /"):
+    if not data.startswith(b"POST /", at):
         return None
-    end = data.find(b"\r\n\r\n", 0, MAX_HEAD)
+    end = data.find(b"\r\n\r\n", at, at + MAX_HEAD)
     if end < 0:
         return None
-    head = data[:end]
+    head = data[at:end]
     lines = head.split(b"\r\n")
     count = len(lines)
     # no CR, LF or NUL but the line ends
-    if count > MAX_LINES or len(head.translate(None, b"\r\n\x00")) != end - 2 * (
+    if count > MAX_LINES or len(head.translate(None, b"\r\n\x00")) != len(head) - 2 * (
         count - 1
     ):
         return None

@@ -288,21 +288,22 @@ class BridgeChannel(HTTPChannel):
             if site is False:
                 return data
         reset = True
+        at = 0  # where the next request starts in data
         while True:
             if not self.persistent:
-                return data
-            parsed = parse_request(data)
+                return data[at:]
+            parsed = parse_request(data, at)
             if parsed is None:
-                return data
+                return data[at:]
             request, stop = parsed
             host = request.headers[b"host"]
             if host != self._lean_host:
                 if not site.host_allowed(host.decode("latin-1"), self):
-                    return data  # answered 421 by twisted.web's path
+                    return data[at:]  # answered 421 by twisted.web's path
                 self._lean_host = host
             resource = site.lean_resource(request.path)
             if resource is None:
-                return data
+                return data[at:]
             request.client = self.getPeer()
             try:
                 answer = resource.lean_answer(request)
@@ -314,15 +315,15 @@ class BridgeChannel(HTTPChannel):
                 )
                 return b""
             if answer is None:
-                return data
+                return data[at:]
             if reset:
                 reset = False
                 self.resetTimeout()
-            data = data[stop:]
+            at = stop
             if isinstance(answer, Deferred):
-                self._lean_pending(request, answer, data)
+                self._lean_pending(request, answer, data[at:])
                 return b""
-            if not self._lean_send(request, answer) or not data:
+            if not self._lean_send(request, answer) or at == len(data):
                 return b""
 
     def _lean_send(self, request: LeanRequest, body: bytes) -> bool:
