@@ -524,3 +524,20 @@ def test_the_access_event_and_the_metrics_are_the_same(lean, rendered):
     assert metrics.http_received.values == {("jsonrpc",): len(ONE)}
     (buckets, total) = metrics.http_latency.values["jsonrpc"]
     assert sum(buckets) == 1
+
+
+def test_a_pending_answer_is_not_timed_out_and_holds_back_a_flood():
+    clock, pending, channel, transport = memory_site(idle_timeout=30)
+    channel.dataReceived(post(call(b"later", b'["a"]')))
+    clock.advance(100)  # no idle timeout while the answer is awaited
+    assert not transport.disconnecting
+    flood = post(call(b"echo", b'["b"]', 2)) * 1000  # over 64 KiB held
+    channel.dataReceived(flood)
+    assert transport.producerState == "paused"
+    pending.calls[0].callback("a")
+    assert transport.producerState == "producing"
+    assert transport.value().count(b"HTTP/1.1 200 OK") == 1001
+    clock.advance(29)
+    assert not transport.disconnecting
+    clock.advance(2)  # the idle timeout is back once it is answered
+    assert transport.disconnecting

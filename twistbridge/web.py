@@ -8,6 +8,9 @@ The HTTP side of a bridge: the root resource, C{GET /health} and the C{Site}::
 
 Early body handling is L{twistbridge.request}'s: see there for the hooks
 (C{check_request}, C{max_body_size}, C{body_consumer}) a resource may offer.
+A resource may also offer C{lean_answer(request)}, for the plain requests
+the channel answers without a twisted.web request (L{twistbridge._lean};
+L{BridgeSite.lean_resource} finds it).
 """
 
 from __future__ import annotations
