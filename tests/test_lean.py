@@ -15,7 +15,7 @@ import socket
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -89,6 +89,7 @@ def make_bridge(**settings):
     bridge.rpc_function(techo)  # the thread pool
     bridge.rpc_function(conn, run_in="reactor")
     bridge.rpc_function(pending.later, name="later", run_in="reactor")
+    bridge.rpc_function(lambda data: succeed(data), name="fired", run_in="reactor")
     bridge.rpc_function(echo, path="/cors", run_in="reactor")
     bridge.rpc_path("/cors", cors=True)
     bridge.rpc_function(echo, path="/api/v2", run_in="reactor")
@@ -541,3 +542,14 @@ def test_a_pending_answer_is_not_timed_out_and_holds_back_a_flood():
     assert not transport.disconnecting
     clock.advance(2)  # the idle timeout is back once it is answered
     assert transport.disconnecting
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_calls_answered_by_fired_deferreds_is_answered_in_order():
+    raw = b"".join(
+        post(call(b"fired", b"[%d]" % i, i), CLOSE if i == 499 else b"")
+        for i in range(500)
+    )
+    (lean, plain), _ = await both([raw], [])
+    assert lean == plain
+    assert re.findall(rb'"result":(\d+)', lean) == [b"%d" % i for i in range(500)]

@@ -348,9 +348,9 @@ class BridgeChannel(HTTPChannel):
         if self.timeOut:
             # as twisted.web does while a request is answered
             self._lean_timeout = self.setTimeout(None)
-        d.addBoth(self._lean_done, request)
         if rest:
             self._lean_hold(rest)
+        d.addBoth(self._lean_done, request)
 
     def _lean_hold(self, data: bytes) -> None:
         """Keep C{data} for after the pending answer; pause the socket once

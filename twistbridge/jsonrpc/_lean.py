@@ -17,8 +17,9 @@ methods, JSONP, preflights.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from twistbridge.jsonrpc._core import Call, Error, method_error
@@ -101,8 +102,14 @@ def lean_answer(resource: RpcResource, request: Any) -> Any:
         result, d = call_now(func)
     if d is None:
         return _answer(result, disp, call, t0, stats)
+    box: List[Any] = []
+    d.addBoth(box.append)
+    if box:  # a Deferred that had fired already
+        return _answer(box[0], disp, call, t0, stats)
     request.cancel = d.cancel
-    return d.addBoth(_answer, disp, call, t0, stats)
+    answer: Deferred = Deferred()
+    d.addCallback(lambda _: answer.callback(_answer(box[0], disp, call, t0, stats)))
+    return answer
 
 
 def _answer(result: Any, disp: Any, call: Call, t0: float, stats: Any) -> bytes:
