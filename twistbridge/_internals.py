@@ -238,3 +238,26 @@ def write_now(transport: Any, data: bytes) -> None:
         sent = 0  # would block, interrupted or broken: buffer it, as write does
     if sent < len(data):
         target.write(data[sent:])
+
+
+def http_channel_idle(channel: Any) -> bool:
+    """
+    Whether C{channel} (a L{twisted.web.http.HTTPChannel}) is between
+    requests: no request in it, nothing of the next one read, not inside
+    its own parsing loop.  Bytes that arrive then start a new request, and
+    may be read by the bridge's lean path (L{twistbridge._lean}) instead.
+
+    Why private: the channel keeps where it is in the stream as
+    C{LineReceiver}'s C{_buffer}, C{line_mode} and C{_busyReceiving} and
+    as its own C{_handlingRequest}, C{_transferDecoder} and (name-mangled)
+    C{__first_line}; only C{requests} is public.
+    """
+    return (
+        not channel.requests
+        and channel.line_mode
+        and not channel._buffer
+        and not channel._busyReceiving
+        and not channel._handlingRequest
+        and channel._transferDecoder is None
+        and getattr(channel, "_HTTPChannel__first_line", 1) == 1
+    )

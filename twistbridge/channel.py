@@ -1,7 +1,11 @@
 """
 The HTTP/1.1 connection of a bridge's HTTP port (L{BridgeChannel}): a header
-timeout and a minimum body rate on top of Twisted's idle timeout, and the
-way a refused request is answered (L{answer_and_close}).
+timeout and a minimum body rate on top of Twisted's idle timeout, the lean
+path of plain JSON-RPC calls (L{twistbridge._lean}), and the way a refused
+request is answered (L{answer_and_close}).
+
+This module is longer than most: the channel's clocks, its writes and its
+lean path all follow the one place in the stream where the channel is.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -16,7 +21,8 @@ from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
-from twistbridge._internals import write_now
+from twistbridge._internals import http_channel_idle, write_now
+from twistbridge._lean import LeanRequest, answer_head, parse_request
 
 log = Logger()
 
@@ -175,8 +181,16 @@ class BridgeChannel(HTTPChannel):
             write_now(self.transport, head)
 
     def dataReceived(self, data: bytes) -> None:
-        """Start the header clock at a request's first byte, the body clock
-        when a body is still to come."""
+        """Answer the plain calls at the start of C{data} on the lean path;
+        for the rest, start the header clock at a request's first byte, the
+        body clock when a body is still to come."""
+        if self._lean_wait is not None:
+            self._lean_hold(data)
+            return
+        if self._lean_site is not False and http_channel_idle(self):
+            data = self._lean(data)
+            if not data:
+                return
         if (
             self._awaiting_headers
             and self._header_since is None
@@ -218,6 +232,7 @@ class BridgeChannel(HTTPChannel):
         """Stop the clocks."""
         self._header_since = None
         self._body_request = None
+        self._lean_backlog = None
         for name in ("_header_call", "_body_call", "_linger"):
             call = getattr(self, name)
             setattr(self, name, None)
@@ -226,6 +241,14 @@ class BridgeChannel(HTTPChannel):
         HTTPChannel.connectionLost(self, reason)
 
     _host: Any = None
+    _peer: Any = None
+
+    def getPeer(self) -> Any:
+        """The client's address, asked of the socket once per connection."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = HTTPChannel.getPeer(self)
+        return peer
 
     def getHost(self) -> Any:
         """This end's address, asked of the socket once per connection
@@ -234,6 +257,135 @@ class BridgeChannel(HTTPChannel):
         if host is None:
             host = self._host = HTTPChannel.getHost(self)
         return host
+
+    # the lean path -------------------------------------------------------
+
+    #: the site whose resources answer on the lean path; L{False} when it
+    #: has none (not a plain bridge site); L{None} until the first read
+    _lean_site: Any = None
+    #: the last C{Host} value found allowed on this connection
+    _lean_host: Optional[bytes] = None
+    #: the lean request whose answer is pending, and what came after it
+    _lean_wait: Optional[LeanRequest] = None
+    _lean_backlog: Optional[list] = None
+    _lean_paused = False
+    _lean_timeout: Any = None
+
+    #: bytes held behind a pending lean answer before the socket is paused
+    LEAN_BACKLOG = 64 * 1024
+
+    def _lean(self, data: bytes) -> bytes:
+        """
+        Answer the plain calls at the start of C{data} (see
+        L{twistbridge._lean}); the rest, from the first request the lean
+        path does not answer, is returned for twisted.web to read.
+        """
+        site = self._lean_site
+        if site is None:
+            site = getattr(self, "site", None)
+            ok = getattr(site, "lean_resource", None)
+            site = self._lean_site = site if ok is not None else False
+            if site is False:
+                return data
+        reset = True
+        at = 0  # where the next request starts in data
+        while True:
+            if not self.persistent:
+                return data[at:]
+            parsed = parse_request(data, at)
+            if parsed is None:
+                return data[at:]
+            request, stop = parsed
+            host = request.headers[b"host"]
+            if host != self._lean_host:
+                if not site.host_allowed(host.decode("latin-1"), self):
+                    return data[at:]  # answered 421 by twisted.web's path
+                self._lean_host = host
+            resource = site.lean_resource(request.path)
+            if resource is None:
+                return data[at:]
+            request.client = self.getPeer()
+            try:
+                answer = resource.lean_answer(request)
+            except Exception:
+                # a call may have run: not one to hand to twisted.web again
+                log.failure("{resource!r} failed on the lean path", resource=resource)
+                self._linger = answer_and_close(
+                    self, http.INTERNAL_SERVER_ERROR, "internal server error"
+                )
+                return b""
+            if answer is None:
+                return data[at:]
+            if reset:
+                reset = False
+                self.resetTimeout()
+            at = stop
+            if isinstance(answer, Deferred):
+                self._lean_pending(request, answer, data[at:])
+                return b""
+            if not self._lean_send(request, answer) or at == len(data):
+                return b""
+
+    def _lean_send(self, request: LeanRequest, body: bytes) -> bool:
+        """Write the answer C{body} to C{request}, log it; whether the
+        connection stays open for the next request."""
+        if not self.persistent:
+            request.close = True
+        self.write(answer_head(request, len(body)) + body)
+        request.sentLength = len(body)
+        self._lean_site.log(request)
+        if request.close:
+            self.persistent = False
+            self.loseConnection()
+            return False
+        return True
+
+    def _lean_pending(self, request: LeanRequest, d: Deferred, rest: bytes) -> None:
+        """Wait for the answer C{d} to C{request}, holding what came after it."""
+        self._lean_wait = request
+        self._lean_backlog = []
+        self.requests.append(request)
+        if self.timeOut:
+            # as twisted.web does while a request is answered
+            self._lean_timeout = self.setTimeout(None)
+        if rest:
+            self._lean_hold(rest)
+        d.addBoth(self._lean_done, request)
+
+    def _lean_hold(self, data: bytes) -> None:
+        """Keep C{data} for after the pending answer; pause the socket once
+        L{LEAN_BACKLOG} bytes wait."""
+        backlog = self._lean_backlog
+        assert backlog is not None
+        backlog.append(data)
+        if not self._lean_paused and sum(map(len, backlog)) > self.LEAN_BACKLOG:
+            self._lean_paused = True
+            transport: Any = self.transport
+            transport.pauseProducing()
+
+    def _lean_done(self, body: Any, request: LeanRequest) -> None:
+        """The pending answer is C{body}: write it, then read what waited."""
+        self._lean_wait = None
+        backlog, self._lean_backlog = self._lean_backlog or [], None
+        if request in self.requests:
+            self.requests.remove(request)
+        transport: Any = self.transport
+        if request.lost or transport is None:
+            return
+        if self._lean_timeout is not None:
+            self.setTimeout(self._lean_timeout)
+            self._lean_timeout = None
+        if isinstance(body, Failure):
+            log.failure("the lean answer failed", body)
+            transport.abortConnection()
+            return
+        open_ = self._lean_send(request, body)
+        request.finished()
+        if self._lean_paused:
+            self._lean_paused = False
+            transport.resumeProducing()
+        if open_ and backlog:
+            self.dataReceived(b"".join(backlog))
 
     def _now(self) -> float:
         clock = self._clock

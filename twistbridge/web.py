@@ -8,6 +8,9 @@ The HTTP side of a bridge: the root resource, C{GET /health} and the C{Site}::
 
 Early body handling is L{twistbridge.request}'s: see there for the hooks
 (C{check_request}, C{max_body_size}, C{body_consumer}) a resource may offer.
+A resource may also offer C{lean_answer(request)}, for the plain requests
+the channel answers without a twisted.web request (L{twistbridge._lean};
+L{BridgeSite.lean_resource} finds it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from twistbridge.runtime import Runtime
 
 log = Logger()
+
+_CHILD_LOOKUP = Resource.getChildWithDefault
 
 
 def json_body(request: Any, code: int, body: Any) -> bytes:
@@ -230,6 +235,11 @@ class BridgeSite(Site):
 
         self.local_names: Tuple[str, ...] = (socket.gethostname().lower(),)
         self._asked_names = False
+        kind = type(self)
+        self._lean_plain = (
+            kind.log is BridgeSite.log
+            and kind.getResourceFor is BridgeSite.getResourceFor
+        )
 
     def startFactory(self) -> None:
         """Ask the resolver, in a thread, for this machine's names and addresses."""
@@ -278,6 +288,33 @@ class BridgeSite(Site):
                 request.prepath, request.postpath = prepath, postpath
                 return resource
         return Site.getResourceFor(self, request)
+
+    def lean_resource(self, path: bytes) -> Any:
+        """
+        The resource that answers a plain C{POST} to C{path} on the
+        channel's lean path (L{twistbridge._lean}): one offering
+        C{lean_answer}, found through the C{children} of resources that
+        look their children up there (twisted.web's own lookup, or one
+        that says C{lean_lookup = True}); L{None} for any other path, and
+        on a site whose requests, resources or log are not the bridge's own
+        (another C{requestFactory}, or C{getResourceFor} or C{log}
+        overridden).
+        """
+        if self.requestFactory is not BridgeRequest or not self._lean_plain:
+            return None
+        resource = self.resource
+        for name in path[1:].split(b"/"):
+            if resource.isLeaf or not (
+                type(resource).getChildWithDefault is _CHILD_LOOKUP
+                or getattr(resource, "lean_lookup", False)
+            ):
+                return None
+            resource = resource.children.get(name)
+            if resource is None:
+                return None
+        if getattr(resource, "lean_answer", None) is None:
+            return None
+        return resource
 
     def buildProtocol(self, addr: Any) -> Any:
         """A channel carrying the bridge's header timeout and body rate."""

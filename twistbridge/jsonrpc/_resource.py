@@ -53,6 +53,7 @@ from twistbridge.jsonrpc._httprules import (
     is_form_content_type,
 )
 from twistbridge.jsonrpc._jsonp import JsonpResource
+from twistbridge.jsonrpc._lean import lean_answer
 from twistbridge.jsonrpc._parse import INLINE_PARSE, parse, parse_large
 from twistbridge.jsonrpc._registry import normalize_path
 from twistbridge.offload import OffloadError, call_now
@@ -112,6 +113,15 @@ class RpcResource(Resource):
         Resource.__init__(self)
         self.controller = ctl
         self.path = normalize_path(path)
+
+    #: its C{getChildWithDefault} answers from C{children} (after mounting
+    #: new paths), which the HTTP channel's lean path may read directly
+    lean_lookup = True
+
+    def lean_answer(self, request: Any) -> Any:
+        """A plain call's answer on the HTTP channel's lean path, or L{None}
+        (see L{twistbridge.jsonrpc._lean})."""
+        return lean_answer(self, request)
 
     def max_body_size(self, request: Any) -> Optional[int]:
         """The request body limit: the bridge's C{max_request_size}."""
