@@ -429,6 +429,9 @@ def test_messages_with_opcodes_spliced_in(args, protocol, splices):
     from bgpy.core.message import Message as BgpyMessage
     from bgpy.core.message import MessageType as BgpyType
 
+    # (one draw for two properties: the answer this bridge pickles of the
+    # same arguments is accepted whole)
+    assert vet(pickle_message(Message(MessageType.OK, args))) is None
     raw = bytearray(pickle.dumps(BgpyMessage(BgpyType.EXEC, args), protocol=protocol))
     assert vet(bytes(raw)) is None or "recursive" in vet(bytes(raw))
     for position, op, replace in splices:
@@ -436,9 +439,3 @@ def test_messages_with_opcodes_spliced_in(args, protocol, splices):
         code = op.code.encode("latin-1")
         raw[at : at + (1 if replace else 0)] = code
     check(bytes(raw))
-
-
-@FUZZ
-@given(st.dictionaries(st.text(max_size=10), json_values, max_size=5))
-def test_answers_we_pickle_are_accepted(args):
-    assert vet(pickle_message(Message(MessageType.OK, args))) is None
