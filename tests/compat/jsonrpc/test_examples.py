@@ -126,9 +126,9 @@ def example(tmp_path):
         running.process.wait(10)
 
 
-def call(url, method, *params, **headers):
+def call(url, method, *params, timeout=10, **headers):
     response = requests.post(
-        url, json=request(method, params=params, id=1), headers=headers, timeout=10
+        url, json=request(method, params=params, id=1), headers=headers, timeout=timeout
     )
     return parse(response.json()), response
 
@@ -616,7 +616,8 @@ def test_parallel_executing_manual_config(example):
     running.wait_line(r"\] >> slowTest complited!$")
     assert call(API, "testLong")[0] == Ok(2**64, 1)
     # its 400 MB eval is over the link's bound: a clear error
-    error = call(API, "bigData")[0]
+    # (the worker builds those 400 MB first: seconds on a busy machine)
+    error = call(API, "bigData", timeout=120)[0]
     assert (error.code, error.message, error.data) == (
         -32000,
         "the request to the main process (419430477 bytes) is over the "
