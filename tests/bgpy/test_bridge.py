@@ -12,10 +12,10 @@ import time
 import bgpy
 import bgpy_tasks
 import bgpy_tasks_other
-import pytest
 from bgpy.core.message import Message, MessageType
 
 from twistbridge import demo
+from twistbridge.testing import BridgeTestClient
 
 DEMO = (demo.init_task, demo.exec_task, demo.exit_task)
 TASKS = (bgpy_tasks.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task)
@@ -35,7 +35,6 @@ def real(server, token=None):
     )
 
 
-@pytest.mark.long
 def test_demo_tasks(bridge_process):
     server = bridge_process()
     client = real(server)
@@ -47,26 +46,63 @@ def test_demo_tasks(bridge_process):
     assert client.execute({"command": "decrease", "value_change": 100}) == {
         "message": "Received 'EXEC'"
     }
-    # The demo's exec_task never responds: an awaiting client is not left hanging.
-    assert client.execute({"command": "noop"}, await_response=True) == second(
-        message="exec_task sent no response."
-    )
     assert client.terminate(await_response=True) == second(
-        request_count=4, value=910, status="Exited."
+        request_count=3, value=910, status="Exited."
     )
-    # EXIT reset the state; the bridge keeps serving; INIT runs init_task again.
+    # EXIT reset the state; the bridge keeps serving.
     assert client.execute({"command": "increase", "value_change": 1}) == {
         "message": "Not initialized."
     }
-    assert client.initialize(*DEMO) == second(message="Initialization successful.")
-    assert client.terminate(await_response=True) == second(
-        request_count=1, value=1000, status="Exited."
-    )
-    assert client.initialize(*TASKS) == second(
-        message="Refused: 'bgpy_tasks.init_task' is not allowed: start the server "
-        "with --bgpy-allow-module bgpy_tasks (allowed now: twistbridge._demo_tasks)."
-    )
     assert server.stop() in (0, -15)  # SIGTERM re-raised after a clean stop
+
+
+def ok(message, **args):
+    return {"type": "OK", "args": {"message": message, **args}}
+
+
+def test_demo_tasks_after_exit_in_memory():
+    """
+    The rest of the demo's bgpy life, in bgpy's own format through the
+    in-memory client (the answers a real client reads are the same bytes).
+    """
+    with BridgeTestClient(demo.bridge) as client:
+        bg = client.bgpy("bgpy")
+        # The demo's exec_task never responds: an awaiting client is not left hanging.
+        assert bg.call("EXEC", command="noop", await_response=True) == [
+            ok("Received 'EXEC'"),
+            ok("exec_task sent no response.", await_response=False),
+        ]
+        assert bg.call("EXIT", await_response=True) == [
+            ok("Received 'EXIT'"),
+            {
+                "type": "OK",
+                "args": second(request_count=2, value=1000, status="Exited."),
+            },
+        ]
+        # INIT runs init_task again, EXIT ends it again; tasks from a module
+        # the demo does not allow are refused.
+        bg = client.bgpy("bgpy")
+        init = dict(zip(("init_task", "exec_task", "exit_task"), DEMO))
+        assert bg.call("INIT", **init) == [
+            ok("Received 'INIT'"),
+            ok("Initialization successful.", await_response=False),
+        ]
+        assert bg.call("EXIT", await_response=True)[1]["args"] == second(
+            request_count=1, value=1000, status="Exited."
+        )
+        bg = client.bgpy("bgpy")
+        init = dict(zip(("init_task", "exec_task", "exit_task"), TASKS))
+        assert bg.call("INIT", **init) == [
+            ok("Received 'INIT'"),
+            {
+                "type": "ERROR",
+                "args": second(
+                    message="Refused: 'bgpy_tasks.init_task' is not allowed: start "
+                    "the server with --bgpy-allow-module bgpy_tasks (allowed now: "
+                    "twistbridge._demo_tasks)."
+                ),
+            },
+        ]
 
 
 def test_token_file_and_exit_task_at_shutdown(bridge_process, tmp_path):
@@ -236,25 +272,26 @@ def test_hostile_inputs_while_a_good_client_works(bridge_process, raw, tmp_path)
     assert server.stop() in (0, -15)  # SIGTERM re-raised after a clean stop
 
 
-def test_the_demo_offers_its_bgpy_tasks_only(bridge_process):
+def test_the_demo_offers_its_bgpy_tasks_only():
     from twistbridge import _demo_tasks
 
     policy = demo.bridge.runtime().bgpy.allow_modules
     assert "twistbridge._demo_tasks" in policy
     assert "twistbridge.demo" not in policy
     assert demo.init_task is _demo_tasks.init_task
-    server = bridge_process()
-    client = real(server)
+    handlers = dict(
+        zip(("init_task", "exec_task", "exit_task"), (demo.upload, demo.echo, demo.add))
+    )
     # The demo's tasks run from the start; once EXIT reset them, the demo's
     # other handlers (plain functions too, but not tasks) are refused.
-    assert client.initialize(demo.upload, demo.echo, demo.add) == second(
-        message="Already initialized."
-    )
-    client.terminate()
-    client = real(server)
-    answer = client.initialize(demo.upload, demo.echo, demo.add)
-    assert answer["message"].startswith(
-        "Refused: 'twistbridge.demo.upload' is not allowed: start the server "
-        "with --bgpy-allow-module twistbridge.demo"
-    )
-    assert server.stop() in (0, -15)
+    with BridgeTestClient(demo.bridge) as client:
+        assert client.bgpy("bgpy").call("INIT", **handlers)[1]["args"] == second(
+            message="Already initialized."
+        )
+        client.bgpy("bgpy").call("EXIT")
+        answer = client.bgpy("bgpy").call("INIT", **handlers)[1]
+        assert answer["type"] == "ERROR"
+        assert answer["args"]["message"].startswith(
+            "Refused: 'twistbridge.demo.upload' is not allowed: start the server "
+            "with --bgpy-allow-module twistbridge.demo"
+        )
