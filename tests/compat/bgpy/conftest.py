@@ -56,7 +56,7 @@ def pytest_sessionfinish(session, exitstatus):
             pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def apps_env():
     """An environment for a server: finds apps/, no BGPY_TOKEN unless given."""
 
@@ -128,9 +128,8 @@ class Server:
         self.process.stderr.close()
 
 
-@pytest.fixture
-def bgpy_server(apps_env, tmp_path):
-    """bgpy_server(*args, token=None, path=None, **env) -> a started Server."""
+def _servers(apps_env, folder):
+    """The factory of L{bgpy_server}, stopping what it started when closed."""
     from twistbridge.testing import free_port
 
     started = []
@@ -142,10 +141,23 @@ def bgpy_server(apps_env, tmp_path):
         environ = apps_env(**extra)
         if path:
             environ["PYTHONPATH"] = os.pathsep.join([str(path), environ["PYTHONPATH"]])
-        server = Server(free_port(), args, environ, str(path or tmp_path))
+        server = Server(free_port(), args, environ, str(path or folder))
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def bgpy_server(apps_env, tmp_path):
+    """bgpy_server(*args, token=None, path=None, **env) -> a started Server."""
+    yield from _servers(apps_env, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_bgpy_server(apps_env, tmp_path_factory):
+    """L{bgpy_server} for the tests of one module: only for tests that leave
+    the server's state as they found it."""
+    yield from _servers(apps_env, tmp_path_factory.mktemp("bgpy-server"))

@@ -131,6 +131,12 @@ def init(init_task, exec_task=trust_marker.exec_task, exit_task=trust_marker.exi
     )
 
 
+@pytest.fixture(scope="module")
+def token_server(module_bgpy_server):
+    """One server with a token for the refusals: none of them changes its state."""
+    return module_bgpy_server(token=TOKEN)
+
+
 @pytest.fixture
 def marker(tmp_path):
     return tmp_path / "imported"
@@ -234,18 +240,21 @@ NOT_PLAIN = (
     ],
     ids=["builtin", "class", "own-class", "c-function", "main", "private", "imported"],
 )
-def test_token_holder_gets_only_plain_functions(bgpy_server, task, message):
-    server = bgpy_server(token=TOKEN)
-    raw = Raw(server.port)
+def test_token_holder_gets_only_plain_functions(token_server, task, message):
+    raw = Raw(token_server.port)
     assert raw.authenticate(TOKEN) == "Authentication successful."
     assert raw.refused(init(task)) == message
     raw.close()
-    # Another client is unaffected.
-    assert client(server).initialize(*TASKS) == second(message=OK)
+    # Another client is unaffected (and nothing was initialized).
+    assert client(token_server).execute({"command": "get"}) == {
+        "message": "Not initialized."
+    }
 
 
-def test_a_pickle_never_calls_a_function_even_for_a_token_holder(bgpy_server, tmp_path):
-    server = bgpy_server(token=TOKEN)
+def test_a_pickle_never_calls_a_function_even_for_a_token_holder(
+    token_server, tmp_path
+):
+    server = token_server
     touched = tmp_path / "touched"
     raw = Raw(server.port)
     assert raw.authenticate(TOKEN) == "Authentication successful."
@@ -255,4 +264,4 @@ def test_a_pickle_never_calls_a_function_even_for_a_token_holder(bgpy_server, tm
     assert answer.args["message"].startswith("Invalid message: TypeError:")
     raw.close()
     assert not touched.exists()
-    assert client(server).initialize(*TASKS) == second(message=OK)
+    assert client(server).execute({"command": "get"}) == {"message": "Not initialized."}
