@@ -33,6 +33,14 @@ def real(port, token=None):
 def test_initialize_execute_terminate(standalone):
     server = standalone("--allow-module", "bgpy_tasks")
     client = real(server.port)
+    # A task from a module not allowed: refused, nothing initialized, the
+    # server still serves.
+    answer = client.initialize(
+        bgpy_tasks_other.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task
+    )
+    assert answer == second(message=REFUSED_OTHER)
+    assert client.execute({"command": "get"}) == {"message": "Not initialized."}
+    assert REFUSED_OTHER in server.output
     assert client.initialize(*TASKS) == second(message="Initialization successful.")
     assert client.initialize(*TASKS) == second(message="Already initialized.")
     assert client.execute({"command": "increase", "value_change": 10}) == {
@@ -48,19 +56,6 @@ def test_initialize_execute_terminate(standalone):
         request_count=4, value=910, status="Exited."
     )
     assert server.wait(10) == 0
-
-
-def test_initialize_refused_from_module_not_allowed(standalone):
-    server = standalone("--allow-module", "bgpy_tasks")
-    client = real(server.port)
-    answer = client.initialize(
-        bgpy_tasks_other.init_task, bgpy_tasks.exec_task, bgpy_tasks.exit_task
-    )
-    assert answer == second(message=REFUSED_OTHER)
-    # Nothing was initialized: EXEC is an error, the server still serves.
-    assert client.execute({"command": "get"}) == {"message": "Not initialized."}
-    assert client.initialize(*TASKS) == second(message="Initialization successful.")
-    assert REFUSED_OTHER in server.output
 
 
 def test_token_right_and_wrong(standalone):
