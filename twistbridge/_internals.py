@@ -134,12 +134,34 @@ def plain_tcp_connection(transport: Any) -> Any:
     the check for TLS started on a plain connection reads its C{TLS} flag,
     which only C{startTLS} documents.
     """
-    target = transport
-    while getattr(type(target), "write", None) is ProtocolWrapper.write:
-        target = target.transport
+    target = _under_wrappers(transport)
     if type(target) is not tcp.Server or target.TLS:
         return None
     return target
+
+
+def _under_wrappers(transport: Any) -> Any:
+    """What C{transport} writes to once the write-forwarding wrappers are looked through."""
+    target = transport
+    while getattr(type(target), "write", None) is ProtocolWrapper.write:
+        target = target.transport
+    return target
+
+
+def tls_connection(transport: Any) -> Any:
+    """
+    The TLS connection (a L{twisted.protocols.tls.TLSMemoryBIOProtocol})
+    under C{transport}, looking through the same wrappers as
+    L{plain_tcp_connection}, or L{None} when it is not TLS.
+
+    Why private: as for L{plain_tcp_connection}, the wrappers offer no way
+    to ask what is underneath; autobahn reads the TLS details of a
+    connection only from the TLS protocol itself.
+    """
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    target = _under_wrappers(transport)
+    return target if isinstance(target, TLSMemoryBIOProtocol) else None
 
 
 def write_buffer_empty(connection: Any) -> bool:

@@ -29,7 +29,10 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IProtocolNegotiationFactory,
+    IStreamServerEndpoint,
+)
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -122,6 +125,7 @@ class _ClientWrapper(ProtocolWrapper):
     _twistbridge_host: Optional[str] = None
 
 
+@implementer(IProtocolNegotiationFactory)
 class ConnectionLimits(WrappingFactory):
     """
     Wrap a listener's factory and enforce its L{ListenerLimits}: a
@@ -155,6 +159,15 @@ class ConnectionLimits(WrappingFactory):
         self.name = name
         self.per_client: Dict[str, int] = {}
         self.refused = 0
+
+    def acceptableProtocols(self) -> List[bytes]:
+        """
+        The wrapped factory's ALPN protocols: a TLS listener asks the factory
+        it wraps, which is this one; without an answer, a client offering
+        ALPN (every browser, curl, urllib3) would be refused the handshake.
+        """
+        negotiating = IProtocolNegotiationFactory(self.wrappedFactory, None)
+        return list(negotiating.acceptableProtocols()) if negotiating else []
 
     def __getattr__(self, name: str) -> Any:
         # Behave like the wrapped factory for everything else (e.g. a Site's

@@ -16,7 +16,7 @@ L{BridgeSite.lean_resource} finds it).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from twisted.logger import Logger
 from twisted.web import http
@@ -224,6 +224,14 @@ class BridgeSite(Site):
     # Twisted types this as its HTTP/2-capable wrapper factory only.
     protocol = BridgeChannel  # type: ignore[assignment]
     requestFactory = BridgeRequest
+
+    def acceptableProtocols(self) -> List[bytes]:
+        """
+        What a TLS listener offers over ALPN: HTTP/1.1 only, even where the
+        C{h2} package is installed (Twisted's C{Site} then offers C{h2},
+        which L{BridgeChannel} does not speak).
+        """
+        return [b"http/1.1"]
 
     def __init__(
         self, resource: Resource, settings: Settings, reactor: Any = None

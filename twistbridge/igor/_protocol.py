@@ -37,7 +37,11 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twistbridge._internals import websocket_data_received, websocket_timers_on
+from twistbridge._internals import (
+    tls_connection,
+    websocket_data_received,
+    websocket_timers_on,
+)
 from twistbridge.hosts import host_allowed, refusal_message
 from twistbridge.igor._hub import Hub
 from twistbridge.igor._processes import IgorService
@@ -202,10 +206,19 @@ class IgorProtocol(WebSocketServerProtocol):
         Turn Nagle's algorithm off: autobahn sets TCP_NODELAY before it
         copies the factory's options, so its own call leaves it off.
         Without it every small reply waits for the client's delayed ACK.
+
+        Over TLS, autobahn reads the connection's TLS details (at the
+        connection and again at the handshake) from the TLS protocol itself,
+        and refuses the connection limits' wrapper around it: the connection
+        writes to the TLS protocol directly (the wrapper only forwards what
+        is written, and still hears of the connection's end).
         """
+        tls = tls_connection(self.transport)
+        if tls is not None:
+            self.transport = tls
         WebSocketServerProtocol.connectionMade(self)
-        # TCP or TLS (or a UNIX socket): more than the ITransport it is typed as.
         transport: Any = self.transport
+        # TCP or TLS (or a UNIX socket): more than the ITransport it is typed as.
         try:
             transport.setTcpNoDelay(self.factory.tcpNoDelay)
         except Exception:  # not TCP (a UNIX socket)
