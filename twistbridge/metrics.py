@@ -84,6 +84,7 @@ LATENCY_BUCKETS = (
     5,
     10,
 )
+_FIRST_BOUND = LATENCY_BUCKETS[0]
 
 
 def http_endpoint(path: Optional[bytes], method: bytes, rpc_paths: Any) -> str:
@@ -137,21 +138,28 @@ class _Endpoint:
     """
     The HTTP counters of one endpoint, as plain numbers (see L{_Counts}):
     one object per endpoint, found by the request's path, so that counting
-    an answer adds to a few attributes instead of building a label tuple
-    per family per request.
+    an answer adds to a few of its attributes instead of building a label
+    tuple per family per request.
+
+    The most common answer, a C{200} within the first latency bucket, is
+    counted once, in C{quick}, for both its code and its bucket; the
+    families add it to both when they are read.
 
     @ivar name: the endpoint's label value.
-    @ivar ok: answers with C{200}.
+    @ivar quick: answers with C{200} within the first latency bucket.
+    @ivar ok: the other answers with C{200}.
     @ivar codes: answers with any other code, by code.
     @ivar refused: requests refused from their headers alone, by code.
     @ivar sent: response bytes sent.
     @ivar received: request body bytes received.
-    @ivar buckets: answers per latency bucket (the last one C{+Inf}).
-    @ivar seconds: the sum of their latencies.
+    @ivar buckets: the other timed answers, per latency bucket (the last
+        one C{+Inf}).
+    @ivar seconds: the sum of the latencies of all timed answers.
     """
 
     __slots__ = (
         "name",
+        "quick",
         "ok",
         "codes",
         "refused",
@@ -163,17 +171,27 @@ class _Endpoint:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.quick = 0
         self.ok = 0
         self.codes: Dict[int, int] = {}
         self.refused: Dict[int, int] = {}
         self.sent = 0
         self.received = 0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.seconds = [0.0]
+        self.seconds = 0.0
 
     def answered(self) -> bool:
         """Whether an answer was counted (not only refusals)."""
-        return self.ok > 0 or bool(self.codes)
+        return self.quick > 0 or self.ok > 0 or bool(self.codes)
+
+    def latency(self) -> Optional[Tuple[List[int], List[float]]]:
+        """The count per latency bucket and the sum of seconds, L{None}
+        before the first timed answer."""
+        if not self.quick and not any(self.buckets):
+            return None
+        buckets = list(self.buckets)
+        buckets[0] += self.quick
+        return buckets, [self.seconds]
 
 
 class _HttpFamily:
@@ -216,8 +234,9 @@ def _read_requests(
     endpoint: str, counters: _Endpoint, values: Dict[Tuple[Any, ...], float]
 ) -> None:
     codes = dict(counters.codes)
-    if counters.ok:
-        codes[200] = codes.get(200, 0) + counters.ok
+    ok = counters.quick + counters.ok
+    if ok:
+        codes[200] = codes.get(200, 0) + ok
     for code, count in counters.refused.items():
         codes[code] = codes.get(code, 0) + count
     for code, count in codes.items():
@@ -250,11 +269,12 @@ class _Latency:
     @property
     def values(self) -> Dict[str, Tuple[List[int], List[float]]]:
         """endpoint -> [count per bucket (the last one +Inf), sum of seconds]"""
-        return {
-            endpoint: (counters.buckets, counters.seconds)
-            for endpoint, counters in self._endpoints.items()
-            if any(counters.buckets)
-        }
+        values = {}
+        for endpoint, counters in self._endpoints.items():
+            latency = counters.latency()
+            if latency is not None:
+                values[endpoint] = latency
+        return values
 
     def family(self) -> Metric:
         """The histogram family now (cumulative buckets, as Prometheus wants)."""
@@ -359,9 +379,51 @@ class BridgeMetrics:
 
     def observe(self, kind: str, subject: Any, fields: Dict[str, Any]) -> None:
         """Count one access event (see L{twistbridge.logs.add_access_hook})."""
-        if kind == "http":
-            self._http(subject)
-        elif kind == "bgpy":
+        if kind != "http":
+            self._event(kind, fields)
+            return
+        # An answered HTTP request, on every request's path (see
+        # bench/jsonrpc_bench.py --cpu): counted in line, to a few
+        # attributes of its endpoint's counters.
+        request = subject
+        counters = self._known.get(request.path)
+        if counters is None:
+            endpoint = http_endpoint(
+                request.path, request.method or b"", self._rpc_paths
+            )
+            counters = self._counters(endpoint)
+        code = request.code
+        counters.sent += request.sentLength or 0
+        try:  # a twisted.web Request has neither
+            received = request._body_received
+            started = request.started
+        except AttributeError:
+            received = getattr(request, "_body_received", 0)
+            started = getattr(request, "started", None)
+        if received:
+            counters.received += received
+        if started is not None:
+            seconds = _monotonic() - started
+            counters.seconds += seconds
+            if seconds > _FIRST_BOUND:
+                counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            elif code == 200:
+                counters.quick += 1  # its code and its bucket at once
+                return
+            else:
+                counters.buckets[0] += 1
+        if code == 200:
+            counters.ok += 1
+            return
+        code = code or 0
+        codes = counters.codes
+        codes[code] = codes.get(code, 0) + 1
+        if code >= 400:
+            self._refusal(counters.name, code)
+
+    def _event(self, kind: str, fields: Dict[str, Any]) -> None:
+        """Count one access event that is not an answered HTTP request."""
+        if kind == "bgpy":
             type_ = fields.get("message_type")
             self.bgpy_messages.add(
                 (
@@ -387,36 +449,6 @@ class BridgeMetrics:
         if counters is None:
             counters = self._endpoints[endpoint] = _Endpoint(endpoint)
         return counters
-
-    def _http(self, request: Any) -> None:
-        # On every HTTP request's path: see bench/jsonrpc_bench.py --cpu.
-        counters = self._known.get(request.path)
-        if counters is None:
-            endpoint = http_endpoint(
-                request.path, request.method or b"", self._rpc_paths
-            )
-            counters = self._counters(endpoint)
-        code = request.code or 0
-        if code == 200:
-            counters.ok += 1
-        else:
-            codes = counters.codes
-            codes[code] = codes.get(code, 0) + 1
-        counters.sent += request.sentLength or 0
-        try:  # a twisted.web Request has neither
-            received = request._body_received
-            started = request.started
-        except AttributeError:
-            received = getattr(request, "_body_received", 0)
-            started = getattr(request, "started", None)
-        if received:
-            counters.received += received
-        if started is not None:
-            seconds = _monotonic() - started
-            counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-            counters.seconds[0] += seconds
-        if code >= 400:
-            self._refusal(counters.name, code)
 
     def _refusal(self, endpoint: str, code: int) -> None:
         reason = REFUSAL_CODES.get(code)
