@@ -14,7 +14,8 @@ bounded set of values: no client ids, addresses or paths from clients.
 The text format and the metric families are C{prometheus_client}'s, the
 maintained Python client of Prometheus; each bridge has a registry of its
 own (not the library's global one), so two bridges in one process do not
-mix their figures.  The counters themselves are plain numbers (L{_Counts}):
+mix their figures.  The counters themselves are plain numbers (L{_Counts},
+and for HTTP one L{_Endpoint} per endpoint, found by the request's path):
 counting is on every request's path, and the reactor thread is the only
 one that counts and scrapes.
 
