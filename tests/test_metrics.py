@@ -126,6 +126,64 @@ def test_endpoint_labels_are_bounded(path, method, expected):
     assert http_endpoint(path, method, frozenset({"/rpc"})) == expected
 
 
+def test_the_bytes_and_latencies_of_jsonrpc_answers_are_counted_exactly(server):
+    """Single calls (answered on the lean path when whole in one read) and
+    calls twisted.web answers (a batch, a call with a header the lean path
+    leaves alone), on one keep-alive connection: every request, request
+    byte, answer byte and latency is counted once."""
+    import http.client
+
+    calls = [
+        (b'{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}', {}),
+        (b'{"jsonrpc": "2.0", "method": "add", "params": [30, 4], "id": 2}', {}),
+        (b'[{"jsonrpc": "2.0", "method": "add", "params": [5, 6], "id": 3}]', {}),
+        (
+            b'{"jsonrpc": "2.0", "method": "add", "params": [7, 8], "id": 4}',
+            {"X-Probe": "1"},
+        ),
+        (b'{"jsonrpc": "2.0", "method": "add", "params": [900, 1], "id": 5}', {}),
+    ]
+    before = scrape(server)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port(), timeout=10)
+    answers = []
+    try:
+        for body, extra in calls:
+            headers = {"Content-Type": "application/json", **extra}
+            connection.request("POST", "/rpc", body=body, headers=headers)
+            response = connection.getresponse()
+            assert response.status == 200
+            answers.append(response.read())
+    finally:
+        connection.close()
+    assert [json.loads(a) for a in answers][:2] == [
+        {"jsonrpc": "2.0", "result": 3, "id": 1},
+        {"jsonrpc": "2.0", "result": 34, "id": 2},
+    ]
+    after = scrape(server)
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    jsonrpc = {"endpoint": "jsonrpc"}
+    assert delta("twistbridge_http_requests_total", code="200", **jsonrpc) == 5
+    assert delta("twistbridge_http_received_bytes_total", **jsonrpc) == sum(
+        len(body) for body, _ in calls
+    )
+    assert delta("twistbridge_http_sent_bytes_total", **jsonrpc) == sum(
+        len(answer) for answer in answers
+    )
+    duration = "twistbridge_http_request_duration_seconds"
+    assert delta(f"{duration}_count", **jsonrpc) == 5
+    assert delta(f"{duration}_bucket", le="+Inf", **jsonrpc) == 5
+    buckets = [
+        delta(f"{duration}_bucket", le=le, **jsonrpc)
+        for le in ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1")
+    ]
+    assert buckets == sorted(buckets)  # cumulative
+    assert 0 < delta(f"{duration}_sum", **jsonrpc) < 5 * 10
+
+
 def test_the_metrics_listener_serves_only_metrics(server):
     other = requests.get(server.url("/health", name="metrics"), timeout=10)
     assert other.status_code == 404

@@ -14,7 +14,8 @@ bounded set of values: no client ids, addresses or paths from clients.
 The text format and the metric families are C{prometheus_client}'s, the
 maintained Python client of Prometheus; each bridge has a registry of its
 own (not the library's global one), so two bridges in one process do not
-mix their figures.  The counters themselves are plain numbers (L{_Counts}):
+mix their figures.  The counters themselves are plain numbers (L{_Counts},
+and for HTTP one L{_Endpoint} per endpoint, found by the request's path):
 counting is on every request's path, and the reactor thread is the only
 one that counts and scrapes.
 
@@ -84,6 +85,7 @@ LATENCY_BUCKETS = (
     5,
     10,
 )
+_FIRST_BOUND = LATENCY_BUCKETS[0]
 
 
 def http_endpoint(path: Optional[bytes], method: bytes, rpc_paths: Any) -> str:
@@ -133,15 +135,147 @@ class _Counts:
         return family
 
 
+class _Endpoint:
+    """
+    The HTTP counters of one endpoint, as plain numbers (see L{_Counts}):
+    one object per endpoint, found by the request's path, so that counting
+    an answer adds to a few of its attributes instead of building a label
+    tuple per family per request.
+
+    The most common answer, a C{200} within the first latency bucket, is
+    counted once, in C{quick}, for both its code and its bucket; the
+    families add it to both when they are read.
+
+    @ivar name: the endpoint's label value.
+    @ivar quick: answers with C{200} within the first latency bucket.
+    @ivar ok: the other answers with C{200}.
+    @ivar codes: answers with any other code, by code.
+    @ivar refused: requests refused from their headers alone, by code.
+    @ivar sent: response bytes sent.
+    @ivar received: request body bytes received.
+    @ivar buckets: the other timed answers, per latency bucket (the last
+        one C{+Inf}).
+    @ivar seconds: the sum of the latencies of all timed answers.
+    """
+
+    __slots__ = (
+        "name",
+        "quick",
+        "ok",
+        "codes",
+        "refused",
+        "sent",
+        "received",
+        "buckets",
+        "seconds",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.quick = 0
+        self.ok = 0
+        self.codes: Dict[int, int] = {}
+        self.refused: Dict[int, int] = {}
+        self.sent = 0
+        self.received = 0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seconds = 0.0
+
+    def answered(self) -> bool:
+        """Whether an answer was counted (not only refusals)."""
+        return self.quick > 0 or self.ok > 0 or bool(self.codes)
+
+    def latency(self) -> Optional[Tuple[List[int], List[float]]]:
+        """The count per latency bucket and the sum of seconds, L{None}
+        before the first timed answer."""
+        if not self.quick and not any(self.buckets):
+            return None
+        buckets = list(self.buckets)
+        buckets[0] += self.quick
+        return buckets, [self.seconds]
+
+
+class _HttpFamily:
+    """
+    One HTTP counter family read off the endpoints' counters: C{values}
+    (label values to count, as L{_Counts} has them) is built when read.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: List[str],
+        endpoints: Dict[str, _Endpoint],
+        read: Any,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self._endpoints = endpoints
+        self._read = read
+
+    @property
+    def values(self) -> Dict[Tuple[Any, ...], float]:
+        """The counts now, by label values."""
+        values: Dict[Tuple[Any, ...], float] = {}
+        for endpoint, counters in self._endpoints.items():
+            self._read(endpoint, counters, values)
+        return values
+
+    def family(self) -> Metric:
+        """The counter family now."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in sorted(self.values.items()):
+            family.add_metric([str(v) for v in key], value)
+        return family
+
+
+def _read_requests(
+    endpoint: str, counters: _Endpoint, values: Dict[Tuple[Any, ...], float]
+) -> None:
+    codes = dict(counters.codes)
+    ok = counters.quick + counters.ok
+    if ok:
+        codes[200] = codes.get(200, 0) + ok
+    for code, count in counters.refused.items():
+        codes[code] = codes.get(code, 0) + count
+    for code, count in codes.items():
+        values[(endpoint, code)] = count
+
+
+def _read_sent(
+    endpoint: str, counters: _Endpoint, values: Dict[Tuple[Any, ...], float]
+) -> None:
+    if counters.answered():
+        values[(endpoint,)] = counters.sent
+
+
+def _read_received(
+    endpoint: str, counters: _Endpoint, values: Dict[Tuple[Any, ...], float]
+) -> None:
+    if counters.received:
+        values[(endpoint,)] = counters.received
+
+
 class _Latency:
-    """A histogram per endpoint, as plain numbers (see L{_Counts})."""
+    """A histogram per endpoint, read off the endpoints' counters."""
 
     name = "twistbridge_http_request_duration_seconds"
     documentation = "Seconds from a request's headers to its answer."
 
-    def __init__(self) -> None:
-        #: endpoint -> [count per bucket (the last one +Inf), sum of seconds]
-        self.values: Dict[str, Tuple[List[int], List[float]]] = {}
+    def __init__(self, endpoints: Dict[str, _Endpoint]) -> None:
+        self._endpoints = endpoints
+
+    @property
+    def values(self) -> Dict[str, Tuple[List[int], List[float]]]:
+        """endpoint -> [count per bucket (the last one +Inf), sum of seconds]"""
+        values = {}
+        for endpoint, counters in self._endpoints.items():
+            latency = counters.latency()
+            if latency is not None:
+                values[endpoint] = latency
+        return values
 
     def family(self) -> Metric:
         """The histogram family now (cumulative buckets, as Prometheus wants)."""
@@ -168,18 +302,30 @@ class BridgeMetrics:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.registry = CollectorRegistry(auto_describe=True)
-        self.http_requests = _Counts(
-            "twistbridge_http_requests", "HTTP requests answered.", ["endpoint", "code"]
+        #: endpoint -> its HTTP counters
+        self._endpoints: Dict[str, _Endpoint] = {}
+        self.http_requests = _HttpFamily(
+            "twistbridge_http_requests",
+            "HTTP requests answered.",
+            ["endpoint", "code"],
+            self._endpoints,
+            _read_requests,
         )
-        self.http_sent = _Counts(
-            "twistbridge_http_sent_bytes", "HTTP response bytes sent.", ["endpoint"]
+        self.http_sent = _HttpFamily(
+            "twistbridge_http_sent_bytes",
+            "HTTP response bytes sent.",
+            ["endpoint"],
+            self._endpoints,
+            _read_sent,
         )
-        self.http_received = _Counts(
+        self.http_received = _HttpFamily(
             "twistbridge_http_received_bytes",
             "HTTP request body bytes received.",
             ["endpoint"],
+            self._endpoints,
+            _read_received,
         )
-        self.http_latency = _Latency()
+        self.http_latency = _Latency(self._endpoints)
         self.refusals = _Counts(
             "twistbridge_refusals",
             "Requests and connections refused, by reason.",
@@ -200,7 +346,8 @@ class BridgeMetrics:
         )
         self.registry.register(_Collector(self))
         self._rpc_paths: FrozenSet[str] = frozenset()
-        self._known: Dict[bytes, str] = {}
+        #: the counters of the paths whose endpoint is known in advance
+        self._known: Dict[bytes, _Endpoint] = {}
 
     def families(self) -> Iterator[Metric]:
         """The counted families now."""
@@ -221,7 +368,7 @@ class BridgeMetrics:
         for path in self._rpc_paths:
             known += [path.encode("utf-8"), path.encode("utf-8") + b"/"]
         self._known = {
-            path: http_endpoint(path, b"POST", self._rpc_paths)
+            path: self._counters(http_endpoint(path, b"POST", self._rpc_paths))
             for path in known
             if path != b"/"  # izzati or the playground, by the method
         }
@@ -233,9 +380,51 @@ class BridgeMetrics:
 
     def observe(self, kind: str, subject: Any, fields: Dict[str, Any]) -> None:
         """Count one access event (see L{twistbridge.logs.add_access_hook})."""
-        if kind == "http":
-            self._http(subject)
-        elif kind == "bgpy":
+        if kind != "http":
+            self._event(kind, fields)
+            return
+        # An answered HTTP request, on every request's path (see
+        # bench/jsonrpc_bench.py --cpu): counted in line, to a few
+        # attributes of its endpoint's counters.
+        request = subject
+        counters = self._known.get(request.path)
+        if counters is None:
+            endpoint = http_endpoint(
+                request.path, request.method or b"", self._rpc_paths
+            )
+            counters = self._counters(endpoint)
+        code = request.code
+        counters.sent += request.sentLength or 0
+        try:  # a twisted.web Request has neither
+            received = request._body_received
+            started = request.started
+        except AttributeError:
+            received = getattr(request, "_body_received", 0)
+            started = getattr(request, "started", None)
+        if received:
+            counters.received += received
+        if started is not None:
+            seconds = _monotonic() - started
+            counters.seconds += seconds
+            if seconds > _FIRST_BOUND:
+                counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            elif code == 200:
+                counters.quick += 1  # its code and its bucket at once
+                return
+            else:
+                counters.buckets[0] += 1
+        if code == 200:
+            counters.ok += 1
+            return
+        code = code or 0
+        codes = counters.codes
+        codes[code] = codes.get(code, 0) + 1
+        if code >= 400:
+            self._refusal(counters.name, code)
+
+    def _event(self, kind: str, fields: Dict[str, Any]) -> None:
+        """Count one access event that is not an answered HTTP request."""
+        if kind == "bgpy":
             type_ = fields.get("message_type")
             self.bgpy_messages.add(
                 (
@@ -246,7 +435,8 @@ class BridgeMetrics:
         elif kind == "http_refused":
             path, code = fields["path"], int(fields["code"])
             endpoint = http_endpoint(path, fields["method"], self._rpc_paths)
-            self.http_requests.add((endpoint, code))
+            refused = self._counters(endpoint).refused
+            refused[code] = refused.get(code, 0) + 1
             self._refusal(endpoint, code)
         elif kind == "igor":
             close = str(fields.get("code"))
@@ -254,30 +444,12 @@ class BridgeMetrics:
             self.igor_messages.add(("in",), fields.get("received") or 0)
             self.igor_messages.add(("out",), fields.get("sent") or 0)
 
-    def _http(self, request: Any) -> None:
-        # On every HTTP request's path: see bench/jsonrpc_bench.py --cpu.
-        path = request.path
-        endpoint = self._known.get(path)
-        if endpoint is None:
-            endpoint = http_endpoint(path, request.method or b"", self._rpc_paths)
-        code = request.code or 0
-        self.http_requests.add((endpoint, code))
-        key = (endpoint,)
-        self.http_sent.add(key, request.sentLength or 0)
-        received = getattr(request, "_body_received", 0)
-        if received:
-            self.http_received.add(key, received)
-        started = getattr(request, "started", None)
-        if started is not None:
-            seconds = _monotonic() - started
-            latency = self.http_latency.values.get(endpoint)
-            if latency is None:
-                latency = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
-                self.http_latency.values[endpoint] = latency
-            latency[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
-            latency[1][0] += seconds
-        if code >= 400:
-            self._refusal(endpoint, code)
+    def _counters(self, endpoint: str) -> _Endpoint:
+        """The HTTP counters of C{endpoint}."""
+        counters = self._endpoints.get(endpoint)
+        if counters is None:
+            counters = self._endpoints[endpoint] = _Endpoint(endpoint)
+        return counters
 
     def _refusal(self, endpoint: str, code: int) -> None:
         reason = REFUSAL_CODES.get(code)
