@@ -343,6 +343,12 @@ def main() -> None:
         ),
         ("bare twisted.web (ceiling)", lambda: script_server("bare", BARE)),
         (
+            "twistbridge (reactor, no splice)",
+            lambda: twistbridge_server(
+                "tbn", "izzati_bench_app:reactor_bridge", IZZATI_BENCH_SPLICE="0"
+            ),
+        ),
+        (
             "bare twisted.web + thread",
             lambda: script_server("bare-thread", BARE_THREAD),
         ),
@@ -364,8 +370,9 @@ def main() -> None:
     if not parts & {"forms", "upload"}:
         plan = []
     if "upload" in parts and "forms" not in parts:
-        # The upload ratio needs only these two.
-        plan = [plan[2], plan[3]]
+        # The upload ratio needs only these two, and the same without
+        # splicing (what a connection that cannot be spliced gets).
+        plan = [plan[2], plan[3], plan[4]]
     if "file" not in parts:
         file_plan = []
     servers = []
@@ -468,6 +475,13 @@ def main() -> None:
             f"upload: twistbridge {speeds[tb] / speeds[bare]:.2f}x the bare resource's "
             f"MB/s, {median(cpu[tb]) / median(cpu[bare]):.2f}x its CPU per MiB, "
             f"RSS growth {growth[tb]:.1f} MiB"
+        )
+    unspliced = "twistbridge (reactor, no splice)"
+    if unspliced in speeds and bare in speeds:
+        print(
+            f"upload without splicing: {speeds[unspliced] / speeds[bare]:.2f}x the "
+            f"bare resource's MB/s, "
+            f"{median(cpu[unspliced]) / median(cpu[bare]):.2f}x its CPU per MiB"
         )
     tbf, static = "twistbridge file_return", "bare static.File (ceiling)"
     if tbf in file_speeds:

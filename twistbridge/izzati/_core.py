@@ -43,6 +43,7 @@ from typing import (
 )
 from urllib.parse import parse_qsl
 
+import multipart
 from multipart import (
     MultipartError,
     MultipartSegment,
@@ -52,6 +53,9 @@ from multipart import (
 
 from twistbridge._json import JSONValue, TooManyContainers, loads, loads_bounded
 from twistbridge.errors import error_text, not_json_text
+
+#: The multipart parser's state inside a part's body (see L{_holds_back}).
+_BODY_STATE = getattr(multipart, "_BODY", None)
 
 #: Bytes of non-file data (urlencoded forms, JSON bodies, multipart text
 #: fields together) kept in memory per request.
@@ -208,6 +212,7 @@ class BodyParser(Generic[Item]):
         self._field_name = ""
         self._field_charset = "utf-8"
         self._item: Optional[Item] = None
+        self._segment: Optional[MultipartSegment] = None
         self._part_size = 0
         if self.kind == "multipart":
             boundary = media_type(content_type)[1].get("boundary")
@@ -339,6 +344,7 @@ class BodyParser(Generic[Item]):
             )
             self.files.append(item)
             self._item, self._sink, self._part_size = item, sink, 0
+            self._segment = segment
         else:
             self._field = []
             self._field_name = segment.name or ""
@@ -348,6 +354,7 @@ class BodyParser(Generic[Item]):
     def _end_part(self) -> None:
         if self._sink is not None:
             item, self._item, self._sink = self._item, None, None
+            self._segment = None
             # An item was made with the sink (_start_part).
             self._done_file(item, self._part_size)  # type: ignore[arg-type]
         elif self._field is not None:
@@ -356,6 +363,43 @@ class BodyParser(Generic[Item]):
             self._pairs.append(
                 (self._field_name, raw.decode(self._field_charset, "replace"))
             )
+
+    @property
+    def delimiter(self) -> bytes:
+        """What ends a multipart part's body: CRLF, C{--} and the boundary."""
+        assert self._multipart is not None  # asked only of a multipart body
+        delimiter: bytes = b"\r\n--" + self._multipart.boundary
+        return delimiter
+
+    def file_payload(self) -> Optional[Item]:
+        """
+        The file item the next bytes of the body go to, unchanged, up to
+        the next delimiter (see L{payload_length}): a file part's body is in
+        progress, the part names no length of its own, and the parser holds
+        back no bytes that may begin a delimiter.  L{None} otherwise.
+
+        Whoever then takes such bytes past L{feed} (writing them where the
+        item's sink would) says so with L{took_payload}; the bytes from the
+        delimiter on go to L{feed}, as usual.
+        """
+        segment = self._segment
+        if (
+            segment is None
+            or self.error is not None
+            or self._multipart is None
+            or _holds_back(self._multipart)
+            or any(name == "Content-Length" for name, _ in segment.headerlist)
+        ):
+            return None
+        return self._item
+
+    def took_payload(self, size: int) -> None:
+        """C{size} bytes of the file part in progress were stored past
+        L{feed} (see L{file_payload})."""
+        assert self._segment is not None  # only while file_payload() is not None
+        self._segment.bytes_received += size
+        self._part_size += size
+        self._received += size
 
     def finish(self) -> Union[Tuple[Text, List[Item]], IzzatiError]:
         """
@@ -391,6 +435,44 @@ class BodyParser(Generic[Item]):
             text = body.decode("utf-8", "replace")
             return text_from_pairs(parse_qsl(text, keep_blank_values=True)), []
         return parse_json_text(body), []
+
+
+def _holds_back(parser: PushMultipartParser) -> bool:
+    """
+    Whether C{parser} keeps bytes it was fed but has not passed on (the
+    start of what may be a delimiter), or is not in a part's body.
+
+    Why private: the parser offers no public view of its state; it keeps
+    it in C{_state} and the bytes in C{_buffer} (multipart 1.x and 2.x).
+    """
+    return bool(parser._buffer) or parser._state is not _BODY_STATE
+
+
+class _Searchable(Protocol):
+    def find(self, sub: bytes, start: int, end: int) -> int: ...
+
+    def rfind(self, sub: bytes, start: int, end: int) -> int: ...
+
+    def __getitem__(self, index: slice) -> bytes: ...
+
+
+def payload_length(data: _Searchable, delimiter: bytes, start: int, end: int) -> int:
+    """
+    How many bytes of C{data[start:end]} (bytes, or a memory map) are a
+    part's payload, when the part's body is in progress and nothing is held
+    back before C{start} (L{BodyParser.file_payload}): those before the
+    first delimiter, or else all but a last piece that may begin one.
+
+    The rule is the multipart parser's own, byte for byte: what follows
+    goes to the parser, which finds the same delimiter there.
+    """
+    index = data.find(delimiter, start, end)
+    if index >= 0:
+        return index - start
+    index = data.rfind(b"\r", max(start, end - (len(delimiter) - 1)), end)
+    if index < 0 or not delimiter.startswith(data[index:end]):
+        return end - start
+    return index - start
 
 
 def _known_charset(name: str) -> bool:
