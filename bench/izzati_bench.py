@@ -6,7 +6,10 @@ izzati endpoint benchmark: twistbridge side by side with the original izzati
     .venv/bin/python bench/izzati_bench.py --only upload file   # no wrk, ~1 min
 
 Servers: izzati 1.2.3; twistbridge with the callback in its thread pool (a
-plain def, the default) and in the reactor (run_in="reactor"); a bare
+plain def, the default) and in the reactor (run_in="reactor"), and (for the
+upload) the same with file parts read through Python instead of spliced
+into their temporary files (IZZATI_BENCH_SPLICE=0: what a connection that
+cannot be spliced gets, such as TLS; the "before" of splicing); a bare
 twisted.web resource answering in the reactor (the ceiling) and from
 Twisted's thread pool (the ceiling of a threaded callback).  The bare
 resources run under Site(parsePOSTFormSubmission=False) and read the body
