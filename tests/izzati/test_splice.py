@@ -8,6 +8,7 @@ not apply or fails, and hostile bodies.
 import hashlib
 import http.client
 import json
+import mmap
 import os
 import random
 import socket
@@ -29,6 +30,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistbridge._internals import plain_tcp_reader
+from twistbridge.izzati import _splice
 from twistbridge.izzati._core import payload_length
 from twistbridge.testing import BridgeProcess, wait_for
 
@@ -171,6 +173,28 @@ def test_payload_length_agrees_with_the_parser_on_tricky_pieces():
         assert payload_length(piece, DELIMITER, 0, len(piece)) == parser_payload(
             piece
         ), piece
+
+
+@pytest.mark.parametrize("memmem", [True, False], ids=["memmem", "mmap.find"])
+def test_find_in_pages(tmp_path, monkeypatch, memmem):
+    if not memmem:
+        monkeypatch.setattr(_splice, "_memmem", None)
+    elif _splice._memmem is None:
+        pytest.skip("no memmem in this C library")
+    rng = random.Random(7)
+    data = bytearray(rng.randbytes(3 * MiB))
+    for at in (5, MiB - 3, MiB + 4000, 3 * MiB - len(DELIMITER)):
+        data[at : at + len(DELIMITER)] = DELIMITER
+    path = tmp_path / "pages"
+    path.write_bytes(data)
+    with (
+        open(path, "r+b") as f,
+        mmap.mmap(f.fileno(), 0, access=_splice._ACCESS) as pages,
+    ):
+        for start, end in [(0, len(data)), (6, MiB), (MiB - 3, MiB + 20), (0, 30),
+                           (MiB + 4001, len(data)), (MiB + 4001, len(data) - 1)]:  # fmt: skip
+            expected = bytes(data).find(DELIMITER, start, end)
+            assert _splice._find(pages, DELIMITER, start, end) == expected
 
 
 # --- spliced uploads: the exact bytes -----------------------------------------

@@ -456,7 +456,13 @@ class _Searchable(Protocol):
     def __getitem__(self, index: slice) -> bytes: ...
 
 
-def payload_length(data: _Searchable, delimiter: bytes, start: int, end: int) -> int:
+def payload_length(
+    data: _Searchable,
+    delimiter: bytes,
+    start: int,
+    end: int,
+    found: Optional[int] = None,
+) -> int:
     """
     How many bytes of C{data[start:end]} (bytes, or a memory map) are a
     part's payload, when the part's body is in progress and nothing is held
@@ -465,8 +471,11 @@ def payload_length(data: _Searchable, delimiter: bytes, start: int, end: int) ->
 
     The rule is the multipart parser's own, byte for byte: what follows
     goes to the parser, which finds the same delimiter there.
+
+    @param found: where the first delimiter in C{data[start:end]} is, or -1
+        for none, when the caller searched already; L{None}: search here.
     """
-    index = data.find(delimiter, start, end)
+    index = data.find(delimiter, start, end) if found is None else found
     if index >= 0:
         return index - start
     index = data.rfind(b"\r", max(start, end - (len(delimiter) - 1)), end)

@@ -192,10 +192,12 @@ class SpliceReceiver:
         # map holds a descriptor of the file of its own while it is open).
         base = self._end - self._end % mmap.ALLOCATIONGRANULARITY
         start = self._end - base
-        with mmap.mmap(
-            self._fd, start + n, access=mmap.ACCESS_READ, offset=base
-        ) as pages:
-            kept = payload_length(pages, self.delimiter, start, start + n)
+        try:
+            with mmap.mmap(self._fd, start + n, access=_ACCESS, offset=base) as pages:
+                found = _find(pages, self.delimiter, start, start + n)
+                kept = payload_length(pages, self.delimiter, start, start + n, found)
+        except OSError as e:
+            return self._fall_back(e, os.pread(self._fd, n, self._end))
         back = os.pread(self._fd, n - kept, self._end + kept) if kept < n else b""
         if kept:
             self._end += kept
@@ -245,6 +247,47 @@ class SpliceReceiver:
         if pipe is not None:
             for fd in pipe:
                 os.close(fd)
+
+
+def _libc_memmem() -> Any:
+    """The C library's C{memmem}, or L{None} where it cannot be called."""
+    try:
+        import ctypes
+
+        memmem = ctypes.CDLL(None).memmem
+    except (ImportError, OSError, AttributeError):
+        return None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
+    return memmem
+
+
+#: C{memmem(3)}: about twice as fast as C{mmap.find} over a file part's
+#: pages (which is the search of the multipart parser, C{bytes.find}).
+_memmem = _libc_memmem() if AVAILABLE else None
+#: How the pages are mapped: C{ctypes} takes the address of a writable map
+#: only (nothing is ever written to it).
+_ACCESS = mmap.ACCESS_WRITE if _memmem is not None else mmap.ACCESS_READ
+
+
+def _find(pages: mmap.mmap, delimiter: bytes, start: int, end: int) -> int:
+    """Where the first C{delimiter} of C{pages[start:end]} starts, or -1."""
+    if _memmem is None:
+        return pages.find(delimiter, start, end)
+    import ctypes
+
+    view = ctypes.c_char.from_buffer(pages)
+    try:
+        at = ctypes.addressof(view)
+        hit = _memmem(at + start, end - start, delimiter, len(delimiter))
+    finally:
+        del view
+    return -1 if hit is None else hit - at
 
 
 def _make_pipe() -> tuple:
