@@ -262,6 +262,27 @@ def test_delimiters_across_splices(small_pipe):
     assert result["spliced"] > before
 
 
+def test_epilogue_after_the_last_part_is_ignored_as_before(server):
+    content = os.urandom(3 * MiB)
+    body = body_of(part("file", content, "e.bin")) + os.urandom(3 * MiB)
+    answer = post(server, body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["files"] == [file_entry("e.bin", content)]
+
+
+def test_a_part_with_its_own_length_is_read_as_usual(server):
+    content = os.urandom(3 * MiB)
+    head = (
+        b'--%s\r\nContent-Disposition: form-data; name="file"; filename="l.bin"\r\n'
+        b"Content-Length: %d\r\n\r\n" % (BOUNDARY, len(content))
+    )
+    before = spliced(server)
+    answer = post(server, head + content + b"\r\n--%s--\r\n" % BOUNDARY)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["files"] == [file_entry("l.bin", content)]
+    assert answer.json()["spliced"] == before
+
+
 def test_truncated_body_is_a_400_with_nothing_left(server):
     # The final delimiter never comes: the last bytes are still read as usual,
     # and the parser says what is wrong.
