@@ -47,10 +47,13 @@ log = Logger()
 AVAILABLE = sys.platform.startswith("linux") and hasattr(os, "splice")
 #: A body is spliced only while at least this many of its bytes are to come.
 MIN_SPLICE = 1024 * 1024
-#: Bytes moved by one splice (the pipe's size, if the system allows).
-PIPE_SIZE = 1024 * 1024
-#: Bytes one connection splices before the reactor serves the others.
-TURN = 4 * 1024 * 1024
+#: Bytes moved by one splice at most (the pipe's size, if the system allows).
+PIPE_SIZE = 512 * 1024
+#: Bytes one connection splices before the reactor serves the others: as
+#: much as one read of the usual path (C{LARGE_READ}), so that the other
+#: clients wait no longer.  (1 MiB turns measured 7 % more MB/s, and twice
+#: the latency of the others' requests meanwhile.)
+TURN = 512 * 1024
 #: The last bytes of a body are always read as usual (the channel ends the
 #: body when they arrive).
 KEEP = 64 * 1024
@@ -149,7 +152,7 @@ class SpliceReceiver:
             assert self._pipe is not None  # (armed)
             try:
                 n = _splice(
-                    sock, self._pipe[1], min(PIPE_SIZE, left - KEEP), flags=_FLAGS
+                    sock, self._pipe[1], min(PIPE_SIZE, TURN, left - KEEP), flags=_FLAGS
                 )
             except BlockingIOError:
                 break
