@@ -307,13 +307,25 @@ def body_left(channel: Any) -> Optional[int]:
     (C{_transferDecoder}, an C{_IdentityTransferDecoder} for a
     C{Content-Length} body), which has no public name.
     """
-    from twisted.web.http import _IdentityTransferDecoder
-
-    decoder = getattr(channel, "_transferDecoder", None)
-    if type(decoder) is not _IdentityTransferDecoder or decoder.dataCallback is None:
+    decoder: Any = getattr(channel, "_transferDecoder", None)
+    if type(decoder) is not _identity_decoder() or decoder.dataCallback is None:
         return None
     left = decoder.contentLength
     return left if isinstance(left, int) else None
+
+
+_IDENTITY: Any = None
+
+
+def _identity_decoder() -> Any:
+    # Looked up once: twisted.web.http is a module whose attribute reads go
+    # through its deprecation proxy.
+    global _IDENTITY
+    if _IDENTITY is None:
+        from twisted.web.http import _IdentityTransferDecoder
+
+        _IDENTITY = _IdentityTransferDecoder
+    return _IDENTITY
 
 
 def body_read_past(channel: Any, size: int) -> None:
