@@ -30,6 +30,7 @@ import os
 import re
 import unicodedata
 from typing import (
+    Any,
     Callable,
     Dict,
     Generic,
@@ -98,7 +99,7 @@ class IzzatiError(Exception):
 class FileSink(Protocol):
     """Where the bytes of one file part go (a writable binary file will do)."""
 
-    def write(self, data: Union[bytes, bytearray]) -> object:
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> object:
         """Append C{data}."""
 
 
@@ -241,6 +242,10 @@ class BodyParser(Generic[Item]):
         self._received += len(data)
         if self._multipart is not None:
             try:
+                if self.file_payload() is not None:
+                    data = self._payload_first(data)
+                    if not data:
+                        return
                 self._events(self._multipart.parse(data))
             except IzzatiError as e:
                 self.error = e
@@ -303,6 +308,24 @@ class BodyParser(Generic[Item]):
             413,
             f"a form field is over {self._max_field} bytes (send large data as files)",
         )
+
+    def _payload_first(self, data: bytes) -> bytes:
+        """
+        Inside a file part's body (L{file_payload}), hand the part's bytes
+        to its sink past the multipart parser, which would only search them
+        for the delimiter more slowly (L{find_delimiter}); what is left
+        (from the delimiter on) is for the parser.
+        """
+        delimiter = self.delimiter
+        found = find_delimiter(data, delimiter)
+        kept = payload_length(data, delimiter, 0, len(data), found)
+        if not kept:
+            return data
+        assert self._sink is not None  # (file_payload)
+        self._sink.write(data if kept == len(data) else memoryview(data)[:kept])
+        self.took_payload(kept)
+        self._received -= kept  # (counted by feed already)
+        return data[kept:]
 
     @property
     def heavy(self) -> bool:
@@ -482,6 +505,41 @@ def payload_length(
     if index < 0 or not delimiter.startswith(data[index:end]):
         return end - start
     return index - start
+
+
+def _libc_memmem() -> Any:
+    """The C library's C{memmem}, or L{None} where it cannot be called."""
+    try:
+        import ctypes
+
+        memmem = ctypes.CDLL(None).memmem
+    except (ImportError, OSError, AttributeError, TypeError):
+        return None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
+    return memmem
+
+
+#: C{memmem(3)}, about twice as fast as C{bytes.find} over random data,
+#: the multipart parser's search (L{None} where there is none).
+memmem = _libc_memmem()
+
+
+def find_delimiter(data: bytes, delimiter: bytes) -> int:
+    """Where the first C{delimiter} in C{data} starts, or -1 (as
+    C{data.find(delimiter)}, with L{memmem} for C{bytes})."""
+    if memmem is None or type(data) is not bytes:
+        return data.find(delimiter)
+    import ctypes
+
+    at = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    hit = memmem(at, len(data), delimiter, len(delimiter))
+    return -1 if hit is None else hit - at
 
 
 def _known_charset(name: str) -> bool:
