@@ -48,6 +48,13 @@ L{IndexResource} forwards both methods to the izzati resource for C{POST /}.
 Where the request line is not available this early (HTTP/2), nothing is
 resolved early: C{request.body_consumer} stays L{None} and resources fall
 back to C{request.content}.
+
+A consumer that reads part of the body from the socket itself (the izzati
+endpoint's splicing) says so with L{BridgeRequest.body_read_past}, and may
+refuse the request with L{BridgeRequest.refuse_body}.
+
+The module is long because the early-body protocol (the host check, the
+three hooks, the body's limits, refusals and lingering) is one piece.
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ Errors are values: L{IzzatiError} carries the HTTP code and the message sent
 to the client as C{{"error": message}}.
 
 This module is longer than most because it is the whole of izzati's pure
-rules: body kinds, the streaming multipart parser's decisions, field and
-file limits, and the answer encodings, which share their limit values and
-error texts.
+rules: body kinds, the streaming multipart parser's decisions (with its
+fast path through a file part's body, L{payload_length} and
+L{find_delimiter}, which the splicing adapter shares), field and file
+limits, and the answer encodings, which share their limit values and error
+texts.
 """
 
 from __future__ import annotations
@@ -466,9 +468,12 @@ def _holds_back(parser: PushMultipartParser) -> bool:
     start of what may be a delimiter), or is not in a part's body.
 
     Why private: the parser offers no public view of its state; it keeps
-    it in C{_state} and the bytes in C{_buffer} (multipart 1.x and 2.x).
+    it in C{_state} and the bytes in C{_buffer} (multipart 2.0).  A parser
+    without them counts as holding back: the fast path is then never taken
+    (tests/izzati/test_core_payload.py fails, saying so).
     """
-    return bool(parser._buffer) or parser._state is not _BODY_STATE
+    state = getattr(parser, "_state", None)
+    return bool(getattr(parser, "_buffer", True)) or state is not _BODY_STATE
 
 
 class _Searchable(Protocol):

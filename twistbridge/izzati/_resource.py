@@ -8,6 +8,10 @@ early).  Once the body is complete the callback runs through the bridge's
 offloader; its result is encoded by the core and written back, a
 L{file_return} streamed by a producer.  Temporary files are closed when the
 request ends, whatever happened.
+
+The module is somewhat over 400 lines because one request's way through
+the endpoint (its consumer, the resource's early hooks, the exchange with
+the callback and the answer) reads best in one place.
 """
 
 from __future__ import annotations
