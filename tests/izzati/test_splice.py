@@ -321,14 +321,16 @@ def test_splice_failing_falls_back_with_nothing_lost(tmp_path, side):
         assert answer.json()["text"] == {"note": "kept"}
         assert answer.json()["files"] == [file_entry("fallback.bin", content)]
         assert answer.json()["spliced"] == 0
-        wait_for(
-            lambda: "splicing an upload failed (Invalid argument)" in s.output,
-            5,
-            what="the fallback logged",
+        logged = (
+            "splicing an upload failed (Invalid argument); uploads are read as "
+            "usual from now on"
         )
-        # The next upload on that server is read as usual too.
+        wait_for(lambda: logged in s.output, 5, what="the fallback logged")
+        # The next upload on that server is read as usual without trying.
         again = post(s, body)
         assert again.json()["files"] == [file_entry("fallback.bin", content)]
+        assert again.json()["spliced"] == 0
+        assert s.output.count("splicing an upload failed") == 1
 
 
 class _Held(Protocol):

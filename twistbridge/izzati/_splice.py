@@ -15,9 +15,9 @@ the body, so the channel ends the body itself as always.
 
 Everything else is read as usual: TLS, UNIX sockets, chunked bodies, test
 transports, parts in memory, text fields, part headers, bodies of less
-than L{MIN_SPLICE}, other systems; and a connection whose first splice
-fails (the socket or the temporary file's file system cannot be spliced),
-from that moment on, with nothing lost.
+than L{MIN_SPLICE}, other systems; and an upload whose splice fails, from
+that moment on, with nothing lost (every upload after it too when the
+failure says the system will not splice: L{_UNSUPPORTED}).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ _UNSUPPORTED = frozenset(
 )
 #: The system call (a module name, so that tests can make it fail).
 _splice: Any = getattr(os, "splice", None)
+#: A splice failed with one of L{_UNSUPPORTED}: no more splicing here.
+_refused = False
 
 
 def receiver(request: Any, consumer: Any, length: Optional[int]) -> Any:
@@ -73,7 +75,7 @@ def receiver(request: Any, consumer: Any, length: Optional[int]) -> Any:
     A L{SpliceReceiver} for C{request}'s body going to C{consumer} (an
     upload consumer), or L{None} where the body is read as usual.
     """
-    if not AVAILABLE or length is None or length < MIN_SPLICE:
+    if not AVAILABLE or _refused or length is None or length < MIN_SPLICE:
         return None
     if not hasattr(request, "body_read_past"):
         return None
@@ -220,10 +222,21 @@ class SpliceReceiver:
     def _fall_back(self, error: OSError, data: bytes) -> Any:
         """Splicing failed: read as usual from now on, starting with C{data}
         (bytes taken from the socket but not stored)."""
-        log.info(
-            "izzati: splicing an upload failed ({why}); reading it as usual",
-            why=error.strerror,
-        )
+        global _refused
+        if error.errno in _UNSUPPORTED:
+            # The system will not splice these sockets or files: not again.
+            if not _refused:
+                log.info(
+                    "izzati: splicing an upload failed ({why}); uploads are "
+                    "read as usual from now on",
+                    why=error.strerror,
+                )
+            _refused = True
+        else:
+            log.info(
+                "izzati: splicing an upload failed ({why}); reading it as usual",
+                why=error.strerror,
+            )
         self.broken = True
         self.disarm()
         self.close()
