@@ -60,7 +60,7 @@ KEEP = 64 * 1024
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-#: What a first splice fails with where splicing is not supported.
+#: What a splice fails with where the system will not splice.
 _UNSUPPORTED = frozenset(
     {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.ESPIPE}
 )
@@ -92,8 +92,8 @@ class SpliceReceiver:
     temporary file (see the module docstring).
 
     @ivar spliced: bytes stored by splicing so far.
-    @ivar broken: splicing failed on this connection; its body is read as
-        usual from then on.
+    @ivar broken: splicing failed for this upload; the rest of its body is
+        read as usual.
     """
 
     def __init__(self, request: Any, connection: Any, consumer: Any) -> None:
