@@ -6,7 +6,10 @@ izzati endpoint benchmark: twistbridge side by side with the original izzati
     .venv/bin/python bench/izzati_bench.py --only upload file   # no wrk, ~1 min
 
 Servers: izzati 1.2.3; twistbridge with the callback in its thread pool (a
-plain def, the default) and in the reactor (run_in="reactor"); a bare
+plain def, the default) and in the reactor (run_in="reactor"), and (for the
+upload) the same with file parts read through Python instead of spliced
+into their temporary files (IZZATI_BENCH_SPLICE=0: what a connection that
+cannot be spliced gets, such as TLS; the "before" of splicing); a bare
 twisted.web resource answering in the reactor (the ceiling) and from
 Twisted's thread pool (the ceiling of a threaded callback).  The bare
 resources run under Site(parsePOSTFormSubmission=False) and read the body
@@ -343,6 +346,12 @@ def main() -> None:
         ),
         ("bare twisted.web (ceiling)", lambda: script_server("bare", BARE)),
         (
+            "twistbridge (reactor, no splice)",
+            lambda: twistbridge_server(
+                "tbn", "izzati_bench_app:reactor_bridge", IZZATI_BENCH_SPLICE="0"
+            ),
+        ),
+        (
             "bare twisted.web + thread",
             lambda: script_server("bare-thread", BARE_THREAD),
         ),
@@ -364,8 +373,9 @@ def main() -> None:
     if not parts & {"forms", "upload"}:
         plan = []
     if "upload" in parts and "forms" not in parts:
-        # The upload ratio needs only these two.
-        plan = [plan[2], plan[3]]
+        # The upload ratio needs only these two, and the same without
+        # splicing (what a connection that cannot be spliced gets).
+        plan = [plan[2], plan[3], plan[4]]
     if "file" not in parts:
         file_plan = []
     servers = []
@@ -468,6 +478,13 @@ def main() -> None:
             f"upload: twistbridge {speeds[tb] / speeds[bare]:.2f}x the bare resource's "
             f"MB/s, {median(cpu[tb]) / median(cpu[bare]):.2f}x its CPU per MiB, "
             f"RSS growth {growth[tb]:.1f} MiB"
+        )
+    unspliced = "twistbridge (reactor, no splice)"
+    if unspliced in speeds and bare in speeds:
+        print(
+            f"upload without splicing: {speeds[unspliced] / speeds[bare]:.2f}x the "
+            f"bare resource's MB/s, "
+            f"{median(cpu[unspliced]) / median(cpu[bare]):.2f}x its CPU per MiB"
         )
     tbf, static = "twistbridge file_return", "bare static.File (ceiling)"
     if tbf in file_speeds:

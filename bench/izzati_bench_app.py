@@ -3,6 +3,12 @@
 import os
 
 from twistbridge import Bridge, file_return
+from twistbridge.izzati._resource import IzzatiResource
+
+# IZZATI_BENCH_SPLICE=0: file parts are read through Python, as on a
+# connection that cannot be spliced (the benchmark's "before").
+if os.environ.get("IZZATI_BENCH_SPLICE") == "0":
+    IzzatiResource.splice = False
 
 
 def summary(text, data):

@@ -283,3 +283,104 @@ def http_channel_idle(channel: Any) -> bool:
         and channel._transferDecoder is None
         and getattr(channel, "_HTTPChannel__first_line", 1) == 1
     )
+
+
+def plain_tcp_reader(channel: Any) -> Any:
+    """
+    The plain TCP server connection (from L{plain_tcp_connection}) whose
+    reads reach C{channel} (an L{HTTPChannel<twisted.web.http.HTTPChannel>})
+    unchanged, or L{None}: TLS, UNIX sockets, test transports, and any
+    protocol in between that does more with the bytes than pass them on.
+
+    Only L{ProtocolWrapper<twisted.protocols.policies.ProtocolWrapper>}s
+    that forward C{dataReceived} unchanged and Twisted's HTTP/1.1-or-HTTP/2
+    switch are looked through.
+
+    Why private: as for L{plain_tcp_connection}; the switch's channel is
+    its C{_channel} (L{http_switch_channel}).
+    """
+    from twisted.web.http import _GenericHTTPChannelProtocol
+
+    connection = plain_tcp_connection(channel.transport)
+    if connection is None:
+        return None
+    protocol = connection.protocol
+    for _ in range(16):
+        if protocol is channel:
+            return connection
+        kind = type(protocol)
+        if kind.dataReceived is ProtocolWrapper.dataReceived:
+            protocol = protocol.wrappedProtocol
+        elif kind.dataReceived is _GenericHTTPChannelProtocol.dataReceived:
+            protocol = http_switch_channel(protocol)
+        else:
+            return None
+    return None
+
+
+def body_left(channel: Any) -> Optional[int]:
+    """
+    The bytes of the request body that C{channel} (an
+    L{HTTPChannel<twisted.web.http.HTTPChannel>}) still expects, while it
+    reads a body of known length (C{Content-Length}); L{None} otherwise
+    (chunked, or no body in progress).
+
+    Why private: the channel counts them in its transfer decoder
+    (C{_transferDecoder}, an C{_IdentityTransferDecoder} for a
+    C{Content-Length} body), which has no public name.
+    """
+    decoder: Any = getattr(channel, "_transferDecoder", None)
+    if type(decoder) is not _identity_decoder() or decoder.dataCallback is None:
+        return None
+    left = decoder.contentLength
+    return left if isinstance(left, int) else None
+
+
+_IDENTITY: Any = None
+
+
+def _identity_decoder() -> Any:
+    # Looked up once: twisted.web.http is a module whose attribute reads go
+    # through its deprecation proxy.
+    global _IDENTITY
+    if _IDENTITY is None:
+        from twisted.web.http import _IdentityTransferDecoder
+
+        _IDENTITY = _IdentityTransferDecoder
+    return _IDENTITY
+
+
+def body_read_past(channel: Any, size: int) -> None:
+    """
+    Tell C{channel} that C{size} bytes of the body it reads (see
+    L{body_left}) were taken from its socket without passing through it:
+    it then expects that many fewer, and still ends the body itself when
+    the last of it arrives.
+
+    Why private: see L{body_left}.
+    """
+    channel._transferDecoder.contentLength -= size
+
+
+def take_reads(connection: Any, read: Any) -> None:
+    """
+    Make the reactor call C{read()} instead of C{connection.doRead()} when
+    the socket of C{connection} (from L{plain_tcp_reader}) is readable,
+    until L{give_back_reads}.  C{read} returns what C{doRead} would (L{None},
+    or the reason the connection is lost).
+
+    Its registration in the reactor, its writing, pausing and closing are
+    untouched: only what happens on "readable" changes.
+
+    Why private: a L{FileDescriptor<twisted.internet.abstract.FileDescriptor>}
+    has no public way to let another object read its socket; a second
+    reader of the same descriptor would share the reactor's one entry per
+    descriptor with the connection's writing.  C{doRead} is the method the
+    reactor calls (C{IReadDescriptor}); it is set on the instance only.
+    """
+    connection.doRead = read
+
+
+def give_back_reads(connection: Any) -> None:
+    """Undo L{take_reads}: C{connection} reads its socket itself again."""
+    connection.__dict__.pop("doRead", None)

@@ -48,6 +48,13 @@ L{IndexResource} forwards both methods to the izzati resource for C{POST /}.
 Where the request line is not available this early (HTTP/2), nothing is
 resolved early: C{request.body_consumer} stays L{None} and resources fall
 back to C{request.content}.
+
+A consumer that reads part of the body from the socket itself (the izzati
+endpoint's splicing) says so with L{BridgeRequest.body_read_past}, and may
+refuse the request with L{BridgeRequest.refuse_body}.
+
+The module is long because the early-body protocol (the host check, the
+three hooks, the body's limits, refusals and lingering) is one piece.
 """
 
 from __future__ import annotations
@@ -64,7 +71,12 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.server import Request
 
-from twistbridge._internals import error_page_code, request_line, skip_form_parsing
+from twistbridge._internals import (
+    body_read_past,
+    error_page_code,
+    request_line,
+    skip_form_parsing,
+)
 from twistbridge.channel import BridgeChannel, answer_and_close
 from twistbridge.hosts import refusal_message
 from twistbridge.logs import access_refused
@@ -295,6 +307,21 @@ class BridgeRequest(Request):
                 self._refuse_with(refusal)
         else:
             self.content.write(data)
+
+    def body_read_past(self, size: int) -> None:
+        """
+        C{size} bytes of the body were taken from the socket by the body
+        consumer itself (see L{twistbridge.izzati._splice}): count them, as
+        the channel (which still ends the body when its last bytes arrive,
+        through L{handleContentChunk}) and the body rate do.
+        """
+        self._body_received += size
+        body_read_past(self.channel, size)
+
+    def refuse_body(self, refusal: Refusal) -> None:
+        """Answer C{refusal} now (as when a consumer's C{write} raises it)."""
+        if not self._refused:
+            self._refuse_with(refusal)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The body is complete: process the request (unless it was refused)."""

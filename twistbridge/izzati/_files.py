@@ -297,6 +297,12 @@ class UploadStore:
         return tempfile.TemporaryFile(prefix="twistbridge-upload-", dir=self.directory)
 
     @staticmethod
+    def disk_stream(item: UploadedFile) -> Optional[IO[bytes]]:
+        """The temporary file holding C{item}, or L{None} while it is in memory."""
+        stream = item.stream
+        return None if isinstance(stream, io.BytesIO) else stream
+
+    @staticmethod
     def done_file(item: UploadedFile, size: int) -> None:
         """A file part is complete: set its size and rewind it."""
         item.size = size

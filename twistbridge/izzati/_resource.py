@@ -8,6 +8,10 @@ early).  Once the body is complete the callback runs through the bridge's
 offloader; its result is encoded by the core and written back, a
 L{file_return} streamed by a producer.  Temporary files are closed when the
 request ends, whatever happened.
+
+The module is somewhat over 400 lines because one request's way through
+the endpoint (its consumer, the resource's early hooks, the exchange with
+the callback and the answer) reads best in one place.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from twistbridge.izzati._core import (
 )
 from twistbridge.izzati._files import DiskBudget, UploadStore
 from twistbridge.izzati._sender import SENT, FileProducer
+from twistbridge.izzati._splice import receiver as splice_receiver
 from twistbridge.offload import Offloader, OffloadError
 from twistbridge.registry import Registry
 from twistbridge.request import Refusal
@@ -68,6 +73,9 @@ class UploadConsumer:
         )
         self.peer = peer
         self.received = 0
+        #: the L{SpliceReceiver<twistbridge.izzati._splice.SpliceReceiver>}
+        #: taking file parts past Python, or L{None}
+        self.splicer: Any = None
 
     def write(self, data: bytes) -> None:
         """
@@ -79,9 +87,12 @@ class UploadConsumer:
         self.parser.feed(data)
         if self.store.full is not None:
             raise Refusal(507, self.store.full, [(b"Retry-After", b"10")])
+        if self.splicer is not None:
+            self.splicer.arm()
 
     def abort(self, reason: Optional[Failure]) -> None:
         """The body will never complete: delete the temporary files now."""
+        self._stop_splicing()
         self.store.close()
         if reason is not None:
             log.info(
@@ -93,7 +104,13 @@ class UploadConsumer:
 
     def finish(self) -> Any:
         """The body is complete: C{(text, files)} or an L{IzzatiError}."""
+        self._stop_splicing()
         return self.parser.finish()
+
+    def _stop_splicing(self) -> None:
+        splicer, self.splicer = self.splicer, None
+        if splicer is not None:
+            splicer.close()
 
 
 class _Discard:
@@ -132,6 +149,9 @@ class IzzatiResource(Resource):
     """
 
     isLeaf = True
+    #: Whether large file parts may be spliced past Python (see
+    #: L{twistbridge.izzati._splice}).
+    splice = True
 
     def __init__(
         self, registry: Registry, offloader: Offloader, temp_dir: Optional[str] = None
@@ -180,6 +200,8 @@ class IzzatiResource(Resource):
                     self.disk.full_message(int(length)),
                     [(b"Retry-After", b"10")],
                 )
+            if self.splice and consumer.parser.error is None:
+                consumer.splicer = splice_receiver(request, consumer, int(length))
         return consumer
 
     def render_POST(self, request: Any) -> Any:
