@@ -173,6 +173,13 @@ FALLBACK = {
     "expect": post(extra=b"Expect: 100-continue\r\n" + CLOSE),
     "folded-header": post(extra=b"User-Agent: a\r\n b\r\n" + CLOSE),
     "bare-lf": post(extra=b"User-Agent: a\nb\r\n" + CLOSE),
+    # twisted.web's Content-Type parser raises on a vertical tab (a line end
+    # to str.splitlines): the connection is dropped unanswered on both sites
+    "vertical-tab-content-type": (
+        b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type:\x0bapplication/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(ONE), ONE)
+    ),
     "connection-upgrade": post(extra=b"Connection: Upgrade, close\r\n"),
     "chunked": (
         b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
@@ -208,6 +215,7 @@ STATUS = {
     "two-lengths": b"HTTP/1.1 400 Bad Request",
     "expect": b"HTTP/1.1 100 Continue",
     "bare-lf": b"HTTP/1.1 400 Bad Request",
+    "vertical-tab-content-type": b"",
     "http-0.9-ish": b"HTTP/1.1 400 Bad Request",
     "lower-case-method": b"HTTP/1.1 405 Method Not Allowed",
     "over-max-request-size": b"HTTP/1.1 413 Request Entity Too Large",

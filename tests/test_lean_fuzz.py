@@ -30,7 +30,9 @@ FUZZ = settings(
 
 def answers(pieces):
     """What a site with the lean path and one without write for C{pieces}
-    (one read each), and whether each closed the connection."""
+    (one read each), whether each closed the connection, and the exception
+    a read raised, if one did (twisted.web's own parser raises on some
+    bytes: a C{Content-Type} with a vertical tab, for one)."""
     out = []
     for lean in (True, False):
         bridge, _ = make_bridge()
@@ -40,11 +42,16 @@ def answers(pieces):
         channel = site.buildProtocol(None)
         transport = StringTransport()
         channel.makeConnection(transport)
+        failed = None
         for piece in pieces:
             if transport.disconnecting:
                 break
-            channel.dataReceived(piece)
-        out.append((blank(transport.value()), transport.disconnecting))
+            try:
+                channel.dataReceived(piece)
+            except Exception as e:  # the reactor would drop the connection
+                failed = type(e)
+                break
+        out.append((blank(transport.value()), transport.disconnecting, failed))
     return out
 
 
@@ -118,7 +125,9 @@ def spellings(name):
     return st.sampled_from([name, name.lower(), name.upper(), name.swapcase()])
 
 
-spaces = st.sampled_from([b"", b" ", b"  ", b"\t", b" \t"])
+spaces = st.sampled_from(
+    [b"", b" ", b"  ", b"\t", b" \t", b"\x0b", b"\x0c", b"\x1c", b"\x85", b"\xa0"]
+)
 
 
 @st.composite
