@@ -22,7 +22,7 @@ from twistbridge.web import BridgeSite
 from .lean_kit import blank, make_bridge
 
 FUZZ = settings(
-    max_examples=fuzz_examples(60),
+    max_examples=fuzz_examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
