@@ -13,7 +13,8 @@ twisted.web would have written, to the byte.
 Anything this module does not read plainly is left to twisted.web, whole:
 another method, a request split over reads, a query string or an escaped
 path, a header not in L{LEAN_HEADERS} or one given twice, a folded header
-line, a bare CR or LF, more than L{MAX_LINES} lines or L{MAX_HEAD} bytes of
+line, a bare CR or LF (or another byte Python's C{str.splitlines} ends a
+line at), more than L{MAX_LINES} lines or L{MAX_HEAD} bytes of
 head, no C{Host}, no C{Content-Length} (so no chunked body), an
 C{Expect}, a C{Connection} value other than C{keep-alive} or C{close}, any
 HTTP version but 1.0 and 1.1.
@@ -70,6 +71,8 @@ MAX_HEAD = 8192
 #: characters twisted.web accepts.
 _PATH = re.compile(rb"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*\Z")
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
+#: The bytes a head the lean path reads has only as its line ends (CR LF).
+_NOT_IN_HEAD = b"\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85"
 
 
 class LeanRequest:
@@ -187,8 +190,9 @@ def parse_request(data: bytes, at: int = 0) -> Optional[Tuple[LeanRequest, int]]
     head = data[at:end]
     lines = head.split(b"\r\n")
     count = len(lines)
-    # no CR, LF or NUL but the line ends
-    if count > MAX_LINES or len(head.translate(None, b"\r\n\x00")) != len(head) - 2 * (
+    # no CR, LF or NUL but the line ends, nor what Python's str.splitlines
+    # takes for a line end (twisted.web's Content-Type parser raises on it)
+    if count > MAX_LINES or len(head.translate(None, _NOT_IN_HEAD)) != len(head) - 2 * (
         count - 1
     ):
         return None
