@@ -135,6 +135,11 @@ _MEDIA_TYPE = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
+#: Bytes Python's e-mail header parser takes for line ends (C{str.splitlines}
+#: does), on which Twisted's form detection raises out of the connection.
+_LINE_ENDS = re.compile(rb"[\x0b\x0c\x1c\x1d\x1e\x85]")
+
+
 def _not_a_form(content_type: bytes) -> bool:
     """
     Whether C{content_type} plainly names a media type other than the two
@@ -329,6 +334,19 @@ class BridgeRequest(Request):
         if self._refused:
             return
         ctype = self.requestHeaders.getRawHeaders(b"content-type")
+        if ctype is not None and _LINE_ENDS.search(ctype[0]):
+            message = (
+                "Bad Content-Type header: it holds a control character; send "
+                "a media type such as application/json"
+            )
+            # (what Request.requestReceived would have set first)
+            self.method, self.uri, self.clientproto = command, path, version
+            self._log_refusal(400, message)
+            self.setResponseCode(400)
+            self.setHeader(b"Content-Type", b"application/json")
+            self.write(json.dumps({"error": message}).encode("utf-8"))
+            self.finish()
+            return
         if ctype is not None and _not_a_form(ctype[0]):
             # Twisted would run the e-mail header parser on every POST's
             # Content-Type only to find out that it is not a form (about a
