@@ -203,6 +203,23 @@ def echo():
     return Echo()
 
 
+def cut_at(data, points):
+    """C{data} cut at C{points} (each taken modulo its length), no empty piece."""
+    marks = sorted({p % (len(data) + 1) for p in points})
+    pieces, last = [], 0
+    for p in marks:
+        pieces.append(data[last:p])
+        last = p
+    pieces.append(data[last:])
+    return [p for p in pieces if p]
+
+
+@pytest.fixture(scope="session")
+def cut():
+    """cut(data, points): the pieces a property test feeds a parser."""
+    return cut_at
+
+
 def pytest_report_header(config):
     return f"python: {sys.executable}"
 

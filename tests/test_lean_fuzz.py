@@ -261,17 +261,6 @@ def plain_requests(draw):
     )
 
 
-def cut(data, points):
-    """C{data} cut at C{points} (taken modulo its length)."""
-    marks = sorted({p % (len(data) + 1) for p in points})
-    pieces, last = [], 0
-    for p in marks:
-        pieces.append(data[last:p])
-        last = p
-    pieces.append(data[last:])
-    return [p for p in pieces if p]
-
-
 @FUZZ
 @given(plain_requests())
 def test_a_well_formed_call_gets_the_same_answer(raw):
@@ -295,7 +284,7 @@ def test_a_pipelined_sequence_gets_the_same_answers(raws):
     st.lists(plain_requests() | requests(), min_size=1, max_size=3),
     st.lists(st.integers(0, 10_000), min_size=1, max_size=6),
 )
-def test_the_same_bytes_cut_anywhere_get_the_same_answers(raws, points):
+def test_the_same_bytes_cut_anywhere_get_the_same_answers(cut, raws, points):
     data = b"".join(raws)
     whole = answers([data])
     assert answers(cut(data, points)) == whole
