@@ -18,11 +18,15 @@ SCRIPT = os.path.join(ROOT, "bench", "attacks.py")
 
 
 def _names():
+    # (sys.path is put back whole: the script adds its own folder too, and a
+    # bench/ left on it would shadow the test apps for the servers later
+    # tests start from this process's path, bench/bgpy_tasks.py among them)
+    saved = list(sys.path)
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     try:
         import attacks
     finally:
-        sys.path.pop(0)
+        sys.path[:] = saved
     return [a[0] for a in attacks.ATTACKS]
 
 
