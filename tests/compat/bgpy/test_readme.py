@@ -56,8 +56,11 @@ def with_imports(block, replacements, port):
 
 def run_script(source, tmp_path, env=None):
     script = tmp_path / "readme_example.py"
+    # (to a file: the background server the example starts writes its log
+    # to the same stdout, and a line of it can land inside a printed one)
     script.write_text(
-        source + "\nprint('RESPONSE', repr(response))\n", encoding="utf-8"
+        source + "\nopen('response.txt', 'w').write(repr(response))\n",
+        encoding="utf-8",
     )
     result = subprocess.run(
         [sys.executable, str(script)],
@@ -68,8 +71,7 @@ def run_script(source, tmp_path, env=None):
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESPONSE ")]
-    return ast.literal_eval(line[len("RESPONSE ") :])
+    return ast.literal_eval((tmp_path / "response.txt").read_text())
 
 
 EXIT_STATE = {"request_count": 3, "value": 910, "status": "Exited."}
