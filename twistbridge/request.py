@@ -341,11 +341,7 @@ class BridgeRequest(Request):
             )
             # (what Request.requestReceived would have set first)
             self.method, self.uri, self.clientproto = command, path, version
-            self._log_refusal(400, message)
-            self.setResponseCode(400)
-            self.setHeader(b"Content-Type", b"application/json")
-            self.write(json.dumps({"error": message}).encode("utf-8"))
-            self.finish()
+            self._answer_refusal(Refusal(400, message))
             return
         if ctype is not None and _not_a_form(ctype[0]):
             # Twisted would run the e-mail header parser on every POST's
@@ -361,13 +357,17 @@ class BridgeRequest(Request):
             self._host_checked = True
             refused = self._host_refusal()
             if refused is not None:
-                self._log_refusal(refused.code, refused.message)
-                self.setResponseCode(refused.code)
-                self.setHeader(b"Content-Type", b"application/json")
-                self.write(json.dumps({"error": refused.message}).encode("utf-8"))
-                self.finish()
+                self._answer_refusal(refused)
                 return
         Request.process(self)
+
+    def _answer_refusal(self, refusal: Refusal) -> None:
+        """Log C{refusal} once and answer it as this request's response."""
+        self._log_refusal(refusal.code, refusal.message)
+        self.setResponseCode(refusal.code)
+        self.setHeader(b"Content-Type", b"application/json")
+        self.write(json.dumps({"error": refusal.message}).encode("utf-8"))
+        self.finish()
 
     def write(self, data: bytes) -> None:
         """
