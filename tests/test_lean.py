@@ -471,3 +471,15 @@ def test_a_pending_answer_is_not_timed_out_and_holds_back_a_flood():
     assert not transport.disconnecting
     clock.advance(2)  # the idle timeout is back once it is answered
     assert transport.disconnecting
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_control_character_in_content_type_is_answered_400(rendered):
+    (lean, plain), _ = await both([FALLBACK["vertical-tab-content-type"]], rendered)
+    assert lean == plain
+    assert lean.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    body = (
+        b'{"error": "Bad Content-Type header: it holds a control character; '
+        b'send a media type such as application/json"}'
+    )
+    assert lean.endswith(b"\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
