@@ -27,10 +27,26 @@ SLOW_FIXED_PORT_TESTS = (
 )
 
 
+#: bgpy's own test files, which start a server and run their client at import
+#: time: every pytest-xdist worker imports every test file it collects, and
+#: each would run them again.  They run once, together, in a namespace of
+#: their own (where they also get bgpy's own ports).
+IMPORT_TIME_FILES = (
+    "bgpy/test_cli.py",
+    "bgpy/test_client_server.py",
+    "bgpy/test_file_init.py",
+)
+
+
+def isolated_files():
+    """Every test file that test_fixed_ports.py runs in a namespace."""
+    return (*FIXED_PORT_FILES, *IMPORT_TIME_FILES)
+
+
 def fixed_port_runs():
     """
     What test_fixed_ports.py runs, a namespace each: C{(name, pytest
-    arguments)}, every fixed-port test exactly once, from L{ROOT}.
+    arguments)}, every test of L{isolated_files} exactly once, from L{ROOT}.
     """
 
     def node(test):
@@ -41,6 +57,7 @@ def fixed_port_runs():
         split = [t for t in SLOW_FIXED_PORT_TESTS if t.startswith(path + "::")]
         deselect = [arg for t in split for arg in ("--deselect", node(t))]
         runs.append((path + (" (the rest)" if split else ""), [node(path), *deselect]))
+    runs.append(("bgpy's own tests", [node(path) for path in IMPORT_TIME_FILES]))
     return runs
 
 

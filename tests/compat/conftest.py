@@ -1,10 +1,11 @@
 """
 The originals' tests and examples listen on fixed ports (Igor 5678 and 8080,
 izzati 5020, flaskJSONRPCServer 7001-7003), which other programs on the
-machine may hold.  Where unprivileged network namespaces work, those test
-files run in a namespace of their own (``unshare -rn``, loopback only) from
-``test_fixed_ports.py``, and are deselected here; elsewhere they run
-directly, waiting for their ports to be free.
+machine may hold, and bgpy's own tests run a server and its client at import
+time.  Where unprivileged network namespaces work, those test files run in a
+namespace of their own (``unshare -rn``, loopback only) from
+``test_fixed_ports.py``, and are not collected here (so no worker imports
+them); elsewhere they run directly, waiting for their ports to be free.
 """
 
 import os
@@ -14,15 +15,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from compat_ports import FIXED_PORT_FILES, INSIDE, own_network_usable  # noqa: E402
+from compat_ports import INSIDE, isolated_files, own_network_usable  # noqa: E402
+
+_ISOLATED = {os.path.join(HERE, f) for f in isolated_files()}
 
 
-def pytest_collection_modifyitems(config, items):
-    """Leave the fixed-port files to test_fixed_ports.py when it can isolate them."""
+def pytest_ignore_collect(collection_path, config):
+    """Leave the isolated files to test_fixed_ports.py when it can isolate them
+    (a file named on the command line is still collected: pytest asks this
+    hook only about the files it finds)."""
+    if str(collection_path) not in _ISOLATED:
+        return None
     if os.environ.get(INSIDE) or not own_network_usable():
-        return
-    fixed = {os.path.join(HERE, f) for f in FIXED_PORT_FILES}
-    dropped = [i for i in items if str(i.fspath) in fixed]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [i for i in items if str(i.fspath) not in fixed]
+        return None
+    return True

@@ -1,6 +1,7 @@
 """
-The fixed-port test files, each in a network namespace of its own (see
-conftest.py), their slowest tests apart (compat_ports.fixed_port_runs).
+The fixed-port test files and bgpy's own, each in a network namespace of its
+own (see conftest.py), their slowest tests apart
+(compat_ports.fixed_port_runs).
 
 The runs wait on the original programs' own pauses, not on the CPU: they are
 all started at once, by the first of these tests, and each test then checks
