@@ -2,7 +2,7 @@
 How Igor's own integration test starts its server here: server_instance.py
 with this Python (Igor's test ran ``START ...\\env\\Scripts\\python.exe
 server_instance.py``, a Windows command), waiting until its two fixed ports
-(5678, 8080) listen.  The process is killed when the test run ends.
+(5678, 8080) listen.  The process is killed, and its log removed, when the test run ends.
 """
 
 import atexit
@@ -47,6 +47,9 @@ def start_server_instance():
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    # (run last first: the server is killed, then its log removed)
+    atexit.register(os.unlink, log.name)
+    atexit.register(log.close)
     atexit.register(process.kill)
 
     def ready():
