@@ -8,6 +8,7 @@ bridge} process on ephemeral ports, with the addresses it bound::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -73,6 +74,8 @@ class BridgeProcess:
     @ivar addresses: listener name (C{http}, C{igor}, C{bgpy}) to
         C{"host:port"}, once the process logged it.
     @ivar output: everything the process printed so far.
+    @ivar pidfile: where twistd writes its pid; L{stop} removes it if the
+        process left it behind (killed or crashed).
     """
 
     def __init__(
@@ -101,7 +104,7 @@ class BridgeProcess:
         self.process: Optional[subprocess.Popen] = None
         self._lock = threading.Lock()
         self._reader: Optional[threading.Thread] = None
-        self._pidfile = tempfile.mktemp(prefix="twistbridge-test-", suffix=".pid")
+        self.pidfile = tempfile.mktemp(prefix="twistbridge-test-", suffix=".pid")
 
     def command(self) -> List[str]:
         """The full command line."""
@@ -109,7 +112,7 @@ class BridgeProcess:
             twistd_path(),
             *self.twistd_args,
             "--pidfile",
-            self._pidfile,
+            self.pidfile,
             "bridge",
             *self.args,
         ]
@@ -185,6 +188,9 @@ class BridgeProcess:
                 self.process.wait()
         if self._reader is not None:
             self._reader.join(5)
+        # (a twistd that was killed, or crashed, leaves its pid file behind)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pidfile)
         return self.process.returncode
 
     def __enter__(self) -> BridgeProcess:
