@@ -140,7 +140,7 @@ class BridgeService(MultiService):
         self._exit_timer: Optional[threading.Thread] = None
         runtime.offloader.setServiceParent(self)
         from twistbridge.bgpy._service import build_services as bgpy_services
-        from twistbridge.igor._protocol import build_services as igor_services
+        from twistbridge.igor._processes import build_services as igor_services
 
         igor = igor_services(runtime.igor_hub, runtime.registry.igor_process_objects)
         for svc in [*igor, *bgpy_services(runtime.bgpy)]:
@@ -166,8 +166,14 @@ class BridgeService(MultiService):
 
     def _listener_plan(self) -> list:
         from twistbridge.bgpy._service import build_factory as bgpy_factory
-        from twistbridge.igor._protocol import build_factory as igor_factory
         from twistbridge.web import BridgeSite
+
+        def igor_factory(*args: Any) -> Any:
+            # (imported when the Igor listener opens: autobahn is most of a
+            # bridge's start-up, and a bgpy-only server needs none of it)
+            from twistbridge.igor._protocol import build_factory
+
+            return build_factory(*args)
 
         rt = self.runtime
         s = rt.settings

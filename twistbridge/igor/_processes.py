@@ -7,7 +7,7 @@ client or to one (L{ProcessOutput}), started and stopped with the service
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict
+from typing import TYPE_CHECKING, Any, Callable, Dict, List
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -23,7 +23,7 @@ from twistbridge.igor._core import (
 if TYPE_CHECKING:
     from twistbridge.igor._hub import Hub
 
-__all__ = ["IgorService", "ProcessOutput", "prepare_thread"]
+__all__ = ["IgorService", "ProcessOutput", "build_services", "prepare_thread"]
 
 log = Logger(namespace="twistbridge.igor")
 
@@ -174,3 +174,10 @@ def prepare_thread(
     thread.sessions = hub.sessions  # type: ignore[attr-defined]
     if thread.ident is None:
         thread.daemon = True
+
+
+def build_services(hub: Hub, processes: Dict[str, Any]) -> List[Any]:
+    """The service that starts Igor processes and drains WebSockets on stop
+    (here, not beside the WebSocket protocol: a bridge without Igor
+    listeners needs it without importing autobahn)."""
+    return [IgorService(hub, processes)]

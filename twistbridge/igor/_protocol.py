@@ -26,7 +26,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from autobahn import util as autobahn_util
 from autobahn.twisted.resource import WebSocketResource
@@ -44,7 +44,6 @@ from twistbridge._internals import (
 )
 from twistbridge.hosts import host_allowed, refusal_message
 from twistbridge.igor._hub import Hub
-from twistbridge.igor._processes import IgorService
 from twistbridge.logs import access_igor
 from twistbridge.origins import origin_allowed
 
@@ -589,8 +588,3 @@ def build_resource(hub: Hub, settings: Any, reactor: Any = None) -> WebSocketRes
     @param reactor: the reactor of its timers (L{None}: the global one).
     """
     return WebSocketResource(IgorFactory(hub, settings, reactor=reactor))
-
-
-def build_services(hub: Hub, processes: Dict[str, Any]) -> List[Any]:
-    """The service that starts Igor processes and drains WebSockets on stop."""
-    return [IgorService(hub, processes)]

@@ -37,8 +37,8 @@ from twisted.python.failure import Failure
 from twistbridge.app import Bridge
 from twistbridge.bgpy._service import BgpyFactory
 from twistbridge.bgpy._service import build_services as bgpy_services
+from twistbridge.igor._processes import build_services as igor_services
 from twistbridge.igor._protocol import IgorFactory
-from twistbridge.igor._protocol import build_services as igor_services
 from twistbridge.limits import HTTP_REFUSAL
 from twistbridge.registry import Registry
 from twistbridge.runtime import Runtime
