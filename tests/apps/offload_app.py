@@ -1,6 +1,10 @@
 """
-An app for the offload tests: handlers for every mode, and a small
-C{/offload} resource that runs one of them through the bridge's offloader.
+An app for the offload tests: the functions of L{offload_calls} as
+handlers in every mode, and a small C{/offload} resource that runs one of
+them through the bridge's offloader.  (They live in a module of their own,
+which imports no Twisted, so that a process worker running one starts
+fast; the Igor and izzati handlers below are this module's own, so a worker
+running one of them imports a whole app.)
 
     GET /offload?fn=add&mode=process&args=[1,2]
         200 {"result": 3}
@@ -13,10 +17,23 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from functools import cached_property
 
+from offload_calls import (
+    add,
+    count_primes,
+    cpu,
+    crash,
+    pid_then_sleep,
+    pid_then_wait,
+    sleep,
+    spin_until,
+    touch,
+    unpicklable_result,
+    wait_until,
+    where,
+    where_async,
+)
 from twisted.internet.defer import CancelledError
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -24,81 +41,6 @@ from twisted.web.server import NOT_DONE_YET
 from twistbridge import Bridge
 from twistbridge.offload import Handler
 from twistbridge.runtime import Runtime
-
-
-def add(a, b):
-    """a + b."""
-    return a + b
-
-
-def where():
-    """The process id and thread name this runs in."""
-    return {"pid": os.getpid(), "thread": threading.current_thread().name}
-
-
-async def where_async():
-    """L{where}, as a coroutine."""
-    return where()
-
-
-def cpu(seconds):
-    """Keep a CPU busy for C{seconds}; return how many loops ran."""
-    deadline = time.process_time() + seconds
-    loops = 0
-    while time.process_time() < deadline:
-        loops += 1
-    return loops
-
-
-def sleep(seconds):
-    """Block for C{seconds}."""
-    time.sleep(seconds)  # sleep-ok: a blocking handler is the behaviour under test
-    return seconds
-
-
-def pid_then_sleep(path, seconds):
-    """Write this process's id to C{path}, then block for C{seconds}."""
-    with open(path + ".tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.rename(path + ".tmp", path)
-    time.sleep(seconds)  # sleep-ok: a call to kill mid-way
-    return seconds
-
-
-def pid_then_wait(path, release):
-    """Write this process's id to C{path}, then block until C{release} exists."""
-    with open(path + ".tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.rename(path + ".tmp", path)
-    while not os.path.exists(release):
-        time.sleep(0.01)  # sleep-ok: a worker kept busy until the test lets go
-    return release
-
-
-def touch(path):
-    """Create C{path}; return it."""
-    with open(path, "w") as f:
-        f.write("ran")
-    return path
-
-
-def chatty(text):
-    """Print C{text} on stdout and on stderr; return its length."""
-    import sys
-
-    print(f"out: {text}", flush=True)
-    print(f"err: {text}", file=sys.stderr, flush=True)
-    return len(text)
-
-
-def crash(status=3):
-    """Die at once, without cleanup."""
-    os._exit(status)
-
-
-def unpicklable_result():
-    """Return something that cannot be pickled."""
-    return threading.Lock()
 
 
 def returns_a_deferred():
@@ -117,33 +59,6 @@ def returns_a_coroutine():
     return inner()
 
 
-class Unpicklable(Exception):
-    """An exception that holds a lock, so it cannot be pickled."""
-
-    def __init__(self, message):
-        Exception.__init__(self, message)
-        self.lock = threading.Lock()
-
-
-def raise_unpicklable():
-    """Raise an exception that cannot travel back from a worker."""
-    raise Unpicklable("holds a lock")
-
-
-def count_primes(limit):
-    """How many primes are below C{limit} (trial division, CPU-bound)."""
-    count = 0
-    for n in range(2, limit):
-        i = 2
-        while i * i <= n:
-            if n % i == 0:
-                break
-            i += 1
-        else:
-            count += 1
-    return count
-
-
 FUNCTIONS = {
     f.__name__: f
     for f in (
@@ -157,6 +72,8 @@ FUNCTIONS = {
         crash,
         unpicklable_result,
         count_primes,
+        spin_until,
+        wait_until,
     )
 }
 
