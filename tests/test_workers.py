@@ -131,15 +131,13 @@ def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
 
         victim, survivor = pids
         os.kill(victim, signal.SIGKILL)
-        replaced = wait_for(
-            lambda: (
-                len(workers_of(server)) == 2
-                and victim not in workers_of(server)
-                and workers_of(server)
-            ),
-            30,
-            what="a new worker",
-        )
+
+        def two_without_the_victim():
+            # (one reading of the worker list: it changes while a worker starts)
+            workers = workers_of(server)
+            return workers if len(workers) == 2 and victim not in workers else None
+
+        replaced = wait_for(two_without_the_victim, 30, what="a new worker")
         (new,) = set(replaced) - {survivor}
         assert seen_pids(server, [survivor, new]) == {survivor, new}
         assert victim not in seen_pids(server, [new])
