@@ -18,12 +18,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
 
 
+def environ_with(*paths, drop=(), **extra):
+    """
+    A copy of this process's environment for a program a test starts: its
+    C{PYTHONPATH} begins with C{paths} (such as L{APPS}, the test apps), the
+    variables named in C{drop} are removed and C{extra} is set.
+    """
+    env = dict(os.environ)
+    first = [str(path) for path in paths]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*first, env.get("PYTHONPATH")]))
+    for name in drop:
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
 @pytest.fixture
 def apps_env():
     """An environment whose PYTHONPATH finds the test apps in tests/apps."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-    return env
+    return environ_with(APPS)
 
 
 def debian_nginx_conf(site, tmp):

@@ -52,6 +52,8 @@ from sybil.parsers.rest.lexers import DirectiveLexer  # noqa: E402
 
 from twistbridge.testing import BridgeProcess, wait_for  # noqa: E402
 
+from .conftest import environ_with  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -254,10 +256,7 @@ def page_servers(tmp_path_factory):
                 started.pop(path).stop()
             served[path] = source
         if path not in started:
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(
-                filter(None, [*paths, env.get("PYTHONPATH")])
-            )
+            env = environ_with(*paths)
             # The quickstart saves uploads in ./uploads, as its page says
             # (docs/examples/uploads/, which git ignores).
             env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
@@ -410,10 +409,7 @@ def serve_page_module(module_file: Path, where: str):
     module = sys.modules[module_file.stem]
     if not isinstance(module.bridge, Bridge):
         return
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(module_file.parent), str(EXAMPLES), env.get("PYTHONPATH")])
-    )
+    env = environ_with(module_file.parent, EXAMPLES)
     with BridgeProcess(
         ["--app", f"{module_file.stem}:bridge"], env=env, cwd=str(module_file.parent)
     ) as server:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import os
 import posixpath
 import re
 import signal
@@ -23,6 +22,8 @@ import requests
 
 from twistbridge.config import SIZE_SETTINGS, Settings, parse_size
 from twistbridge.testing import BridgeProcess, wait_for
+
+from .conftest import environ_with
 
 # Under pytest-xdist, these tests run in one worker (the other workers go on
 # with theirs meanwhile), and the manual is built once a run (built_docs).
@@ -63,12 +64,7 @@ def load_example(name: str):
 
 
 def examples_env(**extra: str) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(EXAMPLES), env.get("PYTHONPATH")])
-    )
-    env.update(extra)
-    return env
+    return environ_with(EXAMPLES, **extra)
 
 
 def rst_files():

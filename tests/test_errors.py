@@ -13,6 +13,8 @@ from twistbridge.errors import Busy, error_text, not_json_text
 from twistbridge.offload import RemoteError, ServerBusy
 from twistbridge.testing import BridgeProcess, JsonLinesClient
 
+from .conftest import APPS, environ_with
+
 
 def test_error_text():
     assert error_text(KeyError("name")) == "KeyError: 'name'"
@@ -50,11 +52,7 @@ def test_not_json_text():
 
 @pytest.fixture(scope="module")
 def server():
-    import os
-
-    apps = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
-    env = dict(os.environ, BGPY_TOKEN="errors-token")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [apps, env.get("PYTHONPATH")]))
+    env = environ_with(APPS, BGPY_TOKEN="errors-token")
     with BridgeProcess(["--app", "answers_app:bridge"], env=env) as server:
         yield server
 

@@ -21,6 +21,8 @@ import requests
 
 from twistbridge.testing import BridgeProcess, JsonLinesClient, free_port, wait_for
 
+from .conftest import environ_with
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATING = ROOT / "docs" / "migrating"
 EXAMPLES = ROOT / "docs" / "examples"
@@ -54,12 +56,8 @@ def replaced(source: str, shown: str, instead: str) -> str:
 
 
 def env_with(*paths: Path) -> dict:
-    env = dict(os.environ)
+    env = environ_with(*paths, drop=["BGPY_TOKEN"])
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [*map(str, paths), env.get("PYTHONPATH")])
-    )
-    env.pop("BGPY_TOKEN", None)
     return env
 
 

@@ -22,7 +22,8 @@ import twistbridge
 from twistbridge.tap import Options
 from twistbridge.testing import BridgeProcess, twistd_path
 
-APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
+from .conftest import APPS, environ_with
+
 PREFIX = "twistd bridge: error: "
 #: Modules an in-process start-up imports that must not outlive the test:
 #: the test apps, and the demo app (its Bridge is configured by the options).
@@ -111,8 +112,7 @@ def test_none_switches_listeners_off():
 @pytest.fixture(scope="module")
 def hello_server():
     """hello_app (JSON-RPC only) given --port alone."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
+    env = environ_with(APPS)
     with BridgeProcess(
         ["--app", "hello_app:bridge"], env=env, closed=("igor", "bgpy")
     ) as server:

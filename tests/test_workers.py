@@ -3,7 +3,6 @@
 sharing the listening sockets, a real redis-server, real clients.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -25,16 +24,12 @@ from twistbridge.testing import (
     wait_for,
 )
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-APPS = os.path.join(HERE, "apps")
+from .conftest import APPS, environ_with
 
-# The broker tests' redis-server and Igor listener, loaded from their conftest.
-_spec = importlib.util.spec_from_file_location(
-    "_broker_conftest", os.path.join(HERE, "broker", "conftest.py")
-)
-assert _spec is not None and _spec.loader is not None
-_broker = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_broker)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The broker tests' redis-server and Igor listener.
+from .broker import conftest as _broker  # noqa: E402
 
 
 @pytest.fixture
@@ -49,9 +44,7 @@ def redis_server(tmp_path):
 
 
 def environ():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-    return env
+    return environ_with(APPS)
 
 
 def workers(redis, app="workers_app:bridge", n=2):

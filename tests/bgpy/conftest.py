@@ -13,8 +13,9 @@ import pytest
 
 from twistbridge.testing import BridgeProcess, wait_for
 
+from ..conftest import APPS, environ_with
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-APPS = os.path.join(os.path.dirname(HERE), "apps")
 # The real bgpy client pickles task functions by module name: the tests
 # import the task modules under the same names the servers do.
 if APPS not in sys.path:
@@ -24,11 +25,7 @@ _LISTENING = re.compile(r"bgpy listening on 127\.0\.0\.1:(\d+)")
 
 
 def apps_environ(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-    env.pop("BGPY_TOKEN", None)
-    env.update(extra)
-    return env
+    return environ_with(APPS, drop=["BGPY_TOKEN"], **extra)
 
 
 class Standalone:

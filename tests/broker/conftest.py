@@ -13,8 +13,9 @@ from twisted.internet import defer
 
 from twistbridge.testing import BridgeProcess, free_port, wait_for
 
+from ..conftest import APPS, environ_with
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-APPS = os.path.join(os.path.dirname(HERE), "apps")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -111,9 +112,7 @@ def redis_server(tmp_path):
 
 
 def apps_environ():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-    return env
+    return environ_with(APPS)
 
 
 class Instance(BridgeProcess):

@@ -12,17 +12,15 @@ import websocket
 
 from twistbridge.testing import BridgeProcess, wait_for
 
+from ..conftest import APPS, environ_with
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-APPS = os.path.join(os.path.dirname(HERE), "apps")
 if HERE not in sys.path:
     sys.path.insert(0, HERE)  # the shared fakes: `from fakes import ...`
 
 
 def apps_environ(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+    return environ_with(APPS, **extra)
 
 
 class CompatProcess:

@@ -1,12 +1,10 @@
 """What the izzati tests share: the test app under `twistd bridge`."""
 
-import os
-
 import pytest
 
 from twistbridge.testing import BridgeProcess
 
-APPS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "apps")
+from ..conftest import APPS, environ_with
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +16,7 @@ def izzati_app():
     """
 
     def make(tmpdir):
-        env = dict(os.environ, TMPDIR=str(tmpdir))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
+        env = environ_with(APPS, TMPDIR=str(tmpdir))
         args = ["--app", "izzati_test_app:bridge", "--igor-port", "none"]
         return BridgeProcess([*args, "--bgpy-port", "none"], env=env)
 

@@ -13,6 +13,8 @@ from izzati import Frontend
 
 from twistbridge.testing import BridgeProcess, wait_for
 
+from ..conftest import APPS, environ_with
+
 MiB = 1024 * 1024
 BOUNDARY = "izzatiTestBoundary"
 
@@ -78,9 +80,7 @@ def app_server(upload_tmp, izzati_app):
 
 @pytest.fixture(scope="module")
 def limited_server():
-    env = dict(os.environ)
-    apps = os.path.join(os.path.dirname(os.path.dirname(__file__)), "apps")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [apps, env.get("PYTHONPATH")]))
+    env = environ_with(APPS)
     with BridgeProcess(
         [
             "--app",

@@ -34,6 +34,8 @@ from twistbridge.izzati import _splice
 from twistbridge.izzati._core import payload_length
 from twistbridge.testing import BridgeProcess, wait_for
 
+from ..conftest import APPS, environ_with
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="splicing is Linux's"
 )
@@ -42,14 +44,10 @@ KiB = 1024
 MiB = 1024 * KiB
 BOUNDARY = b"spliceTestBoundary"
 DELIMITER = b"\r\n--" + BOUNDARY
-APPS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "apps")
 
 
 def bridge(tmpdir, *args, **env):
-    environment = dict(os.environ, TMPDIR=str(tmpdir), **env)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [APPS, environment.get("PYTHONPATH")])
-    )
+    environment = environ_with(APPS, TMPDIR=str(tmpdir), **env)
     options = ["--app", "izzati_splice_app:bridge", "--igor-port", "none"]
     return BridgeProcess([*options, "--bgpy-port", "none", *args], env=environment)
 

@@ -12,15 +12,14 @@ import requests
 
 from twistbridge.testing import BridgeProcess, wait_for
 
+from ..conftest import APPS, environ_with
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-APPS = os.path.join(os.path.dirname(HERE), "apps")
 LISTENING = re.compile(r"\bhttp listening on (\S+)")
 
 
 def apps_environ():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-    return env
+    return environ_with(APPS)
 
 
 class CompatProcess:

@@ -23,6 +23,8 @@ import pytest
 
 from twistbridge.bgpy.core import environment
 
+from ...conftest import environ_with
+
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 environment.PORT = 54321 + 10 * int(_WORKER[2:] or 0)
 
@@ -61,11 +63,7 @@ def apps_env():
     """An environment for a server: finds apps/, no BGPY_TOKEN unless given."""
 
     def make(**extra):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
-        env.pop("BGPY_TOKEN", None)
-        env.update(extra)
-        return env
+        return environ_with(APPS, drop=["BGPY_TOKEN"], **extra)
 
     return make
 

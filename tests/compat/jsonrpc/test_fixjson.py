@@ -6,7 +6,6 @@ on the paths that ask for it (json_default).  Exact bytes, over real
 sockets.
 """
 
-import os
 import textwrap
 
 import pytest
@@ -15,7 +14,7 @@ from flask_programs import start_program, stop_program
 
 from twistbridge.testing import BridgeProcess
 
-APPS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "apps")
+from ...conftest import APPS, environ_with
 
 PROGRAM = textwrap.dedent(
     """
@@ -96,8 +95,7 @@ def test_fixjson_replaced_by_the_program(program):
 
 
 def test_the_bridge_api_applies_a_hook_only_where_asked():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
+    env = environ_with(APPS)
     with BridgeProcess(
         [
             "--app",
