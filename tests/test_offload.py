@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -577,6 +578,29 @@ async def test_stop_lets_running_calls_finish_then_refuses_new_ones():
     assert await queued == 3
     await stopped
     assert [p for p in pids if process_alive(p)] == []
+
+
+def test_pools_used_without_the_service_stop_when_their_reactor_shuts_down():
+    """
+    An offloader used without being started (a resource mounted on its own)
+    stops its pools when its reactor shuts down; the trigger that stops them
+    is not removed while it fires (Twisted warns that this will raise).
+    """
+    from twisted.internet.selectreactor import SelectReactor
+
+    own = SelectReactor()
+    o = Offloader(threads=1, shutdown_timeout=1, reactor=own)
+    o.in_thread(calls.add, 1, 2)
+    assert o.stats()["threads"]["size"] == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        own.fireSystemEvent("shutdown")
+    assert [str(w.message) for w in caught] == []
+    failed = []
+    o.in_process(calls.add, 1, 2).addErrback(failed.append)
+    assert [(f.type, str(f.value)) for f in failed] == [
+        (PoolStopped, "the process pool stopped")
+    ]
 
 
 @pytest_twisted.ensureDeferred

@@ -495,8 +495,14 @@ class Offloader(Service):
         # stop the pools with the reactor.
         if not self.running and self._trigger is None:
             self._trigger = self._reactor.addSystemEventTrigger(
-                "before", "shutdown", self.stopService
+                "before", "shutdown", self._stop_at_shutdown
             )
+
+    def _stop_at_shutdown(self) -> Deferred:
+        # The trigger is firing: it is spent, and removing it now is
+        # deprecated (and will raise in a later Twisted).
+        self._trigger = None
+        return self.stopService()
 
     def _ensure_threadpool(self) -> _ThreadPool:
         if self._threadpool is None:
