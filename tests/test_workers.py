@@ -357,54 +357,6 @@ def test_workers_1_is_the_single_process_of_today():
         assert "worker" not in health
 
 
-def test_igor_broadcast_reaches_the_clients_of_both_workers_once(broker):
-    server = BridgeProcess(
-        ["--app", "broker_app:bridge", "--workers", "2", "--broker", broker],
-        env=environ(),
-        closed=("bgpy",),
-    ).start()
-    listeners = []
-    try:
-        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
-        url = server.url("/ws", scheme="ws")
-        by_pid = {}
-
-        def one_on_each():
-            listener = _broker.Listener(url)
-            listeners.append(listener)
-            by_pid.setdefault(listener.call("whoami", stream="w")[0]["pid"], listener)
-            return set(by_pid) == set(pids)
-
-        wait_for(one_on_each, 30, interval=0, what="a client on each worker")
-        # The relay process runs on one worker: its ticks name it.
-        holder = wait_for(
-            lambda: [m["data"]["pid"] for m in by_pid[pids[0]].of("relay", "tick")][
-                -1:
-            ],
-            15,
-            what="a tick",
-        )[0]
-        assert holder in pids
-        assert by_pid[holder].call("announce", "one", stream="a1") == ["sent"]
-        assert by_pid[holder].call("announce", "two", stream="a2") == ["sent"]
-        for listener in by_pid.values():
-            wait_for(
-                lambda x=listener: len(_announces(x)) >= 2, 10, what="the announces"
-            )
-        for listener in by_pid.values():  # a duplicate would be in by now
-            listener.call("whoami", stream="w2")
-        for listener in by_pid.values():
-            assert _announces(listener) == ["one", "two"]
-    finally:
-        for listener in listeners:
-            listener.close()
-        assert server.stop() == 0
-
-
-def _announces(listener):
-    return [m["data"] for m in listener.of("relay", "announce")]
-
-
 def test_daemon_mode_the_pidfile_is_the_supervisors(broker, tmp_path):
     pidfile, logfile = tmp_path / "bridge.pid", tmp_path / "bridge.log"
     result = subprocess.run(
@@ -649,15 +601,52 @@ def accepted_by(pid, port):
     return held
 
 
-def test_bgpy_clients_on_both_workers_share_one_state(broker):
+def _announces(listener):
+    return [m["data"] for m in listener.of("relay", "announce")]
+
+
+def test_igor_broadcasts_and_the_bgpy_state_are_shared_by_both_workers(broker):
     server = BridgeProcess(
-        ["--app", "bgpy_app:bridge", "--workers", "2", "--broker", broker],
+        ["--app", "broker_bgpy_app:bridge", "--workers", "2", "--broker", broker],
         env=environ(),
-        closed=("igor",),
     ).start()
+    listeners = []
     connections = []
     try:
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+
+        # An Igor broadcast reaches the clients of both workers, once.
+        url = server.url("/ws", scheme="ws")
+        by_pid = {}
+
+        def one_on_each():
+            listener = _broker.Listener(url)
+            listeners.append(listener)
+            by_pid.setdefault(listener.call("whoami", stream="w")[0]["pid"], listener)
+            return set(by_pid) == set(pids)
+
+        wait_for(one_on_each, 30, interval=0, what="a client on each worker")
+        # The relay process runs on one worker: its ticks name it.
+        holder = wait_for(
+            lambda: [m["data"]["pid"] for m in by_pid[pids[0]].of("relay", "tick")][
+                -1:
+            ],
+            15,
+            what="a tick",
+        )[0]
+        assert holder in pids
+        assert by_pid[holder].call("announce", "one", stream="a1") == ["sent"]
+        assert by_pid[holder].call("announce", "two", stream="a2") == ["sent"]
+        for listener in by_pid.values():
+            wait_for(
+                lambda x=listener: len(_announces(x)) >= 2, 10, what="the announces"
+            )
+        for listener in by_pid.values():  # a duplicate would be in by now
+            listener.call("whoami", stream="w2")
+        for listener in by_pid.values():
+            assert _announces(listener) == ["one", "two"]
+
+        # bgpy clients on both workers share one state.
         port = server.port("bgpy")
         # One worker holds the bgpy lease (its /health says so) before any EXEC.
         wait_for(
@@ -670,11 +659,13 @@ def test_bgpy_clients_on_both_workers_share_one_state(broker):
             what="a worker to hold the bgpy lease",
         )
 
-        def one_on_each():
+        def one_bgpy_on_each():
             connections.append(_Lines(port))
             return all(accepted_by(pid, port) for pid in pids)
 
-        wait_for(one_on_each, 30, interval=0, what="a bgpy connection on each worker")
+        wait_for(
+            one_bgpy_on_each, 30, interval=0, what="a bgpy connection on each worker"
+        )
         for lines in connections:
             lines.send("EXEC", command="increase", value_change=10)
             assert lines.read() == {
@@ -689,6 +680,8 @@ def test_bgpy_clients_on_both_workers_share_one_state(broker):
         n = len(connections)
         assert state == {"request_count": 2 * n, "value": 1000 + 10 * n}
     finally:
+        for listener in listeners:
+            listener.close()
         for lines in connections:
             lines.close()
         assert server.stop() == 0
