@@ -4,6 +4,7 @@ sharing the listening sockets, a real redis-server, real clients.
 """
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -46,7 +47,7 @@ def redis_server(tmp_path_factory):
         pytest.skip("redis-server is not installed (`make redis-deps` installs it)")
     server = _broker.RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
-    server.databases = iter(range(1, 16))
+    server.databases = itertools.cycle(range(16))
     yield server
     server.kill()
 
@@ -54,11 +55,13 @@ def redis_server(tmp_path_factory):
 @pytest.fixture
 def broker(redis_server):
     """
-    The URL of a database of the module's redis-server that no other test
-    used: nothing an earlier server left (a lease a killed worker held until
-    it expires) is seen.
+    The URL of an emptied database of the module's redis-server, another
+    than the last test's: nothing an earlier server left (a lease a killed
+    worker held until it expires) is seen.
     """
-    return f"redis://127.0.0.1:{redis_server.port}/{next(redis_server.databases)}"
+    db = next(redis_server.databases)
+    assert redis_server.command("FLUSHDB", db=db) == b"+OK"
+    return f"redis://127.0.0.1:{redis_server.port}/{db}"
 
 
 def environ():
