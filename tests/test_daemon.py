@@ -195,89 +195,67 @@ def slow_request_in_flight(server, seconds):
     return call
 
 
-def test_sigterm_drains_in_flight_request_and_refuses_new_connections(apps_env):
-    server = BridgeProcess(APP, env=apps_env).start()
+def test_sigterm_drains_a_request_an_upload_an_igor_stream_and_a_bgpy_task(
+    apps_env, tmp_path
+):
+    """
+    One SIGTERM while a slow request, an izzati upload, an Igor stream and a
+    bgpy task are in flight and a keep-alive connection is idle: new
+    connections are refused, the idle connection is closed at once, the rest
+    finish, and the process exits 0 within the bound.
+    """
+    marker = tmp_path / "exit"
+    env = dict(apps_env, TWISTBRIDGE_TEST_EXIT_MARKER=str(marker))
+    server = BridgeProcess(APP, env=env).start()
     try:
         host, port = server.addresses["http"].rsplit(":", 1)
-        call = slow_request_in_flight(server, 2)
-        signalled = time.monotonic()
-        server.signal(signal.SIGTERM)
-        wait_for(
-            lambda: refused(host, int(port)), 5, what="new connections to be refused"
-        )
-        assert call.finished_at is None  # still in flight when refusing began
-        assert server.process.wait(15) == 0
-        exited = time.monotonic()
-        call.join(5)
-    finally:
-        server.stop()
-    assert call.error is None
-    assert call.response.status_code == 200
-    assert call.response.json() == {"slept": 2.0}
-    assert call.response.headers["Connection"] == "close"
-    assert exited - signalled < 10  # shutdown_timeout
-    assert "stopped accepting: draining for up to 10.0s" in server.output
-    assert "shutdown complete" in server.output
-
-
-def test_sigterm_drains_in_flight_izzati_upload(apps_env):
-    server = BridgeProcess(APP, env=apps_env).start()
-    try:
+        idle = http.client.HTTPConnection(host, int(port), timeout=10)
+        idle.request("GET", "/health")
+        response = idle.getresponse()
+        assert response.status == 200
+        response.read()
         probe = requests.post(server.url("/"), data={"seconds": "0"}, timeout=10)
         assert probe.status_code == 200
-        call = Call(
+        ws = websocket.create_connection(
+            f"ws://{server.addresses['igor']}/", timeout=10
+        )
+        bgpy = JsonLinesClient(server.addresses["bgpy"])
+        bgpy.send("AUTH", token="production-secret-token-value")
+        assert [bgpy.line()["type"], bgpy.line()["type"]] == ["OK", "OK"]
+
+        ws.send(json.dumps({"streamId": "s", "action": "wait", "data": 1.5}))
+        bgpy.send("EXEC", sleep=1.5)
+        assert bgpy.line() == {"type": "OK", "args": {"message": "Received 'EXEC'"}}
+        upload = Call(
             requests.post,
             server.url("/"),
             data={"seconds": "2"},
             files={"file": ("a.txt", b"hello")},
             timeout=30,
         )
+        upload.start()
+        call = Call(requests.get, server.url("/slow?seconds=2"), timeout=30)
         call.start()
-        wait_for(
-            lambda: server.output.count("slow upload started") == 2,
-            10,
-            what="the upload in flight",
-        )
-        signalled = time.monotonic()
-        server.signal(signal.SIGTERM)
-        host, port = server.addresses["http"].rsplit(":", 1)
-        wait_for(
-            lambda: refused(host, int(port)), 5, what="new connections to be refused"
-        )
-        assert server.process.wait(15) == 0
-        exited = time.monotonic()
-        call.join(5)
-    finally:
-        server.stop()
-    assert call.error is None
-    assert call.response.status_code == 200
-    assert call.response.json() == {"status": "slept", "files": ["a.txt"]}
-    assert exited - signalled < 10
-
-
-def test_sigterm_lets_igor_streams_and_bgpy_tasks_finish(apps_env, tmp_path):
-    marker = tmp_path / "exit"
-    env = dict(apps_env, TWISTBRIDGE_TEST_EXIT_MARKER=str(marker))
-    server = BridgeProcess(APP, env=env).start()
-    try:
-        ws = websocket.create_connection(
-            f"ws://{server.addresses['igor']}/", timeout=10
-        )
-        ws.send(json.dumps({"streamId": "s", "action": "wait", "data": 1.5}))
-        bgpy = JsonLinesClient(server.addresses["bgpy"])
-        bgpy.send("AUTH", token="production-secret-token-value")
-        assert [bgpy.line()["type"], bgpy.line()["type"]] == ["OK", "OK"]
-        bgpy.send("EXEC", sleep=1.5)
-        assert bgpy.line() == {"type": "OK", "args": {"message": "Received 'EXEC'"}}
         wait_for(
             lambda: (
                 "igor stream started" in server.output
                 and "bgpy task started" in server.output
+                and server.output.count("slow upload started") == 2
+                and "slow request started" in server.output
             ),
             10,
-            what="the stream and the task to run",
+            what="the stream, the task, the upload and the request to run",
         )
+        signalled = time.monotonic()
         server.signal(signal.SIGTERM)
+        wait_for(
+            lambda: refused(host, int(port)), 5, what="new connections to be refused"
+        )
+        assert call.finished_at is None  # still in flight when refusing began
+        # The idle connection is closed at once, not after the 60 s idle
+        # timeout nor the 10 s bound.
+        assert idle.sock.recv(1) == b""
+        assert time.monotonic() - signalled < 5
         # The stream finishes, then the server says it goes away (1001).
         assert json.loads(ws.recv()) == {"streamId": "s", "data": "done"}
         assert json.loads(ws.recv()) == {"streamId": "s", "close": True}
@@ -285,30 +263,25 @@ def test_sigterm_lets_igor_streams_and_bgpy_tasks_finish(apps_env, tmp_path):
         assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
         assert int.from_bytes(frame.data[:2], "big") == 1001
         assert server.process.wait(15) == 0
+        exited = time.monotonic()
+        call.join(5)
+        upload.join(5)
         bgpy.close()
+        idle.close()
     finally:
         server.stop()
+    assert call.error is None
+    assert call.response.status_code == 200
+    assert call.response.json() == {"slept": 2.0}
+    assert call.response.headers["Connection"] == "close"
+    assert upload.error is None
+    assert upload.response.status_code == 200
+    assert upload.response.json() == {"status": "slept", "files": ["a.txt"]}
+    assert exited - signalled < 10  # shutdown_timeout
+    assert "stopped accepting: draining for up to 10.0s" in server.output
+    assert "shutdown complete" in server.output
     # exit_task ran once the running task was done.
     assert marker.read_text() == "exit_task ran after 1 task(s)\n"
-
-
-def test_idle_keep_alive_connection_does_not_hold_shutdown(apps_env):
-    server = BridgeProcess(APP, env=apps_env).start()
-    try:
-        host, port = server.addresses["http"].rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        conn.request("GET", "/health")
-        response = conn.getresponse()
-        assert response.status == 200
-        response.read()
-        signalled = time.monotonic()
-        server.signal(signal.SIGTERM)
-        assert server.process.wait(15) == 0
-        # Closed at once, not after the 60 s idle timeout nor the 10 s bound.
-        assert time.monotonic() - signalled < 5
-        conn.close()
-    finally:
-        server.stop()
 
 
 def test_shutdown_timeout_bounds_the_drain(apps_env):

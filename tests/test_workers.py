@@ -3,6 +3,7 @@
 sharing the listening sockets, a real redis-server, real clients.
 """
 
+import itertools
 import json
 import os
 import re
@@ -10,12 +11,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
 import requests
 from jsonrpcclient import Ok, parse, request
 
+from twistbridge.tap import Options
 from twistbridge.testing import (
     BridgeProcess,
     free_port,
@@ -32,26 +35,39 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 from .broker import conftest as _broker  # noqa: E402
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    """A redis-server of this test's own (never the system's)."""
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A redis-server of this module's own (never the system's)."""
     if not os.path.exists(_broker.REDIS_SERVER):
         pytest.skip("redis-server is not installed (`make redis-deps` installs it)")
-    server = _broker.RedisServer(tmp_path)
+    server = _broker.RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
+    server.databases = itertools.cycle(range(16))
     yield server
     server.kill()
+
+
+@pytest.fixture
+def broker(redis_server):
+    """
+    The URL of an emptied database of the module's redis-server, another
+    than the last test's: nothing an earlier server left (a lease a killed
+    worker held until it expires) is seen.
+    """
+    db = next(redis_server.databases)
+    assert redis_server.command("FLUSHDB", db=db) == b"+OK"
+    return f"redis://127.0.0.1:{redis_server.port}/{db}"
 
 
 def environ():
     return environ_with(APPS)
 
 
-def workers(redis, app="workers_app:bridge", n=2):
+def workers(broker, app="workers_app:bridge", n=2):
     """The app under --workers N (N None: as many as the app asks for)."""
     count = [] if n is None else ["--workers", str(n)]
     return BridgeProcess(
-        ["--app", app, *count, "--broker", redis.url],
+        ["--app", app, *count, "--broker", broker],
         env=environ(),
         closed=("igor", "bgpy"),
     )
@@ -92,21 +108,86 @@ def workers_of(server):
     ]
 
 
-def seen_pids(server, wanted, timeout=30):
-    """Call C{pid} on fresh connections until every pid of C{wanted} answered."""
+def seen_pids(server, wanted, timeout=30, ask=None):
+    """
+    Call C{pid} on fresh connections (C{ask()} does, if given) until every
+    pid of C{wanted} answered.
+    """
     seen = set()
 
     def all_seen():
-        seen.add(call(server, "pid"))
+        seen.add(call(server, "pid") if ask is None else ask())
         return set(wanted) <= seen
 
     wait_for(all_seen, timeout, interval=0, what=f"answers from {sorted(wanted)}")
     return seen
 
 
+def unix_call(path, method):
+    """A JSON-RPC call over the UNIX socket C{path}, on a new connection."""
+    import http.client
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(path)
+
+    connection = UnixConnection("localhost")
+    try:
+        body = json.dumps(request(method))
+        connection.request("POST", "/rpc", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())["result"]
+    finally:
+        connection.close()
+
+
 @pytest.mark.long
-def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
-    with workers(redis_server) as server:
+def test_workers_notify_log_to_the_file_replace_a_killed_one_and_drain_on_sigterm(
+    broker, tmp_path
+):
+    """
+    One supervisor under C{-n --logfile}, with systemd's C{NOTIFY_SOCKET}:
+    systemd hears from the supervisor alone, both workers log to the file
+    and answer, a killed worker is replaced, and SIGTERM drains every worker.
+    """
+    logfile = tmp_path / "bridge.log"
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    server = workers(broker)
+    server.twistd_args = ["-n", "--logfile", str(logfile)]
+    server.env["NOTIFY_SOCKET"] = path
+    server.process = subprocess.Popen(
+        server.command(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=server.env,
+    )
+    try:
+        ready = dict(
+            line.split("=", 1) for line in sock.recv(4096).decode().splitlines()
+        )
+        assert ready == {
+            "READY": "1",
+            "MAINPID": str(server.process.pid),
+            "STATUS": "2 workers",
+        }
+        log = wait_for(
+            lambda: (
+                logfile.exists()
+                and (t := logfile.read_text()).count("http listening on") == 2
+                and t
+            ),
+            20,
+            what="both workers' listeners in the log file",
+        )
+        assert "worker 1: " in log and "worker 2: " in log
+        server.addresses["http"] = re.search(r"http listening on (\S+)", log).group(1)
+
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
         assert server.process.pid not in pids
         assert seen_pids(server, pids) == set(pids)
@@ -122,6 +203,7 @@ def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
         assert health["worker"]["pid"] in pids
         assert health["worker"]["index"] in (1, 2)
 
+        # A killed worker is replaced.
         victim, survivor = pids
         os.kill(victim, signal.SIGKILL)
 
@@ -135,19 +217,15 @@ def test_two_workers_answer_and_a_killed_one_is_replaced(redis_server):
         assert seen_pids(server, [survivor, new]) == {survivor, new}
         assert victim not in seen_pids(server, [new])
         wait_for(
-            lambda: f"(pid {victim}) exited with status -9" in server.output,
+            lambda: f"(pid {victim}) exited with status -9" in logfile.read_text(),
             10,
             what="the death logged",
         )
-        assert server.output.count(f"(pid {victim}) exited") == 1
+        assert logfile.read_text().count(f"(pid {victim}) exited") == 1
         assert server.process.poll() is None
 
-
-def test_sigterm_drains_every_worker_and_exits_0(redis_server):
-    server = workers(redis_server).start()
-    try:
-        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
-        seen_pids(server, pids)
+        # SIGTERM drains every worker, with slow calls in flight on them.
+        pids = [survivor, new]
         answers = {}
 
         def slow(key):
@@ -158,21 +236,25 @@ def test_sigterm_drains_every_worker_and_exits_0(redis_server):
             t.start()
         # Each slow call is on a worker once the worker logged its start.
         wait_for(
-            lambda: server.output.count("slow call started") == 6,
+            lambda: logfile.read_text().count("slow call started") == 6,
             15,
             what="the slow calls in flight",
         )
         server.signal(signal.SIGTERM)
+        # What comes next is the supervisor's STOPPING=1: no worker spoke.
+        assert sock.recv(4096) == b"STOPPING=1"
         for t in threads:
             t.join(30)
         assert server.process.wait(30) == 0
+        assert server.process.stdout.read() == b""
     finally:
         server.stop()
+        sock.close()
     assert sorted(answers) == list(range(6))
     assert {a[1] for a in answers.values()} == {"done"}
     assert {a[0] for a in answers.values()} <= set(pids)
-    assert not any(process_alive(pid) for pid in pids)
-    assert "workers: every worker exited" in server.output
+    assert not any(process_alive(pid) for pid in [victim, *pids])
+    assert "workers: every worker exited" in logfile.read_text()
 
 
 def test_more_than_one_worker_needs_a_broker():
@@ -193,52 +275,62 @@ def test_more_than_one_worker_needs_a_broker():
     assert result.stdout == ""
 
 
-def test_bridge_workers_2_in_the_app_is_the_same_setting(redis_server):
-    with workers(redis_server, app="workers_app:two", n=None) as server:
-        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
-        assert seen_pids(server, pids) == set(pids)
+@pytest.fixture
+def refusal(monkeypatch):
+    """
+    C{refusal(args)}: the line L{Options} (what C{twistd bridge ARGS} calls)
+    refuses C{args} with, in this process: the same line a real twistd
+    prints alone on stderr before exiting 1 (as
+    L{test_more_than_one_worker_needs_a_broker} sees).
+    """
+    monkeypatch.syspath_prepend(APPS)
+    saved = sys.modules.get("workers_app")
+
+    def refuse(args):
+        sys.modules.pop("workers_app", None)  # (the options configure its Bridge)
+        with pytest.raises(SystemExit) as raised:
+            Options().parseOptions(list(args))
+        return raised.value.code
+
+    yield refuse
+    sys.modules.pop("workers_app", None)
+    if saved is not None:
+        sys.modules["workers_app"] = saved
 
 
-def test_a_wrong_number_of_workers_is_one_line():
-    result = subprocess.run(
-        [
-            twistd_path(),
-            "-n",
-            "bridge",
-            "--app",
-            "workers_app:bridge",
-            "--workers",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        env=environ(),
-        timeout=60,
+def test_a_wrong_number_of_workers_is_one_line(refusal):
+    assert refusal(["--app", "workers_app:bridge", "--workers", "0"]) == (
+        "twistd bridge: error: workers must be at least 1"
     )
-    assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == "twistd bridge: error: workers must be at least 1\n"
 
 
-def test_reload_runs_one_server():
-    result = subprocess.run(
-        [twistd_path(), "-n", "bridge", "--app", "workers_app:bridge", "--reload"]
-        + ["--port", "0", "--workers", "2", "--broker", "redis://127.0.0.1:1/0"],
-        capture_output=True,
-        text=True,
-        env=environ(),
-        timeout=60,
-    )
-    assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == (
+def test_reload_runs_one_server(refusal):
+    args = ["--app", "workers_app:bridge", "--reload", "--port", "0"]
+    args += ["--workers", "2", "--broker", "redis://127.0.0.1:1/0"]
+    assert refusal(args) == (
         "twistd bridge: error: --workers 2: --reload runs one server; "
-        "leave out --workers (or --reload)\n"
+        "leave out --workers (or --reload)"
     )
 
 
-def test_the_workers_die_with_a_killed_supervisor(redis_server):
-    server = workers(redis_server).start()
+def test_bridge_workers_2_shares_a_unix_socket_and_dies_with_a_killed_supervisor(
+    broker, tmp_path
+):
+    """
+    C{Bridge(workers=2)} in the app is the same setting as C{--workers 2}:
+    two workers, sharing the UNIX socket; killing the supervisor kills them.
+    """
+    path = str(tmp_path / "bridge.sock")
+    server = BridgeProcess(
+        ["--app", "workers_app:two", "--port", f"unix:{path}", "--broker", broker],
+        env=environ(),
+        closed=("igor", "bgpy"),
+    ).start()
     try:
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+        seen = seen_pids(server, pids, ask=lambda: unix_call(path, "pid"))
+        assert seen == set(pids)
+        assert server.output.count(f"http listening on {path}") == 2
         os.kill(server.process.pid, signal.SIGKILL)
         wait_for(
             lambda: not any(process_alive(p) for p in pids),
@@ -261,60 +353,12 @@ def test_workers_1_is_the_single_process_of_today():
         assert "worker" not in health
 
 
-def test_igor_broadcast_reaches_the_clients_of_both_workers_once(redis_server):
-    server = BridgeProcess(
-        ["--app", "broker_app:bridge", "--workers", "2", "--broker", redis_server.url],
-        env=environ(),
-        closed=("bgpy",),
-    ).start()
-    listeners = []
-    try:
-        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
-        url = server.url("/ws", scheme="ws")
-        by_pid = {}
-
-        def one_on_each():
-            listener = _broker.Listener(url)
-            listeners.append(listener)
-            by_pid.setdefault(listener.call("whoami", stream="w")[0]["pid"], listener)
-            return set(by_pid) == set(pids)
-
-        wait_for(one_on_each, 30, interval=0, what="a client on each worker")
-        # The relay process runs on one worker: its ticks name it.
-        holder = wait_for(
-            lambda: [m["data"]["pid"] for m in by_pid[pids[0]].of("relay", "tick")][
-                -1:
-            ],
-            15,
-            what="a tick",
-        )[0]
-        assert holder in pids
-        assert by_pid[holder].call("announce", "one", stream="a1") == ["sent"]
-        assert by_pid[holder].call("announce", "two", stream="a2") == ["sent"]
-        for listener in by_pid.values():
-            wait_for(
-                lambda x=listener: len(_announces(x)) >= 2, 10, what="the announces"
-            )
-        for listener in by_pid.values():  # a duplicate would be in by now
-            listener.call("whoami", stream="w2")
-        for listener in by_pid.values():
-            assert _announces(listener) == ["one", "two"]
-    finally:
-        for listener in listeners:
-            listener.close()
-        assert server.stop() == 0
-
-
-def _announces(listener):
-    return [m["data"] for m in listener.of("relay", "announce")]
-
-
-def test_daemon_mode_the_pidfile_is_the_supervisors(redis_server, tmp_path):
+def test_daemon_mode_the_pidfile_is_the_supervisors(broker, tmp_path):
     pidfile, logfile = tmp_path / "bridge.pid", tmp_path / "bridge.log"
     result = subprocess.run(
         [twistd_path(), "--pidfile", str(pidfile), "--logfile", str(logfile)]
         + ["bridge", "--app", "workers_app:bridge", "--port", "0"]
-        + ["--workers", "2", "--broker", redis_server.url],
+        + ["--workers", "2", "--broker", broker],
         capture_output=True,
         text=True,
         env=environ(),
@@ -489,7 +533,7 @@ ACTIVATE = shutil.which("systemd-socket-activate")
     ACTIVATE is None,
     reason="systemd-socket-activate is not installed (make test installs it)",
 )
-def test_the_workers_share_the_sockets_systemd_passed(redis_server, tmp_path):
+def test_the_workers_share_the_sockets_systemd_passed(broker, tmp_path):
     port = free_port()
     env = environ()
     command = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=http"]
@@ -503,7 +547,7 @@ def test_the_workers_share_the_sockets_systemd_passed(redis_server, tmp_path):
         "--port",
         "systemd:domain=INET:name=http",
     ]
-    command += ["--workers", "2", "--broker", redis_server.url]
+    command += ["--workers", "2", "--broker", broker]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
     )
@@ -534,105 +578,6 @@ def test_the_workers_share_the_sockets_systemd_passed(redis_server, tmp_path):
             process.wait()
 
 
-def test_systemd_hears_from_the_supervisor_alone(redis_server, tmp_path):
-    path = str(tmp_path / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(20)
-    server = workers(redis_server)
-    server.env["NOTIFY_SOCKET"] = path
-    try:
-        server.start()
-        ready = dict(
-            line.split("=", 1) for line in sock.recv(4096).decode().splitlines()
-        )
-        assert ready == {
-            "READY": "1",
-            "MAINPID": str(server.process.pid),
-            "STATUS": "2 workers",
-        }
-        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
-        assert seen_pids(server, pids) == set(pids)  # both workers serve by now
-        server.signal(signal.SIGTERM)
-        # What comes next is the supervisor's STOPPING=1: no worker spoke.
-        assert sock.recv(4096) == b"STOPPING=1"
-        assert server.process.wait(30) == 0
-    finally:
-        server.stop()
-        sock.close()
-
-
-def test_with_a_logfile_the_workers_log_there_too(redis_server, tmp_path):
-    logfile = tmp_path / "bridge.log"
-    server = workers(redis_server)
-    server.twistd_args = ["-n", "--logfile", str(logfile)]
-    process = subprocess.Popen(
-        server.command(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=server.env,
-    )
-    try:
-        log = wait_for(
-            lambda: (
-                logfile.exists()
-                and (t := logfile.read_text()).count("http listening on") == 2
-                and t
-            ),
-            20,
-            what="both workers' listeners in the log file",
-        )
-        assert "worker 1: " in log and "worker 2: " in log
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-        assert process.stdout.read() == b""
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def unix_call(path, method):
-    """A JSON-RPC call over the UNIX socket C{path}, on a new connection."""
-    import http.client
-
-    class UnixConnection(http.client.HTTPConnection):
-        def connect(self):
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(10)
-            self.sock.connect(path)
-
-    connection = UnixConnection("localhost")
-    try:
-        body = json.dumps(request(method))
-        connection.request("POST", "/rpc", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())["result"]
-    finally:
-        connection.close()
-
-
-def test_the_workers_share_a_unix_socket(redis_server, tmp_path):
-    path = str(tmp_path / "bridge.sock")
-    server = BridgeProcess(
-        ["--app", "workers_app:bridge", "--port", f"unix:{path}"]
-        + ["--workers", "2", "--broker", redis_server.url],
-        env=environ(),
-        closed=("igor", "bgpy"),
-    )
-    with server:
-        pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
-        seen = set()
-        wait_for(
-            lambda: seen.add(unix_call(path, "pid")) or seen == set(pids),
-            30,
-            interval=0,
-            what="answers from both workers on the UNIX socket",
-        )
-        assert server.output.count(f"http listening on {path}") == 2
-
-
 def accepted_by(pid, port):
     """The established connections to C{port} held by process C{pid}."""
     inodes = set()
@@ -652,15 +597,52 @@ def accepted_by(pid, port):
     return held
 
 
-def test_bgpy_clients_on_both_workers_share_one_state(redis_server):
+def _announces(listener):
+    return [m["data"] for m in listener.of("relay", "announce")]
+
+
+def test_igor_broadcasts_and_the_bgpy_state_are_shared_by_both_workers(broker):
     server = BridgeProcess(
-        ["--app", "bgpy_app:bridge", "--workers", "2", "--broker", redis_server.url],
+        ["--app", "broker_bgpy_app:bridge", "--workers", "2", "--broker", broker],
         env=environ(),
-        closed=("igor",),
     ).start()
+    listeners = []
     connections = []
     try:
         pids = wait_for(lambda: len(workers_of(server)) == 2 and workers_of(server), 15)
+
+        # An Igor broadcast reaches the clients of both workers, once.
+        url = server.url("/ws", scheme="ws")
+        by_pid = {}
+
+        def one_on_each():
+            listener = _broker.Listener(url)
+            listeners.append(listener)
+            by_pid.setdefault(listener.call("whoami", stream="w")[0]["pid"], listener)
+            return set(by_pid) == set(pids)
+
+        wait_for(one_on_each, 30, interval=0, what="a client on each worker")
+        # The relay process runs on one worker: its ticks name it.
+        holder = wait_for(
+            lambda: [m["data"]["pid"] for m in by_pid[pids[0]].of("relay", "tick")][
+                -1:
+            ],
+            15,
+            what="a tick",
+        )[0]
+        assert holder in pids
+        assert by_pid[holder].call("announce", "one", stream="a1") == ["sent"]
+        assert by_pid[holder].call("announce", "two", stream="a2") == ["sent"]
+        for listener in by_pid.values():
+            wait_for(
+                lambda x=listener: len(_announces(x)) >= 2, 10, what="the announces"
+            )
+        for listener in by_pid.values():  # a duplicate would be in by now
+            listener.call("whoami", stream="w2")
+        for listener in by_pid.values():
+            assert _announces(listener) == ["one", "two"]
+
+        # bgpy clients on both workers share one state.
         port = server.port("bgpy")
         # One worker holds the bgpy lease (its /health says so) before any EXEC.
         wait_for(
@@ -673,11 +655,13 @@ def test_bgpy_clients_on_both_workers_share_one_state(redis_server):
             what="a worker to hold the bgpy lease",
         )
 
-        def one_on_each():
+        def one_bgpy_on_each():
             connections.append(_Lines(port))
             return all(accepted_by(pid, port) for pid in pids)
 
-        wait_for(one_on_each, 30, interval=0, what="a bgpy connection on each worker")
+        wait_for(
+            one_bgpy_on_each, 30, interval=0, what="a bgpy connection on each worker"
+        )
         for lines in connections:
             lines.send("EXEC", command="increase", value_change=10)
             assert lines.read() == {
@@ -692,6 +676,8 @@ def test_bgpy_clients_on_both_workers_share_one_state(redis_server):
         n = len(connections)
         assert state == {"request_count": 2 * n, "value": 1000 + 10 * n}
     finally:
+        for listener in listeners:
+            listener.close()
         for lines in connections:
             lines.close()
         assert server.stop() == 0
