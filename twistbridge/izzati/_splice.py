@@ -48,13 +48,15 @@ log = Logger()
 AVAILABLE = sys.platform.startswith("linux") and hasattr(os, "splice")
 #: A body is spliced only while at least this many of its bytes are to come.
 MIN_SPLICE = 1024 * 1024
-#: Bytes moved by one splice at most (the pipe's size, if the system allows).
-PIPE_SIZE = 512 * 1024
-#: Bytes one connection splices before the reactor serves the others: as
-#: much as one read of the usual path (C{LARGE_READ}), so that the other
-#: clients wait no longer.  (1 MiB turns measured 7 % more MB/s, and twice
-#: the latency of the others' requests meanwhile.)
-TURN = 512 * 1024
+#: Bytes moved by one splice at most (the pipe's size, if the system allows:
+#: Linux's default C{pipe-max-size}, and 64 uploads at once within the
+#: default C{pipe-user-pages-soft}; past them a pipe keeps its own size).
+PIPE_SIZE = 1024 * 1024
+#: Bytes one connection splices before the reactor serves the others.  Twice
+#: a read of the usual path (C{LARGE_READ}): 6 to 10 % less CPU per MiB than
+#: 512 KiB, for other clients' requests answered 1 to 1.5 ms later meanwhile
+#: (see the performance section of docs/protocols/izzati.rst).
+TURN = 1024 * 1024
 #: The last bytes of a body are always read as usual (the channel ends the
 #: body when they arrive).
 KEEP = 64 * 1024
