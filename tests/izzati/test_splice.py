@@ -272,7 +272,8 @@ def test_delimiters_across_splices(small_pipe):
 def test_spliced_file_is_preallocated_to_the_end_of_the_body(server):
     # One fallocate covers the rest of the body (less than PREALLOCATE is
     # left), without making the file longer: it ends with the part's bytes.
-    content = os.urandom(6 * MiB + 5)
+    # (No CR in the file: splicing goes on to the body's last bytes.)
+    content = os.urandom(6 * MiB + 5).replace(b"\r", b"-")
     head = part("note", b"first")
     body = body_of(head, part("file", content, "p.bin"))
     prefix = body.index(content)
