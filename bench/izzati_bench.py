@@ -20,14 +20,24 @@ Measures, for each server:
     with a two-field urlencoded form (best of --rounds);
   - upload: a 200 MiB multipart upload (one file, Content-Length known,
     streamed by the client): MB/s (best of --uploads), the server's CPU
-    milliseconds per MiB (median), and the growth of its peak RSS (VmHWM)
-    over all of them;
+    milliseconds per MiB (median), the growth of its peak RSS (VmHWM)
+    over all of them, the share of each upload's time the server was
+    running (busy; near 100 %: bound by its own CPU) and runnable but
+    waiting for its core (queued: other work on that core), and the
+    client's CPU milliseconds per MiB (medians);
   - file: a 200 MiB file response (--file-mib): twistbridge's file_return
     (callback in the reactor) beside a bare twisted.web static.File of the
     same file, MB/s (best of --uploads) and CPU ms per MiB (median).
 
 The ratios the issue tracks are printed last: twistbridge's upload MB/s over
-the bare resource's, its file response MB/s over static.File's.
+the bare resource's, its file response MB/s over static.File's, both best
+over best and the median of the rounds' ratios.
+
+As the issue measures them, every server runs on the first core and the
+client on the second (--no-pin: wherever the system puts them); before each
+upload or file response the bench waits until the servers are idle (what
+the last one left, such as freeing a 200 MiB temporary file, is done), and
+it counts each server's CPU in nanoseconds (/proc/<pid>/task/*/schedstat).
 
 Every server runs for the whole benchmark and the rounds take them in
 turn, so that changes in the machine's load hit all of them alike.  Each
@@ -47,6 +57,7 @@ import http.client
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,10 +173,45 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, field: int = 0) -> float:
+    """The CPU time of every thread of process C{pid} so far, in seconds
+    (C{field} 1: the time they waited for a core while runnable instead).
+
+    Summed from each thread's C{/proc/<pid>/task/<tid>/schedstat}
+    (nanoseconds) rather than read from C{/proc/<pid>/stat} (whole clock
+    ticks, 10 ms: a tenth of the CPU of a 200 MiB upload)."""
+    total = 0
+    tasks = f"/proc/{pid}/task"
+    for tid in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{tid}/schedstat") as f:
+                total += int(f.read().split()[field])
+        except (OSError, IndexError, ValueError):
+            pass  # the thread ended meanwhile
+    return total / 1e9
+
+
+def wait_idle(pids: list, timeout: float = 10.0) -> None:
+    """Wait until the processes C{pids} use (almost) no CPU: what the last
+    request left to do (closing and freeing a 200 MiB temporary file, say)
+    is done before the next one is measured on the same core."""
+    deadline = time.monotonic() + timeout
+    last = sum(cpu_seconds(pid) for pid in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)  # sleep-ok: sampling the servers' CPU time
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if now - last < 0.0005:
+            return
+        last = now
+
+
+#: The cores every server runs on ("--pin": the first of two), or None.
+SERVER_CPUS: set | None = None
+
+
+def _pin_server() -> None:
+    if SERVER_CPUS:
+        os.sched_setaffinity(0, SERVER_CPUS)
 
 
 class Server:
@@ -174,7 +220,11 @@ class Server:
         self.port = port
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            argv, stdout=self.log, stderr=subprocess.STDOUT, env=env
+            argv,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_pin_server if SERVER_CPUS else None,
         )
         wait_up(port)
 
@@ -298,8 +348,7 @@ def download(port: int, method: str, size: int) -> float:
 
 
 def median(values: list) -> float:
-    values = sorted(values)
-    return values[len(values) // 2] if values else float("nan")
+    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
@@ -323,8 +372,30 @@ def main() -> None:
         choices=["forms", "upload", "file"],
         help="these measures only (default: all three)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE,...",
+        help="one more upload column: twistbridge (run_in=reactor) with these "
+        "settings of twistbridge.izzati._splice (e.g. 'turn 1M:TURN=1048576')",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="leave the servers and the client unpinned (default: every "
+        "server on the first core, the client on the second)",
+    )
     options = parser.parse_args()
     parts = set(options.only or ["forms", "upload", "file"])
+    global SERVER_CPUS
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = not options.no_pin and len(cores) >= 2
+    if pinned:
+        # As the issue measures: the server on one core, the client on the
+        # other, so that neither takes the other's core.
+        SERVER_CPUS = {cores[0]}
+        os.sched_setaffinity(0, {cores[1]})
 
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script.write(WRK_SCRIPT)
@@ -376,6 +447,18 @@ def main() -> None:
         # The upload ratio needs only these two, and the same without
         # splicing (what a connection that cannot be spliced gets).
         plan = [plan[2], plan[3], plan[4]]
+    for variant in options.variant if "upload" in parts else []:
+        label, _, settings = variant.partition(":")
+        plan.append(
+            (
+                label,
+                lambda settings=settings: twistbridge_server(
+                    "tbv",
+                    "izzati_bench_app:reactor_bridge",
+                    IZZATI_BENCH_SPLICING=settings,
+                ),
+            )
+        )
     if "file" not in parts:
         file_plan = []
     servers = []
@@ -383,6 +466,9 @@ def main() -> None:
     rates: dict = {}
     speeds: dict = {}
     cpu: dict = {}
+    busy: dict = {}
+    starved: dict = {}
+    client: dict = {}
     growth: dict = {}
     file_speeds: dict = {}
     file_cpu: dict = {}
@@ -400,17 +486,32 @@ def main() -> None:
                 for label, server in servers:
                     rate = small_forms(server.port, options.seconds, script.name)
                     rates[label] = max(rates.get(label, 0.0), rate)
+        every = [server.process.pid for _, server in servers]
+        every += [server.process.pid for _, _, server in file_servers]
         if "upload" in parts:
             body = upload_body(options.upload_mib * MiB)
             pids = {label: server.process.pid for label, server in servers}
             before = {label: vm_hwm_kib(pid) for label, pid in pids.items()}
             for _ in range(options.uploads):
                 for label, server in servers:
-                    cpu0 = cpu_seconds(pids[label])
+                    wait_idle(every)
+                    cpu0, mine = cpu_seconds(pids[label]), cpu_seconds(os.getpid())
+                    delay = cpu_seconds(pids[label], 1)
                     mbps = upload(server.port, body)
                     used = cpu_seconds(pids[label]) - cpu0
-                    speeds[label] = max(speeds.get(label, 0.0), mbps)
+                    delay = cpu_seconds(pids[label], 1) - delay
+                    mine = cpu_seconds(os.getpid()) - mine
+                    speeds.setdefault(label, []).append(mbps)
                     cpu.setdefault(label, []).append(1000 * used / options.upload_mib)
+                    # The share of the upload's time the server was running
+                    # (near 100 %: bound by its own CPU; lower: waiting for
+                    # the client or for its core), and the client's CPU.
+                    wall = options.upload_mib * MiB / 1e6 / mbps
+                    busy.setdefault(label, []).append(100 * used / wall)
+                    starved.setdefault(label, []).append(100 * delay / wall)
+                    client.setdefault(label, []).append(
+                        1000 * mine / options.upload_mib
+                    )
             for label, pid in pids.items():
                 growth[label] = (vm_hwm_kib(pid) - before[label]) / 1024
             body[0].close()
@@ -421,10 +522,11 @@ def main() -> None:
             for _ in range(options.uploads):
                 for label, method, server in file_servers:
                     pid = server.process.pid
+                    wait_idle(every)
                     cpu0 = cpu_seconds(pid)
                     mbps = download(server.port, method, size)
                     used = cpu_seconds(pid) - cpu0
-                    file_speeds[label] = max(file_speeds.get(label, 0.0), mbps)
+                    file_speeds.setdefault(label, []).append(mbps)
                     file_cpu.setdefault(label, []).append(
                         1000 * used / options.file_mib
                     )
@@ -437,28 +539,36 @@ def main() -> None:
         os.unlink(served.name)
 
     load = os.getloadavg()
+    where = (
+        f"servers on core {cores[0]}, client on core {cores[1]}"
+        if pinned
+        else "unpinned"
+    )
     print(
-        f"\nizzati endpoint, {os.cpu_count()} cores, load average "
+        f"\nizzati endpoint, {os.cpu_count()} cores ({where}), load average "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     if servers:
         print(
             f"{'server':32} {'small forms/s':>14} {'upload MB/s':>12} "
-            f"{'CPU ms/MiB':>11} {'RSS growth MiB':>15}"
+            f"{'CPU ms/MiB':>11} {'RSS growth MiB':>15} {'busy %':>7} "
+            f"{'queued %':>9} {'client ms/MiB':>14}"
         )
         for label, _ in servers:
             rate = f"{rates[label]:14.0f}" if label in rates else f"{'-':>14}"
             if label in speeds:
-                up = f"{speeds[label]:12.0f} {median(cpu[label]):11.2f} "
-                up += f"{growth[label]:15.1f}"
+                up = f"{max(speeds[label]):12.0f} {median(cpu[label]):11.2f} "
+                up += f"{growth[label]:15.1f} {median(busy[label]):7.0f} "
+                up += f"{median(starved[label]):9.0f} {median(client[label]):14.2f}"
             else:
-                up = f"{'-':>12} {'-':>11} {'-':>15}"
+                up = f"{'-':>12} {'-':>11} {'-':>15} {'-':>7} {'-':>9} {'-':>14}"
             print(f"{label:32} {rate} {up}")
     if file_servers:
         print(f"{'file response':32} {'MB/s':>14} {'CPU ms/MiB':>12}")
         for label, _, _ in file_servers:
             print(
-                f"{label:32} {file_speeds[label]:14.0f} {median(file_cpu[label]):12.2f}"
+                f"{label:32} {max(file_speeds[label]):14.0f} "
+                f"{median(file_cpu[label]):12.2f}"
             )
     original = "izzati 1.2.3 (Flask)"
     if original in rates and "forms" in parts:
@@ -470,29 +580,49 @@ def main() -> None:
                 f"{label}: {rates[label] / rates[original]:.1f}x the original's forms/s"
             )
             if original in speeds:
-                line += f", {speeds[label] / speeds[original]:.2f}x its upload MB/s"
+                line += f", {ratio(speeds, label, original)[0]:.2f}x its upload MB/s"
             print(f"{line}; {rates[label] / rates[ceiling]:.0%} of {ceiling}'s forms/s")
     tb, bare = "twistbridge (run_in=reactor)", "bare twisted.web (ceiling)"
     if tb in speeds and bare in speeds:
+        best, middle = ratio(speeds, tb, bare)
         print(
-            f"upload: twistbridge {speeds[tb] / speeds[bare]:.2f}x the bare resource's "
-            f"MB/s, {median(cpu[tb]) / median(cpu[bare]):.2f}x its CPU per MiB, "
+            f"upload: twistbridge {best:.2f}x the bare resource's MB/s (best), "
+            f"{middle:.2f}x (median of rounds), "
+            f"{median(cpu[tb]) / median(cpu[bare]):.2f}x its CPU per MiB, "
             f"RSS growth {growth[tb]:.1f} MiB"
         )
+    for variant in options.variant:
+        label = variant.partition(":")[0]
+        if label in speeds and bare in speeds:
+            best, middle = ratio(speeds, label, bare)
+            print(
+                f"upload, {label}: {best:.2f}x the bare resource's MB/s (best), "
+                f"{middle:.2f}x (median of rounds), "
+                f"{median(cpu[label]) / median(cpu[bare]):.2f}x its CPU per MiB"
+            )
     unspliced = "twistbridge (reactor, no splice)"
     if unspliced in speeds and bare in speeds:
+        best, middle = ratio(speeds, unspliced, bare)
         print(
-            f"upload without splicing: {speeds[unspliced] / speeds[bare]:.2f}x the "
-            f"bare resource's MB/s, "
+            f"upload without splicing: {best:.2f}x the bare resource's MB/s "
+            f"(best), {middle:.2f}x (median of rounds), "
             f"{median(cpu[unspliced]) / median(cpu[bare]):.2f}x its CPU per MiB"
         )
     tbf, static = "twistbridge file_return", "bare static.File (ceiling)"
     if tbf in file_speeds:
+        best, middle = ratio(file_speeds, tbf, static)
         print(
-            f"file response: twistbridge {file_speeds[tbf] / file_speeds[static]:.2f}x "
-            f"static.File's MB/s, "
+            f"file response: twistbridge {best:.2f}x static.File's MB/s (best), "
+            f"{middle:.2f}x (median of rounds), "
             f"{median(file_cpu[tbf]) / median(file_cpu[static]):.2f}x its CPU per MiB"
         )
+
+
+def ratio(speeds: dict, label: str, other: str) -> tuple:
+    """C{label}'s MB/s over C{other}'s: C{(best over best, the median of the
+    rounds' ratios)} (each round measures both, one after the other)."""
+    rounds = [a / b for a, b in zip(speeds[label], speeds[other])]
+    return max(speeds[label]) / max(speeds[other]), median(rounds)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,22 @@
 import os
 
 from twistbridge import Bridge, file_return
+from twistbridge.izzati import _splice
 from twistbridge.izzati._resource import IzzatiResource
 
 # IZZATI_BENCH_SPLICE=0: file parts are read through Python, as on a
 # connection that cannot be spliced (the benchmark's "before").
 if os.environ.get("IZZATI_BENCH_SPLICE") == "0":
     IzzatiResource.splice = False
+
+# IZZATI_BENCH_SPLICING="NAME=VALUE,...": other values for the splicing
+# module's integer settings (TURN, PIPE_SIZE, ...): the bench's --variant
+# columns, to compare settings in one run.
+for setting in filter(None, os.environ.get("IZZATI_BENCH_SPLICING", "").split(",")):
+    name, value = setting.split("=")
+    if not hasattr(_splice, name):
+        raise SystemExit(f"IZZATI_BENCH_SPLICING: no setting {name}")
+    setattr(_splice, name, int(value))
 
 
 def summary(text, data):

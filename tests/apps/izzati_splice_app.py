@@ -6,9 +6,18 @@ splicing, so far, in this process).
 IZZATI_SPLICE_FAIL makes every splice fail with EINVAL: "socket" on the
 socket's side, "file" on the file's side.  IZZATI_SPLICE_PIPE sets the bytes
 one splice moves (a small one makes delimiters fall across splices).
+
+The answer also gives C{"fallocated"}: the C{[offset, length]} of every
+preallocation asked for so far (the splicing module's C{fallocate}), and
+C{"on_disk"}: the size of each uploaded file's temporary file, or L{None}
+for a file held in memory.  IZZATI_SPLICE_FALLOCATE="none" takes
+C{fallocate} away (a system without it); "unsupported" makes it fail with
+EOPNOTSUPP; a number sets how far ahead it allocates (C{PREALLOCATE}).
 """
 
+import ctypes
 import errno
+import io
 import os
 
 from izzati_test_app import upload
@@ -35,6 +44,29 @@ def counting_splice(src, dst, count, *args, **kwargs):
 
 _splice._splice = counting_splice
 
+fallocated = []
+_real_fallocate = _splice._fallocate
+_preallocation = os.environ.get("IZZATI_SPLICE_FALLOCATE")
+if _preallocation and _preallocation.isdigit():
+    _splice.PREALLOCATE = int(_preallocation)
+
+
+def recording_fallocate(fd, mode, offset, length):
+    fallocated.append([offset, length])
+    if _preallocation == "unsupported":
+        ctypes.set_errno(errno.EOPNOTSUPP)
+        return -1
+    return _real_fallocate(fd, mode, offset, length)
+
+
+_splice._fallocate = None if _preallocation == "none" else recording_fallocate
+
+
+def on_disk(item):
+    stream = item.stream
+    return None if isinstance(stream, io.BytesIO) else os.fstat(stream.fileno()).st_size
+
+
 bridge = Bridge()
 
 
@@ -43,4 +75,6 @@ def answer(text, data):
     result = upload(text, data)
     if isinstance(result, dict):
         result["spliced"] = spliced["bytes"]
+        result["fallocated"] = list(fallocated)
+        result["on_disk"] = [on_disk(item) for item in data]
     return result

@@ -60,9 +60,10 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_pipe(tmp_path_factory):
-    """Splices of 4093 bytes: delimiters fall across them at every offset."""
+    """Splices of 4093 bytes: delimiters fall across them at every offset;
+    disk blocks allocated 1 MiB ahead."""
     tmp = tmp_path_factory.mktemp("splice-small")
-    with bridge(tmp, IZZATI_SPLICE_PIPE="4093") as s:
+    with bridge(tmp, IZZATI_SPLICE_PIPE="4093", IZZATI_SPLICE_FALLOCATE=str(MiB)) as s:
         yield s
 
 
@@ -72,6 +73,12 @@ def spliced(server, scheme="http", **kwargs):
         server.url("/", scheme=scheme), data={"action": "calls"}, **kwargs
     )
     return answer.json()["spliced"]
+
+
+def state(server):
+    """The server's answer to an upload of nothing (see izzati_splice_app)."""
+    answer = requests.post(server.url("/"), data={"action": "calls"})
+    return answer.json()
 
 
 def file_entry(name, content, field="file", kind="application/octet-stream"):
@@ -258,6 +265,70 @@ def test_delimiters_across_splices(small_pipe):
         file_entry(f"f{i}.bin", data) for i, data in enumerate(files)
     ]
     assert result["spliced"] > before
+
+
+def test_spliced_file_is_preallocated_to_the_end_of_the_body(server):
+    # One fallocate covers the rest of the body (less than PREALLOCATE is
+    # left), without making the file longer: it ends with the part's bytes.
+    # (No CR in the file: splicing goes on to the body's last bytes.)
+    content = os.urandom(6 * MiB + 5).replace(b"\r", b"-")
+    head = part("note", b"first")
+    body = body_of(head, part("file", content, "p.bin"))
+    prefix = body.index(content)
+    before = state(server)
+    answer = post(server, body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["files"] == [file_entry("p.bin", content)]
+    assert result["on_disk"] == [len(content)]
+    calls = result["fallocated"][len(before["fallocated"]) :]
+    assert len(calls) == 1
+    [[offset, length]] = calls
+    assert offset + length == len(body) - prefix
+    assert result["spliced"] - before["spliced"] >= len(content) - MiB
+
+
+def test_preallocation_runs_ahead_of_the_splices(small_pipe):
+    # 1 MiB ahead: each fallocate starts where the last ended, none goes
+    # past the body, and together they cover every byte spliced.  (No CR in
+    # the file: no splice ends in what may begin a delimiter, which would
+    # hand the part back to the usual path for a while.)
+    content = os.urandom(5 * MiB + 17).replace(b"\r", b"-")
+    body = body_of(part("file", content, "ahead.bin"), part("end", b"done"))
+    # (in the file: the body's bytes from the part's first on)
+    limit = len(body) - body.index(content)
+    before = state(small_pipe)
+    answer = post(small_pipe, body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["files"] == [file_entry("ahead.bin", content)]
+    assert result["on_disk"] == [len(content)]
+    calls = result["fallocated"][len(before["fallocated"]) :]
+    spliced_now = result["spliced"] - before["spliced"]
+    assert spliced_now >= len(content) - MiB
+    assert len(calls) >= 4
+    for (offset, length), (following, _) in zip(calls, calls[1:]):
+        assert following == offset + length
+    assert all(0 < length <= MiB for _, length in calls)
+    first, end = calls[0][0], calls[-1][0] + calls[-1][1]
+    assert end <= limit
+    assert end - first >= spliced_now
+
+
+def test_preallocation_unsupported_is_tried_once(tmp_path):
+    # fallocate failing as unsupported: the upload is stored as without it,
+    # and no later upload asks again.
+    content = os.urandom(4 * MiB + 3)
+    body = body_of(part("file", content, "u.bin"))
+    with bridge(tmp_path, IZZATI_SPLICE_FALLOCATE="unsupported") as s:
+        for _ in range(2):
+            answer = post(s, body)
+            assert answer.status_code == 200, answer.text
+            result = answer.json()
+            assert result["files"] == [file_entry("u.bin", content)]
+            assert result["on_disk"] == [len(content)]
+            assert len(result["fallocated"]) == 1
+        assert result["spliced"] >= 2 * (len(content) - 2 * MiB)
 
 
 def test_epilogue_after_the_last_part_is_ignored_as_before(server):
