@@ -29,15 +29,15 @@ Measures, for each server:
     (callback in the reactor) beside a bare twisted.web static.File of the
     same file, MB/s (best of --uploads) and CPU ms per MiB (median).
 
-The ratios the issue tracks are printed last: twistbridge's upload MB/s over
+The ratios to watch are printed last: twistbridge's upload MB/s over
 the bare resource's, its file response MB/s over static.File's, both best
 over best and the median of the rounds' ratios.
 
-As the issue measures them, every server runs on the first core and the
-client on the second (--no-pin: wherever the system puts them); before each
-upload or file response the bench waits until the servers are idle (what
-the last one left, such as freeing a 200 MiB temporary file, is done), and
-it counts each server's CPU in nanoseconds (/proc/<pid>/task/*/schedstat).
+Every server runs on the first core and the client on the second (--no-pin:
+wherever the system puts them); before each upload or file response the
+bench waits until the servers are idle (what the last one left, such as
+freeing a 200 MiB temporary file, is done), and it counts each server's CPU
+in nanoseconds (/proc/<pid>/task/*/schedstat).
 
 Every server runs for the whole benchmark and the rounds take them in
 turn, so that changes in the machine's load hit all of them alike.  Each
@@ -392,8 +392,8 @@ def main() -> None:
     cores = sorted(os.sched_getaffinity(0))
     pinned = not options.no_pin and len(cores) >= 2
     if pinned:
-        # As the issue measures: the server on one core, the client on the
-        # other, so that neither takes the other's core.
+        # The servers on one core, the client on the other: neither takes
+        # the other's core.
         SERVER_CPUS = {cores[0]}
         os.sched_setaffinity(0, {cores[1]})
 
