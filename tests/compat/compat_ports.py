@@ -38,6 +38,10 @@ IMPORT_TIME_FILES = (
 )
 
 
+#: The name of their run.
+BGPY_OWN_RUN = "bgpy's own tests"
+
+
 def isolated_files():
     """Every test file that test_fixed_ports.py runs in a namespace."""
     return (*FIXED_PORT_FILES, *IMPORT_TIME_FILES)
@@ -57,7 +61,7 @@ def fixed_port_runs():
         split = [t for t in SLOW_FIXED_PORT_TESTS if t.startswith(path + "::")]
         deselect = [arg for t in split for arg in ("--deselect", node(t))]
         runs.append((path + (" (the rest)" if split else ""), [node(path), *deselect]))
-    runs.append(("bgpy's own tests", [node(path) for path in IMPORT_TIME_FILES]))
+    runs.append((BGPY_OWN_RUN, [node(path) for path in IMPORT_TIME_FILES]))
     return runs
 
 
