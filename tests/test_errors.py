@@ -13,6 +13,10 @@ from twistbridge.errors import Busy, error_text, not_json_text
 from twistbridge.offload import RemoteError, ServerBusy
 from twistbridge.testing import BridgeProcess, JsonLinesClient
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("errors")
+
 
 def test_error_text():
     assert error_text(KeyError("name")) == "KeyError: 'name'"
