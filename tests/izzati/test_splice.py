@@ -34,9 +34,14 @@ from twistbridge.izzati import _splice
 from twistbridge.izzati._core import payload_length
 from twistbridge.testing import BridgeProcess, wait_for
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="splicing is Linux's"
-)
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# servers start once a run, not once a worker.
+pytestmark = [
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="splicing is Linux's"
+    ),
+    pytest.mark.xdist_group("izzati-splice"),
+]
 
 KiB = 1024
 MiB = 1024 * KiB
