@@ -15,6 +15,10 @@ from twistbridge.testing import BridgeProcess, JsonLinesClient
 
 from .conftest import APPS, environ_with
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("errors")
+
 
 def test_error_text():
     assert error_text(KeyError("name")) == "KeyError: 'name'"

@@ -15,6 +15,10 @@ import websocket
 
 from twistbridge.testing import BridgeProcess
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("tls")
+
 ORIGIN = "https://app.example.org"
 
 

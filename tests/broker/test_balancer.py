@@ -4,6 +4,7 @@ sharing a real redis-server, behind a real nginx with the page's site, and
 websocket-client clients through nginx only.
 """
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -15,6 +16,8 @@ import pytest
 import requests
 
 from twistbridge.testing import free_port, wait_for
+
+from .conftest import REDIS_SERVER, Instance, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -108,13 +111,14 @@ class Cluster:
         return clients
 
 
-@pytest.fixture
-def cluster(tmp_path, redis_server, instance_class, listen, nginx_conf):
+@contextlib.contextmanager
+def deployment(tmp_path, redis_server, nginx_conf):
+    """The page's three instances behind nginx: C{(instances, nginx's port)}."""
     instances = []
     nginx = None
     try:
         for args in documented_commands(redis_server.url):
-            instance = instance_class(redis_server.url)
+            instance = Instance(redis_server.url)
             instance.args = args
             instances.append(instance.start())
         for instance in instances:
@@ -142,7 +146,7 @@ def cluster(tmp_path, redis_server, instance_class, listen, nginx_conf):
                 return False
 
         wait_for(up, 20, what="nginx in front of the instances")
-        yield Cluster(instances, port, listen)
+        yield instances, port
     finally:
         if nginx is not None:
             nginx.terminate()
@@ -151,11 +155,53 @@ def cluster(tmp_path, redis_server, instance_class, listen, nginx_conf):
             instance.stop()
 
 
+@pytest.fixture
+def cluster(tmp_path, redis_server, listen, nginx_conf):
+    """A deployment of this test's own (it kills an instance, or Redis)."""
+    with deployment(tmp_path, redis_server, nginx_conf) as (instances, port):
+        yield Cluster(instances, port, listen)
+
+
+@pytest.fixture(scope="module")
+def shared_deployment(tmp_path_factory, nginx_conf):
+    """
+    One deployment on a redis-server of its own for the tests that leave
+    every instance and Redis up: each has clients of its own (closed after
+    it) and a client id of its own.
+    """
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(
+            "redis-server is not installed (`make redis-deps` installs Debian's "
+            "as root; it could not here)"
+        )
+    redis_server = RedisServer(tmp_path_factory.mktemp("balancer-redis")).start()
+    try:
+        tmp = tmp_path_factory.mktemp("balancer-nginx")
+        with deployment(tmp, redis_server, nginx_conf) as running:
+            yield running
+    finally:
+        redis_server.kill()
+
+
+@pytest.fixture
+def shared_cluster(shared_deployment, listen):
+    """The shared deployment, with this test's clients."""
+    instances, port = shared_deployment
+    return Cluster(instances, port, listen)
+
+
+# The tests on the shared deployment run in one xdist worker (--dist
+# loadgroup): it starts once a run, not once a worker.
+ON_THE_SHARED_DEPLOYMENT = pytest.mark.xdist_group("broker-balancer")
+
+
 def relayed(client, action):
     return [m["data"] for m in client.of("relay", action)]
 
 
-def test_a_broadcast_reaches_every_client_on_every_instance_once(cluster):
+@ON_THE_SHARED_DEPLOYMENT
+def test_a_broadcast_reaches_every_client_on_every_instance_once(shared_cluster):
+    cluster = shared_cluster
     holder = cluster.holder()
     clients = cluster.spread(6)
     (sender, _), *_ = [(c, i) for c, i in clients if i is holder]
@@ -170,7 +216,9 @@ def test_a_broadcast_reaches_every_client_on_every_instance_once(cluster):
     assert [relayed(c, "announce") for c, _ in clients] == [["one", "two"]] * 6
 
 
-def test_a_send_to_a_client_on_another_instance(cluster):
+@ON_THE_SHARED_DEPLOYMENT
+def test_a_send_to_a_client_on_another_instance(shared_cluster):
+    cluster = shared_cluster
     holder = cluster.holder()
     clients = cluster.spread(3)
     sender = next(c for c, i in clients if i is holder)
@@ -200,7 +248,9 @@ def test_a_send_to_a_client_on_another_instance(cluster):
     assert relayed(sender, "direct") == []
 
 
-def test_a_reconnect_on_another_instance_takes_the_session_over(cluster):
+@ON_THE_SHARED_DEPLOYMENT
+def test_a_reconnect_on_another_instance_takes_the_session_over(shared_cluster):
+    cluster = shared_cluster
     first, where = cluster.connect()
     first.request("introduce_self", {"client_id": "zoe"}, stream="intro")
     assert first.call("remember", "from the first", stream="r") == [["from the first"]]

@@ -5,16 +5,18 @@ other forwards; the real bgpy Client and JSON lines on real sockets.
 """
 
 import json
+import os
 import socket
 import sys
 import threading
 import time
 
 import bgpy
+import pytest
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-from .conftest import APPS, apps_environ
+from .conftest import APPS, REDIS_SERVER, RedisServer, apps_environ
 
 if APPS not in sys.path:
     sys.path.insert(0, APPS)
@@ -32,6 +34,16 @@ UNAVAILABLE = (
     "Broker unavailable: the bgpy state cannot be confirmed in Redis now; try again."
 )
 ACK = {"type": "OK", "args": {"message": "Received 'EXEC'"}}
+STATE = "twistbridge:0:bgpy:state"
+# What a pair stores once A has run the app's init_task.
+FRESH = {
+    "initialized": True,
+    "tasks": None,
+    "state": {"request_count": 0, "value": 1000},
+}
+# The tests on the shared pair run in one xdist worker (--dist loadgroup): it
+# starts once a run, not once a worker.
+ON_THE_SHARED_PAIR = pytest.mark.xdist_group("broker-bgpy-pair")
 
 
 def second(**args):
@@ -115,91 +127,128 @@ def stop_all(started):
         instance.stop()
 
 
-def test_a_client_on_either_instance_sees_one_state(redis_server):
+@pytest.fixture(scope="module")
+def shared_pair(tmp_path_factory):
+    """
+    A redis-server, A (the holder) and B, for the tests that neither kill
+    an instance nor stop Redis.
+    """
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(
+            "redis-server is not installed (`make redis-deps` installs Debian's "
+            "as root; it could not here)"
+        )
+    redis_server = RedisServer(tmp_path_factory.mktemp("bgpy-redis")).start()
     started = []
     try:
         a, b = holder_first(redis_server, started)
-        assert (a.holder(), b.holder()) == (True, False)
-        for instance, holder in ((a, True), (b, False)):
-            broker = instance.health()["broker"]
-            assert broker["bgpy"] == {"up": True, "holder": holder}
-            assert broker["processes"] == []
-        on_a = real(a)
-        for _ in range(3):
-            assert on_a.execute({"command": "increase", "value_change": 10}) == {
-                "message": "Received 'EXEC'"
-            }
-        on_b = real(b)
-        assert on_b.execute({"command": "get"}, await_response=True) == second(
-            request_count=4, value=1030
-        )
-        # Already initialized, wherever INIT arrives.
-        assert on_b.initialize(*TASKS) == second(message="Already initialized.")
-        lines = Lines(b.port("bgpy"))
-        lines.send("EXEC", command="decrease", value_change=5)
-        assert lines.read() == ACK
-        lines.send("EXEC", command="get", await_response=True)
-        assert lines.read() == ACK
-        assert lines.read() == {
-            "type": "OK",
-            "args": {"request_count": 6, "value": 1025},
-        }
-        lines.send("EXEC", command="fail", await_response=True)
-        assert lines.read() == ACK
-        assert lines.read() == {
-            "type": "ERROR",
-            "args": {"message": "exec_task failed: ValueError: asked to fail"},
-        }
-        lines.close()
-        # The state is in Redis: what the holder wrote, as JSON.
-        record = json.loads(redis_server.command("GET", "twistbridge:0:bgpy:state"))
-        assert record == {
-            "initialized": True,
-            "tasks": None,
-            "state": {"request_count": 6, "value": 1025},
-        }
-        # EXIT through B, INIT again through A with the client's own tasks.
-        assert on_b.terminate(await_response=True) == second(
-            request_count=7, value=1025, status="Exited."
-        )
-        assert on_a.initialize(*TASKS) == second(message="Initialization successful.")
-        assert on_b.execute({"command": "get"}, await_response=True) == second(
-            request_count=1, value=1000
-        )
+        yield redis_server, a, b
     finally:
         stop_all(started)
+        redis_server.kill()
 
 
-def test_a_state_that_cannot_be_stored_is_refused_at_init(redis_server):
-    started = []
-    try:
-        a, b = holder_first(redis_server, started)
-        on_b = real(b)
-        assert on_b.terminate(await_response=True) == second(
-            request_count=1, value=1000, status="Exited."
-        )
-        message = (
-            "The state cannot be stored in the broker: it is not JSON (TypeError: "
-            "Object of type set is not JSON serializable); with --broker, "
-            "init_task must return JSON values."
-        )
-        assert on_b.initialize(*UNSTORABLE) == second(message=message)
-        # Nothing stored: still uninitialized, everywhere.
-        assert json.loads(redis_server.command("GET", "twistbridge:0:bgpy:state")) == {
-            "initialized": False,
-            "tasks": None,
-            "state": None,
+@pytest.fixture
+def pair(shared_pair):
+    """
+    The shared pair as a new one is: EXIT (when initialized), then INIT
+    with the app's own tasks through A, and A still the holder.
+    """
+    redis_server, a, b = shared_pair
+    if json.loads(redis_server.command("GET", STATE))["initialized"]:
+        real(a).terminate(await_response=True)
+    lines = Lines(a.port("bgpy"))
+    lines.send("INIT")
+    assert lines.read() == {"type": "OK", "args": {"message": "Received 'INIT'"}}
+    assert lines.read() == {
+        "type": "OK",
+        "args": {"message": "Initialization successful."},
+    }
+    lines.close()
+    assert json.loads(redis_server.command("GET", STATE)) == FRESH
+    assert (a.holder(), b.holder()) == (True, False)
+    return shared_pair
+
+
+@ON_THE_SHARED_PAIR
+def test_a_client_on_either_instance_sees_one_state(pair):
+    redis_server, a, b = pair
+    assert (a.holder(), b.holder()) == (True, False)
+    for instance, holder in ((a, True), (b, False)):
+        broker = instance.health()["broker"]
+        assert broker["bgpy"] == {"up": True, "holder": holder}
+        assert broker["processes"] == []
+    on_a = real(a)
+    for _ in range(3):
+        assert on_a.execute({"command": "increase", "value_change": 10}) == {
+            "message": "Received 'EXEC'"
         }
-        lines = Lines(a.port("bgpy"))
-        lines.send("INIT")
-        assert lines.read() == {"type": "OK", "args": {"message": "Received 'INIT'"}}
-        assert lines.read() == {
-            "type": "OK",
-            "args": {"message": "Initialization successful."},
-        }
-        lines.close()
-    finally:
-        stop_all(started)
+    on_b = real(b)
+    assert on_b.execute({"command": "get"}, await_response=True) == second(
+        request_count=4, value=1030
+    )
+    # Already initialized, wherever INIT arrives.
+    assert on_b.initialize(*TASKS) == second(message="Already initialized.")
+    lines = Lines(b.port("bgpy"))
+    lines.send("EXEC", command="decrease", value_change=5)
+    assert lines.read() == ACK
+    lines.send("EXEC", command="get", await_response=True)
+    assert lines.read() == ACK
+    assert lines.read() == {
+        "type": "OK",
+        "args": {"request_count": 6, "value": 1025},
+    }
+    lines.send("EXEC", command="fail", await_response=True)
+    assert lines.read() == ACK
+    assert lines.read() == {
+        "type": "ERROR",
+        "args": {"message": "exec_task failed: ValueError: asked to fail"},
+    }
+    lines.close()
+    # The state is in Redis: what the holder wrote, as JSON.
+    record = json.loads(redis_server.command("GET", STATE))
+    assert record == {
+        "initialized": True,
+        "tasks": None,
+        "state": {"request_count": 6, "value": 1025},
+    }
+    # EXIT through B, INIT again through A with the client's own tasks.
+    assert on_b.terminate(await_response=True) == second(
+        request_count=7, value=1025, status="Exited."
+    )
+    assert on_a.initialize(*TASKS) == second(message="Initialization successful.")
+    assert on_b.execute({"command": "get"}, await_response=True) == second(
+        request_count=1, value=1000
+    )
+
+
+@ON_THE_SHARED_PAIR
+def test_a_state_that_cannot_be_stored_is_refused_at_init(pair):
+    redis_server, a, b = pair
+    on_b = real(b)
+    assert on_b.terminate(await_response=True) == second(
+        request_count=1, value=1000, status="Exited."
+    )
+    message = (
+        "The state cannot be stored in the broker: it is not JSON (TypeError: "
+        "Object of type set is not JSON serializable); with --broker, "
+        "init_task must return JSON values."
+    )
+    assert on_b.initialize(*UNSTORABLE) == second(message=message)
+    # Nothing stored: still uninitialized, everywhere.
+    assert json.loads(redis_server.command("GET", STATE)) == {
+        "initialized": False,
+        "tasks": None,
+        "state": None,
+    }
+    lines = Lines(a.port("bgpy"))
+    lines.send("INIT")
+    assert lines.read() == {"type": "OK", "args": {"message": "Received 'INIT'"}}
+    assert lines.read() == {
+        "type": "OK",
+        "args": {"message": "Initialization successful."},
+    }
+    lines.close()
 
 
 class Sender:
@@ -304,28 +353,25 @@ def test_redis_stopped_then_restarted(redis_server):
         stop_all(started)
 
 
+@ON_THE_SHARED_PAIR
 def test_a_task_longer_than_the_request_timeout_through_a_forwarding_instance(
-    redis_server,
+    pair,
 ):
     """
     A 3 s EXEC through B (not the holder): B hears twice a second that the
     holder still has it, so it waits for its answer instead of giving it up
     at 2 s; the state it left is stored, and the next EXEC sees it.
     """
-    started = []
-    try:
-        a, b = holder_first(redis_server, started)
-        on_b = real(b)
-        began = time.monotonic()
-        assert on_b.execute(
-            {"command": "sleep", "seconds": 3}, await_response=True
-        ) == second(slept=3)
-        assert time.monotonic() - began >= 3.0
-        assert on_b.execute({"command": "get"}, await_response=True) == second(
-            request_count=2, value=1000
-        )
-        record = json.loads(redis_server.command("GET", "twistbridge:0:bgpy:state"))
-        assert record["state"] == {"request_count": 2, "value": 1000}
-        assert (a.holder(), b.holder()) == (True, False)
-    finally:
-        stop_all(started)
+    redis_server, a, b = pair
+    on_b = real(b)
+    began = time.monotonic()
+    assert on_b.execute(
+        {"command": "sleep", "seconds": 3}, await_response=True
+    ) == second(slept=3)
+    assert time.monotonic() - began >= 3.0
+    assert on_b.execute({"command": "get"}, await_response=True) == second(
+        request_count=2, value=1000
+    )
+    record = json.loads(redis_server.command("GET", STATE))
+    assert record["state"] == {"request_count": 2, "value": 1000}
+    assert (a.holder(), b.holder()) == (True, False)

@@ -6,10 +6,47 @@ with its resume token, claimed by one instance only.
 """
 
 import json
+import os
+
+import pytest
 
 from twistbridge.testing import wait_for
 
-from .conftest import holder_of, ws
+from .conftest import REDIS_SERVER, Instance, RedisServer, holder_of, ws
+
+# One xdist worker runs this module's tests (--dist loadgroup): the pair
+# they share starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("broker-sessions")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """
+    Two instances (the default takeover mode) on a redis-server of their
+    own, shared by the tests of that mode: each test has client ids of its
+    own, so none sees another's sessions.
+    """
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(
+            "redis-server is not installed (`make redis-deps` installs Debian's "
+            "as root; it could not here)"
+        )
+    redis = RedisServer(tmp_path_factory.mktemp("sessions-redis")).start()
+    started = []
+    try:
+        for _ in range(2):
+            started.append(Instance(redis.url).start())
+        for instance in started:
+            wait_for(
+                lambda i=instance: i.health()["status"] == "ok",
+                15,
+                what="the broker connected",
+            )
+        yield redis, started
+    finally:
+        for instance in started:
+            instance.stop()
+        redis.kill()
 
 
 def introduce(listener, client_id, token=None):
@@ -30,10 +67,8 @@ def left_record(redis_server, client_id):
     return key
 
 
-def test_a_session_follows_its_client_to_the_other_instance(
-    instances, listen, redis_server
-):
-    a, b = instances(2)
+def test_a_session_follows_its_client_to_the_other_instance(pair, listen):
+    redis_server, (a, b) = pair
     first = listen(ws(a))
     introduce(first, "alice")
     assert first.call("remember", "on a", stream="r1") == [["on a"]]
@@ -70,10 +105,9 @@ def test_a_session_follows_its_client_to_the_other_instance(
     assert fourth.call("whoami", stream="w")[0]["pid"] == a.process.pid
 
 
-def test_sends_in_the_gap_raise_and_reach_the_client_after(
-    instances, listen, redis_server
-):
-    holder, other = holder_of(instances(2))
+def test_sends_in_the_gap_raise_and_reach_the_client_after(pair, listen):
+    redis_server, instances = pair
+    holder, other = holder_of(instances)
     sender = listen(ws(holder))  # (the relay process sends from its holder)
     first = listen(ws(holder))
     introduce(first, "bob")
@@ -105,8 +139,8 @@ def test_sends_in_the_gap_raise_and_reach_the_client_after(
     )
 
 
-def test_one_claim_wins(instances, listen, redis_server):
-    a, b = instances(2)
+def test_one_claim_wins(pair, listen):
+    redis_server, (a, b) = pair
     first = listen(ws(a))
     introduce(first, "carol")
     first.call("remember", "mine", stream="r")
@@ -154,10 +188,8 @@ def test_token_mode_needs_the_token_on_the_other_instance(
     assert fresh["client_id"] == "dave" and fresh["resume_token"] != token
 
 
-def test_a_session_json_cannot_carry_stays_on_its_instance(
-    instances, listen, redis_server
-):
-    a, b = instances(2)
+def test_a_session_json_cannot_carry_stays_on_its_instance(pair, listen):
+    a, b = pair[1]
     first = listen(ws(a))
     introduce(first, "erin")
     assert first.call("keep_object", stream="k") == ["kept"]

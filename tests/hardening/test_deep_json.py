@@ -10,6 +10,10 @@ import websocket
 
 from twistbridge.testing import BridgeProcess
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("deep-json")
+
 DEEP = b"[" * 200_000 + b"]" * 200_000
 
 

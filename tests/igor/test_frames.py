@@ -13,6 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("igor-frames")
+
 
 class RawClient:
     """A WebSocket client that reads the server's frames as bytes."""

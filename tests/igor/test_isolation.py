@@ -15,6 +15,10 @@ import websocket
 
 from twistbridge.testing import wait_for
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# servers start once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("igor-isolation")
+
 DOCS_IGOR = Path(__file__).resolve().parents[2] / "docs" / "protocols" / "igor.rst"
 
 HANDSHAKE = (

@@ -10,6 +10,12 @@ import websocket
 
 from twistbridge.testing import wait_for
 
+from .conftest import TwistdServer
+
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# servers start once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("igor-origin-limits")
+
 ACCEPTED = [
     None,  # no Origin header: non-browser clients
     "null",  # sandboxed pages, Electron file: pages
@@ -116,48 +122,59 @@ def vm_rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
-def test_reader_that_stops_reading_is_disconnected(servers):
+@pytest.fixture(scope="module")
+def small_server():
+    """
+    igor_test_app:small (max_message_size 1M), for the tests whose clients
+    leave it as they found it.
+    """
+    with TwistdServer("igor_test_app:small") as server:
+        yield server
+
+
+def test_reader_that_stops_reading_is_disconnected(small_server):
     # max_message_size 1M: a client may have 8 MiB unsent (the minimum cap).
-    with servers.twistd("igor_test_app:small") as server:
-        url = server.url()
-        healthy = websocket.create_connection(url, timeout=10)
-        before = vm_rss_kib(server.process.pid)
-        slow = websocket.create_connection(
-            url, timeout=10, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
-        )
-        slow.send(json.dumps({"streamId": "f", "action": "flood"}))
-        # Never read from `slow`: the server must cut it off.
-        wait_for(
-            lambda: "stopped reading: disconnected" in server.output, 30, what="cut-off"
-        )
-        grown = vm_rss_kib(server.process.pid) - before
-        assert grown < 48 * 1024, f"server grew {grown} KiB"
-        # Everybody else is unaffected.
-        healthy.send(json.dumps({"streamId": "h", "action": "echo", "data": 1}))
-        assert json.loads(healthy.recv()) == {"streamId": "h", "data": 1}
-        assert json.loads(healthy.recv()) == {"streamId": "h", "close": True}
-        # The slow client finds its connection dropped once it reads.
-        with pytest.raises((websocket.WebSocketException, OSError)):
-            while True:
-                slow.recv()
-        healthy.close()
+    server = small_server
+    url = server.url()
+    logged = len(server.output)
+    healthy = websocket.create_connection(url, timeout=10)
+    before = vm_rss_kib(server.process.pid)
+    slow = websocket.create_connection(
+        url, timeout=10, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+    )
+    slow.send(json.dumps({"streamId": "f", "action": "flood"}))
+    # Never read from `slow`: the server must cut it off.
+    wait_for(
+        lambda: "stopped reading: disconnected" in server.output[logged:],
+        30,
+        what="cut-off",
+    )
+    grown = vm_rss_kib(server.process.pid) - before
+    assert grown < 48 * 1024, f"server grew {grown} KiB"
+    # Everybody else is unaffected.
+    healthy.send(json.dumps({"streamId": "h", "action": "echo", "data": 1}))
+    assert json.loads(healthy.recv()) == {"streamId": "h", "data": 1}
+    assert json.loads(healthy.recv()) == {"streamId": "h", "close": True}
+    # The slow client finds its connection dropped once it reads.
+    with pytest.raises((websocket.WebSocketException, OSError)):
+        while True:
+            slow.recv()
+    healthy.close()
 
 
-def test_message_over_the_limit_closes_with_1009(servers):
-    with servers.twistd("igor_test_app:small") as server:
-        ws = websocket.create_connection(server.url(), timeout=10)
-        ws.send(
-            json.dumps(
-                {"streamId": "big", "action": "echo", "data": "x" * (1024 * 1024)}
-            )
-        )
-        frame = ws.recv_data_frame(control_frame=True)[1]
-        assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
-        assert int.from_bytes(frame.data[:2], "big") == 1009
-        ok = websocket.create_connection(server.url(), timeout=10)
-        ok.send(json.dumps({"streamId": "s", "action": "echo", "data": "x" * 1000}))
-        assert json.loads(ok.recv())["data"] == "x" * 1000
-        ok.close()
+def test_message_over_the_limit_closes_with_1009(small_server):
+    server = small_server
+    ws = websocket.create_connection(server.url(), timeout=10)
+    ws.send(
+        json.dumps({"streamId": "big", "action": "echo", "data": "x" * (1024 * 1024)})
+    )
+    frame = ws.recv_data_frame(control_frame=True)[1]
+    assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(frame.data[:2], "big") == 1009
+    ok = websocket.create_connection(server.url(), timeout=10)
+    ok.send(json.dumps({"streamId": "s", "action": "echo", "data": "x" * 1000}))
+    assert json.loads(ok.recv())["data"] == "x" * 1000
+    ok.close()
 
 
 @pytest.mark.parametrize("kind", ["twistd", "compat"])

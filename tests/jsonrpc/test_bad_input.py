@@ -10,6 +10,11 @@ from twistbridge.testing import wait_for
 
 from .conftest import Client
 
+# One xdist worker runs the tests on the session servers of conftest.py
+# (bridge_server, compat_server; --dist loadgroup): they start once a run,
+# not once a worker.
+pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+
 
 def still_serving(server):
     assert Client(server).call("echo", "alive") == "alive"

@@ -13,6 +13,11 @@ from twistbridge.testing import wait_for
 
 from .conftest import Client, CompatProcess
 
+# One xdist worker runs the tests on the session servers of conftest.py
+# (bridge_server, compat_server; --dist loadgroup): they start once a run,
+# not once a worker.
+pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+
 
 def call(method, params=None, id=1):
     payload = {"jsonrpc": "2.0", "method": method, "id": id}

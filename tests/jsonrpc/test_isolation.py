@@ -15,6 +15,10 @@ import pytest
 
 from twistbridge.testing import BridgeProcess
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("jsonrpc-isolation")
+
 SIZE = 16 * 1024 * 1024
 #: Generous bounds: they catch a stall of seconds or hundreds of MiB, not speed.
 MAX_LATENCY = 0.25

@@ -11,6 +11,11 @@ import pytest
 
 from twistbridge.jsonrpc._openrpc import describe, describe_method, schema_of
 
+# One xdist worker runs the tests on the session servers of conftest.py
+# (bridge_server, compat_server; --dist loadgroup): they start once a run,
+# not once a worker.
+pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+
 SCHEMAS = Path(sys.prefix) / "share" / "openrpc"
 
 

@@ -16,6 +16,10 @@ import requests
 
 from twistbridge.testing import free_port, wait_for
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("compat-jsonrpc-api")
+
 PROGRAM = textwrap.dedent(
     """
     import json, threading

@@ -12,6 +12,10 @@ import pytest
 import requests
 from flask_programs import start_program, stop_program
 
+# One xdist worker runs this module's tests (--dist loadgroup): its
+# server starts once a run, not once a worker.
+pytestmark = pytest.mark.xdist_group("compat-parallel-link")
+
 PROGRAM = textwrap.dedent(
     """
     import decimal, os
