@@ -437,6 +437,13 @@ def main() -> None:
                     "none",
                     "--igor-port",
                     "0",
+                    # 5000 idle clients, all from 127.0.0.1: past the default
+                    # caps (4096 connections a listener, 512 a client
+                    # address), which would refuse the rest.
+                    "--max-connections",
+                    "0",
+                    "--max-connections-per-client",
+                    "0",
                 ],
                 r"igor listening on 127\.0\.0\.1:(\d+)",
                 env,
@@ -475,6 +482,10 @@ def main() -> None:
                         "none",
                         "--igor-port",
                         "none",
+                        "--max-connections",
+                        "0",
+                        "--max-connections-per-client",
+                        "0",
                     ],
                     r"http listening on 127\.0\.0\.1:(\d+)",
                     env,
