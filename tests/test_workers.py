@@ -38,10 +38,7 @@ from .broker import conftest as _broker  # noqa: E402
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
     """A redis-server of this module's own (never the system's)."""
-    if not os.path.exists(_broker.REDIS_SERVER):
-        pytest.skip("redis-server is not installed (`make redis-deps` installs it)")
-    server = _broker.RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
+    server = _broker.started_redis(tmp_path_factory.mktemp("redis"))
     server.databases = itertools.cycle(range(16))
     yield server
     server.kill()

@@ -97,16 +97,23 @@ class RedisServer:
             self.process.wait()
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    """A redis-server of this test's own (never the system's)."""
+def started_redis(directory):
+    """
+    A redis-server of its own (never the system's), started, its files in
+    C{directory}; the test is skipped where none is installed.
+    """
     if not os.path.exists(REDIS_SERVER):
         pytest.skip(
             "redis-server is not installed (`make redis-deps` installs Debian's "
             "as root; it could not here)"
         )
-    server = RedisServer(tmp_path)
-    server.start()
+    return RedisServer(directory).start()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own."""
+    server = started_redis(tmp_path)
     yield server
     server.kill()
 

@@ -17,7 +17,7 @@ import requests
 
 from twistbridge.testing import free_port, wait_for
 
-from .conftest import REDIS_SERVER, Instance, RedisServer
+from .conftest import Instance, started_redis
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -169,12 +169,7 @@ def shared_deployment(tmp_path_factory, nginx_conf):
     every instance and Redis up: each has clients of its own (closed after
     it) and a client id of its own.
     """
-    if not os.path.exists(REDIS_SERVER):
-        pytest.skip(
-            "redis-server is not installed (`make redis-deps` installs Debian's "
-            "as root; it could not here)"
-        )
-    redis_server = RedisServer(tmp_path_factory.mktemp("balancer-redis")).start()
+    redis_server = started_redis(tmp_path_factory.mktemp("balancer-redis"))
     try:
         tmp = tmp_path_factory.mktemp("balancer-nginx")
         with deployment(tmp, redis_server, nginx_conf) as running:

@@ -5,7 +5,6 @@ other forwards; the real bgpy Client and JSON lines on real sockets.
 """
 
 import json
-import os
 import socket
 import sys
 import threading
@@ -16,7 +15,7 @@ import pytest
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-from .conftest import APPS, REDIS_SERVER, RedisServer, apps_environ
+from .conftest import APPS, apps_environ, started_redis
 
 if APPS not in sys.path:
     sys.path.insert(0, APPS)
@@ -127,18 +126,26 @@ def stop_all(started):
         instance.stop()
 
 
+def init_with_app_tasks(instance):
+    """INIT through C{instance} over JSON lines, with the tasks of the app's
+    own init: both answers exact."""
+    lines = Lines(instance.port("bgpy"))
+    lines.send("INIT")
+    assert lines.read() == {"type": "OK", "args": {"message": "Received 'INIT'"}}
+    assert lines.read() == {
+        "type": "OK",
+        "args": {"message": "Initialization successful."},
+    }
+    lines.close()
+
+
 @pytest.fixture(scope="module")
 def shared_pair(tmp_path_factory):
     """
     A redis-server, A (the holder) and B, for the tests that neither kill
     an instance nor stop Redis.
     """
-    if not os.path.exists(REDIS_SERVER):
-        pytest.skip(
-            "redis-server is not installed (`make redis-deps` installs Debian's "
-            "as root; it could not here)"
-        )
-    redis_server = RedisServer(tmp_path_factory.mktemp("bgpy-redis")).start()
+    redis_server = started_redis(tmp_path_factory.mktemp("bgpy-redis"))
     started = []
     try:
         a, b = holder_first(redis_server, started)
@@ -157,14 +164,7 @@ def pair(shared_pair):
     redis_server, a, b = shared_pair
     if json.loads(redis_server.command("GET", STATE))["initialized"]:
         real(a).terminate(await_response=True)
-    lines = Lines(a.port("bgpy"))
-    lines.send("INIT")
-    assert lines.read() == {"type": "OK", "args": {"message": "Received 'INIT'"}}
-    assert lines.read() == {
-        "type": "OK",
-        "args": {"message": "Initialization successful."},
-    }
-    lines.close()
+    init_with_app_tasks(a)
     assert json.loads(redis_server.command("GET", STATE)) == FRESH
     assert (a.holder(), b.holder()) == (True, False)
     return shared_pair
@@ -241,14 +241,7 @@ def test_a_state_that_cannot_be_stored_is_refused_at_init(pair):
         "tasks": None,
         "state": None,
     }
-    lines = Lines(a.port("bgpy"))
-    lines.send("INIT")
-    assert lines.read() == {"type": "OK", "args": {"message": "Received 'INIT'"}}
-    assert lines.read() == {
-        "type": "OK",
-        "args": {"message": "Initialization successful."},
-    }
-    lines.close()
+    init_with_app_tasks(a)
 
 
 class Sender:

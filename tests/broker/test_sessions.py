@@ -6,13 +6,12 @@ with its resume token, claimed by one instance only.
 """
 
 import json
-import os
 
 import pytest
 
 from twistbridge.testing import wait_for
 
-from .conftest import REDIS_SERVER, Instance, RedisServer, holder_of, ws
+from .conftest import Instance, holder_of, started_redis, ws
 
 # One xdist worker runs this module's tests (--dist loadgroup): the pair
 # they share starts once a run, not once a worker.
@@ -26,12 +25,7 @@ def pair(tmp_path_factory):
     own, shared by the tests of that mode: each test has client ids of its
     own, so none sees another's sessions.
     """
-    if not os.path.exists(REDIS_SERVER):
-        pytest.skip(
-            "redis-server is not installed (`make redis-deps` installs Debian's "
-            "as root; it could not here)"
-        )
-    redis = RedisServer(tmp_path_factory.mktemp("sessions-redis")).start()
+    redis = started_redis(tmp_path_factory.mktemp("sessions-redis"))
     started = []
     try:
         for _ in range(2):
