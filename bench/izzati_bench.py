@@ -583,39 +583,33 @@ def main() -> None:
                 line += f", {ratio(speeds, label, original)[0]:.2f}x its upload MB/s"
             print(f"{line}; {rates[label] / rates[ceiling]:.0%} of {ceiling}'s forms/s")
     tb, bare = "twistbridge (run_in=reactor)", "bare twisted.web (ceiling)"
-    if tb in speeds and bare in speeds:
-        best, middle = ratio(speeds, tb, bare)
-        print(
-            f"upload: twistbridge {best:.2f}x the bare resource's MB/s (best), "
-            f"{middle:.2f}x (median of rounds), "
-            f"{median(cpu[tb]) / median(cpu[bare]):.2f}x its CPU per MiB, "
-            f"RSS growth {growth[tb]:.1f} MiB"
+    static = "bare static.File (ceiling)"
+    lines = [("upload: twistbridge", tb, speeds, cpu, bare, "the bare resource's")]
+    lines += [
+        (f"upload, {variant.partition(':')[0]}:", variant.partition(":")[0])
+        + (speeds, cpu, bare, "the bare resource's")
+        for variant in options.variant
+    ]
+    lines.append(
+        ("upload without splicing:", "twistbridge (reactor, no splice)")
+        + (speeds, cpu, bare, "the bare resource's")
+    )
+    lines.append(
+        ("file response: twistbridge", "twistbridge file_return")
+        + (file_speeds, file_cpu, static, "static.File's")
+    )
+    for title, label, mbps, used, reference, whose in lines:
+        if label not in mbps or reference not in mbps:
+            continue
+        best, middle = ratio(mbps, label, reference)
+        line = (
+            f"{title} {best:.2f}x {whose} MB/s (best), {middle:.2f}x (median of "
+            f"rounds), {median(used[label]) / median(used[reference]):.2f}x its "
+            f"CPU per MiB"
         )
-    for variant in options.variant:
-        label = variant.partition(":")[0]
-        if label in speeds and bare in speeds:
-            best, middle = ratio(speeds, label, bare)
-            print(
-                f"upload, {label}: {best:.2f}x the bare resource's MB/s (best), "
-                f"{middle:.2f}x (median of rounds), "
-                f"{median(cpu[label]) / median(cpu[bare]):.2f}x its CPU per MiB"
-            )
-    unspliced = "twistbridge (reactor, no splice)"
-    if unspliced in speeds and bare in speeds:
-        best, middle = ratio(speeds, unspliced, bare)
-        print(
-            f"upload without splicing: {best:.2f}x the bare resource's MB/s "
-            f"(best), {middle:.2f}x (median of rounds), "
-            f"{median(cpu[unspliced]) / median(cpu[bare]):.2f}x its CPU per MiB"
-        )
-    tbf, static = "twistbridge file_return", "bare static.File (ceiling)"
-    if tbf in file_speeds:
-        best, middle = ratio(file_speeds, tbf, static)
-        print(
-            f"file response: twistbridge {best:.2f}x static.File's MB/s (best), "
-            f"{middle:.2f}x (median of rounds), "
-            f"{median(file_cpu[tbf]) / median(file_cpu[static]):.2f}x its CPU per MiB"
-        )
+        if label == tb:
+            line += f", RSS growth {growth[tb]:.1f} MiB"
+        print(line)
 
 
 def ratio(speeds: dict, label: str, other: str) -> tuple:
