@@ -243,11 +243,24 @@ def pytest_configure(config):
         "long: takes ten seconds or more (a build, a browser, the originals' "
         "pauses): run first, so that no worker is left with it at the end",
     )
+    config.addinivalue_line(
+        "markers",
+        "one_worker: the module's tests so marked run in one xdist worker, one "
+        "after the other (a module-scoped server they share starts once a run)",
+    )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """The tests marked C{long} first, the rest in their order."""
+    """
+    The tests marked C{long} first, the rest in their order; those marked
+    C{one_worker} in an C{xdist_group} named after their module (before
+    pytest-xdist reads the groups).
+    """
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    for item in items:
+        if item.get_closest_marker("one_worker"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 # -- a real browser: Debian's Chromium under ChromeDriver ---------------------

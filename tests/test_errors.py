@@ -15,9 +15,7 @@ from twistbridge.testing import BridgeProcess, JsonLinesClient
 
 from .conftest import APPS, environ_with
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("errors")
+pytestmark = pytest.mark.one_worker
 
 
 def test_error_text():

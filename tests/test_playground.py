@@ -433,12 +433,7 @@ def test_static_files_land_in_the_wheel(tmp_path):
 # -- over a real socket ---------------------------------------------------------
 
 
-# The tests on demo_server (conftest, module-scoped) run in one xdist worker
-# (--dist loadgroup): it starts once a run, not once a worker.
-ON_DEMO_SERVER = pytest.mark.xdist_group("playground-demo-server")
-
-
-@ON_DEMO_SERVER
+@pytest.mark.one_worker
 def test_page_over_http(demo_server):
     response = requests.get(demo_server.url("/"), timeout=10)
     assert response.status_code == 200
@@ -467,7 +462,7 @@ def test_page_over_http(demo_server):
     assert response.headers["ETag"] != etag
 
 
-@ON_DEMO_SERVER
+@pytest.mark.one_worker
 def test_bgpy_bridge_refuses_foreign_origin_over_http(demo_server):
     response = requests.post(
         demo_server.url("/bgpy/exec"),
@@ -479,7 +474,7 @@ def test_bgpy_bridge_refuses_foreign_origin_over_http(demo_server):
     assert response.json() == {"error": "origin not allowed"}
 
 
-@ON_DEMO_SERVER
+@pytest.mark.one_worker
 def test_bgpy_bridge_over_http(demo_server):
     before = requests.get(demo_server.url("/bgpy/state"), timeout=10).json()
     assert before["initialized"] is True
@@ -730,7 +725,7 @@ def test_playground_errors_and_token_in_chromium(browser):
         )
 
 
-@ON_DEMO_SERVER
+@pytest.mark.one_worker
 def test_playground_uploads_without_javascript(
     browser_without_javascript, demo_server, tmp_path
 ):

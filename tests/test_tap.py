@@ -119,12 +119,7 @@ def hello_server():
         yield server
 
 
-# The tests on hello_server run in one xdist worker (--dist loadgroup): it
-# starts once a run, not once a worker.
-ON_HELLO_SERVER = pytest.mark.xdist_group("tap-hello-server")
-
-
-@ON_HELLO_SERVER
+@pytest.mark.one_worker
 def test_app_option_serves_the_app(hello_server):
     request = urllib.request.Request(
         hello_server.url("/rpc"),
@@ -151,7 +146,7 @@ BGPY_LEFT_CLOSED = (
 )
 
 
-@ON_HELLO_SERVER
+@pytest.mark.one_worker
 def test_listeners_of_unregistered_protocols_stay_closed(hello_server):
     """hello_app registers only JSON-RPC: the Igor and bgpy ports stay closed."""
     with urllib.request.urlopen(hello_server.url("/health"), timeout=5) as response:

@@ -15,9 +15,7 @@ import websocket
 
 from twistbridge.testing import BridgeProcess
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("tls")
+pytestmark = pytest.mark.one_worker
 
 ORIGIN = "https://app.example.org"
 

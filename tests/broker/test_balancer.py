@@ -185,16 +185,11 @@ def shared_cluster(shared_deployment, listen):
     return Cluster(instances, port, listen)
 
 
-# The tests on the shared deployment run in one xdist worker (--dist
-# loadgroup): it starts once a run, not once a worker.
-ON_THE_SHARED_DEPLOYMENT = pytest.mark.xdist_group("broker-balancer")
-
-
 def relayed(client, action):
     return [m["data"] for m in client.of("relay", action)]
 
 
-@ON_THE_SHARED_DEPLOYMENT
+@pytest.mark.one_worker
 def test_a_broadcast_reaches_every_client_on_every_instance_once(shared_cluster):
     cluster = shared_cluster
     holder = cluster.holder()
@@ -211,7 +206,7 @@ def test_a_broadcast_reaches_every_client_on_every_instance_once(shared_cluster)
     assert [relayed(c, "announce") for c, _ in clients] == [["one", "two"]] * 6
 
 
-@ON_THE_SHARED_DEPLOYMENT
+@pytest.mark.one_worker
 def test_a_send_to_a_client_on_another_instance(shared_cluster):
     cluster = shared_cluster
     holder = cluster.holder()
@@ -243,7 +238,7 @@ def test_a_send_to_a_client_on_another_instance(shared_cluster):
     assert relayed(sender, "direct") == []
 
 
-@ON_THE_SHARED_DEPLOYMENT
+@pytest.mark.one_worker
 def test_a_reconnect_on_another_instance_takes_the_session_over(shared_cluster):
     cluster = shared_cluster
     first, where = cluster.connect()

@@ -40,9 +40,6 @@ FRESH = {
     "tasks": None,
     "state": {"request_count": 0, "value": 1000},
 }
-# The tests on the shared pair run in one xdist worker (--dist loadgroup): it
-# starts once a run, not once a worker.
-ON_THE_SHARED_PAIR = pytest.mark.xdist_group("broker-bgpy-pair")
 
 
 def second(**args):
@@ -170,7 +167,7 @@ def pair(shared_pair):
     return shared_pair
 
 
-@ON_THE_SHARED_PAIR
+@pytest.mark.one_worker
 def test_a_client_on_either_instance_sees_one_state(pair):
     redis_server, a, b = pair
     assert (a.holder(), b.holder()) == (True, False)
@@ -222,7 +219,7 @@ def test_a_client_on_either_instance_sees_one_state(pair):
     )
 
 
-@ON_THE_SHARED_PAIR
+@pytest.mark.one_worker
 def test_a_state_that_cannot_be_stored_is_refused_at_init(pair):
     redis_server, a, b = pair
     on_b = real(b)
@@ -346,7 +343,7 @@ def test_redis_stopped_then_restarted(redis_server):
         stop_all(started)
 
 
-@ON_THE_SHARED_PAIR
+@pytest.mark.one_worker
 def test_a_task_longer_than_the_request_timeout_through_a_forwarding_instance(
     pair,
 ):

@@ -13,9 +13,7 @@ from twistbridge.testing import wait_for
 
 from .conftest import Instance, holder_of, started_redis, ws
 
-# One xdist worker runs this module's tests (--dist loadgroup): the pair
-# they share starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("broker-sessions")
+pytestmark = pytest.mark.one_worker
 
 
 @pytest.fixture(scope="module")

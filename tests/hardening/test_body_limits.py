@@ -16,9 +16,7 @@ import requests
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("body-limits")
+pytestmark = pytest.mark.one_worker
 
 TOKEN = "s3cret-token"
 MiB = 1024 * 1024

@@ -18,9 +18,7 @@ from twistbridge.channel import REFUSAL_LINGER, BridgeChannel, body_too_slow
 from twistbridge.request import BridgeRequest
 from twistbridge.testing import BridgeProcess
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("body-rate")
+pytestmark = pytest.mark.one_worker
 
 
 class Echo(Resource):

@@ -10,9 +10,7 @@ import websocket
 
 from twistbridge.testing import BridgeProcess
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("deep-json")
+pytestmark = pytest.mark.one_worker
 
 DEEP = b"[" * 200_000 + b"]" * 200_000
 

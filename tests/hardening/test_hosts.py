@@ -12,9 +12,7 @@ import websocket
 from twistbridge.hosts import host_allowed, split_host
 from twistbridge.testing import BridgeProcess
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("hosts")
+pytestmark = pytest.mark.one_worker
 
 EVIL = "attacker.example"
 

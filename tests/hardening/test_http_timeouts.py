@@ -12,9 +12,7 @@ import pytest
 from twistbridge import Bridge
 from twistbridge.testing import BridgeProcess, BridgeTestClient
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("http-timeouts")
+pytestmark = pytest.mark.one_worker
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ import requests
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("upload-disk")
+pytestmark = pytest.mark.one_worker
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -13,9 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("igor-frames")
+pytestmark = pytest.mark.one_worker
 
 
 class RawClient:

@@ -15,9 +15,7 @@ import websocket
 
 from twistbridge.testing import wait_for
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# servers start once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("igor-isolation")
+pytestmark = pytest.mark.one_worker
 
 DOCS_IGOR = Path(__file__).resolve().parents[2] / "docs" / "protocols" / "igor.rst"
 

@@ -12,9 +12,7 @@ from twistbridge.testing import wait_for
 
 from .conftest import TwistdServer
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# servers start once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("igor-origin-limits")
+pytestmark = pytest.mark.one_worker
 
 ACCEPTED = [
     None,  # no Origin header: non-browser clients

@@ -8,9 +8,7 @@ import websocket
 
 from twistbridge.testing import wait_for
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# servers start once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("igor-wire")
+pytestmark = pytest.mark.one_worker
 
 
 def test_echo_with_stream_id_and_close(url, connect):

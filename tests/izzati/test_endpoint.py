@@ -15,9 +15,7 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 from ..conftest import APPS, environ_with
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# servers start once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("izzati-endpoint")
+pytestmark = pytest.mark.one_worker
 
 MiB = 1024 * 1024
 BOUNDARY = "izzatiTestBoundary"

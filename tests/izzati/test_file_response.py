@@ -14,9 +14,7 @@ import pytest
 from twistbridge.izzati._sender import CHUNK, SENT, SHORT, STOPPED, FileProducer
 from twistbridge.testing import wait_for
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("izzati-file-response")
+pytestmark = pytest.mark.one_worker
 
 MiB = 1024 * 1024
 

@@ -36,13 +36,11 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 from ..conftest import APPS, environ_with
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# servers start once a run, not once a worker.
 pytestmark = [
     pytest.mark.skipif(
         not sys.platform.startswith("linux"), reason="splicing is Linux's"
     ),
-    pytest.mark.xdist_group("izzati-splice"),
+    pytest.mark.one_worker,
 ]
 
 KiB = 1024

@@ -16,6 +16,10 @@ from ..conftest import APPS, environ_with
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LISTENING = re.compile(r"\bhttp listening on (\S+)")
+#: The mark of the modules on this file's session servers (bridge_server,
+#: compat_server): they run in one xdist worker, so that each server starts
+#: once a run, not once a worker.
+ON_THE_SESSION_SERVERS = pytest.mark.xdist_group("jsonrpc-servers")
 
 
 def apps_environ():

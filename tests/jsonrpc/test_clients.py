@@ -7,10 +7,9 @@ from jsonrpcclient import Error, Ok, notification, parse, request, request_uuid
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import Proxy
 
-# One xdist worker runs the tests on the session servers of conftest.py
-# (bridge_server, compat_server; --dist loadgroup): they start once a run,
-# not once a worker.
-pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+from .conftest import ON_THE_SESSION_SERVERS
+
+pytestmark = ON_THE_SESSION_SERVERS
 
 
 def test_jsonrpcclient_positional_and_named(server):

@@ -3,13 +3,11 @@
 import concurrent.futures
 import threading
 
-import pytest
 import requests
 
-# One xdist worker runs the tests on the session servers of conftest.py
-# (bridge_server, compat_server; --dist loadgroup): they start once a run,
-# not once a worker.
-pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+from .conftest import ON_THE_SESSION_SERVERS
+
+pytestmark = ON_THE_SESSION_SERVERS
 
 local = threading.local()
 

@@ -11,12 +11,9 @@ import requests
 
 from twistbridge.testing import wait_for
 
-from .conftest import Client, CompatProcess
+from .conftest import ON_THE_SESSION_SERVERS, Client, CompatProcess
 
-# One xdist worker runs the tests on the session servers of conftest.py
-# (bridge_server, compat_server; --dist loadgroup): they start once a run,
-# not once a worker.
-pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+pytestmark = ON_THE_SESSION_SERVERS
 
 
 def call(method, params=None, id=1):

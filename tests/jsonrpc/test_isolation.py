@@ -15,9 +15,7 @@ import pytest
 
 from twistbridge.testing import BridgeProcess
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("jsonrpc-isolation")
+pytestmark = pytest.mark.one_worker
 
 SIZE = 16 * 1024 * 1024
 #: Generous bounds: they catch a stall of seconds or hundreds of MiB, not

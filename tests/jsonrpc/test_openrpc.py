@@ -11,10 +11,9 @@ import pytest
 
 from twistbridge.jsonrpc._openrpc import describe, describe_method, schema_of
 
-# One xdist worker runs the tests on the session servers of conftest.py
-# (bridge_server, compat_server; --dist loadgroup): they start once a run,
-# not once a worker.
-pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+from .conftest import ON_THE_SESSION_SERVERS
+
+pytestmark = ON_THE_SESSION_SERVERS
 
 SCHEMAS = Path(sys.prefix) / "share" / "openrpc"
 

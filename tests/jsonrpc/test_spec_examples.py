@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-# One xdist worker runs the tests on the session servers of conftest.py
-# (bridge_server, compat_server; --dist loadgroup): they start once a run,
-# not once a worker.
-pytestmark = pytest.mark.xdist_group("jsonrpc-servers")
+from .conftest import ON_THE_SESSION_SERVERS
+
+pytestmark = ON_THE_SESSION_SERVERS
 
 EXAMPLES = [
     # rpc call with positional parameters

@@ -137,11 +137,6 @@ def token_server(module_bgpy_server):
     return module_bgpy_server(token=TOKEN)
 
 
-# The tests on token_server run in one xdist worker (--dist loadgroup): it
-# starts once a run, not once a worker.
-ON_TOKEN_SERVER = pytest.mark.xdist_group("compat-bgpy-token-server")
-
-
 @pytest.fixture
 def marker(tmp_path):
     return tmp_path / "imported"
@@ -216,7 +211,7 @@ NOT_PLAIN = (
 )
 
 
-@ON_TOKEN_SERVER
+@pytest.mark.one_worker
 @pytest.mark.parametrize(
     "task, message",
     [
@@ -257,7 +252,7 @@ def test_token_holder_gets_only_plain_functions(token_server, task, message):
     }
 
 
-@ON_TOKEN_SERVER
+@pytest.mark.one_worker
 def test_a_pickle_never_calls_a_function_even_for_a_token_holder(
     token_server, tmp_path
 ):

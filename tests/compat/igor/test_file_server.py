@@ -16,9 +16,7 @@ import requests
 from twistbridge.igor import IgorServer
 from twistbridge.testing import free_port, wait_for
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("compat-igor-file-server")
+pytestmark = pytest.mark.one_worker
 
 PROGRAM = textwrap.dedent(
     """

@@ -12,9 +12,7 @@ import pytest
 import requests
 from flask_programs import start_program, stop_program
 
-# One xdist worker runs this module's tests (--dist loadgroup): its
-# server starts once a run, not once a worker.
-pytestmark = pytest.mark.xdist_group("compat-parallel-link")
+pytestmark = pytest.mark.one_worker
 
 PROGRAM = textwrap.dedent(
     """
