@@ -270,6 +270,22 @@ def test_delimiters_across_splices(small_pipe):
     assert result["spliced"] > before
 
 
+def stored_once(server, body, name, content):
+    """
+    Upload C{body}, whose one file part is C{content} named C{name}, and
+    check the file the callback got and its size on disk; the fallocate
+    calls of this upload and the bytes it spliced.
+    """
+    before = state(server)
+    answer = post(server, body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["files"] == [file_entry(name, content)]
+    assert result["on_disk"] == [len(content)]
+    calls = result["fallocated"][len(before["fallocated"]) :]
+    return calls, result["spliced"] - before["spliced"]
+
+
 def test_spliced_file_is_preallocated_to_the_end_of_the_body(server):
     # One fallocate covers the rest of the body (less than PREALLOCATE is
     # left), without making the file longer: it ends with the part's bytes.
@@ -278,17 +294,11 @@ def test_spliced_file_is_preallocated_to_the_end_of_the_body(server):
     head = part("note", b"first")
     body = body_of(head, part("file", content, "p.bin"))
     prefix = body.index(content)
-    before = state(server)
-    answer = post(server, body)
-    assert answer.status_code == 200, answer.text
-    result = answer.json()
-    assert result["files"] == [file_entry("p.bin", content)]
-    assert result["on_disk"] == [len(content)]
-    calls = result["fallocated"][len(before["fallocated"]) :]
+    calls, spliced_now = stored_once(server, body, "p.bin", content)
     assert len(calls) == 1
     [[offset, length]] = calls
     assert offset + length == len(body) - prefix
-    assert result["spliced"] - before["spliced"] >= len(content) - MiB
+    assert spliced_now >= len(content) - MiB
 
 
 def test_preallocation_runs_ahead_of_the_splices(small_pipe):
@@ -300,14 +310,7 @@ def test_preallocation_runs_ahead_of_the_splices(small_pipe):
     body = body_of(part("file", content, "ahead.bin"), part("end", b"done"))
     # (in the file: the body's bytes from the part's first on)
     limit = len(body) - body.index(content)
-    before = state(small_pipe)
-    answer = post(small_pipe, body)
-    assert answer.status_code == 200, answer.text
-    result = answer.json()
-    assert result["files"] == [file_entry("ahead.bin", content)]
-    assert result["on_disk"] == [len(content)]
-    calls = result["fallocated"][len(before["fallocated"]) :]
-    spliced_now = result["spliced"] - before["spliced"]
+    calls, spliced_now = stored_once(small_pipe, body, "ahead.bin", content)
     assert spliced_now >= len(content) - MiB
     assert len(calls) >= 4
     for (offset, length), (following, _) in zip(calls, calls[1:]):
