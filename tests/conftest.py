@@ -33,10 +33,15 @@ def environ_with(*paths, drop=(), **extra):
     return env
 
 
+def apps_environ(**extra):
+    """L{environ_with} the test apps (tests/apps) first on C{PYTHONPATH}."""
+    return environ_with(APPS, **extra)
+
+
 @pytest.fixture
 def apps_env():
     """An environment whose PYTHONPATH finds the test apps in tests/apps."""
-    return environ_with(APPS)
+    return apps_environ()
 
 
 def debian_nginx_conf(site, tmp):

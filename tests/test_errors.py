@@ -13,7 +13,7 @@ from twistbridge.errors import Busy, error_text, not_json_text
 from twistbridge.offload import RemoteError, ServerBusy
 from twistbridge.testing import BridgeProcess, JsonLinesClient
 
-from .conftest import APPS, environ_with
+from .conftest import apps_environ
 
 pytestmark = pytest.mark.one_worker
 
@@ -54,7 +54,7 @@ def test_not_json_text():
 
 @pytest.fixture(scope="module")
 def server():
-    env = environ_with(APPS, BGPY_TOKEN="errors-token")
+    env = apps_environ(BGPY_TOKEN="errors-token")
     with BridgeProcess(["--app", "answers_app:bridge"], env=env) as server:
         yield server
 

@@ -22,7 +22,7 @@ import twistbridge
 from twistbridge.tap import Options
 from twistbridge.testing import BridgeProcess, twistd_path
 
-from .conftest import APPS, environ_with
+from .conftest import APPS, apps_environ
 
 PREFIX = "twistd bridge: error: "
 #: Modules an in-process start-up imports that must not outlive the test:
@@ -112,7 +112,7 @@ def test_none_switches_listeners_off():
 @pytest.fixture(scope="module")
 def hello_server():
     """hello_app (JSON-RPC only) given --port alone."""
-    env = environ_with(APPS)
+    env = apps_environ()
     with BridgeProcess(
         ["--app", "hello_app:bridge"], env=env, closed=("igor", "bgpy")
     ) as server:

@@ -27,7 +27,7 @@ from twistbridge.testing import (
     wait_for,
 )
 
-from .conftest import APPS, environ_with
+from .conftest import APPS, apps_environ
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,16 +56,12 @@ def broker(redis_server):
     return f"redis://127.0.0.1:{redis_server.port}/{db}"
 
 
-def environ():
-    return environ_with(APPS)
-
-
 def workers(broker, app="workers_app:bridge", n=2):
     """The app under --workers N (N None: as many as the app asks for)."""
     count = [] if n is None else ["--workers", str(n)]
     return BridgeProcess(
         ["--app", app, *count, "--broker", broker],
-        env=environ(),
+        env=apps_environ(),
         closed=("igor", "bgpy"),
     )
 
@@ -260,7 +256,7 @@ def test_more_than_one_worker_needs_a_broker():
         + ["--port", "0", "--workers", "2"],
         capture_output=True,
         text=True,
-        env=environ(),
+        env=apps_environ(),
         timeout=60,
     )
     assert result.returncode == 1
@@ -320,7 +316,7 @@ def test_bridge_workers_2_shares_a_unix_socket_and_dies_with_a_killed_supervisor
     path = str(tmp_path / "bridge.sock")
     server = BridgeProcess(
         ["--app", "workers_app:two", "--port", f"unix:{path}", "--broker", broker],
-        env=environ(),
+        env=apps_environ(),
         closed=("igor", "bgpy"),
     ).start()
     try:
@@ -341,7 +337,7 @@ def test_bridge_workers_2_shares_a_unix_socket_and_dies_with_a_killed_supervisor
 def test_workers_1_is_the_single_process_of_today():
     with BridgeProcess(
         ["--app", "workers_app:bridge", "--workers", "1"],
-        env=environ(),
+        env=apps_environ(),
         closed=("igor", "bgpy"),
     ) as server:
         assert call(server, "pid") == server.process.pid
@@ -358,7 +354,7 @@ def test_daemon_mode_the_pidfile_is_the_supervisors(broker, tmp_path):
         + ["--workers", "2", "--broker", broker],
         capture_output=True,
         text=True,
-        env=environ(),
+        env=apps_environ(),
         cwd=str(tmp_path),
         timeout=30,
     )
@@ -532,7 +528,7 @@ ACTIVATE = shutil.which("systemd-socket-activate")
 )
 def test_the_workers_share_the_sockets_systemd_passed(broker, tmp_path):
     port = free_port()
-    env = environ()
+    env = apps_environ()
     command = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=http"]
     for name in ("PYTHONPATH", "PATH", "HOME"):
         if name in env:
@@ -601,7 +597,7 @@ def _announces(listener):
 def test_igor_broadcasts_and_the_bgpy_state_are_shared_by_both_workers(broker):
     server = BridgeProcess(
         ["--app", "broker_bgpy_app:bridge", "--workers", "2", "--broker", broker],
-        env=environ(),
+        env=apps_environ(),
     ).start()
     listeners = []
     connections = []

@@ -13,7 +13,7 @@ from twisted.internet import defer
 
 from twistbridge.testing import BridgeProcess, free_port, wait_for
 
-from ..conftest import APPS, environ_with
+from ..conftest import apps_environ
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -116,10 +116,6 @@ def redis_server(tmp_path):
     server = started_redis(tmp_path)
     yield server
     server.kill()
-
-
-def apps_environ():
-    return environ_with(APPS)
 
 
 class Instance(BridgeProcess):

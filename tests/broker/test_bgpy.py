@@ -15,7 +15,8 @@ import pytest
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-from .conftest import APPS, apps_environ, started_redis
+from ..conftest import APPS, apps_environ
+from .conftest import started_redis
 
 if APPS not in sys.path:
     sys.path.insert(0, APPS)

@@ -12,15 +12,11 @@ import websocket
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-from ..conftest import APPS, environ_with
+from ..conftest import APPS, apps_environ
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)  # the shared fakes: `from fakes import ...`
-
-
-def apps_environ(**extra):
-    return environ_with(APPS, **extra)
 
 
 class CompatProcess:

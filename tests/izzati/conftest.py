@@ -4,7 +4,7 @@ import pytest
 
 from twistbridge.testing import BridgeProcess
 
-from ..conftest import APPS, environ_with
+from ..conftest import apps_environ
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def izzati_app():
     """
 
     def make(tmpdir):
-        env = environ_with(APPS, TMPDIR=str(tmpdir))
+        env = apps_environ(TMPDIR=str(tmpdir))
         args = ["--app", "izzati_test_app:bridge", "--igor-port", "none"]
         return BridgeProcess([*args, "--bgpy-port", "none"], env=env)
 

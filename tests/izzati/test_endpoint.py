@@ -13,7 +13,7 @@ from izzati import Frontend
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-from ..conftest import APPS, environ_with
+from ..conftest import apps_environ
 
 pytestmark = pytest.mark.one_worker
 
@@ -82,7 +82,7 @@ def app_server(upload_tmp, izzati_app):
 
 @pytest.fixture(scope="module")
 def limited_server():
-    env = environ_with(APPS)
+    env = apps_environ()
     with BridgeProcess(
         [
             "--app",

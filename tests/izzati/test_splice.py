@@ -34,7 +34,7 @@ from twistbridge.izzati import _splice
 from twistbridge.izzati._core import payload_length
 from twistbridge.testing import BridgeProcess, wait_for
 
-from ..conftest import APPS, environ_with
+from ..conftest import apps_environ
 
 pytestmark = [
     pytest.mark.skipif(
@@ -50,7 +50,7 @@ DELIMITER = b"\r\n--" + BOUNDARY
 
 
 def bridge(tmpdir, *args, **env):
-    environment = environ_with(APPS, TMPDIR=str(tmpdir), **env)
+    environment = apps_environ(TMPDIR=str(tmpdir), **env)
     options = ["--app", "izzati_splice_app:bridge", "--igor-port", "none"]
     return BridgeProcess([*options, "--bgpy-port", "none", *args], env=environment)
 

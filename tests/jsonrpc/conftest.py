@@ -12,7 +12,7 @@ import requests
 
 from twistbridge.testing import BridgeProcess, wait_for
 
-from ..conftest import APPS, environ_with
+from ..conftest import APPS, apps_environ
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LISTENING = re.compile(r"\bhttp listening on (\S+)")
@@ -20,10 +20,6 @@ LISTENING = re.compile(r"\bhttp listening on (\S+)")
 #: compat_server): they run in one xdist worker, so that each server starts
 #: once a run, not once a worker.
 ON_THE_SESSION_SERVERS = pytest.mark.xdist_group("jsonrpc-servers")
-
-
-def apps_environ():
-    return environ_with(APPS)
 
 
 class CompatProcess:

@@ -14,7 +14,7 @@ from flask_programs import start_program, stop_program
 
 from twistbridge.testing import BridgeProcess
 
-from ...conftest import APPS, environ_with
+from ...conftest import apps_environ
 
 PROGRAM = textwrap.dedent(
     """
@@ -95,7 +95,7 @@ def test_fixjson_replaced_by_the_program(program):
 
 
 def test_the_bridge_api_applies_a_hook_only_where_asked():
-    env = environ_with(APPS)
+    env = apps_environ()
     with BridgeProcess(
         [
             "--app",
