@@ -218,23 +218,28 @@ def instance_class():
     return Instance
 
 
+def start_instances(redis_server, started, n=2, extra=()):
+    """
+    Start C{n} instances on C{redis_server}, appended to C{started} (which
+    the caller stops), and wait until every instance of C{started} is
+    connected to its broker; C{started}.
+    """
+    for _ in range(n):
+        started.append(Instance(redis_server.url, extra).start())
+    for instance in started:
+        wait_for(
+            lambda i=instance: i.health()["status"] == "ok",
+            15,
+            what="the broker connected",
+        )
+    return started
+
+
 @pytest.fixture
 def instances(redis_server):
     """Start instances sharing C{redis_server}: start(n) -> [Instance, ...]."""
     started = []
-
-    def start(n=2, extra=()):
-        for _ in range(n):
-            started.append(Instance(redis_server.url, extra).start())
-        for instance in started:
-            wait_for(
-                lambda i=instance: i.health()["status"] == "ok",
-                15,
-                what="the broker connected",
-            )
-        return started
-
-    yield start
+    yield lambda n=2, extra=(): start_instances(redis_server, started, n, extra)
     for instance in started:
         instance.stop()
 

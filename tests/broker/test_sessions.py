@@ -11,7 +11,7 @@ import pytest
 
 from twistbridge.testing import wait_for
 
-from .conftest import Instance, holder_of, started_redis, ws
+from .conftest import holder_of, start_instances, started_redis, ws
 
 pytestmark = pytest.mark.one_worker
 
@@ -26,15 +26,7 @@ def pair(tmp_path_factory):
     redis = started_redis(tmp_path_factory.mktemp("sessions-redis"))
     started = []
     try:
-        for _ in range(2):
-            started.append(Instance(redis.url).start())
-        for instance in started:
-            wait_for(
-                lambda i=instance: i.health()["status"] == "ok",
-                15,
-                what="the broker connected",
-            )
-        yield redis, started
+        yield redis, start_instances(redis, started)
     finally:
         for instance in started:
             instance.stop()
