@@ -27,19 +27,20 @@ from twistbridge.testing import (
     wait_for,
 )
 
+from .broker import conftest as _broker  # its redis-server and Igor listener
 from .conftest import APPS, apps_environ
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# The broker tests' redis-server and Igor listener.
-from .broker import conftest as _broker  # noqa: E402
+
+#: The databases of the module's redis-server (Redis has 16), taken in turn.
+_DATABASES = itertools.cycle(range(16))
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
     """A redis-server of this module's own (never the system's)."""
     server = _broker.started_redis(tmp_path_factory.mktemp("redis"))
-    server.databases = itertools.cycle(range(16))
     yield server
     server.kill()
 
@@ -51,7 +52,7 @@ def broker(redis_server):
     than the last test's: nothing an earlier server left (a lease a killed
     worker held until it expires) is seen.
     """
-    db = next(redis_server.databases)
+    db = next(_DATABASES)
     assert redis_server.command("FLUSHDB", db=db) == b"+OK"
     return f"redis://127.0.0.1:{redis_server.port}/{db}"
 
