@@ -30,9 +30,6 @@ from twistbridge.testing import (
 from .broker import conftest as _broker  # its redis-server and Igor listener
 from .conftest import APPS, apps_environ
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 #: The databases of the module's redis-server (Redis has 16), taken in turn.
 _DATABASES = itertools.cycle(range(16))
 
