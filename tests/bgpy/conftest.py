@@ -2,7 +2,6 @@
 
 import base64
 import json
-import os
 import re
 import socket
 import subprocess
@@ -15,7 +14,6 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 from ..conftest import APPS, environ_with
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 # The real bgpy client pickles task functions by module name: the tests
 # import the task modules under the same names the servers do.
 if APPS not in sys.path:

@@ -15,7 +15,6 @@ from twistbridge.testing import BridgeProcess, free_port, wait_for
 
 from ..conftest import apps_environ
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 

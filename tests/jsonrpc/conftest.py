@@ -14,7 +14,6 @@ from twistbridge.testing import BridgeProcess, wait_for
 
 from ..conftest import APPS, apps_environ
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 LISTENING = re.compile(r"\bhttp listening on (\S+)")
 #: The mark of the modules on this file's session servers (bridge_server,
 #: compat_server): they run in one xdist worker, so that each server starts
